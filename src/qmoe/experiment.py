@@ -1,0 +1,156 @@
+"""One training run of the study: (dataset embeddings, protocol split, seed, variant) -> results.
+
+Ties splits, models, training and evaluation together; the `train` stage loops over folds and
+seeds and writes what this returns.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from qmoe import models
+from qmoe.io import ConfigError, choose, seed_everything
+from qmoe.metrics import scores
+from qmoe.splits import Corrected, Faithful, Split, protocol_class
+from qmoe.train import FitResult, Prediction, TrainConfig, fit, predict, recipe_for
+from qmoe.trained import Standardized, fit_zscore
+
+# train.labels -> (id column, name column) of the manifest (docs/architecture.md section 1)
+LABEL_COLUMNS = {
+    "classes": ("label_id", "label_name"),
+    "major": ("major_id", "major_name"),          # ESC: official categories, target // 10
+    "scrambled": ("scrambled_id", "scrambled_name"),  # ESC: the reference's 5-way mapping (4.1)
+}
+
+
+class Embeddings(NamedTuple):
+    x: Tensor                 # (n, d) float32 raw embeddings
+    y: Tensor                 # (n,) int64 contiguous class ids
+    folds: np.ndarray         # (n,) official fold, 0 = none
+    groups: np.ndarray        # (n,) source recording id (for grouped splits)
+    clip_ids: list[str]
+    class_names: list[str]
+
+
+def embeddings_from_table(table: pd.DataFrame, labels: str) -> Embeddings:
+    """Feature table (manifest columns + emb_*) -> tensors, with the chosen label set."""
+    id_col, name_col = choose(labels, LABEL_COLUMNS, "label set (train.labels)")
+    if id_col not in table.columns:
+        raise ConfigError(f"train.labels: {labels!r} needs column {id_col!r}, which this dataset "
+                          f"lacks (only ESC datasets have major/scrambled labels)")
+    emb_cols = [c for c in table.columns if c.startswith("emb_")]
+    if not emb_cols:
+        raise ValueError("feature table has no emb_* columns")
+    raw = table[id_col].to_numpy()
+    ids = np.unique(raw)                          # remap to 0..C-1 in ascending id order
+    names = [str(table.loc[raw == i, name_col].iloc[0]) for i in ids]
+    y = torch.as_tensor(np.searchsorted(ids, raw), dtype=torch.long)
+    x = torch.as_tensor(table[emb_cols].to_numpy(dtype=np.float32))
+    return Embeddings(x, y, table["fold"].to_numpy(dtype=int),
+                      table["source_id"].astype(str).to_numpy(), table["clip_id"].astype(str).tolist(),
+                      names)
+
+
+def make_protocol(name: str, cfg: TrainConfig) -> Corrected | Faithful:
+    cls = protocol_class(name)
+    if cls is Faithful:
+        return Faithful(n_folds=cfg.faithful_folds, seed=cfg.split_seed)
+    return Corrected(val_fraction=cfg.val_fraction)
+
+
+def seeds_for(protocol: Corrected | Faithful, cfg: TrainConfig) -> tuple[int, ...]:
+    """Corrected: the seeds list; faithful: the reference's single seed."""
+    return (cfg.split_seed,) if isinstance(protocol, Faithful) else cfg.seeds
+
+
+class RunResult(NamedTuple):
+    model: Standardized        # trained (not deployed) model, selected epoch
+    fit: FitResult
+    prediction: Prediction     # of the deployed model on the test fold
+    metrics: dict[str, Any]
+
+
+def run_one(data: Embeddings, split: Split, seed: int, variant_name: str,
+            variants: dict[str, Any], mlp_section: dict[str, Any], cfg: TrainConfig,
+            protocol: Corrected | Faithful, context: str) -> RunResult:
+    """Train one variant on one fold with one seed and evaluate it as deployed on the test fold."""
+    variant = models.variant_from_params(variant_name, variants)
+    mlp = models.MLPConfig(in_dim=data.x.shape[1], num_classes=len(data.class_names),
+                           hidden_sizes=tuple(mlp_section["hidden_sizes"]),
+                           dropout=float(mlp_section["dropout"]))
+    generator = seed_everything(seed * 1000 + split.fold)   # model init, shuffling, MC dropout
+    zs = fit_zscore(data.x[split.train])
+    model = Standardized(models.build(variant, mlp, variants), zs.mean, zs.std)
+    # Corrected: every variant keeps its best validation epoch. Faithful (6.3, 8.5): single models
+    # keep their last epoch, the MoE its best held-out (= test) epoch.
+    moe = models.is_moe(variant)
+    recipe = recipe_for(cfg, moe=moe, select_best=isinstance(protocol, Corrected) or moe)
+    t0 = time.perf_counter()
+    result = fit(model, data.x[split.train], data.y[split.train], data.x[split.val],
+                 data.y[split.val], mlp.num_classes, recipe, generator, context)
+    train_seconds = time.perf_counter() - t0
+    if hasattr(model.net, "calibrate_"):    # curiosity `route`: thresholds from validation data
+        with torch.no_grad():
+            model.net.calibrate_((data.x[split.val] - zs.mean) / zs.std)
+    deployed = models.deploy(copy.deepcopy(model), variant)
+    torch.manual_seed(seed * 1000 + split.fold)             # MC passes at test time
+    pred = predict(deployed, data.x[split.test])
+    s = scores(data.y[split.test], pred.pred, mlp.num_classes)
+    metrics = {
+        "fold": split.fold, "seed": seed, "accuracy": s.accuracy, "macro_f1": s.macro_f1,
+        "weighted_f1": s.weighted_f1, "best_epoch": result.best_epoch,
+        "selected_epoch": result.selected_epoch, "epochs_run": result.epochs_run,
+        "train_seconds": train_seconds, "n_train": len(split.train), "n_val": len(split.val),
+        "n_test": len(split.test), "n_params": sum(p.numel() for p in model.net.parameters()),
+    }
+    return RunResult(model, result, pred, metrics)
+
+
+def variants_subset(name: str, variants: dict[str, Any]) -> dict[str, Any]:
+    """The params entries a checkpoint needs to rebuild `name`: itself and any experts it lists."""
+    entry = choose(name, variants, "variant")
+    needed = [name, *(entry.get("experts") or [])]
+    return {n: choose(n, variants, "variant") for n in needed}
+
+
+def prediction_frame(data: Embeddings, split: Split, seed: int, pred: Prediction) -> pd.DataFrame:
+    """predictions.csv rows: one per test clip (routing columns for an MoE)."""
+    frame = pd.DataFrame({"fold": split.fold, "seed": seed,
+                          "clip_id": [data.clip_ids[i] for i in split.test],
+                          "label": data.y[split.test].numpy(), "pred": pred.pred.numpy()})
+    if pred.expert is not None:
+        frame["expert"] = pred.expert.numpy()
+        frame["gate_prob"] = pred.gate_prob.numpy()
+    if pred.uncertainty is not None:
+        frame["uncertainty"] = pred.uncertainty.float().numpy()
+    return frame
+
+
+def checkpoint_meta(args: Any, data: Embeddings, split: Split, seed: int, run: RunResult,
+                    variants: dict[str, Any], mlp_section: dict[str, Any]) -> dict[str, Any]:
+    """Everything `qmoe.trained.load_trained` and `benchmark` need, next to the weights."""
+    return {
+        "dataset": args.dataset, "protocol": args.protocol, "variant": args.variant,
+        "variants": variants, "in_dim": int(data.x.shape[1]), "num_classes": len(data.class_names),
+        "class_names": data.class_names,
+        "model": {"hidden_sizes": list(mlp_section["hidden_sizes"]),
+                  "dropout": float(mlp_section["dropout"])},
+        "fold": split.fold, "seed": seed, "selected_epoch": run.fit.selected_epoch,
+        "best_epoch": run.fit.best_epoch, "test_clip_ids": [data.clip_ids[i] for i in split.test],
+    }
+
+
+def curiosity_record(data: Embeddings, split: Split, pred: Prediction) -> dict[str, list] | None:
+    """Per test sample: u, label, prediction and chosen expert (None when u is not computed)."""
+    if pred.uncertainty is None:
+        return None
+    return {"clip_id": [data.clip_ids[i] for i in split.test],
+            "u": pred.uncertainty.float().tolist(), "label": data.y[split.test].tolist(),
+            "pred": pred.pred.tolist(), "expert": pred.expert.tolist()}

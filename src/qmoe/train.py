@@ -1,0 +1,180 @@
+"""Training recipes of the reference (reference-method.md 6.3-6.4 single models, 8.4-8.5 MoE).
+
+All data lives in tensors (a few thousand clips at most), so an epoch is a handful of matrix
+products rather than a DataLoader's per-batch Python overhead. No file I/O here.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from qmoe.io import require
+from qmoe.metrics import scores
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """params.yaml `train`: the reference's hyper-parameters (6.4) and the protocols' knobs."""
+
+    labels: str = "classes"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    split_seed: int = 42
+    faithful_folds: int = 5
+    val_fraction: float = 0.1
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 5.793146438537801e-4
+    weight_decay: float = 5.1275736171219844e-3
+    label_smoothing: float = 0.10851194368924916
+    patience: int = 15
+    lr_factor: float = 0.6156433661410728
+    moe_lr: float = 1.0e-3
+    moe_patience: int = 30
+    moe_min_delta: float = 1.0e-3
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        require(len(self.seeds) >= 1, "train.seeds", "needs at least one seed")
+        require(self.epochs >= 1, "train.epochs", f"{self.epochs} < 1")
+        require(self.batch_size >= 1, "train.batch_size", f"{self.batch_size} < 1")
+        for name in ("lr", "moe_lr"):
+            require(getattr(self, name) > 0, f"train.{name}", f"{getattr(self, name)} must be > 0")
+        require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+        require(0 <= self.label_smoothing < 1, "train.label_smoothing", "must be in [0, 1)")
+        require(self.patience >= 1 and self.moe_patience >= 1, "train.patience", "must be >= 1")
+        require(0 < self.lr_factor < 1, "train.lr_factor", f"{self.lr_factor} not in (0, 1)")
+        require(self.moe_min_delta >= 0, "train.moe_min_delta", "must be >= 0")
+        require(1 <= self.threads <= 256, "train.threads", f"{self.threads} not in [1, 256]")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one model family is optimised and which epoch is kept."""
+
+    lr: float
+    weight_decay: float
+    label_smoothing: float
+    patience: int
+    min_delta: float          # improvement needed to reset early stopping / count as best
+    use_scheduler: bool       # ReduceLROnPlateau(max) on validation weighted-F1
+    lr_factor: float
+    select_best: bool         # True: best validation epoch; False: last epoch (reference singles)
+    epochs: int
+    batch_size: int
+
+
+def recipe_for(cfg: TrainConfig, moe: bool, select_best: bool) -> Recipe:
+    """Single models: AdamW + label smoothing + plateau LR (6.3); MoE: Adam 1e-3, no smoothing (8.5)."""
+    if moe:
+        return Recipe(cfg.moe_lr, 0.0, 0.0, cfg.moe_patience, cfg.moe_min_delta, False,
+                      cfg.lr_factor, select_best, cfg.epochs, cfg.batch_size)
+    return Recipe(cfg.lr, cfg.weight_decay, cfg.label_smoothing, cfg.patience, 0.0, True,
+                  cfg.lr_factor, select_best, cfg.epochs, cfg.batch_size)
+
+
+class FitResult(NamedTuple):
+    history: list[dict]
+    best_epoch: int
+    selected_epoch: int
+    epochs_run: int
+
+
+class Prediction(NamedTuple):
+    pred: Tensor                  # (n,) predicted class
+    expert: Tensor | None         # (n,) chosen expert (MoE only)
+    gate_prob: Tensor | None      # (n,) routing probability of the chosen expert
+    uncertainty: Tensor | None    # (n,) curiosity u(x), where the router computes it
+
+
+def class_weights(y: Tensor, num_classes: int) -> Tensor:
+    """w_c = 1 / count_c on the training part (6.3); absent classes get weight 0."""
+    counts = torch.bincount(y, minlength=num_classes).float()
+    return torch.where(counts > 0, 1.0 / counts.clamp(min=1), torch.zeros_like(counts))
+
+
+def _forward(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor | None, object]:
+    """Logits and auxiliary loss from a single model (Tensor) or an MoE (MoEOutput)."""
+    out = model(x)
+    if isinstance(out, Tensor):
+        return out, None, out
+    return out.logits, out.aux_loss, out
+
+
+def fit(model: nn.Module, x_tr: Tensor, y_tr: Tensor, x_val: Tensor, y_val: Tensor,
+        num_classes: int, recipe: Recipe, generator: torch.Generator, context: str = "") -> FitResult:
+    """Train in place; on return `model` holds the selected epoch's weights."""
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="max", patience=recipe.patience, factor=recipe.lr_factor)
+    weights = class_weights(y_tr, num_classes)
+    best, best_epoch, bad, best_state, history = -1.0, 0, 0, None, []
+    for epoch in range(1, recipe.epochs + 1):
+        train_loss = _train_epoch(model, opt, x_tr, y_tr, weights, recipe, generator, context, epoch)
+        val_loss, s = _validate(model, x_val, y_val, weights, num_classes)
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                        "val_weighted_f1": s.weighted_f1, "val_macro_f1": s.macro_f1,
+                        "lr": opt.param_groups[0]["lr"]})
+        if s.weighted_f1 > best + recipe.min_delta:
+            best, best_epoch, bad = s.weighted_f1, epoch, 0
+            if recipe.select_best:
+                best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
+        if recipe.use_scheduler:
+            sched.step(s.weighted_f1)
+        if bad >= recipe.patience:
+            break
+    if recipe.select_best and best_state is not None:
+        model.load_state_dict(best_state)
+    selected = best_epoch if recipe.select_best else len(history)
+    return FitResult(history, best_epoch, selected, len(history))
+
+
+def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor, weights: Tensor,
+                 recipe: Recipe, generator: torch.Generator, context: str, epoch: int) -> float:
+    model.train()
+    order = torch.randperm(len(y), generator=generator)
+    total = 0.0
+    for start in range(0, len(y), recipe.batch_size):
+        idx = order[start:start + recipe.batch_size]
+        logits, aux, _ = _forward(model, x[idx])
+        loss = F.cross_entropy(logits, y[idx], weight=weights, label_smoothing=recipe.label_smoothing)
+        if aux is not None:
+            loss = loss + aux
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{context}: loss became {loss.item()} at epoch {epoch}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(idx)
+    return total / len(y)
+
+
+@torch.no_grad()
+def _validate(model: nn.Module, x: Tensor, y: Tensor, weights: Tensor, num_classes: int):
+    model.eval()
+    logits, _, _ = _forward(model, x)
+    loss = F.cross_entropy(logits.float(), y, weight=weights).item()
+    return loss, scores(y, logits.argmax(dim=1), num_classes)
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, x: Tensor) -> Prediction:
+    """Predictions of a (deployed) model on (n, d) inputs, with routing details for an MoE."""
+    model.eval()
+    logits, _, out = _forward(model, x)
+    pred = logits.argmax(dim=1)
+    if isinstance(out, Tensor):
+        return Prediction(pred, None, None, None)
+    expert = out.expert_index[:, 0]                                 # (n,) top-1 expert
+    gate = out.routing_probs.gather(1, expert[:, None]).squeeze(1)   # (n,)
+    return Prediction(pred, expert, gate.float(), out.uncertainty)

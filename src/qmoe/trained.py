@@ -1,0 +1,76 @@
+"""A trained classifier as deployed: z-score normaliser + network, rebuilt from a checkpoint alone.
+
+The checkpoint's `meta` carries everything needed (variant configs, MLP shape), as nanoGPT's
+checkpoints carry `model_args`, so `benchmark` never reads params.yaml to rebuild a model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from qmoe import models
+from qmoe.io import load_checkpoint
+
+
+class Standardized(nn.Module):
+    """x (b, d) -> net((x - mean) / std); mean and std fitted on the training part only."""
+
+    def __init__(self, net: nn.Module, mean: Tensor, std: Tensor):
+        super().__init__()
+        self.net = net
+        self.register_buffer("norm_mean", mean.detach().clone().float())
+        self.register_buffer("norm_std", std.detach().clone().float())
+
+    def forward(self, x: Tensor):
+        return self.net((x - self.norm_mean) / self.norm_std)
+
+
+class ZScore(NamedTuple):
+    mean: Tensor  # (d,)
+    std: Tensor   # (d,), constant features get 1 so they map to 0 instead of NaN
+
+
+def fit_zscore(x: Tensor) -> ZScore:
+    """Per-feature mean and (population) std of (n, d) training inputs."""
+    std = x.std(dim=0, unbiased=False)
+    return ZScore(x.mean(dim=0), torch.where(std > 0, std, torch.ones_like(std)))
+
+
+class LoadedModel(NamedTuple):
+    model: nn.Module           # deployed, eval mode: raw embeddings (b, d) -> logits or MoEOutput
+    meta: dict
+    variant: object            # the variant's config dataclass
+
+
+class Rebuilt(NamedTuple):
+    model: Standardized
+    variant: object
+
+
+def rebuild(meta: dict) -> Rebuilt:
+    """Untrained Standardized(network) with the architecture described by a checkpoint's meta."""
+    cfg = models.variant_from_params(meta["variant"], meta["variants"])
+    mlp = models.MLPConfig(in_dim=meta["in_dim"], num_classes=meta["num_classes"],
+                           hidden_sizes=tuple(meta["model"]["hidden_sizes"]),
+                           dropout=meta["model"]["dropout"])
+    net = models.build(cfg, mlp, meta["variants"])
+    d = meta["in_dim"]
+    return Rebuilt(Standardized(net, torch.zeros(d), torch.ones(d)), cfg)
+
+
+def load_trained(path: Path | str) -> LoadedModel:
+    """Load fold{k}_seed{s}.pt and return the model as deployed (e.g. int8 for ptq_int8)."""
+    ckpt = load_checkpoint(path)
+    for key in ("variant", "variants", "in_dim", "num_classes", "model"):
+        if key not in ckpt.meta:
+            raise ValueError(f"checkpoint {path}: meta lacks {key!r}")
+    model, cfg = rebuild(ckpt.meta)
+    try:
+        model.load_state_dict(ckpt.state_dict)
+    except RuntimeError as e:
+        raise ValueError(f"checkpoint {path} does not match its variant {ckpt.meta['variant']}: {e}") from e
+    return LoadedModel(models.deploy(model, cfg).eval(), ckpt.meta, cfg)

@@ -1,0 +1,64 @@
+"""dvc.yaml <-> stages/ <-> params.yaml consistency, and every params section builds its config."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from qmoe.io import load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+PARAMS = load_params(ROOT / "params.yaml")
+
+
+def _body(stage: dict) -> dict:
+    return stage.get("do", stage)
+
+
+@pytest.mark.parametrize("name", sorted(DVC["stages"]))
+def test_stage_script_named_after_stage_and_listed_in_deps(name):
+    body = _body(DVC["stages"][name])
+    script = f"stages/{name}.py"
+    assert (ROOT / script).is_file(), f"{script} missing"
+    assert body["cmd"].split()[:2] == ["python", script]
+    assert script in body["deps"]
+
+
+@pytest.mark.parametrize("name", sorted(DVC["stages"]))
+def test_stage_reads_its_own_params_section(name):
+    body = _body(DVC["stages"][name])
+    groups = [p.split(".")[0] for p in body.get("params", [])]
+    assert name in groups or name in ("download", "aggregate") or name in PARAMS
+    for g in groups:
+        assert g in PARAMS, f"stage {name} declares params group {g!r} absent from params.yaml"
+
+
+def test_train_config_builds_from_params():
+    from qmoe.io import from_section
+    from qmoe.train import TrainConfig
+
+    cfg = from_section(TrainConfig, PARAMS["train"], "train")
+    assert cfg.seeds == (0, 1, 2) and cfg.split_seed == 42
+    assert cfg.patience == 15 and cfg.batch_size == 64  # reference-method.md 6.4
+
+
+def test_every_study_variant_builds():
+    from qmoe import models
+
+    for name in PARAMS["study"]["variants"]:
+        cfg = models.variant_from_params(name, PARAMS["variants"])
+        mlp = models.MLPConfig(in_dim=32, num_classes=5, hidden_sizes=(16, 8), dropout=0.1)
+        assert models.build(cfg, mlp, PARAMS["variants"]) is not None
+
+
+def test_study_lists_only_known_names():
+    from qmoe.splits import PROTOCOLS
+
+    assert set(PARAMS["study"]["protocols"]) <= set(PROTOCOLS)
+    assert set(PARAMS["study"]["variants"]) <= set(PARAMS["variants"])
+
+
+def test_default_study_is_the_papers_dataset_with_both_protocols():
+    assert PARAMS["study"]["datasets"] == ["esc50"]
+    assert PARAMS["study"]["protocols"] == ["corrected", "faithful"]

@@ -1,0 +1,110 @@
+import numpy as np
+import pytest
+import torch
+
+from qmoe import experiment
+from qmoe.splits import Corrected, Faithful
+from qmoe.train import TrainConfig, class_weights, fit, recipe_for
+
+VARIANTS = {"fp32": {"kind": "fp32"}}
+MLP = {"hidden_sizes": [32, 16], "dropout": 0.1}
+
+
+def _embeddings(n_per_class=24, classes=4, dim=12, seed=0):
+    """Planted class structure: class means far apart relative to the noise."""
+    g = torch.Generator().manual_seed(seed)
+    centers = 3 * torch.randn(classes, dim, generator=g)
+    y = torch.arange(classes).repeat_interleave(n_per_class)
+    x = centers[y] + torch.randn(len(y), dim, generator=g)
+    n = len(y)
+    return experiment.Embeddings(
+        x, y, np.tile(np.arange(1, 5), n // 4), np.arange(n).astype(str),
+        [f"c{i}" for i in range(n)], [f"class{i}" for i in range(classes)],
+    )
+
+
+CFG = TrainConfig(epochs=30, patience=5, moe_patience=5, threads=1, seeds=(0,))
+
+
+def _run(data, protocol, seed=0):
+    split = protocol.splits(data.y.numpy(), data.folds, data.groups, seed=42)[0]
+    return experiment.run_one(data, split, seed, "fp32", VARIANTS, MLP, CFG, protocol, "test"), split
+
+
+def test_fp32_learns_planted_classes_and_is_deterministic():
+    data = _embeddings()
+    a, _ = _run(data, Corrected())
+    b, _ = _run(data, Corrected())
+    assert a.metrics["macro_f1"] > 0.9
+    assert a.fit.history == b.fit.history
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k]), k
+
+
+def test_corrected_protocol_no_test_sample_influences_any_choice():
+    data = _embeddings()
+    ref, split = _run(data, Corrected())
+    # Scramble every test-fold sample (features and labels): training, early stopping, LR
+    # schedule and checkpoint choice must not move at all.
+    x, y = data.x.clone(), data.y.clone()
+    x[split.test] = 100 * torch.randn(len(split.test), x.shape[1])
+    y[split.test] = (y[split.test] + 1) % 4
+    moved, _ = _run(data._replace(x=x, y=y), Corrected())
+    assert moved.fit.history == ref.fit.history
+    assert moved.fit.selected_epoch == ref.fit.selected_epoch
+    for k, v in ref.model.state_dict().items():
+        assert torch.equal(v, moved.model.state_dict()[k]), k
+
+
+def test_faithful_protocol_lets_the_test_fold_steer_training():
+    data = _embeddings()
+    ref, split = _run(data, Faithful())
+    y = data.y.clone()
+    y[split.test] = (y[split.test] + 1) % 4
+    moved, _ = _run(data._replace(y=y), Faithful())
+    assert moved.fit.history != ref.fit.history  # validation = test fold (reference 6.3)
+
+
+def test_faithful_single_model_keeps_last_epoch_corrected_keeps_best():
+    data = _embeddings()
+    faithful, _ = _run(data, Faithful())
+    corrected, _ = _run(data, Corrected())
+    assert faithful.fit.selected_epoch == faithful.fit.epochs_run
+    assert corrected.fit.selected_epoch == corrected.fit.best_epoch
+
+
+def test_early_stopping_after_patience_epochs_without_improvement():
+    data = _embeddings()
+    r, _ = _run(data, Corrected())
+    assert r.fit.epochs_run <= CFG.epochs
+    if r.fit.epochs_run < CFG.epochs:
+        assert r.fit.epochs_run - r.fit.best_epoch == CFG.patience
+
+
+def test_non_finite_loss_names_the_run_and_epoch():
+    data = _embeddings()
+    model = torch.nn.Linear(12, 4)
+    with torch.no_grad():
+        model.weight.fill_(float("nan"))
+    recipe = recipe_for(CFG, moe=False, select_best=True)
+    with pytest.raises(FloatingPointError, match=r"esc10/corrected/fp32 fold 1 seed 0: loss became nan at epoch 1"):
+        fit(model, data.x, data.y, data.x, data.y, 4, recipe, torch.Generator().manual_seed(0),
+            "esc10/corrected/fp32 fold 1 seed 0")
+
+
+def test_class_weights_are_inverse_counts():
+    w = class_weights(torch.tensor([0, 0, 1, 1, 1, 1]), 3)
+    assert w.tolist() == [0.5, 0.25, 0.0]
+
+
+def test_unknown_label_set_lists_valid_names():
+    import pandas as pd
+
+    from qmoe.io import ConfigError
+
+    table = pd.DataFrame({"clip_id": ["a"], "label_id": [0], "label_name": ["x"], "fold": [1],
+                          "source_id": ["s"], "emb_0000": [0.0]})
+    with pytest.raises(ConfigError, match=r"unknown label set.*'major', 'scrambled'"):
+        experiment.embeddings_from_table(table, "fine")
+    with pytest.raises(ConfigError, match="needs column 'major_id'"):
+        experiment.embeddings_from_table(table, "major")
