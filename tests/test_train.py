@@ -10,7 +10,7 @@ VARIANTS = {"fp32": {"kind": "fp32"}}
 MLP = {"hidden_sizes": [32, 16], "dropout": 0.1}
 
 
-def _embeddings(n_per_class=24, classes=4, dim=12, seed=0):
+def _embeddings(n_per_class=80, classes=4, dim=12, seed=0):
     """Planted class structure: class means far apart relative to the noise."""
     g = torch.Generator().manual_seed(seed)
     centers = 3 * torch.randn(classes, dim, generator=g)
@@ -23,7 +23,7 @@ def _embeddings(n_per_class=24, classes=4, dim=12, seed=0):
     )
 
 
-CFG = TrainConfig(epochs=30, patience=5, moe_patience=5, threads=1, seeds=(0,))
+CFG = TrainConfig(epochs=40, patience=8, moe_patience=8, threads=1, seeds=(0,))
 
 
 def _run(data, protocol, seed=0):

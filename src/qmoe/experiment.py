@@ -52,7 +52,7 @@ def embeddings_from_table(table: pd.DataFrame, labels: str) -> Embeddings:
     ids = np.unique(raw)                          # remap to 0..C-1 in ascending id order
     names = [str(table.loc[raw == i, name_col].iloc[0]) for i in ids]
     y = torch.as_tensor(np.searchsorted(ids, raw), dtype=torch.long)
-    x = torch.as_tensor(table[emb_cols].to_numpy(dtype=np.float32))
+    x = torch.from_numpy(table[emb_cols].to_numpy(dtype=np.float32, copy=True))
     return Embeddings(x, y, table["fold"].to_numpy(dtype=int),
                       table["source_id"].astype(str).to_numpy(), table["clip_id"].astype(str).tolist(),
                       names)

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
-import torch
 import yaml
+
+if typing.TYPE_CHECKING:  # torch costs ~2 s to import; stages that never touch it skip that
+    import torch
 
 T = TypeVar("T")
 
@@ -148,6 +150,8 @@ def choose(name: str, registry: Mapping[str, T], what: str) -> T:
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch; return a torch.Generator seeded the same way."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -165,6 +169,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -178,6 +183,7 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         if path.exists():
@@ -186,6 +192,12 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _json_default(obj: Any) -> Any:
@@ -199,7 +211,7 @@ def _json_default(obj: Any) -> Any:
         return str(obj)
     if dataclasses.is_dataclass(obj):
         return dataclasses.asdict(obj)
-    if isinstance(obj, torch.Tensor):
+    if hasattr(obj, "tolist"):  # torch.Tensor
         return obj.tolist()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
@@ -220,6 +232,8 @@ def load_json(path: Path | str) -> Any:
 
 def save_checkpoint(path: Path | str, state_dict: Mapping[str, torch.Tensor], meta: dict) -> None:
     """Weights-only checkpoint: tensors plus plain JSON-able metadata (loads with weights_only)."""
+    import torch
+
     payload = {"state_dict": dict(state_dict), "meta": json.loads(json.dumps(meta, default=_json_default))}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -232,6 +246,8 @@ class Checkpoint(NamedTuple):
 
 def load_checkpoint(path: Path | str) -> Checkpoint:
     """Load a checkpoint written by `save_checkpoint`, never unpickling arbitrary objects."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")

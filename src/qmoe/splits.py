@@ -43,10 +43,13 @@ class Corrected:
     def splits(self, labels: np.ndarray, folds: np.ndarray, groups: np.ndarray, seed: int) -> list[Split]:
         test_folds = _official_or_grouped(labels, folds, groups, self.fallback_folds, seed)
         out = []
+        n_classes = len(np.unique(labels))
         for k in np.unique(test_folds):
             rest = np.flatnonzero(test_folds != k)
+            # at least one validation clip per class, or stratification is impossible (tiny sets)
+            n_val = max(round(self.val_fraction * len(rest)), n_classes)
             train, val = train_test_split(
-                rest, test_size=self.val_fraction, stratify=labels[rest], random_state=seed + int(k)
+                rest, test_size=n_val, stratify=labels[rest], random_state=seed + int(k)
             )
             out.append(Split(int(k), np.sort(train), np.sort(val), np.flatnonzero(test_folds == k)))
         return out

@@ -1,0 +1,269 @@
+"""User folders (quinn / imagefolder / audiofolder) and ESC-10 from the real read-only mirror."""
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from qmoe.datasets import COLUMNS, ChecksumError, DatasetError, DownloadConfig, build
+
+ROOT = Path(__file__).resolve().parents[1]
+FAIL = DownloadConfig()
+
+
+def write_png(path: Path, value: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8, 3), value, dtype=np.uint8)).save(path)
+
+
+def write_wav(path: Path, frames: int = 400, sr: int = 8000) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.linspace(-0.5, 0.5, frames, dtype=np.float32), sr, subtype="PCM_16")
+
+
+# --- image folders -------------------------------------------------------------------------------
+
+
+def test_quinn_from_mirror_folder_labels_alphabetically(tmp_path):
+    quinn = tmp_path / "mirror" / "quinn"
+    for i, cls in enumerate(["quiet", "anthro", "bio"]):
+        for k in range(2):
+            write_png(quinn / cls / f"clip{k}.png", 40 * i + k)
+    (quinn / "README.txt").write_text("not a class")
+    (quinn / "bio" / "notes.txt").write_text("ignored: not an image")
+    meta = build("quinn", tmp_path / "raw", FAIL, env={"QMOE_MIRROR": str(tmp_path / "mirror")})
+    m = pd.read_csv(tmp_path / "raw" / "manifest.csv")
+    assert list(m.columns) == COLUMNS and len(m) == 6
+    assert meta["class_names"] == ["anthro", "bio", "quiet"] and meta["num_folds"] == 0
+    row = m.set_index("clip_id").loc["quiet/clip1"]
+    assert (row.label_id, row.fold, row.sample_rate, row.path) == (2, 0, 0, "files/quiet/clip1.png")
+    assert (tmp_path / "raw" / row.path).read_bytes() == (quinn / "quiet/clip1.png").read_bytes()
+
+
+def test_env_folder_wins_over_mirror_and_bad_image_is_named(tmp_path):
+    user = tmp_path / "user"
+    write_png(user / "cat" / "a.png", 1)
+    write_png(user / "dog" / "b.png", 2)
+    (user / "dog" / "broken.png").write_bytes(b"\x89PNG truncated")
+    env = {"QMOE_DATA_IMAGEFOLDER": str(user), "QMOE_MIRROR": str(tmp_path / "mirror")}
+    with pytest.raises(DatasetError, match=r"files/dog/broken\.png: cannot decode image"):
+        build("imagefolder", tmp_path / "raw", FAIL, env=env)
+    meta = build("imagefolder", tmp_path / "raw", DownloadConfig(on_bad_file="skip"), env=env)
+    assert meta["file_count"] == 2 and meta["source"]["origin"] == "user folder"
+    assert meta["rejects"][0]["clip_id"] == "dog/broken"
+
+
+def test_user_dataset_without_a_folder_says_how_to_supply_it(tmp_path):
+    with pytest.raises(DatasetError, match=r"set QMOE_DATA_QUINN=/path/to/folder .* 'quinn'"):
+        build("quinn", tmp_path / "raw", FAIL, env={})
+    with pytest.raises(DatasetError, match=r"QMOE_DATA_AUDIOFOLDER=.*/nope: no such file"):
+        build(
+            "audiofolder",
+            tmp_path / "raw",
+            FAIL,
+            env={"QMOE_DATA_AUDIOFOLDER": str(tmp_path / "nope")},
+        )
+    (tmp_path / "flat").mkdir()
+    write_png(tmp_path / "flat" / "x.png", 0)
+    with pytest.raises(DatasetError, match="no class subfolders"):
+        build(
+            "imagefolder",
+            tmp_path / "raw",
+            FAIL,
+            env={"QMOE_DATA_IMAGEFOLDER": str(tmp_path / "flat")},
+        )
+    assert not (tmp_path / "raw").exists()
+
+
+# --- audio folders -------------------------------------------------------------------------------
+
+
+def test_audiofolder_class_subfolders(tmp_path):
+    write_wav(tmp_path / "a" / "siren" / "x.wav", frames=800)
+    write_wav(tmp_path / "a" / "horn" / "sub" / "y.flac", frames=400)
+    meta = build(
+        "audiofolder", tmp_path / "raw", FAIL, env={"QMOE_DATA_AUDIOFOLDER": str(tmp_path / "a")}
+    )
+    m = pd.read_csv(tmp_path / "raw" / "manifest.csv").set_index("clip_id")
+    assert meta["class_names"] == ["horn", "siren"]
+    assert (
+        m.loc["siren/x", "duration_s"] == pytest.approx(0.1)
+        and m.loc["siren/x", "sample_rate"] == 8000
+    )
+    assert m.loc["horn/sub/y", "path"] == "files/horn/sub/y.flac"
+
+
+def test_audiofolder_csv_with_folds(tmp_path):
+    for name in ("clips/a.wav", "clips/b.wav", "more/c.wav"):
+        write_wav(tmp_path / "d" / name)
+    csv_path = tmp_path / "d" / "labels.csv"
+    csv_path.write_text("path,label,fold\nclips/a.wav,yes,1\nclips/b.wav,no,2\nmore/c.wav,yes,2\n")
+    meta = build(
+        "audiofolder", tmp_path / "raw", FAIL, env={"QMOE_DATA_AUDIOFOLDER": str(csv_path)}
+    )
+    m = pd.read_csv(tmp_path / "raw" / "manifest.csv")
+    assert m[["clip_id", "label_id", "label_name", "fold"]].values.tolist() == [
+        ["clips/a", 1, "yes", 1],
+        ["clips/b", 0, "no", 2],
+        ["more/c", 1, "yes", 2],
+    ]
+    assert meta["num_folds"] == 2
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("../outside.wav,yes,1", r"labels\.csv:2: path '\.\./outside\.wav' must be relative"),
+        ("/etc/passwd,yes,1", r"labels\.csv:2: path '/etc/passwd' must be relative"),
+        ("clips/a.wav,yes,one", r"labels\.csv:2: fold 'one' is not a non-negative integer"),
+        ("clips/gone.wav,yes,1", r"1 of 1 files listed in the CSV missing: 'clips/gone\.wav'"),
+    ],
+)
+def test_audiofolder_csv_bad_rows(tmp_path, line, message):
+    write_wav(tmp_path / "d" / "clips" / "a.wav")
+    (tmp_path / "outside.wav").write_bytes(b"")
+    csv_path = tmp_path / "d" / "labels.csv"
+    csv_path.write_text(f"path,label,fold\n{line}\n")
+    with pytest.raises(DatasetError, match=message):
+        build("audiofolder", tmp_path / "raw", FAIL, env={"QMOE_DATA_AUDIOFOLDER": str(csv_path)})
+    assert not (tmp_path / "raw").exists()
+
+
+# --- ESC-10 from the real mirror (read-only; nothing is written into it) -------------------------
+
+PROVENANCE_TARGETS = {
+    "001 - Dog bark": 0, "002 - Rain": 10, "003 - Sea waves": 11, "004 - Baby cry": 20,
+    "005 - Clock tick": 38, "006 - Person sneeze": 21, "007 - Helicopter": 40,
+    "008 - Chainsaw": 41, "009 - Rooster": 1, "010 - Fire crackling": 12,
+}  # fmt: skip
+
+
+def real_mirror() -> Path | None:
+    env = [Path(p) for p in os.environ.get("QMOE_MIRROR", "").split(os.pathsep) if p]
+    for mirror in [*env, ROOT.parent / "shared" / "datasets"]:
+        if (mirror / "esc10" / "001 - Dog bark").is_dir():
+            return mirror
+    return None
+
+
+needs_mirror = pytest.mark.skipif(
+    real_mirror() is None, reason="no ESC-10 mirror (QMOE_MIRROR or ../shared/datasets/esc10)"
+)
+
+
+@needs_mirror
+def test_real_esc10_from_mirror(tmp_path):
+    mirror = real_mirror()
+    meta = build("esc10", tmp_path / "esc10", FAIL, env={"QMOE_MIRROR": str(mirror)})
+    m = pd.read_csv(tmp_path / "esc10" / "manifest.csv")
+    assert len(m) == 400 and meta["file_count"] == 400 and meta["rejects"] == []
+    assert m.groupby("label_id").size().tolist() == [40] * 10
+    assert m.groupby("fold").size().to_dict() == {1: 80, 2: 80, 3: 80, 4: 80, 5: 80}
+    folder_target = m.groupby(m.path.str.split("/").str[1])["target"].unique()
+    assert {k: v.tolist() for k, v in folder_target.items()} == {
+        k: [v] for k, v in PROVENANCE_TARGETS.items()
+    }
+    assert m.groupby("target")["label_id"].first().tolist() == list(range(10))  # ascending target
+    sums = dict(
+        reversed(line.split("  ", 1))
+        for line in (mirror / "esc10" / "SHA256SUMS").read_text().splitlines()
+    )
+    assert all(sums[p.removeprefix("files/")] == s for p, s in zip(m.path, m.sha256))
+    assert m.duration_s.min() == pytest.approx(
+        3.644, abs=1e-3
+    ) and m.sample_rate.unique().tolist() == [44100]
+
+
+@needs_mirror
+def test_esc10_checksum_mismatch_and_missing_files(tmp_path):
+    copy = tmp_path / "mirror" / "esc10"
+    shutil.copytree(real_mirror() / "esc10", copy)
+    for p in [copy, *copy.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)  # the mirror copy keeps read-only modes
+    first = copy / "001 - Dog bark" / "1-100032-A.ogg"
+    good = first.read_bytes()
+    first.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    env = {"QMOE_MIRROR": str(tmp_path / "mirror")}
+    with pytest.raises(
+        ChecksumError,
+        match=r"1-100032-A\.ogg: sha256 mismatch: expected 8c69a6a4.*, got [0-9a-f]{64}",
+    ):
+        build("esc10", tmp_path / "raw", FAIL, env=env)
+    for rel in ("002 - Rain/1-17367-A.ogg", "010 - Fire crackling/1-17808-B.ogg"):
+        (copy / rel).unlink()
+    with pytest.raises(
+        DatasetError, match=r"2 of 400 ESC-10 clips missing: '002 - Rain/1-17367-A\.ogg'"
+    ):
+        build("esc10", tmp_path / "raw", FAIL, env=env)
+    assert sorted(os.listdir(tmp_path)) == ["mirror"]
+
+
+# --- UrbanSound8K path on a fake tar.gz; ESC-10 from an archive ----------------------------------
+
+
+US8K_ROWS = [(100, 1, 3, "dog_bark"), (100, 1, 3, "dog_bark"), (200, 2, 0, "air_conditioner"),
+             (300, 10, 8, "siren")]  # fmt: skip
+
+
+def make_us8k_tar(mirror: Path, monkeypatch) -> None:
+    import dataclasses
+    import tarfile
+
+    from qmoe.datasets import SPECS
+
+    top = mirror.parent / "tree" / "UrbanSound8K"
+    lines = ["slice_file_name,fsID,start,end,salience,fold,classID,class"]
+    for fs_id, fold, class_id, name in US8K_ROWS:
+        clip = f"{fs_id}-{class_id}-0-{len(lines)}.wav"
+        write_wav(top / "audio" / f"fold{fold}" / clip)
+        lines.append(f"{clip},{fs_id},0.0,0.05,1,{fold},{class_id},{name}")
+    (top / "metadata").mkdir()
+    (top / "metadata" / "UrbanSound8K.csv").write_text("\n".join(lines) + "\n")
+    mirror.mkdir()
+    with tarfile.open(mirror / "UrbanSound8K.tar.gz", "w:gz") as tf:
+        tf.add(top, arcname="UrbanSound8K")
+    spec = SPECS["urbansound8k"]
+    fake = dataclasses.replace(
+        spec, archive=dataclasses.replace(spec.archive, md5=None), expected_files=4
+    )
+    monkeypatch.setitem(SPECS, "urbansound8k", fake)
+
+
+def test_urbansound8k_fake_archive(tmp_path, monkeypatch):
+    make_us8k_tar(tmp_path / "mirror", monkeypatch)
+    meta = build(
+        "urbansound8k", tmp_path / "raw", FAIL, env={"QMOE_MIRROR": str(tmp_path / "mirror")}
+    )
+    m = pd.read_csv(tmp_path / "raw" / "manifest.csv")
+    assert m[["clip_id", "label_id", "label_name", "fold", "source_id"]].values.tolist() == [
+        ["100-3-0-1", 1, "dog_bark", 1, 100],
+        ["100-3-0-2", 1, "dog_bark", 1, 100],
+        ["200-0-0-3", 0, "air_conditioner", 2, 200],
+        ["300-8-0-4", 2, "siren", 10, 300],
+    ]
+    assert (
+        m.path[3] == "files/audio/fold10/300-8-0-4.wav" and (tmp_path / "raw" / m.path[3]).is_file()
+    )
+    assert meta["num_folds"] == 3 and meta["source"]["zenodo_record"] == "1203745"
+
+
+@needs_mirror
+def test_esc10_from_a_github_style_archive(tmp_path):
+    import zipfile
+
+    from qmoe.datasets import SPECS
+
+    spec = SPECS["esc10"]
+    top = spec.archive.archive_name.removesuffix(".zip")
+    (tmp_path / "mirror").mkdir()
+    with zipfile.ZipFile(tmp_path / "mirror" / spec.archive.archive_name, "w") as zf:  # stored
+        for p in sorted((real_mirror() / "esc10").rglob("*.ogg")):
+            zf.write(p, f"{top}/{p.relative_to(real_mirror() / 'esc10').as_posix()}")
+    meta = build("esc10", tmp_path / "raw", FAIL, env={"QMOE_MIRROR": str(tmp_path / "mirror")})
+    assert meta["file_count"] == 400 and meta["source"]["origin"] == "mirror archive"
+    assert len(meta["archive_sha256"]) == 64
