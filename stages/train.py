@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from qmoe import experiment
 from qmoe.cli import read_params, run_stage
@@ -28,6 +29,7 @@ def main() -> None:
 
     params = read_params()
     cfg = from_section(TrainConfig, params.get("train"), "train")
+    torch.set_num_threads(cfg.threads)
     country = from_section(EnergyConfig, params.get("energy"), "energy").country_iso_code
     variants = experiment.variants_subset(args.variant, params.get("variants") or {})
     protocol = experiment.make_protocol(args.protocol, cfg)

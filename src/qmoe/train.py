@@ -40,7 +40,7 @@ class TrainConfig:
     moe_lr: float = 1.0e-3
     moe_patience: int = 30
     moe_min_delta: float = 1.0e-3
-    threads: int = 2
+    threads: int = 1
 
     def __post_init__(self) -> None:
         require(len(self.seeds) >= 1, "train.seeds", "needs at least one seed")
@@ -112,7 +112,9 @@ def _forward(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor | None, object
 def fit(model: nn.Module, x_tr: Tensor, y_tr: Tensor, x_val: Tensor, y_val: Tensor,
         num_classes: int, recipe: Recipe, generator: torch.Generator, context: str = "") -> FitResult:
     """Train in place; on return `model` holds the selected epoch's weights."""
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    # fused: one kernel for the whole step (about a third of an MoE epoch otherwise)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
+                            fused=True)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="max", patience=recipe.patience, factor=recipe.lr_factor)
     weights = class_weights(y_tr, num_classes)

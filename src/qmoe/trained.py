@@ -62,8 +62,13 @@ def rebuild(meta: dict) -> Rebuilt:
     return Rebuilt(Standardized(net, torch.zeros(d), torch.ones(d)), cfg)
 
 
-def load_trained(path: Path | str) -> LoadedModel:
-    """Load fold{k}_seed{s}.pt and return the model as deployed (e.g. int8 for ptq_int8)."""
+def load_trained(path: Path | str, frozen: bool | None = None) -> LoadedModel:
+    """Load fold{k}_seed{s}.pt and return the model as deployed (e.g. int8 for ptq_int8).
+
+    `frozen`: quantised layers hold their quantised weights instead of re-quantising them on every
+    call (identical outputs). Default: frozen under `corrected` (what a deployment stores), not
+    under `faithful` (the reference timed its fake-quantised training modules).
+    """
     ckpt = load_checkpoint(path)
     for key in ("variant", "variants", "in_dim", "num_classes", "model"):
         if key not in ckpt.meta:
@@ -73,4 +78,6 @@ def load_trained(path: Path | str) -> LoadedModel:
         model.load_state_dict(ckpt.state_dict)
     except RuntimeError as e:
         raise ValueError(f"checkpoint {path} does not match its variant {ckpt.meta['variant']}: {e}") from e
-    return LoadedModel(models.deploy(model, cfg).eval(), ckpt.meta, cfg)
+    if frozen is None:
+        frozen = ckpt.meta.get("protocol") == "corrected"
+    return LoadedModel(models.deploy(model, cfg, freeze_quantized=frozen), ckpt.meta, cfg)

@@ -1,0 +1,154 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from qmoe import curiosity, models
+from qmoe.io import load_params
+
+VARIANTS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")["variants"]
+MLP = models.MLPConfig(in_dim=16, num_classes=5, hidden_sizes=(12, 8), dropout=0.2)
+MODES = ["off", "log", "kl", "entropy", "route"]
+
+
+def _moes(seed=0):
+    """One MoE per curiosity mode, all with the same weights (dropout and strategies have none)."""
+    torch.manual_seed(seed)
+    out = {m: models.build(models.variant_from_params(f"moe_curiosity_{m}" if m != "off" else "moe",
+                                                      VARIANTS), MLP, VARIANTS) for m in MODES}
+    state = out["log"].state_dict()
+    for m in MODES:
+        missing, unexpected = out[m].load_state_dict(state, strict=False)
+        assert not unexpected and missing in ([], ["strategy.tau"])
+    return out
+
+
+def _x(n=200, seed=1):
+    return torch.randn(n, 16, generator=torch.Generator().manual_seed(seed))
+
+
+def _run(moe, x, seed=5):
+    torch.manual_seed(seed)          # same MC masks for every model
+    return moe(x)
+
+
+def test_kl_and_entropy_rescale_are_noops_after_renormalisation():
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(3 * torch.randn(500, 3, generator=g), dim=-1)
+    u = torch.rand(500, generator=g)
+    for strategy in [curiosity.KLRescale(0.02), curiosity.EntropyRescale(0.1),
+                     curiosity.KLRescale(5.0), curiosity.EntropyRescale(5.0)]:
+        q = strategy(probs, u)
+        assert torch.allclose(q, probs, atol=1e-6)
+        assert torch.equal(q.argmax(-1), probs.argmax(-1))
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("mode", ["kl", "entropy"])
+def test_reference_strategies_leave_every_decision_and_output_unchanged(mode, train):
+    moes = _moes()
+    x = _x()
+    base, other = moes["log"].train(train), moes[mode].train(train)
+    a, b = _run(base, x), _run(other, x)
+    assert torch.equal(a.expert_index, b.expert_index)
+    assert torch.equal(a.uncertainty, b.uncertainty)
+    assert torch.allclose(a.logits, b.logits, atol=1e-6)
+    assert torch.allclose(a.routing_probs, b.routing_probs, atol=1e-6)
+    if not train:   # in eval the routing pass is deterministic, so `off` agrees too
+        c = moes["off"].eval()(x)
+        assert torch.equal(a.expert_index, c.expert_index) and c.uncertainty is None
+        assert torch.allclose(a.logits, c.logits, atol=1e-6)
+
+
+def test_route_is_log_until_a_threshold_exists():
+    moes = _moes()
+    x = _x()
+    a, b = _run(moes["log"].eval(), x), _run(moes["route"].eval(), x)
+    assert torch.isinf(moes["route"].strategy.tau)
+    assert torch.equal(a.expert_index, b.expert_index) and torch.equal(a.logits, b.logits)
+
+
+def test_route_changes_exactly_the_uncertain_decisions_after_calibration():
+    moes = _moes()
+    log, route = moes["log"].eval(), moes["route"].eval()
+    x_val, x = _x(seed=2), _x(seed=3)
+    torch.manual_seed(9)
+    route.calibrate_(x_val)
+    tau = route.strategy.tau
+    assert torch.isfinite(tau)
+    a, b = _run(log, x), _run(route, x)
+    target = route.strategy.target
+    escalated = a.uncertainty > tau
+    changed = a.expert_index[:, 0] != b.expert_index[:, 0]
+    assert changed.any()                                               # u really routes
+    assert torch.equal(changed, escalated & (a.expert_index[:, 0] != target))
+    assert (b.expert_index[escalated, 0] == target).all()
+    # the escalated expert's gate is the router's top probability; q stays a distribution
+    top = a.routing_probs.max(-1).values
+    assert torch.equal(b.routing_probs[escalated, target], top[escalated])
+    assert torch.allclose(b.routing_probs.sum(-1), torch.ones(len(x)))
+    same = ~changed
+    assert torch.allclose(a.logits[same], b.logits[same], atol=1e-6)
+
+
+def test_calibration_sets_the_validation_quantile():
+    route = _moes()["route"].eval()
+    x_val = _x(n=200, seed=2)
+    torch.manual_seed(9)
+    route.calibrate_(x_val)
+    torch.manual_seed(9)
+    u = route.uncertainty(x_val)
+    assert torch.equal(route.strategy.tau, torch.quantile(u, 0.9))
+    assert (u > route.strategy.tau).sum().item() == 20
+
+
+def test_calibration_is_a_noop_for_other_modes():
+    for mode, moe in _moes().items():
+        if mode == "route":
+            continue
+        before = {k: v.clone() for k, v in moe.state_dict().items()}
+        moe.calibrate_(_x())
+        after = moe.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_route_running_threshold_during_training_and_persisted_in_state_dict():
+    moes = _moes()
+    route = moes["route"].train()
+    torch.manual_seed(0)
+    route(_x(n=64))
+    tau = route.strategy.tau.clone()
+    assert torch.isfinite(tau)
+    route(_x(n=64, seed=4))
+    assert not torch.equal(route.strategy.tau, tau)                    # running average moves
+    fresh = _moes(seed=1)["route"]
+    fresh.load_state_dict(route.state_dict())
+    assert torch.equal(fresh.strategy.tau, route.strategy.tau)
+    x = _x(seed=6)
+    assert torch.equal(_run(fresh.eval(), x).expert_index, _run(route.eval(), x).expert_index)
+
+
+def test_escalate_hand_computed():
+    esc = curiosity.Escalate(target=2)
+    esc.tau.fill_(0.5)
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.5, 0.1, 0.4], [0.1, 0.3, 0.6]])
+    u = torch.tensor([1.0, 0.0, 2.0])
+    q = esc.eval()(probs, u)
+    assert torch.equal(q, torch.tensor([[0.1, 0.2, 0.7], [0.5, 0.1, 0.4], [0.1, 0.3, 0.6]]))
+
+
+def test_eval_uncertainty_is_reproducible_under_a_seed():
+    moe = _moes()["log"].eval()
+    x = _x()
+    assert torch.equal(_run(moe, x).uncertainty, _run(moe, x).uncertainty)
+    assert not torch.equal(_run(moe, x, seed=1).uncertainty, _run(moe, x, seed=2).uncertainty)
+
+
+def test_make_strategy():
+    kw = {"kl_alpha": 0.02, "entropy_alpha": 0.1, "target": 0, "quantile": 0.9}
+    assert curiosity.make_strategy("off", **kw) is None
+    assert isinstance(curiosity.make_strategy("route", **kw), curiosity.Escalate)
+    with pytest.raises(ValueError, match="unknown curiosity mode 'bayes'"):
+        curiosity.make_strategy("bayes", **kw)
+    with pytest.raises(ValueError, match=r"quantile 1.0 not in \(0, 1\)"):
+        curiosity.Escalate(0, quantile=1.0)
