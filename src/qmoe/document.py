@@ -1,0 +1,219 @@
+"""reports/report.md: the sections of `qmoe.reporting` put together, plus the statistical tests.
+
+`render` takes only generated inputs (runs table, stats CSVs, claims evidence, figure paths, paper
+tables, provenance) and returns the Markdown; the report stage writes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import pandas as pd
+
+from qmoe import tables
+from qmoe.io import require
+from qmoe.reporting import (
+    not_computed,
+    side_by_side,
+    variant_table,
+    verdict_markdown,
+    verdicts,
+    what_was_run,
+)
+from qmoe.stats import COMPUTED
+from qmoe.verdict import VerdictConfig
+
+
+class TestView(NamedTuple):
+    title: str
+    table: str  # stats CSV name
+    columns: list[tables.Column]
+
+
+def test_section(view: TestView, frame: pd.DataFrame) -> str:
+    done = frame[frame["status"] == COMPUTED]
+    table = tables.Table(view.table, view.title, done, view.columns)
+    skipped = len(frame) - len(done)
+    note = f"\n{skipped} planned test(s) not computed: see 'Not computed'.\n" if skipped else ""
+    return f"### {view.title}\n\n" + tables.markdown(table) + note
+
+
+def _p(col: str, header: str) -> tables.Column:
+    return tables.Column(header, lambda r: tables.pval(r.get(col)))
+
+
+def _ci(lo: str, hi: str, header: str, digits: int = 4) -> tables.Column:
+    return tables.Column(
+        header,
+        lambda r: (
+            f"[{r[lo]:.{digits}f}, {r[hi]:.{digits}f}]"
+            if pd.notna(r.get(lo)) and pd.notna(r.get(hi))
+            else "n/a"
+        ),
+    )
+
+
+_KEYS = [
+    tables.text("dataset", "Dataset"),
+    tables.text("protocol", "Protocol"),
+    tables.text("variant", "Variant"),
+    tables.text("baseline", "Baseline"),
+]
+TEST_VIEWS = [
+    TestView(
+        "Equivalence (TOST) of F1",
+        "tost_f1",
+        _KEYS
+        + [
+            tables.number("mean_diff", "Mean diff", 4),
+            _ci("ci_tost_low", "ci_tost_high", "90 % CI (NB)"),
+            _p("p_tost", "p TOST (plain)"),
+            _p("p_tost_nb", "p TOST (NB)"),
+            _p("p_holm", "Holm p (NB)"),
+            tables.text("equivalent", "Equivalent"),
+        ],
+    ),
+    TestView(
+        "F1 paired comparisons (Nadeau-Bengio corrected t)",
+        "f1_paired",
+        [tables.text("family", "Family")]
+        + _KEYS
+        + [
+            tables.number("mean_diff", "Mean diff", 4),
+            _ci("ci_low", "ci_high", "95 % CI (NB)"),
+            _ci("boot_ci_low", "boot_ci_high", "95 % CI (bootstrap)"),
+            tables.number("cohens_dz", "dz", 2),
+            _p("p", "p"),
+            _p("p_holm", "Holm p"),
+        ],
+    ),
+    TestView(
+        "Per-inference latency variance (Brown-Forsythe)",
+        "latency_levene",
+        _KEYS
+        + [
+            tables.number("sd_variant", "sd (ms)", 4),
+            tables.number("sd_baseline", "sd base (ms)", 4),
+            tables.number("variance_ratio", "Variance ratio", 3),
+            _ci(
+                "variance_ratio_ci_low", "variance_ratio_ci_high", "95 % CI (cluster bootstrap)", 3
+            ),
+            tables.number("std_reduction_reference", "1 - std ratio (reference's)", 3),
+            _p("p", "p"),
+            _p("p_holm", "Holm p"),
+        ],
+    ),
+    TestView(
+        "Fold-pass latency variance, the reference's protocol",
+        "fold_latency_levene",
+        _KEYS
+        + [
+            tables.number("sd_variant", "sd (ms)", 3),
+            tables.number("sd_baseline", "sd base (ms)", 3),
+            tables.number("variance_reduction", "Variance reduction", 3),
+            tables.number("std_reduction_reference", "1 - std ratio (reference's)", 3),
+            _p("p", "p"),
+            _p("p_holm", "Holm p"),
+        ],
+    ),
+    TestView(
+        "Median latency per model (paired t)",
+        "latency_paired",
+        [tables.text("family", "Family")]
+        + _KEYS
+        + [
+            tables.number("ratio", "Ratio", 3),
+            _ci("ratio_ci_low", "ratio_ci_high", "95 % CI", 3),
+            _p("p", "p"),
+            _p("p_holm", "Holm p"),
+        ],
+    ),
+    TestView(
+        "Energy per inference (paired t; estimates)",
+        "energy_inference_paired",
+        _KEYS
+        + [
+            tables.number("ratio", "Ratio", 3),
+            _ci("ratio_ci_low", "ratio_ci_high", "95 % CI", 3),
+            _p("p", "p"),
+            _p("p_holm", "Holm p"),
+        ],
+    ),
+]
+
+
+class Document(NamedTuple):
+    runs: pd.DataFrame
+    stats_tables: dict[str, pd.DataFrame]
+    evidence: pd.DataFrame
+    stats_config: dict  # stats.json "config"
+    methods: dict  # stats.json "methods"
+    verdict_cfg: VerdictConfig
+    figures: list[str]  # PNG paths relative to report.md
+    paper_tables: list[tables.Table]
+    tables_dir: str  # relative to report.md
+    provenance: str  # markdown
+
+
+def render(doc: Document) -> str:
+    f1, alpha = doc.stats_config["f1_metric"], doc.stats_config["alpha"]
+    v = doc.verdict_cfg
+    out = [
+        "# Reproduction report: arXiv 2511.11743 (curiosity-driven quantised MoE)\n",
+        "Generated by `stages/report.py` from the pipeline's outputs; no number here is typed "
+        "by hand. Energy and emission numbers are CodeCarbon estimates (see Provenance).\n",
+        "## What was run\n",
+        what_was_run(doc.runs),
+        variant_table(list(doc.runs["variant"].unique())),
+        "## Claims verdict\n",
+        f"Rules (fixed before the results): F1 = `{f1}`; alpha = {alpha}; TOST margin = "
+        f"±{doc.stats_config['tost_margin']}; values within ±{v.proportion_tol} (proportions), "
+        f"±{v.ratio_tol} (F1 ratio), ±{v.f1_tol} (F1), ±{100 * v.rel_tol:.0f} % (exact "
+        f"quantities) or ±{v.log10_tol} order(s) of magnitude of the paper. 'Reproduced' needs "
+        "the whole confidence interval inside that band (and the claimed test significant after "
+        "Holm); an interval clear of it is 'not reproduced'; anything else 'inconclusive'.\n",
+        verdict_markdown(verdicts(doc.evidence, v, alpha)),
+        "## Results, both protocols\n",
+        side_by_side(doc.runs, f1),
+        "## Paper tables\n",
+        f"Markdown and LaTeX copies: `{doc.tables_dir}/`.\n",
+    ]
+    out += [f"### {t.title}\n\n{tables.markdown(t)}" for t in doc.paper_tables]
+    out.append("## Statistical tests\n")
+    out += [
+        test_section(view, doc.stats_tables[view.table])
+        for view in TEST_VIEWS
+        if view.table in doc.stats_tables
+    ]
+    out.append("## Figures\n")
+    out += [f"![{_stem(f)}]({f})\n" for f in doc.figures]
+    out += ["## Not computed\n", not_computed(doc.stats_tables), "## Methods\n"]
+    out += [f"- {k}: {m}" for k, m in doc.methods.items()]
+    out += ["", "## Provenance\n", doc.provenance]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _stem(path: str) -> str:
+    return path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """params.yaml `report`."""
+
+    formats: tuple[str, ...] = ("png", "pdf")
+    dpi: int = 150
+    verdict: VerdictConfig = VerdictConfig()
+
+    def __post_init__(self) -> None:
+        bad = [f for f in self.formats if f not in FIGURE_FORMATS]
+        require(
+            not bad and "png" in self.formats,
+            "report.formats",
+            f"{list(self.formats)}: must include png; valid: {list(FIGURE_FORMATS)}",
+        )
+        require(50 <= self.dpi <= 600, "report.dpi", f"{self.dpi} not in [50, 600]")

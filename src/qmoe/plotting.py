@@ -1,0 +1,247 @@
+"""Figures: tidy DataFrame in, `matplotlib.figure.Figure` out (no pyplot state, nothing saved here).
+
+Each function draws one dataset; protocols are side-by-side panels. A figure whose data is
+absent is replaced by `placeholder`, which states why, so no figure silently disappears.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
+
+from qmoe.naming import info, order
+
+PROTOCOL_MARKERS = {"corrected": "o", "faithful": "s"}
+
+
+def _panels(protocols: list[str], width: float = 5.0, height: float = 4.0) -> tuple[Figure, list]:
+    fig = Figure(figsize=(width * max(len(protocols), 1), height), layout="constrained")
+    axes = fig.subplots(1, max(len(protocols), 1), squeeze=False)[0]
+    for ax, protocol in zip(axes, protocols):
+        ax.set_title(protocol)
+    return fig, list(axes)
+
+
+def placeholder(title: str, reason: str) -> Figure:
+    """A figure that says what is missing and why."""
+    fig = Figure(figsize=(6, 2.5), layout="constrained")
+    ax = fig.subplots()
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"{title}\nnot computed: {reason}", ha="center", va="center", wrap=True)
+    return fig
+
+
+def f1_vs_bits(summary: pd.DataFrame, metric_label: str) -> Figure:
+    """summary: protocol, variant, mean, ci_low, ci_high (single models with a bit-width)."""
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for i, (protocol, part) in enumerate(summary.groupby("protocol", sort=True)):
+        part = part.assign(bits=[info(v).plot_bits for v in part["variant"]]).dropna(
+            subset=["bits"]
+        )
+        part = part.sort_values("bits")
+        x = part["bits"] * (1.04 if i else 1.0)  # small offset keeps bars apart
+        yerr = np.vstack([part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]])
+        ax.errorbar(
+            x,
+            part["mean"],
+            yerr=yerr,
+            fmt=PROTOCOL_MARKERS.get(protocol, "^"),
+            capsize=3,
+            label=protocol,
+        )
+        for xi, yi, v in zip(x, part["mean"], part["variant"]):
+            ax.annotate(v, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("weight bits (nominal; q16_reference is FP32 + LayerNorm)")
+    ax.set_ylabel(f"{metric_label} (mean, 95 % CI over folds x seeds)")
+    ax.legend(title="protocol")
+    return fig
+
+
+def _pareto(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats on both smaller x and larger y."""
+    idx = np.argsort(x, kind="stable")
+    front, best = [], -np.inf
+    for i in idx:
+        if y[i] > best:
+            front.append(i)
+            best = y[i]
+    return np.array(front, dtype=int)
+
+
+def scatter_vs_f1(
+    summary: pd.DataFrame, x_col: str, x_label: str, metric_label: str, pareto: bool = False
+) -> Figure:
+    """summary: protocol, variant, mean (F1), ci_low, ci_high, `x_col`; log x axis."""
+    protocols = sorted(summary["protocol"].unique())
+    fig, axes = _panels(protocols)
+    for ax, protocol in zip(axes, protocols):
+        part = summary[summary["protocol"] == protocol].dropna(subset=[x_col, "mean"])
+        yerr = np.vstack([part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]])
+        ax.errorbar(part[x_col], part["mean"], yerr=yerr, fmt="o", capsize=3)
+        for xi, yi, v in zip(part[x_col], part["mean"], part["variant"]):
+            ax.annotate(v, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        if pareto and len(part):
+            front = _pareto(part[x_col].to_numpy(float), part["mean"].to_numpy(float))
+            ax.step(
+                part[x_col].to_numpy()[front],
+                part["mean"].to_numpy()[front],
+                where="post",
+                color="grey",
+                alpha=0.6,
+                label="Pareto front",
+            )
+            ax.legend()
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(metric_label)
+    return fig
+
+
+def latency_ecdf(latency: pd.DataFrame) -> Figure:
+    """latency: protocol, variant, latency_ms (all samples); one ECDF per variant, log x."""
+    protocols = sorted(latency["protocol"].unique())
+    fig, axes = _panels(protocols, width=6.0)
+    for ax, protocol in zip(axes, protocols):
+        part = latency[latency["protocol"] == protocol]
+        for variant in order(list(part["variant"].unique())):
+            values = np.sort(part.loc[part["variant"] == variant, "latency_ms"].to_numpy(float))
+            ax.step(
+                values,
+                np.arange(1, values.size + 1) / values.size,
+                where="post",
+                label=variant,
+                linestyle="--" if info(variant).is_moe else "-",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("per-inference latency (ms, batch 1)")
+        ax.set_ylabel("fraction of inferences")
+    axes[-1].legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def latency_violin(latency: pd.DataFrame) -> Figure:
+    """latency of MoE variants: one violin per variant (log10 ms), panels by protocol."""
+    protocols = sorted(latency["protocol"].unique())
+    fig, axes = _panels(protocols, width=6.0)
+    for ax, protocol in zip(axes, protocols):
+        part = latency[latency["protocol"] == protocol]
+        variants = order(list(part["variant"].unique()))
+        data = [
+            np.log10(part.loc[part["variant"] == v, "latency_ms"].to_numpy(float)) for v in variants
+        ]
+        ax.violinplot(data, showmedians=True)
+        ax.set_xticks(range(1, len(variants) + 1), variants, rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel("log10 per-inference latency (ms)")
+    return fig
+
+
+def curiosity_histogram(pred: pd.DataFrame, title: str = "") -> Figure:
+    """pred: variant, uncertainty; step histograms (30 bins, log counts) per curiosity mode."""
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.subplots()
+    bins = np.histogram_bin_edges(pred["uncertainty"].to_numpy(float), bins=30)
+    for variant in order(list(pred["variant"].unique())):
+        ax.hist(
+            pred.loc[pred["variant"] == variant, "uncertainty"],
+            bins=bins,
+            histtype="step",
+            label=variant,
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("curiosity u = summed variance of MC routing probabilities")
+    ax.set_ylabel("test samples")
+    ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def curiosity_per_class(
+    pred: pd.DataFrame, class_names: list[str] | None, title: str = ""
+) -> Figure:
+    """Mean u per true class, one bar group per class and one bar per curiosity mode."""
+    means = pred.groupby(["label", "variant"])["uncertainty"].mean().unstack("variant")
+    means = means[order(list(means.columns))]
+    n_cls, n_var = means.shape
+    fig = Figure(figsize=(max(6.0, 0.3 * n_cls * max(n_var, 1)), 4), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / max(n_var, 1)
+    for j, variant in enumerate(means.columns):
+        ax.bar(np.arange(n_cls) + j * width, means[variant], width, label=variant)
+    labels = [
+        class_names[i] if class_names and i < len(class_names) else str(i) for i in means.index
+    ]
+    ax.set_xticks(np.arange(n_cls) + 0.4 - width / 2, labels, rotation=90, fontsize=6)
+    ax.set_ylabel("mean curiosity u (true class)")
+    ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def routing_distribution(routing: pd.DataFrame, title: str = "") -> Figure:
+    """routing: variant, expert_name, frequency (per model); mean +- sd share per expert."""
+    stats = (
+        routing.groupby(["variant", "expert_name"])["frequency"].agg(["mean", "std"]).reset_index()
+    )
+    variants = order(list(stats["variant"].unique()))
+    experts = sorted(stats["expert_name"].unique())
+    fig = Figure(figsize=(max(6.0, 1.5 * len(variants)), 4), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / max(len(experts), 1)
+    for j, expert in enumerate(experts):
+        part = stats[stats["expert_name"] == expert].set_index("variant").reindex(variants)
+        ax.bar(
+            np.arange(len(variants)) + j * width,
+            part["mean"],
+            width,
+            yerr=part["std"],
+            capsize=2,
+            label=expert,
+        )
+    ax.set_xticks(np.arange(len(variants)) + 0.4 - width / 2, variants, rotation=20, fontsize=7)
+    ax.set_ylabel("share of test samples routed")
+    ax.legend(title="expert", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def routing_confidence(pred: pd.DataFrame, title: str = "") -> Figure:
+    """pred: variant, expert_name, gate_prob; box plot of gate probability per expert."""
+    variants = order(list(pred["variant"].unique()))
+    fig, axes = _panels(variants, width=3.5)
+    for ax, variant in zip(axes, variants):
+        part = pred[pred["variant"] == variant]
+        experts = sorted(part["expert_name"].astype(str).unique())
+        ax.boxplot(
+            [part.loc[part["expert_name"].astype(str) == e, "gate_prob"] for e in experts],
+            tick_labels=experts,
+            showfliers=False,
+        )
+        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        ax.set_title(variant, fontsize=8)
+        ax.set_ylabel("gate probability of the chosen expert")
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def confusion(matrix: np.ndarray, class_names: list[str] | None, title: str) -> Figure:
+    """Row-normalised confusion matrix (rows = true class) of summed counts."""
+    rows = matrix.sum(axis=1, keepdims=True)
+    norm = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
+    n = matrix.shape[0]
+    fig = Figure(figsize=(max(4.0, 0.18 * n + 3), max(3.5, 0.18 * n + 2.5)), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+    names = class_names if class_names and len(class_names) == n else [str(i) for i in range(n)]
+    size = 7 if n <= 12 else 4
+    ax.set_xticks(range(n), names, rotation=90, fontsize=size)
+    ax.set_yticks(range(n), names, fontsize=size)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, label="share of the true class")
+    return fig

@@ -1,0 +1,229 @@
+"""Report sections, reports/metrics.json and the per-fold F1 plot data, from generated inputs only.
+
+Nothing here measures anything: it formats the runs table, the stats CSVs and the claims
+evidence. Every number in the report comes from those files.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from qmoe.naming import info, order, paper_name
+from qmoe.stats import COMPUTED
+from qmoe.verdict import CLAIMS, ClaimSpec, Evidence, Verdict, VerdictConfig, decide
+
+PROTOCOLS = ("corrected", "faithful")  # always shown side by side, run or not
+METRIC_COLUMNS = ("macro_f1", "accuracy", "weighted_f1")
+
+
+def variant_summary(runs: pd.DataFrame, value: str, confidence: float = 0.95) -> pd.DataFrame:
+    """Per dataset x protocol x variant: mean, sd, n and a t-interval of the mean over models."""
+
+    def agg(x: pd.Series) -> pd.Series:
+        x = x.dropna()
+        n, m = len(x), x.mean()
+        sd = x.std(ddof=1) if n > 1 else np.nan
+        half = sps.t.ppf(0.5 + confidence / 2, n - 1) * sd / np.sqrt(n) if n > 1 else np.nan
+        return pd.Series({"mean": m, "sd": sd, "n": n, "ci_low": m - half, "ci_high": m + half})
+
+    return (
+        runs.groupby(["dataset", "protocol", "variant"], sort=True)[value]
+        .apply(agg)
+        .unstack()
+        .reset_index()
+    )
+
+
+def metrics(runs: pd.DataFrame) -> dict:
+    """DVC metrics: F1/accuracy mean and std, median latency, per dataset/protocol/variant.
+    Deterministic: computed from the runs table only, rounded, no clock readings."""
+    out: dict = {}
+    for (d, p, v), part in runs.groupby(["dataset", "protocol", "variant"], sort=True):
+        entry = {"n_models": int(len(part))}
+        for col in METRIC_COLUMNS:
+            entry[f"{col}_mean"] = round(float(part[col].mean()), 6)
+            entry[f"{col}_std"] = round(float(part[col].std(ddof=1)), 6) if len(part) > 1 else None
+        if "latency_median_ms" in part:
+            entry["latency_median_ms"] = round(float(part["latency_median_ms"].median()), 6)
+        out.setdefault(d, {}).setdefault(p, {})[v] = entry
+    return out
+
+
+def f1_per_fold(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """DVC plot data: one row per model, `run` = 'dataset/protocol/variant/f<k>s<s>', `f1` =
+    the `metric` column (named in `metric`, so the plot's y field never changes)."""
+    keys = ["dataset", "protocol", "variant", "fold", "seed"]
+    frame = runs[keys].copy()
+    runs_id = [f"{d}/{p}/{v}/f{f}s{s}" for d, p, v, f, s in frame.itertuples(index=False)]
+    frame.insert(0, "run", runs_id)
+    return frame.assign(metric=metric, f1=runs[metric].round(6).to_numpy())
+
+
+# --- claims verdict ---------------------------------------------------------------------------
+
+
+def _evidence(row: pd.Series) -> Evidence:
+    return Evidence(
+        bool(row["computed"]),
+        str(row["reason"]) if pd.notna(row["reason"]) else "",
+        *(float(row[c]) for c in ("estimate", "ci_low", "ci_high", "p", "margin")),
+    )
+
+
+def verdicts(evidence: pd.DataFrame, cfg: VerdictConfig, alpha: float) -> pd.DataFrame:
+    """One row per claim x dataset x protocol (every protocol of PROTOCOLS, run or not)."""
+    rows = []
+    datasets = list(dict.fromkeys(evidence["dataset"])) or ["(no dataset)"]
+    for spec in CLAIMS:
+        for d in datasets:
+            for p in PROTOCOLS:
+                hit = evidence[
+                    (evidence["claim"] == spec.id)
+                    & (evidence["dataset"] == d)
+                    & (evidence["protocol"] == p)
+                ]
+                if hit.empty:
+                    ours, dec = (
+                        "not run",
+                        decide(
+                            spec,
+                            Evidence(False, f"protocol {p} not in the study", *[np.nan] * 5),
+                            cfg,
+                            alpha,
+                        ),
+                    )
+                else:
+                    ours, dec = (
+                        hit.iloc[0]["ours"],
+                        decide(spec, _evidence(hit.iloc[0]), cfg, alpha),
+                    )
+                rows.append(
+                    {
+                        "claim": spec.id,
+                        "dataset": d,
+                        "protocol": p,
+                        "ours": ours,
+                        "verdict": dec.verdict.value,
+                        "reason": dec.reason,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def _claim_label(spec: ClaimSpec, dataset: str, many: bool) -> str:
+    return f"{spec.claim} [{spec.source}]" + (f" ({dataset})" if many else "")
+
+
+def verdict_markdown(rows: pd.DataFrame) -> str:
+    specs = {s.id: s for s in CLAIMS}
+    many = rows["dataset"].nunique() > 1
+    head = ["Claim [abstract]", "Paper"] + [
+        f"{h} ({p})" for p in PROTOCOLS for h in ("Ours", "Verdict")
+    ]
+    lines = ["| " + " | ".join(head + ["Reason"]) + " |", "|" + "---|" * (len(head) + 1)]
+    for (claim, d), part in rows.groupby(["claim", "dataset"], sort=False):
+        spec, part = specs[claim], part.set_index("protocol")
+        cells = [_claim_label(spec, d, many), spec.paper]
+        for p in PROTOCOLS:
+            cells += [str(part.loc[p, "ours"]), f"**{part.loc[p, 'verdict']}**"]
+        reason = "; ".join(f"{p}: {part.loc[p, 'reason']}" for p in PROTOCOLS)
+        if spec.note and spec.note not in reason:
+            reason += f" ({spec.note})"
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells + [reason]) + " |")
+    counts = rows["verdict"].value_counts()
+    tally = ", ".join(f"{counts.get(v.value, 0)} {v.value}" for v in Verdict)
+    return "\n".join(lines) + f"\n\nVerdicts over claims x protocols: {tally}.\n"
+
+
+# --- other sections ---------------------------------------------------------------------------
+
+
+def what_was_run(runs: pd.DataFrame) -> str:
+    lines = []
+    for (d, p), part in runs.groupby(["dataset", "protocol"], sort=True):
+        folds, seeds = (sorted(int(x) for x in part[c].unique()) for c in ("fold", "seed"))
+        lines.append(
+            f"- `{d}` / `{p}`: {part['variant'].nunique()} variants x {len(folds)} folds "
+            f"{folds} x seeds {seeds} = {len(part)} trained and benchmarked models"
+        )
+    absent = [p for p in PROTOCOLS if p not in set(runs["protocol"])]
+    if absent:
+        lines.append(f"- not run: protocol(s) {absent} (not in params `study.protocols`)")
+    return "\n".join(lines) + "\n"
+
+
+def variant_table(variants: list[str]) -> str:
+    lines = ["| Variant | Paper's table name | What it really is |", "|---|---|---|"]
+    lines += [f"| `{v}` | {paper_name(v)} | {info(v).what} |" for v in order(variants)]
+    return "\n".join(lines) + "\n"
+
+
+def side_by_side(runs: pd.DataFrame, f1: str) -> str:
+    """Variant rows; F1, latency and inference energy under each protocol."""
+    parts = {
+        c: variant_summary(runs, c).set_index(["dataset", "protocol", "variant"])
+        for c in (f1, "latency_median_ms", "energy_per_inference_mj")
+        if c in runs
+    }
+    head = ["Dataset", "Variant"] + [
+        f"{h} ({p})" for p in PROTOCOLS for h in (f"{f1} mean ± sd (n)", "latency ms", "energy mJ")
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for d in sorted(runs["dataset"].unique()):
+        for v in order(list(runs["variant"].unique())):
+            cells = [d, f"`{v}`"]
+            for p in PROTOCOLS:
+                cells += [
+                    _cell(parts, c, (d, p, v), k)
+                    for c, k in ((f1, 4), ("latency_median_ms", 4), ("energy_per_inference_mj", 4))
+                ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(parts: dict, col: str, key: tuple, digits: int) -> str:
+    frame = parts.get(col)
+    if frame is None or key not in frame.index:
+        return "not run"
+    r = frame.loc[key]
+    sd = f" ± {r['sd']:.{digits}f}" if np.isfinite(r["sd"]) else ""
+    return (
+        f"{r['mean']:.{digits}f}{sd} ({int(r['n'])})"
+        if col != "latency_median_ms"
+        else f"{r['mean']:.{digits}f}"
+    )
+
+
+def not_computed(stats_tables: dict[str, pd.DataFrame]) -> str:
+    """Every planned test that was not computed, grouped by its reason."""
+    rows = []
+    for name, frame in stats_tables.items():
+        if "status" not in frame:
+            continue
+        for _, r in frame[frame["status"] != COMPUTED].iterrows():
+            rows.append(
+                (
+                    name,
+                    f"{r['dataset']}/{r['protocol']}",
+                    f"{r['variant']} vs {r['baseline']}",
+                    str(r["reason"]),
+                )
+            )
+    if not rows:
+        return "Every planned test was computed.\n"
+    frame = pd.DataFrame(rows, columns=["table", "scope", "comparison", "reason"])
+    join = lambda sep: lambda s: sep.join(dict.fromkeys(s))  # noqa: E731 - ordered unique
+    grouped = frame.groupby("reason", sort=False).agg(
+        tables=("table", join(", ")),
+        scopes=("scope", join(", ")),
+        comparisons=("comparison", join("; ")),
+        n=("table", "size"),
+    )
+    lines = ["| Reason | Tests | Comparisons | Scopes | Tables |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {reason} | {g['n']} | {g['comparisons']} | {g['scopes']} | {g['tables']} |"
+        for reason, g in grouped.iterrows()
+    ]
+    return f"{len(frame)} planned tests were not computed:\n\n" + "\n".join(lines) + "\n"

@@ -1,0 +1,270 @@
+"""Read the results tree (data/runs, data/benchmarks; docs/architecture.md 3-4) into tidy frames.
+
+`runs_table` joins each trained model's metrics with its benchmark summary: one row per
+dataset x protocol x variant x fold x seed. Everything else is loaded per (dataset, protocol,
+variant) on demand: per-inference latency samples, predictions, routing frequencies.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from qmoe.io import require
+
+KEYS = ["dataset", "protocol", "variant", "fold", "seed"]
+RUN_FIELDS = [
+    "fold",
+    "seed",
+    "accuracy",
+    "macro_f1",
+    "weighted_f1",
+    "best_epoch",
+    "selected_epoch",
+    "epochs_run",
+    "train_seconds",
+    "n_train",
+    "n_val",
+    "n_test",
+    "n_params",
+    "train_energy_kwh",
+    "train_emissions_kg",
+    "energy_method",
+]
+SUMMARY_FIELDS = [
+    "fold",
+    "seed",
+    "latency_n",
+    "latency_median_ms",
+    "latency_mean_ms",
+    "latency_std_ms",
+    "latency_iqr_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "reference_fold_pass_s",
+    "energy_block_n",
+    "energy_block_kwh",
+    "energy_per_inference_mj",
+    "energy_method",
+    "train_energy_kwh",
+    "break_even_inferences",
+    "deploy_over_train_1e3",
+    "deploy_over_train_1e6",
+    "size_packed_bytes",
+    "size_fp32_state_dict_bytes",
+    "size_reference_kb",
+    "n_params",
+    "macro_f1",
+    "f1_per_inference_mj",
+    "f1_per_train_wh",
+]
+BENCH_PREFIX = "bench_"  # summary.csv columns that repeat a metrics.json field (macro_f1, ...)
+_LATENCY_FILE = re.compile(r"fold(\d+)_seed(\d+)\.npy")
+
+
+@dataclass(frozen=True)
+class Study:
+    """params.yaml `study`: the combinations every downstream stage expects to find."""
+
+    datasets: tuple[str, ...]
+    protocols: tuple[str, ...]
+    variants: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for field in ("datasets", "protocols", "variants"):
+            values = getattr(self, field)
+            require(len(values) > 0, f"study.{field}", "must list at least one name")
+            require(
+                len(set(values)) == len(values), f"study.{field}", f"duplicate names in {values}"
+            )
+
+    def combinations(self) -> list[tuple[str, str, str]]:
+        return [(d, p, v) for d in self.datasets for p in self.protocols for v in self.variants]
+
+
+def study_from_params(section: dict) -> Study:
+    """The three lists of params `study` (other keys there belong to other stages)."""
+    from qmoe.io import from_section
+
+    return from_section(
+        Study,
+        {k: (section or {}).get(k, []) for k in ("datasets", "protocols", "variants")},
+        "study",
+    )
+
+
+def _check_columns(frame: pd.DataFrame, needed: list[str], where: str) -> None:
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{where}: missing field(s) {missing}")
+
+
+def _unique_keys(frame: pd.DataFrame, where: str) -> None:
+    dup = frame.duplicated(["fold", "seed"], keep=False)
+    if dup.any():
+        keys = sorted(set(zip(frame.loc[dup, "fold"], frame.loc[dup, "seed"])))
+        raise ValueError(f"{where}: duplicate (fold, seed) rows {keys}")
+
+
+def load_run_metrics(run_dir: Path, dataset: str, protocol: str, variant: str) -> pd.DataFrame:
+    """metrics.json -> one row per (fold, seed); the header must name this very run."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found")
+    data = json.loads(path.read_text())
+    for field, expected in (("dataset", dataset), ("protocol", protocol), ("variant", variant)):
+        if data.get(field) != expected:
+            raise ValueError(f"{path}: {field} is {data.get(field)!r}, expected {expected!r}")
+    frame = pd.DataFrame(data.get("runs") or [])
+    if frame.empty:
+        raise ValueError(f"{path}: 'runs' is empty")
+    _check_columns(frame, RUN_FIELDS, str(path))
+    _unique_keys(frame, str(path))
+    return frame[RUN_FIELDS]
+
+
+def load_summary(bench_dir: Path) -> pd.DataFrame:
+    path = Path(bench_dir) / "summary.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found")
+    frame = pd.read_csv(path)
+    _check_columns(frame, SUMMARY_FIELDS, str(path))
+    _unique_keys(frame, str(path))
+    return frame
+
+
+def _join(metrics: pd.DataFrame, summary: pd.DataFrame, where: str) -> pd.DataFrame:
+    left = set(zip(metrics["fold"], metrics["seed"]))
+    right = set(zip(summary["fold"], summary["seed"]))
+    if left != right:
+        raise ValueError(
+            f"{where}: (fold, seed) of metrics.json and summary.csv differ: only in "
+            f"runs {sorted(left - right)}, only in benchmarks {sorted(right - left)}"
+        )
+    shared = [c for c in summary.columns if c in metrics.columns and c not in ("fold", "seed")]
+    summary = summary.rename(columns={c: BENCH_PREFIX + c for c in shared})
+    return metrics.merge(summary, on=["fold", "seed"], how="inner", validate="one_to_one")
+
+
+def runs_table(runs_root: Path, bench_root: Path, study: Study) -> pd.DataFrame:
+    """One row per dataset x protocol x variant x fold x seed; an absent listed run raises."""
+    parts = []
+    for dataset, protocol, variant in study.combinations():
+        run_dir = Path(runs_root) / dataset / protocol / variant
+        bench_dir = Path(bench_root) / dataset / protocol / variant
+        for folder, what in ((run_dir, "run"), (bench_dir, "benchmark")):
+            if not folder.is_dir():
+                raise FileNotFoundError(
+                    f"{folder}: no {what} folder for dataset={dataset} "
+                    f"protocol={protocol} variant={variant} (listed in params "
+                    "study)"
+                )
+        metrics = load_run_metrics(run_dir, dataset, protocol, variant)
+        joined = _join(metrics, load_summary(bench_dir), f"{dataset}/{protocol}/{variant}")
+        parts.append(joined.assign(dataset=dataset, protocol=protocol, variant=variant))
+    table = pd.concat(parts, ignore_index=True)
+    rest = [c for c in table.columns if c not in KEYS]
+    return table[KEYS + rest].sort_values(KEYS, kind="stable").reset_index(drop=True)
+
+
+def read_runs_table(path: Path) -> pd.DataFrame:
+    """reports/tables/runs.csv as written by `aggregate`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (run the aggregate stage)")
+    table = pd.read_csv(path)
+    _check_columns(table, KEYS + ["macro_f1", "weighted_f1", "accuracy"], str(path))
+    return table
+
+
+class Where(NamedTuple):
+    dataset: str
+    protocol: str
+    variant: str
+
+    def under(self, root: Path) -> Path:
+        return Path(root) / self.dataset / self.protocol / self.variant
+
+
+def load_latency(bench_root: Path, where: Where) -> pd.DataFrame:
+    """Per-inference latencies (ms) of every model of a variant: columns fold, seed, latency_ms."""
+    folder = where.under(bench_root) / "latency"
+    parts = []
+    for path in sorted(folder.glob("*.npy")) if folder.is_dir() else []:
+        match = _LATENCY_FILE.fullmatch(path.name)
+        if match is None:
+            raise ValueError(f"{path}: latency file name is not fold<k>_seed<s>.npy")
+        values = np.load(path, allow_pickle=False).astype(np.float64).ravel()
+        parts.append(
+            pd.DataFrame({"fold": int(match[1]), "seed": int(match[2]), "latency_ms": values})
+        )
+    if not parts:
+        return pd.DataFrame(
+            {
+                "fold": pd.Series(dtype=int),
+                "seed": pd.Series(dtype=int),
+                "latency_ms": pd.Series(dtype=float),
+            }
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def load_latencies(bench_root: Path, runs: pd.DataFrame) -> pd.DataFrame:
+    """Latency samples of every (dataset, protocol, variant) in `runs`, long format."""
+    parts = []
+    for (d, p, v), _ in runs.groupby(["dataset", "protocol", "variant"], sort=True):
+        parts.append(
+            load_latency(bench_root, Where(d, p, v)).assign(dataset=d, protocol=p, variant=v)
+        )
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=KEYS)
+    return frame[KEYS + ["latency_ms"]] if not frame.empty else frame
+
+
+def load_predictions(runs_root: Path, where: Where) -> pd.DataFrame | None:
+    """predictions.csv of one run folder (None when absent)."""
+    path = where.under(runs_root) / "predictions.csv"
+    if not path.is_file():
+        return None
+    frame = pd.read_csv(path)
+    _check_columns(frame, ["fold", "seed", "label", "pred"], str(path))
+    return frame.assign(dataset=where.dataset, protocol=where.protocol, variant=where.variant)
+
+
+def load_routing(bench_root: Path, where: Where) -> pd.DataFrame | None:
+    """routing.csv of one MoE benchmark (None when absent)."""
+    path = where.under(bench_root) / "routing.csv"
+    if not path.is_file():
+        return None
+    frame = pd.read_csv(path)
+    _check_columns(frame, ["fold", "seed", "expert", "expert_name", "frequency"], str(path))
+    return frame.assign(dataset=where.dataset, protocol=where.protocol, variant=where.variant)
+
+
+def class_names(runs_root: Path, where: Where) -> list[str] | None:
+    """metrics.json `class_names` when the train stage recorded them."""
+    path = where.under(runs_root) / "metrics.json"
+    names = json.loads(path.read_text()).get("class_names") if path.is_file() else None
+    return [str(n) for n in names] if names else None
+
+
+def routed_predictions(
+    runs_root: Path, bench_root: Path, runs: pd.DataFrame, variant: str
+) -> pd.DataFrame | None:
+    """predictions.csv of an MoE variant with each sample's `expert_name` (from routing.csv)."""
+    parts = []
+    for (d, p), _ in runs[runs["variant"] == variant].groupby(["dataset", "protocol"], sort=True):
+        where = Where(d, p, variant)
+        pred, routing = load_predictions(runs_root, where), load_routing(bench_root, where)
+        if pred is None or routing is None or not {"expert", "gate_prob"} <= set(pred.columns):
+            continue
+        names = routing[["expert", "expert_name"]].drop_duplicates()
+        if names["expert"].duplicated().any():
+            raise ValueError(f"{where.under(bench_root)}/routing.csv: one expert id has two names")
+        parts.append(pred.merge(names, on="expert", how="left"))
+    return pd.concat(parts, ignore_index=True) if parts else None

@@ -1,0 +1,89 @@
+"""Figures, paper tables, metrics.json, per-fold F1 plot data and report.md. DVC stage: report."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+
+from qmoe import document, figures, provenance, reporting, results, tables  # noqa: E402
+from qmoe.cli import read_params, run_stage  # noqa: E402
+from qmoe.io import atomic_dir, atomic_path, from_section, load_json  # noqa: E402
+
+log = logging.getLogger("stages.report")
+
+
+def paper_tables(stats: dict[str, pd.DataFrame], f1: str) -> list[tables.Table]:
+    return [
+        tables.table1(stats["std_table1_cross_dataset"], f1),
+        tables.table2(stats["std_table2_quantization"], f1, f1),
+        tables.table3(stats["std_table3_moe"], f1, f1),
+        tables.table4(stats["std_table4_latency"], f1, f1),
+        tables.supplement(stats["std_supplement_carbon"], f1, f1),
+    ]
+
+
+def read_stats(folder: Path) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, dict]:
+    if not (folder / "stats.json").is_file():
+        raise FileNotFoundError(f"{folder}/stats.json: not found (run the stats stage)")
+    frames = {p.stem: pd.read_csv(p) if p.stat().st_size > 1 else pd.DataFrame()
+              for p in sorted(folder.glob("*.csv"))}
+    if "claims" not in frames:
+        raise FileNotFoundError(f"{folder}/claims.csv: not found (run the stats stage)")
+    return frames, frames.pop("claims"), load_json(folder / "stats.json")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    flags = "table stats runs benchmarks raw metrics plots figures tables out"
+    for flag in flags.split():
+        ap.add_argument(f"--{flag}", type=Path, required=True)
+    args = ap.parse_args()
+
+    params = read_params()
+    cfg = from_section(document.ReportConfig, params.get("report"), "report")
+    runs = results.read_runs_table(args.table)
+    stats, evidence, summary = read_stats(args.stats)
+    f1 = summary["config"]["f1_metric"]
+    rel = lambda p: Path(os.path.relpath(p, args.out.parent)).as_posix()  # noqa: E731
+
+    with contextlib.ExitStack() as stack:  # all outputs appear together, or none
+        fig_dir = stack.enter_context(atomic_dir(args.figures))
+        tab_dir = stack.enter_context(atomic_dir(args.tables))
+        pngs = []
+        for dataset in sorted(runs["dataset"].unique()):
+            data = figures.load(args.runs, args.benchmarks, runs, dataset, f1)
+            for name, fig in figures.build(data, f1).items():
+                figures.save(fig, fig_dir, f"{dataset}_{name}", cfg.formats, cfg.dpi)
+                pngs.append(rel(args.figures / "png" / f"{dataset}_{name}.png"))
+        ptables = paper_tables(stats, f1)
+        for t in ptables:
+            (tab_dir / f"{t.name}.md").write_text(f"# {t.title}\n\n{tables.markdown(t)}")
+            (tab_dir / f"{t.name}.tex").write_text(tables.latex(t))
+        datasets = provenance.dataset_rows(args.raw, sorted(runs["dataset"].unique()))
+        prov = provenance.markdown(provenance.git_commit(), params, datasets,
+                                   provenance.devices(args.benchmarks),
+                                   provenance.energy_methods(runs))
+        text = document.render(document.Document(
+            runs, stats, evidence, summary["config"], summary["methods"], cfg.verdict, pngs,
+            ptables, rel(args.tables), prov))
+        plot = stack.enter_context(atomic_path(args.plots))
+        reporting.f1_per_fold(runs, f1).to_csv(plot, index=False)
+        metrics = stack.enter_context(atomic_path(args.metrics))
+        metrics.write_text(json.dumps(reporting.metrics(runs), indent=2, sort_keys=True) + "\n")
+        report = stack.enter_context(atomic_path(args.out))
+        report.write_text(text)
+    log.info("report -> %s (%d figures)", args.out, len(pngs))
+
+
+if __name__ == "__main__":
+    run_stage(main)

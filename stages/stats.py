@@ -1,0 +1,47 @@
+"""Tests on the runs table and latency samples -> reports/stats/. DVC stage: stats."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+from qmoe import claims, families, reftables, results
+from qmoe.cli import read_params, run_stage
+from qmoe.io import atomic_dir, from_section, save_json
+from qmoe.stats import COMPUTED, StatsConfig
+
+log = logging.getLogger("stages.stats")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--table", type=Path, required=True, help="reports/tables/runs.csv")
+    ap.add_argument("--runs", type=Path, required=True, help="data/runs (predictions)")
+    ap.add_argument("--benchmarks", type=Path, required=True, help="data/benchmarks")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+
+    cfg = from_section(StatsConfig, read_params().get("stats"), "stats")
+    runs = results.read_runs_table(args.table)
+    latency = results.load_latencies(args.benchmarks, runs)
+    tables = families.run_families(runs, latency, cfg)
+    routing = results.routed_predictions(args.runs, args.benchmarks, runs, claims.V3_CURIOSITY)
+    evidence = claims.evidence(claims.Context(tables, runs, routing, cfg))
+    tables |= reftables.significance_tables(runs, cfg) | reftables.std_tables(runs, cfg)
+
+    summary = {"config": dataclasses.asdict(cfg), "methods": families.METHODS, "families": {}}
+    with atomic_dir(args.out) as tmp:
+        for name, frame in tables.items():
+            frame.to_csv(tmp / f"{name}.csv", index=False)
+            if "status" in frame:
+                done = int((frame["status"] == COMPUTED).sum())
+                summary["families"][name] = {"computed": done, "not_computed": len(frame) - done}
+        evidence.to_csv(tmp / "claims.csv", index=False)
+        save_json(tmp / "stats.json", summary)
+    log.info("wrote %d tables and claims.csv to %s", len(tables), args.out)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,101 @@
+"""Figures take tidy frames and return matplotlib Figures (qmoe.plotting); nothing is saved here."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from qmoe import plotting  # noqa: E402
+
+
+def _summary() -> pd.DataFrame:
+    rows = []
+    for protocol in ("corrected", "faithful"):
+        for variant, f1, size in (("w4a8", 0.78, 7e3), ("w8a8", 0.80, 1.3e4), ("fp32", 0.81, 4.8e4),
+                                  ("moe", 0.79, 6e4)):
+            rows.append({"protocol": protocol, "variant": variant, "mean": f1, "ci_low": f1 - 0.01,
+                         "ci_high": f1 + 0.01, "size": size})
+    return pd.DataFrame(rows)
+
+
+def test_f1_vs_bits_plots_single_models_on_a_log2_axis():
+    fig = plotting.f1_vs_bits(_summary(), "macro_f1")
+    ax = fig.axes[0]
+    assert isinstance(fig, Figure) and ax.get_xscale() == "log"
+    labels = sorted(t.get_text() for t in ax.texts)
+    assert labels == sorted(["w4a8", "w8a8", "fp32"] * 2)        # the MoE has no bit-width
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["corrected", "faithful"]
+
+
+def test_pareto_front_keeps_points_no_other_beats():
+    x, y = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.5, 0.4, 0.7, 0.6])
+    assert plotting._pareto(x, y).tolist() == [0, 2]
+
+
+def test_scatter_has_one_panel_per_protocol_and_a_front():
+    fig = plotting.scatter_vs_f1(_summary(), "size", "bytes", "macro_f1", pareto=True)
+    assert [ax.get_title() for ax in fig.axes] == ["corrected", "faithful"]
+    assert all(ax.get_legend() is not None for ax in fig.axes)
+
+
+def _latency() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.concat([pd.DataFrame({"protocol": p, "variant": v,
+                                    "latency_ms": rng.lognormal(-1.5, 0.3, 100)})
+                      for p in ("corrected", "faithful") for v in ("fp32", "moe",
+                                                                   "moe_curiosity_log")])
+
+
+def test_latency_ecdf_draws_one_curve_per_variant_ending_at_one():
+    fig = plotting.latency_ecdf(_latency())
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and len(ax.lines) == 3
+    assert all(line.get_ydata()[-1] == 1.0 for line in ax.lines)
+
+
+def test_latency_violin_per_protocol():
+    fig = plotting.latency_violin(_latency())
+    assert [ax.get_title() for ax in fig.axes] == ["corrected", "faithful"]
+
+
+def _predictions() -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame({"variant": np.repeat(["moe_curiosity_log", "moe_curiosity_kl"], 60),
+                         "label": np.tile(np.arange(3), 40), "uncertainty": rng.gamma(2, 0.01, 120),
+                         "expert_name": np.tile(["ternary_reference", "w4a8", "w8a8"], 40),
+                         "gate_prob": rng.uniform(0.4, 0.9, 120)})
+
+
+def test_curiosity_figures():
+    pred = _predictions()
+    hist = plotting.curiosity_histogram(pred, "title")
+    assert hist.axes[0].get_yscale() == "log" and hist._suptitle.get_text() == "title"
+    per_class = plotting.curiosity_per_class(pred, ["dog", "rain", "siren"])
+    ax = per_class.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["dog", "rain", "siren"]
+    means = pred.groupby(["variant", "label"])["uncertainty"].mean()
+    heights = sorted(round(p.get_height(), 12) for p in ax.patches)
+    assert heights == sorted(round(v, 12) for v in means)
+
+
+def test_routing_figures():
+    routing = pd.DataFrame({"variant": "moe", "fold": np.repeat([1, 2], 3),
+                            "expert_name": ["a", "b", "c"] * 2, "frequency": [0.2, 0.3, 0.5] * 2})
+    dist = plotting.routing_distribution(routing)
+    assert sorted(round(p.get_height(), 6) for p in dist.axes[0].patches) == [0.2, 0.3, 0.5]
+    conf = plotting.routing_confidence(_predictions())
+    assert len(conf.axes) == 2
+
+
+def test_confusion_matrix_is_row_normalised():
+    fig = plotting.confusion(np.array([[8, 2], [0, 0]]), ["a", "b"], "t")
+    image = fig.axes[0].images[0].get_array()
+    assert np.allclose(image, [[0.8, 0.2], [0.0, 0.0]])
+
+
+def test_placeholder_states_the_reason():
+    fig = plotting.placeholder("routing", "no routing.csv")
+    assert "not computed: no routing.csv" in fig.axes[0].texts[0].get_text()

@@ -1,0 +1,135 @@
+"""Report sections, DVC metrics and provenance (qmoe.reporting, qmoe.document, qmoe.provenance)."""
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from qmoe import document, provenance, reporting
+from qmoe.io import ConfigError, from_section
+from qmoe.verdict import CLAIMS, Verdict, VerdictConfig
+
+
+def _runs() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = [{"dataset": "d", "protocol": "corrected", "variant": v, "fold": f, "seed": s,
+             "macro_f1": 0.8 + 0.02 * rng.random(), "accuracy": 0.81, "weighted_f1": 0.8,
+             "latency_median_ms": 0.2 + 0.01 * f, "energy_per_inference_mj": 0.3}
+            for v in ("fp32", "w4a8") for f in (1, 2, 3) for s in (0, 1)]
+    return pd.DataFrame(rows)
+
+
+def test_metrics_are_mean_std_per_variant_and_deterministic():
+    runs = _runs()
+    m = reporting.metrics(runs)
+    sel = runs[runs["variant"] == "w4a8"]
+    entry = m["d"]["corrected"]["w4a8"]
+    assert entry["macro_f1_mean"] == round(sel["macro_f1"].mean(), 6)
+    assert entry["macro_f1_std"] == round(sel["macro_f1"].std(ddof=1), 6)
+    assert entry["latency_median_ms"] == round(sel["latency_median_ms"].median(), 6)
+    assert entry["n_models"] == 6
+    shuffled = runs.sample(frac=1.0, random_state=1)
+    assert json.dumps(reporting.metrics(shuffled), sort_keys=True) == json.dumps(m, sort_keys=True)
+
+
+def test_variant_summary_t_interval():
+    runs = _runs()
+    s = reporting.variant_summary(runs, "macro_f1").set_index("variant")
+    x = runs.loc[runs["variant"] == "fp32", "macro_f1"]
+    half = sps.t.ppf(0.975, 5) * x.std(ddof=1) / np.sqrt(6)
+    assert s.loc["fp32", "ci_high"] - s.loc["fp32", "mean"] == pytest.approx(half)
+
+
+def test_f1_per_fold_plot_data_has_a_stable_y_field():
+    plot = reporting.f1_per_fold(_runs(), "macro_f1")
+    assert list(plot.columns) == ["run", "dataset", "protocol", "variant", "fold", "seed",
+                                  "metric", "f1"]
+    assert plot["run"].iloc[0] == "d/corrected/fp32/f1s0" and plot["run"].is_unique
+
+
+def _evidence() -> pd.DataFrame:
+    rows = [{"claim": s.id, "dataset": "d", "protocol": "corrected", "ours": f"ours {s.id}",
+             "computed": False, "reason": "no data", "estimate": np.nan, "ci_low": np.nan,
+             "ci_high": np.nan, "p": np.nan, "margin": np.nan} for s in CLAIMS]
+    return pd.DataFrame(rows)
+
+
+def test_verdicts_cover_every_claim_and_both_protocols_even_one_not_run():
+    rows = reporting.verdicts(_evidence(), VerdictConfig(), 0.05)
+    assert len(rows) == 2 * len(CLAIMS)
+    faithful = rows[rows["protocol"] == "faithful"]
+    assert set(faithful["verdict"]) == {Verdict.NOT_TESTABLE.value}
+    assert faithful["reason"].str.contains("protocol faithful not in the study").sum() == len(
+        [s for s in CLAIMS if s.rule.value != "not_testable"])
+    md = reporting.verdict_markdown(rows)
+    for spec in CLAIMS:
+        assert spec.claim in md and spec.paper in md
+    assert f"{len(CLAIMS) * 2} not testable here" in md
+
+
+def test_not_computed_groups_by_reason_and_drops_nothing():
+    status = ["computed", "not computed", "not computed"]
+    frame = pd.DataFrame({"dataset": "d", "protocol": "corrected", "variant": ["a", "b", "c"],
+                          "baseline": "fp32", "status": status,
+                          "reason": ["", "no runs of b", "no runs of c"]})
+    text = reporting.not_computed({"f1_paired": frame, "other": pd.DataFrame({"x": [1]})})
+    assert text.startswith("2 planned tests were not computed")
+    assert "| no runs of b | 1 | b vs fp32 | d/corrected | f1_paired |" in text
+    all_done = reporting.not_computed({"f1_paired": frame.iloc[:1]})
+    assert all_done == "Every planned test was computed.\n"
+
+
+def test_what_was_run_lists_folds_seeds_and_missing_protocols():
+    text = reporting.what_was_run(_runs())
+    assert "`d` / `corrected`: 2 variants x 3 folds [1, 2, 3] x seeds [0, 1] = 12" in text
+    assert "not run: protocol(s) ['faithful']" in text
+
+
+def test_variant_table_names_what_each_variant_is():
+    text = reporting.variant_table(["q16_reference", "fp32"])
+    assert "| `fp32` | FP32-Base |" in text.splitlines()[2]
+    assert "is not 16-bit" in text
+
+
+def test_report_config_validation():
+    with pytest.raises(ConfigError, match="report.formats"):
+        from_section(document.ReportConfig, {"formats": ["pdf"]}, "report")
+    with pytest.raises(ConfigError, match="report.verdict.ratio_tol"):
+        from_section(document.ReportConfig, {"verdict": {"ratio_tol": -1.0}}, "report")
+    cfg = from_section(document.ReportConfig, {"verdict": {"ratio_tol": 0.02}}, "report")
+    assert cfg.verdict.ratio_tol == 0.02 and cfg.formats == ("png", "pdf")
+
+
+# --- provenance -------------------------------------------------------------------------------
+
+
+def test_manifest_digest_is_order_independent_and_content_sensitive():
+    m = pd.DataFrame({"clip_id": ["b", "a"], "sha256": ["2", "1"]})
+    expected = hashlib.sha256(b"a  1\nb  2").hexdigest()
+    assert provenance.manifest_digest(m) == expected
+    assert provenance.manifest_digest(m.iloc[::-1]) == expected
+    assert provenance.manifest_digest(m.assign(sha256=["2", "x"])) != expected
+
+
+def test_dataset_rows_read_dataset_json_and_manifest(tmp_path):
+    folder = tmp_path / "esc10"
+    folder.mkdir()
+    (folder / "dataset.json").write_text(json.dumps({"source": "u", "licence": "CC BY",
+                                                     "file_count": 2, "archive_sha256": "ab"}))
+    pd.DataFrame({"clip_id": ["a", "b"], "sha256": ["1", "2"]}).to_csv(folder / "manifest.csv")
+    row = provenance.dataset_rows(tmp_path, ["esc10", "absent"]).set_index("dataset")
+    assert row.loc["esc10", "archive_sha256"] == "ab" and row.loc["esc10", "files"] == 2
+    assert row.loc["absent", "manifest_sha256_digest"] == "n/a (no manifest.csv)"
+
+
+def test_energy_statement_says_estimated_unless_counters_were_read():
+    assert "**estimated**" in provenance.energy_statement(["codecarbon:cpu_load"])
+    assert "**estimated**" in provenance.energy_statement(["rapl", "constant"])
+    assert "hardware power counters" in provenance.energy_statement(["codecarbon:rapl"])
+
+
+def test_git_commit_outside_git_is_unknown(tmp_path):
+    assert provenance.git_commit(tmp_path) == "unknown"
