@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,8 @@ def test_features_table_schema_and_determinism(tmp_path, lite0):
     first = embed_manifest(manifest, tmp_path, cfg, lite0)
     second = embed_manifest(manifest, tmp_path, cfg, lite0)
     assert np.array_equal(first.matrix, second.matrix)  # bitwise
+    one_worker = embed_manifest(manifest, tmp_path, replace(cfg, threads=1), lite0)
+    assert np.array_equal(first.matrix, one_worker.matrix)  # independent of the worker count
     table = features_table(manifest, first.matrix)
     assert list(table.columns) == COLUMNS + [f"emb_{i:04d}" for i in range(1280)]
     assert (table[emb_columns(1280)].dtypes == np.float32).all()

@@ -275,3 +275,17 @@ def test_std_tables_use_ddof_1_and_labelled_units():
     assert t3.loc[("corrected", "moe"), "train_energy_wh_mean"] == pytest.approx(
         moe["train_energy_kwh"].mean() * 1e3)
     assert t3.loc[("corrected", "moe"), "train_co2_g_mean"] == pytest.approx(3e-3)
+
+
+def test_levene_with_a_constant_baseline_is_not_computed_with_a_reason():
+    import pandas as pd
+
+    from qmoe.comparisons import Pair, levene
+    from qmoe.stats import StatsConfig
+
+    rows = [{"dataset": "d", "protocol": "faithful", "variant": v, "fold": f, "seed": 42,
+             "macro_f1": (1.0 if v == "fp32" else 0.8 + 0.01 * f)}
+            for v in ("fp32", "w4a8") for f in range(1, 6)]
+    out = levene(pd.DataFrame(rows), [Pair("f1_variance", "w4a8", "fp32")], "macro_f1", StatsConfig())
+    assert (out["status"] == "not computed").all()
+    assert out["reason"].str.contains("fp32 values are all equal").all()

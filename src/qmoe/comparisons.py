@@ -250,11 +250,13 @@ def levene(
                 else f"only {len(paired.keys)} model(s); need 2 or more"
             )
             if not reason:
-                row.update(
-                    _levene_stats(
-                        scope.select(samples), paired.keys, scope.key_cols, pair, value, cfg
-                    )
+                stats = _levene_stats(
+                    scope.select(samples), paired.keys, scope.key_cols, pair, value, cfg
                 )
+                if stats is None:
+                    reason = f"{pair.baseline} values are all equal: the variance ratio is undefined"
+                else:
+                    row.update(stats)
             row.update(status=NOT_COMPUTED if reason else COMPUTED, reason=reason or "")
             rows.append(row)
     cols = ["family", "dataset", "protocol", "metric", "variant", "baseline", "test", "status",
@@ -271,12 +273,15 @@ def _levene_stats(
     pair: Pair,
     value: str,
     cfg: StatsConfig,
-) -> dict:
+) -> dict | None:
+    """Brown-Forsythe statistics, or None when the baseline has zero variance."""
     chosen = samples.merge(pd.DataFrame(keys, columns=cols), on=cols, how="inner")
     a = chosen.loc[chosen["variant"] == pair.variant, value].dropna().to_numpy(float)
     b = chosen.loc[chosen["variant"] == pair.baseline, value].dropna().to_numpy(float)
-    stat, p = levene_median(a, b)
     sd_a, sd_b = float(np.std(a, ddof=1)), float(np.std(b, ddof=1))
+    if not sd_b > 0:
+        return None
+    stat, p = levene_median(a, b)
     low, high = variance_ratio_ci(samples, keys, cols, pair.variant, pair.baseline, value, cfg)
     ratio = sd_a**2 / sd_b**2
     return {

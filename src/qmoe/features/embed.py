@@ -12,8 +12,10 @@ import contextlib
 import importlib.metadata
 import logging
 import platform
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -31,7 +33,9 @@ from qmoe.io import choose, require
 log = logging.getLogger(__name__)
 
 EMB_PREFIX = "emb_"
-PHASES = ("load", "mel", "render", "backbone")  # timed phases, in pipeline order
+# Timed phases, summed over the worker threads (thread-seconds: with 2 workers they add up to about
+# twice the wall time); "render" is the band statistics for logmel_stats.
+PHASES = ("load", "mel", "render", "backbone")
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ class FeaturesConfig:
     normalize: Literal["imagenet", "none"] = "imagenet"
     head: Literal["pooled", "random_projection"] = "pooled"
     projection_seed: int = 0
-    batch_size: int = 8
+    batch_size: int = 4
     threads: int = 2
 
     def __post_init__(self) -> None:
@@ -66,14 +70,15 @@ def build_backbone(cfg: FeaturesConfig) -> Backbone:
 class Embeddings(NamedTuple):
     matrix: np.ndarray  # (N, D) float32, row i = manifest row i
     backbone: Backbone
-    seconds: dict[str, float]  # per phase (PHASES) plus "total"
+    seconds: dict[str, float]  # thread-seconds per phase (`PHASES`), plus wall-clock "total"
 
 
 class _Timer:
-    """Accumulates wall-clock seconds per phase."""
+    """Accumulates seconds per phase, from several threads."""
 
     def __init__(self) -> None:
         self.seconds = dict.fromkeys(PHASES, 0.0)
+        self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -81,7 +86,8 @@ class _Timer:
         try:
             yield
         finally:
-            self.seconds[name] += time.perf_counter() - t0
+            with self._lock:
+                self.seconds[name] += time.perf_counter() - t0
 
 
 def _prepare(path: Path, is_image: bool, cfg: FeaturesConfig, bb: Backbone,
@@ -102,29 +108,53 @@ def _prepare(path: Path, is_image: bool, cfg: FeaturesConfig, bb: Backbone,
         return render(db, cfg.mel.top_db, colormap_lut(cfg.cmap), bb.image_size)
 
 
+def _single_threaded() -> None:
+    """Worker initialiser: this thread's torch ops run inline, without OpenMP thread teams.
+
+    The mel path is many small ops and Lite0 on a few images is many small convolutions; with
+    2-thread OpenMP teams each op waits at a barrier, and while another process held one core
+    that made the mel phase ~10x and the CNN ~10x slower (measured). One single-threaded worker
+    per core has no barriers, is as fast on an idle machine, and is deterministic.
+    """
+    torch.set_num_threads(1)
+
+
 def embed_files(paths: list[Path], is_image: list[bool], cfg: FeaturesConfig,
                 backbone: Backbone | None = None) -> Embeddings:
-    """Embed clips (audio files, or images where `is_image`) in order: -> (N, D) float32."""
+    """Embed clips (audio files, or images where `is_image`) in order: -> (N, D) float32.
+
+    Chunks of `cfg.batch_size` clips are each prepared and embedded by one of `cfg.threads`
+    single-threaded workers, so the result does not depend on `cfg.threads`.
+    """
     bb = backbone or build_backbone(cfg)
-    head = None
-    if cfg.head == "random_projection":
-        head = random_projection(bb.dim, cfg.projection_seed)
-    timer, out = _Timer(), np.empty((len(paths), bb.dim), dtype=np.float32)
+    head = random_projection(bb.dim, cfg.projection_seed) if cfg.head != "pooled" else None
+    timer = _Timer()
+
+    @torch.inference_mode()
+    def embed_chunk(start: int) -> np.ndarray:
+        stop = min(start + cfg.batch_size, len(paths))
+        x = torch.stack([_prepare(paths[i], is_image[i], cfg, bb, timer)
+                         for i in range(start, stop)])  # (B, 3, S, S) images or (B, D) stats
+        with timer.phase("backbone"):
+            z = bb.net(x)  # (B, D)
+            return (head(z) if head is not None else z).numpy()
+
     t0 = time.perf_counter()
+    starts = range(0, len(paths), cfg.batch_size)
     bar = tqdm(total=len(paths), unit="clip", desc=f"features {bb.name}", disable=None)
-    with torch.inference_mode(), bar:
-        for start in range(0, len(paths), cfg.batch_size):
-            stop = min(start + cfg.batch_size, len(paths))
-            x = torch.stack([_prepare(paths[i], is_image[i], cfg, bb, timer)
-                             for i in range(start, stop)])  # (B, 3, S, S) or (B, D)
-            with timer.phase("backbone"):
-                z = bb.net(x)  # (B, D)
-                out[start:stop] = (head(z) if head is not None else z).numpy()
-            bar.update(stop - start)
+    pool, chunks = ThreadPoolExecutor(cfg.threads, initializer=_single_threaded), []
+    try:
+        with bar:
+            for chunk in pool.map(embed_chunk, starts):  # in order
+                chunks.append(chunk)
+                bar.update(len(chunk))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a bad clip stops the queued work
+    matrix = np.concatenate(chunks) if chunks else np.empty((0, bb.dim), dtype=np.float32)
     seconds = {**timer.seconds, "total": time.perf_counter() - t0}
-    log.info("embedded %d clips with %s in %.1f s (%s)", len(paths), bb.name, seconds["total"],
-             ", ".join(f"{k} {v:.1f} s" for k, v in timer.seconds.items()))
-    return Embeddings(out, bb, seconds)
+    log.info("embedded %d clips with %s in %.1f s wall (thread-seconds: %s)", len(paths), bb.name,
+             seconds["total"], ", ".join(f"{k} {v:.1f}" for k, v in timer.seconds.items()))
+    return Embeddings(matrix, bb, seconds)
 
 
 def embed_manifest(manifest: pd.DataFrame, root: Path, cfg: FeaturesConfig,
