@@ -20,7 +20,7 @@ from qmoe.io import atomic_dir, from_section, save_json
 log = logging.getLogger("stages.features")
 
 NEEDED = ["clip_id", "path", "sample_rate"]  # the rest of the manifest is passed through
-TEXT = {"clip_id": str, "path": str, "label_name": str, "source_id": str}
+TEXT = {"clip_id": str, "path": str, "label_name": str, "source_id": str, "sha256": str}
 
 
 def read_manifest(raw: Path) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import soundfile
 import torch
 import torchaudio
 
-from qmoe.features import MelConfig, colorize, colormap_lut, load_audio, mel_db, render
+from qmoe.features import MelConfig, colorize, colormap_lut, load_audio, load_image, mel_db, render
 from qmoe.features.melspec import Audio, mel_power, mel_transform
 from qmoe.io import ConfigError
 
@@ -115,3 +115,15 @@ def test_render_gives_a_fixed_size_image_with_low_bands_at_the_bottom():
 def test_unknown_colour_map_is_a_config_error():
     with pytest.raises(ConfigError, match="features.cmap: unknown matplotlib colour map 'magmaa'"):
         colormap_lut("magmaa")
+
+
+def test_image_files_load_as_rgb_at_the_backbone_size(tmp_path):
+    from PIL import Image
+
+    Image.new("L", (40, 30), 128).save(tmp_path / "grey.png")  # greyscale -> RGB, as PIL does
+    img = load_image(tmp_path / "grey.png", 64)
+    assert img.shape == (3, 64, 64)
+    torch.testing.assert_close(img, torch.full((3, 64, 64), 128 / 255))
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"bad\.png: cannot read image"):
+        load_image(tmp_path / "bad.png", 64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -122,6 +123,23 @@ def test_stage_writes_the_feature_table(tmp_path):
     assert (info["dataset"], info["backbone"], info["dim"], info["n_clips"]) == (
         "tiny", "efficientnet_lite0", 1280, 3)
     assert info["mel"]["hop_length"] == 32 and info["threads"] == 2
+    assert set(info["thread_seconds"]) == {"load", "mel", "render", "backbone"}
+    assert info["seconds"] > 0 and info["versions"]["torch"] == torch.__version__.split("+")[0]
+
+
+def load_stage_module():
+    spec = importlib.util.spec_from_file_location("features_stage", ROOT / "stages" / "features.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_manifest_without_a_needed_column_is_rejected_by_name(tmp_path):
+    make_raw(tmp_path)
+    pd.read_csv(tmp_path / "manifest.csv").drop(columns="sample_rate").to_csv(
+        tmp_path / "manifest.csv", index=False)
+    with pytest.raises(ValueError, match=r"manifest\.csv: missing column\(s\) \['sample_rate'\]"):
+        load_stage_module().read_manifest(tmp_path)
 
 
 def test_stage_fails_cleanly_on_undecodable_audio(tmp_path):

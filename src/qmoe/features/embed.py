@@ -194,7 +194,8 @@ def features_info(cfg: FeaturesConfig, emb: Embeddings, n_clips: int) -> dict[st
         "backbone": bb.name, "dim": bb.dim, "image_size": bb.image_size, "weights": bb.weights,
         "normalize": cfg.normalize, "head": cfg.head, "projection_seed": cfg.projection_seed,
         "cmap": cfg.cmap, "mel": asdict(cfg.mel), "batch_size": cfg.batch_size,
-        "threads": torch.get_num_threads(), "n_clips": n_clips,
-        "seconds": {k: round(v, 3) for k, v in emb.seconds.items()},
+        "threads": cfg.threads, "n_clips": n_clips,
+        "seconds": round(emb.seconds["total"], 3),  # wall clock
+        "thread_seconds": {k: round(emb.seconds[k], 3) for k in PHASES},
         "versions": _versions(),
     }
