@@ -44,7 +44,7 @@ def read_stats(folder: Path) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, dic
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    flags = "table stats runs benchmarks raw metrics plots figures tables out"
+    flags = "table stats runs benchmarks raw metrics bench_metrics plots figures tables out"
     for flag in flags.split():
         ap.add_argument(f"--{flag}", type=Path, required=True)
     args = ap.parse_args()
@@ -80,6 +80,9 @@ def main() -> None:
         reporting.f1_per_fold(runs, f1).to_csv(plot, index=False)
         metrics = stack.enter_context(atomic_path(args.metrics))
         metrics.write_text(json.dumps(reporting.metrics(runs), indent=2, sort_keys=True) + "\n")
+        bench = stack.enter_context(atomic_path(args.bench_metrics))
+        bench.write_text(json.dumps(reporting.benchmark_metrics(runs), indent=2, sort_keys=True)
+                         + "\n")
         report = stack.enter_context(atomic_path(args.out))
         report.write_text(text)
     log.info("report -> %s (%d figures)", args.out, len(pngs))

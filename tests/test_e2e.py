@@ -56,6 +56,7 @@ def test_dvc_repro_on_synthetic_runs_to_the_report_and_is_then_a_no_op(tmp_path)
     report = (repo / "reports" / "report.md").read_text()
     assert "Claims verdict" in report or "claims verdict" in report.lower()
     metrics = yaml.safe_load((repo / "reports" / "metrics.json").read_text())
+    assert (repo / "reports" / "benchmark_metrics.json").is_file()
     assert metrics, "reports/metrics.json is empty"
     t0 = time.perf_counter()
     again = _dvc(["repro"], repo)

@@ -125,10 +125,13 @@ def test_unsupported_weight_bits_are_refused_naming_the_value(bits):
         models.variant_from_params("x", {"x": {"kind": "bitlinear", "weight_bits": bits}})
 
 
-def test_yaml_boolean_off_is_refused_with_a_hint():
+def test_yaml_boolean_off_reads_as_off_and_other_booleans_are_refused_with_a_hint():
+    # `dvc exp run -S` rewrites params.yaml with a bare `off`, which YAML 1.1 reads as False
     entry = {"kind": "moe", "experts": ["w4a8"], "router_outputs": 1, "curiosity": False}
-    with pytest.raises(ConfigError, match=r'variants.m.curiosity: got the boolean False.*"off"'):
-        models.variant_from_params("m", {"m": entry, "w4a8": VARIANTS["w4a8"]})
+    cfg = models.variant_from_params("m", {"m": entry, "w4a8": VARIANTS["w4a8"]})
+    assert cfg.curiosity == "off"
+    with pytest.raises(ConfigError, match=r'variants.m.curiosity: got the boolean True.*"off"'):
+        models.variant_from_params("m", {"m": {**entry, "curiosity": True}, "w4a8": VARIANTS["w4a8"]})
 
 
 def test_reference_readme_moe_with_7_experts_and_3_outputs_is_refused():

@@ -255,6 +255,8 @@ def pipeline(tmp: Path, params: Path) -> list[subprocess.CompletedProcess]:
                 f"{d}/raw",
                 "--metrics",
                 f"{r}/metrics.json",
+                "--bench_metrics",
+                f"{r}/benchmark_metrics.json",
                 "--plots",
                 f"{r}/plots/f1_per_fold.csv",
                 "--figures",
@@ -291,7 +293,8 @@ def _in_process(tmp: Path, params: Path, monkeypatch) -> None:
                   "--benchmarks", f"{d}/benchmarks", "--out", f"{r}/stats"],
         "report": ["--table", f"{r}/tables/runs.csv", "--stats", f"{r}/stats", "--runs",
                    f"{d}/runs", "--benchmarks", f"{d}/benchmarks", "--raw", f"{d}/raw",
-                   "--metrics", f"{r}/metrics.json", "--plots", f"{r}/plots/f1_per_fold.csv",
+                   "--metrics", f"{r}/metrics.json",
+                   "--bench_metrics", f"{r}/benchmark_metrics.json", "--plots", f"{r}/plots/f1_per_fold.csv",
                    "--figures", f"{r}/figures", "--tables", f"{r}/tables/paper",
                    "--out", f"{r}/report.md"],
     }

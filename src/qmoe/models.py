@@ -182,16 +182,22 @@ KINDS: dict[str, type] = {
 }
 
 
-def _reject_yaml_booleans(cls: type, section: Mapping[str, Any], where: str) -> None:
-    """YAML 1.1 reads unquoted off/on/no/yes as booleans: name the pitfall for string fields."""
+def _reject_yaml_booleans(cls: type, section: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """YAML 1.1 reads unquoted off/on/no/yes as booleans: a string field that allows "off" takes
+    False as "off" (DVC's `exp run -S` rewrites params.yaml with a bare `off`); any other boolean
+    in a string field is refused with the pitfall named. Returns the section to use."""
     hints = typing.get_type_hints(cls)
+    out = dict(section)
     for key, value in section.items():
         tp = hints.get(key)
-        is_str = tp is str or (typing.get_origin(tp) is Literal
-                               and all(isinstance(a, str) for a in typing.get_args(tp)))
-        if is_str and isinstance(value, bool):
+        options = typing.get_args(tp) if typing.get_origin(tp) is Literal else ()
+        is_str = tp is str or (options and all(isinstance(a, str) for a in options))
+        if is_str and value is False and "off" in options:
+            out[key] = "off"
+        elif is_str and isinstance(value, bool):
             raise ConfigError(f"{where}.{key}: got the boolean {value}; YAML reads unquoted "
                               f"off/on/no/yes as booleans, write it quoted (e.g. \"off\")")
+    return out
 
 
 def variant_from_params(name: str, variants: Mapping[str, Any]) -> VariantConfig:
@@ -207,8 +213,7 @@ def variant_from_params(name: str, variants: Mapping[str, Any]) -> VariantConfig
         raise ConfigError(f"{where}.kind: unknown kind {kind!r}; valid kinds: {sorted(KINDS)}")
     cls = KINDS[kind]
     section = {k: v for k, v in entry.items() if k != "kind"}
-    _reject_yaml_booleans(cls, section, where)
-    cfg = from_section(cls, section, where)
+    cfg = from_section(cls, _reject_yaml_booleans(cls, section, where), where)
     if isinstance(cfg, MoEConfig):
         for expert in cfg.experts:
             if is_moe(variant_from_params(expert, variants)):

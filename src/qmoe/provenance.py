@@ -14,25 +14,16 @@ import yaml
 MEASURED_ENERGY = ("rapl", "nvml", "powermetrics", "intel_power_gadget")
 
 
+def _git(args: list[str], cwd: Path | None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True,
+                          timeout=30).stdout.strip()
+
+
 def git_commit(cwd: Path | None = None) -> str:
     """`git rev-parse HEAD`, with '-dirty' when tracked files changed; 'unknown' outside git."""
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
+        head = _git(["rev-parse", "HEAD"], cwd)
+        dirty = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{head}-dirty" if dirty else head or "unknown"

@@ -37,16 +37,30 @@ def variant_summary(runs: pd.DataFrame, value: str, confidence: float = 0.95) ->
 
 
 def metrics(runs: pd.DataFrame) -> dict:
-    """DVC metrics: F1/accuracy mean and std, median latency, per dataset/protocol/variant.
-    Deterministic: computed from the runs table only, rounded, no clock readings."""
+    """DVC metrics: F1/accuracy mean and std per dataset/protocol/variant. Deterministic (a clean
+    rerun gives the same file): no clock or energy readings, those are in `benchmark_metrics`."""
     out: dict = {}
     for (d, p, v), part in runs.groupby(["dataset", "protocol", "variant"], sort=True):
         entry = {"n_models": int(len(part))}
         for col in METRIC_COLUMNS:
             entry[f"{col}_mean"] = round(float(part[col].mean()), 6)
             entry[f"{col}_std"] = round(float(part[col].std(ddof=1)), 6) if len(part) > 1 else None
-        if "latency_median_ms" in part:
-            entry["latency_median_ms"] = round(float(part["latency_median_ms"].median()), 6)
+        out.setdefault(d, {}).setdefault(p, {})[v] = entry
+    return out
+
+
+BENCHMARK_METRICS = ("latency_median_ms", "latency_p99_ms", "energy_per_inference_mj")
+
+
+def benchmark_metrics(runs: pd.DataFrame) -> dict:
+    """DVC metrics measured on this machine (they vary run to run): median over models of the
+    latency median and p99, inference energy (a CodeCarbon estimate) and packed/FP32 size."""
+    out: dict = {}
+    for (d, p, v), part in runs.groupby(["dataset", "protocol", "variant"], sort=True):
+        entry = {c: round(float(part[c].median()), 6) for c in BENCHMARK_METRICS if c in part}
+        if {"size_packed_bytes", "size_fp32_state_dict_bytes"} <= set(part.columns):
+            ratio = part["size_packed_bytes"] / part["size_fp32_state_dict_bytes"]
+            entry["size_packed_over_fp32"] = round(float(ratio.median()), 6)
         out.setdefault(d, {}).setdefault(p, {})[v] = entry
     return out
 
