@@ -152,3 +152,16 @@ def test_make_strategy():
         curiosity.make_strategy("bayes", **kw)
     with pytest.raises(ValueError, match=r"quantile 1.0 not in \(0, 1\)"):
         curiosity.Escalate(0, quantile=1.0)
+
+
+def test_rescaling_strategies_have_finite_gradients_when_a_probability_underflows():
+    from qmoe.curiosity import EntropyRescale, KLRescale
+
+    logits = torch.tensor([[0.0, 200.0, -200.0], [1.0, 2.0, 3.0]], requires_grad=True)
+    probs = logits.softmax(dim=-1)                 # first row: exact zeros
+    assert (probs[0] == 0).any()
+    for strategy in (KLRescale(0.02), EntropyRescale(0.1)):
+        out = strategy(probs, torch.tensor([0.1, 0.2]))
+        (out[:, 0].sum()).backward(retain_graph=True)
+        assert torch.isfinite(logits.grad).all()
+        logits.grad = None

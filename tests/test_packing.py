@@ -6,7 +6,8 @@ from qmoe.layers import freeze_
 
 VARIANTS = {
     "fp32": {"kind": "fp32"}, "w1a8": {"kind": "bitlinear", "weight_bits": 1},
-    "w2a8": {"kind": "bitlinear", "weight_bits": 2}, "w4a8": {"kind": "bitlinear", "weight_bits": 4},
+    "w2a8": {"kind": "bitlinear", "weight_bits": 2},
+    "w4a8": {"kind": "bitlinear", "weight_bits": 4},
     "w8a8": {"kind": "bitlinear", "weight_bits": 8}, "q16_reference": {"kind": "q16_reference"},
     "ternary_reference": {"kind": "ternary_reference"}, "bitnet158": {"kind": "bitnet158"},
 }
@@ -60,7 +61,8 @@ def test_unpacked_model_has_the_same_weights_and_predictions(name):
     x = torch.randn(20, 48)
     with torch.no_grad():
         assert torch.equal(net(x), rebuilt(x))
-    ref = {n: m.quantized_weight() for n, m in freeze_(net).named_modules() if hasattr(m, "quantized_weight")}
+    ref = {n: m.quantized_weight() for n, m in freeze_(net).named_modules()
+           if hasattr(m, "quantized_weight")}
     for n, m in rebuilt.named_modules():
         if n in ref:
             assert torch.equal(m.quantized_weight().codes, ref[n].codes)
@@ -72,3 +74,61 @@ def test_packed_files_are_small_against_fp32(tmp_path):
     tern = packing.write_artefact(_net("ternary_reference"), tmp_path / "t.pt")
     assert w4 / fp32 <= 0.15
     assert tern / fp32 <= 0.08
+
+
+MOE = {"kind": "moe", "experts": ["ternary_reference", "w4a8", "w8a8"], "router_outputs": 3,
+       "top_k": 1, "curiosity": "off"}
+SMALL = models.MLPConfig(in_dim=48, num_classes=5, hidden_sizes=(32, 16), dropout=0.1)
+
+
+@pytest.mark.parametrize("name", ["w1a8", "w2a8", "w4a8", "w8a8", "ternary_reference", "bitnet158",
+                                  "moe", "fp32"])
+def test_artefact_file_round_trip_gives_the_same_predictions(name, tmp_path):
+    variants = {**VARIANTS, "moe": MOE}
+    torch.manual_seed(1)
+    net = models.build(models.variant_from_params(name, variants), SMALL, variants).eval()
+    size = packing.write_artefact(net, tmp_path / "a.pt")
+    assert size == (tmp_path / "a.pt").stat().st_size
+    template = models.build(models.variant_from_params(name, variants), SMALL, variants)
+    rebuilt = packing.load_artefact(tmp_path / "a.pt", template).eval()
+    x = torch.randn(30, 48)
+    with torch.no_grad():
+        a, b = net(x), rebuilt(x)
+    a, b = (a, b) if isinstance(a, torch.Tensor) else (a.logits, b.logits)
+    assert torch.equal(a, b)
+
+
+def test_moe_artefact_stores_every_expert_packed():
+    variants = {**VARIANTS, "moe": MOE}
+    net = models.build(models.variant_from_params("moe", variants), SMALL, variants)
+    state = packing.pack_state(net)
+    packed = sorted(k for k in state if k.endswith(".packed"))
+    assert len(packed) == 3 * 2          # 3 experts x 2 quantised hidden layers
+    assert not any(k.endswith(".weight") and k.rpartition(".")[0] + ".packed" in state
+                   for k in state)       # no latent FP32 weight beside its packed codes
+
+
+def test_packed_state_missing_a_layer_is_refused():
+    net = _net("w4a8", SMALL)
+    state = packing.pack_state(net)
+    del state["body.0.packed"]
+    with pytest.raises(ValueError, match="lacks the codes of quantised layer 'body.0'"):
+        packing.unpack_into(_net("w4a8", SMALL), state)
+
+
+def test_ptq_int8_artefact_is_its_serialised_state_dict_about_a_quarter_of_fp32(tmp_path):
+    from qmoe import ptq
+
+    fp32 = _net("fp32")
+    int8 = ptq.dynamic_int8(_net("fp32"))
+    size = packing.write_artefact(int8, tmp_path / "int8.pt")
+    assert size == packing.state_dict_bytes(int8)
+    assert 0.24 <= size / packing.state_dict_bytes(fp32) <= 0.27   # int8 weights, FP32 rest
+    assert packing.reference_size_bytes(int8) is None              # 7.7: not a BitLinear model
+
+
+def test_sizes_do_not_depend_on_the_file_name(tmp_path):
+    net = _net("w4a8", SMALL)
+    a = packing.write_artefact(net, tmp_path / "a.pt")
+    b = packing.write_artefact(net, tmp_path / "a_much_longer_artefact_name.pt")
+    assert a == b == len(packing.serialise(packing.pack_state(net)))

@@ -52,7 +52,8 @@ def test_timer_measures_the_model_call():
         time.sleep(0.002)
         return x
 
-    rr = round_robin_latency({"s": slow}, {"s": torch.zeros(1, 1)}, warmup=0, samples=100, block=100)
+    rr = round_robin_latency({"s": slow}, {"s": torch.zeros(1, 1)}, warmup=0, samples=100,
+                             block=100)
     assert 2.0 <= np.median(rr.samples_ms["s"]) < 20.0
 
 
@@ -65,7 +66,9 @@ def test_summary_statistics():
 
 @pytest.mark.parametrize("field, value, message", [
     ("threads", 0, "benchmark.threads: 0 not in"), ("samples", 10, "benchmark.samples: 10 not in"),
-    ("warmup", -1, "benchmark.warmup: -1 < 0")])
+    ("warmup", -1, "benchmark.warmup: -1 not in \\[0, 1000000\\]"),
+    ("batch_sizes", (), "benchmark.batch_sizes: \\[\\]: need one or more"),
+    ("block", 0, "benchmark.block: 0 not in")])
 def test_config_ranges(field, value, message):
     with pytest.raises(ConfigError, match=message):
         BenchmarkConfig(**{field: value})
@@ -76,3 +79,60 @@ def test_batch_latency_and_reference_pass():
     s = profiling.batch_latency(m, torch.randn(10, 4), batch=8, warmup=3, repeats=20)
     assert s.n == 20 and m.calls == 23 and m.shapes == {(8, 4)}
     assert profiling.reference_fold_pass(torch.nn.Linear(4, 3), torch.randn(130, 4)) > 0
+
+
+def test_each_timed_interval_holds_exactly_one_model_call(monkeypatch):
+    events = []
+    ticks = iter(range(0, 10**9, 1000))
+
+    def clock():
+        events.append("clock")
+        return next(ticks)
+
+    def model(x):
+        events.append("model")
+        return x
+
+    monkeypatch.setattr(profiling.time, "perf_counter_ns", clock)
+    rr = round_robin_latency({"m": model}, {"m": torch.randn(4, 2)}, warmup=3, samples=100,
+                             block=30)
+    assert events[:3] == ["model"] * 3                       # warm-up: untimed
+    assert events[3:] == ["clock", "model", "clock"] * 100   # then clock / call / clock only
+    assert (rr.samples_ms["m"] == 1000 / 1e6).all()          # one tick = 1000 ns = 0.001 ms
+
+
+def test_samples_are_written_in_measured_order_per_model():
+    seen = []
+
+    def model(x):
+        seen.append(float(x[0, 0]))
+        return x
+
+    x = torch.arange(5, dtype=torch.float32)[:, None]
+    round_robin_latency({"m": model}, {"m": x}, warmup=0, samples=100, block=100)
+    assert seen == [float(i % 5) for i in range(100)]   # cycles through the test samples
+
+
+def test_fixed_threads_sets_and_restores():
+    before = torch.get_num_threads()
+    with profiling.fixed_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_empty_inputs_are_refused():
+    with pytest.raises(ValueError, match="no test samples to time"):
+        round_robin_latency({"m": CountingModel()}, {"m": torch.zeros(0, 3)}, warmup=0,
+                            samples=100, block=100)
+
+
+def test_reference_pass_runs_the_fold_once_in_batches_of_64():
+    m = CountingModel()
+    assert profiling.reference_fold_pass(m, torch.randn(130, 4)) > 0
+    assert m.calls == 3 and m.shapes == {(64, 4), (2, 4)}
+
+
+def test_energy_block_runs_exactly_the_requested_calls():
+    m = CountingModel()
+    profiling.run_calls(m, torch.randn(7, 3), 250)
+    assert m.calls == 250 and m.shapes == {(1, 3)}

@@ -38,6 +38,9 @@ class LogOnly(nn.Module):
         return probs
 
 
+TINY = 1e-12  # floor inside logs: finite gradients where a routing probability underflows to 0
+
+
 class KLRescale(nn.Module):
     """Rebuttal `kl_divergence`: p_cur ∝ p * exp(alpha * KL(p || uniform)); u unused."""
 
@@ -47,7 +50,8 @@ class KLRescale(nn.Module):
 
     def forward(self, probs: Tensor, u: Tensor) -> Tensor:
         e = probs.shape[-1]
-        kl = torch.xlogy(probs, probs * e).sum(dim=-1, keepdim=True)      # (b, 1)
+        # clamp inside the log: a probability that underflows to 0 would make xlogy's gradient NaN
+        kl = (probs * torch.log((probs * e).clamp_min(TINY))).sum(dim=-1, keepdim=True)  # (b, 1)
         scaled = probs * torch.exp(self.alpha * kl)                         # (b, e)
         return scaled / scaled.sum(dim=-1, keepdim=True)
 
@@ -61,7 +65,7 @@ class EntropyRescale(nn.Module):
         self.alpha, self.eps = alpha, eps
 
     def forward(self, probs: Tensor, u: Tensor) -> Tensor:
-        h = -torch.xlogy(probs, probs).sum(dim=-1, keepdim=True)           # (b, 1)
+        h = -(probs * torch.log(probs.clamp_min(TINY))).sum(dim=-1, keepdim=True)  # (b, 1)
         u_norm = ((u - u.min()) / (u.max() - u.min() + self.eps))[:, None]  # (b, 1)
         scaled = probs * (1 + self.alpha * u_norm * h)                      # (b, e)
         return scaled / scaled.sum(dim=-1, keepdim=True)

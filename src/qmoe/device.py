@@ -29,15 +29,24 @@ def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str, set[str]]:
     return model, flags
 
 
+def isa_record(flags: set[str]) -> dict[str, bool]:
+    """The flags of ISA_FLAGS (True/False) plus every other avx512* / amx* flag the CPU has."""
+    extra = {f: True for f in flags if f.startswith(("avx512", "amx"))}
+    return dict(sorted(({f: f in flags for f in ISA_FLAGS} | extra).items()))
+
+
 def device_info(threads: int) -> dict:
-    """A JSON-able description of this machine and the torch settings used for timing."""
+    """A JSON-able description of this machine and the torch settings used for timing. Call it
+    after the models are deployed: `quantized_engine` is the engine PTQ selected."""
     import torch
 
     model, flags = _cpuinfo()
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     return {
         "cpu_model": model,
         "logical_cores": os.cpu_count(),
-        "isa": {f: f in flags for f in ISA_FLAGS},
+        "usable_cores": len(affinity) if affinity is not None else os.cpu_count(),
+        "isa": isa_record(flags),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__,
         "threads": threads,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import numbers
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -71,25 +73,52 @@ class EnergyReading:
         return kg_to_grams(self.emissions_kg)
 
 
+MEASURED_CPU_MODES = ("intel_rapl", "intel_power_gadget", "windows_emi", "apple_powermetrics")
+
+
+def _describe_cpu(hw: Any) -> str:
+    mode, tdp = getattr(hw, "_mode", None), getattr(hw, "_tdp", "?")
+    if mode in MEASURED_CPU_MODES:
+        return f"CPU measured ({mode})"
+    if mode == "cpu_load":
+        return f"CPU estimated (cpu_load: TDP {tdp} W scaled by load)"
+    return f"CPU estimated ({mode or 'unknown mode'}: constant share of TDP {tdp} W)"
+
+
 def describe_method(tracker: Any) -> str:
-    """How CodeCarbon obtains power on this machine, read from its hardware objects."""
+    """How CodeCarbon obtains power on this machine, read from its hardware objects (its
+    `_hardware` list: CPU `_mode`, RAM `_force_ram_power`), never assumed. Measured sources keep
+    the words rapl / powermetrics / nvml that qmoe.provenance looks for; estimates never do."""
     parts = []
     for hw in getattr(tracker, "_hardware", []):
         name = type(hw).__name__
-        mode = getattr(hw, "_mode", None)
         if name == "CPU":
-            if mode in ("intel_rapl", "intel_power_gadget", "apple_powermetrics"):
-                parts.append(f"CPU measured ({mode})")
-            else:
-                parts.append(f"CPU estimated ({mode or 'constant'}: TDP {getattr(hw, '_tdp', '?')} W "
-                             "scaled by load)")
+            parts.append(_describe_cpu(hw))
         elif name == "RAM":
-            parts.append("RAM estimated (size-based power model)")
+            forced = getattr(hw, "_force_ram_power", None)
+            parts.append(f"RAM user-set constant ({forced} W)" if forced is not None
+                         else "RAM estimated (size-based power model)")
         elif name == "GPU":
             parts.append("GPU measured (NVML)")
+        elif name == "AppleSiliconChip":
+            parts.append("Apple chip measured (powermetrics)")
+        else:
+            parts.append(f"{name} (unknown source)")
     if not parts:
         raise RuntimeError("CodeCarbon tracker exposes no hardware to measure")
     return "codecarbon " + "; ".join(parts)
+
+
+def check_reading(task: str, energy_kwh: Any, emissions_kg: Any, duration_s: Any) -> None:
+    """Refuse what is not a measurement: missing, non-finite, negative or zero energy (a block that
+    took time cannot cost nothing; a zero here means CodeCarbon did not measure)."""
+    values = {"energy_consumed": energy_kwh, "emissions": emissions_kg, "duration": duration_s}
+    for name, value in values.items():
+        if not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+            raise RuntimeError(f"CodeCarbon returned {name}={value!r} for task {task!r}")
+    if float(energy_kwh) == 0.0:
+        raise RuntimeError(f"CodeCarbon returned zero energy for task {task!r} "
+                           f"({float(duration_s):.3g} s): not a measurement")
 
 
 class EnergyMeter:
@@ -112,12 +141,19 @@ class EnergyMeter:
                 tracker.start()
             except Exception as e:
                 raise RuntimeError(f"CodeCarbon could not start its offline tracker: {e}") from e
-            self.method = describe_method(tracker)
+            try:
+                self.method = describe_method(tracker)
+            except Exception:
+                with contextlib.suppress(Exception):
+                    tracker.stop()
+                raise
             self._tracker = tracker
         return self._tracker
 
     @contextlib.contextmanager
     def measure(self, task: str) -> Iterator[EnergyReading]:
+        """Energy of the `with` block as one CodeCarbon task; the reading is filled on exit. If the
+        block raises, the task is stopped and the block's error propagates (nothing recorded)."""
         tracker = self._start()
         reading = EnergyReading(task)
         try:
@@ -126,13 +162,17 @@ class EnergyMeter:
             raise RuntimeError(f"CodeCarbon could not start task {task!r}: {e}") from e
         try:
             yield reading
-        finally:
-            try:
-                data = tracker.stop_task()
-            except Exception as e:
-                raise RuntimeError(f"CodeCarbon could not stop task {task!r}: {e}") from e
-        if data is None or data.energy_consumed is None:
+        except BaseException:
+            with contextlib.suppress(Exception):
+                tracker.stop_task()
+            raise
+        try:
+            data = tracker.stop_task()
+        except Exception as e:
+            raise RuntimeError(f"CodeCarbon could not stop task {task!r}: {e}") from e
+        if data is None:
             raise RuntimeError(f"CodeCarbon returned no energy for task {task!r}")
+        check_reading(task, data.energy_consumed, data.emissions, data.duration)
         reading.energy_kwh = float(data.energy_consumed)
         reading.emissions_kg = float(data.emissions)
         reading.duration_s = float(data.duration)

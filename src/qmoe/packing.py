@@ -1,4 +1,4 @@
-"""Model size: the reference's theoretical accounting (reference-method.md 7.7) and real packed files.
+"""Model size: the reference's theoretical accounting (reference-method.md 7.7) and real files.
 
 Theory (7.7): a k-bit BitLinear weight costs k bits per entry + one 32-bit scale per layer; the
 reference's ternary costs 2 bits per entry + one 32-bit alpha per row; every other parameter
@@ -19,7 +19,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from qmoe.layers import BitLinear, BitNet158Linear, PreNormLinear, QuantLinear, TernaryReferenceLinear
+from qmoe.layers import (
+    BitLinear,
+    BitNet158Linear,
+    PreNormLinear,
+    QuantLinear,
+    TernaryReferenceLinear,
+)
 from qmoe.quant import QuantizedWeight
 
 TRITS_PER_BYTE = 5  # 3**5 = 243 <= 256
@@ -31,7 +37,8 @@ def _is_ternary(layer: QuantLinear) -> bool:
 
 def reference_size_bytes(net: nn.Module) -> float | None:
     """7.7 accounting of `net`'s parameters in bytes; None when nothing is quantised (then the
-    reference used the state-dict file size). An MoE counts router + mean expert (7.7, "effective")."""
+    reference used the state-dict file size). An MoE counts router + mean expert (7.7,
+    "effective size")."""
     experts = getattr(net, "experts", None)
     if isinstance(experts, nn.ModuleList):
         sizes = []
@@ -46,7 +53,7 @@ def reference_size_bytes(net: nn.Module) -> float | None:
             if isinstance(m, TernaryReferenceLinear):
                 bits += 2 * m.weight.numel() + 32 * m.out_features
             elif isinstance(m, BitNet158Linear):
-                bits += 2 * m.weight.numel() + 32          # one absmean scale (not in the reference)
+                bits += 2 * m.weight.numel() + 32   # one absmean scale (not in the reference)
             else:  # BitLinear k-bit, or the reference's "16-bit" PreNormLinear counted at 16 bits
                 k = m.bits if isinstance(m, BitLinear) else 16
                 bits += k * m.weight.numel() + 32
@@ -57,11 +64,19 @@ def reference_size_bytes(net: nn.Module) -> float | None:
     return bits / 8
 
 
-def state_dict_bytes(module: nn.Module) -> int:
-    """Bytes of `torch.save(module.state_dict())`, the reference's size of an unquantised model."""
+def serialise(obj: object) -> bytes:
+    """torch.save of `obj` into memory. Sizes are taken from these bytes for every model alike:
+    torch.save to a path embeds the file's name in the archive, which would move sizes by a few
+    hundred bytes depending on the name."""
     buf = io.BytesIO()
-    torch.save(module.state_dict(), buf)
-    return buf.getbuffer().nbytes
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def state_dict_bytes(module: nn.Module) -> int:
+    """Bytes of the serialised `module.state_dict()`, the reference's size of an unquantised
+    model (7.7)."""
+    return len(serialise(module.state_dict()))
 
 
 # --- dense packing of integer codes -----------------------------------------------------------
@@ -120,19 +135,27 @@ def pack_state(model: nn.Module) -> dict[str, Tensor]:
     return state
 
 
+PACKED_FIELDS = ("packed", "scale", "shape")
+
+
 def unpack_into(template: nn.Module, state: dict[str, Tensor]) -> nn.Module:
-    """Frozen copy of `template`'s architecture loaded from `pack_state` output (in place)."""
-    frozen_keys = set()
+    """Load `pack_state` output into `template` (same architecture): each QuantLinear becomes its
+    frozen twin holding the unpacked codes and scale; everything else loads as usual."""
+    frozen_keys, packed_keys = set(), set()
     for name, m in list(template.named_modules()):
-        if isinstance(m, QuantLinear):
-            frozen_keys |= {f"{name}.weight", f"{name}.frozen_codes", f"{name}.frozen_scale"}
-            shape = tuple(state[f"{name}.shape"].tolist())
-            codes = unpack_codes(state[f"{name}.packed"], m.bits, _is_ternary(m), shape)
-            qw = QuantizedWeight(codes, state[f"{name}.scale"], m.bits)
-            twin = type(m).from_quantized(qw, bias=m.bias, norm=m.norm, **m.init_kwargs())
-            parent, _, child = name.rpartition(".")
-            setattr(template.get_submodule(parent) if parent else template, child, twin)
-    rest = {k: v for k, v in state.items() if not k.endswith((".packed", ".scale", ".shape"))}
+        if not isinstance(m, QuantLinear):
+            continue
+        frozen_keys |= {f"{name}.weight", f"{name}.frozen_codes", f"{name}.frozen_scale"}
+        packed_keys |= {f"{name}.{field}" for field in PACKED_FIELDS}
+        if f"{name}.packed" not in state:
+            raise ValueError(f"packed state lacks the codes of quantised layer {name!r}")
+        shape = tuple(state[f"{name}.shape"].tolist())
+        codes = unpack_codes(state[f"{name}.packed"], m.bits, _is_ternary(m), shape)
+        qw = QuantizedWeight(codes, state[f"{name}.scale"], m.bits)
+        twin = type(m).from_quantized(qw, bias=m.bias, norm=m.norm, **m.init_kwargs())
+        parent, _, child = name.rpartition(".")
+        setattr(template.get_submodule(parent) if parent else template, child, twin)
+    rest = {k: v for k, v in state.items() if k not in packed_keys}
     missing, unexpected = template.load_state_dict(rest, strict=False)
     missing = [k for k in missing if k not in frozen_keys]
     if unexpected or missing:
@@ -141,9 +164,23 @@ def unpack_into(template: nn.Module, state: dict[str, Tensor]) -> nn.Module:
     return template
 
 
-def write_artefact(model: nn.Module, path: Path) -> int:
-    """Write the deployable artefact of a deployed `model` and return its size in bytes: packed
-    codes where the model has quantised layers, else its state dict (int8 PTQ, half, fp32)."""
+def artefact_state(model: nn.Module) -> dict[str, Tensor]:
+    """What a deployment stores: packed codes where the model has quantised layers, else its
+    state dict (int8 PTQ: torch's packed int8 weights; half; fp32)."""
     has_quant = any(isinstance(m, QuantLinear) for m in model.modules())
-    torch.save(pack_state(model) if has_quant else model.state_dict(), path)
-    return path.stat().st_size
+    return pack_state(model) if has_quant else model.state_dict()
+
+
+def write_artefact(model: nn.Module, path: Path) -> int:
+    """Write the deployable artefact of a deployed `model` to `path`; return its size in bytes
+    (equal to the file's size)."""
+    data = serialise(artefact_state(model))
+    Path(path).write_bytes(data)
+    return len(data)
+
+
+def load_artefact(path: Path, template: nn.Module) -> nn.Module:
+    """Rebuild a packed model from `write_artefact`'s file into `template` (same architecture,
+    training form); loads with weights_only=True."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return unpack_into(template, state)

@@ -9,8 +9,9 @@ are measured in round-robin blocks so slow drift of the machine affects all of t
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -33,17 +34,36 @@ class BenchmarkConfig:
     block: int = 100                      # calls per model per round-robin turn
     batch_sizes: tuple[int, ...] = (1, 8, 64)
     batch_repeats: int = 50
-    energy_samples: int = 5000
+    energy_samples: int = 2000            # batch-1 calls per energy block
+    energy_repeats: int = 3               # blocks per model, interleaved across models
 
     def __post_init__(self) -> None:
         require(1 <= self.threads <= 256, "benchmark.threads", f"{self.threads} not in [1, 256]")
-        require(self.warmup >= 0, "benchmark.warmup", f"{self.warmup} < 0")
+        require(0 <= self.warmup <= 1_000_000, "benchmark.warmup",
+                f"{self.warmup} not in [0, 1000000]")
         require(100 <= self.samples <= 10_000_000, "benchmark.samples",
                 f"{self.samples} not in [100, 10000000] (variance tests need many samples)")
-        require(1 <= self.block <= self.samples, "benchmark.block", f"{self.block} not in [1, samples]")
-        require(all(b >= 1 for b in self.batch_sizes), "benchmark.batch_sizes", "must be >= 1")
-        require(self.batch_repeats >= 1, "benchmark.batch_repeats", "must be >= 1")
-        require(self.energy_samples >= 100, "benchmark.energy_samples", f"{self.energy_samples} < 100")
+        require(1 <= self.block <= self.samples, "benchmark.block",
+                f"{self.block} not in [1, samples={self.samples}]")
+        require(len(self.batch_sizes) > 0 and all(b >= 1 for b in self.batch_sizes),
+                "benchmark.batch_sizes", f"{list(self.batch_sizes)}: need one or more sizes >= 1")
+        require(self.batch_repeats >= 1, "benchmark.batch_repeats",
+                f"{self.batch_repeats} < 1")
+        require(100 <= self.energy_samples <= 100_000_000, "benchmark.energy_samples",
+                f"{self.energy_samples} not in [100, 100000000]")
+        require(1 <= self.energy_repeats <= 1000, "benchmark.energy_repeats",
+                f"{self.energy_repeats} not in [1, 1000]")
+
+
+@contextlib.contextmanager
+def fixed_threads(threads: int) -> Iterator[None]:
+    """torch intra-op threads fixed to `threads` inside the block, restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class LatencySummary(NamedTuple):
@@ -65,7 +85,9 @@ def summarize(samples_ms: np.ndarray) -> LatencySummary:
 def _rows(x: Tensor, batch: int) -> list[Tensor]:
     """Contiguous input batches prepared before timing (cycling through the test samples)."""
     n = x.shape[0]
-    return [x[(i + torch.arange(batch)) % n].contiguous() for i in range(0, n, max(batch, 1))] or [x]
+    if n == 0:
+        raise ValueError("no test samples to time: the input tensor has 0 rows")
+    return [x[(i + torch.arange(batch)) % n].contiguous() for i in range(0, n, batch)]
 
 
 @torch.inference_mode()
