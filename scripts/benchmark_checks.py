@@ -22,19 +22,20 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from qmoe import bench, packing, profiling, ptq
+from qmoe.bench import harness, timing
+from qmoe.quant import packing, ptq
 
 WARMUP, BLOCK = 100, 100
 
 
-def _item(runs: Path, variant: str, table: pd.DataFrame) -> bench.Loaded:
+def _item(runs: Path, variant: str, table: pd.DataFrame) -> harness.Loaded:
     metrics = json.loads((runs / variant / "metrics.json").read_text())["runs"]
-    return bench.load_models(runs / variant, metrics[:1], table)[0]
+    return harness.load_models(runs / variant, metrics[:1], table)[0]
 
 
 def _medians(models: dict, x: torch.Tensor, samples: int) -> dict[str, float]:
-    rr = profiling.round_robin_latency(models, {k: x for k in models}, WARMUP, samples, BLOCK)
-    return {k: profiling.summarize(v).median_ms for k, v in rr.samples_ms.items()}
+    rr = timing.round_robin_latency(models, {k: x for k in models}, WARMUP, samples, BLOCK)
+    return {k: timing.summarize(v).median_ms for k, v in rr.samples_ms.items()}
 
 
 def _scripted(model: torch.nn.Module) -> torch.nn.Module:
@@ -43,14 +44,14 @@ def _scripted(model: torch.nn.Module) -> torch.nn.Module:
         return torch.jit.freeze(torch.jit.script(copy.deepcopy(model).eval()))
 
 
-def repeatability(fp32: bench.Loaded, samples: int) -> None:
+def repeatability(fp32: harness.Loaded, samples: int) -> None:
     a = _medians({"fp32": fp32.model.model}, fp32.x_test, samples)["fp32"]
     b = _medians({"fp32": fp32.model.model}, fp32.x_test, samples)["fp32"]
     print(f"1. fp32 median, harness run A {a:.4f} ms, run B {b:.4f} ms: "
           f"|A - B| / A = {abs(a - b) / a:.2%} (goal <= 5 %)")
 
 
-def int8_ratio(fp32: bench.Loaded, samples: int) -> None:
+def int8_ratio(fp32: harness.Loaded, samples: int) -> None:
     eager = fp32.model.model
     models = {"fp32": eager, "fp32 torchscript": _scripted(eager)}
     for engine in ("x86", "fbgemm", "onednn", "qnnpack"):
@@ -65,7 +66,7 @@ def int8_ratio(fp32: bench.Loaded, samples: int) -> None:
         med[name] = _medians({name: model}, fp32.x_test, samples)[name]
     x64 = fp32.x_test[torch.arange(64) % len(fp32.x_test)]
     torch.backends.quantized.engine = "x86"
-    b64 = {k: profiling.batch_latency(models[k], x64, 64, 10, 200).median_ms
+    b64 = {k: timing.batch_latency(models[k], x64, 64, 10, 200).median_ms
            for k in ("fp32", "int8 x86", "fp32 torchscript", "int8 x86 torchscript")}
     print("2. batch-1 median latency, 1 thread (ratio to eager fp32 / to scripted fp32):")
     for k, v in med.items():
@@ -77,7 +78,7 @@ def int8_ratio(fp32: bench.Loaded, samples: int) -> None:
           f"b64 {b64['int8 x86 torchscript'] / b64['fp32 torchscript']:.2f} (goal <= 0.7)")
 
 
-def sizes(runs: Path, table: pd.DataFrame, fp32: bench.Loaded) -> None:
+def sizes(runs: Path, table: pd.DataFrame, fp32: harness.Loaded) -> None:
     fp32_bytes = packing.state_dict_bytes(fp32.model.model.net)
     print(f"3. packed artefacts against the FP32 state dict ({fp32_bytes:,d} B):")
     for folder in sorted(p for p in runs.iterdir() if (p / "metrics.json").is_file()):

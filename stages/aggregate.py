@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from qmoe import results
+from qmoe.analysis import results
 from qmoe.cli import read_params, run_stage
 from qmoe.io import atomic_path
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from qmoe import bench
+from qmoe.bench import harness
+from qmoe.bench.device import device_id, device_info
+from qmoe.bench.energy import EnergyConfig, EnergyMeter
+from qmoe.bench.timing import BenchmarkConfig
 from qmoe.cli import read_params, run_stage
-from qmoe.device import device_id, device_info
-from qmoe.energy import EnergyConfig, EnergyMeter
 from qmoe.io import atomic_dir, from_section, load_json, save_json
-from qmoe.profiling import BenchmarkConfig
 
 log = logging.getLogger("stages.benchmark")
 
@@ -32,21 +32,21 @@ def _args() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def _load(args: argparse.Namespace) -> list[bench.Loaded]:
+def _load(args: argparse.Namespace) -> list[harness.Loaded]:
     metrics_path = args.runs / "metrics.json"
     metrics = load_json(metrics_path)
     for field in ("dataset", "protocol", "variant"):
         if metrics.get(field) != getattr(args, field):
             raise ValueError(f"{metrics_path}: {field} is {metrics.get(field)!r}, "
                              f"expected {getattr(args, field)!r}")
-    runs = bench.check_runs(metrics.get("runs"), str(metrics_path))
+    runs = harness.check_runs(metrics.get("runs"), str(metrics_path))
     table_path = args.features / "features.parquet"
     if not table_path.is_file():
         raise FileNotFoundError(f"{table_path}: feature table not found (run the features stage)")
-    return bench.load_models(args.runs, runs, pd.read_parquet(table_path))
+    return harness.load_models(args.runs, runs, pd.read_parquet(table_path))
 
 
-def _write(out: Path, result: bench.BenchmarkResult, info: dict, cfg: BenchmarkConfig) -> None:
+def _write(out: Path, result: harness.BenchmarkResult, info: dict, cfg: BenchmarkConfig) -> None:
     link = {"device_id": device_id(info)}
     (out / "latency").mkdir()
     for key, samples in result.samples_ms.items():
@@ -70,7 +70,7 @@ def main() -> None:
     items = _load(args)
     info = device_info(cfg.threads)
     with atomic_dir(args.out) as tmp, EnergyMeter(energy.country_iso_code) as meter:
-        result = bench.benchmark(items, cfg, meter)
+        result = harness.benchmark(items, cfg, meter)
         _write(tmp, result, info, cfg)
     for row in result.summary.itertuples():
         log.info("%s/%s/%s fold %d seed %d: median %.3f ms, p99 %.3f ms, %.4f mJ/inference "

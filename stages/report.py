@@ -15,9 +15,16 @@ matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
 
-from qmoe import document, figures, provenance, reporting, results, tables  # noqa: E402
+from qmoe.analysis import results  # noqa: E402
 from qmoe.cli import read_params, run_stage  # noqa: E402
 from qmoe.io import atomic_dir, atomic_path, from_section, load_json  # noqa: E402
+from qmoe.report import (
+    document,  # noqa: E402
+    figures,  # noqa: E402
+    provenance,  # noqa: E402
+    sections,  # noqa: E402
+    tables,  # noqa: E402
+)
 
 log = logging.getLogger("stages.report")
 
@@ -77,11 +84,11 @@ def main() -> None:
             runs, stats, evidence, summary["config"], summary["methods"], cfg.verdict, pngs,
             ptables, rel(args.tables), prov))
         plot = stack.enter_context(atomic_path(args.plots))
-        reporting.f1_per_fold(runs, f1).to_csv(plot, index=False)
+        sections.f1_per_fold(runs, f1).to_csv(plot, index=False)
         metrics = stack.enter_context(atomic_path(args.metrics))
-        metrics.write_text(json.dumps(reporting.metrics(runs), indent=2, sort_keys=True) + "\n")
+        metrics.write_text(json.dumps(sections.metrics(runs), indent=2, sort_keys=True) + "\n")
         bench = stack.enter_context(atomic_path(args.bench_metrics))
-        bench.write_text(json.dumps(reporting.benchmark_metrics(runs), indent=2, sort_keys=True)
+        bench.write_text(json.dumps(sections.benchmark_metrics(runs), indent=2, sort_keys=True)
                          + "\n")
         report = stack.enter_context(atomic_path(args.out))
         report.write_text(text)

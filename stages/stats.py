@@ -7,10 +7,10 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from qmoe import claims, families, reftables, results
+from qmoe.analysis import claims, families, reference_tables, results
+from qmoe.analysis.stats import COMPUTED, StatsConfig
 from qmoe.cli import read_params, run_stage
 from qmoe.io import atomic_dir, from_section, save_json
-from qmoe.stats import COMPUTED, StatsConfig
 
 log = logging.getLogger("stages.stats")
 
@@ -29,7 +29,7 @@ def main() -> None:
     tables = families.run_families(runs, latency, cfg)
     routing = results.routed_predictions(args.runs, args.benchmarks, runs, claims.V3_CURIOSITY)
     evidence = claims.evidence(claims.Context(tables, runs, routing, cfg))
-    tables |= reftables.significance_tables(runs, cfg) | reftables.std_tables(runs, cfg)
+    tables |= reference_tables.significance_tables(runs, cfg) | reference_tables.std_tables(runs, cfg)
 
     summary = {"config": dataclasses.asdict(cfg), "methods": families.METHODS, "families": {}}
     with atomic_dir(args.out) as tmp:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from qmoe import experiment
+from qmoe.bench.energy import EnergyConfig, EnergyMeter
 from qmoe.cli import read_params, run_stage
-from qmoe.energy import EnergyConfig, EnergyMeter
 from qmoe.io import atomic_dir, from_section, save_checkpoint, save_json
-from qmoe.train import TrainConfig
+from qmoe.training import experiment
+from qmoe.training.fit import TrainConfig
 
 log = logging.getLogger("stages.train")
 

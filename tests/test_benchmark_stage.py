@@ -12,9 +12,9 @@ import pytest
 import torch
 import yaml
 
+from qmoe.analysis.results import SUMMARY_FIELDS
 from qmoe.io import save_checkpoint
-from qmoe.results import SUMMARY_FIELDS
-from qmoe.trained import rebuild
+from qmoe.training.artefacts import rebuild
 
 ROOT = Path(__file__).resolve().parents[1]
 D, CLASSES, FOLDS = 12, 3, (1, 2)
@@ -153,8 +153,8 @@ def test_outputs_follow_the_contract_and_link_to_the_device(tmp_path, monkeypatc
 
 
 def test_sizes_are_those_of_each_deployed_artefact(tmp_path, monkeypatch):
-    from qmoe import packing
-    from qmoe.trained import load_trained
+    from qmoe.quant import packing
+    from qmoe.training.artefacts import load_trained
 
     _features(tmp_path)
     for variant in ("fp32", "ptq_int8", "w4a8"):
@@ -274,8 +274,8 @@ def test_runs_of_another_variant_are_refused(tmp_path, monkeypatch, capsys):
 
 
 def test_energy_row_arithmetic_is_exact():
-    from qmoe.bench import energy_row
-    from qmoe.energy import EnergyReading
+    from qmoe.bench.energy import EnergyReading
+    from qmoe.bench.harness import energy_row
 
     def reading(kwh):
         return EnergyReading("t", energy_kwh=kwh, emissions_kg=1e-7, duration_s=kwh * 2e5,
@@ -296,8 +296,8 @@ def test_energy_row_arithmetic_is_exact():
 
 
 def test_energy_blocks_with_different_methods_are_refused():
-    from qmoe.bench import energy_row
-    from qmoe.energy import EnergyReading
+    from qmoe.bench.energy import EnergyReading
+    from qmoe.bench.harness import energy_row
 
     readings = [EnergyReading("t", 1e-6, 1e-7, 0.1, "codecarbon a"),
                 EnergyReading("t", 1e-6, 1e-7, 0.1, "codecarbon b")]

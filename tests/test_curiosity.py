@@ -3,8 +3,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from qmoe import curiosity, models
+from qmoe import models
 from qmoe.io import load_params
+from qmoe.moe import curiosity
 
 VARIANTS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")["variants"]
 MLP = models.MLPConfig(in_dim=16, num_classes=5, hidden_sizes=(12, 8), dropout=0.2)
@@ -155,7 +156,7 @@ def test_make_strategy():
 
 
 def test_rescaling_strategies_have_finite_gradients_when_a_probability_underflows():
-    from qmoe.curiosity import EntropyRescale, KLRescale
+    from qmoe.moe.curiosity import EntropyRescale, KLRescale
 
     logits = torch.tensor([[0.0, 200.0, -200.0], [1.0, 2.0, 3.0]], requires_grad=True)
     probs = logits.softmax(dim=-1)                 # first row: exact zeros

@@ -1,6 +1,6 @@
 import torch
 
-from qmoe.device import ISA_FLAGS, _cpuinfo, device_id, device_info
+from qmoe.bench.device import ISA_FLAGS, _cpuinfo, device_id, device_info
 
 
 def test_cpuinfo_parses_model_and_flags(tmp_path):
@@ -21,7 +21,7 @@ def test_device_info_records_threads_engine_and_every_isa_flag():
 
 
 def test_isa_record_lists_every_avx512_and_amx_flag_present():
-    from qmoe.device import isa_record
+    from qmoe.bench.device import isa_record
 
     record = isa_record({"avx2", "avx512vl", "amx_fp16", "sse4_2"})
     assert record["avx2"] is True and record["avx512f"] is False

@@ -1,7 +1,7 @@
 import pytest
 
-from qmoe import energy
-from qmoe.energy import EnergyConfig, EnergyMeter
+from qmoe.bench import energy
+from qmoe.bench.energy import EnergyConfig, EnergyMeter
 from qmoe.io import ConfigError
 
 
@@ -150,7 +150,7 @@ def test_method_is_read_from_the_tracker_hardware(hardware, expected):
 
 
 def test_estimated_methods_never_use_the_words_of_a_measurement():
-    from qmoe.provenance import MEASURED_ENERGY
+    from qmoe.report.provenance import MEASURED_ENERGY
 
     tracker = type("T", (), {"_hardware": [_hw("RAM", _force_ram_power=None),
                                             _hw("CPU", _mode="cpu_load", _tdp=8)]})()

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qmoe.layers import (
+from qmoe.quant.layers import (
     BitLinear,
     BitNet158Linear,
     PreNormLinear,

@@ -2,7 +2,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
-from qmoe.metrics import confusion_matrix, scores
+from qmoe.training.metrics import confusion_matrix, scores
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -5,16 +5,17 @@ import pytest
 import torch
 from torch import nn
 
-from qmoe import models, ptq
+from qmoe import models
 from qmoe.io import ConfigError, load_params
-from qmoe.layers import (
+from qmoe.moe.layer import MoE, MoEOutput
+from qmoe.quant import ptq
+from qmoe.quant.layers import (
     BitLinear,
     BitNet158Linear,
     PreNormLinear,
     QuantLinear,
     TernaryReferenceLinear,
 )
-from qmoe.moe import MoE, MoEOutput
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 VARIANTS = load_params(PARAMS)["variants"]

@@ -3,9 +3,9 @@ import torch
 from torch import nn
 
 from qmoe import models
-from qmoe.curiosity import LogOnly
-from qmoe.moe import MoE, MoEOutput
-from qmoe.router import BALANCE_LOSSES, Router, reference_balance_loss
+from qmoe.moe.curiosity import LogOnly
+from qmoe.moe.layer import MoE, MoEOutput
+from qmoe.moe.router import BALANCE_LOSSES, Router, reference_balance_loss
 
 D, C = 12, 4
 

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from qmoe import models, packing
-from qmoe.layers import freeze_
+from qmoe import models
+from qmoe.quant import packing
+from qmoe.quant.layers import freeze_
 
 VARIANTS = {
     "fp32": {"kind": "fp32"}, "w1a8": {"kind": "bitlinear", "weight_bits": 1},
@@ -117,7 +118,7 @@ def test_packed_state_missing_a_layer_is_refused():
 
 
 def test_ptq_int8_artefact_is_its_serialised_state_dict_about_a_quarter_of_fp32(tmp_path):
-    from qmoe import ptq
+    from qmoe.quant import ptq
 
     fp32 = _net("fp32")
     int8 = ptq.dynamic_int8(_net("fp32"))

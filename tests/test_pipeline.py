@@ -36,7 +36,7 @@ def test_stage_reads_its_own_params_section(name):
 
 def test_train_config_builds_from_params():
     from qmoe.io import from_section
-    from qmoe.train import TrainConfig
+    from qmoe.training.fit import TrainConfig
 
     cfg = from_section(TrainConfig, PARAMS["train"], "train")
     assert cfg.seeds == (0, 1, 2) and cfg.split_seed == 42
@@ -53,7 +53,7 @@ def test_every_study_variant_builds():
 
 
 def test_study_lists_only_known_names():
-    from qmoe.splits import PROTOCOLS
+    from qmoe.training.protocols import PROTOCOLS
 
     assert set(PARAMS["study"]["protocols"]) <= set(PROTOCOLS)
     assert set(PARAMS["study"]["variants"]) <= set(PARAMS["variants"])

@@ -1,4 +1,4 @@
-"""Figures take tidy frames and return matplotlib Figures (qmoe.plotting); nothing is saved here."""
+"""Figures take tidy frames and return matplotlib Figures (qmoe.report.plotting); nothing is saved here."""
 
 import matplotlib
 
@@ -8,7 +8,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from qmoe import plotting  # noqa: E402
+from qmoe.report import plotting  # noqa: E402
 
 
 def _summary() -> pd.DataFrame:

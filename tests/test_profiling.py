@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from qmoe import profiling
+from qmoe.bench import timing
+from qmoe.bench.timing import BenchmarkConfig, round_robin_latency, summarize
 from qmoe.io import ConfigError
-from qmoe.profiling import BenchmarkConfig, round_robin_latency, summarize
 
 
 class CountingModel:
@@ -76,9 +76,9 @@ def test_config_ranges(field, value, message):
 
 def test_batch_latency_and_reference_pass():
     m = CountingModel()
-    s = profiling.batch_latency(m, torch.randn(10, 4), batch=8, warmup=3, repeats=20)
+    s = timing.batch_latency(m, torch.randn(10, 4), batch=8, warmup=3, repeats=20)
     assert s.n == 20 and m.calls == 23 and m.shapes == {(8, 4)}
-    assert profiling.reference_fold_pass(torch.nn.Linear(4, 3), torch.randn(130, 4)) > 0
+    assert timing.reference_fold_pass(torch.nn.Linear(4, 3), torch.randn(130, 4)) > 0
 
 
 def test_each_timed_interval_holds_exactly_one_model_call(monkeypatch):
@@ -93,7 +93,7 @@ def test_each_timed_interval_holds_exactly_one_model_call(monkeypatch):
         events.append("model")
         return x
 
-    monkeypatch.setattr(profiling.time, "perf_counter_ns", clock)
+    monkeypatch.setattr(timing.time, "perf_counter_ns", clock)
     rr = round_robin_latency({"m": model}, {"m": torch.randn(4, 2)}, warmup=3, samples=100,
                              block=30)
     assert events[:3] == ["model"] * 3                       # warm-up: untimed
@@ -115,7 +115,7 @@ def test_samples_are_written_in_measured_order_per_model():
 
 def test_fixed_threads_sets_and_restores():
     before = torch.get_num_threads()
-    with profiling.fixed_threads(1):
+    with timing.fixed_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
 
@@ -128,11 +128,11 @@ def test_empty_inputs_are_refused():
 
 def test_reference_pass_runs_the_fold_once_in_batches_of_64():
     m = CountingModel()
-    assert profiling.reference_fold_pass(m, torch.randn(130, 4)) > 0
+    assert timing.reference_fold_pass(m, torch.randn(130, 4)) > 0
     assert m.calls == 3 and m.shapes == {(64, 4), (2, 4)}
 
 
 def test_energy_block_runs_exactly_the_requested_calls():
     m = CountingModel()
-    profiling.run_calls(m, torch.randn(7, 3), 250)
+    timing.run_calls(m, torch.randn(7, 3), 250)
     assert m.calls == 250 and m.shapes == {(1, 3)}

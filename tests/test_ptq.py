@@ -2,8 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from qmoe import models, ptq
-from qmoe.layers import BitLinear
+from qmoe import models
+from qmoe.quant import ptq
+from qmoe.quant.layers import BitLinear
 
 MLP = models.MLPConfig(in_dim=64, num_classes=10, hidden_sizes=(48, 32), dropout=0.1)
 

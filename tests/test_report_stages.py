@@ -326,7 +326,7 @@ def test_aggregate_writes_one_row_per_model_with_every_metric(study):
 
 
 def test_report_has_the_verdict_table_with_every_claim(study):
-    from qmoe.verdict import CLAIMS
+    from qmoe.analysis.verdict import CLAIMS
 
     report = (study / "reports" / "report.md").read_text()
     verdict = report[report.index("## Claims verdict"):report.index("## Results, both protocols")]
@@ -339,7 +339,7 @@ def test_report_has_the_verdict_table_with_every_claim(study):
 
 
 def test_every_figure_and_paper_table_exists(study):
-    from qmoe.figures import FIGURES
+    from qmoe.report.figures import FIGURES
 
     figures = study / "reports" / "figures"
     for name in FIGURES:
@@ -364,7 +364,7 @@ def test_incomplete_pairs_are_reported_not_dropped(study):
 
 
 def test_stats_outputs_and_claims(study):
-    from qmoe.verdict import CLAIMS
+    from qmoe.analysis.verdict import CLAIMS
 
     stats = study / "reports" / "stats"
     summary = json.loads((stats / "stats.json").read_text())
@@ -437,7 +437,7 @@ def test_three_stages_as_subprocesses_give_identical_outputs_twice(tmp_path):
 
 
 def test_run_folder_must_name_its_own_run(tmp_path):
-    from qmoe import results
+    from qmoe.analysis import results
 
     make_tree(tmp_path / "data", variants=["fp32"])
     path = tmp_path / "data/runs/toy/corrected/fp32/metrics.json"
@@ -449,7 +449,7 @@ def test_run_folder_must_name_its_own_run(tmp_path):
 
 
 def test_latency_files_are_read_by_key(tmp_path):
-    from qmoe import results
+    from qmoe.analysis import results
 
     make_tree(tmp_path / "data", variants=["fp32"], n_latency=7)
     where = results.Where("toy", "faithful", "fp32")

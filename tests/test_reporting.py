@@ -1,4 +1,4 @@
-"""Report sections, DVC metrics and provenance (qmoe.reporting, qmoe.document, qmoe.provenance)."""
+"""Report sections, DVC metrics and provenance (qmoe.report.sections, qmoe.report.document, qmoe.report.provenance)."""
 
 import hashlib
 import json
@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from qmoe import document, provenance, reporting
+from qmoe.analysis.verdict import CLAIMS, Verdict, VerdictConfig
 from qmoe.io import ConfigError, from_section
-from qmoe.verdict import CLAIMS, Verdict, VerdictConfig
+from qmoe.report import document, provenance, sections
 
 
 def _runs() -> pd.DataFrame:
@@ -24,30 +24,30 @@ def _runs() -> pd.DataFrame:
 
 def test_metrics_are_mean_std_per_variant_and_deterministic():
     runs = _runs()
-    m = reporting.metrics(runs)
+    m = sections.metrics(runs)
     sel = runs[runs["variant"] == "w4a8"]
     entry = m["d"]["corrected"]["w4a8"]
     assert entry["macro_f1_mean"] == round(sel["macro_f1"].mean(), 6)
     assert entry["macro_f1_std"] == round(sel["macro_f1"].std(ddof=1), 6)
     assert "latency_median_ms" not in entry  # measured values live in benchmark_metrics
     assert entry["n_models"] == 6
-    bench = reporting.benchmark_metrics(runs)["d"]["corrected"]["w4a8"]
+    bench = sections.benchmark_metrics(runs)["d"]["corrected"]["w4a8"]
     assert bench["latency_median_ms"] == round(sel["latency_median_ms"].median(), 6)
     assert bench["energy_per_inference_mj"] == 0.3
     shuffled = runs.sample(frac=1.0, random_state=1)
-    assert json.dumps(reporting.metrics(shuffled), sort_keys=True) == json.dumps(m, sort_keys=True)
+    assert json.dumps(sections.metrics(shuffled), sort_keys=True) == json.dumps(m, sort_keys=True)
 
 
 def test_variant_summary_t_interval():
     runs = _runs()
-    s = reporting.variant_summary(runs, "macro_f1").set_index("variant")
+    s = sections.variant_summary(runs, "macro_f1").set_index("variant")
     x = runs.loc[runs["variant"] == "fp32", "macro_f1"]
     half = sps.t.ppf(0.975, 5) * x.std(ddof=1) / np.sqrt(6)
     assert s.loc["fp32", "ci_high"] - s.loc["fp32", "mean"] == pytest.approx(half)
 
 
 def test_f1_per_fold_plot_data_has_a_stable_y_field():
-    plot = reporting.f1_per_fold(_runs(), "macro_f1")
+    plot = sections.f1_per_fold(_runs(), "macro_f1")
     assert list(plot.columns) == ["run", "dataset", "protocol", "variant", "fold", "seed",
                                   "metric", "f1"]
     assert plot["run"].iloc[0] == "d/corrected/fp32/f1s0" and plot["run"].is_unique
@@ -61,13 +61,13 @@ def _evidence() -> pd.DataFrame:
 
 
 def test_verdicts_cover_every_claim_and_both_protocols_even_one_not_run():
-    rows = reporting.verdicts(_evidence(), VerdictConfig(), 0.05)
+    rows = sections.verdicts(_evidence(), VerdictConfig(), 0.05)
     assert len(rows) == 2 * len(CLAIMS)
     faithful = rows[rows["protocol"] == "faithful"]
     assert set(faithful["verdict"]) == {Verdict.NOT_TESTABLE.value}
     assert faithful["reason"].str.contains("protocol faithful not in the study").sum() == len(
         [s for s in CLAIMS if s.rule.value != "not_testable"])
-    md = reporting.verdict_markdown(rows)
+    md = sections.verdict_markdown(rows)
     for spec in CLAIMS:
         assert spec.claim in md and spec.paper in md
     assert f"{len(CLAIMS) * 2} not testable here" in md
@@ -78,21 +78,21 @@ def test_not_computed_groups_by_reason_and_drops_nothing():
     frame = pd.DataFrame({"dataset": "d", "protocol": "corrected", "variant": ["a", "b", "c"],
                           "baseline": "fp32", "status": status,
                           "reason": ["", "no runs of b", "no runs of c"]})
-    text = reporting.not_computed({"f1_paired": frame, "other": pd.DataFrame({"x": [1]})})
+    text = sections.not_computed({"f1_paired": frame, "other": pd.DataFrame({"x": [1]})})
     assert text.startswith("2 planned tests were not computed")
     assert "| no runs of b | 1 | b vs fp32 | d/corrected | f1_paired |" in text
-    all_done = reporting.not_computed({"f1_paired": frame.iloc[:1]})
+    all_done = sections.not_computed({"f1_paired": frame.iloc[:1]})
     assert all_done == "Every planned test was computed.\n"
 
 
 def test_what_was_run_lists_folds_seeds_and_missing_protocols():
-    text = reporting.what_was_run(_runs())
+    text = sections.what_was_run(_runs())
     assert "`d` / `corrected`: 2 variants x 3 folds [1, 2, 3] x seeds [0, 1] = 12" in text
     assert "not run: protocol(s) ['faithful']" in text
 
 
 def test_variant_table_names_what_each_variant_is():
-    text = reporting.variant_table(["q16_reference", "fp32"])
+    text = sections.variant_table(["q16_reference", "fp32"])
     assert "| `fp32` | FP32-Base |" in text.splitlines()[2]
     assert "is not 16-bit" in text
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from qmoe import router as R
+from qmoe.moe import router as R
 
 
 @pytest.mark.parametrize("experts", [1, 3, 4, 7])

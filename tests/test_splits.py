@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from qmoe.io import ConfigError
-from qmoe.splits import Corrected, Faithful, protocol_class
+from qmoe.training.protocols import Corrected, Faithful, protocol_class
 
 
 def _data(n_per_class=20, classes=4, folds=5):

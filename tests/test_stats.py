@@ -1,4 +1,4 @@
-"""qmoe.stats / comparisons / families / reftables against scipy and statsmodels on fixed inputs."""
+"""qmoe.analysis.stats / comparisons / families / reftables against scipy and statsmodels on fixed inputs."""
 
 import numpy as np
 import pandas as pd
@@ -7,10 +7,9 @@ from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_paired
 
-from qmoe import comparisons, families, reftables
-from qmoe.comparisons import Method, Pair
-from qmoe.io import ConfigError, from_section
-from qmoe.stats import (
+from qmoe.analysis import comparisons, families, reference_tables
+from qmoe.analysis.comparisons import Method, Pair
+from qmoe.analysis.stats import (
     Alternative,
     Scope,
     StatsConfig,
@@ -25,6 +24,7 @@ from qmoe.stats import (
     tost_nadeau_bengio,
     tost_paired,
 )
+from qmoe.io import ConfigError, from_section
 
 CFG = StatsConfig(n_resamples=300)
 A = np.array([0.81, 0.79, 0.84, 0.80, 0.83])
@@ -246,7 +246,7 @@ def test_families_cover_every_planned_pair_for_every_scope():
 
 def test_reference_tables_fix_units_and_keep_both_variance_definitions():
     runs = _study_runs()
-    sig = reftables.significance_tables(runs, CFG)
+    sig = reference_tables.significance_tables(runs, CFG)
     assert set(sig) == {"ref_table1_f1_significance", "ref_table2_f1_significance",
                         "ref_table3_f1_significance", "ref_table4_latency_significance",
                         "ref_table3_energy_significance", "ref_latency_variance_reduction"}
@@ -265,7 +265,7 @@ def test_reference_tables_fix_units_and_keep_both_variance_definitions():
 
 def test_std_tables_use_ddof_1_and_labelled_units():
     runs = _study_runs()
-    std = reftables.std_tables(runs, CFG)
+    std = reference_tables.std_tables(runs, CFG)
     t1 = std["std_table1_cross_dataset"]
     row = t1[(t1["protocol"] == "corrected") & (t1["variant"] == "fp32") & (t1["dataset"] == "d")]
     sel = runs[(runs["protocol"] == "corrected") & (runs["variant"] == "fp32")]["macro_f1"]
@@ -280,8 +280,8 @@ def test_std_tables_use_ddof_1_and_labelled_units():
 def test_levene_with_a_constant_baseline_is_not_computed_with_a_reason():
     import pandas as pd
 
-    from qmoe.comparisons import Pair, levene
-    from qmoe.stats import StatsConfig
+    from qmoe.analysis.comparisons import Pair, levene
+    from qmoe.analysis.stats import StatsConfig
 
     rows = [{"dataset": "d", "protocol": "faithful", "variant": v, "fold": f, "seed": 42,
              "macro_f1": (1.0 if v == "fp32" else 0.8 + 0.01 * f)}

@@ -1,11 +1,11 @@
-"""Paper tables rendered as Markdown and LaTeX from one column spec (qmoe.tables)."""
+"""Paper tables rendered as Markdown and LaTeX from one column spec (qmoe.report.tables)."""
 
 import math
 
 import pandas as pd
 
-from qmoe import tables
-from qmoe.tables import Column, Table, latex, latex_escape, markdown, mean_sd, number, text
+from qmoe.report import tables
+from qmoe.report.tables import Column, Table, latex, latex_escape, markdown, mean_sd, number, text
 
 
 def _table(frame: pd.DataFrame, note: str = "") -> Table:

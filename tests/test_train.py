@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from qmoe import experiment
-from qmoe.splits import Corrected, Faithful
-from qmoe.train import TrainConfig, class_weights, fit, recipe_for
+from qmoe.training import experiment
+from qmoe.training.fit import TrainConfig, class_weights, fit, recipe_for
+from qmoe.training.protocols import Corrected, Faithful
 
 VARIANTS = {"fp32": {"kind": "fp32"}}
 MLP = {"hidden_sizes": [32, 16], "dropout": 0.1}

@@ -1,4 +1,4 @@
-"""Verdict rules (qmoe.verdict) and the claims evidence that feeds them (qmoe.claims)."""
+"""Verdict rules (qmoe.analysis.verdict) and the claims evidence that feeds them (qmoe.analysis.claims)."""
 
 import math
 
@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qmoe import claims
-from qmoe.io import ConfigError, from_section
-from qmoe.stats import StatsConfig
-from qmoe.verdict import (
+from qmoe.analysis import claims
+from qmoe.analysis.stats import StatsConfig
+from qmoe.analysis.verdict import (
     CLAIMS,
     Evidence,
     Rule,
@@ -23,6 +22,7 @@ from qmoe.verdict import (
     no_gain_verdict,
     significant_interval_verdict,
 )
+from qmoe.io import ConfigError, from_section
 
 NAN = math.nan
 

@@ -4,7 +4,7 @@
     net = build(cfg, MLPConfig(in_dim=1536, num_classes=50), params["variants"])
     deployed = deploy(net, cfg)                              # as evaluated and benchmarked
 
-Single models map (b, d) -> logits (b, c); the MoE returns qmoe.moe.MoEOutput.
+Single models map (b, d) -> logits (b, c); the MoE returns qmoe.moe.layer.MoEOutput.
 Architectures: reference-method.md 6.1 (FP32 MLP), 7.1-7.4 (quantised expert MLP), 8 (MoE).
 """
 
@@ -21,12 +21,18 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from qmoe import ptq
-from qmoe.curiosity import make_strategy
 from qmoe.io import ConfigError, from_section, require
-from qmoe.layers import BitLinear, BitNet158Linear, PreNormLinear, TernaryReferenceLinear, freeze_
-from qmoe.moe import MoE
-from qmoe.router import BALANCE_LOSSES, Router
+from qmoe.moe.curiosity import make_strategy
+from qmoe.moe.layer import MoE
+from qmoe.moe.router import BALANCE_LOSSES, Router
+from qmoe.quant import ptq
+from qmoe.quant.layers import (
+    BitLinear,
+    BitNet158Linear,
+    PreNormLinear,
+    TernaryReferenceLinear,
+    freeze_,
+)
 
 LinearFactory = Callable[[int, int], nn.Linear]
 
@@ -310,7 +316,7 @@ def deploy(model: nn.Module, cfg: VariantConfig, freeze_quantized: bool = False)
     """The as-deployed form, in eval mode: `ptq_int8` -> dynamic int8, `half` -> half precision
     (input cast inside the MLP), MoE experts of those kinds likewise; identity for the rest, unless
     `freeze_quantized`: then quantised layers store their quantised weight once instead of
-    re-quantising it on every call (outputs identical bit for bit; see qmoe.layers.freeze_).
+    re-quantising it on every call (outputs identical bit for bit; see qmoe.quant.layers.freeze_).
 
     Works on `model` wrapped in other modules (the marked MLPs are found and replaced where they
     sit). May modify `model` in place: pass a copy to keep the trained one.

@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from qmoe.comparisons import Method, Pair, compare, levene
-from qmoe.families import fold_samples
-from qmoe.naming import (
+from qmoe.analysis.comparisons import Method, Pair, compare, levene
+from qmoe.analysis.families import fold_samples
+from qmoe.analysis.stats import Alternative, StatsConfig
+from qmoe.catalog import (
     BITLINEAR_VARIANTS,
     CURIOSITY_VARIANTS,
     MOE_VARIANTS,
@@ -22,7 +23,6 @@ from qmoe.naming import (
     info,
     paper_name,
 )
-from qmoe.stats import Alternative, StatsConfig
 
 Q_BASE = (*BITLINEAR_VARIANTS, "q16_reference")
 KWH_TO_WH, KG_TO_G = 1e3, 1e3

@@ -85,7 +85,7 @@ BITLINEAR_VARIANTS = ("w1a8", "w2a8", "w4a8", "w8a8")
 
 def info(variant: str) -> VariantInfo:
     """The registry entry; a variant unknown here still gets a row (named, not described)."""
-    return VARIANTS.get(variant, VariantInfo("", "not described in qmoe.naming", NAN, False))
+    return VARIANTS.get(variant, VariantInfo("", "not described in qmoe.catalog", NAN, False))
 
 
 def paper_name(variant: str) -> str:

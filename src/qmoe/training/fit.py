@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qmoe.io import require
-from qmoe.metrics import scores
+from qmoe.training.metrics import scores
 
 log = logging.getLogger(__name__)
 

@@ -88,7 +88,7 @@ def _describe_cpu(hw: Any) -> str:
 def describe_method(tracker: Any) -> str:
     """How CodeCarbon obtains power on this machine, read from its hardware objects (its
     `_hardware` list: CPU `_mode`, RAM `_force_ram_power`), never assumed. Measured sources keep
-    the words rapl / powermetrics / nvml that qmoe.provenance looks for; estimates never do."""
+    the words rapl / powermetrics / nvml that qmoe.report.provenance looks for; estimates never do."""
     parts = []
     for hw in getattr(tracker, "_hardware", []):
         name = type(hw).__name__

@@ -17,10 +17,10 @@ from torch import Tensor
 
 from qmoe import models
 from qmoe.io import ConfigError, choose, seed_everything
-from qmoe.metrics import scores
-from qmoe.splits import Corrected, Faithful, Split, protocol_class
-from qmoe.train import FitResult, Prediction, TrainConfig, fit, predict, recipe_for
-from qmoe.trained import Standardized, fit_zscore
+from qmoe.training.artefacts import Standardized, fit_zscore
+from qmoe.training.fit import FitResult, Prediction, TrainConfig, fit, predict, recipe_for
+from qmoe.training.metrics import scores
+from qmoe.training.protocols import Corrected, Faithful, Split, protocol_class
 
 # train.labels -> (id column, name column) of the manifest (docs/architecture.md section 1)
 LABEL_COLUMNS = {
@@ -135,7 +135,7 @@ def prediction_frame(data: Embeddings, split: Split, seed: int, pred: Prediction
 
 def checkpoint_meta(args: Any, data: Embeddings, split: Split, seed: int, run: RunResult,
                     variants: dict[str, Any], mlp_section: dict[str, Any]) -> dict[str, Any]:
-    """Everything `qmoe.trained.load_trained` and `benchmark` need, next to the weights."""
+    """Everything `qmoe.training.artefacts.load_trained` and `benchmark` need, next to the weights."""
     return {
         "dataset": args.dataset, "protocol": args.protocol, "variant": args.variant,
         "variants": variants, "in_dim": int(data.x.shape[1]), "num_classes": len(data.class_names),

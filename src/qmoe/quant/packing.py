@@ -19,14 +19,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from qmoe.layers import (
+from qmoe.quant.layers import (
     BitLinear,
     BitNet158Linear,
     PreNormLinear,
     QuantLinear,
     TernaryReferenceLinear,
 )
-from qmoe.quant import QuantizedWeight
+from qmoe.quant.primitives import QuantizedWeight
 
 TRITS_PER_BYTE = 5  # 3**5 = 243 <= 256
 

@@ -15,11 +15,19 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from qmoe import models, packing, profiling
-from qmoe.energy import EnergyMeter, EnergyReading, joules_to_millijoules, kwh_to_joules, kwh_to_wh
-from qmoe.profiling import BenchmarkConfig
-from qmoe.train import predict
-from qmoe.trained import LoadedModel, load_trained
+from qmoe import models
+from qmoe.bench import timing
+from qmoe.bench.energy import (
+    EnergyMeter,
+    EnergyReading,
+    joules_to_millijoules,
+    kwh_to_joules,
+    kwh_to_wh,
+)
+from qmoe.bench.timing import BenchmarkConfig
+from qmoe.quant import packing
+from qmoe.training.artefacts import LoadedModel, load_trained
+from qmoe.training.fit import predict
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +140,7 @@ def energy_blocks(items: list[Loaded], cfg: BenchmarkConfig,
     for r in range(repeats):
         for it in items:
             with meter.measure(f"inference {it.key} block {r + 1}/{repeats} x{n}") as reading:
-                profiling.run_calls(it.model.model, it.x_test, n)
+                timing.run_calls(it.model.model, it.x_test, n)
             readings[it.key].append(reading)
     return readings
 
@@ -159,7 +167,7 @@ def _routing(item: Loaded, expert_names: list[str]) -> list[dict]:
 def _batch_rows(it: Loaded, cfg: BenchmarkConfig) -> list[dict]:
     rows = []
     for b in cfg.batch_sizes:
-        s = profiling.batch_latency(it.model.model, it.x_test, b, min(cfg.warmup, 10),
+        s = timing.batch_latency(it.model.model, it.x_test, b, min(cfg.warmup, 10),
                                     cfg.batch_repeats)
         rows.append({"fold": it.run["fold"], "seed": it.run["seed"], "batch_size": b, "n": s.n,
                      "median_ms": s.median_ms, "p95_ms": s.p95_ms})
@@ -168,7 +176,7 @@ def _batch_rows(it: Loaded, cfg: BenchmarkConfig) -> list[dict]:
 
 def _summary_row(it: Loaded, samples_ms: np.ndarray, fold_pass_s: float,
                  readings: list[EnergyReading], cfg: BenchmarkConfig, tmp: Path) -> dict[str, Any]:
-    lat = profiling.summarize(samples_ms)
+    lat = timing.summarize(samples_ms)
     row = {"fold": it.run["fold"], "seed": it.run["seed"], "latency_n": lat.n,
            **{f"latency_{k}": v for k, v in lat._asdict().items() if k != "n"},
            "reference_fold_pass_s": fold_pass_s}
@@ -180,10 +188,10 @@ def benchmark(items: list[Loaded], cfg: BenchmarkConfig, meter: EnergyMeter) -> 
     """In this order: each model's reference whole-fold pass (cold, as the reference ran it once
     per fold); the round-robin batch-1 latency of all models; batch latency per model; the
     interleaved energy blocks; sizes and routing. All under `cfg.threads` intra-op threads."""
-    with profiling.fixed_threads(cfg.threads), tempfile.TemporaryDirectory() as tmp:
-        fold_pass = {it.key: profiling.reference_fold_pass(it.model.model, it.x_test)
+    with timing.fixed_threads(cfg.threads), tempfile.TemporaryDirectory() as tmp:
+        fold_pass = {it.key: timing.reference_fold_pass(it.model.model, it.x_test)
                      for it in items}
-        rr = profiling.round_robin_latency({it.key: it.model.model for it in items},
+        rr = timing.round_robin_latency({it.key: it.model.model for it in items},
                                            {it.key: it.x_test for it in items},
                                            cfg.warmup, cfg.samples, cfg.block)
         batch_rows = [row for it in items for row in _batch_rows(it, cfg)]

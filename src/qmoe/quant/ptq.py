@@ -15,7 +15,7 @@ import warnings
 import torch
 from torch import nn
 
-from qmoe.quant import QuantizedWeight
+from qmoe.quant.primitives import QuantizedWeight
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from qmoe.comparisons import Method, Pair, compare, equivalence, levene
-from qmoe.naming import BITLINEAR_VARIANTS, CURIOSITY_VARIANTS, MOE_VARIANTS, VARIANTS
-from qmoe.stats import StatsConfig
+from qmoe.analysis.comparisons import Method, Pair, compare, equivalence, levene
+from qmoe.analysis.stats import StatsConfig
+from qmoe.catalog import BITLINEAR_VARIANTS, CURIOSITY_VARIANTS, MOE_VARIANTS, VARIANTS
 
 NON_BASE = [v for v in VARIANTS if v != "fp32"]
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from qmoe.router import Router, mc_uncertainty, top_k
+from qmoe.moe.router import Router, mc_uncertainty, top_k
 
 BalanceLoss = Callable[[Tensor, Tensor], Tensor]
 
@@ -34,7 +34,7 @@ class MoE(nn.Module):
         router: a Router with `len(experts)` outputs (Bayesian when a strategy is given).
         top_k: experts per sample.
         balance_loss, balance_alpha: aux_loss = alpha * balance_loss(routing_probs, expert_index).
-        strategy: curiosity strategy (qmoe.curiosity) or None (no MC passes, uncertainty None).
+        strategy: curiosity strategy (qmoe.moe.curiosity) or None (no MC passes, uncertainty None).
         mc_samples: T, the MC-dropout passes that estimate u(x).
     """
 

@@ -12,7 +12,8 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from qmoe.naming import order, paper_name
+from qmoe.analysis.stats import pval  # noqa: F401  (re-exported for report columns)
+from qmoe.catalog import order, paper_name
 
 Cell = Callable[[pd.Series], str]
 
@@ -36,13 +37,6 @@ def _num(x: float, digits: int) -> str:
     if abs(x) < 1e-12:  # floating-point noise (e.g. the sd of equal values)
         return f"{0:.{digits}f}"
     return f"{x:.{digits}f}" if abs(x) >= 10**-digits or x == 0 else f"{x:.2e}"
-
-
-def pval(p: float) -> str:
-    """A p-value in 3 significant digits; one that underflowed to 0 as '< 1e-300'."""
-    if not _finite(p):
-        return "n/a"
-    return "< 1e-300" if p == 0 else f"{p:.3g}"
 
 
 def text(col: str, header: str | None = None) -> Column:

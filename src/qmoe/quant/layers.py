@@ -1,4 +1,4 @@
-"""Linear layers of the study (layer 2 of 3): thin nn.Linear subclasses over qmoe.quant.
+"""Linear layers of the study (layer 2 of 3): thin nn.Linear subclasses over qmoe.quant.primitives.
 
 Every layer normalises its input first (pre-LayerNorm, reference-method.md 7.1), uses Xavier-uniform
 weights and zero biases, and computes in floating point ("fake quantisation": accuracy effects are
@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qmoe import quant
-from qmoe.quant import QuantizedWeight
+from qmoe.quant import primitives
+from qmoe.quant.primitives import QuantizedWeight
 
 
 class PreNormLinear(nn.Linear):
@@ -73,7 +73,7 @@ class QuantLinear(PreNormLinear):
         if self.frozen_codes is not None:
             return self.weight                              # == frozen codes * scale, set once
         codes, scale = self.weight_codes()
-        return quant.ste(self.weight, codes * scale)        # value codes * scale, gradient to W
+        return primitives.ste(self.weight, codes * scale)        # value codes * scale, gradient to W
 
     @torch.no_grad()
     def quantized_weight(self) -> QuantizedWeight:
@@ -126,10 +126,10 @@ class BitLinear(QuantLinear):
         return {"weight_bits": self.bits}
 
     def quantize_input(self, x: Tensor) -> Tensor:
-        return quant.act_absmax8(x)
+        return primitives.act_absmax8(x)
 
     def weight_codes(self) -> tuple[Tensor, Tensor]:
-        return quant.kbit_codes(self.weight, self.bits)
+        return primitives.kbit_codes(self.weight, self.bits)
 
 
 class TernaryReferenceLinear(QuantLinear):
@@ -148,10 +148,10 @@ class TernaryReferenceLinear(QuantLinear):
         return {"act_threshold": self.act_threshold, "weight_threshold": self.weight_threshold}
 
     def quantize_input(self, x: Tensor) -> Tensor:
-        return quant.act_ternary_threshold(x, self.act_threshold)
+        return primitives.act_ternary_threshold(x, self.act_threshold)
 
     def weight_codes(self) -> tuple[Tensor, Tensor]:
-        return quant.ternary_threshold_codes(self.weight, self.weight_threshold)
+        return primitives.ternary_threshold_codes(self.weight, self.weight_threshold)
 
 
 class BitNet158Linear(QuantLinear):
@@ -161,10 +161,10 @@ class BitNet158Linear(QuantLinear):
     bits = 2
 
     def quantize_input(self, x: Tensor) -> Tensor:
-        return quant.act_absmax8(x)
+        return primitives.act_absmax8(x)
 
     def weight_codes(self) -> tuple[Tensor, Tensor]:
-        return quant.absmean_ternary_codes(self.weight)
+        return primitives.absmean_ternary_codes(self.weight)
 
 
 def freeze_(model: nn.Module) -> nn.Module:

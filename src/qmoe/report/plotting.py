@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from qmoe.naming import info, order
+from qmoe.catalog import info, order
 
 PROTOCOL_MARKERS = {"corrected": "o", "faithful": "s"}
 

@@ -81,6 +81,13 @@ class Tost(NamedTuple):
 # --- primitives ------------------------------------------------------------------------------
 
 
+def pval(p: float) -> str:
+    """A p-value in 3 significant digits; one that underflowed to 0 as '< 1e-300'."""
+    if not (isinstance(p, (int, float)) and np.isfinite(p)):
+        return "n/a"
+    return "< 1e-300" if p == 0 else f"{p:.3g}"
+
+
 def _t_pvalue(t: float, df: int, alternative: Alternative) -> float:
     if alternative is Alternative.GREATER:
         return float(sps.t.sf(t, df))

@@ -1,5 +1,5 @@
 """Which data goes into which figure: loads the per-sample files one dataset needs and calls
-`qmoe.plotting`. A figure without data becomes a placeholder that says why."""
+`qmoe.report.plotting`. A figure without data becomes a placeholder that says why."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from qmoe import plotting, results
-from qmoe.naming import CURIOSITY_VARIANTS, MOE_VARIANTS, info
-from qmoe.reporting import variant_summary
+from qmoe.analysis import results
+from qmoe.catalog import CURIOSITY_VARIANTS, MOE_VARIANTS, info
+from qmoe.report import plotting
+from qmoe.report.sections import variant_summary
 
 # Fixed metadata: no creation date, so two runs write identical files.
 _METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}

@@ -1,6 +1,6 @@
 """Our evidence for each claim of the abstracts (reference-method.md 2), per dataset x protocol.
 
-`qmoe.verdict.CLAIMS` says what the paper states and which rule judges it; `evidence` pulls the
+`qmoe.analysis.verdict.CLAIMS` says what the paper states and which rule judges it; `evidence` pulls the
 matching numbers out of the stats families and the runs table, one row of reports/stats/claims.csv
 per claim x dataset x protocol. The verdict itself is made in the report stage.
 """
@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from qmoe.stats import COMPUTED, StatsConfig, bootstrap_ci
-from qmoe.tables import pval
-from qmoe.verdict import CLAIMS, Evidence
+from qmoe.analysis.stats import COMPUTED, StatsConfig, bootstrap_ci, pval
+from qmoe.analysis.verdict import CLAIMS, Evidence
 
 NAN = float("nan")
 V1_CURIOSITY, V3_CURIOSITY = "moe_curiosity_log", "moe_curiosity_kl"  # reference 9.3, 9.6

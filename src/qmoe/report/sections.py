@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from qmoe.naming import info, order, paper_name
-from qmoe.stats import COMPUTED
-from qmoe.verdict import CLAIMS, ClaimSpec, Evidence, Verdict, VerdictConfig, decide
+from qmoe.analysis.stats import COMPUTED
+from qmoe.analysis.verdict import CLAIMS, ClaimSpec, Evidence, Verdict, VerdictConfig, decide
+from qmoe.catalog import info, order, paper_name
 
 PROTOCOLS = ("corrected", "faithful")  # always shown side by side, run or not
 METRIC_COLUMNS = ("macro_f1", "accuracy", "weighted_f1")

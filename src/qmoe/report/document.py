@@ -1,4 +1,4 @@
-"""reports/report.md: the sections of `qmoe.reporting` put together, plus the statistical tests.
+"""reports/report.md: the sections of `qmoe.report.sections` put together, plus the statistical tests.
 
 `render` takes only generated inputs (runs table, stats CSVs, claims evidence, figure paths, paper
 tables, provenance) and returns the Markdown; the report stage writes it.
@@ -11,9 +11,11 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from qmoe import tables
+from qmoe.analysis.stats import COMPUTED
+from qmoe.analysis.verdict import VerdictConfig
 from qmoe.io import require
-from qmoe.reporting import (
+from qmoe.report import tables
+from qmoe.report.sections import (
     not_computed,
     side_by_side,
     variant_table,
@@ -21,8 +23,6 @@ from qmoe.reporting import (
     verdicts,
     what_was_run,
 )
-from qmoe.stats import COMPUTED
-from qmoe.verdict import VerdictConfig
 
 
 class TestView(NamedTuple):

@@ -2,7 +2,7 @@
 
 Every planned comparison yields a row, computed or not (with the reason); Holm adjusts the
 p-values within each family and protocol. The families themselves (who is compared with whom)
-are listed in `qmoe.families`.
+are listed in `qmoe.analysis.families`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from qmoe.stats import (
+from qmoe.analysis.stats import (
     COMPUTED,
     NOT_COMPUTED,
     Alternative,

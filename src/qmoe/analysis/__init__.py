@@ -1,0 +1,1 @@
+"""Stages `aggregate` and `stats`: results tables, statistical tests, test families, claims and verdict rules."""

@@ -1,0 +1,1 @@
+"""Stage `benchmark`: the harness over trained models, latency timing, energy, device record."""

@@ -1,0 +1,1 @@
+"""Quantisation: pure primitives, the quantised linear layers, post-training conversion, packing."""

@@ -1,0 +1,1 @@
+"""Stage `report`: tables, figures, report sections, the document, provenance and DVC metrics."""

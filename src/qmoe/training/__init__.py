@@ -1,0 +1,1 @@
+"""Stage `train`: protocols (splits), fit recipes, one run of the study, trained artefacts, metrics."""
