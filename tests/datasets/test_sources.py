@@ -12,7 +12,7 @@ from PIL import Image
 
 from qmoe.datasets import COLUMNS, ChecksumError, DatasetError, DownloadConfig, build
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAIL = DownloadConfig()
 
 

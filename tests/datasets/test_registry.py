@@ -26,7 +26,7 @@ from qmoe.datasets import (
 )
 from qmoe.io import ConfigError, from_section
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAIL, SKIP = DownloadConfig(), DownloadConfig(on_bad_file="skip")
 
 

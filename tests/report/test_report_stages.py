@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ["dog", "rain", "siren"]
 VARIANTS = [
     "fp32",

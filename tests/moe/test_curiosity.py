@@ -7,7 +7,7 @@ from qmoe import models
 from qmoe.io import load_params
 from qmoe.moe import curiosity
 
-VARIANTS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")["variants"]
+VARIANTS = load_params(Path(__file__).resolve().parents[2] / "params.yaml")["variants"]
 MLP = models.MLPConfig(in_dim=16, num_classes=5, hidden_sizes=(12, 8), dropout=0.2)
 MODES = ["off", "log", "kl", "entropy", "route"]
 

@@ -16,7 +16,7 @@ from qmoe.analysis.results import SUMMARY_FIELDS
 from qmoe.io import save_checkpoint
 from qmoe.training.artefacts import rebuild
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 D, CLASSES, FOLDS = 12, 3, (1, 2)
 VARIANTS = {
     "fp32": {"kind": "fp32"},

@@ -29,7 +29,7 @@ from qmoe.features import (
 )
 from qmoe.io import from_section, load_params
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = ["clip_id", "path", "label_id", "label_name", "fold", "source_id", "duration_s",
            "sample_rate", "sha256"]
 # (clip_id, frequency Hz, sample rate, seconds, channels): lengths and rates differ on purpose
