@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from qmoe.io import load_params
@@ -46,10 +47,14 @@ def test_train_config_builds_from_params():
 def test_every_study_variant_builds():
     from qmoe import models
 
-    for name in PARAMS["study"]["variants"]:
-        cfg = models.variant_from_params(name, PARAMS["variants"])
-        mlp = models.MLPConfig(in_dim=32, num_classes=5, hidden_sizes=(16, 8), dropout=0.1)
-        assert models.build(cfg, mlp, PARAMS["variants"]) is not None
+    from qmoe.variants import resolve
+
+    study = PARAMS["study"]
+    mlp = models.MLPConfig(in_dim=32, num_classes=5, hidden_sizes=(16, 8), dropout=0.1)
+    for name in study["variants"] + study["moe_variants"]:
+        net = models.build(resolve(name, PARAMS["variants"], study["experts"]), mlp)
+        out = net(torch.randn(3, 32))
+        assert (out if isinstance(out, torch.Tensor) else out.logits).shape == (3, 5)
 
 
 def test_study_lists_only_known_names():

@@ -15,6 +15,7 @@ import yaml
 from qmoe.analysis.results import SUMMARY_FIELDS
 from qmoe.io import save_checkpoint
 from qmoe.training.artefacts import rebuild
+from qmoe.variants import resolve, to_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 D, CLASSES, FOLDS = 12, 3, (1, 2)
@@ -23,10 +24,11 @@ VARIANTS = {
     "ptq_int8": {"kind": "ptq_int8", "engine": "auto"},
     "w4a8": {"kind": "bitlinear", "weight_bits": 4},
     "w8a8": {"kind": "bitlinear", "weight_bits": 8},
-    "ternary_reference": {"kind": "ternary_reference"},
-    "moe_curiosity_log": {"kind": "moe", "experts": ["ternary_reference", "w4a8", "w8a8"],
-                          "router_outputs": 3, "top_k": 1, "curiosity": "log", "mc_samples": 4},
+    "ternary_reference": {"kind": "ternary_reference", "act_threshold": 0.05, "weight_threshold": 0.15},
+    "moe_curiosity_log": {"kind": "moe", "top_k": 1, "balance": "reference", "balance_alpha": 1e-3,
+                          "curiosity": {"mode": "log", "mc_samples": 4}},
 }
+EXPERTS = ["ternary_reference", "w4a8", "w8a8"]
 BENCH = {"threads": 1, "warmup": 2, "samples": 100, "block": 40, "batch_sizes": [1, 4],
          "batch_repeats": 3, "energy_samples": 100, "energy_repeats": 2}
 
@@ -52,8 +54,7 @@ def _runs(root: Path, variant: str, protocol: str = "corrected") -> Path:
     runs = []
     for fold in FOLDS:
         meta = {"dataset": "toy", "protocol": protocol, "variant": variant,
-                "variants": {k: v for k, v in VARIANTS.items()
-                             if k == variant or k in VARIANTS[variant].get("experts", [])},
+                "variant_config": to_dict(resolve(variant, VARIANTS, EXPERTS)),
                 "in_dim": D, "num_classes": CLASSES,
                 "model": {"hidden_sizes": [8, 6], "dropout": 0.1}, "fold": fold, "seed": 0,
                 "test_clip_ids": [f"c{i:02d}" for i in range(fold - 1, 20, 2)]}

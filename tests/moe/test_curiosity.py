@@ -6,17 +6,19 @@ import torch
 from qmoe import models
 from qmoe.io import load_params
 from qmoe.moe import curiosity
+from qmoe.variants import resolve
 
-VARIANTS = load_params(Path(__file__).resolve().parents[2] / "params.yaml")["variants"]
+PARAMS = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+VARIANTS, EXPERTS = PARAMS["variants"], PARAMS["study"]["experts"]
 MLP = models.MLPConfig(in_dim=16, num_classes=5, hidden_sizes=(12, 8), dropout=0.2)
-MODES = ["off", "log", "kl", "entropy", "route"]
+MODES = ["none", "log", "kl", "entropy", "route"]
 
 
 def _moes(seed=0):
     """One MoE per curiosity mode, all with the same weights (dropout and strategies have none)."""
     torch.manual_seed(seed)
-    out = {m: models.build(models.variant_from_params(f"moe_curiosity_{m}" if m != "off" else "moe",
-                                                      VARIANTS), MLP, VARIANTS) for m in MODES}
+    out = {m: models.build(resolve(f"moe_curiosity_{m}" if m != "none" else "moe", VARIANTS,
+                                   EXPERTS), MLP) for m in MODES}
     state = out["log"].state_dict()
     for m in MODES:
         missing, unexpected = out[m].load_state_dict(state, strict=False)
@@ -56,7 +58,7 @@ def test_reference_strategies_leave_every_decision_and_output_unchanged(mode, tr
     assert torch.allclose(a.logits, b.logits, atol=1e-6)
     assert torch.allclose(a.routing_probs, b.routing_probs, atol=1e-6)
     if not train:   # in eval the routing pass is deterministic, so `off` agrees too
-        c = moes["off"].eval()(x)
+        c = moes["none"].eval()(x)
         assert torch.equal(a.expert_index, c.expert_index) and c.uncertainty is None
         assert torch.allclose(a.logits, c.logits, atol=1e-6)
 
@@ -147,7 +149,7 @@ def test_eval_uncertainty_is_reproducible_under_a_seed():
 
 def test_make_strategy():
     kw = {"kl_alpha": 0.02, "entropy_alpha": 0.1, "target": 0, "quantile": 0.9}
-    assert curiosity.make_strategy("off", **kw) is None
+    assert curiosity.make_strategy("none", **kw) is None
     assert isinstance(curiosity.make_strategy("route", **kw), curiosity.Escalate)
     with pytest.raises(ValueError, match="unknown curiosity mode 'bayes'"):
         curiosity.make_strategy("bayes", **kw)

@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from qmoe import models
+from qmoe.variants import resolve
 from qmoe.moe.curiosity import LogOnly
 from qmoe.moe.layer import MoE, MoEOutput
 from qmoe.moe.router import BALANCE_LOSSES, Router, reference_balance_loss
@@ -35,9 +36,10 @@ def test_single_expert_moe_with_gate_one_is_the_expert():
     """Reference equivalence: one expert, softmax over one output = 1, so the MoE is the expert."""
     mlp = models.MLPConfig(in_dim=D, num_classes=C, hidden_sizes=(16, 8), dropout=0.1)
     variants = {"w4a8": {"kind": "bitlinear", "weight_bits": 4},
-                "one": {"kind": "moe", "experts": ["w4a8"], "router_outputs": 1}}
+                "one": {"kind": "moe", "top_k": 1, "balance": "reference", "balance_alpha": 1e-3,
+                        "curiosity": {"mode": "none"}}}
     torch.manual_seed(0)
-    moe = models.build(models.variant_from_params("one", variants), mlp, variants).eval()
+    moe = models.build(resolve("one", variants, ["w4a8"]), mlp).eval()
     x = torch.randn(9, D)
     out = moe(x)
     assert torch.equal(out.routing_probs, torch.ones(9, 1))

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from qmoe import models
+from qmoe.variants import resolve
 from qmoe.quant import packing
 from qmoe.quant.layers import freeze_
 
@@ -10,14 +11,15 @@ VARIANTS = {
     "w2a8": {"kind": "bitlinear", "weight_bits": 2},
     "w4a8": {"kind": "bitlinear", "weight_bits": 4},
     "w8a8": {"kind": "bitlinear", "weight_bits": 8}, "q16_reference": {"kind": "q16_reference"},
-    "ternary_reference": {"kind": "ternary_reference"}, "bitnet158": {"kind": "bitnet158"},
+    "ternary_reference": {"kind": "ternary_reference", "act_threshold": 0.05, "weight_threshold": 0.15},
+    "bitnet158": {"kind": "bitnet158"},
 }
 PAPER = models.MLPConfig(in_dim=1536, num_classes=50, hidden_sizes=(640, 320), dropout=0.1)
 
 
 def _net(name, mlp=PAPER):
     torch.manual_seed(0)
-    return models.build(models.variant_from_params(name, VARIANTS), mlp, VARIANTS)
+    return models.build(resolve(name, VARIANTS, ()), mlp)
 
 
 @pytest.mark.parametrize("name, kb", [("w1a8", 241.616), ("w2a8", 390.096), ("w4a8", 687.056),
@@ -77,8 +79,9 @@ def test_packed_files_are_small_against_fp32(tmp_path):
     assert tern / fp32 <= 0.08
 
 
-MOE = {"kind": "moe", "experts": ["ternary_reference", "w4a8", "w8a8"], "router_outputs": 3,
-       "top_k": 1, "curiosity": "off"}
+MOE = {"kind": "moe", "top_k": 1, "balance": "reference", "balance_alpha": 1e-3,
+       "curiosity": {"mode": "none"}}
+EXPERTS = ["ternary_reference", "w4a8", "w8a8"]
 SMALL = models.MLPConfig(in_dim=48, num_classes=5, hidden_sizes=(32, 16), dropout=0.1)
 
 
@@ -87,10 +90,10 @@ SMALL = models.MLPConfig(in_dim=48, num_classes=5, hidden_sizes=(32, 16), dropou
 def test_artefact_file_round_trip_gives_the_same_predictions(name, tmp_path):
     variants = {**VARIANTS, "moe": MOE}
     torch.manual_seed(1)
-    net = models.build(models.variant_from_params(name, variants), SMALL, variants).eval()
+    net = models.build(resolve(name, variants, EXPERTS), SMALL).eval()
     size = packing.write_artefact(net, tmp_path / "a.pt")
     assert size == (tmp_path / "a.pt").stat().st_size
-    template = models.build(models.variant_from_params(name, variants), SMALL, variants)
+    template = models.build(resolve(name, variants, EXPERTS), SMALL)
     rebuilt = packing.load_artefact(tmp_path / "a.pt", template).eval()
     x = torch.randn(30, 48)
     with torch.no_grad():
@@ -101,7 +104,7 @@ def test_artefact_file_round_trip_gives_the_same_predictions(name, tmp_path):
 
 def test_moe_artefact_stores_every_expert_packed():
     variants = {**VARIANTS, "moe": MOE}
-    net = models.build(models.variant_from_params("moe", variants), SMALL, variants)
+    net = models.build(resolve("moe", variants, EXPERTS), SMALL)
     state = packing.pack_state(net)
     packed = sorted(k for k in state if k.endswith(".packed"))
     assert len(packed) == 3 * 2          # 3 experts x 2 quantised hidden layers

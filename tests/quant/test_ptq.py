@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from qmoe import models
+from qmoe.variants import resolve
 from qmoe.quant import ptq
 from qmoe.quant.layers import BitLinear
 
@@ -24,8 +25,8 @@ class Wrapper(nn.Module):
 def _fp32_net(kind: dict, seed=0):
     torch.manual_seed(seed)
     variants = {"v": kind}
-    cfg = models.variant_from_params("v", variants)
-    return models.build(cfg, MLP, variants), cfg
+    cfg = resolve("v", variants, ())
+    return models.build(cfg, MLP), cfg
 
 
 def test_select_engine_prefers_x86_family():
@@ -67,7 +68,7 @@ def test_int8_weight_is_the_kernel_weight():
 
 
 def test_deploy_ptq_inside_a_wrapper():
-    net, cfg = _fp32_net({"kind": "ptq_int8"})
+    net, cfg = _fp32_net({"kind": "ptq_int8", "engine": "auto"})
     wrapped = Wrapper(net)
     x = torch.randn(16, 64)
     ref = wrapped.eval()(x)

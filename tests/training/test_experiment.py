@@ -1,13 +1,19 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from qmoe.io import from_section, load_params
+from qmoe.models import ModelConfig
 from qmoe.training import experiment
 from qmoe.training.fit import TrainConfig, class_weights, fit, recipe_for
 from qmoe.training.protocols import Corrected, Faithful
+from qmoe.variants import FP32Config
 
-VARIANTS = {"fp32": {"kind": "fp32"}}
-MLP = {"hidden_sizes": [32, 16], "dropout": 0.1}
+FP32 = FP32Config()
+MLP = ModelConfig(hidden_sizes=(32, 16), dropout=0.1)
+PARAMS = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
 
 
 def _embeddings(n_per_class=80, classes=4, dim=12, seed=0):
@@ -23,12 +29,12 @@ def _embeddings(n_per_class=80, classes=4, dim=12, seed=0):
     )
 
 
-CFG = TrainConfig(epochs=40, patience=8, moe_patience=8, threads=1, seeds=(0,))
+CFG = from_section(TrainConfig, {**PARAMS["train"], "epochs": 40, "patience": 8, "seeds": [0]}, "train")
 
 
 def _run(data, protocol, seed=0):
     split = protocol.splits(data.y.numpy(), data.folds, data.groups, seed=42)[0]
-    return experiment.run_one(data, split, seed, "fp32", VARIANTS, MLP, CFG, protocol, "test"), split
+    return experiment.run_one(data, split, seed, FP32, MLP, CFG, None, protocol, "test"), split
 
 
 def test_fp32_learns_planted_classes_and_is_deterministic():
@@ -86,7 +92,7 @@ def test_non_finite_loss_names_the_run_and_epoch():
     model = torch.nn.Linear(12, 4)
     with torch.no_grad():
         model.weight.fill_(float("nan"))
-    recipe = recipe_for(CFG, moe=False, select_best=True)
+    recipe = recipe_for(CFG, None, select_best=True)
     with pytest.raises(FloatingPointError, match=r"esc10/corrected/fp32 fold 1 seed 0: loss became nan at epoch 1"):
         fit(model, data.x, data.y, data.x, data.y, 4, recipe, torch.Generator().manual_seed(0),
             "esc10/corrected/fp32 fold 1 seed 0")

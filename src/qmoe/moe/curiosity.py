@@ -122,8 +122,8 @@ class Escalate(nn.Module):
 
 def make_strategy(mode: str, *, kl_alpha: float, entropy_alpha: float, target: int,
                   quantile: float) -> nn.Module | None:
-    """The strategy module of a curiosity mode; None for "off" (no MC passes at all)."""
-    if mode == "off":
+    """The strategy module of a curiosity mode; None for "none" (no MC passes at all)."""
+    if mode == "none":
         return None
     factories = {
         "log": LogOnly,
@@ -132,5 +132,5 @@ def make_strategy(mode: str, *, kl_alpha: float, entropy_alpha: float, target: i
         "route": lambda: Escalate(target, quantile),
     }
     if mode not in factories:
-        raise ValueError(f"unknown curiosity mode {mode!r}; valid: {['off', *factories]}")
+        raise ValueError(f"unknown curiosity mode {mode!r}; valid: {['none', *factories]}")
     return factories[mode]()

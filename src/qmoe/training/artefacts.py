@@ -6,14 +6,37 @@ checkpoints carry `model_args`, so `benchmark` never reads params.yaml to rebuil
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from qmoe import models
-from qmoe.io import load_checkpoint
+from qmoe import models, variants
+from qmoe.io import InputError, load_checkpoint
+
+
+class ModelKey(NamedTuple):
+    """One trained model of a run folder: its file stem `fold{k}_seed{s}` (any integer seed)."""
+
+    fold: int
+    seed: int
+
+    @property
+    def stem(self) -> str:
+        return f"fold{self.fold}_seed{self.seed}"
+
+    @classmethod
+    def parse(cls, stem: str) -> ModelKey:
+        """`fold3_seed-1` -> ModelKey(3, -1); anything else raises ValueError naming the stem."""
+        m = _STEM.fullmatch(stem)
+        if not m:
+            raise InputError(f"{stem!r} is not a model file stem fold<k>_seed<s>")
+        return cls(int(m.group(1)), int(m.group(2)))
+
+
+_STEM = re.compile(r"fold(\d+)_seed(-?\d+)")
 
 
 class Standardized(nn.Module):
@@ -53,11 +76,11 @@ class Rebuilt(NamedTuple):
 
 def rebuild(meta: dict) -> Rebuilt:
     """Untrained Standardized(network) with the architecture described by a checkpoint's meta."""
-    cfg = models.variant_from_params(meta["variant"], meta["variants"])
+    cfg = variants.from_dict(meta["variant_config"])
     mlp = models.MLPConfig(in_dim=meta["in_dim"], num_classes=meta["num_classes"],
                            hidden_sizes=tuple(meta["model"]["hidden_sizes"]),
                            dropout=meta["model"]["dropout"])
-    net = models.build(cfg, mlp, meta["variants"])
+    net = models.build(cfg, mlp)
     d = meta["in_dim"]
     return Rebuilt(Standardized(net, torch.zeros(d), torch.ones(d)), cfg)
 
@@ -70,14 +93,14 @@ def load_trained(path: Path | str, frozen: bool | None = None) -> LoadedModel:
     under `faithful` (the reference timed its fake-quantised training modules).
     """
     ckpt = load_checkpoint(path)
-    for key in ("variant", "variants", "in_dim", "num_classes", "model"):
+    for key in ("variant", "variant_config", "in_dim", "num_classes", "model"):
         if key not in ckpt.meta:
-            raise ValueError(f"checkpoint {path}: meta lacks {key!r}")
+            raise InputError(f"checkpoint {path}: meta lacks {key!r}")
     model, cfg = rebuild(ckpt.meta)
     try:
         model.load_state_dict(ckpt.state_dict)
     except RuntimeError as e:
-        raise ValueError(f"checkpoint {path} does not match its variant {ckpt.meta['variant']}: {e}") from e
+        raise InputError(f"checkpoint {path} does not match its variant {ckpt.meta['variant']}: {e}") from e
     if frozen is None:
         frozen = ckpt.meta.get("protocol") == "corrected"
     return LoadedModel(models.deploy(model, cfg, freeze_quantized=frozen), ckpt.meta, cfg)

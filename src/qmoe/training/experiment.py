@@ -15,12 +15,21 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from qmoe import models
-from qmoe.io import ConfigError, choose, seed_everything
+from qmoe import models, variants
+from qmoe.io import ConfigError, InputError, choose, seed_everything
 from qmoe.training.artefacts import Standardized, fit_zscore
-from qmoe.training.fit import FitResult, Prediction, TrainConfig, fit, predict, recipe_for
+from qmoe.training.fit import (
+    FitResult,
+    MoETrainConfig,
+    Prediction,
+    TrainConfig,
+    fit,
+    predict,
+    recipe_for,
+)
 from qmoe.training.metrics import scores
 from qmoe.training.protocols import Corrected, Faithful, Split, protocol_class
+from qmoe.variants import MoEConfig, VariantConfig
 
 # train.labels -> (id column, name column) of the manifest (docs/architecture.md section 1)
 LABEL_COLUMNS = {
@@ -47,7 +56,7 @@ def embeddings_from_table(table: pd.DataFrame, labels: str) -> Embeddings:
                           f"lacks (only ESC datasets have major/scrambled labels)")
     emb_cols = [c for c in table.columns if c.startswith("emb_")]
     if not emb_cols:
-        raise ValueError("feature table has no emb_* columns")
+        raise InputError("feature table has no emb_* columns")
     raw = table[id_col].to_numpy()
     ids = np.unique(raw)                          # remap to 0..C-1 in ascending id order
     names = [str(table.loc[raw == i, name_col].iloc[0]) for i in ids]
@@ -77,21 +86,22 @@ class RunResult(NamedTuple):
     metrics: dict[str, Any]
 
 
-def run_one(data: Embeddings, split: Split, seed: int, variant_name: str,
-            variants: dict[str, Any], mlp_section: dict[str, Any], cfg: TrainConfig,
+def run_one(data: Embeddings, split: Split, seed: int, variant: VariantConfig,
+            model_cfg: models.ModelConfig, cfg: TrainConfig, moe_cfg: MoETrainConfig | None,
             protocol: Corrected | Faithful, context: str) -> RunResult:
-    """Train one variant on one fold with one seed and evaluate it as deployed on the test fold."""
-    variant = models.variant_from_params(variant_name, variants)
-    mlp = models.MLPConfig(in_dim=data.x.shape[1], num_classes=len(data.class_names),
-                           hidden_sizes=tuple(mlp_section["hidden_sizes"]),
-                           dropout=float(mlp_section["dropout"]))
+    """Train one variant on one fold with one seed and evaluate it as deployed on the test fold
+    (`moe_cfg`: the MoE recipe, required for an MoE variant)."""
+    mlp = models.mlp_config(model_cfg, in_dim=data.x.shape[1], num_classes=len(data.class_names))
     generator = seed_everything(seed * 1000 + split.fold)   # model init, shuffling, MC dropout
     zs = fit_zscore(data.x[split.train])
-    model = Standardized(models.build(variant, mlp, variants), zs.mean, zs.std)
+    model = Standardized(models.build(variant, mlp), zs.mean, zs.std)
     # Corrected: every variant keeps its best validation epoch. Faithful (6.3, 8.5): single models
     # keep their last epoch, the MoE its best held-out (= test) epoch.
-    moe = models.is_moe(variant)
-    recipe = recipe_for(cfg, moe=moe, select_best=isinstance(protocol, Corrected) or moe)
+    moe = isinstance(variant, MoEConfig)
+    if moe and moe_cfg is None:
+        raise ValueError(f"{context}: an MoE variant needs the train_moe recipe")
+    recipe = recipe_for(cfg, moe_cfg if moe else None,
+                        select_best=isinstance(protocol, Corrected) or moe)
     t0 = time.perf_counter()
     result = fit(model, data.x[split.train], data.y[split.train], data.x[split.val],
                  data.y[split.val], mlp.num_classes, recipe, generator, context)
@@ -113,13 +123,6 @@ def run_one(data: Embeddings, split: Split, seed: int, variant_name: str,
     return RunResult(model, result, pred, metrics)
 
 
-def variants_subset(name: str, variants: dict[str, Any]) -> dict[str, Any]:
-    """The params entries a checkpoint needs to rebuild `name`: itself and any experts it lists."""
-    entry = choose(name, variants, "variant")
-    needed = [name, *(entry.get("experts") or [])]
-    return {n: choose(n, variants, "variant") for n in needed}
-
-
 def prediction_frame(data: Embeddings, split: Split, seed: int, pred: Prediction) -> pd.DataFrame:
     """predictions.csv rows: one per test clip (routing columns for an MoE)."""
     frame = pd.DataFrame({"fold": split.fold, "seed": seed,
@@ -133,15 +136,15 @@ def prediction_frame(data: Embeddings, split: Split, seed: int, pred: Prediction
     return frame
 
 
-def checkpoint_meta(args: Any, data: Embeddings, split: Split, seed: int, run: RunResult,
-                    variants: dict[str, Any], mlp_section: dict[str, Any]) -> dict[str, Any]:
-    """Everything `qmoe.training.artefacts.load_trained` and `benchmark` need, next to the weights."""
+def checkpoint_meta(spec: Any, data: Embeddings, split: Split, seed: int, run: RunResult,
+                    variant: VariantConfig, model_cfg: models.ModelConfig) -> dict[str, Any]:
+    """Everything `qmoe.training.artefacts.load_trained` and `benchmark` need, next to the weights:
+    the resolved variant config (experts included), so loading never reads params.yaml."""
     return {
-        "dataset": args.dataset, "protocol": args.protocol, "variant": args.variant,
-        "variants": variants, "in_dim": int(data.x.shape[1]), "num_classes": len(data.class_names),
-        "class_names": data.class_names,
-        "model": {"hidden_sizes": list(mlp_section["hidden_sizes"]),
-                  "dropout": float(mlp_section["dropout"])},
+        "dataset": spec.dataset, "protocol": spec.protocol, "variant": spec.variant,
+        "variant_config": variants.to_dict(variant), "in_dim": int(data.x.shape[1]),
+        "num_classes": len(data.class_names), "class_names": data.class_names,
+        "model": {"hidden_sizes": list(model_cfg.hidden_sizes), "dropout": model_cfg.dropout},
         "fold": split.fold, "seed": seed, "selected_epoch": run.fit.selected_epoch,
         "best_epoch": run.fit.best_epoch, "test_clip_ids": [data.clip_ids[i] for i in split.test],
     }

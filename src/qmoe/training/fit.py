@@ -25,35 +25,44 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """params.yaml `train`: the reference's hyper-parameters (6.4) and the protocols' knobs."""
 
-    labels: str = "classes"
-    seeds: tuple[int, ...] = (0, 1, 2)
-    split_seed: int = 42
-    faithful_folds: int = 5
-    val_fraction: float = 0.1
-    epochs: int = 100
-    batch_size: int = 64
-    lr: float = 5.793146438537801e-4
-    weight_decay: float = 5.1275736171219844e-3
-    label_smoothing: float = 0.10851194368924916
-    patience: int = 15
-    lr_factor: float = 0.6156433661410728
-    moe_lr: float = 1.0e-3
-    moe_patience: int = 30
-    moe_min_delta: float = 1.0e-3
-    threads: int = 1
+    labels: str
+    seeds: tuple[int, ...]
+    split_seed: int
+    faithful_folds: int
+    val_fraction: float
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    label_smoothing: float
+    patience: int
+    lr_factor: float
+    threads: int
 
     def __post_init__(self) -> None:
         require(len(self.seeds) >= 1, "train.seeds", "needs at least one seed")
         require(self.epochs >= 1, "train.epochs", f"{self.epochs} < 1")
         require(self.batch_size >= 1, "train.batch_size", f"{self.batch_size} < 1")
-        for name in ("lr", "moe_lr"):
-            require(getattr(self, name) > 0, f"train.{name}", f"{getattr(self, name)} must be > 0")
+        require(self.lr > 0, "train.lr", f"{self.lr} must be > 0")
         require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
         require(0 <= self.label_smoothing < 1, "train.label_smoothing", "must be in [0, 1)")
-        require(self.patience >= 1 and self.moe_patience >= 1, "train.patience", "must be >= 1")
+        require(self.patience >= 1, "train.patience", "must be >= 1")
         require(0 < self.lr_factor < 1, "train.lr_factor", f"{self.lr_factor} not in (0, 1)")
-        require(self.moe_min_delta >= 0, "train.moe_min_delta", "must be >= 0")
         require(1 <= self.threads <= 256, "train.threads", f"{self.threads} not in [1, 256]")
+
+
+@dataclass(frozen=True)
+class MoETrainConfig:
+    """params.yaml `train_moe`: the reference's MoE recipe (8.5: Adam, no label smoothing)."""
+
+    lr: float
+    patience: int
+    min_delta: float
+
+    def __post_init__(self) -> None:
+        require(self.lr > 0, "train_moe.lr", f"{self.lr} must be > 0")
+        require(self.patience >= 1, "train_moe.patience", f"{self.patience} < 1")
+        require(self.min_delta >= 0, "train_moe.min_delta", f"{self.min_delta} < 0")
 
 
 @dataclass(frozen=True)
@@ -72,10 +81,11 @@ class Recipe:
     batch_size: int
 
 
-def recipe_for(cfg: TrainConfig, moe: bool, select_best: bool) -> Recipe:
-    """Single models: AdamW + label smoothing + plateau LR (6.3); MoE: Adam 1e-3, no smoothing (8.5)."""
-    if moe:
-        return Recipe(cfg.moe_lr, 0.0, 0.0, cfg.moe_patience, cfg.moe_min_delta, False,
+def recipe_for(cfg: TrainConfig, moe: MoETrainConfig | None, select_best: bool) -> Recipe:
+    """Single models: AdamW + label smoothing + plateau LR (6.3); MoE (`moe` given): Adam, no
+    smoothing, no scheduler (8.5)."""
+    if moe is not None:
+        return Recipe(moe.lr, 0.0, 0.0, moe.patience, moe.min_delta, False,
                       cfg.lr_factor, select_best, cfg.epochs, cfg.batch_size)
     return Recipe(cfg.lr, cfg.weight_decay, cfg.label_smoothing, cfg.patience, 0.0, True,
                   cfg.lr_factor, select_best, cfg.epochs, cfg.batch_size)

@@ -1,0 +1,74 @@
+"""One train stage instance: every (fold, seed) model of one variant under one protocol.
+
+`stages/train.py` (single models) and `stages/train_moe.py` (MoEs) parse their arguments and
+params and call `train_variant`, which writes the run folder (docs/architecture.md section 3).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+
+from qmoe.bench.energy import EnergyMeter
+from qmoe.executor import ExecutionConfig, measures_all_work, run_units
+from qmoe.io import atomic_dir, save_json, write_bytes
+from qmoe.models import ModelConfig
+from qmoe.training import experiment, units
+from qmoe.training.artefacts import ModelKey
+from qmoe.training.fit import MoETrainConfig, TrainConfig
+from qmoe.variants import VariantConfig, to_dict
+
+log = logging.getLogger("qmoe.training")
+
+
+class RunSpec(NamedTuple):
+    """What one train stage instance trains (names as in dvc.yaml's matrix)."""
+
+    dataset: str
+    protocol: str
+    variant: str
+
+
+def train_variant(spec: RunSpec, variant: VariantConfig, model_cfg: ModelConfig,
+                  cfg: TrainConfig, moe_cfg: MoETrainConfig | None, features: Path, out: Path,
+                  country_iso_code: str, execution: ExecutionConfig = ExecutionConfig()) -> None:
+    """Train `variant` on every fold and seed of `spec.protocol` (one executor unit per model);
+    write `out` atomically, in a fixed order, once every unit has succeeded."""
+    protocol = experiment.make_protocol(spec.protocol, cfg)
+    table_path = features / "features.parquet"
+    if not table_path.is_file():
+        raise FileNotFoundError(f"{table_path}: feature table not found (run the features stage)")
+    data = experiment.embeddings_from_table(pd.read_parquet(table_path), cfg.labels)
+
+    job = units.TrainJob(spec.dataset, spec.protocol, spec.variant, data, variant, model_cfg, cfg,
+                         moe_cfg, protocol)
+    grid = units.units_for(job)
+    runs, history, predictions = [], [], []
+    with atomic_dir(out) as tmp, EnergyMeter(country_iso_code=country_iso_code) as meter:
+        with meter.measure(f"train {spec.dataset}/{spec.protocol}/{spec.variant}") as energy:
+            outputs = run_units(units.train_unit, job, grid, execution,
+                                name=lambda u: units.unit_name(job, u))
+        shares = units.apportion_energy(energy.energy_kwh, energy.emissions_kg,
+                                        [o.cpu_seconds for o in outputs])
+        method = "; ".join([energy.method, units.APPORTIONED]
+                           + ([] if measures_all_work(execution) else [units.OTHER_NODES]))
+        for unit, r, share in zip(grid, outputs, shares, strict=True):   # fixed order
+            key = ModelKey(unit.split.fold, unit.seed)
+            log.info("%s: macro-F1 %.4f (epoch %d of %d, %.2f s)", units.unit_name(job, unit),
+                     r.metrics["macro_f1"], r.metrics["selected_epoch"], r.metrics["epochs_run"],
+                     r.metrics["train_seconds"])
+            runs.append({**r.metrics, "train_energy_kwh": share.energy_kwh,
+                         "train_emissions_kg": share.emissions_kg, "energy_method": method})
+            history += r.history
+            predictions.append(r.predictions)
+            write_bytes(tmp / f"{key.stem}.pt", r.checkpoint)
+            if r.curiosity is not None:
+                save_json(tmp / "curiosity" / f"{key.stem}.json", r.curiosity)
+        pd.DataFrame(history).to_csv(tmp / "history.csv", index=False)
+        pd.concat(predictions).to_csv(tmp / "predictions.csv", index=False)
+        save_json(tmp / "metrics.json", {"dataset": spec.dataset, "protocol": spec.protocol,
+                                          "variant": spec.variant, "variant_config": to_dict(variant),
+                                          "class_names": data.class_names, "runs": runs})
