@@ -140,11 +140,11 @@ def test_escalate_hand_computed():
     assert torch.equal(q, torch.tensor([[0.1, 0.2, 0.7], [0.5, 0.1, 0.4], [0.1, 0.3, 0.6]]))
 
 
-def test_eval_uncertainty_is_reproducible_under_a_seed():
+def test_eval_uncertainty_uses_the_fixed_mask_bank_whatever_the_seed():
     moe = _moes()["log"].eval()
     x = _x()
-    assert torch.equal(_run(moe, x).uncertainty, _run(moe, x).uncertainty)
-    assert not torch.equal(_run(moe, x, seed=1).uncertainty, _run(moe, x, seed=2).uncertainty)
+    assert (_run(moe, x).uncertainty > 0).all()
+    assert torch.equal(_run(moe, x, seed=1).uncertainty, _run(moe, x, seed=2).uncertainty)
 
 
 def test_make_strategy():

@@ -117,3 +117,28 @@ def test_balance_losses():
 def test_routing_frequencies():
     idx = torch.tensor([[0], [2], [2], [2]])
     assert torch.equal(R.routing_frequencies(idx, 3), torch.tensor([0.25, 0.0, 0.75]))
+
+
+def test_eval_mc_passes_use_a_fixed_bank_independent_of_batch_composition():
+    torch.manual_seed(0)
+    r = R.Router(12, 3, dropout=0.3, mc_dropout=True).eval()
+    x = torch.randn(7, 12)
+    together = R.mc_uncertainty(r.sample_probs(x, 10))                  # (7,)
+    torch.manual_seed(99)                                                # global RNG not used
+    alone = torch.cat([R.mc_uncertainty(r.sample_probs(x[i:i + 1], 10)) for i in range(7)])
+    assert torch.allclose(together, alone, rtol=0, atol=1e-7)
+    assert (together > 0).all()
+    bank = r.mask_bank(10)
+    assert bank.first.shape == (10, 128) and bank.second.shape == (10, 64)
+    assert set(bank.first.unique().tolist()) == {0.0, torch.tensor(1 / 0.7).item()}
+    # pass t by hand: mask t of the bank after each ReLU
+    h = torch.relu(r.fc2(torch.relu(r.fc1(x[:1])) * bank.first[3])) * bank.second[3]
+    assert torch.allclose(r.sample_probs(x[:1], 10)[3], r.out(h).softmax(-1), atol=1e-7)
+
+
+def test_training_mc_passes_draw_fresh_masks():
+    torch.manual_seed(0)
+    r = R.Router(12, 3, dropout=0.3, mc_dropout=True).train()
+    x = torch.randn(1, 12).expand(4, 12)                                 # 4 copies of one sample
+    p = r.sample_probs(x, 10)
+    assert not torch.equal(p[:, 0], p[:, 1])                             # masks differ per row

@@ -7,11 +7,22 @@ Legend: b batch, d features, e experts, k chosen experts, t MC samples.
 
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 HIDDEN = (128, 64)   # reference router widths (8.2)
+MASK_BANK_SEED = 0   # seed of the fixed eval-mode MC dropout masks (Router.mask_bank)
+
+
+class MaskBank(NamedTuple):
+    """Fixed dropout masks of t MC passes: entries 0 or 1 / (1 - p)."""
+
+    first: Tensor    # (t, 128): dropout after the first ReLU
+    second: Tensor   # (t, 64): dropout after the second ReLU (Bayesian router only)
 
 
 class Router(nn.Module):
@@ -20,6 +31,10 @@ class Router(nn.Module):
     `mc_dropout=False` is the deterministic router of 8.2; `mc_dropout=True` the Bayesian router of
     9.1 (second dropout after the second ReLU). Xavier-uniform weights, zero biases. Dropout follows
     `self.training` unless `forward(x, stochastic=...)` says otherwise (MC passes in eval mode).
+
+    MC passes in eval mode use a fixed bank of t dropout masks (`mask_bank`), the same for every
+    sample: u(x) is then deterministic per sample and independent of the batch it arrives in, and
+    the deployed ONNX graph (qmoe.deploy) holds the very same masks. Training draws fresh masks.
     """
 
     def __init__(self, in_dim: int, num_experts: int, dropout: float, mc_dropout: bool = False):
@@ -51,15 +66,43 @@ class Router(nn.Module):
         """T stochastic passes (dropout on, whatever the mode) as one batch -> softmax (t, b, e).
 
         The first Linear+ReLU has no dropout before it, so it runs once; its (b, 128) output is
-        repeated t times and the dropout masks differ per row, i.e. per pass (global torch RNG).
+        repeated t times. Training: fresh dropout masks per row, i.e. per pass and sample (global
+        torch RNG). Eval: pass t applies mask t of `mask_bank(samples)` to every sample.
         """
         h = F.relu(self.fc1(x))                                          # (b, 128)
         b = h.shape[0]
+        if not self.training:
+            return self.banked_probs(h, self.mask_bank(samples))          # (t, b, e)
         h = h.unsqueeze(0).expand(samples, b, h.shape[1]).reshape(samples * b, -1)  # (t*b, 128)
         return self._tail(h, stochastic=True).softmax(dim=-1).view(samples, b, -1)  # (t, b, e)
 
+    def banked_probs(self, h: Tensor, bank: MaskBank) -> Tensor:
+        """h (b, 128) after the first ReLU -> softmax (t, b, e) of the t passes of `bank`."""
+        h = F.relu(self.fc2(h.unsqueeze(0) * bank.first[:, None, :]))   # (t, b, 64)
+        if self.mc_dropout:
+            h = h * bank.second[:, None, :]
+        return self.out(h).softmax(dim=-1)                               # (t, b, e)
+
+    def mask_bank(self, samples: int) -> MaskBank:
+        """The fixed dropout masks of eval-mode MC passes (see `mask_bank`)."""
+        return mask_bank(samples, self.p)
+
     def extra_repr(self) -> str:
         return f"p={self.p}, mc_dropout={self.mc_dropout}"
+
+
+@functools.lru_cache(maxsize=16)
+def mask_bank(samples: int, p: float) -> MaskBank:
+    """t = `samples` dropout masks, Bernoulli(1 - p) / (1 - p), drawn once from a generator seeded
+    with MASK_BANK_SEED (not the global RNG, not a state dict: every router with the same p and t
+    gets the same bank). Cached: the tensors must not be modified."""
+    if samples < 1:
+        raise ValueError(f"mc samples {samples} < 1")
+    g = torch.Generator().manual_seed(MASK_BANK_SEED)
+    keep = 1.0 - p
+    draw = [torch.bernoulli(torch.full((samples, w), keep), generator=g) for w in HIDDEN[:2]]
+    scale = 1.0 / keep if keep > 0 else 0.0
+    return MaskBank(draw[0] * scale, draw[1] * scale)
 
 
 def mc_uncertainty(probs: Tensor) -> Tensor:
