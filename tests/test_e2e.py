@@ -1,5 +1,6 @@
 """End to end: `dvc repro` of the whole pipeline on the synthetic dataset, in a temporary copy."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 SMOKE = {
     "study": {"datasets": ["synthetic"], "protocols": ["corrected", "faithful"],
-              "variants": ["fp32", "ptq_int8", "w4a8", "ternary_reference", "moe",
-                           "moe_curiosity_route"]},
+              "variants": ["fp32", "ptq_int8", "w4a8", "ternary_reference"],
+              "moe_variants": ["moe", "moe_curiosity_route"]},
     "train": {"seeds": [0], "epochs": 15},
     "features": {"backbone": "logmel_stats"},
     "benchmark": {"warmup": 5, "samples": 200, "energy_samples": 200, "batch_sizes": [1, 8]},
@@ -65,3 +66,41 @@ def test_dvc_repro_on_synthetic_runs_to_the_report_and_is_then_a_no_op(tmp_path)
     assert time.perf_counter() - t0 < 30
     shown = _dvc(["metrics", "show"], repo)
     assert shown.returncode == 0 and "reports/metrics.json" in shown.stdout
+    _edits_rerun_only_what_they_can_change(repo)
+
+
+def _changed(repo: Path) -> set[str]:
+    r = _dvc(["status", "--json"], repo)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return set(json.loads(r.stdout or "{}"))
+
+
+def _edited(repo: Path, rel: str, edit) -> set[str]:
+    """The stages `dvc status` lists after `edit` of file `rel`; the file is restored after."""
+    path = repo / rel
+    before = path.read_text()
+    path.write_text(edit(before))
+    try:
+        return _changed(repo)
+    finally:
+        path.write_text(before)
+
+
+def _w4a8_at_3_bits(text: str) -> str:
+    params = yaml.safe_load(text)
+    params["variants"]["w4a8"]["weight_bits"] = 3
+    return yaml.safe_dump(params, sort_keys=False)
+
+
+def _edits_rerun_only_what_they_can_change(repo: Path) -> None:
+    """A docstring edit in report code reruns only `report`; one in analysis `stats` and `report`;
+    editing variants.w4a8 the w4a8 instances and the MoE instances whose pool holds w4a8."""
+    doc = lambda text: text.replace('"""', '"""Edited. ', 1)  # noqa: E731
+    assert _edited(repo, "src/qmoe/report/plotting.py", doc) == {"report"}
+    assert _edited(repo, "src/qmoe/analysis/stats.py", doc) == {"stats", "report"}
+    changed = _edited(repo, "params.yaml", _w4a8_at_3_bits)
+    expected = {f"train@synthetic-{p}-w4a8" for p in ("corrected", "faithful")}
+    expected |= {f"train_moe@synthetic-{p}-{m}" for p in ("corrected", "faithful")
+                 for m in ("moe", "moe_curiosity_route")}
+    assert changed == expected
+    assert _changed(repo) == set()

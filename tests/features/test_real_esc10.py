@@ -51,7 +51,7 @@ def test_features_stage_embeds_real_clips_deterministically(esc10_subset):
     for name in ("a", "b"):
         out = esc10_subset / f"features_{name}"
         r = _stage("features.py", "--raw", str(esc10_subset / "small"), "--out", str(out),
-                   cwd=esc10_subset)
+                   "--timings", str(esc10_subset / f"timings_{name}.json"), cwd=esc10_subset)
         assert r.returncode == 0, r.stderr[-2000:]
         outs.append(pd.read_parquet(out / "features.parquet"))
     emb = outs[0][[c for c in outs[0].columns if c.startswith("emb_")]].to_numpy()

@@ -10,6 +10,7 @@ from qmoe.features.embed import (
     embed_manifest,
     features_info,
     features_table,
+    features_timings,
 )
 from qmoe.features.melspec import Audio, MelConfig, load_audio, mel_db, mel_power, power_to_db
 from qmoe.features.render import colorize, colormap_lut, load_image, render
@@ -17,6 +18,6 @@ from qmoe.features.render import colorize, colormap_lut, load_image, render
 __all__ = [
     "BACKBONES", "Audio", "Backbone", "Embeddings", "FeaturesConfig", "MelConfig", "band_stats",
     "build_backbone", "colorize", "colormap_lut", "emb_columns", "embed_files", "embed_manifest",
-    "features_info", "features_table", "load_audio", "load_image", "load_lite0", "mel_db",
+    "features_info", "features_table", "features_timings", "load_audio", "load_image", "load_lite0", "mel_db",
     "mel_power", "power_to_db", "random_projection", "render",
 ]
