@@ -230,13 +230,29 @@ def load_json(path: Path | str) -> Any:
         return json.load(f)
 
 
-def save_checkpoint(path: Path | str, state_dict: Mapping[str, torch.Tensor], meta: dict) -> None:
-    """Weights-only checkpoint: tensors plus plain JSON-able metadata (loads with weights_only)."""
+def checkpoint_bytes(state_dict: Mapping[str, torch.Tensor], meta: dict) -> bytes:
+    """A weights-only checkpoint (tensors plus plain JSON-able metadata) as bytes. Saved to a
+    buffer, not a file: torch names the archive's records after the file, so saving to a
+    temporary file name made every checkpoint's bytes differ."""
+    import io
+
     import torch
 
     payload = {"state_dict": dict(state_dict), "meta": json.loads(json.dumps(meta, default=_json_default))}
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def save_checkpoint(path: Path | str, state_dict: Mapping[str, torch.Tensor], meta: dict) -> None:
+    """Weights-only checkpoint (loads with weights_only), written atomically."""
+    write_bytes(path, checkpoint_bytes(state_dict, meta))
+
+
+def write_bytes(path: Path | str, data: bytes) -> None:
+    """Write `data` to `path` atomically."""
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(data)
 
 
 class Checkpoint(NamedTuple):

@@ -1,0 +1,98 @@
+"""The train stages' work units: one model (fold, seed) -> everything the stage writes for it.
+
+`train_unit` runs in an executor worker (qmoe.executor): the `TrainJob` (features, configs) travels
+once to each worker, a `Unit` per model, and the result carries the checkpoint as bytes plus the
+records, so the stage writes its outputs in a fixed order whatever ran where. Energy: parallel
+units share the machine, so one meter covers the whole grid and `apportion_energy` splits it over
+the models by their CPU time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+from qmoe.io import checkpoint_bytes
+from qmoe.models import ModelConfig
+from qmoe.training import experiment
+from qmoe.training.fit import MoETrainConfig, TrainConfig
+from qmoe.training.protocols import Corrected, Faithful, Split
+from qmoe.variants import VariantConfig
+
+APPORTIONED = ("the stage's whole grid measured as one task, apportioned to each model by its "
+               "CPU time")
+OTHER_NODES = "Ray cluster: only this machine's energy is measured, not other nodes'"
+
+
+class TrainJob(NamedTuple):
+    """What every unit of one train stage instance shares (dataset/protocol/variant: the names
+    checkpoint_meta records)."""
+
+    dataset: str
+    protocol: str
+    variant: str
+    data: experiment.Embeddings
+    variant_cfg: VariantConfig
+    model_cfg: ModelConfig
+    cfg: TrainConfig
+    moe_cfg: MoETrainConfig | None
+    protocol_obj: Corrected | Faithful
+
+
+class Unit(NamedTuple):
+    split: Split
+    seed: int
+
+
+class UnitOutput(NamedTuple):
+    metrics: dict[str, Any]            # one metrics.json `runs` entry, without the energy fields
+    history: list[dict[str, Any]]      # history.csv rows
+    predictions: pd.DataFrame          # predictions.csv rows
+    checkpoint: bytes                  # the .pt file, as qmoe.io.save_checkpoint writes it
+    curiosity: dict[str, list] | None  # curiosity/<stem>.json; None when u is not computed
+    cpu_seconds: float                 # CPU time of the unit's thread: its share of the energy
+
+
+def unit_name(job: TrainJob, unit: Unit) -> str:
+    return f"{job.dataset}/{job.protocol}/{job.variant} fold {unit.split.fold} seed {unit.seed}"
+
+
+def units_for(job: TrainJob) -> list[Unit]:
+    """The grid in the order the stage writes it: splits, then seeds."""
+    d, cfg = job.data, job.cfg
+    splits = job.protocol_obj.splits(d.y.numpy(), d.folds, d.groups, seed=cfg.split_seed)
+    return [Unit(split, seed) for split in splits
+            for seed in experiment.seeds_for(job.protocol_obj, cfg)]
+
+
+def train_unit(job: TrainJob, unit: Unit) -> UnitOutput:
+    """Train and evaluate one model (top-level: executor workers import it by name)."""
+    split, seed = unit
+    cpu0 = time.thread_time()   # torch on one thread runs its ops in this thread
+    r = experiment.run_one(job.data, split, seed, job.variant_cfg, job.model_cfg, job.cfg,
+                           job.moe_cfg, job.protocol_obj, unit_name(job, unit))
+    cpu_seconds = time.thread_time() - cpu0
+    meta = experiment.checkpoint_meta(job, job.data, split, seed, r, job.variant_cfg, job.model_cfg)
+    return UnitOutput(
+        metrics=r.metrics,
+        history=[{"fold": split.fold, "seed": seed, **h} for h in r.fit.history],
+        predictions=experiment.prediction_frame(job.data, split, seed, r.prediction),
+        checkpoint=checkpoint_bytes(r.model.state_dict(), meta),
+        curiosity=experiment.curiosity_record(job.data, split, r.prediction),  # after evaluation
+        cpu_seconds=cpu_seconds)
+
+
+class UnitEnergy(NamedTuple):
+    energy_kwh: float
+    emissions_kg: float
+
+
+def apportion_energy(energy_kwh: float, emissions_kg: float,
+                     cpu_seconds: list[float]) -> list[UnitEnergy]:
+    """Split one reading over the units in proportion to their CPU seconds (sums are kept)."""
+    total = sum(cpu_seconds)
+    if not total > 0:
+        raise ValueError(f"cannot apportion energy: the units' CPU seconds sum to {total}")
+    return [UnitEnergy(energy_kwh * c / total, emissions_kg * c / total) for c in cpu_seconds]

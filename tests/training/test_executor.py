@@ -1,0 +1,209 @@
+"""The executor (qmoe.executor) and the train grid on it (qmoe.training.units, grid.train_variant):
+every output byte is the same with 1 worker, 2 workers and a local 2-CPU Ray; a failed unit fails
+the stage naming the unit and writes nothing; `execution` params are validated."""
+
+from __future__ import annotations
+
+import json
+import operator
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qmoe.executor import ExecutionConfig, UnitFailed, run_units
+from qmoe.io import ConfigError, from_section, load_params
+from qmoe.models import ModelConfig
+from qmoe.training.fit import MoETrainConfig, TrainConfig
+from qmoe.training.grid import RunSpec, train_variant
+from qmoe.training.units import apportion_energy
+from qmoe.variants import resolve
+
+ROOT = Path(__file__).resolve().parents[2]
+PARAMS = load_params(ROOT / "params.yaml")
+# Measured, not computed: these vary between runs by nature (wall time and the energy CodeCarbon
+# derives from it on this machine). Every other byte of the run folder must match.
+MEASURED = {"train_seconds", "train_energy_kwh", "train_emissions_kg"}
+# A tiny grid: 3 official folds x 2 seeds, few epochs, narrow MLPs.
+CFG = from_section(TrainConfig, {**PARAMS["train"], "seeds": [0, 1], "epochs": 6, "patience": 3},
+                   "train")
+MOE_CFG = from_section(MoETrainConfig, {**PARAMS["train_moe"], "patience": 3}, "train_moe")
+MODEL = ModelConfig(hidden_sizes=(16, 8), dropout=0.1)
+
+
+def feature_folder(root: Path, nan_clip: int | None = None) -> Path:
+    """features.parquet as the features stage writes it: 3 classes x 3 folds x 6 clips, 12-d."""
+    rng = np.random.default_rng(0)
+    n, classes = 54, 3
+    labels = np.arange(n) % classes
+    x = (3 * rng.standard_normal((classes, 12)))[labels] + rng.standard_normal((n, 12))
+    if nan_clip is not None:
+        x[nan_clip] = np.nan
+    table = pd.DataFrame({"clip_id": [f"c{i:02d}" for i in range(n)], "label_id": labels,
+                          "label_name": [f"class{k}" for k in labels],
+                          "fold": np.arange(n) // 18 + 1, "source_id": [f"s{i}" for i in range(n)]})
+    emb = pd.DataFrame(x.astype(np.float32), columns=[f"emb_{i:04d}" for i in range(12)])
+    folder = root / "features"
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.concat([table, emb], axis=1).to_parquet(folder / "features.parquet", index=False)
+    return folder
+
+
+def train(features: Path, out: Path, variant: str, execution: ExecutionConfig) -> None:
+    cfg = resolve(variant, PARAMS["variants"], PARAMS["study"]["experts"])
+    moe_cfg = MOE_CFG if variant.startswith("moe") else None
+    train_variant(RunSpec("synthetic", "corrected", variant), cfg, MODEL, CFG, moe_cfg, features,
+                  out, "IRL", execution)
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes | dict]:
+    """Every file of a run folder; metrics.json parsed, with the measured fields dropped."""
+    files = {p.relative_to(folder).as_posix(): p.read_bytes()
+             for p in sorted(folder.rglob("*")) if p.is_file()}
+    metrics = json.loads(files.pop("metrics.json"))
+    for run in metrics["runs"]:
+        assert MEASURED <= set(run) and run["train_energy_kwh"] > 0
+        for key in MEASURED:
+            del run[key]
+    return {**files, "metrics.json": metrics}
+
+
+def test_outputs_identical_with_1_and_2_workers_and_ray(tmp_path, monkeypatch):
+    pytest.importorskip("ray", reason="Ray is the optional extra: pip install -e '.[ray]'")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)   # a local Ray started for the run
+    features = feature_folder(tmp_path)
+    backends = {"1 worker": ExecutionConfig("local", 1), "2 workers": ExecutionConfig("local", 2),
+                "ray 2 CPUs": ExecutionConfig("ray", 2)}
+    for variant in ("w4a8", "moe_curiosity_route"):
+        outputs = {}
+        for label, execution in backends.items():
+            out = tmp_path / label / variant
+            train(features, out, variant, execution)
+            outputs[label] = folder_bytes(out)
+        reference = outputs["1 worker"]
+        expected = {f"fold{k}_seed{s}.pt" for k in (1, 2, 3) for s in (0, 1)}
+        assert expected <= set(reference)
+        assert {"history.csv", "predictions.csv", "metrics.json"} <= set(reference)
+        if variant == "moe_curiosity_route":
+            assert {f"curiosity/fold{k}_seed{s}.json" for k in (1, 2, 3) for s in (0, 1)} \
+                <= set(reference)
+        runs = reference["metrics.json"]["runs"]
+        assert [(r["fold"], r["seed"]) for r in runs] == [(1, 0), (1, 1), (2, 0), (2, 1), (3, 0),
+                                                          (3, 1)]
+        assert "apportioned to each model by its CPU time" in runs[0]["energy_method"]
+        for label in ("2 workers", "ray 2 CPUs"):
+            assert outputs[label].keys() == reference.keys(), label
+            for name, content in reference.items():
+                assert outputs[label][name] == content, f"{variant} {label}: {name} differs"
+
+
+def test_a_failed_unit_names_the_unit_and_nothing_is_written(tmp_path):
+    # clip c20 (fold 2) is NaN: every model that trains on it (folds 1 and 3) fails.
+    features = feature_folder(tmp_path, nan_clip=20)
+    out = tmp_path / "runs" / "fp32"
+    with pytest.raises(UnitFailed, match=r"unit synthetic/corrected/fp32 fold [13] seed [01] "
+                                         r"failed: FloatingPointError: .*loss became nan"):
+        train(features, out, "fp32", ExecutionConfig("local", 2))
+    assert list(out.parent.iterdir()) == []   # no run folder, no temporary copy
+
+
+def test_a_failed_unit_fails_the_stage_with_exit_1_naming_it(tmp_path):
+    features = feature_folder(tmp_path, nan_clip=20)
+    params = {**PARAMS, "train": {**PARAMS["train"], "seeds": [0], "epochs": 3},
+              "execution": {"backend": "local", "workers": 2}}
+    (tmp_path / "params.yaml").write_text(json.dumps(params))
+    out = tmp_path / "runs" / "fp32"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / "train.py"), "--dataset", "synthetic", "--protocol",
+         "corrected", "--variant", "fp32", "--features", str(features), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "QMOE_PARAMS": str(tmp_path / "params.yaml")})
+    assert proc.returncode == 1, proc.stderr
+    assert "UnitFailed: unit synthetic/corrected/fp32 fold" in proc.stderr
+    assert "loss became nan" in proc.stderr
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("execution", [ExecutionConfig("local", 1), ExecutionConfig("local", 2)])
+def test_results_come_back_in_unit_order_and_errors_name_the_unit(execution):
+    assert run_units(operator.truediv, 12.0, [1, 2, 3, 4, 6], execution) == [12, 6, 4, 3, 2]
+    with pytest.raises(UnitFailed, match=r"^unit u0 failed: ZeroDivisionError: float division"):
+        run_units(operator.truediv, 1.0, [1, 0, 3], execution, name=lambda u: f"u{u}")
+
+
+SLEEPER = """
+import time
+def nap(shared, seconds):
+    time.sleep(seconds)
+    return seconds
+"""
+MAIN = """
+import sys
+from qmoe.cli import run_stage
+from qmoe.executor import ExecutionConfig, run_units
+import sleeper
+def main():
+    print("started", flush=True)
+    run_units(sleeper.nap, None, [60, 60, 60], ExecutionConfig("local", 2))
+if __name__ == "__main__":   # pool processes import the main module (forkserver)
+    run_stage(main)
+"""
+
+
+def test_ctrl_c_stops_the_workers(tmp_path):
+    (tmp_path / "sleeper.py").write_text(SLEEPER)
+    (tmp_path / "main.py").write_text(MAIN)
+    proc = subprocess.Popen([sys.executable, "main.py"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(3)   # the pool's workers are asleep in their units
+    workers = children(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)   # long before the 60 s units would end
+    assert proc.returncode == 130, stderr
+    assert "interrupted by SIGINT" in stderr
+    time.sleep(0.5)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()
+             and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]]
+    assert alive == []
+
+
+def children(pid: int) -> list[int]:
+    """Every descendant process of `pid` (the forkserver and the pool's workers)."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
+    pairs = [tuple(map(int, line.split())) for line in out.splitlines()]
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        kids = [p for p, pp in pairs if pp == parent]
+        found += kids
+        frontier += kids
+    return found
+
+
+def test_energy_is_apportioned_by_cpu_time_and_sums_to_the_reading():
+    shares = apportion_energy(3.0e-4, 6.0e-5, [1.0, 2.0, 3.0])
+    assert [s.energy_kwh for s in shares] == pytest.approx([0.5e-4, 1.0e-4, 1.5e-4], rel=1e-12)
+    assert sum(s.emissions_kg for s in shares) == pytest.approx(6.0e-5, rel=1e-12)
+    with pytest.raises(ValueError, match="CPU seconds sum to 0"):
+        apportion_energy(1.0, 1.0, [0.0, 0.0])
+
+
+def test_execution_params_are_validated():
+    assert from_section(ExecutionConfig, PARAMS["execution"], "execution") == ExecutionConfig()
+    assert from_section(ExecutionConfig, {"backend": "ray", "workers": 4}).workers == 4
+    with pytest.raises(ConfigError, match=r"execution.backend: 'dask' is not one of \['local', "):
+        from_section(ExecutionConfig, {"backend": "dask"}, "execution")
+    with pytest.raises(ConfigError, match=r"execution.workers: must be >= 1 or null .* got 0"):
+        from_section(ExecutionConfig, {"workers": 0}, "execution")
+    with pytest.raises(ConfigError, match=r"execution.workers: '4' matches none of int \| None"):
+        from_section(ExecutionConfig, {"workers": "4"}, "execution")
+    with pytest.raises(ConfigError, match=r"execution: unknown key\(s\) \['threads'\]"):
+        from_section(ExecutionConfig, {"threads": 2}, "execution")
