@@ -1,0 +1,1 @@
+"""Deployment: each trained model as a real low-bit ONNX artefact, checked against its checkpoint."""

@@ -1,0 +1,152 @@
+"""The MoE as one ONNX graph: router, curiosity and experts with no Python between them.
+
+    router (fp32) -> probs (b, e) -> [curiosity: T MC passes as one batched call, fixed masks]
+    -> TopK -> for each expert e: If(any sample chose e) then run e on exactly those rows and
+    scatter-add gate * logits into the output, else pass the output through.
+
+At batch 1 only the chosen expert's matmuls run (the other `If`s take their empty branch).
+MC passes: the router's first layer runs once; its (b, 128) output is multiplied by the T fixed
+masks of `Router.mask_bank` as one (T, b, 128) tensor (the torch model uses the same bank), so
+u(x) depends on the sample only. Mirrors qmoe.moe.layer.MoE.forward and qmoe.moe.curiosity.
+Legend: b batch, e experts, k chosen per sample, c classes, t MC passes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from qmoe.deploy import graph as G
+from qmoe.moe import curiosity
+from qmoe.moe.layer import MoE
+from qmoe.moe.router import Router
+
+
+def _linear(g: G.Graph, x: str, layer: nn.Linear) -> str:
+    return G.linear(g, x, layer.weight.detach().numpy(), layer.bias.detach().numpy())
+
+
+def _const(g: G.Graph, value: Any, dtype: Any, hint: str = "c") -> str:
+    return g.const(np.asarray(value, dtype=dtype), hint)
+
+
+def router_probs(g: G.Graph, h1: str, r: Router) -> str:
+    """Deterministic routing pass (eval: no dropout): h1 (b, 128) -> softmax (b, e)."""
+    h2 = g.op("Relu", [_linear(g, h1, r.fc2)])
+    return g.op("Softmax", [_linear(g, h2, r.out)], axis=-1)
+
+
+def mc_uncertainty(g: G.Graph, h1: str, r: Router, samples: int) -> str:
+    """u(x) (b,): sum over experts of the unbiased variance of the t banked passes' softmax."""
+    bank = r.mask_bank(samples)
+    hb = g.op("Mul", [g.op("Unsqueeze", [h1, _const(g, [0], np.int64)]),
+                      g.const(bank.first.numpy()[:, None, :], "mc_mask1")])        # (t, b, 128)
+    h2 = g.op("Relu", [_linear(g, hb, r.fc2)])                                      # (t, b, 64)
+    if r.mc_dropout:
+        h2 = g.op("Mul", [h2, g.const(bank.second.numpy()[:, None, :], "mc_mask2")])
+    p = g.op("Softmax", [_linear(g, h2, r.out)], axis=-1)                           # (t, b, e)
+    dev = g.op("Sub", [p, g.op("ReduceMean", [p], axes=[0], keepdims=1)])
+    ss = g.op("ReduceSum", [g.op("Mul", [dev, dev]), _const(g, [0], np.int64)], keepdims=0)
+    var = g.op("Div", [ss, _const(g, samples - 1, np.float32)])                    # (b, e)
+    return g.op("ReduceSum", [var, _const(g, [-1], np.int64)], keepdims=0)         # (b,)
+
+
+def _normalise(g: G.Graph, scaled: str) -> str:
+    return g.op("Div", [scaled, g.op("ReduceSum", [scaled, _const(g, [-1], np.int64)],
+                                     keepdims=1)])
+
+
+def _plogp(g: G.Graph, probs: str, inside: str) -> str:
+    """sum_e p * log(max(inside, TINY)) (b, 1)."""
+    log = g.op("Log", [g.op("Max", [inside, _const(g, curiosity.TINY, np.float32)])])
+    return g.op("ReduceSum", [g.op("Mul", [probs, log]), _const(g, [-1], np.int64)], keepdims=1)
+
+
+def strategy(g: G.Graph, probs: str, u: str, s: nn.Module, e: int) -> str:
+    """The curiosity strategy's routing distribution (b, e) from probs (b, e) and u (b,)."""
+    if isinstance(s, curiosity.LogOnly):
+        return probs
+    if isinstance(s, curiosity.KLRescale):
+        kl = _plogp(g, probs, g.op("Mul", [probs, _const(g, e, np.float32)]))
+        factor = g.op("Exp", [g.op("Mul", [kl, _const(g, s.alpha, np.float32)])])
+        return _normalise(g, g.op("Mul", [probs, factor]))
+    if isinstance(s, curiosity.EntropyRescale):
+        h = g.op("Neg", [_plogp(g, probs, probs)])                                 # (b, 1)
+        lo, hi = g.op("ReduceMin", [u], keepdims=1), g.op("ReduceMax", [u], keepdims=1)
+        span = g.op("Add", [g.op("Sub", [hi, lo]), _const(g, s.eps, np.float32)])
+        un = g.op("Div", [g.op("Sub", [u, lo]), span])                               # (b,)
+        un = g.op("Unsqueeze", [un, _const(g, [1], np.int64)])                      # (b, 1)
+        weight = g.op("Mul", [g.op("Mul", [un, h]), _const(g, s.alpha, np.float32)])
+        return _normalise(g, g.op("Mul", [probs, g.op("Add", [weight, _const(g, 1.0, np.float32)])]))
+    if isinstance(s, curiosity.Escalate):
+        return _escalate(g, probs, u, s, e)
+    raise ValueError(f"no ONNX form for curiosity strategy {type(s).__name__}")
+
+
+def _escalate(g: G.Graph, probs: str, u: str, s: curiosity.Escalate, e: int) -> str:
+    """Samples with u > tau swap their top expert's probability with the target's (b, e)."""
+    top = g.op("ArgMax", [probs], axis=-1, keepdims=1)                              # (b, 1)
+    target = _const(g, [[s.target]], np.int64)                                      # (1, 1)
+    over = g.op("Greater", [u, _const(g, float(s.tau), np.float32)])                # (b,)
+    over = g.op("Unsqueeze", [over, _const(g, [1], np.int64)])                      # (b, 1)
+    swap = g.op("And", [over, g.op("Not", [g.op("Equal", [top, target])])])         # (b, 1)
+    p_top = g.op("GatherElements", [probs, top], axis=1)                            # (b, 1)
+    p_target = g.op("GatherElements", [probs, g.op("Expand", [target, g.op("Shape", [top])])],
+                    axis=1)                                                          # (b, 1)
+    experts = _const(g, np.arange(e)[None, :], np.int64)                            # (1, e)
+    at_top = g.op("And", [swap, g.op("Equal", [experts, top])])                     # (b, e)
+    at_target = g.op("And", [swap, g.op("Equal", [experts, target])])               # (b, e)
+    return g.op("Where", [at_top, p_target, g.op("Where", [at_target, p_top, probs])])
+
+
+def emit(g: G.Graph, x: str, moe: MoE, em: Any) -> dict[str, str]:
+    """x (b, d) standardised -> {logits (b, c), expert (b,), [uncertainty (b,)]}; `em` writes the
+    experts (qmoe.deploy.export._Emitter)."""
+    r = moe.router
+    e = r.num_experts
+    h1 = g.op("Relu", [_linear(g, x, r.fc1)])                                      # (b, 128)
+    probs = router_probs(g, h1, r)
+    outs: dict[str, str] = {}
+    if moe.strategy is not None:
+        outs["uncertainty"] = mc_uncertainty(g, h1, r, moe.mc_samples)
+        probs = strategy(g, probs, outs["uncertainty"], moe.strategy, e)
+    weights, index = g.op("TopK", [probs, _const(g, [moe.k], np.int64)], outputs=2,
+                          axis=-1, largest=1, sorted=1)                             # (b, k) x 2
+    hit = g.op("Equal", [g.op("Unsqueeze", [index, _const(g, [2], np.int64)]),
+                         _const(g, np.arange(e)[None, None, :], np.int64)])         # (b, k, e)
+    gates = g.op("ReduceSum", [g.op("Where", [hit, g.op("Unsqueeze", [weights, _const(
+        g, [2], np.int64)]), _const(g, 0.0, np.float32)]), _const(g, [1], np.int64)],
+        keepdims=0)                                                                 # (b, e)
+    chosen = g.op("ReduceMax", [g.op("Cast", [hit], to=G.FLOAT)], axes=[1], keepdims=0)  # (b, e)
+    count = g.op("ReduceSum", [chosen, _const(g, [0], np.int64)], keepdims=0)      # (e,)
+    c = int(moe.experts[0].head.out_features)
+    rows_dim = g.op("Slice", [g.op("Shape", [x]), _const(g, [0], np.int64), _const(g, [1], np.int64)])
+    acc = g.op("ConstantOfShape", [g.op("Concat", [rows_dim, _const(g, [c], np.int64)], axis=0)],
+               value=G.helper.make_tensor("zero", G.FLOAT, [1], [0.0]))            # (b, c)
+    for i, expert in enumerate(moe.experts):
+        acc = _expert_if(g, x, acc, chosen, gates, count, i, expert, em)
+    logits = acc if moe.k == 1 else g.op("Div", [acc, _const(g, moe.k, np.float32)])
+    index0 = g.op("Squeeze", [g.op("Slice", [index, _const(g, [0], np.int64), _const(
+        g, [1], np.int64), _const(g, [1], np.int64)]), _const(g, [1], np.int64)])  # (b,)
+    return {"logits": logits, "expert": index0, **outs}
+
+
+def _expert_if(g: G.Graph, x: str, acc: str, chosen: str, gates: str, count: str, i: int,
+               expert: nn.Module, em: Any) -> str:
+    """acc (b, c) + gate_i * expert_i(x) on the rows that chose expert i, inside an `If`."""
+    idx = _const(g, i, np.int64)
+    cond = g.op("Greater", [g.op("Gather", [count, idx], axis=0), _const(g, 0.0, np.float32)])
+    then = g.branch()
+    rows = then.op("Squeeze", [then.op("NonZero", [then.op("Gather", [chosen, idx], axis=1)]),
+                               _const(then, [0], np.int64)])                        # (n,)
+    y = em.mlp(then, then.op("Gather", [x, rows], axis=0), expert, f"net.experts.{i}")
+    gate = then.op("Unsqueeze", [then.op("Gather", [then.op("Gather", [gates, idx], axis=1), rows],
+                                         axis=0), _const(then, [1], np.int64)])     # (n, 1)
+    out = then.op("ScatterND", [acc, then.op("Unsqueeze", [rows, _const(then, [1], np.int64)]),
+                                then.op("Mul", [y, gate])], reduction="add")       # (b, c)
+    other = g.branch()
+    passed = other.op("Identity", [acc])
+    return g.op("If", [cond], then_branch=then.to_graph(f"expert{i}", [], [G.value(out, G.FLOAT, None)]),
+                else_branch=other.to_graph(f"skip{i}", [], [G.value(passed, G.FLOAT, None)]))

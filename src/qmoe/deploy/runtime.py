@@ -1,0 +1,64 @@
+"""ONNX Runtime sessions for the study's artefacts: CPU provider, fixed threads, batch-1 scoring."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+SessionSource = onnx.ModelProto | bytes | Path | str
+
+
+def session(source: SessionSource, threads: int = 1):
+    """An InferenceSession on the CPU provider with `threads` intra-op threads, one inter-op
+    thread, sequential execution and every graph optimisation (the fusions are the deployment)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3            # warnings about optimised-model serialisation: not ours
+    if isinstance(source, onnx.ModelProto):
+        source = source.SerializeToString()
+    return ort.InferenceSession(source if isinstance(source, bytes) else str(source), so,
+                                providers=["CPUExecutionProvider"])
+
+
+def run(sess, x: np.ndarray) -> dict[str, np.ndarray]:
+    """All outputs of one call on x (b, d) float32."""
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})))
+
+
+def run_rows(sess, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Outputs of one batch-1 call per row of x (n, d), stacked (what deployment sees)."""
+    calls = [run(sess, x[i:i + 1]) for i in range(len(x))]
+    return {k: np.concatenate([c[k] for c in calls]) for k in calls[0]}
+
+
+def ort_version() -> str:
+    import onnxruntime as ort
+
+    return ort.__version__
+
+
+def keeps_fp16(proto: onnx.ModelProto) -> bool:
+    """Whether ONNX Runtime's CPU provider still computes anything in float16 after it optimised
+    `proto` (False: it inserted casts and computes in float32 from float16-stored weights)."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.optimized_model_filepath = str(Path(tmp) / "optimised.onnx")
+        ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        optimised = onnx.load(so.optimized_model_filepath)
+    half = onnx.TensorProto.FLOAT16
+    if any(t.data_type == half for t in optimised.graph.initializer):
+        return True
+    return any(n.op_type == "Cast" and any(a.name == "to" and a.i == half for a in n.attribute)
+               for n in optimised.graph.node)
