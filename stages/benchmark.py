@@ -18,7 +18,7 @@ from qmoe.bench.device import device_id, device_info
 from qmoe.bench.energy import EnergyConfig, EnergyMeter
 from qmoe.bench.timing import BenchmarkConfig
 from qmoe.cli import read_params, run_stage
-from qmoe.io import atomic_dir, from_section, load_json, save_json
+from qmoe.io import InputError, atomic_dir, from_section, load_json, save_json
 
 log = logging.getLogger("stages.benchmark")
 
@@ -37,7 +37,7 @@ def _load(args: argparse.Namespace) -> list[harness.Loaded]:
     metrics = load_json(metrics_path)
     for field in ("dataset", "protocol", "variant"):
         if metrics.get(field) != getattr(args, field):
-            raise ValueError(f"{metrics_path}: {field} is {metrics.get(field)!r}, "
+            raise InputError(f"{metrics_path}: {field} is {metrics.get(field)!r}, "
                              f"expected {getattr(args, field)!r}")
     runs = harness.check_runs(metrics.get("runs"), str(metrics_path))
     table_path = args.features / "features.parquet"

@@ -14,8 +14,8 @@ import pandas as pd
 import torch
 
 from qmoe.cli import read_params, run_stage
-from qmoe.features import FeaturesConfig, embed_manifest, features_info, features_table
-from qmoe.io import atomic_dir, from_section, save_json
+from qmoe.features import FeaturesConfig, embed_manifest, features_info, features_table, mel_used
+from qmoe.io import InputError, atomic_dir, from_section, save_json
 
 log = logging.getLogger("stages.features")
 
@@ -31,11 +31,11 @@ def read_manifest(raw: Path) -> pd.DataFrame:
                      na_values=[""])
     missing = [c for c in NEEDED if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}")
+        raise InputError(f"{path}: missing column(s) {missing}")
     if df.empty:
-        raise ValueError(f"{path}: no clips")
+        raise InputError(f"{path}: no clips")
     if df["path"].isna().any() or df["sample_rate"].isna().any():
-        raise ValueError(f"{path}: empty `path` or `sample_rate` in row(s) "
+        raise InputError(f"{path}: empty `path` or `sample_rate` in row(s) "
                          f"{df.index[df['path'].isna() | df['sample_rate'].isna()].tolist()[:10]}")
     return df
 
@@ -55,7 +55,9 @@ def main() -> None:
     with atomic_dir(args.out) as tmp:
         table.to_parquet(tmp / "features.parquet", index=False)
         save_json(tmp / "features.json",
-                  {"dataset": args.raw.name, **features_info(cfg, emb, len(manifest))})
+                  {"dataset": args.raw.name, **features_info(cfg, emb, len(manifest)),
+                   "mel": mel_used(cfg.mel, manifest["sample_rate"]),  # f_max as capped
+                   "max_seconds": cfg.max_seconds})
     log.info("wrote %s (%d x %d embedding)", args.out, *emb.matrix.shape)
 
 

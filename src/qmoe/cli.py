@@ -1,20 +1,38 @@
-"""Shared entry-point wrapper for `stages/*.py`: logging, params, and errors as one clean line."""
+"""Entry-point wrapper for `stages/*.py`: logging, params, and user errors as one clean line."""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qmoe.io import load_params
+from qmoe.io import UserError, load_params
 
 log = logging.getLogger(__name__)
 
-# Errors a user can cause (bad params, bad data, missing files): reported as one line, exit 1.
-USER_ERRORS = (ValueError, FileNotFoundError, KeyError, OSError, RuntimeError)
+# Errors a user can cause and fix (bad params, bad or missing data and input files, a full disk):
+# reported as one `error:` line, exit 1. Everything else (KeyError, TypeError, a torch
+# RuntimeError, ...) is a bug and keeps its traceback.
+USER_ERRORS = (UserError, OSError)
+# Exit codes of a stage stopped by a signal, as a shell reports them (128 + signal number).
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: unwinds the stack so every `atomic_dir` removes its temporary copy."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
 
 
 def params_path() -> Path:
@@ -27,16 +45,29 @@ def read_params() -> dict[str, Any]:
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's `main` with logging configured; any user error exits 1 with `error: ...`."""
+    """Run a stage's `main` with logging configured; a user error exits 1 with `error: ...`, and
+    SIGTERM is handled like SIGINT (outputs are cleaned up, exit 143 / 130)."""
     logging.basicConfig(
         level=os.environ.get("QMOE_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
     os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")
+    main_thread = threading.current_thread() is threading.main_thread()  # signals need it
+    previous = (
+        {s: signal.signal(s, _raise_interrupted) for s in SIGNAL_EXIT} if main_thread else {}
+    )
     try:
         main()
     except USER_ERRORS as e:
         log.debug("stage failed", exc_info=True)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        print(f"error: interrupted by {signal.Signals(signum).name}; no output written",
+              file=sys.stderr)
+        sys.exit(SIGNAL_EXIT[signum])
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

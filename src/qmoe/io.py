@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import random
+import re
 import shutil
 import tempfile
 import types
@@ -29,8 +31,25 @@ if typing.TYPE_CHECKING:  # torch costs ~2 s to import; stages that never touch 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """A problem the user can fix (params, data, input files); the message names the culprit.
+
+    `qmoe.cli.run_stage` prints these as one `error:` line; anything else is a bug and keeps its
+    traceback.
+    """
+
+
+class ConfigError(UserError, ValueError):
     """A params value of the wrong name, type or range; the message names the field."""
+
+
+class InputError(UserError, ValueError):
+    """A bad or inconsistent input file (manifest, audio, feature table, checkpoint); names it."""
+
+
+class SetupError(UserError, RuntimeError):
+    """The machine lacks what a stage needs (model weights, an energy counter, a kernel engine);
+    the message says how to fix it."""
 
 
 def load_params(path: Path | str = "params.yaml") -> dict[str, Any]:
@@ -161,12 +180,51 @@ def seed_everything(seed: int) -> torch.Generator:
 # --- atomic writes: a reader never sees a half-written file or folder ----------------------
 
 
+# Temporary names are `.<name>.<pid>.<random>.part`: a process killed with SIGKILL cannot clean
+# up, so the next writer of `<name>` removes the ones whose process is gone (and untagged ones
+# from older versions). A live writer's (a concurrent run's) part is left alone.
+_PART = re.compile(r"(?:(\d+)\.)?[a-z0-9_]{8}\.part")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_stale_parts(path: Path | str) -> list[Path]:
+    """Remove `path`'s stale temporary siblings (files or folders) left by killed writers."""
+    path = Path(path)
+    prefix, removed = f".{path.name}.", []
+    if not path.parent.is_dir():
+        return removed
+    for p in path.parent.iterdir():
+        m = _PART.fullmatch(p.name[len(prefix):]) if p.name.startswith(prefix) else None
+        if m is None or (m.group(1) is not None and _pid_alive(int(m.group(1)))):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    if removed:
+        logging.getLogger(__name__).warning(
+            "removed %d stale temporary copies of %s left by killed runs", len(removed), path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    sweep_stale_parts(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part",
+                               dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())
@@ -182,7 +240,9 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     """Yield an empty temporary sibling folder; it replaces `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    sweep_stale_parts(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part",
+                                dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
@@ -270,7 +330,7 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt, truncated, or a pickle with code in it
-        raise ValueError(f"checkpoint {path} is corrupt or not weights-only: {e}") from e
+        raise InputError(f"checkpoint {path} is corrupt or not weights-only: {e}") from e
     if not isinstance(payload, dict) or "state_dict" not in payload or "meta" not in payload:
-        raise ValueError(f"checkpoint {path} lacks 'state_dict'/'meta' entries")
+        raise InputError(f"checkpoint {path} lacks 'state_dict'/'meta' entries")
     return Checkpoint(payload["state_dict"], payload["meta"])

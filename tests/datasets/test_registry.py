@@ -58,6 +58,11 @@ def make_esc50_tree(root: Path) -> list[str]:
     return sorted(r[0] for r in rows)
 
 
+def fake_esc50(**changes) -> object:
+    """The esc50 spec without the official metadata digest and clip format (5.0 s, 44.1 kHz)."""
+    return dataclasses.replace(SPECS["esc50"], meta_digest=None, clip_format=None, **changes)
+
+
 def make_esc50_zip(mirror: Path, monkeypatch) -> Path:
     """A fake ESC-50-<commit>.zip in `mirror`, and the esc50 spec patched to accept it."""
     spec = SPECS["esc50"]
@@ -68,8 +73,8 @@ def make_esc50_zip(mirror: Path, monkeypatch) -> Path:
     with zipfile.ZipFile(zpath, "w") as zf:
         for p in sorted(top.rglob("*")):
             zf.write(p, p.relative_to(top.parent).as_posix())
-    fake = dataclasses.replace(
-        spec, archive=dataclasses.replace(spec.archive, md5=None), expected_files=len(names)
+    fake = fake_esc50(
+        archive=dataclasses.replace(spec.archive, md5=None), expected_files=len(names)
     )
     monkeypatch.setitem(SPECS, "esc50", fake)
     return zpath
@@ -205,9 +210,7 @@ def test_esc50_fake_archive_gives_contract_manifest(tmp_path, monkeypatch):
 
 def test_esc50_mirror_folder_is_copied_not_moved(tmp_path, monkeypatch):
     names = make_esc50_tree(tmp_path / "mirror" / "esc50")
-    monkeypatch.setitem(
-        SPECS, "esc50", dataclasses.replace(SPECS["esc50"], expected_files=len(names))
-    )
+    monkeypatch.setitem(SPECS, "esc50", fake_esc50(expected_files=len(names)))
     meta = build("esc50", tmp_path / "raw", FAIL, env={"QMOE_MIRROR": str(tmp_path / "mirror")})
     assert meta["source"]["origin"] == "mirror folder" and meta["archive_sha256"] is None
     assert sorted(p.name for p in (tmp_path / "mirror/esc50/audio").iterdir()) == names
@@ -224,9 +227,7 @@ def test_missing_files_are_counted_and_named(tmp_path, monkeypatch):
     names = make_esc50_tree(tmp_path / "mirror" / "esc50")
     for gone in names[:2]:
         (tmp_path / "mirror/esc50/audio" / gone).unlink()
-    monkeypatch.setitem(
-        SPECS, "esc50", dataclasses.replace(SPECS["esc50"], expected_files=len(names))
-    )
+    monkeypatch.setitem(SPECS, "esc50", fake_esc50(expected_files=len(names)))
     with pytest.raises(
         DatasetError, match=rf"2 of 12 audio files .* missing: '{names[0]}', '{names[1]}'"
     ):
@@ -237,14 +238,18 @@ def test_missing_files_are_counted_and_named(tmp_path, monkeypatch):
 @pytest.mark.parametrize("defect", ["garbage", "empty"])
 def test_bad_audio_fails_by_default_and_is_skipped_on_request(tmp_path, monkeypatch, defect):
     names = make_esc50_tree(tmp_path / "mirror" / "esc50")
+    # a second fold-1 clip of the bad clip's class: dropping one keeps fold 2 trainable
+    write_wav(tmp_path / "mirror/esc50/audio/1-1262-B-26.wav")
+    with (tmp_path / "mirror/esc50/meta/esc50.csv").open("a") as f:
+        f.write("1-1262-B-26.wav,1,26,laughing,False,1262,B\n")
+    names = sorted([*names, "1-1262-B-26.wav"])
+    assert names[3] == "1-1261-A-26.wav"
     bad = tmp_path / "mirror/esc50/audio" / names[3]
     if defect == "garbage":
         bad.write_bytes(b"RIFF not really a wave file")
     else:
         sf.write(bad, np.zeros(0, dtype=np.float32), 8000, subtype="PCM_16")
-    monkeypatch.setitem(
-        SPECS, "esc50", dataclasses.replace(SPECS["esc50"], expected_files=len(names))
-    )
+    monkeypatch.setitem(SPECS, "esc50", fake_esc50(expected_files=len(names)))
     env = {"QMOE_MIRROR": str(tmp_path / "mirror")}
     reason = "cannot decode audio" if defect == "garbage" else r"empty audio \(0 frames\)"
     with pytest.raises(DatasetError, match=rf"files/audio/{names[3]}: {reason}.*on_bad_file: skip"):
@@ -252,7 +257,7 @@ def test_bad_audio_fails_by_default_and_is_skipped_on_request(tmp_path, monkeypa
     assert not (tmp_path / "raw").exists()
     meta = build("esc50", tmp_path / "raw", SKIP, env=env)
     m = pd.read_csv(tmp_path / "raw" / "manifest.csv")
-    assert len(m) == 11 and names[3].removesuffix(".wav") not in set(m.clip_id)
+    assert len(m) == 12 and names[3].removesuffix(".wav") not in set(m.clip_id)
     assert [r["path"] for r in meta["rejects"]] == [f"files/audio/{names[3]}"]
     assert not (tmp_path / "raw/files/audio" / names[3]).exists()
 

@@ -26,93 +26,100 @@ def write_wav(path: Path, frames: int = 400, sr: int = 8000) -> None:
     sf.write(path, np.linspace(-0.5, 0.5, frames, dtype=np.float32), sr, subtype="PCM_16")
 
 
-# --- image folders -------------------------------------------------------------------------------
+# --- user data: <download.user_data>/<name>/ -----------------------------------------------------
 
 
-def test_quinn_from_mirror_folder_labels_alphabetically(tmp_path):
-    quinn = tmp_path / "mirror" / "quinn"
+def user(tmp_path: Path, **changes) -> DownloadConfig:
+    """Download params reading user datasets from tmp_path/ud."""
+    return DownloadConfig(user_data=str(tmp_path / "ud"), **changes)
+
+
+def test_quinn_class_folders_label_alphabetically(tmp_path):
+    quinn = tmp_path / "ud" / "quinn"
     for i, cls in enumerate(["quiet", "anthro", "bio"]):
         for k in range(2):
             write_png(quinn / cls / f"clip{k}.png", 40 * i + k)
     (quinn / "README.txt").write_text("not a class")
     (quinn / "bio" / "notes.txt").write_text("ignored: not an image")
-    meta = build("quinn", tmp_path / "raw", FAIL, env={"QMOE_MIRROR": str(tmp_path / "mirror")})
+    meta = build("quinn", tmp_path / "raw", user(tmp_path), env={})
     m = pd.read_csv(tmp_path / "raw" / "manifest.csv")
     assert list(m.columns) == COLUMNS and len(m) == 6
     assert meta["class_names"] == ["anthro", "bio", "quiet"] and meta["num_folds"] == 0
+    assert meta["user_data"] == f"{tmp_path / 'ud'}/quinn" and meta["content_verified"] is False
+    assert meta["source_id"].startswith("one per file: a class-folder layout groups nothing")
     row = m.set_index("clip_id").loc["quiet/clip1"]
     assert (row.label_id, row.fold, row.sample_rate, row.path) == (2, 0, 0, "files/quiet/clip1.png")
     assert (tmp_path / "raw" / row.path).read_bytes() == (quinn / "quiet/clip1.png").read_bytes()
 
 
-def test_env_folder_wins_over_mirror_and_bad_image_is_named(tmp_path):
-    user = tmp_path / "user"
-    write_png(user / "cat" / "a.png", 1)
-    write_png(user / "dog" / "b.png", 2)
-    (user / "dog" / "broken.png").write_bytes(b"\x89PNG truncated")
-    env = {"QMOE_DATA_IMAGEFOLDER": str(user), "QMOE_MIRROR": str(tmp_path / "mirror")}
+def test_bad_image_is_named_or_skipped(tmp_path):
+    folder = tmp_path / "ud" / "imagefolder"
+    for name in ("cat/a.png", "cat/c.png", "dog/b.png", "dog/d.png"):
+        write_png(folder / name, len(name))
+    (folder / "dog" / "broken.png").write_bytes(b"\x89PNG truncated")
     with pytest.raises(DatasetError, match=r"files/dog/broken\.png: cannot decode image"):
-        build("imagefolder", tmp_path / "raw", FAIL, env=env)
-    meta = build("imagefolder", tmp_path / "raw", DownloadConfig(on_bad_file="skip"), env=env)
-    assert meta["file_count"] == 2 and meta["source"]["origin"] == "user folder"
+        build("imagefolder", tmp_path / "raw", user(tmp_path), env={})
+    meta = build("imagefolder", tmp_path / "raw", user(tmp_path, on_bad_file="skip"), env={})
+    assert meta["file_count"] == 4 and meta["source"]["origin"] == "user folder"
     assert meta["rejects"][0]["clip_id"] == "dog/broken"
 
 
 def test_user_dataset_without_a_folder_says_how_to_supply_it(tmp_path):
-    with pytest.raises(DatasetError, match=r"set QMOE_DATA_QUINN=/path/to/folder .* 'quinn'"):
-        build("quinn", tmp_path / "raw", FAIL, env={})
-    with pytest.raises(DatasetError, match=r"QMOE_DATA_AUDIOFOLDER=.*/nope: no such file"):
-        build(
-            "audiofolder",
-            tmp_path / "raw",
-            FAIL,
-            env={"QMOE_DATA_AUDIOFOLDER": str(tmp_path / "nope")},
-        )
-    (tmp_path / "flat").mkdir()
-    write_png(tmp_path / "flat" / "x.png", 0)
+    with pytest.raises(DatasetError, match=r"'quinn' is user-supplied: put class sub-folders .*"
+                       r"ud/quinn \(download.user_data = '.*ud', a DVC dependency"):
+        build("quinn", tmp_path / "raw", user(tmp_path), env={})
+    (tmp_path / "ud" / "imagefolder").mkdir(parents=True)
+    write_png(tmp_path / "ud" / "imagefolder" / "x.png", 0)
     with pytest.raises(DatasetError, match="no class subfolders"):
-        build(
-            "imagefolder",
-            tmp_path / "raw",
-            FAIL,
-            env={"QMOE_DATA_IMAGEFOLDER": str(tmp_path / "flat")},
-        )
+        build("imagefolder", tmp_path / "raw", user(tmp_path), env={})
     assert not (tmp_path / "raw").exists()
 
 
-# --- audio folders -------------------------------------------------------------------------------
+def test_the_retired_environment_variable_is_refused_not_ignored(tmp_path):
+    write_wav(tmp_path / "ud" / "audiofolder" / "a" / "x.wav", frames=1600)
+    env = {"QMOE_DATA_AUDIOFOLDER": str(tmp_path / "elsewhere")}
+    with pytest.raises(DatasetError, match=r"QMOE_DATA_AUDIOFOLDER is no longer read \(DVC cannot "
+                       r"see a variable.*set download.user_data in params.yaml"):
+        build("audiofolder", tmp_path / "raw", user(tmp_path), env=env)
+    assert not (tmp_path / "raw").exists()
 
 
 def test_audiofolder_class_subfolders(tmp_path):
-    write_wav(tmp_path / "a" / "siren" / "x.wav", frames=800)
-    write_wav(tmp_path / "a" / "horn" / "sub" / "y.flac", frames=400)
-    meta = build(
-        "audiofolder", tmp_path / "raw", FAIL, env={"QMOE_DATA_AUDIOFOLDER": str(tmp_path / "a")}
-    )
+    write_wav(tmp_path / "ud" / "audiofolder" / "siren" / "x.wav", frames=1600)
+    write_wav(tmp_path / "ud" / "audiofolder" / "siren" / "z.wav", frames=1600)
+    write_wav(tmp_path / "ud" / "audiofolder" / "horn" / "sub" / "y.flac", frames=800)
+    write_wav(tmp_path / "ud" / "audiofolder" / "horn" / "w.flac", frames=800)
+    meta = build("audiofolder", tmp_path / "raw", user(tmp_path), env={})
     m = pd.read_csv(tmp_path / "raw" / "manifest.csv").set_index("clip_id")
     assert meta["class_names"] == ["horn", "siren"]
     assert (
-        m.loc["siren/x", "duration_s"] == pytest.approx(0.1)
+        m.loc["siren/x", "duration_s"] == pytest.approx(0.2)
         and m.loc["siren/x", "sample_rate"] == 8000
     )
     assert m.loc["horn/sub/y", "path"] == "files/horn/sub/y.flac"
 
 
+def write_csv(tmp_path: Path, text: str, names=("clips/a.wav", "clips/b.wav", "more/c.wav"),
+              encoding: str = "utf-8") -> Path:
+    for name in names:
+        write_wav(tmp_path / "ud" / "audiofolder" / name, frames=1600)
+    path = tmp_path / "ud" / "audiofolder" / "labels.csv"
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
 def test_audiofolder_csv_with_folds(tmp_path):
-    for name in ("clips/a.wav", "clips/b.wav", "more/c.wav"):
-        write_wav(tmp_path / "d" / name)
-    csv_path = tmp_path / "d" / "labels.csv"
-    csv_path.write_text("path,label,fold\nclips/a.wav,yes,1\nclips/b.wav,no,2\nmore/c.wav,yes,2\n")
-    meta = build(
-        "audiofolder", tmp_path / "raw", FAIL, env={"QMOE_DATA_AUDIOFOLDER": str(csv_path)}
-    )
+    write_csv(tmp_path, "path,label,fold\nclips/a.wav,yes,1\nclips/b.wav,no,2\nmore/c.wav,yes,2\n"
+              "more/d.wav,no,1\n", names=("clips/a.wav", "clips/b.wav", "more/c.wav", "more/d.wav"))
+    meta = build("audiofolder", tmp_path / "raw", user(tmp_path), env={})
     m = pd.read_csv(tmp_path / "raw" / "manifest.csv")
     assert m[["clip_id", "label_id", "label_name", "fold"]].values.tolist() == [
         ["clips/a", 1, "yes", 1],
         ["clips/b", 0, "no", 2],
         ["more/c", 1, "yes", 2],
+        ["more/d", 0, "no", 1],
     ]
-    assert meta["num_folds"] == 2
+    assert meta["num_folds"] == 2 and meta["folds"] == "user labels.csv, column fold"
 
 
 @pytest.mark.parametrize(
@@ -121,16 +128,16 @@ def test_audiofolder_csv_with_folds(tmp_path):
         ("../outside.wav,yes,1", r"labels\.csv:2: path '\.\./outside\.wav' must be relative"),
         ("/etc/passwd,yes,1", r"labels\.csv:2: path '/etc/passwd' must be relative"),
         ("clips/a.wav,yes,one", r"labels\.csv:2: fold 'one' is not a non-negative integer"),
+        ("clips/a.wav,yes,\uff13", r"labels\.csv:2: fold '\uff13' is not a non-negative integer"),
+        ("clips/a.wav,yes,99999999999999999999999", r"labels\.csv:2: fold '999999999999' is out of"),
         ("clips/gone.wav,yes,1", r"1 of 1 files listed in the CSV missing: 'clips/gone\.wav'"),
     ],
 )
 def test_audiofolder_csv_bad_rows(tmp_path, line, message):
-    write_wav(tmp_path / "d" / "clips" / "a.wav")
     (tmp_path / "outside.wav").write_bytes(b"")
-    csv_path = tmp_path / "d" / "labels.csv"
-    csv_path.write_text(f"path,label,fold\n{line}\n")
+    write_csv(tmp_path, f"path,label,fold\n{line}\n", names=("clips/a.wav",))
     with pytest.raises(DatasetError, match=message):
-        build("audiofolder", tmp_path / "raw", FAIL, env={"QMOE_DATA_AUDIOFOLDER": str(csv_path)})
+        build("audiofolder", tmp_path / "raw", user(tmp_path), env={})
     assert not (tmp_path / "raw").exists()
 
 
@@ -207,7 +214,8 @@ def test_esc10_checksum_mismatch_and_missing_files(tmp_path):
 
 
 US8K_ROWS = [(100, 1, 3, "dog_bark"), (100, 1, 3, "dog_bark"), (200, 2, 0, "air_conditioner"),
-             (300, 10, 8, "siren")]  # fmt: skip
+             (300, 10, 8, "siren"), (400, 10, 3, "dog_bark"), (500, 1, 0, "air_conditioner"),
+             (600, 2, 8, "siren")]  # fmt: skip
 
 
 def make_us8k_tar(mirror: Path, monkeypatch) -> None:
@@ -229,7 +237,7 @@ def make_us8k_tar(mirror: Path, monkeypatch) -> None:
         tf.add(top, arcname="UrbanSound8K")
     spec = SPECS["urbansound8k"]
     fake = dataclasses.replace(
-        spec, archive=dataclasses.replace(spec.archive, md5=None), expected_files=4
+        spec, archive=dataclasses.replace(spec.archive, md5=None), expected_files=len(US8K_ROWS)
     )
     monkeypatch.setitem(SPECS, "urbansound8k", fake)
 
@@ -245,6 +253,9 @@ def test_urbansound8k_fake_archive(tmp_path, monkeypatch):
         ["100-3-0-2", 1, "dog_bark", 1, 100],
         ["200-0-0-3", 0, "air_conditioner", 2, 200],
         ["300-8-0-4", 2, "siren", 10, 300],
+        ["400-3-0-5", 1, "dog_bark", 10, 400],
+        ["500-0-0-6", 0, "air_conditioner", 1, 500],
+        ["600-8-0-7", 2, "siren", 2, 600],
     ]
     assert (
         m.path[3] == "files/audio/fold10/300-8-0-4.wav" and (tmp_path / "raw" / m.path[3]).is_file()

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from qmoe.io import require
+from qmoe.io import InputError, require
 
 KEYS = ["dataset", "protocol", "variant", "fold", "seed"]
 RUN_FIELDS = [
@@ -102,14 +102,14 @@ def study_from_params(section: dict) -> Study:
 def _check_columns(frame: pd.DataFrame, needed: list[str], where: str) -> None:
     missing = [c for c in needed if c not in frame.columns]
     if missing:
-        raise ValueError(f"{where}: missing field(s) {missing}")
+        raise InputError(f"{where}: missing field(s) {missing}")
 
 
 def _unique_keys(frame: pd.DataFrame, where: str) -> None:
     dup = frame.duplicated(["fold", "seed"], keep=False)
     if dup.any():
         keys = sorted(set(zip(frame.loc[dup, "fold"], frame.loc[dup, "seed"])))
-        raise ValueError(f"{where}: duplicate (fold, seed) rows {keys}")
+        raise InputError(f"{where}: duplicate (fold, seed) rows {keys}")
 
 
 def load_run_metrics(run_dir: Path, dataset: str, protocol: str, variant: str) -> pd.DataFrame:
@@ -120,10 +120,10 @@ def load_run_metrics(run_dir: Path, dataset: str, protocol: str, variant: str) -
     data = json.loads(path.read_text())
     for field, expected in (("dataset", dataset), ("protocol", protocol), ("variant", variant)):
         if data.get(field) != expected:
-            raise ValueError(f"{path}: {field} is {data.get(field)!r}, expected {expected!r}")
+            raise InputError(f"{path}: {field} is {data.get(field)!r}, expected {expected!r}")
     frame = pd.DataFrame(data.get("runs") or [])
     if frame.empty:
-        raise ValueError(f"{path}: 'runs' is empty")
+        raise InputError(f"{path}: 'runs' is empty")
     _check_columns(frame, RUN_FIELDS, str(path))
     _unique_keys(frame, str(path))
     return frame[RUN_FIELDS]
@@ -143,7 +143,7 @@ def _join(metrics: pd.DataFrame, summary: pd.DataFrame, where: str) -> pd.DataFr
     left = set(zip(metrics["fold"], metrics["seed"]))
     right = set(zip(summary["fold"], summary["seed"]))
     if left != right:
-        raise ValueError(
+        raise InputError(
             f"{where}: (fold, seed) of metrics.json and summary.csv differ: only in "
             f"runs {sorted(left - right)}, only in benchmarks {sorted(right - left)}"
         )
@@ -199,7 +199,7 @@ def load_latency(bench_root: Path, where: Where) -> pd.DataFrame:
     for path in sorted(folder.glob("*.npy")) if folder.is_dir() else []:
         match = _LATENCY_FILE.fullmatch(path.name)
         if match is None:
-            raise ValueError(f"{path}: latency file name is not fold<k>_seed<s>.npy")
+            raise InputError(f"{path}: latency file name is not fold<k>_seed<s>.npy")
         values = np.load(path, allow_pickle=False).astype(np.float64).ravel()
         parts.append(
             pd.DataFrame({"fold": int(match[1]), "seed": int(match[2]), "latency_ms": values})
@@ -265,6 +265,6 @@ def routed_predictions(
             continue
         names = routing[["expert", "expert_name"]].drop_duplicates()
         if names["expert"].duplicated().any():
-            raise ValueError(f"{where.under(bench_root)}/routing.csv: one expert id has two names")
+            raise InputError(f"{where.under(bench_root)}/routing.csv: one expert id has two names")
         parts.append(pred.merge(names, on="expert", how="left"))
     return pd.concat(parts, ignore_index=True) if parts else None

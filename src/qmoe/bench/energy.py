@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from qmoe.io import require
+from qmoe.io import SetupError, require
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def describe_method(tracker: Any) -> str:
         else:
             parts.append(f"{name} (unknown source)")
     if not parts:
-        raise RuntimeError("CodeCarbon tracker exposes no hardware to measure")
+        raise SetupError("CodeCarbon tracker exposes no hardware to measure")
     return "codecarbon " + "; ".join(parts)
 
 
@@ -115,9 +115,9 @@ def check_reading(task: str, energy_kwh: Any, emissions_kg: Any, duration_s: Any
     values = {"energy_consumed": energy_kwh, "emissions": emissions_kg, "duration": duration_s}
     for name, value in values.items():
         if not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-            raise RuntimeError(f"CodeCarbon returned {name}={value!r} for task {task!r}")
+            raise SetupError(f"CodeCarbon returned {name}={value!r} for task {task!r}")
     if float(energy_kwh) == 0.0:
-        raise RuntimeError(f"CodeCarbon returned zero energy for task {task!r} "
+        raise SetupError(f"CodeCarbon returned zero energy for task {task!r} "
                            f"({float(duration_s):.3g} s): not a measurement")
 
 
@@ -140,7 +140,7 @@ class EnergyMeter:
                     country_iso_code=self.country_iso_code, save_to_file=False, log_level="error")
                 tracker.start()
             except Exception as e:
-                raise RuntimeError(f"CodeCarbon could not start its offline tracker: {e}") from e
+                raise SetupError(f"CodeCarbon could not start its offline tracker: {e}") from e
             try:
                 self.method = describe_method(tracker)
             except Exception:
@@ -159,7 +159,7 @@ class EnergyMeter:
         try:
             tracker.start_task(task)
         except Exception as e:
-            raise RuntimeError(f"CodeCarbon could not start task {task!r}: {e}") from e
+            raise SetupError(f"CodeCarbon could not start task {task!r}: {e}") from e
         try:
             yield reading
         except BaseException:
@@ -169,9 +169,9 @@ class EnergyMeter:
         try:
             data = tracker.stop_task()
         except Exception as e:
-            raise RuntimeError(f"CodeCarbon could not stop task {task!r}: {e}") from e
+            raise SetupError(f"CodeCarbon could not stop task {task!r}: {e}") from e
         if data is None:
-            raise RuntimeError(f"CodeCarbon returned no energy for task {task!r}")
+            raise SetupError(f"CodeCarbon returned no energy for task {task!r}")
         check_reading(task, data.energy_consumed, data.emissions, data.duration)
         reading.energy_kwh = float(data.energy_consumed)
         reading.emissions_kg = float(data.emissions)

@@ -25,6 +25,7 @@ from qmoe.bench.energy import (
     kwh_to_wh,
 )
 from qmoe.bench.timing import BenchmarkConfig
+from qmoe.io import InputError, SetupError
 from qmoe.quant import packing
 from qmoe.training.artefacts import LoadedModel, load_trained
 from qmoe.training.fit import predict
@@ -54,13 +55,13 @@ RUN_KEYS = ("fold", "seed", "macro_f1", "n_params", "train_energy_kwh")
 def check_runs(runs: Any, where: str) -> list[dict]:
     """metrics.json `runs`: a non-empty list whose rows carry what the benchmark joins to."""
     if not isinstance(runs, list) or not runs:
-        raise ValueError(f"{where}: 'runs' must be a non-empty list")
+        raise InputError(f"{where}: 'runs' must be a non-empty list")
     for i, run in enumerate(runs):
         missing = [k for k in RUN_KEYS if not isinstance(run, dict) or run.get(k) is None]
         if missing:
-            raise ValueError(f"{where}: runs[{i}] lacks {missing}")
+            raise InputError(f"{where}: runs[{i}] lacks {missing}")
         if not run["train_energy_kwh"] > 0:
-            raise ValueError(f"{where}: runs[{i}] train_energy_kwh={run['train_energy_kwh']} "
+            raise InputError(f"{where}: runs[{i}] train_energy_kwh={run['train_energy_kwh']} "
                              "is not a measurement (must be > 0)")
     return runs
 
@@ -78,13 +79,13 @@ def load_models(run_dir: Path, runs: list[dict], table: pd.DataFrame) -> list[Lo
         ids = [str(c) for c in loaded.meta.get("test_clip_ids") or []]
         missing = [c for c in ids if c not in row_of]
         if not ids or missing:
-            raise ValueError(f"{path}: {len(missing)} of {len(ids)} test clips absent from the "
+            raise InputError(f"{path}: {len(missing)} of {len(ids)} test clips absent from the "
                              f"feature table, e.g. {missing[:3]}")
         if emb.shape[1] != loaded.meta["in_dim"]:
-            raise ValueError(f"{path}: model expects {loaded.meta['in_dim']} features, the "
+            raise InputError(f"{path}: model expects {loaded.meta['in_dim']} features, the "
                              f"feature table has {emb.shape[1]} emb_* columns")
         if any(m.training for m in loaded.model.modules()):
-            raise ValueError(f"{path}: the deployed model is in training mode (dropout would be "
+            raise InputError(f"{path}: the deployed model is in training mode (dropout would be "
                              "active while timing)")
         out.append(Loaded(key, run, loaded, torch.from_numpy(emb[[row_of[c] for c in ids]])))
     return out
@@ -111,7 +112,7 @@ def energy_row(run: dict, readings: list[EnergyReading], n: int) -> dict[str, An
     whose energy equals training's; deploy/train at 1e3 and 1e6 inferences."""
     methods = {r.method for r in readings}
     if len(methods) != 1:
-        raise RuntimeError(f"energy blocks measured with different methods: {sorted(methods)}")
+        raise SetupError(f"energy blocks measured with different methods: {sorted(methods)}")
     per_inf_j = np.array([kwh_to_joules(r.energy_kwh) / n for r in readings])   # (blocks,)
     q25, q50, q75 = np.percentile(per_inf_j, [25, 50, 75])
     train_j = kwh_to_joules(run["train_energy_kwh"])

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from qmoe.io import require
+from qmoe.io import InputError, require
 
 Model = Callable[[Tensor], object]
 
@@ -86,7 +86,7 @@ def _rows(x: Tensor, batch: int) -> list[Tensor]:
     """Contiguous input batches prepared before timing (cycling through the test samples)."""
     n = x.shape[0]
     if n == 0:
-        raise ValueError("no test samples to time: the input tensor has 0 rows")
+        raise InputError("no test samples to time: the input tensor has 0 rows")
     return [x[(i + torch.arange(batch)) % n].contiguous() for i in range(0, n, batch)]
 
 

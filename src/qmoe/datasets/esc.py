@@ -8,6 +8,7 @@ mapped to ESC-50 targets and folds through the embedded ESC-10 rows of esc50.csv
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import shutil
@@ -89,6 +90,12 @@ def read_meta(text: str, where: str) -> list[MetaRow]:
     return [_parse_row(rec, where) for rec in reader]
 
 
+def meta_digest(rows: list[MetaRow]) -> str:
+    """sha256 over the sorted `filename,fold,target,category,src_file,take` lines."""
+    lines = sorted(",".join(str(v) for v in r) for r in rows)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
 def esc_row(meta: MetaRow, path: str) -> dict[str, Any]:
     """One manifest row (before checks) for an ESC clip stored at `path` under the raw folder."""
     return {
@@ -111,11 +118,20 @@ def place(src: Path, dst: Path, move: bool) -> None:
         shutil.copyfile(src, dst)
 
 
-def build_esc50(root: Path, raw: Path, expected_files: int, move: bool) -> list[dict[str, Any]]:
-    """ESC-50 layout at `root` -> files/audio/*.wav under `raw`; rows for every metadata entry."""
-    meta = read_meta((root / ESC50_META).read_text(), str(root / ESC50_META))
+def build_esc50(
+    root: Path, raw: Path, expected_files: int, move: bool, digest: str | None = None
+) -> list[dict[str, Any]]:
+    """ESC-50 layout at `root` -> files/audio/*.wav under `raw`; rows for every metadata entry.
+
+    `digest`: the metadata must be the official one (`meta_digest`), not only well-formed."""
+    meta = read_meta((root / ESC50_META).read_text(encoding="utf-8"), str(root / ESC50_META))
     if len(meta) != expected_files:
         raise DatasetError(f"{root / ESC50_META}: {len(meta)} rows, expected {expected_files}")
+    if digest is not None and meta_digest(meta) != digest:
+        raise DatasetError(
+            f"{root / ESC50_META}: not the official ESC-50 metadata (digest of its rows "
+            f"{meta_digest(meta)}, expected {digest})"
+        )
     audio = root / "audio"
     present = {p.name for p in audio.iterdir()} if audio.is_dir() else set()
     check_missing([m.filename for m in meta], present, audio, "audio files listed in esc50.csv")

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from tqdm import tqdm
 
-from qmoe.datasets.archive import extract
+from qmoe.datasets.archive import ExtractLimits, extract
 from qmoe.datasets.registry import ArchiveSource, DatasetError, DatasetSpec
 
 log = logging.getLogger(__name__)
@@ -122,10 +122,13 @@ def _not_found_message(spec: DatasetSpec, env: Mapping[str, str], reason: str) -
     )
 
 
-def obtain(spec: DatasetSpec, work: Path, env: Mapping[str, str]) -> Source:
+def obtain(
+    spec: DatasetSpec, work: Path, env: Mapping[str, str], limits: ExtractLimits | None = None
+) -> Source:
     """Locate `spec`'s data: mirror folder / mirror archive, else download into `work`, extract.
 
-    `work` is scratch space the caller deletes afterwards; archives are extracted into it.
+    `work` is scratch space the caller deletes afterwards; archives are extracted into it (at
+    most `limits` bytes). The archive's sha256 is returned whenever an archive is used.
     """
     candidates = source_names(spec)
     hit = find_in_mirrors(candidates, env)
@@ -151,7 +154,7 @@ def obtain(spec: DatasetSpec, work: Path, env: Mapping[str, str]) -> Source:
     if spec.archive.sha256 is None:
         log.info("%s: archive sha256 %s (recorded in dataset.json)", spec.name, digests.sha256)
     root = work / "extracted"
-    extract(archive_path, root)
+    extract(archive_path, root, limits)
     if origin == "download":
         archive_path.unlink()  # the clips are what is kept; the archive's sha256 is recorded
     return Source(root, origin, digests.sha256)

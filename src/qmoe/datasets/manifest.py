@@ -1,8 +1,10 @@
-"""Check placed clips (decode, checksum) and write manifest.csv + dataset.json (architecture.md 1).
+"""Check placed clips (decode, checksum), check folds, write manifest.csv + dataset.json
+(architecture.md 1).
 
 Builders hand over one dict per clip with `clip_id, path, label_name, label_key, fold, source_id`
 (+ ESC columns, + optional `expected_sha256`); `label_key` orders the classes (ESC target, US8K
-classID, or the folder name) and becomes the contiguous `label_id`.
+classID, or the folder name) and becomes the contiguous `label_id`. Messages and dataset.json name
+clips by their path below the raw folder, never by the temporary folder they are checked in.
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pandas as pd
-import soundfile as sf
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from qmoe.datasets.fetch import ChecksumError, sha256_file
+from qmoe.datasets.media import BadFile, MediaInfo
 from qmoe.datasets.registry import DatasetError
 from qmoe.io import save_json
 
@@ -30,42 +31,7 @@ COLUMNS = [
 ESC_COLUMNS = ["target", "major_id", "major_name", "scrambled_id", "scrambled_name"]
 
 
-class MediaInfo(NamedTuple):
-    duration_s: float
-    sample_rate: int  # 0 for images
-
-
-class BadFile(Exception):
-    """A clip that cannot be decoded or holds no data (message says why)."""
-
-
-Probe = Callable[[Path], MediaInfo]
-
-
-def probe_audio(path: Path) -> MediaInfo:
-    """Decode the whole file with soundfile (block-wise); refuse undecodable or empty audio."""
-    try:
-        with sf.SoundFile(path) as f:
-            sr = f.samplerate
-            frames = sum(len(b) for b in f.blocks(blocksize=1 << 16, dtype="float32"))
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as e:
-        raise BadFile(f"cannot decode audio: {e}") from e
-    if frames == 0 or sr <= 0:
-        raise BadFile("empty audio (0 frames)")
-    return MediaInfo(frames / sr, sr)
-
-
-def probe_image(path: Path) -> MediaInfo:
-    """Decode the whole image with Pillow; refuse undecodable or zero-size images."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            size = im.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise BadFile(f"cannot decode image: {e}") from e
-    if 0 in size:
-        raise BadFile(f"empty image (size {size})")
-    return MediaInfo(0.0, 0)
+Probe = Callable[[Path], MediaInfo]  # BadFile for an unusable clip
 
 
 def check_missing(expected: list[str], present: set[str], where: Path, what: str) -> None:
@@ -76,29 +42,46 @@ def check_missing(expected: list[str], present: set[str], where: Path, what: str
         raise DatasetError(f"{where}: {len(missing)} of {len(expected)} {what} missing: {shown}")
 
 
-def _check_one(row: dict[str, Any], raw: Path, probe: Probe) -> dict[str, Any]:
+class Checked(NamedTuple):
+    rows: list[dict[str, Any]]  # usable clips, with sha256 / duration_s / sample_rate
+    rejects: list[dict[str, str]]  # clip_id, path, reason (on_bad_file: skip)
+    flagged: list[dict[str, str]]  # clip_id, path, note: usable but odd (e.g. silent)
+
+
+def _check_one(row: dict[str, Any], raw: Path, probe: Probe) -> tuple[dict[str, Any], str]:
     path = raw / row["path"]
     digest = sha256_file(path)
     expected = row.pop("expected_sha256", None)
     if expected is not None and digest != expected:
         raise ChecksumError(f"{row['path']}: sha256 mismatch: expected {expected}, got {digest}")
-    info = probe(path)
-    return {
-        **row,
-        "sha256": digest,
-        "duration_s": round(info.duration_s, 6),
-        "sample_rate": info.sample_rate,
-    }
+    try:
+        info = probe(path)
+    except BadFile as e:  # decoder messages quote the temporary path: keep dataset.json stable
+        raise BadFile(str(e).replace(str(path), row["path"])) from e
+    checked = {**row, "sha256": digest, "duration_s": round(info.duration_s, 6),
+               "sample_rate": info.sample_rate}  # fmt: skip
+    return checked, info.note
 
 
-def check_clips(
-    rows: list[dict[str, Any]], raw: Path, probe: Probe, skip_bad: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+def _emptied_classes(rows: list[dict[str, Any]], checked: Checked) -> None:
+    """Raise naming a class whose every clip was rejected (skip must not drop a class)."""
+    kept = {r["label_key"] for r in checked.rows}
+    for row in rows:
+        if row["label_key"] not in kept:
+            bad = [r for r in rows if r["label_key"] == row["label_key"]]
+            reason = next(x["reason"] for x in checked.rejects if x["clip_id"] == bad[0]["clip_id"])
+            raise DatasetError(
+                f"class {row['label_name']!r}: all {len(bad)} of its clips are bad files, so "
+                f"on_bad_file: skip would drop the class (first: {bad[0]['path']}: {reason})"
+            )
+
+
+def check_clips(rows: list[dict[str, Any]], raw: Path, probe: Probe, skip_bad: bool) -> Checked:
     """Hash and decode every clip; bad ones raise, or with `skip_bad` are deleted and listed."""
-    kept, rejects = [], []
+    checked = Checked([], [], [])
     for row in tqdm(rows, desc="checking clips", unit="file", disable=None, mininterval=1):
         try:
-            kept.append(_check_one(dict(row), raw, probe))
+            good, note = _check_one(dict(row), raw, probe)
         except BadFile as e:
             if not skip_bad:
                 raise DatasetError(
@@ -106,10 +89,20 @@ def check_clips(
                 ) from e
             log.warning("skipping %s: %s", row["path"], e)
             (raw / row["path"]).unlink()
-            rejects.append({"clip_id": row["clip_id"], "path": row["path"], "reason": str(e)})
-    if not kept:
-        raise DatasetError(f"{raw}: no usable clips ({len(rejects)} rejected)")
-    return kept, rejects
+            checked.rejects.append({"clip_id": row["clip_id"], "path": row["path"],
+                                    "reason": str(e)})  # fmt: skip
+            continue
+        checked.rows.append(good)
+        if note:
+            checked.flagged.append({"clip_id": row["clip_id"], "path": row["path"], "note": note})
+    if not checked.rows:
+        raise DatasetError(f"no usable clips ({len(checked.rejects)} rejected)")
+    _emptied_classes(rows, checked)
+    if checked.flagged:
+        shown = "; ".join(f"{f['path']}: {f['note']}" for f in checked.flagged[:3])
+        log.warning("%d usable clip(s) flagged (listed in dataset.json): %s%s",
+                    len(checked.flagged), shown, "; ..." if len(checked.flagged) > 3 else "")
+    return checked
 
 
 def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -137,9 +130,32 @@ def class_names(df: pd.DataFrame) -> list[str]:
     return df.drop_duplicates("label_id").sort_values("label_id")["label_name"].tolist()
 
 
-def write_outputs(
-    df: pd.DataFrame, raw: Path, info: dict[str, Any], rejects: list[dict[str, str]]
-) -> dict[str, Any]:
+def check_folds(df: pd.DataFrame) -> None:
+    """Every training part must hold every class: with folds, the clips outside each fold;
+    without (fold 0: grouped folds made at train time), at least two source_ids per class."""
+    names = dict(zip(df["label_id"], df["label_name"], strict=False))
+    folds = sorted(df["fold"].unique())
+    if folds == [0]:
+        groups = df.groupby("label_id")["source_id"].nunique()
+        for label_id, n in groups.items():
+            if n < 2:
+                raise DatasetError(
+                    f"class {names[label_id]!r}: all its clips share one source_id, so the "
+                    "grouped folds would test it with no training example; add clips from other "
+                    "recordings, or give folds"
+                )
+        return
+    for fold in folds:
+        present = set(df.loc[df["fold"] != fold, "label_id"])
+        for label_id in sorted(set(names) - present):
+            raise DatasetError(
+                f"fold {fold}: its training part (the clips of the other folds) has no clip of "
+                f"class {names[label_id]!r}; every class must appear in at least two folds"
+            )
+
+
+def write_outputs(df: pd.DataFrame, raw: Path, info: dict[str, Any], checked: Checked
+                  ) -> dict[str, Any]:  # fmt: skip
     """Write manifest.csv and dataset.json into `raw`; return the dataset.json content."""
     df.to_csv(raw / "manifest.csv", index=False, lineterminator="\n")
     folds = sorted(f for f in df["fold"].unique() if f > 0)
@@ -149,7 +165,8 @@ def write_outputs(
         "num_classes": int(df["label_id"].nunique()),
         "num_folds": len(folds),
         "file_count": len(df),
-        "rejects": rejects,
+        "rejects": checked.rejects,
+        "flagged": checked.flagged,
     }
     save_json(raw / "dataset.json", meta)
     return meta

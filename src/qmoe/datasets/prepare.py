@@ -5,6 +5,7 @@ Everything happens inside `qmoe.io.atomic_dir`, so a failure at any step leaves 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -13,19 +14,16 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from qmoe.datasets import esc, folders, synthetic, urbansound
+from qmoe.datasets.archive import ExtractLimits
 from qmoe.datasets.fetch import Source, find_root, obtain
-from qmoe.datasets.manifest import (
-    Probe,
-    check_clips,
-    probe_audio,
-    probe_image,
-    to_frame,
-    write_outputs,
-)
+from qmoe.datasets.manifest import Probe, check_clips, check_folds, to_frame, write_outputs
+from qmoe.datasets.media import AudioRules, probe_audio, probe_image
 from qmoe.datasets.registry import DatasetSpec, DownloadConfig, get_spec
 from qmoe.io import atomic_dir
 
 log = logging.getLogger(__name__)
+
+UNVERIFIED_FOLDER = "mirror folder: no per-file checksums are published, content not verified"
 
 
 class Context(NamedTuple):
@@ -35,39 +33,62 @@ class Context(NamedTuple):
     env: Mapping[str, str]
     cfg: DownloadConfig
 
+    def obtain(self) -> Source:
+        limits = ExtractLimits(self.cfg.max_extract_bytes, self.cfg.max_extract_ratio)
+        return obtain(self.spec, self.work, self.env, limits)
+
+    def audio_probe(self, min_seconds: float = 0.0) -> Probe:
+        """probe_audio with the dataset's clip format (silence then refused) or only a floor."""
+        fmt = self.spec.clip_format
+        rules = AudioRules(min_seconds, self.cfg.silence_dbfs, silent_is_bad=fmt is not None,
+                           **(fmt._asdict() if fmt else {}))  # fmt: skip
+        return functools.partial(probe_audio, rules=rules)
+
 
 class Built(NamedTuple):
     rows: list[dict[str, Any]]
     source: Source
     probe: Probe
-    extra: dict[str, Any]  # more dataset.json fields
+    extra: dict[str, Any]  # more dataset.json fields (content_verified, content_check, ...)
+
+
+def _archive_content(ctx: Context, src: Source, folder_check: str) -> dict[str, Any]:
+    """dataset.json's verdict on the content: an archive with a published checksum is verified."""
+    archive = ctx.spec.archive
+    if src.archive_sha256 is not None and archive and (archive.md5 or archive.sha256):
+        algo, value = ("sha256", archive.sha256) if archive.sha256 else ("md5", archive.md5)
+        return {"content_verified": True,
+                "content_check": f"archive {algo} matches the published {value}"}
+    return {"content_verified": False, "content_check": f"{UNVERIFIED_FOLDER}; {folder_check}"}
 
 
 def _esc50(ctx: Context) -> Built:
-    src = obtain(ctx.spec, ctx.work, ctx.env)
+    src = ctx.obtain()
     root = find_root(src.root, esc.ESC50_META, "an ESC-50 copy")
-    rows = esc.build_esc50(
-        root, ctx.raw, ctx.spec.expected_files or 0, move=src.origin != "mirror folder"
-    )
-    return Built(rows, src, probe_audio, {})
+    rows = esc.build_esc50(root, ctx.raw, ctx.spec.expected_files or 0,
+                           move=src.origin != "mirror folder", digest=ctx.spec.meta_digest)
+    checked = ("meta/esc50.csv is the official metadata; its 2,000 files are present, each 5.0 s, "
+               "44.1 kHz mono, not silent")
+    return Built(rows, src, ctx.audio_probe(), _archive_content(ctx, src, checked))
 
 
 def _esc10(ctx: Context) -> Built:
-    src = obtain(ctx.spec, ctx.work, ctx.env)
+    src = ctx.obtain()
     root = find_root(src.root, "001 - Dog bark", "an ESC-10 copy")
     rows = esc.build_esc10(root, ctx.raw, move=src.origin != "mirror folder")
-    return Built(
-        rows, src, probe_audio, {"per_file_sha256": "verified against embedded esc10.sha256"}
-    )
+    content = {"content_verified": True,
+               "content_check": "every clip's sha256 matches the embedded esc10.sha256"}
+    return Built(rows, src, ctx.audio_probe(), content)
 
 
 def _urbansound8k(ctx: Context) -> Built:
-    src = obtain(ctx.spec, ctx.work, ctx.env)
+    src = ctx.obtain()
     root = find_root(src.root, urbansound.US8K_META, "an UrbanSound8K copy")
     rows = urbansound.build_urbansound8k(
         root, ctx.raw, ctx.spec.expected_files or 0, move=src.origin != "mirror folder"
     )
-    return Built(rows, src, probe_audio, {})
+    checked = "the 8,732 files named in metadata/UrbanSound8K.csv are present and decode"
+    return Built(rows, src, ctx.audio_probe(), _archive_content(ctx, src, checked))
 
 
 def _synthetic(ctx: Context) -> Built:
@@ -75,21 +96,26 @@ def _synthetic(ctx: Context) -> Built:
     root = ctx.work / "synthetic"
     n = synthetic.generate(root, cfg)
     rows = esc.build_esc50(root, ctx.raw, n, move=True)  # the same code path as real ESC-50
-    return Built(rows, Source(root, "generated", None), probe_audio, {"synthetic": cfg})
+    content = {"content_verified": True, "content_check": "generated from download.synthetic",
+               "synthetic": cfg}  # fmt: skip
+    return Built(rows, Source(root, "generated", None), ctx.audio_probe(), content)
+
+
+def _user(ctx: Context, suffixes: frozenset[str], probe: Probe) -> Built:
+    src = folders.user_source(ctx.spec, ctx.cfg.user_data, ctx.env)
+    data = folders.build_folder(src.root, ctx.raw, suffixes)
+    info = {"content_verified": False, "content_check": "user-supplied, not verified",
+            "user_data": f"{ctx.cfg.user_data}/{ctx.spec.name}", **data.extra}  # fmt: skip
+    return Built(data.rows, src, probe, info)
 
 
 def _image_folder(ctx: Context) -> Built:
-    src = folders.user_source(ctx.spec, ctx.env)
-    return Built(
-        folders.build_folder(src.root, ctx.raw, folders.IMAGE_SUFFIXES), src, probe_image, {}
-    )
+    probe = functools.partial(probe_image, max_pixels=ctx.cfg.max_image_pixels)
+    return _user(ctx, folders.IMAGE_SUFFIXES, probe)
 
 
 def _audio_folder(ctx: Context) -> Built:
-    src = folders.user_source(ctx.spec, ctx.env)
-    return Built(
-        folders.build_folder(src.root, ctx.raw, folders.AUDIO_SUFFIXES), src, probe_audio, {}
-    )
+    return _user(ctx, folders.AUDIO_SUFFIXES, ctx.audio_probe(ctx.cfg.min_seconds))
 
 
 BUILDERS: dict[str, Callable[[Context], Built]] = {
@@ -118,6 +144,8 @@ def _dataset_info(spec: DatasetSpec, built: Built, cfg: DownloadConfig) -> dict[
         "archive_sha256": built.source.archive_sha256,
         "archive_md5_expected": archive.md5 if archive else None,
         "on_bad_file": cfg.on_bad_file,
+        "folds": spec.folds,  # where the folds come from (a CSV's fold column overrides)
+        "source_id": spec.source_id,  # what groups clips when folds are made at train time
         **built.extra,
     }
 
@@ -133,12 +161,14 @@ def build(
     with atomic_dir(out) as raw:
         ctx = Context(spec, raw, raw / ".work", env, cfg)
         built = builder(ctx)
-        rows, rejects = check_clips(built.rows, raw, built.probe, cfg.skip_bad_files)
+        checked = check_clips(built.rows, raw, built.probe, cfg.skip_bad_files)
         shutil.rmtree(ctx.work, ignore_errors=True)
-        df = to_frame(rows)
-        meta = write_outputs(df, raw, _dataset_info(spec, built, cfg), rejects)
+        df = to_frame(checked.rows)
+        check_folds(df)
+        meta = write_outputs(df, raw, _dataset_info(spec, built, cfg), checked)
     log.info(
-        "%s: %d clips, %d classes, %d folds, %d rejected -> %s",
-        name, meta["file_count"], meta["num_classes"], meta["num_folds"], len(rejects), out,
+        "%s: %d clips, %d classes, %d folds, %d rejected, %d flagged -> %s", name,
+        meta["file_count"], meta["num_classes"], meta["num_folds"], len(checked.rejects),
+        len(checked.flagged), out,
     )  # fmt: skip
     return meta

@@ -21,6 +21,8 @@ from urllib.error import URLError
 import torch
 from torch import nn
 
+from qmoe.io import SetupError
+
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -91,7 +93,7 @@ def b3_state_dict() -> dict[str, torch.Tensor]:
         )
     except (URLError, OSError) as e:  # URLError is an OSError; also socket errors, disk errors
         cache = Path(torch.hub.get_dir()) / "checkpoints"
-        raise RuntimeError(
+        raise SetupError(
             f"efficientnet_b3 needs torchvision's IMAGENET1K_V1 weights, which could not be "
             f"downloaded ({e}); use backbone efficientnet_lite0 (offline) or place "
             f"{url.rsplit('/', 1)[-1]} in {cache} ($TORCH_HOME/hub/checkpoints)"

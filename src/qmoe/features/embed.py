@@ -28,7 +28,7 @@ from tqdm import tqdm
 from qmoe.features.backbones import BACKBONES, Backbone, band_stats, random_projection
 from qmoe.features.melspec import MelConfig, load_audio, mel_db
 from qmoe.features.render import colormap_lut, load_image, render
-from qmoe.io import choose, require
+from qmoe.io import InputError, choose, require
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ class FeaturesConfig:
     projection_seed: int = 0
     batch_size: int = 4
     threads: int = 2
+    # Longer clips use only their first max_seconds: a clip's mel image costs ~8 MB per second of
+    # 44.1 kHz audio in each worker thread (measured), so memory stays bounded for any input.
+    max_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         choose(self.backbone, BACKBONES, "features.backbone")
@@ -59,6 +62,7 @@ class FeaturesConfig:
                     f"must be >= 32 or null, got {self.image_size}")
         require(self.batch_size >= 1, "features.batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.threads >= 1, "features.threads", f"must be >= 1, got {self.threads}")
+        require(self.max_seconds > 0, "features.max_seconds", f"{self.max_seconds} <= 0")
         colormap_lut(self.cmap)  # unknown colour map -> ConfigError now, not after model loading
 
 
@@ -95,11 +99,11 @@ def _prepare(path: Path, is_image: bool, cfg: FeaturesConfig, bb: Backbone,
     """One clip -> the backbone's per-sample input: (3, S, S) image, or (D,) band statistics."""
     if is_image:
         if bb.image_size is None:
-            raise ValueError(f"{path}: backbone {bb.name} needs audio, but this row is an image")
+            raise InputError(f"{path}: backbone {bb.name} needs audio, but this row is an image")
         with timer.phase("load"):
             return load_image(path, bb.image_size)
     with timer.phase("load"):
-        audio = load_audio(path)
+        audio = load_audio(path, cfg.max_seconds)
     with timer.phase("mel"):
         db = mel_db(audio, cfg.mel)  # (n_mels, frames) in [-top_db, 0]
     with timer.phase("render"):

@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import soundfile
 import torch
 import torch.nn.functional as F
 import torchaudio
 
-from qmoe.io import require
+from qmoe.io import ConfigError, InputError, require
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +68,24 @@ class Audio(NamedTuple):
     sample_rate: int
 
 
-def load_audio(path: Path) -> Audio:
-    """Read a clip with soundfile and mix it down to mono; undecodable or empty -> ValueError."""
+def load_audio(path: Path, max_seconds: float | None = None) -> Audio:
+    """Read a clip (at most its first `max_seconds`) with soundfile and mix it down to mono;
+    undecodable or empty -> InputError naming the file."""
     try:
-        data, sr = soundfile.read(str(path), dtype="float32", always_2d=True)  # (T, channels)
+        with soundfile.SoundFile(str(path)) as f:
+            sr, frames = f.samplerate, f.frames
+            cap = frames if max_seconds is None else min(frames, int(max_seconds * sr))
+            data = f.read(cap, dtype="float32", always_2d=True)  # (T, channels)
     except Exception as e:  # LibsndfileError, missing file, ...
-        raise ValueError(f"{path}: cannot decode audio ({e})") from e
+        raise InputError(f"{path}: cannot decode audio ({e})") from e
+    if cap < frames:
+        log.warning("%s: %.1f s long, only its first %g s are used (features.max_seconds)",
+                    path, frames / sr, max_seconds)
     if data.shape[0] == 0:
-        raise ValueError(f"{path}: empty audio (0 samples)")
+        raise InputError(f"{path}: empty audio (0 samples)")
     wav = torch.from_numpy(data).mean(dim=1)  # (T,)
     if not torch.isfinite(wav).all():
-        raise ValueError(f"{path}: audio contains NaN or infinite samples")
+        raise InputError(f"{path}: audio contains NaN or infinite samples")
     return Audio(wav, int(sr))
 
 
@@ -86,12 +94,31 @@ def effective_f_max(cfg: MelConfig, sample_rate: int) -> float:
     return min(cfg.f_max, sample_rate / 2)
 
 
+def mel_used(cfg: MelConfig, sample_rates: Iterable[int]) -> dict[str, Any]:
+    """The mel settings as applied to clips of these rates (0 = an image row, skipped): f_max is
+    the capped value (one rate) or a {rate: f_max} mapping (several); a cap is logged as a warning
+    and the requested value kept as `f_max_requested`."""
+    rates = sorted({int(r) for r in sample_rates} - {0})
+    used = {r: effective_f_max(cfg, r) for r in rates}
+    out: dict[str, Any] = asdict(cfg)
+    capped = {r: f for r, f in used.items() if f < cfg.f_max}
+    if capped:
+        log.warning("features.mel.f_max %g Hz is above the Nyquist frequency of %s: capped at %s",
+                    cfg.f_max, ", ".join(f"{r} Hz audio" for r in capped),
+                    ", ".join(f"{f:g} Hz" for f in capped.values()))
+        out["f_max_requested"] = cfg.f_max
+        out["f_max"] = next(iter(used.values())) if len(used) == 1 else {str(r): f for r, f in
+                                                                          used.items()}
+    return out
+
+
 @functools.lru_cache(maxsize=16)
 def mel_transform(cfg: MelConfig, sample_rate: int) -> torchaudio.transforms.MelSpectrogram:
     """The torchaudio transform that defines our mel spectrogram (cached per sample rate)."""
     f_max = effective_f_max(cfg, sample_rate)
     if f_max <= cfg.f_min:
-        raise ValueError(f"features.mel.f_min {cfg.f_min} Hz is not below Nyquist ({f_max} Hz)")
+        raise ConfigError(f"features.mel.f_min {cfg.f_min} Hz is not below the Nyquist "
+                          f"frequency of {sample_rate} Hz audio ({f_max:g} Hz)")
     return torchaudio.transforms.MelSpectrogram(
         sample_rate=sample_rate, n_fft=cfg.n_fft, win_length=cfg.n_fft, hop_length=cfg.hop_length,
         f_min=cfg.f_min, f_max=f_max, n_mels=cfg.n_mels, power=2.0, center=True,
@@ -133,7 +160,8 @@ def mel_power(wav: torch.Tensor, sample_rate: int, cfg: MelConfig) -> torch.Tens
     """Centred power mel spectrogram of a mono clip: (T,) -> (n_mels, 1 + T // hop)."""
     pad = cfg.n_fft // 2
     if cfg.pad_mode == "reflect" and wav.shape[0] <= pad:
-        raise ValueError(f"clip of {wav.shape[0]} samples is too short for reflect padding ({pad})")
+        raise InputError(f"clip of {wav.shape[0]} samples is too short for reflect padding "
+                         f"({pad}); use features.mel.pad_mode: constant")
     plan = mel_plan(cfg, sample_rate)
     x = F.pad(wav.view(1, 1, -1), (pad, pad), mode=cfg.pad_mode).view(-1)  # (T + 2 pad,)
     frames = x.unfold(0, cfg.n_fft, cfg.hop_length)  # (F, n_fft) view, no copy

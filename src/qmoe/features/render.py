@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from qmoe.io import ConfigError
+from qmoe.io import ConfigError, InputError
 
 
 @functools.lru_cache(maxsize=8)
@@ -67,7 +67,7 @@ def load_image(path: Path, size: int) -> torch.Tensor:
     try:
         with Image.open(path) as im:
             rgb = np.asarray(im.convert("RGB"))  # (H, W, 3) uint8
-    except (OSError, UnidentifiedImageError) as e:
-        raise ValueError(f"{path}: cannot read image ({e})") from e
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+        raise InputError(f"{path}: cannot read image ({e})") from e
     image = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0  # (3, H, W)
     return resize(image, size)

@@ -15,6 +15,7 @@ import warnings
 import torch
 from torch import nn
 
+from qmoe.io import SetupError
 from qmoe.quant.primitives import QuantizedWeight
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,10 @@ def select_engine(engine: str = "auto") -> str:
     if engine == "auto":
         choices = [e for e in ENGINE_PREFERENCE if e in supported]
         if not choices:
-            raise RuntimeError(f"no int8 engine among {ENGINE_PREFERENCE}; supported: {supported}")
+            raise SetupError(f"no int8 engine among {ENGINE_PREFERENCE}; supported: {supported}")
         engine = choices[0]
     elif engine not in supported:
-        raise RuntimeError(f"quantised engine {engine!r} not supported here; "
+        raise SetupError(f"quantised engine {engine!r} not supported here; "
                            f"supported: {supported}")
     torch.backends.quantized.engine = engine
     return engine

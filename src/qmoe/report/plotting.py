@@ -16,6 +16,11 @@ from qmoe.catalog import info, order
 PROTOCOL_MARKERS = {"corrected": "o", "faithful": "s"}
 
 
+def plain(text: str) -> str:
+    """`text` drawn literally: a user's class name '$x$' is not mathtext (which can crash)."""
+    return text.replace("$", r"\$")
+
+
 def _panels(protocols: list[str], width: float = 5.0, height: float = 4.0) -> tuple[Figure, list]:
     fig = Figure(figsize=(width * max(len(protocols), 1), height), layout="constrained")
     axes = fig.subplots(1, max(len(protocols), 1), squeeze=False)[0]
@@ -173,7 +178,8 @@ def curiosity_per_class(
     for j, variant in enumerate(means.columns):
         ax.bar(np.arange(n_cls) + j * width, means[variant], width, label=variant)
     labels = [
-        class_names[i] if class_names and i < len(class_names) else str(i) for i in means.index
+        plain(class_names[i]) if class_names and i < len(class_names) else str(i)
+        for i in means.index
     ]
     ax.set_xticks(np.arange(n_cls) + 0.4 - width / 2, labels, rotation=90, fontsize=6)
     ax.set_ylabel("mean curiosity u (true class)")
@@ -236,7 +242,8 @@ def confusion(matrix: np.ndarray, class_names: list[str] | None, title: str) -> 
     fig = Figure(figsize=(max(4.0, 0.18 * n + 3), max(3.5, 0.18 * n + 2.5)), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
-    names = class_names if class_names and len(class_names) == n else [str(i) for i in range(n)]
+    names = [plain(c) for c in class_names] if class_names and len(class_names) == n else [
+        str(i) for i in range(n)]
     size = 7 if n <= 12 else 4
     ax.set_xticks(range(n), names, rotation=90, fontsize=size)
     ax.set_yticks(range(n), names, fontsize=size)

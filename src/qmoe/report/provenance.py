@@ -58,9 +58,19 @@ def dataset_rows(raw_root: Path, datasets: list[str]) -> pd.DataFrame:
                 "files": meta.get("file_count", len(manifest) if manifest is not None else "n/a"),
                 "archive_sha256": str(meta.get("archive_sha256", "n/a")),
                 "manifest_sha256_digest": digest,
+                "folds": str(meta.get("folds", "n/a")),
+                "content": content_statement(meta),
             }
         )
     return pd.DataFrame(rows)
+
+
+def content_statement(meta: dict) -> str:
+    """Whether the clips' bytes were checked against published checksums (dataset.json)."""
+    if "content_verified" not in meta:
+        return "n/a"
+    verdict = "verified" if meta["content_verified"] else "**unverified**"
+    return f"{verdict}: {meta.get('content_check', '')}"
 
 
 def _short(value) -> str:
@@ -120,12 +130,13 @@ def markdown(
         "",
         "Datasets (manifest digest = sha256 over sorted `clip_id  sha256` lines):",
         "",
-        "| Dataset | Source | Licence | Files | Archive sha256 | Manifest digest |",
-        "|---|---|---|---|---|---|",
+        "| Dataset | Source | Licence | Files | Archive sha256 | Manifest digest | Folds "
+        "| Content |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| {r.dataset} | {r.source} | {r.licence} | {r.files} | `{r.archive_sha256}` | "
-        f"`{r.manifest_sha256_digest}` |"
+        f"`{r.manifest_sha256_digest}` | {r.folds} | {r.content} |"
         for r in datasets.itertuples()
     ]
     lines += ["", f"Devices ({len(device_records)} distinct `device.json` record(s)):", ""]

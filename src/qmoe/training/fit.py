@@ -41,6 +41,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         require(len(self.seeds) >= 1, "train.seeds", "needs at least one seed")
+        # a seed names its checkpoint (fold{k}_seed{s}.pt): a repeat would overwrite one, and
+        # every stage below reads seeds as non-negative integers
+        negative = [x for x in self.seeds if x < 0]
+        require(not negative, "train.seeds", f"{list(self.seeds)}: negative seed(s) {negative}")
+        repeated = sorted({x for x in self.seeds if self.seeds.count(x) > 1})
+        require(not repeated, "train.seeds", f"{list(self.seeds)}: seed(s) {repeated} repeated")
         require(self.epochs >= 1, "train.epochs", f"{self.epochs} < 1")
         require(self.batch_size >= 1, "train.batch_size", f"{self.batch_size} < 1")
         require(self.lr > 0, "train.lr", f"{self.lr} must be > 0")

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
-from qmoe.io import choose, require
+from qmoe.io import InputError, choose, require
 
 
 class Split(NamedTuple):
@@ -91,7 +91,7 @@ def _official_or_grouped(
     if np.all(folds > 0):
         return folds.astype(int)
     if np.any(folds > 0):
-        raise ValueError("some clips have an official fold and others none (fold 0); fix the manifest")
+        raise InputError("some clips have an official fold and others none (fold 0); fix the manifest")
     sgkf = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     out = np.zeros(len(labels), dtype=int)
     for k, (_, te) in enumerate(sgkf.split(np.arange(len(labels)), labels, groups)):
