@@ -39,8 +39,8 @@ def _run(data, protocol, seed=0):
 
 def test_fp32_learns_planted_classes_and_is_deterministic():
     data = _embeddings()
-    a, _ = _run(data, Corrected())
-    b, _ = _run(data, Corrected())
+    a, _ = _run(data, Corrected(val_fraction=0.1))
+    b, _ = _run(data, Corrected(val_fraction=0.1))
     assert a.metrics["macro_f1"] > 0.9
     assert a.fit.history == b.fit.history
     for k, v in a.model.state_dict().items():
@@ -49,13 +49,13 @@ def test_fp32_learns_planted_classes_and_is_deterministic():
 
 def test_corrected_protocol_no_test_sample_influences_any_choice():
     data = _embeddings()
-    ref, split = _run(data, Corrected())
+    ref, split = _run(data, Corrected(val_fraction=0.1))
     # Scramble every test-fold sample (features and labels): training, early stopping, LR
     # schedule and checkpoint choice must not move at all.
     x, y = data.x.clone(), data.y.clone()
     x[split.test] = 100 * torch.randn(len(split.test), x.shape[1])
     y[split.test] = (y[split.test] + 1) % 4
-    moved, _ = _run(data._replace(x=x, y=y), Corrected())
+    moved, _ = _run(data._replace(x=x, y=y), Corrected(val_fraction=0.1))
     assert moved.fit.history == ref.fit.history
     assert moved.fit.selected_epoch == ref.fit.selected_epoch
     for k, v in ref.model.state_dict().items():
@@ -64,24 +64,24 @@ def test_corrected_protocol_no_test_sample_influences_any_choice():
 
 def test_faithful_protocol_lets_the_test_fold_steer_training():
     data = _embeddings()
-    ref, split = _run(data, Faithful())
+    ref, split = _run(data, Faithful(n_folds=5, seed=42))
     y = data.y.clone()
     y[split.test] = (y[split.test] + 1) % 4
-    moved, _ = _run(data._replace(y=y), Faithful())
+    moved, _ = _run(data._replace(y=y), Faithful(n_folds=5, seed=42))
     assert moved.fit.history != ref.fit.history  # validation = test fold (reference 6.3)
 
 
 def test_faithful_single_model_keeps_last_epoch_corrected_keeps_best():
     data = _embeddings()
-    faithful, _ = _run(data, Faithful())
-    corrected, _ = _run(data, Corrected())
+    faithful, _ = _run(data, Faithful(n_folds=5, seed=42))
+    corrected, _ = _run(data, Corrected(val_fraction=0.1))
     assert faithful.fit.selected_epoch == faithful.fit.epochs_run
     assert corrected.fit.selected_epoch == corrected.fit.best_epoch
 
 
 def test_early_stopping_after_patience_epochs_without_improvement():
     data = _embeddings()
-    r, _ = _run(data, Corrected())
+    r, _ = _run(data, Corrected(val_fraction=0.1))
     assert r.fit.epochs_run <= CFG.epochs
     if r.fit.epochs_run < CFG.epochs:
         assert r.fit.epochs_run - r.fit.best_epoch == CFG.patience

@@ -28,16 +28,16 @@ def test_corrected_uses_official_folds_and_disjoint_inner_validation():
 
 def test_corrected_is_seeded():
     labels, folds, groups = _data()
-    a = Corrected().splits(labels, folds, groups, seed=1)
-    b = Corrected().splits(labels, folds, groups, seed=1)
-    c = Corrected().splits(labels, folds, groups, seed=2)
+    a = Corrected(val_fraction=0.1).splits(labels, folds, groups, seed=1)
+    b = Corrected(val_fraction=0.1).splits(labels, folds, groups, seed=1)
+    c = Corrected(val_fraction=0.1).splits(labels, folds, groups, seed=2)
     assert all(np.array_equal(x.val, y.val) for x, y in zip(a, b))
     assert any(not np.array_equal(x.val, y.val) for x, y in zip(a, c))
 
 
 def test_corrected_without_official_folds_groups_recordings():
     labels, _, groups = _data()
-    splits = Corrected().splits(labels, np.zeros(len(labels), int), groups, seed=0)
+    splits = Corrected(val_fraction=0.1).splits(labels, np.zeros(len(labels), int), groups, seed=0)
     for s in splits:
         assert set(groups[s.test]).isdisjoint(groups[np.r_[s.train, s.val]])
 
@@ -46,7 +46,7 @@ def test_faithful_matches_reference_split_and_validates_on_test():
     from sklearn.model_selection import StratifiedKFold
 
     labels, folds, groups = _data()
-    splits = Faithful().splits(labels, folds, groups, seed=123)  # model seed does not move folds
+    splits = Faithful(n_folds=5, seed=42).splits(labels, folds, groups, seed=123)  # model seed does not move folds
     ref = list(StratifiedKFold(5, shuffle=True, random_state=42).split(labels, labels))
     for s, (tr, te) in zip(splits, ref):
         assert np.array_equal(s.train, np.sort(tr)) and np.array_equal(s.test, np.sort(te))
@@ -57,7 +57,7 @@ def test_mixed_fold_ids_are_refused():
     labels, folds, groups = _data()
     folds[0] = 0
     with pytest.raises(ValueError, match="fold 0"):
-        Corrected().splits(labels, folds, groups, seed=0)
+        Corrected(val_fraction=0.1).splits(labels, folds, groups, seed=0)
 
 
 def test_unknown_protocol_lists_valid_names():
@@ -68,3 +68,19 @@ def test_unknown_protocol_lists_valid_names():
 def test_val_fraction_range_checked():
     with pytest.raises(ConfigError, match="val_fraction"):
         Corrected(val_fraction=0.7)
+
+
+def test_protocols_own_their_seeds_selection_rule_and_deploy_form():
+    from pathlib import Path
+
+    from qmoe.io import from_section, load_params
+    from qmoe.training.fit import TrainConfig
+    from qmoe.training.protocols import make_protocol
+
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    cfg = from_section(TrainConfig, {**params["train"], "seeds": [3, 5], "split_seed": 7}, "train")
+    corrected, faithful = make_protocol("corrected", cfg), make_protocol("faithful", cfg)
+    assert (corrected.name, corrected.seeds(cfg), corrected.frozen_deploy) == ("corrected", (3, 5), True)
+    assert (faithful.name, faithful.seeds(cfg), faithful.frozen_deploy) == ("faithful", (7,), False)
+    assert corrected.select_best(moe=False) and corrected.select_best(moe=True)
+    assert not faithful.select_best(moe=False) and faithful.select_best(moe=True)

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from qmoe import models, variants
 from qmoe.io import InputError, load_checkpoint
+from qmoe.training.protocols import protocol_class
 
 
 class ModelKey(NamedTuple):
@@ -102,5 +103,5 @@ def load_trained(path: Path | str, frozen: bool | None = None) -> LoadedModel:
     except RuntimeError as e:
         raise InputError(f"checkpoint {path} does not match its variant {ckpt.meta['variant']}: {e}") from e
     if frozen is None:
-        frozen = ckpt.meta.get("protocol") == "corrected"
+        frozen = protocol_class(ckpt.meta["protocol"]).frozen_deploy
     return LoadedModel(models.deploy(model, cfg, freeze_quantized=frozen), ckpt.meta, cfg)

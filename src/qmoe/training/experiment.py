@@ -28,7 +28,7 @@ from qmoe.training.fit import (
     recipe_for,
 )
 from qmoe.training.metrics import scores
-from qmoe.training.protocols import Corrected, Faithful, Split, protocol_class
+from qmoe.training.protocols import Protocol, Split
 from qmoe.variants import MoEConfig, VariantConfig
 
 # train.labels -> (id column, name column) of the manifest (docs/architecture.md section 1)
@@ -67,16 +67,9 @@ def embeddings_from_table(table: pd.DataFrame, labels: str) -> Embeddings:
                       names)
 
 
-def make_protocol(name: str, cfg: TrainConfig) -> Corrected | Faithful:
-    cls = protocol_class(name)
-    if cls is Faithful:
-        return Faithful(n_folds=cfg.faithful_folds, seed=cfg.split_seed)
-    return Corrected(val_fraction=cfg.val_fraction)
-
-
-def seeds_for(protocol: Corrected | Faithful, cfg: TrainConfig) -> tuple[int, ...]:
-    """Corrected: the seeds list; faithful: the reference's single seed."""
-    return (cfg.split_seed,) if isinstance(protocol, Faithful) else cfg.seeds
+def seeds_for(protocol: Protocol, cfg: TrainConfig) -> tuple[int, ...]:
+    """The model seeds `protocol` trains (kept for callers; the protocol owns the rule)."""
+    return protocol.seeds(cfg)
 
 
 class RunResult(NamedTuple):
@@ -88,7 +81,7 @@ class RunResult(NamedTuple):
 
 def run_one(data: Embeddings, split: Split, seed: int, variant: VariantConfig,
             model_cfg: models.ModelConfig, cfg: TrainConfig, moe_cfg: MoETrainConfig | None,
-            protocol: Corrected | Faithful, context: str) -> RunResult:
+            protocol: Protocol, context: str) -> RunResult:
     """Train one variant on one fold with one seed and evaluate it as deployed on the test fold
     (`moe_cfg`: the MoE recipe, required for an MoE variant)."""
     mlp = models.mlp_config(model_cfg, in_dim=data.x.shape[1], num_classes=len(data.class_names))
@@ -100,8 +93,7 @@ def run_one(data: Embeddings, split: Split, seed: int, variant: VariantConfig,
     moe = isinstance(variant, MoEConfig)
     if moe and moe_cfg is None:
         raise ValueError(f"{context}: an MoE variant needs the train_moe recipe")
-    recipe = recipe_for(cfg, moe_cfg if moe else None,
-                        select_best=isinstance(protocol, Corrected) or moe)
+    recipe = recipe_for(cfg, moe_cfg if moe else None, select_best=protocol.select_best(moe))
     t0 = time.perf_counter()
     result = fit(model, data.x[split.train], data.y[split.train], data.x[split.val],
                  data.y[split.val], mlp.num_classes, recipe, generator, context)

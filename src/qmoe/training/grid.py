@@ -19,6 +19,7 @@ from qmoe.models import ModelConfig
 from qmoe.training import experiment, units
 from qmoe.training.artefacts import ModelKey
 from qmoe.training.fit import MoETrainConfig, TrainConfig
+from qmoe.training.protocols import make_protocol
 from qmoe.variants import VariantConfig, to_dict
 
 log = logging.getLogger("qmoe.training")
@@ -37,7 +38,7 @@ def train_variant(spec: RunSpec, variant: VariantConfig, model_cfg: ModelConfig,
                   country_iso_code: str, execution: ExecutionConfig = ExecutionConfig()) -> None:
     """Train `variant` on every fold and seed of `spec.protocol` (one executor unit per model);
     write `out` atomically, in a fixed order, once every unit has succeeded."""
-    protocol = experiment.make_protocol(spec.protocol, cfg)
+    protocol = make_protocol(spec.protocol, cfg)
     table_path = features / "features.parquet"
     if not table_path.is_file():
         raise FileNotFoundError(f"{table_path}: feature table not found (run the features stage)")

@@ -12,12 +12,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
 from qmoe.io import InputError, choose, require
+
+if TYPE_CHECKING:
+    from qmoe.training.fit import TrainConfig
 
 
 class Split(NamedTuple):
@@ -33,8 +36,22 @@ class Split(NamedTuple):
 class Corrected:
     """Official folds as test folds + an inner stratified validation split of the training part."""
 
-    val_fraction: float = 0.1
+    val_fraction: float
     fallback_folds: int = 5  # grouped stratified folds for datasets without official folds
+    name: ClassVar[str] = "corrected"
+    frozen_deploy: ClassVar[bool] = True   # deployed models store their quantised weights once
+
+    @classmethod
+    def from_train(cls, cfg: TrainConfig) -> Corrected:
+        return cls(val_fraction=cfg.val_fraction)
+
+    def seeds(self, cfg: TrainConfig) -> tuple[int, ...]:
+        """Every model seed of `train.seeds`."""
+        return cfg.seeds
+
+    def select_best(self, moe: bool) -> bool:
+        """Every variant keeps its best validation epoch."""
+        return True
 
     def __post_init__(self) -> None:
         require(0.0 < self.val_fraction < 0.5, "train.val_fraction", f"{self.val_fraction} not in (0, 0.5)")
@@ -59,8 +76,23 @@ class Corrected:
 class Faithful:
     """The reference: StratifiedKFold(n_folds, shuffle, seed); validation = the held-out fold."""
 
-    n_folds: int = 5
-    seed: int = 42
+    n_folds: int
+    seed: int
+    name: ClassVar[str] = "faithful"
+    frozen_deploy: ClassVar[bool] = False  # the reference timed its fake-quantised modules
+
+    @classmethod
+    def from_train(cls, cfg: TrainConfig) -> Faithful:
+        return cls(n_folds=cfg.faithful_folds, seed=cfg.split_seed)
+
+    def seeds(self, cfg: TrainConfig) -> tuple[int, ...]:
+        """The reference's single seed (the split seed)."""
+        return (self.seed,)
+
+    def select_best(self, moe: bool) -> bool:
+        """The reference (6.3, 8.5): single models keep their last epoch, the MoE its best
+        held-out (= test) epoch."""
+        return moe
 
     def __post_init__(self) -> None:
         require(self.n_folds >= 2, "train.faithful_folds", f"{self.n_folds} < 2")
@@ -82,6 +114,11 @@ PROTOCOLS: dict[str, type] = {"corrected": Corrected, "faithful": Faithful}
 def protocol_class(name: str) -> type:
     """Protocol class by name; an unknown name lists the valid ones."""
     return choose(name, PROTOCOLS, "protocol")
+
+
+def make_protocol(name: str, cfg: TrainConfig) -> Protocol:
+    """The protocol `name` with its knobs from params `train`."""
+    return protocol_class(name).from_train(cfg)
 
 
 def _official_or_grouped(
