@@ -14,11 +14,12 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from qmoe.io import UserError, require
 
@@ -83,9 +84,17 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _call(fn: Callable[[S, U], R], shared: S, unit: U) -> R:
+class _Timed(NamedTuple):
+    result: Any
+    start: float   # time.time() in the worker: comparable across the processes of one machine
+    end: float
+
+
+def _call(fn: Callable[[S, U], R], shared: S, unit: U) -> _Timed:
     with one_thread():
-        return fn(shared, unit)
+        start = time.time()
+        result = fn(shared, unit)
+        return _Timed(result, start, time.time())
 
 
 def run_units(fn: Callable[[S, U], R], shared: S, units: Sequence[U], cfg: ExecutionConfig,
@@ -93,16 +102,24 @@ def run_units(fn: Callable[[S, U], R], shared: S, units: Sequence[U], cfg: Execu
     """`[fn(shared, u) for u in units]`, run by `cfg`; `name(unit)` labels progress and errors."""
     if not units:
         return []
+    t0 = time.time()
     if cfg.backend == "ray":
-        return _run_ray(fn, shared, units, cfg.workers, name)
-    workers = min(cfg.workers or available_cores(), len(units))
-    if workers == 1:   # in this process: no pool to start, same bits
-        return [_in_process(fn, shared, unit, name, i, len(units)) for i, unit in enumerate(units)]
-    return _run_pool(fn, shared, units, workers, name)
+        timed = _run_ray(fn, shared, units, cfg.workers, name)
+    elif (workers := min(cfg.workers or available_cores(), len(units))) == 1:
+        # in this process: no pool to start, same bits
+        timed = [_in_process(fn, shared, unit, name, i, len(units))
+                 for i, unit in enumerate(units)]
+    else:
+        timed = _run_pool(fn, shared, units, workers, name)
+    first, last = min(t.start for t in timed), max(t.end for t in timed)
+    log.info("%d units: %.2f s from the first unit's start to the last one's end; %.2f s before "
+             "(workers starting), %.2f s after; %s backend", len(units), last - first,
+             first - t0, time.time() - last, cfg.backend)
+    return [t.result for t in timed]
 
 
 def _in_process(fn: Callable[[S, U], R], shared: S, unit: U, name: Callable[[U], str], i: int,
-                n: int) -> R:
+                n: int) -> _Timed:
     try:
         result = _call(fn, shared, unit)
     except Exception as e:
@@ -131,7 +148,7 @@ def _run_in_worker(unit: Any) -> Any:
 
 
 def _run_pool(fn: Callable[[S, U], R], shared: S, units: Sequence[U], workers: int,
-              name: Callable[[U], str]) -> list[R]:
+              name: Callable[[U], str]) -> list[_Timed]:
     # forkserver: workers fork from a clean server that imported fn's module once (torch included),
     # not from this process, whose threads (CodeCarbon's sampler) must not be forked.
     ctx = multiprocessing.get_context("forkserver")
@@ -140,7 +157,7 @@ def _run_pool(fn: Callable[[S, U], R], shared: S, units: Sequence[U], workers: i
                                initargs=(fn, shared))
     log.info("%d units on a local pool of %d single-threaded workers", len(units), workers)
     futures = {pool.submit(_run_in_worker, unit): i for i, unit in enumerate(units)}
-    results: dict[int, R] = {}
+    results: dict[int, _Timed] = {}
     try:
         pending: set[Future] = set(futures)
         while pending:
@@ -191,7 +208,7 @@ def _ray_connect(workers: int | None) -> bool:
 
 
 def _run_ray(fn: Callable[[S, U], R], shared: S, units: Sequence[U], workers: int | None,
-             name: Callable[[U], str]) -> list[R]:
+             name: Callable[[U], str]) -> list[_Timed]:
     """One Ray task (1 CPU) per unit; `shared` goes to the object store once; at most `workers`
     tasks in flight (all of them when null: Ray's scheduler fills the cluster's CPUs)."""
     import ray
@@ -204,7 +221,7 @@ def _run_ray(fn: Callable[[S, U], R], shared: S, units: Sequence[U], workers: in
                  ray.cluster_resources().get("CPU"))
         limit = workers or len(units)
         in_flight: dict[Any, int] = {}
-        results: dict[int, R] = {}
+        results: dict[int, _Timed] = {}
         submitted = 0
         try:
             while len(results) < len(units):
