@@ -118,3 +118,31 @@ def test_seed_everything_is_repeatable():
     g = seed_everything(3)
     assert torch.equal(a, torch.rand(4))
     assert torch.equal(torch.rand(2, generator=g), torch.rand(2, generator=torch.Generator().manual_seed(3)))
+
+
+def test_stale_temporaries_of_dead_writers_are_swept_live_ones_kept(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    code = ("import sys, time; from qmoe.io import atomic_dir\n"
+            "with atomic_dir(sys.argv[1]) as tmp:\n"
+            "    (tmp / 'big.bin').write_bytes(bytes(1000)); print(tmp.name, flush=True)\n"
+            "    time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE,
+                            text=True)
+    part = tmp_path / proc.stdout.readline().strip()
+    assert part.name.startswith(f".out.{proc.pid}.") and part.is_dir()
+    os.kill(proc.pid, signal.SIGKILL)  # no cleanup runs
+    proc.wait(timeout=10)
+    legacy = tmp_path / ".out.abcd1234.part"  # an older, untagged temporary
+    legacy.mkdir()
+    live = tmp_path / f".out.{os.getpid()}.zz99zz99.part"  # a writer still running (this one)
+    live.mkdir()
+    other = tmp_path / ".outer.abcd1234.part"  # another output's temporary
+    other.mkdir()
+    with atomic_dir(out) as tmp:
+        (tmp / "x").write_text("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", live.name, other.name])

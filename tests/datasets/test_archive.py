@@ -170,3 +170,64 @@ def test_no_mirror_and_no_network_says_what_was_looked_for_where(tmp_path):
     assert "download of file://" in msg and "set QMOE_MIRROR=" in msg
     with pytest.raises(DatasetError, match=r"nowhere \(QMOE_MIRROR is not set\)"):
         obtain(spec, tmp_path / "work2", {})
+
+
+# --- size caps -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_extraction_stops_at_the_ratio_cap_and_leaves_nothing(tmp_path, kind):
+    from qmoe.datasets.archive import ExtractLimits
+
+    members = {"top/ok.txt": b"fine", "top/bomb.bin": bytes(4 << 20)}  # 4 MiB zeros, ~4 KB packed
+    if kind == "zip":
+        archive = tmp_path / "b.zip"
+        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for name, data in members.items():
+                zf.writestr(name, data)
+    else:
+        archive = make_tar(tmp_path / "b.tar.gz", members)
+    size = archive.stat().st_size
+    assert size < 40_000
+    with pytest.raises(UnsafeArchiveError, match=rf"{archive.name}: refusing member '.*': "
+                       rf"extraction would exceed {100 * size:,} bytes "
+                       rf"\([\d,]+ (so far|declared by the zip); "
+                       rf"download\.max_extract_ratio = 100 x the archive's {size:,} bytes\)"):
+        extract(archive, tmp_path / "out", ExtractLimits(max_bytes=10**12, max_ratio=100.0))
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(UnsafeArchiveError, match=r"would exceed 1,000,000 bytes .*"
+                       r"download\.max_extract_bytes = 1,000,000\)"):
+        extract(archive, tmp_path / "out", ExtractLimits(max_bytes=1_000_000, max_ratio=1e6))
+    assert not (tmp_path / "out").exists()
+    assert extract(archive, tmp_path / "out", ExtractLimits(max_bytes=5 << 20, max_ratio=1e6)) == 2
+
+
+def test_zip_whose_headers_understate_sizes_is_still_capped(tmp_path):
+    from qmoe.datasets.archive import ExtractLimits
+
+    archive = make_zip(tmp_path / "lie.zip", {"a.bin": bytes(1 << 20)})
+    data = bytearray(archive.read_bytes())
+    for sig in (b"PK\x03\x04", b"PK\x01\x02"):  # local and central headers: claim 10 bytes
+        pos = data.find(sig)
+        at = pos + (22 if sig == b"PK\x03\x04" else 24)
+        data[at : at + 4] = (10).to_bytes(4, "little")
+    archive.write_bytes(bytes(data))
+    with pytest.raises(DatasetError):  # zipfile or our byte count stops it; nothing stays
+        extract(archive, tmp_path / "out", ExtractLimits(max_bytes=1000, max_ratio=1e6))
+    assert not (tmp_path / "out").exists()
+
+
+def test_download_params_reach_the_extraction(tmp_path, monkeypatch):
+    import dataclasses
+
+    from qmoe.datasets import SPECS, DownloadConfig, build
+
+    spec = dataclasses.replace(SPECS["urbansound8k"], archive=dataclasses.replace(
+        SPECS["urbansound8k"].archive, md5=None))
+    monkeypatch.setitem(SPECS, "urbansound8k", spec)
+    (tmp_path / "mirror").mkdir()
+    make_tar(tmp_path / "mirror" / "UrbanSound8K.tar.gz", {"UrbanSound8K/x.bin": bytes(1 << 20)})
+    cfg = DownloadConfig(max_extract_bytes=100_000)
+    with pytest.raises(UnsafeArchiveError, match=r"download\.max_extract_bytes = 100,000"):
+        build("urbansound8k", tmp_path / "raw", cfg, env={"QMOE_MIRROR": str(tmp_path / "mirror")})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror"]

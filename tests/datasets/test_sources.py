@@ -129,7 +129,7 @@ def test_audiofolder_csv_with_folds(tmp_path):
         ("/etc/passwd,yes,1", r"labels\.csv:2: path '/etc/passwd' must be relative"),
         ("clips/a.wav,yes,one", r"labels\.csv:2: fold 'one' is not a non-negative integer"),
         ("clips/a.wav,yes,\uff13", r"labels\.csv:2: fold '\uff13' is not a non-negative integer"),
-        ("clips/a.wav,yes,99999999999999999999999", r"labels\.csv:2: fold '999999999999' is out of"),
+        ("clips/a.wav,yes,99999999999999999999999", r"csv:2: fold '999999999999' is out of range"),
         ("clips/gone.wav,yes,1", r"1 of 1 files listed in the CSV missing: 'clips/gone\.wav'"),
     ],
 )
@@ -278,3 +278,106 @@ def test_esc10_from_a_github_style_archive(tmp_path):
     meta = build("esc10", tmp_path / "raw", FAIL, env={"QMOE_MIRROR": str(tmp_path / "mirror")})
     assert meta["file_count"] == 400 and meta["source"]["origin"] == "mirror archive"
     assert len(meta["archive_sha256"]) == 64
+
+
+def test_csv_with_a_utf8_byte_order_mark_is_read(tmp_path):
+    write_csv(tmp_path, "path,label,fold\nclips/a.wav,yes,1\nclips/b.wav,no,1\nmore/c.wav,yes,2\n"
+              "more/d.wav,no,2\n", names=("clips/a.wav", "clips/b.wav", "more/c.wav", "more/d.wav"),
+              encoding="utf-8-sig")
+    assert (tmp_path / "ud/audiofolder/labels.csv").read_bytes().startswith(b"\xef\xbb\xbfpath")
+    meta = build("audiofolder", tmp_path / "raw", user(tmp_path), env={})
+    assert meta["class_names"] == ["no", "yes"] and meta["num_folds"] == 2
+
+
+def test_csv_that_is_not_utf8_is_named(tmp_path):
+    write_csv(tmp_path, "path,label\nclips/a.wav,caf\xe9\n", names=("clips/a.wav",),
+              encoding="latin-1")
+    with pytest.raises(DatasetError, match=r"labels\.csv: not UTF-8 text \(byte 0xe9\); save it "
+                       r"as UTF-8$"):
+        build("audiofolder", tmp_path / "raw", user(tmp_path), env={})
+
+
+def test_symlink_out_of_the_user_folder_is_refused(tmp_path):
+    secret = tmp_path / "secret.wav"
+    write_wav(secret, frames=1600)
+    write_csv(tmp_path, "path,label\nclips/a.wav,x\nclips/link.wav,y\n", names=("clips/a.wav",))
+    (tmp_path / "ud/audiofolder/clips/link.wav").symlink_to(secret)
+    with pytest.raises(DatasetError, match=rf"labels\.csv:3: path 'clips/link\.wav': link\.wav "
+                       rf"resolves to {secret}, outside {tmp_path / 'ud' / 'audiofolder'}$"):
+        build("audiofolder", tmp_path / "raw", user(tmp_path), env={})
+    (tmp_path / "ud/audiofolder/labels.csv").unlink()
+    with pytest.raises(DatasetError, match=rf"clips/link\.wav: link\.wav resolves to {secret}"):
+        build("audiofolder", tmp_path / "raw", user(tmp_path), env={})
+    assert sorted(os.listdir(tmp_path)) == ["secret.wav", "ud"]
+
+
+# --- ESC-50 mirror folder: no per-file checksums, so metadata and format are checked -------------
+
+ESC50_META = ROOT.parent / "shared" / "datasets" / "esc50-meta" / "esc50.csv"
+
+
+def esc50_folder(tmp_path: Path, meta_text: str) -> Path:
+    """A mirror folder esc50/ with the given metadata and one 0.1 s noise clip per row."""
+    root = tmp_path / "mirror" / "esc50"
+    (root / "meta").mkdir(parents=True)
+    (root / "meta" / "esc50.csv").write_text(meta_text)
+    (root / "audio").mkdir()
+    write_wav(root / "audio" / "template.wav", frames=4410, sr=44100)
+    data = (root / "audio" / "template.wav").read_bytes()
+    for line in meta_text.splitlines()[1:]:
+        (root / "audio" / line.split(",", 1)[0]).write_bytes(data)
+    return root
+
+
+@pytest.mark.skipif(not ESC50_META.is_file(), reason="no ../shared/datasets/esc50-meta/esc50.csv")
+def test_esc50_mirror_of_made_up_clips_with_the_real_metadata_is_refused(tmp_path):
+    text = ESC50_META.read_text()
+    esc50_folder(tmp_path, text)
+    env = {"QMOE_MIRROR": str(tmp_path / "mirror")}
+    with pytest.raises(DatasetError, match=r"^files/audio/1-100032-A-0\.wav: frames 4410, "
+                       r"expected 220500 \(set download\.on_bad_file: skip"):
+        build("esc50", tmp_path / "raw", FAIL, env=env)
+    lines = text.splitlines()
+    lines[1] = lines[1].replace(",dog,", ",cat,")  # one category changed: not the official file
+    (tmp_path / "mirror/esc50/meta/esc50.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match=r"esc50\.csv: not the official ESC-50 metadata \(digest "
+                       r"of its rows [0-9a-f]{64}, expected 0160a6cc"):
+        build("esc50", tmp_path / "raw", FAIL, env=env)
+    assert sorted(os.listdir(tmp_path)) == ["mirror"]
+
+
+def test_esc50_folder_is_unverified_content_and_an_archive_is_verified(tmp_path, monkeypatch):
+    import dataclasses
+    import hashlib
+    import zipfile
+
+    from qmoe.datasets import SPECS
+    from qmoe.datasets.registry import ClipFormat
+
+    rows = ["filename,fold,target,category,esc10,src_file,take"] + [
+        f"{f}-{100 + 10 * t + f}-A-{t}.wav,{f},{t},c{t},False,{100 + 10 * t + f},A"
+        for t in (0, 1) for f in (1, 2)]
+    root = esc50_folder(tmp_path, "\n".join(rows) + "\n")
+    (root / "audio" / "template.wav").unlink()
+    spec = SPECS["esc50"]
+    fake = dataclasses.replace(spec, expected_files=4, meta_digest=None,
+                               clip_format=ClipFormat(44100, 1, 4410))
+    monkeypatch.setitem(SPECS, "esc50", fake)
+    meta = build("esc50", tmp_path / "raw", FAIL, env={"QMOE_MIRROR": str(tmp_path / "mirror")})
+    assert meta["content_verified"] is False and meta["archive_sha256"] is None
+    assert meta["content_check"].startswith("mirror folder: no per-file checksums are published, "
+                                            "content not verified; meta/esc50.csv is the official")
+    assert meta["folds"] == "official (meta/esc50.csv)"
+    # the same clips as a GitHub-style archive whose md5 is the published one
+    archive = tmp_path / "arch" / spec.archive.archive_name
+    archive.parent.mkdir()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(root.rglob("*")):
+            zf.write(p, f"ESC-50-x/{p.relative_to(root).as_posix()}")
+    digest = hashlib.md5(archive.read_bytes()).hexdigest()
+    monkeypatch.setitem(SPECS, "esc50", dataclasses.replace(
+        fake, archive=dataclasses.replace(spec.archive, md5=digest)))
+    meta = build("esc50", tmp_path / "raw2", FAIL, env={"QMOE_MIRROR": str(tmp_path / "arch")})
+    assert meta["content_verified"] is True
+    assert meta["content_check"] == f"archive md5 matches the published {digest}"
+    assert meta["archive_sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()

@@ -127,3 +127,34 @@ def test_image_files_load_as_rgb_at_the_backbone_size(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match=r"bad\.png: cannot read image"):
         load_image(tmp_path / "bad.png", 64)
+
+
+def test_a_long_clip_is_read_only_up_to_max_seconds(tmp_path, caplog):
+    x = (0.1 * np.random.default_rng(0).standard_normal(8000 * 12)).astype(np.float32)
+    soundfile.write(tmp_path / "long.wav", x, 8000, subtype="PCM_16")
+    assert load_audio(tmp_path / "long.wav").wav.shape == (96000,)
+    with caplog.at_level("WARNING"):
+        audio = load_audio(tmp_path / "long.wav", max_seconds=2.5)
+    assert audio.wav.shape == (20000,) and audio.sample_rate == 8000
+    assert "long.wav: 12.0 s long, only its first 2.5 s are used (features.max_seconds)" in caplog.text
+
+
+def test_features_json_records_f_max_as_capped_at_nyquist(caplog):
+    from qmoe.features import mel_used
+
+    cfg = MelConfig()
+    assert mel_used(cfg, [44100, 44100])["f_max"] == 20000.0 and not caplog.text
+    with caplog.at_level("WARNING"):
+        used = mel_used(cfg, [8000, 8000, 0])  # 0: an image row
+    assert used["f_max"] == 4000.0 and used["f_max_requested"] == 20000.0
+    assert used["n_mels"] == 128
+    assert "features.mel.f_max 20000 Hz is above the Nyquist frequency of 8000 Hz audio: " \
+           "capped at 4000 Hz" in caplog.text
+    mixed = mel_used(cfg, [8000, 44100])
+    assert mixed["f_max"] == {"8000": 4000.0, "44100": 20000.0}
+
+
+def test_f_min_above_nyquist_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"features\.mel\.f_min 5000\.0 Hz is not below the "
+                       r"Nyquist frequency of 8000 Hz audio \(4000 Hz\)"):
+        mel_transform(MelConfig(f_min=5000.0), 8000)

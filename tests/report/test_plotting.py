@@ -29,6 +29,19 @@ def test_f1_vs_bits_plots_single_models_on_a_log2_axis():
     assert labels == sorted(["w4a8", "w8a8", "fp32"] * 2)        # the MoE has no bit-width
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["corrected", "faithful"]
 
+def test_class_names_with_dollar_signs_are_drawn_literally():
+    import io
+
+    names = ["$x^$", "cost in $", "plain"]  # "$x^$" is broken mathtext: drawing it used to raise
+    fig = plotting.confusion(np.eye(3, dtype=int) * 4, names, "confusion")
+    fig.savefig(io.BytesIO(), format="png")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [r"\$x^\$", r"cost in \$", "plain"]
+    pred = pd.DataFrame({"label": [0, 1, 2], "variant": ["moe_curiosity_log"] * 3,
+                         "uncertainty": [0.1, 0.2, 0.3]})
+    plotting.curiosity_per_class(pred, names, "u").savefig(io.BytesIO(), format="png")
+
+
 
 def test_pareto_front_keeps_points_no_other_beats():
     x, y = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.5, 0.4, 0.7, 0.6])

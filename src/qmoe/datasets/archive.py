@@ -49,10 +49,10 @@ class _Budget:
             f"{archive.stat().st_size:,} bytes"
         )
 
-    def refuse(self, member: str, size: int) -> UnsafeArchiveError:
+    def refuse(self, member: str, size: int, counted: str = "so far") -> UnsafeArchiveError:
         return UnsafeArchiveError(
             f"{self.archive.name}: refusing member {member!r}: extraction would exceed "
-            f"{self.limit:,} bytes ({size:,} so far; {self.knob})"
+            f"{self.limit:,} bytes ({size:,} {counted}; {self.knob})"
         )
 
     def copy(self, src: BinaryIO, target: Path, member: str) -> None:
@@ -92,7 +92,7 @@ def _extract_zip(archive: Path, dest: Path, budget: _Budget) -> int:
         infos = zf.infolist()
         declared = sum(info.file_size for info in infos)
         if declared > budget.limit:  # the headers' own sizes; the copy counts real bytes too
-            raise budget.refuse(infos[-1].filename, declared)
+            raise budget.refuse(infos[-1].filename, declared, "declared by the zip")
         for info in infos:  # check every member before writing any
             safe_member_path(dest, info.filename, archive)
             if _zip_is_link(info):

@@ -146,7 +146,8 @@ def read_csv_manifest(csv_path: Path) -> list[CsvEntry]:
                 )
             entries = [_csv_entry(rec, i, csv_path) for i, rec in enumerate(reader, start=2)]
     except UnicodeDecodeError as e:
-        raise DatasetError(f"{csv_path}: not UTF-8 text (byte {e.start}): save it as UTF-8") from e
+        bad = e.object[e.start : e.end].hex()
+        raise DatasetError(f"{csv_path}: not UTF-8 text (byte 0x{bad}); save it as UTF-8") from e
     if not entries:
         raise DatasetError(f"{csv_path}: no rows")
     _check_csv_folds(entries, csv_path)

@@ -56,7 +56,7 @@ def _wav_shortfall(path: Path, sample_rate: int) -> str | None:
         pos, block_align = 12, 0
         while pos + 8 <= size:
             f.seek(pos)
-            chunk = f.read(16)
+            chunk = f.read(8 + 14)  # id, size, and a fmt body up to block_align
             cid, n = chunk[:4], int.from_bytes(chunk[4:8], order)
             if cid == b"fmt ":
                 block_align = int.from_bytes(chunk[8 + 12 : 8 + 14], order)
@@ -119,10 +119,10 @@ def probe_audio(path: Path, rules: AudioRules = AudioRules()) -> MediaInfo:
         sr, channels, frames, peak, problem = _decode(path)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as e:
         raise BadFile(f"cannot decode audio: {e}") from e
-    if frames == 0 or sr <= 0:
-        raise BadFile("empty audio (0 frames)")
     if problem:
         raise BadFile(problem)
+    if frames == 0 or sr <= 0:
+        raise BadFile("empty audio (0 frames)")
     seconds = frames / sr
     if seconds < rules.min_seconds:
         raise BadFile(f"too short: {seconds:.4f} s < download.min_seconds {rules.min_seconds:g}")
