@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 
 from qmoe.analysis import results  # noqa: E402
+from qmoe.analysis.paper_tables import PAPER_TABLES  # noqa: E402
 from qmoe.cli import read_params, run_stage  # noqa: E402
 from qmoe.io import atomic_dir, atomic_path, from_section, load_json  # noqa: E402
 from qmoe.report import (
@@ -27,16 +28,6 @@ from qmoe.report import (
 )
 
 log = logging.getLogger("stages.report")
-
-
-def paper_tables(stats: dict[str, pd.DataFrame], f1: str) -> list[tables.Table]:
-    return [
-        tables.table1(stats["std_table1_cross_dataset"], f1),
-        tables.table2(stats["std_table2_quantization"], f1, f1),
-        tables.table3(stats["std_table3_moe"], f1, f1),
-        tables.table4(stats["std_table4_latency"], f1, f1),
-        tables.supplement(stats["std_supplement_carbon"], f1, f1),
-    ]
 
 
 def read_stats(folder: Path) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, dict]:
@@ -72,7 +63,7 @@ def main() -> None:
             for name, fig in figures.build(data, f1).items():
                 figures.save(fig, fig_dir, f"{dataset}_{name}", cfg.formats, cfg.dpi)
                 pngs.append(rel(args.figures / "png" / f"{dataset}_{name}.png"))
-        ptables = paper_tables(stats, f1)
+        ptables = [tables.paper_table(t, stats[t.csv], f1) for t in PAPER_TABLES]
         for t in ptables:
             (tab_dir / f"{t.name}.md").write_text(f"# {t.title}\n\n{tables.markdown(t)}")
             (tab_dir / f"{t.name}.tex").write_text(tables.latex(t))

@@ -7,7 +7,7 @@ from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_paired
 
-from qmoe.analysis import comparisons, families, reference_tables
+from qmoe.analysis import comparisons, families, reference_tables, results
 from qmoe.analysis.comparisons import Method, Pair
 from qmoe.analysis.stats import (
     Alternative,
@@ -214,6 +214,11 @@ def test_pooled_variance_from_moments_equals_numpy():
 # --- the planned families and the reference's tables -----------------------------------------
 
 
+@pytest.fixture
+def study_runs(with_facts) -> pd.DataFrame:
+    return with_facts(_study_runs())
+
+
 def _study_runs() -> pd.DataFrame:
     rng = np.random.default_rng(4)
     rows = []
@@ -233,19 +238,37 @@ def _study_runs() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_families_cover_every_planned_pair_for_every_scope():
-    runs = _study_runs()
+def test_families_cover_every_planned_pair_for_every_scope(study_runs):
+    runs = study_runs
     latency = runs[["dataset", "protocol", "variant", "fold", "seed"]].assign(latency_ms=1.0)
     latency = pd.concat([latency.assign(latency_ms=1.0 + 0.1 * i) for i in range(3)])
     out = families.run_families(runs, latency, CFG)
-    assert len(out["f1_paired"]) == 2 * len(families.F1_PAIRS)
-    assert len(out["tost_f1"]) == 2 * len(families.TOST_PAIRS)
+    plan = families.plan(results.variant_facts(runs))
+    assert len(out["f1_paired"]) == 2 * len(plan.f1)
+    assert len(out["tost_f1"]) == 2 * len(plan.tost)
     computed = out["f1_paired"][out["f1_paired"]["status"] == "computed"]
     assert set(computed["variant"]) == {"w4a8", "w8a8", "q16_reference", "moe", "moe_curiosity_log"}
 
 
-def test_reference_tables_fix_units_and_keep_both_variance_definitions():
-    runs = _study_runs()
+def test_the_plan_chooses_variants_by_their_facts(study_runs, config_of, with_facts):
+    plan = families.plan(results.variant_facts(study_runs))
+    assert [(p.variant, p.baseline) for p in plan.f1 if p.family == "f1_vs_q16_reference"] == [
+        ("w4a8", "q16_reference"), ("w8a8", "q16_reference")]
+    assert [(p.variant, p.baseline) for p in plan.tost] == [
+        ("w4a8", "fp32"), ("w8a8", "fp32"), ("w4a8", "q16_reference"), ("w8a8", "q16_reference")]
+    assert [p.variant for p in plan.f1_variance] == ["moe_curiosity_log"]
+    assert [p.variant for p in plan.latency if p.family == "latency_moe_vs_w8a8"] == [
+        "moe", "moe_curiosity_log"]
+    # w4a8 retrained at 3 bits: no 4-bit variant; the 4-bit vs 8-bit test names the missing role
+    three = with_facts(_study_runs(), {"w4a8": config_of("w4a8", weight_bits=3)})
+    plan3 = families.plan(results.variant_facts(three))
+    assert plan3.energy[-1] == Pair("energy_w4a8_vs_w8a8", "4-bit BitLinear", "w8a8")
+    out = comparisons.compare(three, plan3.energy[-1:], "energy_per_inference_mj", CFG, Method.PAIRED_T)
+    assert set(out["reason"]) == {"no runs of 4-bit BitLinear (variant not in the study)"}
+
+
+def test_reference_tables_fix_units_and_keep_both_variance_definitions(study_runs):
+    runs = study_runs
     sig = reference_tables.significance_tables(runs, CFG)
     assert set(sig) == {"ref_table1_f1_significance", "ref_table2_f1_significance",
                         "ref_table3_f1_significance", "ref_table4_latency_significance",
@@ -254,6 +277,8 @@ def test_reference_tables_fix_units_and_keep_both_variance_definitions():
     sub = runs[runs["protocol"] == "corrected"].set_index(["variant", "fold", "seed"])["macro_f1"]
     ref = sps.ttest_rel(sub["w4a8"], sub["fp32"], alternative="greater")
     assert t1.loc[("corrected", "w4a8"), "p"] == pytest.approx(ref.pvalue)
+    assert sorted(t1.index.get_level_values("variant").unique()) == [
+        "q16_reference", "w4a8", "w8a8"]     # single models; not the fp32 baseline, no MoE
     energy = sig["ref_table3_energy_significance"]
     assert set(energy["metric"]) == {"train_energy_wh"}
     t6 = sig["ref_latency_variance_reduction"]
@@ -261,20 +286,6 @@ def test_reference_tables_fix_units_and_keep_both_variance_definitions():
     std_ratio = row["sd_variant"] / row["sd_baseline"]
     assert row["variance_reduction"] == pytest.approx(1 - std_ratio**2)
     assert row["std_reduction_reference"] == pytest.approx(1 - std_ratio)
-
-
-def test_std_tables_use_ddof_1_and_labelled_units():
-    runs = _study_runs()
-    std = reference_tables.std_tables(runs, CFG)
-    t1 = std["std_table1_cross_dataset"]
-    row = t1[(t1["protocol"] == "corrected") & (t1["variant"] == "fp32") & (t1["dataset"] == "d")]
-    sel = runs[(runs["protocol"] == "corrected") & (runs["variant"] == "fp32")]["macro_f1"]
-    assert row["f1_sd"].item() == pytest.approx(sel.std(ddof=1))
-    t3 = std["std_table3_moe"].set_index(["protocol", "variant"])
-    moe = runs[(runs["protocol"] == "corrected") & (runs["variant"] == "moe")]
-    assert t3.loc[("corrected", "moe"), "train_energy_wh_mean"] == pytest.approx(
-        moe["train_energy_kwh"].mean() * 1e3)
-    assert t3.loc[("corrected", "moe"), "train_co2_g_mean"] == pytest.approx(3e-3)
 
 
 def test_levene_with_a_constant_baseline_is_not_computed_with_a_reason():

@@ -14,33 +14,22 @@ from qmoe.report import plotting  # noqa: E402
 def _summary() -> pd.DataFrame:
     rows = []
     for protocol in ("corrected", "faithful"):
-        for variant, f1, size in (("w4a8", 0.78, 7e3), ("w8a8", 0.80, 1.3e4), ("fp32", 0.81, 4.8e4),
-                                  ("moe", 0.79, 6e4)):
+        for variant, f1, size, bits in (("w4a8", 0.78, 7e3, 3.0), ("w8a8", 0.80, 1.3e4, 8.0),
+                                        ("fp32", 0.81, 4.8e4, 32.0), ("moe", 0.79, 6e4, np.nan)):
             rows.append({"protocol": protocol, "variant": variant, "mean": f1, "ci_low": f1 - 0.01,
-                         "ci_high": f1 + 0.01, "size": size})
+                         "ci_high": f1 + 0.01, "size": size, "weight_bits": bits})
     return pd.DataFrame(rows)
 
 
-def test_f1_vs_bits_plots_single_models_on_a_log2_axis():
+def test_f1_vs_bits_places_each_model_at_its_configured_weight_bits():
     fig = plotting.f1_vs_bits(_summary(), "macro_f1")
     ax = fig.axes[0]
     assert isinstance(fig, Figure) and ax.get_xscale() == "log"
-    labels = sorted(t.get_text() for t in ax.texts)
-    assert labels == sorted(["w4a8", "w8a8", "fp32"] * 2)        # the MoE has no bit-width
+    placed = sorted((t.get_text(), round(t.xy[0], 6), t.xy[1]) for t in ax.texts)
+    # w4a8 here is configured at 3 bits; the faithful panel is offset by x 1.04; no MoE point
+    assert placed == sorted([("w4a8", 3.0, 0.78), ("w8a8", 8.0, 0.80), ("fp32", 32.0, 0.81),
+                             ("w4a8", 3.12, 0.78), ("w8a8", 8.32, 0.80), ("fp32", 33.28, 0.81)])
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["corrected", "faithful"]
-
-def test_class_names_with_dollar_signs_are_drawn_literally():
-    import io
-
-    names = ["$x^$", "cost in $", "plain"]  # "$x^$" is broken mathtext: drawing it used to raise
-    fig = plotting.confusion(np.eye(3, dtype=int) * 4, names, "confusion")
-    fig.savefig(io.BytesIO(), format="png")
-    ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == [r"\$x^\$", r"cost in \$", "plain"]
-    pred = pd.DataFrame({"label": [0, 1, 2], "variant": ["moe_curiosity_log"] * 3,
-                         "uncertainty": [0.1, 0.2, 0.3]})
-    plotting.curiosity_per_class(pred, names, "u").savefig(io.BytesIO(), format="png")
-
 
 
 def test_pareto_front_keeps_points_no_other_beats():
@@ -51,27 +40,35 @@ def test_pareto_front_keeps_points_no_other_beats():
 def test_scatter_has_one_panel_per_protocol_and_a_front():
     fig = plotting.scatter_vs_f1(_summary(), "size", "bytes", "macro_f1", pareto=True)
     assert [ax.get_title() for ax in fig.axes] == ["corrected", "faithful"]
-    assert all(ax.get_legend() is not None for ax in fig.axes)
+    for ax in fig.axes:
+        front = [line for line in ax.lines if line.get_label() == "Pareto front"]
+        # sorted by size, F1 only rises on the front: w4a8 (7e3), w8a8 (1.3e4), fp32 (4.8e4)
+        assert len(front) == 1 and front[0].get_xdata().tolist() == [7e3, 1.3e4, 4.8e4]
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["Pareto front"]
 
 
 def _latency() -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.concat([pd.DataFrame({"protocol": p, "variant": v,
+    return pd.concat([pd.DataFrame({"protocol": p, "variant": v, "is_moe": v != "fp32",
                                     "latency_ms": rng.lognormal(-1.5, 0.3, 100)})
                       for p in ("corrected", "faithful") for v in ("fp32", "moe",
                                                                    "moe_curiosity_log")])
 
 
-def test_latency_ecdf_draws_one_curve_per_variant_ending_at_one():
+def test_latency_ecdf_draws_one_curve_per_variant_ending_at_one_dashed_for_moes():
     fig = plotting.latency_ecdf(_latency())
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and len(ax.lines) == 3
     assert all(line.get_ydata()[-1] == 1.0 for line in ax.lines)
+    assert {line.get_label(): line.get_linestyle() for line in ax.lines} == {
+        "fp32": "-", "moe": "--", "moe_curiosity_log": "--"}
 
 
 def test_latency_violin_per_protocol():
     fig = plotting.latency_violin(_latency())
     assert [ax.get_title() for ax in fig.axes] == ["corrected", "faithful"]
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks == ["fp32", "moe", "moe_curiosity_log"]
 
 
 def _predictions() -> pd.DataFrame:
@@ -100,7 +97,9 @@ def test_routing_figures():
     dist = plotting.routing_distribution(routing)
     assert sorted(round(p.get_height(), 6) for p in dist.axes[0].patches) == [0.2, 0.3, 0.5]
     conf = plotting.routing_confidence(_predictions())
-    assert len(conf.axes) == 2
+    assert [ax.get_title() for ax in conf.axes] == ["moe_curiosity_log", "moe_curiosity_kl"]
+    assert [t.get_text() for t in conf.axes[0].get_xticklabels()] == [
+        "ternary_reference", "w4a8", "w8a8"]
 
 
 def test_confusion_matrix_is_row_normalised():
@@ -112,3 +111,16 @@ def test_confusion_matrix_is_row_normalised():
 def test_placeholder_states_the_reason():
     fig = plotting.placeholder("routing", "no routing.csv")
     assert "not computed: no routing.csv" in fig.axes[0].texts[0].get_text()
+
+
+def test_class_names_with_dollar_signs_are_drawn_literally():
+    import io
+
+    names = ["$x^$", "cost in $", "plain"]  # "$x^$" is broken mathtext: drawing it used to raise
+    fig = plotting.confusion(np.eye(3, dtype=int) * 4, names, "confusion")
+    fig.savefig(io.BytesIO(), format="png")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [r"\$x^\$", r"cost in \$", "plain"]
+    pred = pd.DataFrame({"label": [0, 1, 2], "variant": ["moe_curiosity_log"] * 3,
+                         "uncertainty": [0.1, 0.2, 0.3]})
+    plotting.curiosity_per_class(pred, names, "u").savefig(io.BytesIO(), format="png")

@@ -4,6 +4,7 @@ import math
 
 import pandas as pd
 
+from qmoe.analysis.paper_tables import PAPER_TABLES
 from qmoe.report import tables
 from qmoe.report.tables import Column, Table, latex, latex_escape, markdown, mean_sd, number, text
 
@@ -28,7 +29,14 @@ def test_markdown_formats_mean_sd_and_missing_values():
 
 
 def test_markdown_of_an_empty_table_says_so():
-    assert "(no rows)" in markdown(_table(FRAME.iloc[:0]))
+    assert markdown(_table(FRAME.iloc[:0])).splitlines()[2] == "| (no rows) |  |  |"
+
+
+def test_every_paper_table_renders_an_empty_csv_as_no_rows():
+    for spec in PAPER_TABLES[1:]:      # table 1 always has rows (one per variant)
+        table = tables.paper_table(spec, pd.DataFrame(), "macro_f1")
+        assert "(no rows)" in markdown(table) and table.name == spec.stem
+        assert latex(table).count(r"\\") == 1        # the header row only
 
 
 def test_latex_escapes_and_uses_booktabs():
@@ -57,7 +65,9 @@ def test_table1_pivots_datasets_into_columns_with_the_average_last():
                        "dataset": ["esc50", "us8k", "average", "average"],
                        "f1_mean": [0.8, 0.7, 0.75, 0.74], "f1_sd": [0.01, 0.02, 0.0158, 0.01],
                        "f1_n": [5, 5, 10, 5], "params_m_mean": [1.2, 1.2, 1.2, 1.2]})
-    table = tables.table1(t1, "macro_f1")
+    table = tables.paper_table(PAPER_TABLES[0], t1, "macro_f1")
+    assert table.name == "table1_cross_dataset"
+    assert table.title.startswith("Table 1: macro_f1, mean ± std (ddof 1)")
     headers = [c.header for c in table.columns]
     assert headers[-3:] == ["esc50 macro_f1", "us8k macro_f1", "Avg macro_f1"]
     md = markdown(table).splitlines()

@@ -1,14 +1,15 @@
 """Read the results tree (data/runs, data/benchmarks; docs/architecture.md 3-4) into tidy frames.
 
 `runs_table` joins each trained model's metrics with its benchmark summary: one row per
-dataset x protocol x variant x fold x seed. Everything else is loaded per (dataset, protocol,
-variant) on demand: per-inference latency samples, predictions, routing frequencies.
+dataset x protocol x variant x fold x seed, with the variant's facts (kind, bit-widths, MoE-ness,
+curiosity mode) taken from the config the train stage recorded (metrics.json `variant_config`),
+never from its name. Everything else is loaded per (dataset, protocol, variant) on demand:
+per-inference latency samples, predictions, routing frequencies.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -16,7 +17,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from qmoe.io import InputError, require
+from qmoe import variants
+from qmoe.io import ConfigError, InputError, from_section, require
+from qmoe.training.artefacts import ModelKey
 
 KEYS = ["dataset", "protocol", "variant", "fold", "seed"]
 RUN_FIELDS = [
@@ -65,38 +68,48 @@ SUMMARY_FIELDS = [
     "f1_per_train_wh",
 ]
 BENCH_PREFIX = "bench_"  # summary.csv columns that repeat a metrics.json field (macro_f1, ...)
-_LATENCY_FILE = re.compile(r"fold(\d+)_seed(\d+)\.npy")
+FACTS = list(variants.VariantFacts._fields)  # kind, weight_bits, ..., is_moe, curiosity
 
 
 @dataclass(frozen=True)
 class Study:
-    """params.yaml `study`: the combinations every downstream stage expects to find."""
+    """params.yaml `study`: the combinations every downstream stage expects to find. Single
+    models (`variants`) and MoEs (`moe_variants`) are both trained and benchmarked; `experts`
+    is the MoEs' expert pool, not a combination of its own."""
 
     datasets: tuple[str, ...]
     protocols: tuple[str, ...]
     variants: tuple[str, ...]
+    moe_variants: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        for field in ("datasets", "protocols", "variants"):
+        for field in ("datasets", "protocols"):
+            require(len(getattr(self, field)) > 0, f"study.{field}", "must list at least one name")
+        require(len(self.all_variants) > 0, "study.variants",
+                "study.variants and study.moe_variants list no variant")
+        for field in ("datasets", "protocols", "variants", "moe_variants"):
             values = getattr(self, field)
-            require(len(values) > 0, f"study.{field}", "must list at least one name")
             require(
                 len(set(values)) == len(values), f"study.{field}", f"duplicate names in {values}"
             )
+        both = sorted(set(self.variants) & set(self.moe_variants))
+        require(not both, "study.moe_variants", f"{both} also listed in study.variants")
+
+    @property
+    def all_variants(self) -> tuple[str, ...]:
+        return (*self.variants, *self.moe_variants)
 
     def combinations(self) -> list[tuple[str, str, str]]:
-        return [(d, p, v) for d in self.datasets for p in self.protocols for v in self.variants]
+        return [(d, p, v) for d in self.datasets for p in self.protocols for v in self.all_variants]
 
 
-def study_from_params(section: dict) -> Study:
-    """The three lists of params `study` (other keys there belong to other stages)."""
-    from qmoe.io import from_section
-
-    return from_section(
-        Study,
-        {k: (section or {}).get(k, []) for k in ("datasets", "protocols", "variants")},
-        "study",
-    )
+def study_from_params(section: dict | None) -> Study:
+    """The combination lists of params `study`; `experts` there belongs to MoE resolution."""
+    section = section or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"study: expected a mapping, got {type(section).__name__}")
+    keys = [f.name for f in Study.__dataclass_fields__.values()]
+    return from_section(Study, {k: section[k] for k in keys if k in section}, "study")
 
 
 def _check_columns(frame: pd.DataFrame, needed: list[str], where: str) -> None:
@@ -112,8 +125,19 @@ def _unique_keys(frame: pd.DataFrame, where: str) -> None:
         raise InputError(f"{where}: duplicate (fold, seed) rows {keys}")
 
 
+def run_config(data: dict, path: Path) -> variants.VariantConfig:
+    """The config of the variant a run folder trained (metrics.json `variant_config`)."""
+    if "variant_config" not in data:
+        raise InputError(f"{path}: no 'variant_config' (written by the train stage; rerun it)")
+    try:
+        return variants.from_dict(data["variant_config"])
+    except (ConfigError, KeyError, TypeError) as e:
+        raise InputError(f"{path}: variant_config: {e}") from None
+
+
 def load_run_metrics(run_dir: Path, dataset: str, protocol: str, variant: str) -> pd.DataFrame:
-    """metrics.json -> one row per (fold, seed); the header must name this very run."""
+    """metrics.json -> one row per (fold, seed) with the variant's facts; the header must name
+    this very run."""
     path = Path(run_dir) / "metrics.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found")
@@ -126,7 +150,7 @@ def load_run_metrics(run_dir: Path, dataset: str, protocol: str, variant: str) -
         raise InputError(f"{path}: 'runs' is empty")
     _check_columns(frame, RUN_FIELDS, str(path))
     _unique_keys(frame, str(path))
-    return frame[RUN_FIELDS]
+    return frame[RUN_FIELDS].assign(**variants.facts(run_config(data, path))._asdict())
 
 
 def load_summary(bench_dir: Path) -> pd.DataFrame:
@@ -169,18 +193,31 @@ def runs_table(runs_root: Path, bench_root: Path, study: Study) -> pd.DataFrame:
         joined = _join(metrics, load_summary(bench_dir), f"{dataset}/{protocol}/{variant}")
         parts.append(joined.assign(dataset=dataset, protocol=protocol, variant=variant))
     table = pd.concat(parts, ignore_index=True)
-    rest = [c for c in table.columns if c not in KEYS]
-    return table[KEYS + rest].sort_values(KEYS, kind="stable").reset_index(drop=True)
+    rest = [c for c in table.columns if c not in KEYS + FACTS]
+    return table[KEYS + FACTS + rest].sort_values(KEYS, kind="stable").reset_index(drop=True)
 
 
 def read_runs_table(path: Path) -> pd.DataFrame:
-    """reports/tables/runs.csv as written by `aggregate`."""
+    """reports/tables/runs.csv as written by `aggregate` (a single model's empty `curiosity`
+    cell reads back as "")."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found (run the aggregate stage)")
     table = pd.read_csv(path)
-    _check_columns(table, KEYS + ["macro_f1", "weighted_f1", "accuracy"], str(path))
-    return table
+    _check_columns(table, KEYS + FACTS + ["macro_f1", "weighted_f1", "accuracy"], str(path))
+    return table.assign(curiosity=table["curiosity"].fillna("").astype(str),
+                        is_moe=table["is_moe"].astype(bool))
+
+
+def variant_facts(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per variant of the runs table, indexed by name: its fact columns (FACTS). A
+    variant whose runs carry two different configs raises, naming it."""
+    facts = runs[["variant", *FACTS]].drop_duplicates()
+    twice = facts.loc[facts["variant"].duplicated(), "variant"]
+    if not twice.empty:
+        raise InputError(f"variant {twice.iloc[0]!r} was trained with different configs: "
+                         f"{facts[facts['variant'] == twice.iloc[0]].to_dict('records')}")
+    return facts.set_index("variant")
 
 
 class Where(NamedTuple):
@@ -197,13 +234,12 @@ def load_latency(bench_root: Path, where: Where) -> pd.DataFrame:
     folder = where.under(bench_root) / "latency"
     parts = []
     for path in sorted(folder.glob("*.npy")) if folder.is_dir() else []:
-        match = _LATENCY_FILE.fullmatch(path.name)
-        if match is None:
-            raise InputError(f"{path}: latency file name is not fold<k>_seed<s>.npy")
+        try:
+            key = ModelKey.parse(path.stem)
+        except ValueError:
+            raise InputError(f"{path}: latency file name is not fold<k>_seed<s>.npy") from None
         values = np.load(path, allow_pickle=False).astype(np.float64).ravel()
-        parts.append(
-            pd.DataFrame({"fold": int(match[1]), "seed": int(match[2]), "latency_ms": values})
-        )
+        parts.append(pd.DataFrame({"fold": key.fold, "seed": key.seed, "latency_ms": values}))
     if not parts:
         return pd.DataFrame(
             {
@@ -253,10 +289,20 @@ def class_names(runs_root: Path, where: Where) -> list[str] | None:
     return [str(n) for n in names] if names else None
 
 
+def expert_facts(runs_root: Path, where: Where) -> pd.DataFrame:
+    """The experts of an MoE run, from its recorded config: expert_name, expert_kind,
+    expert_weight_bits (one row per expert)."""
+    path = where.under(runs_root) / "metrics.json"
+    experts = getattr(run_config(json.loads(path.read_text()), path), "experts", ())
+    rows = [(e.name, *variants.facts(e.config)[:2]) for e in experts]
+    return pd.DataFrame(rows, columns=["expert_name", "expert_kind", "expert_weight_bits"])
+
+
 def routed_predictions(
     runs_root: Path, bench_root: Path, runs: pd.DataFrame, variant: str
 ) -> pd.DataFrame | None:
-    """predictions.csv of an MoE variant with each sample's `expert_name` (from routing.csv)."""
+    """predictions.csv of an MoE variant with each sample's `expert_name` (from routing.csv) and
+    that expert's `expert_kind` and `expert_weight_bits` (from the run's config)."""
     parts = []
     for (d, p), _ in runs[runs["variant"] == variant].groupby(["dataset", "protocol"], sort=True):
         where = Where(d, p, variant)
@@ -266,5 +312,6 @@ def routed_predictions(
         names = routing[["expert", "expert_name"]].drop_duplicates()
         if names["expert"].duplicated().any():
             raise InputError(f"{where.under(bench_root)}/routing.csv: one expert id has two names")
-        parts.append(pred.merge(names, on="expert", how="left"))
+        routed = pred.merge(names, on="expert", how="left")
+        parts.append(routed.merge(expert_facts(runs_root, where), on="expert_name", how="left"))
     return pd.concat(parts, ignore_index=True) if parts else None

@@ -1,8 +1,10 @@
-"""The claims table: the abstracts' claims (reference-method.md 2) and the rules that judge them.
+"""Generic verdict rules: how an estimate, its confidence interval and a p-value are judged
+against a paper's number (reference-method.md 2).
 
-Each claim has one rule with an explicit threshold (params.yaml `report.verdict`, fixed before any
-result is seen). A rule maps our estimate, its confidence interval and, where the claim rests on a
-test, the Holm-adjusted p-value to one of four verdicts, with a one-line reason.
+A `Criterion` names one rule and, for interval rules, the paper's value and the tolerance (a field
+of params.yaml `report.verdict`, fixed before any result is seen). `decide` maps it and our
+`Evidence` to one of four verdicts with a one-line reason. Nothing here knows a claim: the claims
+themselves (wording, paper value, extractor, criterion) are entries of `qmoe.analysis.claims`.
 """
 
 from __future__ import annotations
@@ -52,18 +54,35 @@ class VerdictConfig:
             require(0.0 < value < 10.0, f"report.verdict.{name}", f"{value} not in (0, 10)")
 
 
-@dataclass(frozen=True)
-class ClaimSpec:
-    id: str
-    claim: str
-    source: str  # abstract version: v1, v3 or v1+v3
-    paper: str  # the paper's statement, as displayed
-    value: float  # the number a rule compares with (nan where none)
+class Criterion(NamedTuple):
+    """How a claim is judged: the rule, and for the interval rules the paper's value and the
+    VerdictConfig field holding the tolerance."""
+
     rule: Rule
+    value: float = math.nan  # the number the rule compares with
     tolerance: str = ""  # a VerdictConfig field
     scale: Scale = Scale.ABSOLUTE
-    note: str = ""  # why the claim cannot be tested here (Rule.NOT_TESTABLE), or a caveat
     exact: bool = False  # a deterministic quantity (no CI): the estimate alone decides
+    note: str = ""  # why the claim cannot be tested here (Rule.NOT_TESTABLE), or a caveat
+
+
+def interval(value: float, tolerance: str, scale: Scale = Scale.ABSOLUTE, exact: bool = False,
+             note: str = "") -> Criterion:
+    """Our value within the paper's value +- the tolerance."""
+    return Criterion(Rule.INTERVAL, value, tolerance, scale, exact, note)
+
+
+def significant(value: float, tolerance: str, scale: Scale = Scale.ABSOLUTE) -> Criterion:
+    """`interval`, and the claimed test rejects (Holm p < alpha)."""
+    return Criterion(Rule.INTERVAL_SIGNIFICANT, value, tolerance, scale)
+
+
+EQUIVALENT = Criterion(Rule.EQUIVALENCE)  # TOST within the stats margin
+NO_GAIN = Criterion(Rule.NO_GAIN)  # a gain beyond the margin excluded
+
+
+def untestable(note: str) -> Criterion:
+    return Criterion(Rule.NOT_TESTABLE, note=note)
 
 
 class Decision(NamedTuple):
@@ -179,74 +198,18 @@ class Evidence(NamedTuple):
     margin: float
 
 
-def decide(spec: ClaimSpec, ev: Evidence, cfg: VerdictConfig, alpha: float) -> Decision:
+def decide(c: Criterion, ev: Evidence, cfg: VerdictConfig, alpha: float) -> Decision:
     """The verdict of one claim on one (dataset, protocol)."""
-    if spec.rule is Rule.NOT_TESTABLE:
-        return Decision(Verdict.NOT_TESTABLE, spec.note)
+    if c.rule is Rule.NOT_TESTABLE:
+        return Decision(Verdict.NOT_TESTABLE, c.note)
     if not ev.computed:
         return Decision(Verdict.NOT_TESTABLE, f"not computed: {ev.reason}")
     ci = (ev.ci_low, ev.ci_high)
-    if spec.rule is Rule.EQUIVALENCE:
+    if c.rule is Rule.EQUIVALENCE:
         return equivalence_verdict(ci, ev.margin, ev.p, alpha)
-    if spec.rule is Rule.NO_GAIN:
+    if c.rule is Rule.NO_GAIN:
         return no_gain_verdict(ci, ev.margin)
-    tol = getattr(cfg, spec.tolerance)
-    if spec.rule is Rule.INTERVAL_SIGNIFICANT:
-        return significant_interval_verdict(
-            spec.value, ev.estimate, ci, tol, ev.p, alpha, spec.scale
-        )
-    return interval_verdict(spec.value, ev.estimate, ci, tol, spec.scale, spec.exact)
-
-
-_UNTESTABLE_EFF = ("the unit is mislabelled (F1 per training Wh printed as F1/mJ, reference 10.3), "
-                   "the model is unnamed, and energy depends on the machine")
-_P = "proportion_tol"
-_I, _IS, _EQ = Rule.INTERVAL, Rule.INTERVAL_SIGNIFICANT, Rule.EQUIVALENCE
-
-# fmt: off
-CLAIMS = [
-    ClaimSpec("f1_q4_vs_q16", "4-bit keeps the F1 of '16-bit'", "v1+v3", "0.858 vs 0.859 (99.9 %)",
-              0.999, _I, "ratio_tol"),
-    ClaimSpec("compression_4x", "4x compression (4-bit vs 16-bit)", "v1+v3", "4x", 4.0, _I,
-              "rel_tol", Scale.RELATIVE, exact=True),
-    ClaimSpec("energy_inference_v1", "41 % energy saving, 4-bit vs 8-bit (inference energy)", "v1",
-              "41 %", 0.41, _I, _P),
-    ClaimSpec("energy_inference_v3", "31 % energy saving, 4-bit vs 8-bit (inference energy)", "v3",
-              "31 %", 0.31, _I, _P),
-    ClaimSpec("energy_train_v1", "41 % energy saving, 4-bit vs 8-bit (training energy, the "
-              "reference's measure)", "v1", "41 %", 0.41, _I, _P),
-    ClaimSpec("energy_train_v3", "31 % energy saving, 4-bit vs 8-bit (training energy)", "v3",
-              "31 %", 0.31, _I, _P),
-    ClaimSpec("equiv_w4a8_fp32", "4-bit equivalent to full precision (FP32)", "v1+v3", "p > 0.05",
-              math.nan, _EQ),
-    ClaimSpec("equiv_w8a8_fp32", "8-bit equivalent to full precision (FP32)", "v1+v3", "p > 0.05",
-              math.nan, _EQ),
-    ClaimSpec("equiv_w4a8_q16", "4-bit equivalent to '16-bit' (q16_reference)", "v1", "p > 0.05",
-              math.nan, _EQ),
-    ClaimSpec("equiv_w8a8_q16", "8-bit equivalent to '16-bit' (q16_reference)", "v1", "p > 0.05",
-              math.nan, _EQ),
-    ClaimSpec("latency_variance_82", "curiosity cuts MoE latency variance by 82 % (per-inference "
-              "latency)", "v1", "-82 %, Levene p = 0.008", 0.82, _IS, _P),
-    ClaimSpec("latency_variance_82_reference", "the same, the reference's way (fold-pass times, "
-              "1 - std ratio)", "v1", "-82 %, Levene p = 0.008", 0.82, _IS, _P),
-    ClaimSpec("latency_std_230_29", "MoE latency std 230 ms -> 29 ms with curiosity (std ratio)",
-              "v1", "230 -> 29 ms (ratio 0.126)", 29 / 230, _I, _P,
-              note="absolute ms depend on the machine; the ratio is compared"),
-    ClaimSpec("moe_overhead_11", "MoE +11 % latency vs Q8-Base", "v1", "+11 %, p < 0.001", 0.11,
-              _IS, _P),
-    ClaimSpec("moe_no_gain", "MoE brings no accuracy gain vs Q8-Base", "v1", "no gain", math.nan,
-              Rule.NO_GAIN),
-    ClaimSpec("params_1_2m", "1.2 M parameters", "v1+v3", "1.2 M", 1.2e6, _I, "rel_tol",
-              Scale.RELATIVE, exact=True),
-    ClaimSpec("f1_per_mj", "3.87 F1/mJ", "v1", "3.87 F1/mJ", 3.87, Rule.NOT_TESTABLE,
-              note=_UNTESTABLE_EFF),
-    ClaimSpec("deploy_10000x", "deployment emissions 10,000x training beyond 1,000 inferences",
-              "v1", "10,000x at 1,000 inferences", 1e4, _I, "log10_tol", Scale.LOG10),
-    ClaimSpec("f1_variance_85", "curiosity cuts cross-fold F1 variance by 85 %", "v3",
-              "-85 %, Levene p < 0.001", 0.85, _IS, _P),
-    ClaimSpec("quinn_f1", "curiosity raises Quinn F1 0.802 -> 0.809", "v3", "+0.007", 0.007, _I,
-              "f1_tol"),
-    ClaimSpec("routing_q8_confidence", "the 8-bit expert gets the uncertain samples: 20 % lower "
-              "gate confidence", "v3", "20 % lower, p < 0.001", 0.20, _IS, _P),
-]
-# fmt: on
+    tol = getattr(cfg, c.tolerance)
+    if c.rule is Rule.INTERVAL_SIGNIFICANT:
+        return significant_interval_verdict(c.value, ev.estimate, ci, tol, ev.p, alpha, c.scale)
+    return interval_verdict(c.value, ev.estimate, ci, tol, c.scale, c.exact)

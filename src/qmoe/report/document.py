@@ -11,16 +11,17 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from qmoe.analysis import claims
 from qmoe.analysis.stats import COMPUTED
 from qmoe.analysis.verdict import VerdictConfig
 from qmoe.io import require
 from qmoe.report import tables
 from qmoe.report.sections import (
+    PROTOCOLS,
     not_computed,
     side_by_side,
     variant_table,
     verdict_markdown,
-    verdicts,
     what_was_run,
 )
 
@@ -173,7 +174,7 @@ def render(doc: Document) -> str:
         f"quantities) or ±{v.log10_tol} order(s) of magnitude of the paper. 'Reproduced' needs "
         "the whole confidence interval inside that band (and the claimed test significant after "
         "Holm); an interval clear of it is 'not reproduced'; anything else 'inconclusive'.\n",
-        verdict_markdown(verdicts(doc.evidence, v, alpha)),
+        verdict_markdown(claims.judge(doc.evidence, v, alpha, PROTOCOLS)),
         "## Results, both protocols\n",
         side_by_side(doc.runs, f1),
         "## Paper tables\n",

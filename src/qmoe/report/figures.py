@@ -1,5 +1,6 @@
 """Which data goes into which figure: loads the per-sample files one dataset needs and calls
-`qmoe.report.plotting`. A figure without data becomes a placeholder that says why."""
+`qmoe.report.plotting`. A figure without data becomes a placeholder that says why. Bit-widths,
+MoE-ness and curiosity come from the runs table's fact columns (each run's config)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from qmoe.analysis import results
-from qmoe.catalog import CURIOSITY_VARIANTS, MOE_VARIANTS, info
 from qmoe.report import plotting
 from qmoe.report.sections import variant_summary
 
@@ -56,11 +56,8 @@ def load(
 ) -> FigureData:
     runs = runs[runs["dataset"] == dataset]
     best = best_model(runs, f1)
-    wanted = {
-        (p, v)
-        for p, v in runs[["protocol", "variant"]].drop_duplicates().itertuples(index=False)
-        if v in MOE_VARIANTS
-    } | ({best} if best else set())
+    moe = runs.loc[runs["is_moe"].astype(bool), ["protocol", "variant"]].drop_duplicates()
+    wanted = set(moe.itertuples(index=False, name=None)) | ({best} if best else set())
     preds, routing = [], []
     for p, v in sorted(wanted):
         where = results.Where(dataset, p, v)
@@ -99,6 +96,14 @@ def _summary_with(runs: pd.DataFrame, f1: str, col: str) -> pd.DataFrame:
     return s.merge(extra, on=["dataset", "protocol", "variant"])
 
 
+def _mixtures(runs: pd.DataFrame, curious: bool = False) -> set[str]:
+    """MoE variants of the runs table (only those with a curiosity mode other than none)."""
+    sel = runs["is_moe"].astype(bool)
+    if curious:
+        sel &= runs["curiosity"] != "none"
+    return set(runs.loc[sel, "variant"])
+
+
 def _either(ok: bool, draw: Callable[[], Figure], title: str, reason: str) -> Figure:
     """`draw()` when its data is there, else a placeholder saying why not."""
     return draw() if ok else plotting.placeholder(title, reason)
@@ -106,13 +111,15 @@ def _either(ok: bool, draw: Callable[[], Figure], title: str, reason: str) -> Fi
 
 def _summary_figures(data: FigureData, f1: str) -> dict[str, Figure]:
     """Figures of per-model numbers (runs table) and latency samples, both protocols."""
-    runs, lat = data.runs, data.latency
-    singles = runs[[not info(v).is_moe for v in runs["variant"]]]
-    moe_lat = lat[lat["variant"].isin(MOE_VARIANTS)] if not lat.empty else lat
+    runs, lat, mixtures = data.runs, data.latency, _mixtures(data.runs)
+    singles = runs[~runs["is_moe"].astype(bool)]
+    lat = lat.assign(is_moe=lat["variant"].isin(mixtures)) if not lat.empty else lat
+    moe_lat = lat[lat["is_moe"]] if not lat.empty else lat
     size, energy = "size_packed_bytes", "energy_per_inference_mj"
     return {
         "f1_vs_bits": _either(not singles.empty, lambda: plotting.f1_vs_bits(
-            variant_summary(singles, f1), f1), "F1 vs bit-width", "no single-model variants"),
+            _summary_with(singles, f1, "weight_bits"), f1), "F1 vs bit-width",
+            "no single-model variants"),
         "size_vs_f1": _either(_has(runs, size), lambda: plotting.scatter_vs_f1(
             _summary_with(runs, f1, size), size, "packed size (bytes)", f1, pareto=True),
             "size vs F1", f"no {size}"),
@@ -132,8 +139,8 @@ def _sample_figures(data: FigureData) -> dict[str, Figure]:
     title = f"protocol: {main}, all folds and seeds"
     pred = data.predictions
     pred = pred[pred["protocol"] == main] if not pred.empty else pred
-    cur = pred[pred["variant"].isin(CURIOSITY_VARIANTS)] if not pred.empty else pred
-    moe = pred[pred["variant"].isin(MOE_VARIANTS)] if not pred.empty else pred
+    cur = pred[pred["variant"].isin(_mixtures(data.runs, curious=True))] if not pred.empty else pred
+    moe = pred[pred["variant"].isin(_mixtures(data.runs))] if not pred.empty else pred
     rout = data.routing
     rout = rout[rout["protocol"] == main] if not rout.empty else rout
     no_cur = "no curiosity variant was run"

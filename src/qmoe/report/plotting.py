@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from qmoe.catalog import info, order
+from qmoe.catalog import order
 
 PROTOCOL_MARKERS = {"corrected": "o", "faithful": "s"}
 
@@ -39,15 +39,13 @@ def placeholder(title: str, reason: str) -> Figure:
 
 
 def f1_vs_bits(summary: pd.DataFrame, metric_label: str) -> Figure:
-    """summary: protocol, variant, mean, ci_low, ci_high (single models with a bit-width)."""
+    """summary: protocol, variant, mean, ci_low, ci_high, weight_bits (single models; the
+    configured weight bits, log2 3 for ternary)."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
     for i, (protocol, part) in enumerate(summary.groupby("protocol", sort=True)):
-        part = part.assign(bits=[info(v).plot_bits for v in part["variant"]]).dropna(
-            subset=["bits"]
-        )
-        part = part.sort_values("bits")
-        x = part["bits"] * (1.04 if i else 1.0)  # small offset keeps bars apart
+        part = part.dropna(subset=["weight_bits"]).sort_values("weight_bits", kind="stable")
+        x = part["weight_bits"] * (1.04 if i else 1.0)  # small offset keeps bars apart
         yerr = np.vstack([part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]])
         ax.errorbar(
             x,
@@ -60,7 +58,7 @@ def f1_vs_bits(summary: pd.DataFrame, metric_label: str) -> Figure:
         for xi, yi, v in zip(x, part["mean"], part["variant"]):
             ax.annotate(v, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("weight bits (nominal; q16_reference is FP32 + LayerNorm)")
+    ax.set_xlabel("weight bits (as configured; ternary = log2 3; q16_reference is FP32)")
     ax.set_ylabel(f"{metric_label} (mean, 95 % CI over folds x seeds)")
     ax.legend(title="protocol")
     return fig
@@ -108,7 +106,8 @@ def scatter_vs_f1(
 
 
 def latency_ecdf(latency: pd.DataFrame) -> Figure:
-    """latency: protocol, variant, latency_ms (all samples); one ECDF per variant, log x."""
+    """latency: protocol, variant, is_moe, latency_ms (all samples); one ECDF per variant
+    (dashed for MoEs), log x."""
     protocols = sorted(latency["protocol"].unique())
     fig, axes = _panels(protocols, width=6.0)
     for ax, protocol in zip(axes, protocols):
@@ -120,7 +119,7 @@ def latency_ecdf(latency: pd.DataFrame) -> Figure:
                 np.arange(1, values.size + 1) / values.size,
                 where="post",
                 label=variant,
-                linestyle="--" if info(variant).is_moe else "-",
+                linestyle="--" if part.loc[part["variant"] == variant, "is_moe"].any() else "-",
             )
         ax.set_xscale("log")
         ax.set_xlabel("per-inference latency (ms, batch 1)")

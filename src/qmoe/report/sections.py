@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from qmoe.analysis.claims import BY_ID, Claim
 from qmoe.analysis.stats import COMPUTED
-from qmoe.analysis.verdict import CLAIMS, ClaimSpec, Evidence, Verdict, VerdictConfig, decide
+from qmoe.analysis.verdict import Verdict
 from qmoe.catalog import info, order, paper_name
 
 PROTOCOLS = ("corrected", "faithful")  # always shown side by side, run or not
@@ -78,73 +79,25 @@ def f1_per_fold(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
 # --- claims verdict ---------------------------------------------------------------------------
 
 
-def _evidence(row: pd.Series) -> Evidence:
-    return Evidence(
-        bool(row["computed"]),
-        str(row["reason"]) if pd.notna(row["reason"]) else "",
-        *(float(row[c]) for c in ("estimate", "ci_low", "ci_high", "p", "margin")),
-    )
-
-
-def verdicts(evidence: pd.DataFrame, cfg: VerdictConfig, alpha: float) -> pd.DataFrame:
-    """One row per claim x dataset x protocol (every protocol of PROTOCOLS, run or not)."""
-    rows = []
-    datasets = list(dict.fromkeys(evidence["dataset"])) or ["(no dataset)"]
-    for spec in CLAIMS:
-        for d in datasets:
-            for p in PROTOCOLS:
-                hit = evidence[
-                    (evidence["claim"] == spec.id)
-                    & (evidence["dataset"] == d)
-                    & (evidence["protocol"] == p)
-                ]
-                if hit.empty:
-                    ours, dec = (
-                        "not run",
-                        decide(
-                            spec,
-                            Evidence(False, f"protocol {p} not in the study", *[np.nan] * 5),
-                            cfg,
-                            alpha,
-                        ),
-                    )
-                else:
-                    ours, dec = (
-                        hit.iloc[0]["ours"],
-                        decide(spec, _evidence(hit.iloc[0]), cfg, alpha),
-                    )
-                rows.append(
-                    {
-                        "claim": spec.id,
-                        "dataset": d,
-                        "protocol": p,
-                        "ours": ours,
-                        "verdict": dec.verdict.value,
-                        "reason": dec.reason,
-                    }
-                )
-    return pd.DataFrame(rows)
-
-
-def _claim_label(spec: ClaimSpec, dataset: str, many: bool) -> str:
-    return f"{spec.claim} [{spec.source}]" + (f" ({dataset})" if many else "")
+def _claim_label(claim: Claim, dataset: str, many: bool) -> str:
+    return f"{claim.claim} [{claim.source}]" + (f" ({dataset})" if many else "")
 
 
 def verdict_markdown(rows: pd.DataFrame) -> str:
-    specs = {s.id: s for s in CLAIMS}
+    """The claims table: `rows` from `qmoe.analysis.claims.judge` over PROTOCOLS."""
     many = rows["dataset"].nunique() > 1
     head = ["Claim [abstract]", "Paper"] + [
         f"{h} ({p})" for p in PROTOCOLS for h in ("Ours", "Verdict")
     ]
     lines = ["| " + " | ".join(head + ["Reason"]) + " |", "|" + "---|" * (len(head) + 1)]
     for (claim, d), part in rows.groupby(["claim", "dataset"], sort=False):
-        spec, part = specs[claim], part.set_index("protocol")
+        spec, part = BY_ID[claim], part.set_index("protocol")
         cells = [_claim_label(spec, d, many), spec.paper]
         for p in PROTOCOLS:
             cells += [str(part.loc[p, "ours"]), f"**{part.loc[p, 'verdict']}**"]
         reason = "; ".join(f"{p}: {part.loc[p, 'reason']}" for p in PROTOCOLS)
-        if spec.note and spec.note not in reason:
-            reason += f" ({spec.note})"
+        if spec.judge.note and spec.judge.note not in reason:
+            reason += f" ({spec.judge.note})"
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells + [reason]) + " |")
     counts = rows["verdict"].value_counts()
     tally = ", ".join(f"{counts.get(v.value, 0)} {v.value}" for v in Verdict)

@@ -1,7 +1,9 @@
-"""Paper-style tables (reference-method.md 11.3) as Markdown and LaTeX, from the stats CSVs.
+"""Tables as Markdown and LaTeX: the paper's (reference-method.md 11.3) and the report's own.
 
 A table is a DataFrame plus a list of `Column`s saying what to show and how; `markdown` and
-`latex` render the same spec, so the two never disagree. Every unit is in the header.
+`latex` render the same spec, so the two never disagree. Every unit is in the header. What each
+paper table holds is its entry in `qmoe.analysis.paper_tables.PAPER_TABLES`; `paper_table`
+renders any entry.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from qmoe.analysis.paper_tables import Fmt, PaperTable
 from qmoe.analysis.stats import pval  # noqa: F401  (re-exported for report columns)
-from qmoe.catalog import order, paper_name
 
 Cell = Callable[[pd.Series], str]
 
@@ -117,143 +119,15 @@ def latex(table: Table) -> str:
     return "\n".join(lines + [r"\end{table}"]) + "\n"
 
 
-# --- the paper's tables 1-4 and the carbon supplement ----------------------------------------
+# --- the paper's tables (qmoe.analysis.paper_tables) -------------------------------------------
+
+_FORMATS = {Fmt.TEXT: lambda c: text(c.field, c.header),
+            Fmt.NUMBER: lambda c: number(c.field, c.header, c.digits),
+            Fmt.MEAN_SD: lambda c: mean_sd(c.field, c.header, c.digits)}
 
 
-def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
-    if frame.empty:
-        return frame
-    rank = {v: i for i, v in enumerate(order(list(frame["variant"].unique())))}
-    return (
-        frame.assign(_r=frame["variant"].map(rank))
-        .sort_values(["protocol", "_r"])
-        .drop(columns="_r")
-    )
-
-
-def table1(t1: pd.DataFrame, f1_label: str) -> Table:
-    """Cross-dataset performance: one F1 column per dataset, then the average."""
-    wide = t1.pivot_table(
-        index=["protocol", "variant", "paper_name", "params_m_mean"],
-        columns="dataset",
-        values=["f1_mean", "f1_sd"],
-        aggfunc="first",
-    )
-    datasets = [d for d in dict.fromkeys(t1["dataset"]) if d != "average"] + ["average"]
-    frame = pd.DataFrame(
-        {
-            f"{d}_{k}": wide[(f"f1_{k}", d)]
-            for d in datasets
-            for k in ("mean", "sd")
-            if (f"f1_{k}", d) in wide
-        }
-    )
-    frame = _sorted(frame.reset_index())
-    cols = [
-        text("protocol", "Protocol"),
-        text("variant", "Variant"),
-        text("paper_name", "Paper name"),
-        number("params_m_mean", "Params (M)", 3),
-    ]
-    cols += [
-        mean_sd(d, f"{d} {f1_label}" if d != "average" else f"Avg {f1_label}") for d in datasets
-    ]
-    return Table(
-        "table1_cross_dataset",
-        f"Table 1: {f1_label}, mean ± std (ddof 1) over folds x "
-        "seeds; Avg = mean of dataset means ± RMS of their stds",
-        frame,
-        cols,
-    )
-
-
-def table2(t2: pd.DataFrame, f1: str, f1_label: str) -> Table:
-    cols = [
-        text("protocol", "Protocol"),
-        text("dataset", "Dataset"),
-        number("bits", "Bits", 0),
-        text("variant", "Variant"),
-        text("paper_name", "Paper name"),
-        mean_sd(f1, f1_label),
-        number("percent_of_16bit", "% of 16-bit", 1),
-        mean_sd("latency_median_ms", "Latency median (ms/inference)", 4),
-        mean_sd("reference_fold_pass_ms", "Fold pass (ms, reference)", 1),
-        mean_sd("train_energy_wh", "Train energy (Wh)", 4),
-        mean_sd("energy_per_inference_mj", "Inference energy (mJ)", 4),
-    ]
-    frame = t2.assign(paper_name=t2["variant"].map(paper_name)) if not t2.empty else t2
-    frame = frame.sort_values(["protocol", "dataset", "bits"]) if not frame.empty else frame
-    return Table(
-        "table2_quantization",
-        "Table 2: quantisation ablation (the reference's '16-bit' "
-        "= q16_reference, FP32 with LayerNorm)",
-        frame,
-        cols,
-        "RAM is not measured (the reference's whole-process peak RSS is not a model "
-        "property). Energy is CodeCarbon's estimate, in Wh (the reference printed Wh as mJ).",
-    )
-
-
-def table3(t3: pd.DataFrame, f1: str, f1_label: str) -> Table:
-    cols = [
-        text("protocol", "Protocol"),
-        text("variant", "Variant"),
-        text("paper_name", "Paper name"),
-        text("type", "Type"),
-        number("params_m_mean", "Params (M)", 3),
-        mean_sd(f1, f"Avg {f1_label}"),
-        mean_sd("latency_median_ms", "Latency (ms/inference)", 4),
-        mean_sd("train_energy_wh", "Train energy (Wh)", 4),
-        mean_sd("train_co2_g", "Train CO2 (g)", 4),
-        number("f1_per_train_wh", "F1 per train Wh (ref. 'F1/mJ')", 2),
-        number("f1_per_inference_mj", "F1 per inference mJ", 2),
-    ]
-    return Table(
-        "table3_moe_curiosity",
-        "Table 3: mixtures of experts with and without curiosity",
-        _sorted(t3),
-        cols,
-    )
-
-
-def table4(t4: pd.DataFrame, f1: str, f1_label: str) -> Table:
-    frame = t4.assign(size_kb=t4["size_packed_bytes_mean"] / 1e3) if not t4.empty else t4
-    cols = [
-        text("protocol", "Protocol"),
-        text("variant", "Variant"),
-        text("paper_name", "Paper name"),
-        number("params_m_mean", "Params (M)", 3),
-        mean_sd("latency_median_ms", "Latency median (ms/inference)", 4),
-        number("speedup_vs_fp32", "Speed-up vs fp32", 2),
-        mean_sd("reference_fold_pass_ms", "Fold pass (ms, reference)", 1),
-        mean_sd(f1, f1_label),
-        number("size_kb", "Packed size (kB)", 1),
-    ]
-    return Table(
-        "table4_inference_latency",
-        "Table 4: inference latency (batch 1, warm, pinned threads), sorted by latency",
-        frame,
-        cols,
-    )
-
-
-def supplement(sup: pd.DataFrame, f1: str, f1_label: str) -> Table:
-    cols = [
-        text("protocol", "Protocol"),
-        text("variant", "Variant"),
-        text("paper_name", "Paper name"),
-        number("params_m_mean", "Params (M)", 3),
-        mean_sd("train_co2_g", "Train CO2 (g)", 4),
-        mean_sd("train_energy_wh", "Train energy (Wh)", 4),
-        number("co2_rate_mg_per_s", "Train CO2 rate (mg/s)", 3),
-        mean_sd("inference_co2_mg_estimate", "CO2 per inference (mg, estimate)", 6),
-        mean_sd(f1, f1_label),
-    ]
-    return Table(
-        "supplement_carbon",
-        "Supplement: carbon (CodeCarbon estimates)",
-        sup,
-        cols,
-        "CO2 per inference = inference energy x the carbon intensity CodeCarbon applied "
-        "to training (an estimate; no inference emissions were tracked).",
-    )
+def paper_table(spec: PaperTable, frame: pd.DataFrame, f1: str) -> Table:
+    """The table of one PAPER_TABLES entry from its stats CSV (`frame`)."""
+    shown = spec.show(frame, f1)
+    columns = [_FORMATS[c.fmt](c) for c in shown.columns]
+    return Table(spec.stem, spec.title.format(f1=f1), shown.frame, columns, spec.note)

@@ -1,0 +1,268 @@
+"""Our evidence for the claims: extractors that read the stats families and the runs table.
+
+Each extractor returns the numbers a verdict rule needs (`Evidence`) and their display ("ours")
+for one (dataset, protocol). The variants it looks at are found by their facts
+(`qmoe.analysis.roles`), never by name: "4-bit" is the BitLinear whose config says 4 bits. Which
+extractor serves which claim is stated once, in `qmoe.analysis.claims.CLAIMS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from qmoe.analysis import roles
+from qmoe.analysis.results import variant_facts
+from qmoe.analysis.stats import COMPUTED, StatsConfig, bootstrap_ci, pval
+from qmoe.analysis.verdict import Evidence
+
+NAN = float("nan")
+
+
+class Context(NamedTuple):
+    families: dict[str, pd.DataFrame]
+    runs: pd.DataFrame  # the runs table, with its fact columns
+    routing: pd.DataFrame | None  # predictions of the v3 curiosity MoE with expert facts
+    cfg: StatsConfig
+
+
+Found = tuple[Evidence, str]  # evidence and its display ("ours")
+Extractor = Callable[[Context, str, str], Found]
+
+
+def _missing(reason: str) -> Found:
+    return Evidence(False, reason, NAN, NAN, NAN, NAN, NAN), "not computed"
+
+
+def _name(ctx: Context, role: roles.Role) -> str:
+    return roles.resolve(role, variant_facts(ctx.runs))
+
+
+def _row(ctx: Context, table: str, family: str, variant: str, d: str, p: str) -> pd.Series | str:
+    """The family row, or the reason it is missing / not computed."""
+    if variant not in set(ctx.runs["variant"]):
+        return f"no runs of {variant} (variant not in the study)"
+    frame = ctx.families[table]
+    hit = frame[(frame["family"] == family) & (frame["variant"] == variant)
+                & (frame["dataset"] == d) & (frame["protocol"] == p)]
+    if hit.empty:
+        return f"no {family} row for {variant} in {d}/{p}"
+    row = hit.iloc[0]
+    return row if row["status"] == COMPUTED else f"{variant} vs {row['baseline']}: {row['reason']}"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def _ci(lo: float, hi: float, fmt: Callable[[float], str]) -> str:
+    return f" [{fmt(lo)}, {fmt(hi)}]" if np.isfinite(lo) and np.isfinite(hi) else ""
+
+
+def f1_ratio(ctx: Context, d: str, p: str) -> Found:
+    row = _row(ctx, "f1_paired", "f1_vs_q16_reference", _name(ctx, roles.Q4), d, p)
+    if isinstance(row, str):
+        return _missing(row)
+    ev = Evidence(
+        True, "", row["ratio"], row["ratio_ci_low"], row["ratio_ci_high"], row["p_holm"], NAN
+    )
+    return ev, (
+        f"{row['mean_variant']:.3f} vs {row['mean_baseline']:.3f} ({_pct(row['ratio'])}"
+        f"{_ci(row['ratio_ci_low'], row['ratio_ci_high'], _pct)})"
+    )
+
+
+def _mean_of(ctx: Context, variant: str, value: str, d: str, p: str) -> float:
+    r = ctx.runs
+    sel = r[(r["variant"] == variant) & (r["dataset"] == d) & (r["protocol"] == p)]
+    return float(sel[value].mean()) if value in sel and not sel.empty else NAN
+
+
+def compression(ctx: Context, d: str, p: str) -> Found:
+    q4, half, fp32 = (_name(ctx, r) for r in (roles.Q4, roles.HALF, roles.FP32))
+    sizes = [_mean_of(ctx, v, "size_packed_bytes", d, p) for v in (q4, half, fp32)]
+    if not np.isfinite(sizes[0]) or not np.isfinite(sizes[1]):
+        return _missing(f"needs packed sizes of {q4} and {half} (true 16-bit)")
+    ratio = sizes[1] / sizes[0]
+    vs32 = f"; {sizes[2] / sizes[0]:.2f}x vs {fp32}" if np.isfinite(sizes[2]) else ""
+    return Evidence(True, "", ratio, NAN, NAN, NAN, NAN), f"{ratio:.2f}x vs {half} (packed){vs32}"
+
+
+def saving(table: str, unit: str) -> Extractor:
+    """1 - energy of the 4-bit / the 8-bit BitLinear, from a paired family `table`."""
+
+    def extract(ctx: Context, d: str, p: str) -> Found:
+        row = _row(ctx, table, "energy_w4a8_vs_w8a8", _name(ctx, roles.Q4), d, p)
+        if isinstance(row, str):
+            return _missing(row)
+        saved = 1 - row["ratio"]
+        ev = Evidence(
+            True, "", saved, 1 - row["ratio_ci_high"], 1 - row["ratio_ci_low"], row["p_holm"], NAN
+        )
+        return ev, (
+            f"{_pct(saved)}{_ci(ev.ci_low, ev.ci_high, _pct)} ({unit}: "
+            f"{row['mean_variant']:.3g} vs {row['mean_baseline']:.3g})"
+        )
+
+    return extract
+
+
+def equivalence(variant: roles.Role, baseline: roles.Role) -> Extractor:
+    """The TOST row of the variant playing `variant` vs the one playing `baseline`."""
+
+    def extract(ctx: Context, d: str, p: str) -> Found:
+        frame = ctx.families["tost_f1"]
+        hit = frame[(frame["variant"] == _name(ctx, variant))
+                    & (frame["baseline"] == _name(ctx, baseline))
+                    & (frame["dataset"] == d) & (frame["protocol"] == p)]
+        if hit.empty or hit.iloc[0]["status"] != COMPUTED:
+            return _missing(hit.iloc[0]["reason"] if not hit.empty else "no TOST row")
+        row = hit.iloc[0]
+        ev = Evidence(True, "", row["mean_diff"], row["ci_tost_low"], row["ci_tost_high"],
+                      row["p_holm"], row["margin"])
+        return ev, (
+            f"diff {row['mean_diff']:+.4f} [{row['ci_tost_low']:+.4f}, "
+            f"{row['ci_tost_high']:+.4f}], TOST Holm p = {pval(row['p_holm'])}"
+        )
+
+    return extract
+
+
+class Spread(NamedTuple):
+    """What a variance claim compares: 1 - variance ratio, the reference's 1 - std ratio, or
+    the std ratio itself."""
+
+    reference_std: bool = False
+    std_ratio: bool = False
+
+
+def variance(table: str, family: str, variant: roles.Role, spread: Spread = Spread()) -> Extractor:
+    """A Levene family row of the variant playing `variant`, read as `spread`."""
+
+    def extract(ctx: Context, d: str, p: str) -> Found:
+        row = _row(ctx, table, family, _name(ctx, variant), d, p)
+        if isinstance(row, str):
+            return _missing(row)
+        lo, hi = row["variance_ratio_ci_low"], row["variance_ratio_ci_high"]
+        if spread.std_ratio:
+            est, ci = row["sd_variant"] / row["sd_baseline"], (np.sqrt(lo), np.sqrt(hi))
+            text = (
+                f"std {row['sd_baseline']:.3g} -> {row['sd_variant']:.3g} ({row['metric']}), "
+                f"ratio {est:.3f}{_ci(*ci, lambda x: f'{x:.3f}')}"
+            )
+        elif spread.reference_std:
+            est, ci = row["std_reduction_reference"], (1 - np.sqrt(hi), 1 - np.sqrt(lo))
+            text = (f"{_pct(est)}{_ci(*ci, _pct)} (1 - std ratio), "
+                    f"Levene Holm p = {pval(row['p_holm'])}")
+        else:
+            est, ci = row["variance_reduction"], (1 - hi, 1 - lo)
+            text = f"{_pct(est)}{_ci(*ci, _pct)}, Levene Holm p = {pval(row['p_holm'])}"
+        return Evidence(True, "", est, ci[0], ci[1], row["p_holm"], NAN), text
+
+    return extract
+
+
+def moe_overhead(ctx: Context, d: str, p: str) -> Found:
+    row = _row(ctx, "latency_paired", "latency_moe_vs_w8a8", _name(ctx, roles.PLAIN_MOE), d, p)
+    if isinstance(row, str):
+        return _missing(row)
+    ev = Evidence(True, "", row["ratio"] - 1, row["ratio_ci_low"] - 1, row["ratio_ci_high"] - 1,
+                  row["p_holm"], NAN)
+    return ev, (
+        f"{_pct(ev.estimate)}{_ci(ev.ci_low, ev.ci_high, _pct)} (median ms "
+        f"{row['mean_variant']:.3g} vs {row['mean_baseline']:.3g}), Holm p = {pval(ev.p)}"
+    )
+
+
+def moe_no_gain(ctx: Context, d: str, p: str) -> Found:
+    row = _row(ctx, "f1_paired", "f1_moe_vs_w8a8", _name(ctx, roles.PLAIN_MOE), d, p)
+    if isinstance(row, str):
+        return _missing(row)
+    ev = Evidence(True, "", row["mean_diff"], row["ci_low"], row["ci_high"], row["p_holm"],
+                  ctx.cfg.tost_margin)
+    return ev, f"F1 diff {row['mean_diff']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
+
+
+def params(ctx: Context, d: str, p: str) -> Found:
+    """The claim is about the architecture: count it at the paper's input (1,536-d EfficientNet-B3
+    features, 50 classes); our own count differs only through the backbone's embedding width."""
+    from qmoe import models
+
+    # The paper's classifier: 1,536-d EfficientNet-B3 input, 640 -> 320 hidden, 50 classes.
+    paper_mlp = models.MLPConfig(in_dim=1536, num_classes=50, hidden_sizes=(640, 320), dropout=0.0)
+    fp32 = _name(ctx, roles.FP32)
+    n = _mean_of(ctx, fp32, "n_params", d, p)
+    if not np.isfinite(n):
+        return _missing(f"no {fp32} runs")
+    paper = sum(t.numel() for t in models.MLP(paper_mlp).parameters())
+    return (Evidence(True, "", paper, NAN, NAN, NAN, NAN),
+            f"{paper:,} at the paper's 1,536-d input and 50 classes (ours: {n:,.0f} on this "
+            "backbone's embeddings)")
+
+
+def f1_per_mj(ctx: Context, d: str, p: str) -> Found:
+    q4 = _name(ctx, roles.Q4)
+    per_mj = _mean_of(ctx, q4, "f1_per_inference_mj", d, p)
+    per_wh = _mean_of(ctx, q4, "f1_per_train_wh", d, p)
+    if not np.isfinite(per_mj):
+        return _missing(f"no {q4} f1_per_inference_mj")
+    ev = Evidence(True, "", per_mj, NAN, NAN, NAN, NAN)
+    return ev, f"{q4}: {per_mj:.3g} F1 per inference mJ; {per_wh:.3g} F1 per training Wh"
+
+
+def deploy_ratio(ctx: Context, d: str, p: str) -> Found:
+    r, q4, col = ctx.runs, _name(ctx, roles.Q4), "deploy_over_train_1e3"
+    sel = r[(r["variant"] == q4) & (r["dataset"] == d) & (r["protocol"] == p)]
+    values = sel[col].dropna().to_numpy(float) if col in sel and not sel.empty else []
+    if len(values) == 0:
+        return _missing(f"no {q4} {col}")
+    lo, hi = bootstrap_ci((values,), lambda x, axis=-1: np.mean(x, axis=axis), ctx.cfg)
+    est = float(values.mean())
+    breakeven = _mean_of(ctx, q4, "break_even_inferences", d, p)
+    return Evidence(True, "", est, lo, hi, NAN, NAN), (
+        f"{q4} deployment/training energy at 1,000 inferences: {est:.3g}"
+        f"{_ci(lo, hi, lambda x: f'{x:.3g}')}; break-even after {breakeven:,.0f} inferences"
+    )
+
+
+def quinn(ctx: Context, d: str, p: str) -> Found:
+    if d != "quinn":
+        return _missing("Quinn (ABGQI) is another dataset")
+    row = _row(ctx, "f1_paired", "f1_curiosity_vs_moe", _name(ctx, roles.CURIOSITY_V3), d, p)
+    if isinstance(row, str):
+        return _missing(row)
+    ev = Evidence(True, "", row["mean_diff"], row["ci_low"], row["ci_high"], row["p_holm"], NAN)
+    return ev, f"{row['mean_baseline']:.3f} -> {row['mean_variant']:.3f} ({row['mean_diff']:+.4f})"
+
+
+def _conf_ratio(n8, s8, no, so, axis: int = -1) -> np.ndarray:
+    """1 - mean confidence of the 8-bit expert / mean confidence of the others, pooled."""
+    return 1 - (s8.sum(axis) / n8.sum(axis)) / (so.sum(axis) / no.sum(axis))
+
+
+def routing_confidence(ctx: Context, d: str, p: str) -> Found:
+    """Gate confidence of the 8-bit expert (by its config: expert_kind, expert_weight_bits)."""
+    if ctx.routing is None:
+        return _missing(f"no routing predictions of {_name(ctx, roles.CURIOSITY_V3)}")
+    r = ctx.routing[(ctx.routing["dataset"] == d) & (ctx.routing["protocol"] == p)]
+    is8 = pd.Series([roles.plays(roles.Q8, k, b, "") for k, b in
+                     zip(r["expert_kind"], r["expert_weight_bits"])], index=r.index, dtype=bool)
+    names = sorted(r.loc[is8, "expert_name"].unique()) or [roles.Q8.label]
+    if r.empty or not is8.any() or is8.all():
+        return _missing(f"the {', '.join(names)} expert got no samples, or all of them")
+    g8 = r[is8].groupby(["fold", "seed"])["gate_prob"].agg(["count", "sum"])
+    go = r[~is8].groupby(["fold", "seed"])["gate_prob"].agg(["count", "sum"])
+    keys = g8.index.intersection(go.index)
+    data = (g8.loc[keys, "count"], g8.loc[keys, "sum"], go.loc[keys, "count"], go.loc[keys, "sum"])
+    lo, hi = bootstrap_ci(tuple(np.asarray(x, float) for x in data), _conf_ratio, ctx.cfg)
+    est = 1 - r.loc[is8, "gate_prob"].mean() / r.loc[~is8, "gate_prob"].mean()
+    p_val = float(
+        sps.ttest_ind(r.loc[is8, "gate_prob"], r.loc[~is8, "gate_prob"], equal_var=False).pvalue
+    )
+    return Evidence(True, "", est, lo, hi, p_val, NAN), (
+        f"{_pct(est)}{_ci(lo, hi, _pct)} lower gate probability, Welch p = {pval(p_val)}"
+    )

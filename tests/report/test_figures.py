@@ -1,0 +1,66 @@
+"""Which data goes into which figure (qmoe.report.figures), and the facts it reads: a variant's
+bit-width, MoE-ness and curiosity come from its recorded config, never from its name."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+
+from qmoe.analysis import paper_tables, results  # noqa: E402
+from qmoe.analysis.stats import StatsConfig  # noqa: E402
+from qmoe.report import figures, tables  # noqa: E402
+
+SINGLES = ["fp32", "w4a8", "w8a8", "q16_reference"]
+MOES = ["moe", "moe_curiosity_log"]
+
+
+@pytest.fixture(scope="module")
+def three_bit(tmp_path_factory, results_tree, config_of):
+    """A study whose w4a8 was trained as `dvc exp run -S 'variants.w4a8.weight_bits=3'` does."""
+    data = tmp_path_factory.mktemp("three_bit")
+    results_tree(data, SINGLES + MOES, configs={"w4a8": config_of("w4a8", weight_bits=3)})
+    study = results.Study(("toy",), ("corrected", "faithful"), tuple(SINGLES), tuple(MOES))
+    runs = results.runs_table(data / "runs", data / "benchmarks", study)
+    return data, runs
+
+
+def test_a_3_bit_w4a8_is_plotted_and_tabulated_at_3_bits(three_bit):
+    data, runs = three_bit
+    figs = figures.build(figures.load(data / "runs", data / "benchmarks", runs, "toy",
+                                      "macro_f1"), "macro_f1")
+    ax = figs["f1_vs_bits"].axes[0]
+    x = {(t.get_text(), round(t.xy[0], 6)) for t in ax.texts}
+    assert x == {("w4a8", 3.0), ("w8a8", 8.0), ("fp32", 32.0), ("q16_reference", 32.0),
+                 ("w4a8", 3.12), ("w8a8", 8.32), ("fp32", 33.28), ("q16_reference", 33.28)}
+    std = paper_tables.std_tables(runs, StatsConfig(n_resamples=100))
+    spec = next(t for t in paper_tables.PAPER_TABLES if t.stem == "table2_quantization")
+    lines = tables.markdown(tables.paper_table(spec, std[spec.csv], "macro_f1")).splitlines()
+    assert [line.split(" | ")[1:4] for line in lines[2:6]] == [
+        ["toy", "3", "w4a8"], ["toy", "8", "w8a8"], ["toy", "32", "q16_reference"],
+        ["toy", "3", "w4a8"]]
+
+
+def test_moe_and_curiosity_figures_take_their_variants_from_the_facts(three_bit):
+    data, runs = three_bit
+    loaded = figures.load(data / "runs", data / "benchmarks", runs, "toy", "macro_f1")
+    assert set(loaded.routing["variant"]) == set(MOES)
+    figs = figures.build(loaded, "macro_f1")
+    assert list(figs) == list(figures.FIGURES)
+    ecdf = figs["latency_ecdf"].axes[0]
+    assert {line.get_label(): line.get_linestyle() for line in ecdf.lines} == {
+        "fp32": "-", "w4a8": "-", "w8a8": "-", "q16_reference": "-", "moe": "--",
+        "moe_curiosity_log": "--"}
+    violin = figs["moe_latency"].axes[0]
+    assert [t.get_text() for t in violin.get_xticklabels()] == MOES
+    hist = figs["curiosity_histogram"].axes[0]
+    assert [t.get_text() for t in hist.get_legend().get_texts()] == ["moe_curiosity_log"]
+
+
+def test_best_model_prefers_the_corrected_protocol(three_bit):
+    _, runs = three_bit
+    means = runs[runs["protocol"] == "corrected"].groupby("variant")["macro_f1"].mean()
+    assert figures.best_model(runs, "macro_f1") == ("corrected", means.idxmax())
+    faithful = runs[runs["protocol"] == "faithful"]
+    assert figures.best_model(faithful, "macro_f1")[0] == "faithful"
+    assert figures.best_model(runs.iloc[:0], "macro_f1") is None
