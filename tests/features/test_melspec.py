@@ -136,7 +136,8 @@ def test_a_long_clip_is_read_only_up_to_max_seconds(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         audio = load_audio(tmp_path / "long.wav", max_seconds=2.5)
     assert audio.wav.shape == (20000,) and audio.sample_rate == 8000
-    assert "long.wav: 12.0 s long, only its first 2.5 s are used (features.max_seconds)" in caplog.text
+    assert "long.wav: 12.0 s long, only its first 2.5 s are used (features.max_seconds)" in (
+        caplog.text)
 
 
 def test_features_json_records_f_max_as_capped_at_nyquist(caplog):
