@@ -65,5 +65,5 @@ def test_a_signal_unwinds_and_leaves_no_partial_output(tmp_path, sig, code):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == code
     assert err.strip().splitlines()[-1] == (
-        f"error: interrupted by {signal.Signals(sig).name}; no output written")
+        f"error: interrupted by {signal.Signals(sig).name}; partial output removed")
     assert list(tmp_path.iterdir()) == []

@@ -65,7 +65,7 @@ def run_stage(main: Callable[[], None]) -> None:
         sys.exit(1)
     except KeyboardInterrupt as e:
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
-        print(f"error: interrupted by {signal.Signals(signum).name}; no output written",
+        print(f"error: interrupted by {signal.Signals(signum).name}; partial output removed",
               file=sys.stderr)
         sys.exit(SIGNAL_EXIT[signum])
     finally:
