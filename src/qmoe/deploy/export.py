@@ -31,7 +31,7 @@ from torch import nn
 
 from qmoe.deploy import graph as G
 from qmoe.deploy import nbits
-from qmoe.io import require
+from qmoe.io import InputError, require
 from qmoe.moe.layer import MoE
 from qmoe.quant import ptq
 from qmoe.quant.layers import (
@@ -57,7 +57,7 @@ class ExportConfig:
                 f"{self.accuracy_level} not in [0, 4]")
 
 
-class ExportError(ValueError):
+class ExportError(InputError):
     """A module with no ONNX form, or a bit-width with no kernel; names the module."""
 
 

@@ -82,6 +82,18 @@ def to_model(g: Graph, inputs: Sequence[onnx.ValueInfoProto],
     return model
 
 
+def initializers(graph: onnx.GraphProto, out: dict | None = None) -> dict[str, onnx.TensorProto]:
+    """Every initialiser of a graph, its subgraphs' (If branches) included, by name."""
+    out = {} if out is None else out
+    for t in graph.initializer:
+        out[t.name] = t
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                initializers(attr.g, out)
+    return out
+
+
 # --- layers -------------------------------------------------------------------------------------
 
 

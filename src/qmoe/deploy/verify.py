@@ -5,8 +5,11 @@ Logits are compared with the frozen torch model evaluated with the deployment's 
 arithmetic (`emulate`): MatMulNBits at accuracy_level 4 quantises activations to int8 per block of
 `block_size` (training: per sample), and ONNX's DynamicQuantizeLinear uses the full uint8 range
 (torch's fbgemm dynamic int8: 7 bits, reduce_range). Everything else is the torch forward.
-Bound: max |onnx - emulated| <= atol + rtol * max |emulated| (fp16 graphs: fp16_rtol), on the
-test fold as one batch and as batch-1 calls. The gap to the training form itself (the torch model
+Bound, on the test fold as one batch and as batch-1 calls: |onnx - emulated| <= atol + rtol *
+max |emulated| (fp16 graphs: fp16_rtol) on at least `min_exact_share` of the samples, and <=
+loose_rtol * max |emulated| on all. The share exists because the emulation is float arithmetic, not
+the kernel's integer one: a value within ~1e-6 of an int8 rounding boundary can land on the other
+code (about one test sample in a hundred for the int8 graphs), moving that sample by one code step. The gap to the training form itself (the torch model
 as trained and scored) is reported beside it, never hidden: `training_max_abs_diff`,
 `argmax_agreement`.
 """
@@ -25,9 +28,12 @@ from torch import Tensor, nn
 
 from qmoe.deploy import nbits
 from qmoe.deploy.export import Exported, WeightRecord
+from qmoe.deploy.graph import initializers
 from qmoe.deploy.runtime import run, run_rows
 from qmoe.io import InputError, require
+from qmoe.moe import curiosity
 from qmoe.moe.layer import MoE
+from qmoe.moe.router import top_k
 from qmoe.quant import ptq
 from qmoe.quant.layers import PreNormLinear, QuantLinear, TernaryReferenceLinear
 
@@ -39,10 +45,14 @@ class CheckConfig:
     atol: float
     rtol: float
     fp16_rtol: float
+    loose_rtol: float              # every sample, rounding-boundary flips included
+    min_exact_share: float         # share of samples within atol + rtol
     min_routing_agreement: float   # MoE: share of samples routed alike (near-ties may differ)
 
     def __post_init__(self) -> None:
-        for name in ("atol", "rtol", "fp16_rtol"):
+        require(0.0 < self.min_exact_share <= 1.0, "export.check.min_exact_share",
+                f"{self.min_exact_share} not in (0, 1]")
+        for name in ("atol", "rtol", "fp16_rtol", "loose_rtol"):
             require(getattr(self, name) >= 0, f"export.check.{name}", "must be >= 0")
         require(0.0 < self.min_routing_agreement <= 1.0, "export.check.min_routing_agreement",
                 f"{self.min_routing_agreement} not in (0, 1]")
@@ -54,7 +64,9 @@ class ArtefactRefused(InputError):
 
 class Check(NamedTuple):
     max_abs_diff: float            # onnx vs emulated frozen torch model, worst of both batchings
-    bound: float                   # the tolerance it had to meet
+    bound: float                   # atol + rtol * max |logit| (the tight tolerance)
+    exact_share: float             # share of samples within `bound` (worst of both batchings)
+    loose_bound: float             # loose_rtol * max |logit|: no sample may exceed it
     training_max_abs_diff: float   # onnx vs the torch model as trained and scored (batch 1)
     argmax_agreement: float        # share of test samples with the same predicted class
     routing_agreement: float       # MoE: share routed to the same top-1 expert (1.0 otherwise)
@@ -62,17 +74,6 @@ class Check(NamedTuple):
 
 
 # --- integer codes ------------------------------------------------------------------------------
-
-
-def _initializers(graph: onnx.GraphProto, out: dict[str, onnx.TensorProto]) -> dict:
-    """Every initialiser of the model, subgraphs (If branches) included, by name."""
-    for t in graph.initializer:
-        out[t.name] = t
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                _initializers(attr.g, out)
-    return out
 
 
 def _stored(rec: WeightRecord, inits: dict, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +88,7 @@ def _stored(rec: WeightRecord, inits: dict, k: int) -> tuple[np.ndarray, np.ndar
 
 def check_codes(exported: Exported, context: str) -> int:
     """Refuse unless every quantised layer's stored codes and scales equal the torch model's."""
-    inits = _initializers(exported.proto.graph, {})
+    inits = initializers(exported.proto.graph)
     for rec in exported.weights:
         codes, scales = _stored(rec, inits, rec.codes.shape[1])
         if codes.shape != rec.codes.shape or not np.array_equal(codes, rec.codes):
@@ -116,17 +117,18 @@ def act_absmax8_blocks(x: Tensor, block: int) -> Tensor:
     return (q * s).view(b, -1)[:, :k]
 
 
-def act_uint8_dynamic(x: Tensor) -> Tensor:
-    """ONNX DynamicQuantizeLinear (per tensor, uint8, range including 0), fake-quantised."""
-    lo, hi = x.min().clamp(max=0), x.max().clamp(min=0)
+def act_uint8_dynamic(x: Tensor, rows: bool) -> Tensor:
+    """ONNX DynamicQuantizeLinear (uint8, range including 0), fake-quantised: one scale for the
+    whole tensor x (b, k), as in one call on the batch; `rows`: one per row, as in batch-1 calls."""
+    dims = {"dim": 1, "keepdim": True} if rows else {}
+    lo, hi = x.amin(**dims).clamp(max=0), x.amax(**dims).clamp(min=0)
     s = (hi - lo) / 255
-    if s == 0:
-        return torch.zeros_like(x)
-    zp = (-lo / s).round().clamp(0, 255)
-    return ((x / s).round() + zp).clamp(0, 255).sub(zp).mul(s)
+    safe = torch.where(s > 0, s, 1.0)
+    zp = (-lo / safe).round().clamp(0, 255)
+    return torch.where(s > 0, ((x / safe).round() + zp).clamp(0, 255).sub(zp).mul(s), 0.0)
 
 
-def _emulate_module(m: nn.Module, h: Tensor, block: int) -> Tensor:
+def _emulate_module(m: nn.Module, h: Tensor, block: int, rows: bool) -> Tensor:
     if isinstance(m, (nn.Dropout, nn.Identity)):
         return h
     if isinstance(m, nn.ReLU):
@@ -134,8 +136,7 @@ def _emulate_module(m: nn.Module, h: Tensor, block: int) -> Tensor:
     if isinstance(m, nn.LayerNorm):
         return F.layer_norm(h, m.normalized_shape, m.weight.float(), m.bias.float(), m.eps)
     if ptq.is_dynamic_int8(m):
-        qw = ptq.int8_weight(m)
-        return F.linear(act_uint8_dynamic(h), qw.dequantize(), m.bias())
+        return F.linear(act_uint8_dynamic(h, rows), ptq.int8_weight(m).dequantize(), m.bias())
     if isinstance(m, PreNormLinear):
         n = F.layer_norm(h, m.norm.normalized_shape, m.norm.weight, m.norm.bias, m.norm.eps)
         if not isinstance(m, QuantLinear):
@@ -147,27 +148,40 @@ def _emulate_module(m: nn.Module, h: Tensor, block: int) -> Tensor:
     raise TypeError(f"no emulation for {type(m).__name__}")
 
 
-def emulate_mlp(mlp: nn.Module, x: Tensor, block: int) -> Tensor:
+def emulate_mlp(mlp: nn.Module, x: Tensor, block: int, rows: bool = False) -> Tensor:
     """qmoe.models.MLP on standardised x (b, d) with the deployment's arithmetic -> (b, c)."""
     h = x.float()   # fp16 graphs: ONNX Runtime CPU upcasts float16 weights, the input stays float32
     for m in [*mlp.body, mlp.head]:
-        h = _emulate_module(m, h, block)
+        h = _emulate_module(m, h, block, rows)
     return h.float()
 
 
+def _routing(net: MoE, xs: Tensor) -> tuple[Tensor, Tensor]:
+    """(gates (b, k), experts (b, k)) exactly as MoE.forward routes in eval mode."""
+    probs = net.router(xs).softmax(dim=-1)
+    if net.strategy is not None:
+        probs = net.strategy(probs, net.uncertainty(xs))
+    return top_k(probs, net.k)
+
+
 @torch.inference_mode()
-def emulate(model: nn.Module, x: Tensor, block: int) -> tuple[Tensor, Tensor | None]:
-    """Standardized model on raw x (b, d) -> (logits (b, c), top-1 expert (b,) or None). An MoE
-    routes as the torch model does (fp32 router, banked MC passes) and mixes emulated experts."""
+def emulate(model: nn.Module, x: Tensor, block: int, rows: bool = False
+            ) -> tuple[Tensor, Tensor | None]:
+    """Standardized model on raw x (b, d) -> (logits (b, c), top-1 expert (b,) or None), as one
+    call on the batch, or (`rows`) as one batch-1 call per row. An MoE routes as the torch model
+    does (fp32 router, banked MC passes) and mixes emulated experts."""
     xs = (x - model.norm_mean) / model.norm_std
-    net = model.net
+    net = model.net.eval()
     if not isinstance(net, MoE):
-        return emulate_mlp(net, xs, block), None
-    out = net.eval()(xs)
-    gates = out.routing_probs.gather(1, out.expert_index)                         # (b, k)
-    each = torch.stack([emulate_mlp(e, xs, block) for e in net.experts], dim=1)   # (b, e, c)
-    picked = each.gather(1, out.expert_index[..., None].expand(-1, -1, each.shape[-1]))
-    return (gates[..., None] * picked).sum(dim=1) / net.k, out.expert_index[:, 0]
+        return emulate_mlp(net, xs, block, rows), None
+    if rows and isinstance(net.strategy, curiosity.EntropyRescale):   # u normalised per batch
+        parts = [_routing(net, xs[i:i + 1]) for i in range(len(xs))]
+        gates, index = (torch.cat(p) for p in zip(*parts))
+    else:
+        gates, index = _routing(net, xs)                                          # (b, k) x 2
+    each = torch.stack([emulate_mlp(e, xs, block, rows) for e in net.experts], dim=1)  # (b, e, c)
+    picked = each.gather(1, index[..., None].expand(-1, -1, each.shape[-1]))      # (b, k, c)
+    return (gates[..., None] * picked).sum(dim=1) / net.k, index[:, 0]
 
 
 @torch.inference_mode()
@@ -179,12 +193,18 @@ def _torch_logits(model: nn.Module, x: Tensor) -> Tensor:
 # --- the check ----------------------------------------------------------------------------------
 
 
-def _compare(onnx_out: dict, emu: tuple[Tensor, Tensor | None], bound_of) -> tuple[float, float, float]:
-    """(max |diff| on rows routed alike, its bound, routing agreement)."""
+class _Diff(NamedTuple):
+    worst: float        # max |diff| over samples routed alike
+    exact: float        # share of those within the tight bound
+    routing: float      # share routed alike
+
+
+def _compare(onnx_out: dict, emu: tuple[Tensor, Tensor | None], bound: float) -> _Diff:
     logits, expert = emu[0].numpy(), emu[1]
     same = np.ones(len(logits), bool) if expert is None else onnx_out["expert"] == expert.numpy()
-    diff = np.abs(onnx_out["logits"][same] - logits[same]).max(initial=0.0)
-    return float(diff), bound_of(logits), float(same.mean())
+    diff = np.abs(onnx_out["logits"][same] - logits[same]).max(axis=1, initial=0.0)   # (n_same,)
+    return _Diff(float(diff.max(initial=0.0)), float((diff <= bound).mean()) if len(diff) else 0.0,
+                 float(same.mean()))
 
 
 class Verified(NamedTuple):
@@ -198,27 +218,27 @@ def verify(model: nn.Module, exported: Exported, sess, x: np.ndarray, block: int
     """Codes, then logits on x (n, d) raw test inputs, as one batch and as batch-1 calls."""
     layers = check_codes(exported, context)
     rtol = cfg.fp16_rtol if "fp16" in exported.artefact else cfg.rtol
-    bound_of = lambda ref: cfg.atol + rtol * float(np.abs(ref).max())      # noqa: E731
     xt = torch.from_numpy(x)
-    batch = _compare(run(sess, x), emulate(model, xt, block), bound_of)
+    emu_batch = emulate(model, xt, block)
+    scale = float(np.abs(emu_batch[0].numpy()).max())
+    bound, loose = cfg.atol + rtol * scale, cfg.loose_rtol * scale
     rows = run_rows(sess, x)
-    single = _compare(rows, _stack_rows(model, xt, block), bound_of)
-    worst, bound = max(batch[0], single[0]), min(batch[1], single[1])
-    routing = min(batch[2], single[2])
-    if not math.isfinite(worst) or worst > bound:
+    diffs = [_compare(run(sess, x), emu_batch, bound),
+             _compare(rows, emulate(model, xt, block, rows=True), bound)]
+    worst, exact = max(d.worst for d in diffs), min(d.exact for d in diffs)
+    routing = min(d.routing for d in diffs)
+    if not math.isfinite(worst) or worst > loose:
         raise ArtefactRefused(f"{context}: artefact logits differ from the frozen torch model by "
-                              f"{worst:.3g} > tolerance {bound:.3g}")
+                              f"{worst:.3g} > tolerance {loose:.3g} (loose_rtol)")
+    if exact < cfg.min_exact_share:
+        raise ArtefactRefused(f"{context}: artefact logits differ from the frozen torch model: "
+                              f"{exact:.1%} of test samples within {bound:.3g}, need "
+                              f"{cfg.min_exact_share:.0%} (max diff {worst:.3g})")
     if routing < cfg.min_routing_agreement:
         raise ArtefactRefused(f"{context}: artefact routes {routing:.1%} of samples like the torch "
                               f"model (< {cfg.min_routing_agreement:.1%})")
     trained = np.concatenate([_torch_logits(model, xt[i:i + 1]).numpy() for i in range(len(x))])
     deployed_pred, torch_pred = rows["logits"].argmax(1), trained.argmax(1)
-    check = Check(worst, bound, float(np.abs(rows["logits"] - trained).max()),
+    check = Check(worst, bound, exact, loose, float(np.abs(rows["logits"] - trained).max()),
                   float((deployed_pred == torch_pred).mean()), routing, layers)
     return Verified(check, deployed_pred, torch_pred)
-
-
-def _stack_rows(model: nn.Module, x: Tensor, block: int) -> tuple[Tensor, Tensor | None]:
-    parts = [emulate(model, x[i:i + 1], block) for i in range(len(x))]
-    expert = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
-    return torch.cat([p[0] for p in parts]), expert

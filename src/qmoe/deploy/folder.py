@@ -1,0 +1,200 @@
+"""Export, check and score every trained model of one (dataset, protocol) run tree.
+
+One unit = one checkpoint (variant, fold, seed): load it as deployed (qmoe.training.artefacts),
+write its ONNX artefact, check it (qmoe.deploy.verify: refused on any mismatch, naming variant,
+fold and seed), and score it at batch 1 on its own test fold beside the torch model, also at
+batch 1. Units are independent and run on the executor (params `execution`); the stage writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import onnx
+import pandas as pd
+import torch
+
+from qmoe import models
+from qmoe.deploy import runtime
+from qmoe.deploy.export import ExportConfig, ExportError, Exported, export
+from qmoe.deploy.graph import OPSET, initializers
+from qmoe.deploy.verify import CheckConfig, verify
+from qmoe.executor import ExecutionConfig, run_units
+from qmoe.io import ConfigError, InputError, atomic_dir, from_section, load_json, save_json
+from qmoe.training.artefacts import ModelKey, Standardized, load_trained
+from qmoe.training.metrics import scores
+from qmoe.variants import FP32Config
+
+
+class ExportParams(NamedTuple):
+    """params.yaml `export`: graph form (block_size, accuracy_level) and `check` (tolerance)."""
+
+    graph: ExportConfig
+    check: CheckConfig
+
+
+def export_params(section: Any) -> ExportParams:
+    """Both configs from params `export`; unknown or missing keys are refused by name."""
+    if not isinstance(section, dict) or "check" not in section:
+        raise ConfigError("export: expected a mapping with block_size, accuracy_level and check")
+    graph = from_section(ExportConfig, {k: v for k, v in section.items() if k != "check"},
+                         "export")
+    return ExportParams(graph, from_section(CheckConfig, section["check"], "export.check"))
+
+
+class Unit(NamedTuple):
+    variant: str
+    checkpoint: Path       # <runs>/<variant>/fold{k}_seed{s}.pt
+    key: ModelKey
+
+    def name(self) -> str:
+        return f"{self.variant} fold {self.key.fold} seed {self.key.seed}"
+
+
+class TestFold(NamedTuple):
+    """What every unit needs from the run tree and the features (sent once to each worker)."""
+
+    emb: np.ndarray                    # (n_clips, d) float32 raw embeddings
+    row_of: dict[str, int]             # clip_id -> row of emb
+    labels: dict[tuple[str, int, int], dict[str, int]]   # (variant, fold, seed) -> clip -> label
+    params: ExportParams
+    where: str                         # "<dataset>/<protocol>", for messages
+
+
+class Deployed(NamedTuple):
+    onnx: bytes
+    row: dict[str, Any]                # one row of deployed.csv
+
+
+def units(runs: Path, variant_names: list[str]) -> list[Unit]:
+    """One unit per model listed in each variant's metrics.json (in its order)."""
+    out = []
+    for variant in variant_names:
+        path = runs / variant / "metrics.json"
+        if not path.is_file():
+            raise InputError(f"{path}: not found (train {variant} first)")
+        for run in load_json(path).get("runs") or []:
+            key = ModelKey(int(run["fold"]), int(run["seed"]))
+            out.append(Unit(variant, runs / variant / f"{key.stem}.pt", key))
+    if not out:
+        raise InputError(f"{runs}: no trained models for {variant_names}")
+    return out
+
+
+def test_labels(runs: Path, variant_names: list[str]) -> dict[tuple[str, int, int], dict[str, int]]:
+    """Each model's test-fold labels from its variant's predictions.csv (the label set trained)."""
+    out: dict[tuple[str, int, int], dict[str, int]] = {}
+    for variant in variant_names:
+        frame = pd.read_csv(runs / variant / "predictions.csv", usecols=["fold", "seed", "clip_id",
+                                                                         "label"])
+        for (fold, seed), part in frame.groupby(["fold", "seed"]):
+            out[(variant, int(fold), int(seed))] = dict(zip(part["clip_id"].astype(str),
+                                                            part["label"].astype(int)))
+    return out
+
+
+def test_fold(table: pd.DataFrame, runs: Path, variant_names: list[str], params: ExportParams,
+              where: str) -> TestFold:
+    emb = table[[c for c in table.columns if c.startswith("emb_")]].to_numpy(dtype=np.float32)
+    row_of = {cid: i for i, cid in enumerate(table["clip_id"].astype(str))}
+    return TestFold(emb, row_of, test_labels(runs, variant_names), params, where)
+
+
+@functools.lru_cache(maxsize=8)
+def fp32_bytes(in_dim: int, num_classes: int, hidden: tuple[int, ...]) -> int:
+    """File size of the FP32 artefact of this classifier shape (the size ratios' denominator)."""
+    net = models.build(FP32Config(), models.MLPConfig(in_dim, num_classes, hidden, 0.0))
+    model = Standardized(net, torch.zeros(in_dim), torch.ones(in_dim)).eval()
+    return len(export(model, ExportConfig(32, 4)).proto.SerializeToString())
+
+
+def _inputs(shared: TestFold, unit: Unit, meta: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(x (n, d) raw test embeddings, y (n,) labels) of the unit's test fold."""
+    ids = [str(c) for c in meta.get("test_clip_ids") or []]
+    labels = shared.labels.get((unit.variant, *unit.key), {})
+    missing = [c for c in ids if c not in shared.row_of or c not in labels]
+    if not ids or missing:
+        raise InputError(f"{unit.checkpoint}: {len(missing)} of {len(ids)} test clips lack an "
+                         f"embedding or a label in predictions.csv, e.g. {missing[:3]}")
+    return shared.emb[[shared.row_of[c] for c in ids]], np.array([labels[c] for c in ids])
+
+
+def deploy_unit(shared: TestFold, unit: Unit) -> Deployed:
+    """Export, check and score one checkpoint; any failure names variant, fold and seed."""
+    context = f"{shared.where}/{unit.name()}"
+    loaded = load_trained(unit.checkpoint, frozen=True)
+    x, y = _inputs(shared, unit, loaded.meta)
+    try:
+        exported = export(loaded.model, shared.params.graph)
+        data = exported.proto.SerializeToString()
+        sess = runtime.session(data)
+    except ExportError as e:
+        raise ExportError(f"{context}: export failed: {e}") from None
+    v = verify(loaded.model, exported, sess, x, shared.params.graph.block_size,
+               shared.params.check, context)
+    c = loaded.meta["num_classes"]
+    dep, tor = scores(torch.from_numpy(y), torch.from_numpy(v.deployed_pred), c), \
+        scores(torch.from_numpy(y), torch.from_numpy(v.torch_pred), c)
+    meta = loaded.meta
+    fp32 = fp32_bytes(meta["in_dim"], c, tuple(meta["model"]["hidden_sizes"]))
+    row = {"fold": unit.key.fold, "seed": unit.key.seed, "artefact": exported.artefact,
+           "n_test": len(y), "deployed_macro_f1": dep.macro_f1, "deployed_accuracy": dep.accuracy,
+           "deployed_weighted_f1": dep.weighted_f1, "torch_b1_macro_f1": tor.macro_f1,
+           **_sizes(exported, data, fp32), **v.check._asdict(),
+           "ort_keeps_fp16": runtime.keeps_fp16(exported.proto) if "fp16" in exported.artefact
+           else None}
+    return Deployed(data, row)
+
+
+def _sizes(exported: Exported, data: bytes, fp32_file: int) -> dict[str, int]:
+    """Bytes on disk, bytes of all tensors, bytes of the quantised layers (codes and scales)."""
+    inits = initializers(exported.proto.graph)
+    quant = {name for w in exported.weights for name in (w.weight_name, w.scale_name)}
+    return {"size_file_bytes": len(data),
+            "size_tensor_bytes": sum(len(t.raw_data) for t in inits.values()),
+            "size_quantised_weight_bytes": sum(len(inits[n].raw_data) for n in quant),
+            "size_fp32_file_bytes": fp32_file}
+
+
+class TreeSpec(NamedTuple):
+    """What one export stage instance covers (names as in dvc.yaml's matrix)."""
+
+    dataset: str
+    protocol: str
+    variants: tuple[str, ...]
+
+
+def deploy_tree(spec: TreeSpec, params: ExportParams, features: Path, runs: Path, out: Path,
+                execution: ExecutionConfig) -> pd.DataFrame:
+    """Export every model of `runs` (= data/runs/<dataset>/<protocol>) into `out`, atomically:
+    <variant>/<fold{k}_seed{s}>.onnx, <variant>/deployed.csv and export.json. Returns all rows."""
+    table_path = features / "features.parquet"
+    if not table_path.is_file():
+        raise FileNotFoundError(f"{table_path}: feature table not found (run the features stage)")
+    todo = units(runs, list(spec.variants))
+    shared = test_fold(pd.read_parquet(table_path), runs, list(spec.variants), params,
+                       f"{spec.dataset}/{spec.protocol}")
+    t0 = time.perf_counter()
+    results = run_units(deploy_unit, shared, todo, execution, name=Unit.name)
+    rows = []
+    with atomic_dir(out) as tmp:
+        for unit, res in zip(todo, results, strict=True):
+            (tmp / unit.variant).mkdir(exist_ok=True)
+            (tmp / unit.variant / f"{unit.key.stem}.onnx").write_bytes(res.onnx)
+            rows.append({"variant": unit.variant, **res.row})
+        frame = pd.DataFrame(rows)
+        for variant, part in frame.groupby("variant", sort=False):
+            part.drop(columns="variant").to_csv(tmp / variant / "deployed.csv", index=False)
+        save_json(tmp / "export.json", {
+            "dataset": spec.dataset, "protocol": spec.protocol, "variants": list(spec.variants),
+            "onnxruntime": runtime.ort_version(), "onnx": onnx.__version__,
+            "opset": OPSET, "block_size": params.graph.block_size,
+            "accuracy_level": params.graph.accuracy_level,
+            "check": dataclasses.asdict(params.check),
+            "models": len(todo), "seconds": round(time.perf_counter() - t0, 2)})
+    return frame

@@ -1,0 +1,46 @@
+"""Export every trained model of one (dataset, protocol) to its ONNX artefact, check it against its
+checkpoint and score it at batch 1 on its test fold. DVC stage: export.
+
+Outputs (docs/architecture.md section 4): <out>/<variant>/fold{k}_seed{s}.onnx, deployed.csv per
+variant, export.json. A model whose artefact disagrees with it fails the stage, naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from qmoe.cli import read_params, run_stage
+from qmoe.deploy.folder import TreeSpec, deploy_tree, export_params
+from qmoe.executor import ExecutionConfig
+from qmoe.io import from_section
+
+log = logging.getLogger("stages.export")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--protocol", required=True)
+    ap.add_argument("--features", type=Path, required=True, help="data/features/<dataset>")
+    ap.add_argument("--runs", type=Path, required=True, help="data/runs/<dataset>/<protocol>")
+    ap.add_argument("--out", type=Path, required=True, help="data/deployed/<dataset>/<protocol>")
+    args = ap.parse_args()
+
+    params = read_params()
+    study = params.get("study") or {}
+    variants = tuple(study.get("variants") or []) + tuple(study.get("moe_variants") or [])
+    frame = deploy_tree(TreeSpec(args.dataset, args.protocol, variants),
+                        export_params(params.get("export")), args.features, args.runs, args.out,
+                        from_section(ExecutionConfig, params.get("execution"), "execution"))
+    for variant, part in frame.groupby("variant", sort=False):
+        log.info("%s: deployed macro-F1 %.4f (torch, batch 1: %.4f), %.0f kB (%.3f of fp32), "
+                 "max |logit diff| %.2g; %s", variant, part["deployed_macro_f1"].mean(),
+                 part["torch_b1_macro_f1"].mean(), part["size_file_bytes"].mean() / 1e3,
+                 (part["size_file_bytes"] / part["size_fp32_file_bytes"]).mean(),
+                 part["max_abs_diff"].max(), part["artefact"].iloc[0])
+
+
+if __name__ == "__main__":
+    run_stage(main)
