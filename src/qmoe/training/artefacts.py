@@ -86,6 +86,18 @@ def rebuild(meta: dict) -> Rebuilt:
     return Rebuilt(Standardized(net, torch.zeros(d), torch.ones(d)), cfg)
 
 
+def _check_shapes(meta: dict, state: dict, path: Path | str) -> None:
+    """Refuse a meta whose shape disagrees with the weights before building anything from it
+    (a checkpoint claiming in_dim 1e9 would otherwise allocate a network of that width)."""
+    norm = state.get("norm_mean")
+    in_dim, classes = meta["in_dim"], meta["num_classes"]
+    if not isinstance(in_dim, int) or norm is None or tuple(norm.shape) != (in_dim,):
+        raise InputError(f"checkpoint {path}: meta in_dim {in_dim!r} does not match its "
+                         f"norm_mean of shape {None if norm is None else tuple(norm.shape)}")
+    if not isinstance(classes, int) or not 2 <= classes <= 100_000:
+        raise InputError(f"checkpoint {path}: meta num_classes {classes!r} is not a class count")
+
+
 def load_trained(path: Path | str, frozen: bool | None = None) -> LoadedModel:
     """Load fold{k}_seed{s}.pt and return the model as deployed (e.g. int8 for ptq_int8).
 
@@ -97,6 +109,7 @@ def load_trained(path: Path | str, frozen: bool | None = None) -> LoadedModel:
     for key in ("variant", "variant_config", "in_dim", "num_classes", "model"):
         if key not in ckpt.meta:
             raise InputError(f"checkpoint {path}: meta lacks {key!r}")
+    _check_shapes(ckpt.meta, ckpt.state_dict, path)
     model, cfg = rebuild(ckpt.meta)
     try:
         model.load_state_dict(ckpt.state_dict)
