@@ -1,4 +1,5 @@
-"""The name the paper's tables give each study variant, and what it really is (reference-method.md 7.0).
+"""The name the paper's tables give each study variant, and what it really is (reference-method.md
+7.0).
 
 The reference's table names promise more than its code delivers (its "16-bit" is FP32 plus a
 LayerNorm, its "BitNet" is a threshold-ternary scheme, its curiosity never changes routing), so

@@ -1,4 +1,5 @@
-"""Roles (qmoe.analysis.roles): which variant of a study plays "4-bit", "plain MoE", ... by facts."""
+"""Roles (qmoe.analysis.roles): which variant of a study plays "4-bit", "plain MoE", ... by its
+facts."""
 
 import pandas as pd
 

@@ -1,4 +1,5 @@
-"""qmoe.analysis.stats / comparisons / families / reftables against scipy and statsmodels on fixed inputs."""
+"""qmoe.analysis.stats / comparisons / families / reference_tables against scipy and statsmodels
+on fixed inputs."""
 
 import numpy as np
 import pandas as pd
@@ -263,7 +264,8 @@ def test_the_plan_chooses_variants_by_their_facts(study_runs, config_of, with_fa
     three = with_facts(_study_runs(), {"w4a8": config_of("w4a8", weight_bits=3)})
     plan3 = families.plan(results.variant_facts(three))
     assert plan3.energy[-1] == Pair("energy_w4a8_vs_w8a8", "4-bit BitLinear", "w8a8")
-    out = comparisons.compare(three, plan3.energy[-1:], "energy_per_inference_mj", CFG, Method.PAIRED_T)
+    out = comparisons.compare(three, plan3.energy[-1:], "energy_per_inference_mj", CFG,
+                              Method.PAIRED_T)
     assert set(out["reason"]) == {"no runs of 4-bit BitLinear (variant not in the study)"}
 
 
@@ -297,6 +299,7 @@ def test_levene_with_a_constant_baseline_is_not_computed_with_a_reason():
     rows = [{"dataset": "d", "protocol": "faithful", "variant": v, "fold": f, "seed": 42,
              "macro_f1": (1.0 if v == "fp32" else 0.8 + 0.01 * f)}
             for v in ("fp32", "w4a8") for f in range(1, 6)]
-    out = levene(pd.DataFrame(rows), [Pair("f1_variance", "w4a8", "fp32")], "macro_f1", StatsConfig())
+    out = levene(pd.DataFrame(rows), [Pair("f1_variance", "w4a8", "fp32")], "macro_f1",
+                 StatsConfig())
     assert (out["status"] == "not computed").all()
     assert out["reason"].str.contains("fp32 values are all equal").all()

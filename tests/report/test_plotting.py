@@ -1,4 +1,5 @@
-"""Figures take tidy frames and return matplotlib Figures (qmoe.report.plotting); nothing is saved here."""
+"""Figures take tidy frames and return matplotlib Figures (qmoe.report.plotting); nothing is
+saved here."""
 
 import matplotlib
 

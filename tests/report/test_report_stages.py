@@ -128,7 +128,8 @@ def _in_process(tmp: Path, params: Path, monkeypatch) -> None:
         "report": ["--table", f"{r}/tables/runs.csv", "--stats", f"{r}/stats", "--runs",
                    f"{d}/runs", "--benchmarks", f"{d}/benchmarks", "--raw", f"{d}/raw",
                    "--metrics", f"{r}/metrics.json",
-                   "--bench_metrics", f"{r}/benchmark_metrics.json", "--plots", f"{r}/plots/f1_per_fold.csv",
+                   "--bench_metrics", f"{r}/benchmark_metrics.json",
+                   "--plots", f"{r}/plots/f1_per_fold.csv",
                    "--figures", f"{r}/figures", "--tables", f"{r}/tables/paper",
                    "--out", f"{r}/report.md"],
     }

@@ -1,4 +1,5 @@
-"""Report sections, DVC metrics and provenance (qmoe.report.sections, qmoe.report.document, qmoe.report.provenance)."""
+"""Report sections, DVC metrics and provenance (qmoe.report.sections, qmoe.report.document,
+qmoe.report.provenance)."""
 
 import hashlib
 import json

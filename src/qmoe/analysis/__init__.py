@@ -1,1 +1,2 @@
-"""Stages `aggregate` and `stats`: results tables, statistical tests, test families, claims and verdict rules."""
+"""Stages `aggregate` and `stats`: the runs table, statistical tests, test families, paper and
+reference tables, claims and verdict rules."""

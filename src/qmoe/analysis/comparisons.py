@@ -254,7 +254,8 @@ def levene(
                     scope.select(samples), paired.keys, scope.key_cols, pair, value, cfg
                 )
                 if stats is None:
-                    reason = f"{pair.baseline} values are all equal: the variance ratio is undefined"
+                    reason = (f"{pair.baseline} values are all equal: the variance ratio is "
+                              "undefined")
                 else:
                     row.update(stats)
             row.update(status=NOT_COMPUTED if reason else COMPUTED, reason=reason or "")

@@ -1,4 +1,5 @@
-"""reports/report.md: the sections of `qmoe.report.sections` put together, plus the statistical tests.
+"""reports/report.md: the sections of `qmoe.report.sections` put together, plus the statistical
+tests.
 
 `render` takes only generated inputs (runs table, stats CSVs, claims evidence, figure paths, paper
 tables, provenance) and returns the Markdown; the report stage writes it.
