@@ -5,7 +5,8 @@ import torch
 
 from qmoe import models, variants
 from qmoe.io import InputError, save_checkpoint
-from qmoe.training.artefacts import ModelKey, Standardized, load_trained
+from qmoe.training.artefacts import Standardized, load_trained
+from qmoe.training.layout import ModelKey
 
 
 def test_model_key_stem_round_trips_any_integer_seed():

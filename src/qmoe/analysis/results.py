@@ -19,7 +19,7 @@ import pandas as pd
 
 from qmoe import variants
 from qmoe.io import ConfigError, InputError, from_section, require
-from qmoe.training.artefacts import ModelKey
+from qmoe.training.layout import ModelKey
 
 KEYS = ["dataset", "protocol", "variant", "fold", "seed"]
 RUN_FIELDS = [

@@ -6,7 +6,6 @@ checkpoints carry `model_args`, so `benchmark` never reads params.yaml to rebuil
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -16,28 +15,6 @@ from torch import Tensor, nn
 from qmoe import models, variants
 from qmoe.io import InputError, load_checkpoint
 from qmoe.training.protocols import protocol_class
-
-
-class ModelKey(NamedTuple):
-    """One trained model of a run folder: its file stem `fold{k}_seed{s}` (any integer seed)."""
-
-    fold: int
-    seed: int
-
-    @property
-    def stem(self) -> str:
-        return f"fold{self.fold}_seed{self.seed}"
-
-    @classmethod
-    def parse(cls, stem: str) -> ModelKey:
-        """`fold3_seed-1` -> ModelKey(3, -1); anything else raises ValueError naming the stem."""
-        m = _STEM.fullmatch(stem)
-        if not m:
-            raise InputError(f"{stem!r} is not a model file stem fold<k>_seed<s>")
-        return cls(int(m.group(1)), int(m.group(2)))
-
-
-_STEM = re.compile(r"fold(\d+)_seed(-?\d+)")
 
 
 class Standardized(nn.Module):

@@ -17,7 +17,7 @@ from qmoe.executor import ExecutionConfig, measures_all_work, run_units
 from qmoe.io import atomic_dir, save_json, write_bytes
 from qmoe.models import ModelConfig
 from qmoe.training import experiment, units
-from qmoe.training.artefacts import ModelKey
+from qmoe.training.layout import ModelKey, RunFolder
 from qmoe.training.fit import MoETrainConfig, TrainConfig
 from qmoe.training.protocols import make_protocol
 from qmoe.variants import VariantConfig, to_dict
@@ -49,6 +49,7 @@ def train_variant(spec: RunSpec, variant: VariantConfig, model_cfg: ModelConfig,
     grid = units.units_for(job)
     runs, history, predictions = [], [], []
     with atomic_dir(out) as tmp, EnergyMeter(country_iso_code=country_iso_code) as meter:
+        folder = RunFolder(tmp)
         with meter.measure(f"train {spec.dataset}/{spec.protocol}/{spec.variant}") as energy:
             outputs = run_units(units.train_unit, job, grid, execution,
                                 name=lambda u: units.unit_name(job, u))
@@ -65,11 +66,11 @@ def train_variant(spec: RunSpec, variant: VariantConfig, model_cfg: ModelConfig,
                          "train_emissions_kg": share.emissions_kg, "energy_method": method})
             history += r.history
             predictions.append(r.predictions)
-            write_bytes(tmp / f"{key.stem}.pt", r.checkpoint)
+            write_bytes(folder.checkpoint(key), r.checkpoint)
             if r.curiosity is not None:
-                save_json(tmp / "curiosity" / f"{key.stem}.json", r.curiosity)
-        pd.DataFrame(history).to_csv(tmp / "history.csv", index=False)
-        pd.concat(predictions).to_csv(tmp / "predictions.csv", index=False)
-        save_json(tmp / "metrics.json", {"dataset": spec.dataset, "protocol": spec.protocol,
+                save_json(folder.curiosity(key), r.curiosity)
+        pd.DataFrame(history).to_csv(folder.history, index=False)
+        pd.concat(predictions).to_csv(folder.predictions, index=False)
+        save_json(folder.metrics, {"dataset": spec.dataset, "protocol": spec.protocol,
                                           "variant": spec.variant, "variant_config": to_dict(variant),
                                           "class_names": data.class_names, "runs": runs})
