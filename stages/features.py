@@ -11,9 +11,9 @@ import logging
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from qmoe.cli import read_params, run_stage
+from qmoe.executor import ExecutionConfig
 from qmoe.features import FeaturesConfig, embed_manifest, features_info, features_table, mel_used
 from qmoe.io import InputError, atomic_dir, from_section, save_json
 
@@ -46,11 +46,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="data/features/<dataset>")
     args = ap.parse_args()
 
-    cfg = from_section(FeaturesConfig, read_params().get("features"), "features")
-    torch.set_num_threads(cfg.threads)
+    params = read_params()
+    cfg = from_section(FeaturesConfig, params.get("features"), "features")
+    execution = from_section(ExecutionConfig, params.get("execution"), "execution")
     manifest = read_manifest(args.raw)
     log.info("%s: %d clips, backbone %s", args.raw, len(manifest), cfg.backbone)
-    emb = embed_manifest(manifest, args.raw, cfg)
+    emb = embed_manifest(manifest, args.raw, cfg, execution=execution)
     table = features_table(manifest, emb.matrix)
     with atomic_dir(args.out) as tmp:
         table.to_parquet(tmp / "features.parquet", index=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -73,7 +74,9 @@ def measures_all_work(cfg: ExecutionConfig) -> bool:
 @contextmanager
 def one_thread() -> Iterator[None]:
     """torch on one thread for the block (restored after): the results' bits must not depend on
-    the thread count, and one single-threaded worker per core has no OpenMP barriers."""
+    the thread count, and one single-threaded worker per core has no OpenMP barriers (measured
+    on the features stage: with 2-thread teams, while another process held one core, the mel
+    phase and the CNN ran ~10x slower; single-threaded workers are as fast on an idle machine)."""
     import torch
 
     before = torch.get_num_threads()
@@ -133,12 +136,12 @@ def _in_process(fn: Callable[[S, U], R], shared: S, unit: U, name: Callable[[U],
 _WORKER: tuple[Callable[[Any, Any], Any], Any] | None = None   # (fn, shared) of this pool process
 
 
-def _init_worker(fn: Callable[[Any, Any], Any], shared: Any) -> None:
+def _init_worker(payload: bytes) -> None:
     """Pool process start: keep (fn, shared); Ctrl-C is the parent's to handle (it kills us)."""
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["OMP_NUM_THREADS"] = "1"
-    _WORKER = (fn, shared)
+    _WORKER = pickle.loads(payload)
 
 
 def _run_in_worker(unit: Any) -> Any:
@@ -153,8 +156,12 @@ def _run_pool(fn: Callable[[S, U], R], shared: S, units: Sequence[U], workers: i
     # not from this process, whose threads (CodeCarbon's sampler) must not be forked.
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload([fn.__module__])
+    # Plain pickle, as bytes: multiprocessing's own pickler would send each tensor as a
+    # shared-memory file descriptor, and a backbone's hundreds of tensors exceed what the
+    # forkserver may pass ("too many fds").
+    payload = pickle.dumps((fn, shared), protocol=pickle.HIGHEST_PROTOCOL)
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                               initargs=(fn, shared))
+                               initargs=(payload,))
     log.info("%d units on a local pool of %d single-threaded workers", len(units), workers)
     futures = {pool.submit(_run_in_worker, unit): i for i, unit in enumerate(units)}
     results: dict[int, _Timed] = {}

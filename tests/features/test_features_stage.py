@@ -19,6 +19,7 @@ import torch
 import yaml
 from PIL import Image
 
+from qmoe.executor import ExecutionConfig
 from qmoe.features import (
     FeaturesConfig,
     build_backbone,
@@ -27,7 +28,7 @@ from qmoe.features import (
     features_table,
     random_projection,
 )
-from qmoe.io import from_section, load_params
+from qmoe.io import UserError, from_section, load_params
 
 ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = ["clip_id", "path", "label_id", "label_name", "fold", "source_id", "duration_s",
@@ -68,8 +69,9 @@ def test_features_table_schema_and_determinism(tmp_path, lite0):
     first = embed_manifest(manifest, tmp_path, cfg, lite0)
     second = embed_manifest(manifest, tmp_path, cfg, lite0)
     assert np.array_equal(first.matrix, second.matrix)  # bitwise
-    one_worker = embed_manifest(manifest, tmp_path, replace(cfg, threads=1), lite0)
-    assert np.array_equal(first.matrix, one_worker.matrix)  # independent of the worker count
+    two_workers = embed_manifest(manifest, tmp_path, replace(cfg, batch_size=1), lite0,
+                                 ExecutionConfig("local", 2))  # 3 units on 2 worker processes
+    assert np.array_equal(first.matrix, two_workers.matrix)  # independent of the worker count
     table = features_table(manifest, first.matrix)
     assert list(table.columns) == COLUMNS + [f"emb_{i:04d}" for i in range(1280)]
     assert (table[emb_columns(1280)].dtypes == np.float32).all()
@@ -99,7 +101,7 @@ def test_logmel_stats_and_image_rows(tmp_path):
     assert levels.max() == 0.0 and levels.min() >= -80.0
     Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "files" / "img.png")
     images = manifest.iloc[:1].assign(path="files/img.png", sample_rate=0)
-    with pytest.raises(ValueError, match=r"img\.png: backbone logmel_stats needs audio"):
+    with pytest.raises(UserError, match=r"clips 1-.*img\.png: backbone logmel_stats needs audio"):
         embed_manifest(images, tmp_path, FeaturesConfig(backbone="logmel_stats"))
 
 
@@ -123,7 +125,7 @@ def test_stage_writes_the_feature_table(tmp_path):
     info = json.loads((out / "features.json").read_text())
     assert (info["dataset"], info["backbone"], info["dim"], info["n_clips"]) == (
         "tiny", "efficientnet_lite0", 1280, 3)
-    assert info["mel"]["hop_length"] == 32 and info["threads"] == 2
+    assert info["mel"]["hop_length"] == 32 and "threads" not in info  # output: not the workers
     # the mel settings as applied: f_max capped at each sample rate's Nyquist frequency
     assert info["mel"]["f_max"] == {"16000": 8000.0, "22050": 11025.0}
     assert info["mel"]["f_max_requested"] == 20000.0 and info["max_seconds"] == 30.0
@@ -162,5 +164,7 @@ def test_stage_fails_cleanly_on_undecodable_audio(tmp_path):
     proc = run_stage(raw, out, tmp_path / "params.yaml")
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: {raw / 'files' / 'b.wav'}: cannot decode audio")
+    # the failed unit (a batch of clips) is named, then the clip and why
+    assert last.startswith("error: unit clips 1-3 of 3 (")
+    assert f"failed: InputError: {raw / 'files' / 'b.wav'}: cannot decode audio" in last
     assert not (tmp_path / "features").exists() or not any((tmp_path / "features").iterdir())

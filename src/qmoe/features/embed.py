@@ -15,7 +15,6 @@ import platform
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -23,8 +22,9 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
+from torch import nn
 
+from qmoe.executor import ExecutionConfig, run_units
 from qmoe.features.backbones import BACKBONES, Backbone, band_stats, random_projection
 from qmoe.features.melspec import MelConfig, load_audio, mel_db
 from qmoe.features.render import colormap_lut, load_image, render
@@ -33,8 +33,8 @@ from qmoe.io import InputError, choose, require
 log = logging.getLogger(__name__)
 
 EMB_PREFIX = "emb_"
-# Timed phases, summed over the worker threads (thread-seconds: with 2 workers they add up to about
-# twice the wall time); "render" is the band statistics for logmel_stats.
+# Timed phases, summed over the single-threaded workers (thread-seconds: with 2 workers they add up
+# to about twice the wall time); "render" is the band statistics for logmel_stats.
 PHASES = ("load", "mel", "render", "backbone")
 
 
@@ -49,8 +49,7 @@ class FeaturesConfig:
     normalize: Literal["imagenet", "none"] = "imagenet"
     head: Literal["pooled", "random_projection"] = "pooled"
     projection_seed: int = 0
-    batch_size: int = 4
-    threads: int = 2
+    batch_size: int = 4  # clips per executor unit (params `execution`: where units run)
     # Longer clips use only their first max_seconds: a clip's mel image costs ~8 MB per second of
     # 44.1 kHz audio in each worker thread (measured), so memory stays bounded for any input.
     max_seconds: float = 30.0
@@ -61,7 +60,6 @@ class FeaturesConfig:
             require(self.image_size >= 32, "features.image_size",
                     f"must be >= 32 or null, got {self.image_size}")
         require(self.batch_size >= 1, "features.batch_size", f"must be >= 1, got {self.batch_size}")
-        require(self.threads >= 1, "features.threads", f"must be >= 1, got {self.threads}")
         require(self.max_seconds > 0, "features.max_seconds", f"{self.max_seconds} <= 0")
         colormap_lut(self.cmap)  # unknown colour map -> ConfigError now, not after model loading
 
@@ -112,61 +110,66 @@ def _prepare(path: Path, is_image: bool, cfg: FeaturesConfig, bb: Backbone,
         return render(db, cfg.mel.top_db, colormap_lut(cfg.cmap), bb.image_size)
 
 
-def _single_threaded() -> None:
-    """Worker initialiser: this thread's torch ops run inline, without OpenMP thread teams.
+class _Job(NamedTuple):
+    """What every unit shares; it travels once to each worker (the backbone's weights too)."""
 
-    The mel path is many small ops and Lite0 on a few images is many small convolutions; with
-    2-thread OpenMP teams each op waits at a barrier, and while another process held one core
-    that made the mel phase ~10x and the CNN ~10x slower (measured). One single-threaded worker
-    per core has no barriers, is as fast on an idle machine, and is deterministic.
-    """
-    torch.set_num_threads(1)
+    cfg: FeaturesConfig
+    backbone: Backbone
+    head: nn.Module | None
+    paths: tuple[Path, ...]   # absolute: a Ray worker's working folder is not ours
+    is_image: tuple[bool, ...]
+
+
+class _Chunk(NamedTuple):
+    matrix: np.ndarray           # (B, D) float32
+    seconds: dict[str, float]    # per phase (`PHASES`)
+
+
+@torch.inference_mode()
+def _embed_chunk(job: _Job, start: int) -> _Chunk:
+    """One executor unit: clips start .. start + batch_size - 1 -> (B, D) (top-level: workers
+    import it by name)."""
+    timer = _Timer()
+    stop = min(start + job.cfg.batch_size, len(job.paths))
+    x = torch.stack([_prepare(job.paths[i], job.is_image[i], job.cfg, job.backbone, timer)
+                     for i in range(start, stop)])  # (B, 3, S, S) images or (B, D) stats
+    with timer.phase("backbone"):
+        z = job.backbone.net(x)  # (B, D)
+        z = job.head(z) if job.head is not None else z
+    return _Chunk(z.numpy(), timer.seconds)
 
 
 def embed_files(paths: list[Path], is_image: list[bool], cfg: FeaturesConfig,
-                backbone: Backbone | None = None) -> Embeddings:
+                backbone: Backbone | None = None,
+                execution: ExecutionConfig = ExecutionConfig()) -> Embeddings:
     """Embed clips (audio files, or images where `is_image`) in order: -> (N, D) float32.
 
-    Chunks of `cfg.batch_size` clips are each prepared and embedded by one of `cfg.threads`
-    single-threaded workers, so the result does not depend on `cfg.threads`.
+    Chunks of `cfg.batch_size` clips are the executor's units, each prepared and embedded by one
+    single-threaded worker, so the result does not depend on the backend or the worker count.
     """
     bb = backbone or build_backbone(cfg)
     head = random_projection(bb.dim, cfg.projection_seed) if cfg.head != "pooled" else None
-    timer = _Timer()
-
-    @torch.inference_mode()
-    def embed_chunk(start: int) -> np.ndarray:
-        stop = min(start + cfg.batch_size, len(paths))
-        x = torch.stack([_prepare(paths[i], is_image[i], cfg, bb, timer)
-                         for i in range(start, stop)])  # (B, 3, S, S) images or (B, D) stats
-        with timer.phase("backbone"):
-            z = bb.net(x)  # (B, D)
-            return (head(z) if head is not None else z).numpy()
-
+    job = _Job(cfg, bb, head, tuple(Path(p).absolute() for p in paths), tuple(is_image))
     t0 = time.perf_counter()
-    starts = range(0, len(paths), cfg.batch_size)
-    bar = tqdm(total=len(paths), unit="clip", desc=f"features {bb.name}", disable=None)
-    pool, chunks = ThreadPoolExecutor(cfg.threads, initializer=_single_threaded), []
-    try:
-        with bar:
-            for chunk in pool.map(embed_chunk, starts):  # in order
-                chunks.append(chunk)
-                bar.update(len(chunk))
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # a bad clip stops the queued work
-    matrix = np.concatenate(chunks) if chunks else np.empty((0, bb.dim), dtype=np.float32)
-    seconds = {**timer.seconds, "total": time.perf_counter() - t0}
+    starts = list(range(0, len(paths), cfg.batch_size))
+    chunks = run_units(_embed_chunk, job, starts, execution, name=lambda s: (
+        f"clips {s + 1}-{min(s + cfg.batch_size, len(paths))} of {len(paths)} ({paths[s]}, ...)"))
+    matrix = (np.concatenate([c.matrix for c in chunks]) if chunks
+              else np.empty((0, bb.dim), dtype=np.float32))
+    phases = {k: sum(c.seconds[k] for c in chunks) for k in PHASES}
+    seconds = {**phases, "total": time.perf_counter() - t0}
     log.info("embedded %d clips with %s in %.1f s wall (thread-seconds: %s)", len(paths), bb.name,
-             seconds["total"], ", ".join(f"{k} {v:.1f}" for k, v in timer.seconds.items()))
+             seconds["total"], ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
     return Embeddings(matrix, bb, seconds)
 
 
 def embed_manifest(manifest: pd.DataFrame, root: Path, cfg: FeaturesConfig,
-                   backbone: Backbone | None = None) -> Embeddings:
+                   backbone: Backbone | None = None,
+                   execution: ExecutionConfig = ExecutionConfig()) -> Embeddings:
     """Embed every manifest row; `path` is relative to `root` (absolute paths are kept)."""
     paths = [root / p for p in manifest["path"]]
     is_image = [int(sr) == 0 for sr in manifest["sample_rate"]]
-    return embed_files(paths, is_image, cfg, backbone)
+    return embed_files(paths, is_image, cfg, backbone, execution)
 
 
 def emb_columns(dim: int) -> list[str]:
@@ -198,7 +201,7 @@ def features_info(cfg: FeaturesConfig, emb: Embeddings, n_clips: int) -> dict[st
         "backbone": bb.name, "dim": bb.dim, "image_size": bb.image_size, "weights": bb.weights,
         "normalize": cfg.normalize, "head": cfg.head, "projection_seed": cfg.projection_seed,
         "cmap": cfg.cmap, "mel": asdict(cfg.mel), "batch_size": cfg.batch_size,
-        "threads": cfg.threads, "n_clips": n_clips,
+        "n_clips": n_clips,
         "seconds": round(emb.seconds["total"], 3),  # wall clock
         "thread_seconds": {k: round(emb.seconds[k], 3) for k in PHASES},
         "versions": _versions(),
