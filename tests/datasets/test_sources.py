@@ -381,3 +381,37 @@ def test_esc50_folder_is_unverified_content_and_an_archive_is_verified(tmp_path,
     assert meta["content_verified"] is True
     assert meta["content_check"] == f"archive md5 matches the published {digest}"
     assert meta["archive_sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+BUNDLED = ROOT / "data" / "external"
+
+
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_bundled_esc10_is_read_first_verified_and_left_untouched(tmp_path):
+    """data/external/esc10 is committed with the repository: it wins over a mirror, every clip
+    is checked against the package's sha256 sums, and the folder is copied from, never moved."""
+    before = _tree(BUNDLED / "esc10")
+    decoy = tmp_path / "mirror" / "esc10"   # an (incomplete) mirror folder that must not be used
+    decoy.mkdir(parents=True)
+    meta = build("esc10", tmp_path / "esc10", FAIL, env={"QMOE_MIRROR": str(decoy.parent)},
+                 bundled=BUNDLED)
+    assert meta["file_count"] == 400 and meta["source"]["origin"] == "bundled folder"
+    assert _tree(BUNDLED / "esc10") == before
+    sums = dict(reversed(line.split("  ", 1))
+                for line in (BUNDLED / "esc10" / "SHA256SUMS").read_text().splitlines())
+    manifest = pd.read_csv(tmp_path / "esc10" / "manifest.csv")
+    assert all(sums[p.removeprefix("files/")] == s for p, s in zip(manifest.path, manifest.sha256))
+
+
+def test_a_tampered_bundled_clip_is_refused(tmp_path):
+    bundled = tmp_path / "external"
+    shutil.copytree(BUNDLED / "esc10", bundled / "esc10")
+    clip = next((bundled / "esc10" / "001 - Dog bark").glob("*.ogg"))
+    clip.write_bytes(clip.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ChecksumError, match=clip.name):
+        build("esc10", tmp_path / "out", FAIL, env={}, bundled=bundled)
+    assert not (tmp_path / "out").exists()

@@ -32,10 +32,11 @@ class Context(NamedTuple):
     work: Path  # scratch inside `raw` (downloads, extraction); removed before the commit
     env: Mapping[str, str]
     cfg: DownloadConfig
+    bundled: Path | None  # the repository's committed input folder, searched before any mirror
 
     def obtain(self) -> Source:
         limits = ExtractLimits(self.cfg.max_extract_bytes, self.cfg.max_extract_ratio)
-        return obtain(self.spec, self.work, self.env, limits)
+        return obtain(self.spec, self.work, self.env, limits, self.bundled)
 
     def audio_probe(self, min_seconds: float = 0.0) -> Probe:
         """probe_audio with the dataset's clip format (silence then refused) or only a floor."""
@@ -66,7 +67,7 @@ def _esc50(ctx: Context) -> Built:
     src = ctx.obtain()
     root = find_root(src.root, esc.ESC50_META, "an ESC-50 copy")
     rows = esc.build_esc50(root, ctx.raw, ctx.spec.expected_files or 0,
-                           move=src.origin != "mirror folder", digest=ctx.spec.meta_digest)
+                           move=not src.read_only, digest=ctx.spec.meta_digest)
     checked = ("meta/esc50.csv is the official metadata; its 2,000 files are present, each 5.0 s, "
                "44.1 kHz mono, not silent")
     return Built(rows, src, ctx.audio_probe(), _archive_content(ctx, src, checked))
@@ -75,7 +76,7 @@ def _esc50(ctx: Context) -> Built:
 def _esc10(ctx: Context) -> Built:
     src = ctx.obtain()
     root = find_root(src.root, "001 - Dog bark", "an ESC-10 copy")
-    rows = esc.build_esc10(root, ctx.raw, move=src.origin != "mirror folder")
+    rows = esc.build_esc10(root, ctx.raw, move=not src.read_only)
     content = {"content_verified": True,
                "content_check": "every clip's sha256 matches the embedded esc10.sha256"}
     return Built(rows, src, ctx.audio_probe(), content)
@@ -85,7 +86,7 @@ def _urbansound8k(ctx: Context) -> Built:
     src = ctx.obtain()
     root = find_root(src.root, urbansound.US8K_META, "an UrbanSound8K copy")
     rows = urbansound.build_urbansound8k(
-        root, ctx.raw, ctx.spec.expected_files or 0, move=src.origin != "mirror folder"
+        root, ctx.raw, ctx.spec.expected_files or 0, move=not src.read_only
     )
     checked = "the 8,732 files named in metadata/UrbanSound8K.csv are present and decode"
     return Built(rows, src, ctx.audio_probe(), _archive_content(ctx, src, checked))
@@ -151,15 +152,17 @@ def _dataset_info(spec: DatasetSpec, built: Built, cfg: DownloadConfig) -> dict[
 
 
 def build(
-    name: str, out: Path, cfg: DownloadConfig, env: Mapping[str, str] | None = None
+    name: str, out: Path, cfg: DownloadConfig, env: Mapping[str, str] | None = None,
+    bundled: Path | None = None,
 ) -> dict[str, Any]:
     """Create `out` (= data/raw/<name>) with files/, manifest.csv and dataset.json; return the
-    dataset.json content. Unknown names raise ConfigError listing the valid ones."""
+    dataset.json content. `bundled/<name>` (the repository's committed copy) is read before any
+    mirror or download. Unknown names raise ConfigError listing the valid ones."""
     spec = get_spec(name)
     builder = BUILDERS[spec.name]
     env = os.environ if env is None else env
     with atomic_dir(out) as raw:
-        ctx = Context(spec, raw, raw / ".work", env, cfg)
+        ctx = Context(spec, raw, raw / ".work", env, cfg, bundled)
         built = builder(ctx)
         checked = check_clips(built.rows, raw, built.probe, cfg.skip_bad_files)
         shutil.rmtree(ctx.work, ignore_errors=True)
