@@ -96,3 +96,14 @@ def test_export_params_refuse_unknown_and_missing_keys():
     with pytest.raises(ConfigError, match=r"export.check: missing required key 'loose_rtol'"):
         folder.export_params({**ok, "check": {k: v for k, v in ok["check"].items()
                                               if k != "loose_rtol"}})
+
+
+def test_moe_routing_of_the_deployed_graph_is_written(run_tree, tmp_path):
+    out = tmp_path / "deployed"
+    folder.deploy_tree(folder.TreeSpec("tiny", "corrected", ("fp32", "moe")), PARAMS,
+                       run_tree["features"], run_tree["runs"], out, ONE)
+    routing = pd.read_csv(out / "moe" / "routing.csv")
+    assert list(routing.columns) == ["fold", "seed", "expert", "expert_name", "frequency"]
+    assert list(routing["expert_name"]) == ["ternary_reference", "w4a8"] * 2
+    assert routing.groupby("fold")["frequency"].sum().tolist() == pytest.approx([1.0, 1.0])
+    assert not (out / "fp32" / "routing.csv").exists()

@@ -26,7 +26,8 @@ from qmoe.deploy.graph import OPSET, initializers
 from qmoe.deploy.verify import CheckConfig, verify
 from qmoe.executor import ExecutionConfig, run_units
 from qmoe.io import ConfigError, InputError, atomic_dir, from_section, load_json, save_json
-from qmoe.training.artefacts import ModelKey, Standardized, load_trained
+from qmoe.training.artefacts import Standardized, load_trained
+from qmoe.training.layout import ModelKey
 from qmoe.training.metrics import scores
 from qmoe.variants import FP32Config
 
@@ -69,6 +70,7 @@ class TestFold(NamedTuple):
 class Deployed(NamedTuple):
     onnx: bytes
     row: dict[str, Any]                # one row of deployed.csv
+    routing: list[dict[str, Any]]      # MoE: rows of routing.csv (share of test clips per expert)
 
 
 def units(runs: Path, variant_names: list[str]) -> list[Unit]:
@@ -148,7 +150,17 @@ def deploy_unit(shared: TestFold, unit: Unit) -> Deployed:
            **_sizes(exported, data, fp32), **v.check._asdict(),
            "ort_keeps_fp16": runtime.keeps_fp16(exported.proto) if "fp16" in exported.artefact
            else None}
-    return Deployed(data, row)
+    return Deployed(data, row, _routing(loaded.variant, unit.key, v.deployed_expert))
+
+
+def _routing(variant: Any, key: ModelKey, expert: np.ndarray | None) -> list[dict[str, Any]]:
+    """Share of the test fold's batch-1 calls whose top-1 expert is each expert of the MoE."""
+    if expert is None:
+        return []
+    names = [e.name for e in variant.experts]
+    counts = np.bincount(expert, minlength=len(names))
+    return [{"fold": key.fold, "seed": key.seed, "expert": i, "expert_name": name,
+             "frequency": counts[i] / len(expert)} for i, name in enumerate(names)]
 
 
 def _sizes(exported: Exported, data: bytes, fp32_file: int) -> dict[str, int]:
@@ -181,15 +193,19 @@ def deploy_tree(spec: TreeSpec, params: ExportParams, features: Path, runs: Path
                        f"{spec.dataset}/{spec.protocol}")
     t0 = time.perf_counter()
     results = run_units(deploy_unit, shared, todo, execution, name=Unit.name)
-    rows = []
+    rows, routing = [], []
     with atomic_dir(out) as tmp:
         for unit, res in zip(todo, results, strict=True):
             (tmp / unit.variant).mkdir(exist_ok=True)
             (tmp / unit.variant / f"{unit.key.stem}.onnx").write_bytes(res.onnx)
             rows.append({"variant": unit.variant, **res.row})
+            routing += [{"variant": unit.variant, **r} for r in res.routing]
         frame = pd.DataFrame(rows)
         for variant, part in frame.groupby("variant", sort=False):
             part.drop(columns="variant").to_csv(tmp / variant / "deployed.csv", index=False)
+        for variant, part in (pd.DataFrame(routing).groupby("variant", sort=False)
+                              if routing else []):
+            part.drop(columns="variant").to_csv(tmp / variant / "routing.csv", index=False)
         save_json(tmp / "export.json", {
             "dataset": spec.dataset, "protocol": spec.protocol, "variants": list(spec.variants),
             "onnxruntime": runtime.ort_version(), "onnx": onnx.__version__,

@@ -211,6 +211,7 @@ class Verified(NamedTuple):
     check: Check
     deployed_pred: np.ndarray    # (n,) classes predicted by the artefact, batch-1 calls
     torch_pred: np.ndarray       # (n,) classes predicted by the torch model, batch-1 calls
+    deployed_expert: np.ndarray | None   # (n,) MoE: top-1 expert of each batch-1 call
 
 
 def verify(model: nn.Module, exported: Exported, sess, x: np.ndarray, block: int,
@@ -241,4 +242,4 @@ def verify(model: nn.Module, exported: Exported, sess, x: np.ndarray, block: int
     deployed_pred, torch_pred = rows["logits"].argmax(1), trained.argmax(1)
     check = Check(worst, bound, exact, loose, float(np.abs(rows["logits"] - trained).max()),
                   float((deployed_pred == torch_pred).mean()), routing, layers)
-    return Verified(check, deployed_pred, torch_pred)
+    return Verified(check, deployed_pred, torch_pred, rows.get("expert"))
