@@ -10,18 +10,19 @@ from statsmodels.stats.weightstats import ttost_paired
 
 from qmoe.analysis import comparisons, families, reference_tables, results
 from qmoe.analysis.comparisons import Method, Pair
+from qmoe.analysis.pairing import Scope, pair_folds, pair_up
 from qmoe.analysis.stats import (
     Alternative,
-    Scope,
     StatsConfig,
     add_holm,
     bootstrap_ci,
     cohens_dz,
     holm,
     levene_median,
+    log_ratio_test,
+    min_equivalence_margin,
     nadeau_bengio_ci,
     nadeau_bengio_ttest,
-    pair_up,
     tost_nadeau_bengio,
     tost_paired,
 )
@@ -101,6 +102,15 @@ def test_holm_adjusts_in_order_and_keeps_nan():
     assert np.isnan(adjusted[2]) and pd.isna(reject[2]) and bool(reject[0])
 
 
+def test_holm_equals_statsmodels_on_random_p_values():
+    rng = np.random.default_rng(9)
+    for m in (1, 2, 7, 30):
+        p = pd.Series(rng.random(m) ** 3)
+        adjusted, reject = holm(p, 0.05)
+        ref_reject, ref, _, _ = multipletests(p.to_numpy(), alpha=0.05, method="holm")
+        assert adjusted.to_numpy() == pytest.approx(ref) and reject.tolist() == ref_reject.tolist()
+
+
 def test_add_holm_adjusts_within_each_family_and_protocol():
     frame = pd.DataFrame({"family": ["a", "a", "b", "a"], "protocol": ["x", "x", "x", "y"],
                           "p": [0.01, 0.02, 0.01, 0.01]})
@@ -151,6 +161,7 @@ def test_compare_reports_every_planned_pair_and_why_not():
     out = comparisons.compare(runs, pairs, "macro_f1", CFG, Method.NADEAU_BENGIO)
     assert out["status"].tolist() == ["computed", "not computed", "not computed"]
     assert out.loc[1, "reason"] == "incomplete pairs: w8a8 lacks macro_f1 for fold 5 seed 0"
+    assert out.loc[0, "n_pairs"] == 5 and out.loc[0, "df"] == 4
     assert out.loc[2, "reason"] == "no runs of w2a8 (variant not in the study)"
     res = nadeau_bengio_ttest(A - B, 0.25)
     assert out.loc[0, "t"] == pytest.approx(res.t) and out.loc[0, "p"] == pytest.approx(res.p)
@@ -171,6 +182,7 @@ def test_tost_verdict_flips_with_the_margin():
     d = A - B
     lo, hi = nadeau_bengio_ci(d, 0.25, 1 - 2 * 0.05)        # the 90 % interval TOST inverts
     narrow = comparisons.equivalence(runs, pair, "macro_f1", StatsConfig(tost_margin=0.5 * hi))
+    assert narrow.loc[0, "ci_holm_low"] == pytest.approx(lo)   # the only test: Holm p = p
     wide_margin = StatsConfig(tost_margin=1.01 * max(-lo, hi))
     wide = comparisons.equivalence(runs, pair, "macro_f1", wide_margin)
     assert not bool(narrow.loc[0, "equivalent"]) and bool(wide.loc[0, "equivalent"])
@@ -188,6 +200,87 @@ def _samples(sd_moe: float, sd_cur: float, n: int = 300) -> pd.DataFrame:
                                       "fold": fold, "seed": 0,
                                       "latency_ms": 1 + sd * rng.standard_normal(n)}))
     return pd.concat(rows, ignore_index=True)
+
+
+def test_seeds_are_averaged_within_each_fold_before_the_test():
+    """3 seeds x 5 folds: the test runs on the 5 fold means (df = 4), not on 15 'resamples'."""
+    rng = np.random.default_rng(5)
+    a, b = 0.8 + 0.02 * rng.standard_normal(15), 0.8 + 0.02 * rng.standard_normal(15)
+    runs = runs_frame({"w4a8": list(a), "fp32": list(b)}, seeds=(0, 1, 2))
+    paired = pair_folds(runs, Scope("d", "corrected"), "w4a8", "fp32", "macro_f1")
+    assert paired.keys == [(1,), (2,), (3,), (4,), (5,)] and paired.n_models == 15
+    assert paired.a == pytest.approx(a.reshape(5, 3).mean(axis=1))
+    out = comparisons.compare(runs, [Pair("f", "w4a8", "fp32")], "macro_f1", CFG,
+                              Method.NADEAU_BENGIO)
+    d = a.reshape(5, 3).mean(axis=1) - b.reshape(5, 3).mean(axis=1)
+    ref = nadeau_bengio_ttest(d, 0.25)
+    row = out.iloc[0]
+    assert (row["n_pairs"], row["n_models"], row["df"]) == (5, 15, 4)
+    assert row["t"] == pytest.approx(ref.t) and row["p"] == pytest.approx(ref.p)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(nadeau_bengio_ci(d, 0.25, 0.95))
+
+
+def test_ratio_interval_comes_from_per_fold_log_ratios():
+    runs = runs_frame({"w4a8": list(A), "fp32": list(B)})
+    out = comparisons.compare(runs, [Pair("f", "w4a8", "fp32")], "macro_f1", CFG,
+                              Method.NADEAU_BENGIO).iloc[0]
+    r = np.log(A / B)
+    half = sps.t.ppf(0.975, 4) * np.sqrt((1 / 5 + 0.25) * r.var(ddof=1))
+    assert out["ratio"] == pytest.approx(np.exp(r.mean()))
+    assert (out["ratio_ci_low"], out["ratio_ci_high"]) == pytest.approx(
+        (np.exp(r.mean() - half), np.exp(r.mean() + half)))
+    assert out["p_ratio"] == pytest.approx(nadeau_bengio_ttest(r, 0.25).p)
+    plain = log_ratio_test(A, B, 0.0, 0.95)     # measurements: plain paired t on the log-ratios
+    ref = sps.ttest_1samp(r, 0.0)
+    assert plain.p == pytest.approx(ref.pvalue)
+    assert np.isnan(log_ratio_test(A, -B, 0.0, 0.95).ratio)    # a non-positive value: no ratio
+
+
+def test_tost_interval_matches_the_holm_p_it_prints():
+    """Two TOST rows in one family: each row's interval lies inside +-margin exactly when its
+    Holm p < alpha (the unadjusted 90 % interval would disagree with the Holm p)."""
+    rng = np.random.default_rng(11)
+    base = 0.8 + 0.01 * rng.standard_normal(5)
+    runs = runs_frame({"fp32": list(base), "w4a8": list(base + 0.002 + 0.002 * rng.standard_normal(5)),
+                       "w8a8": list(base + 0.001 + 0.002 * rng.standard_normal(5))})
+    pairs = [Pair("tost_f1", "w4a8", "fp32"), Pair("tost_f1", "w8a8", "fp32")]
+    for margin in np.linspace(0.003, 0.02, 12):
+        out = comparisons.equivalence(runs, pairs, "macro_f1", StatsConfig(tost_margin=margin))
+        for _, row in out.iterrows():
+            inside = -margin < row["ci_holm_low"] and row["ci_holm_high"] < margin
+            assert inside == (row["p_holm"] < 0.05), (margin, row.to_dict())
+            assert row["holm_level"] >= 0.9 - 1e-12   # wider than the unadjusted 90 %
+
+
+def test_smallest_showable_margin_is_where_tost_starts_to_reject():
+    d, ratio = A - B, 0.25
+    m = min_equivalence_margin(d, ratio, 0.05)
+    assert tost_nadeau_bengio(d, ratio, m * 1.001).p < 0.05 < tost_nadeau_bengio(d, ratio, m * 0.999).p
+    runs = runs_frame({"w4a8": list(A), "fp32": list(B)})
+    row = comparisons.equivalence(runs, [Pair("t", "w4a8", "fp32")], "macro_f1", CFG).iloc[0]
+    assert row["min_margin"] == pytest.approx(m) and row["resolution"] == pytest.approx(1 / 20)
+
+
+def test_dispersion_compares_each_models_own_spread_at_the_fold_level():
+    rng = np.random.default_rng(3)
+    rows = []
+    for variant, sd in (("moe", 0.2), ("moe_curiosity_log", 0.4)):
+        for fold in (1, 2, 3, 4):
+            for seed in (0, 1):
+                level = 1 + 0.5 * fold     # model levels differ: pooling would add their spread
+                rows.append(pd.DataFrame({"dataset": "d", "protocol": "corrected",
+                                          "variant": variant, "fold": fold, "seed": seed,
+                                          "latency_ms": level + sd * rng.standard_normal(400)}))
+    samples = pd.concat(rows, ignore_index=True)
+    out = comparisons.dispersion(samples, [Pair("v", "moe_curiosity_log", "moe")], "latency_ms",
+                                 CFG).iloc[0]
+    var = samples.groupby(["variant", "fold", "seed"])["latency_ms"].var()
+    logs = np.log(var).groupby(level=["variant", "fold"]).mean()
+    r = logs["moe_curiosity_log"] - logs["moe"]
+    assert out["variance_ratio"] == pytest.approx(np.exp(r.mean()))
+    assert 3.2 < out["variance_ratio"] < 4.8 and out["df"] == 3 and out["n_models"] == 8
+    assert out["p"] == pytest.approx(sps.ttest_1samp(r, 0.0).pvalue)
+    assert 1.6 < out["iqr_ratio"] < 2.4 and 1.6 < out["mad_ratio"] < 2.4
 
 
 def test_levene_family_on_pooled_samples_matches_scipy():
@@ -276,8 +369,8 @@ def test_reference_tables_fix_units_and_keep_both_variance_definitions(study_run
                         "ref_table3_f1_significance", "ref_table4_latency_significance",
                         "ref_table3_energy_significance", "ref_latency_variance_reduction"}
     t1 = sig["ref_table1_f1_significance"].set_index(["protocol", "variant"])
-    sub = runs[runs["protocol"] == "corrected"].set_index(["variant", "fold", "seed"])["macro_f1"]
-    ref = sps.ttest_rel(sub["w4a8"], sub["fp32"], alternative="greater")
+    sub = runs[runs["protocol"] == "corrected"].groupby(["variant", "fold"])["macro_f1"].mean()
+    ref = sps.ttest_rel(sub["w4a8"], sub["fp32"], alternative="greater")   # on fold means
     assert t1.loc[("corrected", "w4a8"), "p"] == pytest.approx(ref.pvalue)
     assert sorted(t1.index.get_level_values("variant").unique()) == [
         "q16_reference", "w4a8", "w8a8"]     # single models; not the fp32 baseline, no MoE

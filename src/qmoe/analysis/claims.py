@@ -43,7 +43,7 @@ class Claim(NamedTuple):
 _UNTESTABLE_EFF = ("the unit is mislabelled (F1 per training Wh printed as F1/mJ, reference 10.3), "
                    "the model is unnamed, and energy depends on the machine")
 _P = "proportion_tol"
-_LAT_LEVENE = ("latency_levene", "latency_levene_curiosity_vs_moe", roles.CURIOSITY_V1)
+_LAT_LEVENE = ("latency_dispersion", "latency_dispersion_curiosity_vs_moe", roles.CURIOSITY_V1)
 
 # fmt: off
 CLAIMS = [

@@ -13,11 +13,10 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from qmoe.analysis import roles
 from qmoe.analysis.results import variant_facts
-from qmoe.analysis.stats import COMPUTED, StatsConfig, bootstrap_ci, pval
+from qmoe.analysis.stats import COMPUTED, StatsConfig, log_ratio_test, nadeau_bengio_ci, pval
 from qmoe.analysis.verdict import Evidence
 
 NAN = float("nan")
@@ -100,9 +99,8 @@ def saving(table: str, unit: str) -> Extractor:
         if isinstance(row, str):
             return _missing(row)
         saved = 1 - row["ratio"]
-        ev = Evidence(
-            True, "", saved, 1 - row["ratio_ci_high"], 1 - row["ratio_ci_low"], row["p_holm"], NAN
-        )
+        ev = Evidence(True, "", saved, 1 - row["ratio_ci_high"], 1 - row["ratio_ci_low"],
+                      row["ratio_p_holm"], NAN)
         return ev, (
             f"{_pct(saved)}{_ci(ev.ci_low, ev.ci_high, _pct)} ({unit}: "
             f"{row['mean_variant']:.3g} vs {row['mean_baseline']:.3g})"
@@ -171,7 +169,7 @@ def moe_overhead(ctx: Context, d: str, p: str) -> Found:
     if isinstance(row, str):
         return _missing(row)
     ev = Evidence(True, "", row["ratio"] - 1, row["ratio_ci_low"] - 1, row["ratio_ci_high"] - 1,
-                  row["p_holm"], NAN)
+                  row["ratio_p_holm"], NAN)
     return ev, (
         f"{_pct(ev.estimate)}{_ci(ev.ci_low, ev.ci_high, _pct)} (median ms "
         f"{row['mean_variant']:.3g} vs {row['mean_baseline']:.3g}), Holm p = {pval(ev.p)}"
@@ -220,8 +218,7 @@ def deploy_ratio(ctx: Context, d: str, p: str) -> Found:
     values = sel[col].dropna().to_numpy(float) if col in sel and not sel.empty else []
     if len(values) == 0:
         return _missing(f"no {q4} {col}")
-    lo, hi = bootstrap_ci((values,), lambda x, axis=-1: np.mean(x, axis=axis), ctx.cfg)
-    est = float(values.mean())
+    est, lo, hi = fold_log_interval(sel.dropna(subset=[col]), col, ctx.cfg.confidence)
     breakeven = _mean_of(ctx, q4, "break_even_inferences", d, p)
     return Evidence(True, "", est, lo, hi, NAN, NAN), (
         f"{q4} deployment/training energy at 1,000 inferences: {est:.3g}"
@@ -239,9 +236,17 @@ def quinn(ctx: Context, d: str, p: str) -> Found:
     return ev, f"{row['mean_baseline']:.3f} -> {row['mean_variant']:.3f} ({row['mean_diff']:+.4f})"
 
 
-def _conf_ratio(n8, s8, no, so, axis: int = -1) -> np.ndarray:
-    """1 - mean confidence of the 8-bit expert / mean confidence of the others, pooled."""
-    return 1 - (s8.sum(axis) / n8.sum(axis)) / (so.sum(axis) / no.sum(axis))
+def fold_log_interval(rows: pd.DataFrame, col: str, confidence: float) -> tuple[float, ...]:
+    """Geometric mean of the per-fold means of `col` (seeds averaged) and the exponentiated t
+    interval of the mean log (K folds, df = K - 1); the interval is NaN with fewer than 2 folds."""
+    per_fold = rows.groupby("fold")[col].mean().to_numpy(float)
+    if per_fold.size == 0 or not np.all(per_fold > 0):
+        return NAN, NAN, NAN
+    logs = np.log(per_fold)
+    if logs.size < 2 or np.ptp(logs) == 0:
+        return float(np.exp(logs.mean())), NAN, NAN
+    lo, hi = nadeau_bengio_ci(logs, 0.0, confidence)
+    return float(np.exp(logs.mean())), float(np.exp(lo)), float(np.exp(hi))
 
 
 def routing_confidence(ctx: Context, d: str, p: str) -> Found:
@@ -254,15 +259,17 @@ def routing_confidence(ctx: Context, d: str, p: str) -> Found:
     names = sorted(r.loc[is8, "expert_name"].unique()) or [roles.Q8.label]
     if r.empty or not is8.any() or is8.all():
         return _missing(f"the {', '.join(names)} expert got no samples, or all of them")
-    g8 = r[is8].groupby(["fold", "seed"])["gate_prob"].agg(["count", "sum"])
-    go = r[~is8].groupby(["fold", "seed"])["gate_prob"].agg(["count", "sum"])
-    keys = g8.index.intersection(go.index)
-    data = (g8.loc[keys, "count"], g8.loc[keys, "sum"], go.loc[keys, "count"], go.loc[keys, "sum"])
-    lo, hi = bootstrap_ci(tuple(np.asarray(x, float) for x in data), _conf_ratio, ctx.cfg)
-    est = 1 - r.loc[is8, "gate_prob"].mean() / r.loc[~is8, "gate_prob"].mean()
-    p_val = float(
-        sps.ttest_ind(r.loc[is8, "gate_prob"], r.loc[~is8, "gate_prob"], equal_var=False).pvalue
-    )
-    return Evidence(True, "", est, lo, hi, p_val, NAN), (
-        f"{_pct(est)}{_ci(lo, hi, _pct)} lower gate probability, Welch p = {pval(p_val)}"
+    # the unit is the fold: per model, mean gate probability of the 8-bit expert's samples and
+    # of the others'; seeds averaged within the fold; paired log-ratio t over the folds
+    per_model = r.assign(is8=is8).groupby(["fold", "seed", "is8"])["gate_prob"].mean().unstack()
+    per_fold = per_model.dropna().groupby(level="fold").mean()
+    if len(per_fold) < 2:
+        return _missing(f"the 8-bit expert and the others both got samples in only "
+                        f"{len(per_fold)} fold(s); need 2 or more")
+    rt = log_ratio_test(per_fold[True].to_numpy(float), per_fold[False].to_numpy(float), 0.0,
+                        ctx.cfg.confidence)
+    est, lo, hi = 1 - rt.ratio, 1 - rt.high, 1 - rt.low
+    return Evidence(True, "", est, lo, hi, rt.p, NAN), (
+        f"{_pct(est)}{_ci(lo, hi, _pct)} lower gate probability ({len(per_fold)} folds, paired t "
+        f"on per-fold log-ratios), p = {pval(rt.p)}"
     )

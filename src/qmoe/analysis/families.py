@@ -14,25 +14,39 @@ from typing import NamedTuple
 import pandas as pd
 
 from qmoe.analysis import roles
-from qmoe.analysis.comparisons import Method, Pair, compare, equivalence, levene
+from qmoe.analysis.comparisons import Method, Pair, compare, dispersion, equivalence, levene
 from qmoe.analysis.results import variant_facts
 from qmoe.analysis.stats import StatsConfig
 
 # fmt: off
 METHODS = {
+    "units": "the fold is the unit of every between-variant test: models are paired by (dataset, "
+             "fold, seed), then the seeds are averaged within each fold (they share its test "
+             "clips and training part), so J = K folds and df = K - 1",
     "cv_scores": "Nadeau-Bengio corrected resampled t-test (Nadeau & Bengio 2003, Machine Learning "
-                 "52:239-281), df = J - 1, paired by (dataset, fold, seed). Caveat: under the "
-                 "corrected protocol the seeds share the official folds, so the J = folds x seeds "
-                 "differences are not independent resamples; the correction is a heuristic",
-    "equivalence": "TOST (Schuirmann 1987): statsmodels ttost_paired (plain paired t) and the same "
-                   "two one-sided tests with the Nadeau-Bengio variance; equivalence is decided on "
-                   "the corrected one, Holm-adjusted, with the margin fixed in params.yaml",
-    "variance": "Brown-Forsythe test (scipy.stats.levene, center='median') on all per-inference "
-                "latencies of the paired models; samples of one model are not independent, so "
-                "the variance-ratio CI is a cluster bootstrap over models and p is optimistic",
-    "measurements": "paired t-test (scipy.stats.ttest_rel) on per-model median latency and energy",
+                 "52:239-281) on the K fold means: se = sqrt((1/K + n_test/n_train) s^2), df = "
+                 "K - 1; a seeded simulation (tests/analysis/test_simulation.py) checks its type-I "
+                 "error and coverage for within-fold seed correlations 0 to 0.9",
+    "equivalence": "TOST (Schuirmann 1987) on fold means: statsmodels ttost_paired (plain paired "
+                   "t) and the same two one-sided tests with the Nadeau-Bengio variance; "
+                   "equivalence is decided on the corrected one, Holm-adjusted, with the margin "
+                   "fixed in params.yaml. The interval shown is the one matching the Holm p "
+                   "(level 1 - 2 alpha p / p_holm); min_margin is the smallest margin the data "
+                   "could have shown at alpha (unadjusted), resolution = 1 / test clips",
+    "ratios": "ratios and savings: exp of the mean per-fold log-ratio, with the t interval of "
+              "that mean (corrected variance for F1); no bootstrap over 5 folds (BCa on 5 values "
+              "under-covers)",
+    "dispersion": "variance claims compare per-model dispersions: each model's own variance, "
+                  "IQR and MAD of its per-inference latencies, averaged on the log scale within "
+                  "each fold, paired t on per-fold log-ratios (no pooling of autocorrelated "
+                  "samples across models)",
+    "variance": "Brown-Forsythe test (scipy.stats.levene, center='median'): on fold means (one "
+                "value per fold, F interval for the ratio) for cross-fold F1 and fold-pass time; "
+                "on pooled per-inference samples only in the reference-style table (cluster "
+                "bootstrap over models; p optimistic)",
+    "measurements": "paired t-test on fold means of per-model median latency and energy; the "
+                    "log-ratio test for ratios",
     "multiplicity": "Holm (statsmodels multipletests, method='holm') within each family x protocol",
-    "intervals": "scipy.stats.bootstrap, BCa, seeded (stats.bootstrap_seed); t intervals for means",
 }
 # fmt: on
 
@@ -82,8 +96,17 @@ def plan(facts: pd.DataFrame) -> Plan:
 
 
 def fold_samples(runs: pd.DataFrame, value: str) -> pd.DataFrame:
-    """One 'sample' per model: the runs table's `value` as a samples frame for `levene`."""
-    return runs[["dataset", "protocol", "variant", "fold", "seed", value]].dropna(subset=[value])
+    """One 'sample' per fold: the mean of `value` over the fold's seeds, as a samples frame for
+    `levene` (seed column 0: all seeds). A fold with fewer seeds than its (dataset, protocol)
+    trains is left out, so the comparison names it as missing instead of averaging fewer."""
+    keys = ["dataset", "protocol", "variant", "fold"]
+    have = runs[[*keys, "seed", value]].dropna(subset=[value])
+    grouped = have.groupby(keys, as_index=False).agg(**{value: (value, "mean"),
+                                                         "_n": ("seed", "nunique")})
+    full = runs.groupby(["dataset", "protocol"])["seed"].nunique().rename("_full").reset_index()
+    grouped = grouped.merge(full, on=["dataset", "protocol"])
+    kept = grouped[grouped["_n"] == grouped["_full"]]
+    return kept.assign(seed=0)[[*keys, "seed", value]].reset_index(drop=True)
 
 
 def run_families(
@@ -95,6 +118,8 @@ def run_families(
     return {
         "f1_paired": compare(runs, pairs.f1, f1, cfg, Method.NADEAU_BENGIO),
         "tost_f1": equivalence(runs, pairs.tost, f1, cfg),
+        "latency_dispersion": dispersion(latency, [p._replace(family=p.family.replace(
+            "levene", "dispersion")) for p in pairs.latency_levene], "latency_ms", cfg),
         "latency_levene": levene(latency, pairs.latency_levene, "latency_ms", cfg),
         "latency_paired": compare(runs, pairs.latency, "latency_median_ms", cfg, Method.PAIRED_T),
         "energy_inference_paired": compare(

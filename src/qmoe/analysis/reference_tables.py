@@ -78,7 +78,7 @@ def _f1_tables(runs: pd.DataFrame, cfg: StatsConfig, c: Cast) -> list[pd.DataFra
     f1 = cfg.f1_metric
     t1 = _ttests(runs, cfg, f1, [Pair("ref1_f1_vs_fp32", v, c.fp32) for v in c.singles], True)
     t2 = _ttests(runs, cfg, f1, [Pair("ref2_f1_vs_q16", v, c.q16) for v in c.bitlinear], False)
-    t2["percent_of_16bit"] = 100 * t2["ratio"]
+    t2["percent_of_16bit"] = 100 * t2["mean_variant"] / t2["mean_baseline"]  # mean / mean16
     t3 = _ttests(runs, cfg, f1, [Pair("ref3_f1_moe_vs_fp32", v, c.fp32) for v in c.mixtures],
                  True)
     return [t1, t2, t3]
@@ -92,17 +92,17 @@ def _latency_table(runs: pd.DataFrame, cfg: StatsConfig, c: Cast) -> pd.DataFram
              [Pair("ref4c_moe_overhead", v, c.q8) for v in c.mixtures]]
     t4 = pd.concat([_ttests(runs, cfg, lat, pairs, True, pooled=True) for pairs in parts],
                    ignore_index=True)
-    return t4.rename(columns={"ratio": "speedup_a_over_b"})
+    return t4.assign(speedup_a_over_b=t4["mean_variant"] / t4["mean_baseline"])  # mean A / B
 
 
 def _energy_table(runs: pd.DataFrame, cfg: StatsConfig, c: Cast) -> pd.DataFrame:
     """Training energy (Wh), pooled: FP32 vs each MoE (one-sided), each -C vs its plain MoE."""
     e_moe = _ttests(runs, cfg, "train_energy_wh", [Pair("ref5a_fp32_vs_moe", c.fp32, v)
                                                    for v in c.mixtures], True, pooled=True)
-    e_moe["energy_reduction"] = 1 - 1 / e_moe["ratio"]  # 1 - MoE / FP32
+    e_moe["energy_reduction"] = 1 - e_moe["mean_baseline"] / e_moe["mean_variant"]  # 1 - MoE/FP32
     e_cur = _ttests(runs, cfg, "train_energy_wh", [Pair("ref5b_curiosity_vs_moe", v, c.moe)
                                                    for v in c.curious], False, pooled=True)
-    e_cur["energy_overhead"] = e_cur["ratio"] - 1  # C / base - 1
+    e_cur["energy_overhead"] = e_cur["mean_variant"] / e_cur["mean_baseline"] - 1  # C / base - 1
     return pd.concat([e_moe, e_cur], ignore_index=True)
 
 

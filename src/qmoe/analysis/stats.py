@@ -1,14 +1,23 @@
-"""Paired tests on tidy tables: corrected resampled t, TOST, Levene (median), Holm, bootstrap CIs.
+"""Paired tests on tidy tables: corrected resampled t, TOST, Levene (median), Holm, intervals.
 
 Every comparison is keyed by (dataset, fold, seed), never by position. A comparison whose pairs
 are incomplete comes back as a row with status "not computed" and the missing keys as its reason.
+The unit of every between-variant test is the FOLD: models of one fold share its test clips (and,
+for one variant, its training part), so their seeds are averaged within the fold first and the
+test runs on J = K fold means (df = K - 1). Treating the K x S (fold, seed) models as J = K x S
+independent resamples is pseudo-replication (tests/analysis/test_simulation.py measures it).
 
 - Nadeau & Bengio (2003), "Inference for the Generalization Error", Machine Learning 52:239-281:
   t = mean(d) / sqrt((1/J + n_test/n_train) s^2), df = J - 1, for J paired resampled scores.
+- Ratios (4-bit / 16-bit F1, latency overheads, energy savings): t interval of the mean per-fold
+  log-ratio, exponentiated (corrected variance for cross-validated scores); intervals over 5
+  folds are t intervals, never BCa (a bootstrap of 5 values under-covers).
 - TOST (Schuirmann 1987): statsmodels `ttost_paired`, plus the same two one-sided tests with the
   Nadeau-Bengio variance (the plain paired t ignores the overlap of CV training sets).
 - Brown & Forsythe (1974): `scipy.stats.levene(center="median")`.
-- Holm (1979): `statsmodels multipletests(method="holm")`, per family and protocol.
+- Holm (1979), per family and protocol: the step-down adjustment, equal to statsmodels
+  `multipletests(method="holm")` (tests/analysis/test_stats.py) without its gc.collect() per call
+  (80 ms each with torch loaded: most of the stats stage's time).
 """
 
 from __future__ import annotations
@@ -22,7 +31,6 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
-from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_paired
 
 from qmoe.io import require
@@ -72,6 +80,15 @@ class TTest(NamedTuple):
     p: float
 
 
+class RatioTest(NamedTuple):
+    """exp(mean per-fold log-ratio) with its t interval and the test of log-ratio = 0."""
+
+    ratio: float
+    low: float
+    high: float
+    p: float
+
+
 class Tost(NamedTuple):
     p: float  # max of the two one-sided p-values
     p_lower: float  # H0: mean(d) <= -margin
@@ -88,18 +105,29 @@ def pval(p: float) -> str:
     return "< 1e-300" if p == 0 else f"{p:.3g}"
 
 
-def _t_pvalue(t: float, df: int, alternative: Alternative) -> float:
+def _scalar(x):
+    """A 0-d result as a float; a batch stays an array."""
+    x = np.asarray(x, dtype=float)
+    return float(x) if x.ndim == 0 else x
+
+
+def _t_pvalue(t, df: int, alternative: Alternative):
     if alternative is Alternative.GREATER:
-        return float(sps.t.sf(t, df))
+        return _scalar(sps.t.sf(t, df))
     if alternative is Alternative.LESS:
-        return float(sps.t.cdf(t, df))
-    return float(2 * sps.t.sf(abs(t), df))
+        return _scalar(sps.t.cdf(t, df))
+    return _scalar(2 * sps.t.sf(np.abs(t), df))
 
 
-def nb_standard_error(diff: np.ndarray, test_train_ratio: float) -> float:
+# The three functions below work on the last axis: (J,) -> floats, (..., J) -> arrays (the
+# simulation in tests/analysis/test_simulation.py runs thousands of replications at once).
+
+
+def nb_standard_error(diff: np.ndarray, test_train_ratio: float):
     """sqrt((1/J + n_test/n_train) * s^2), s^2 the sample variance (ddof 1) of J differences."""
     diff = np.asarray(diff, dtype=float)
-    return float(np.sqrt((1.0 / diff.size + test_train_ratio) * np.var(diff, ddof=1)))
+    return _scalar(np.sqrt((1.0 / diff.shape[-1] + test_train_ratio)
+                           * np.var(diff, ddof=1, axis=-1)))
 
 
 def nadeau_bengio_ttest(
@@ -107,20 +135,47 @@ def nadeau_bengio_ttest(
 ) -> TTest:
     """Corrected resampled t-test of J paired score differences (df = J - 1)."""
     diff = np.asarray(diff, dtype=float)
-    t = float(np.mean(diff) / nb_standard_error(diff, test_train_ratio))
-    df = diff.size - 1
+    t = _scalar(np.mean(diff, axis=-1) / nb_standard_error(diff, test_train_ratio))
+    df = diff.shape[-1] - 1
     return TTest(t, df, _t_pvalue(t, df, alternative))
 
 
-def nadeau_bengio_ci(
-    diff: np.ndarray, test_train_ratio: float, confidence: float
-) -> tuple[float, float]:
+def nadeau_bengio_ci(diff: np.ndarray, test_train_ratio: float, confidence: float) -> tuple:
     """Two-sided t interval of mean(d) with the corrected standard error."""
     diff = np.asarray(diff, dtype=float)
-    half = sps.t.ppf(0.5 + confidence / 2, diff.size - 1) * nb_standard_error(
+    half = sps.t.ppf(0.5 + confidence / 2, diff.shape[-1] - 1) * nb_standard_error(
         diff, test_train_ratio
     )
-    return float(np.mean(diff) - half), float(np.mean(diff) + half)
+    mean = np.mean(diff, axis=-1)
+    return _scalar(mean - half), _scalar(mean + half)
+
+
+def t_quantile(confidence: float, df: int) -> float:
+    """Two-sided t critical value of a `confidence` interval."""
+    return float(sps.t.ppf(0.5 + confidence / 2, df))
+
+
+def log_ratio_test(a: np.ndarray, b: np.ndarray, test_train_ratio: float, confidence: float,
+                   alternative: Alternative = Alternative.TWO_SIDED) -> RatioTest:
+    """Per-unit log(a / b) (J fold means each): exp of its mean, the exponentiated (corrected, when
+    `test_train_ratio` > 0) t interval, and the p of log-ratio = 0. NaN where a value is <= 0."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.size < 2 or not (np.all(a > 0) and np.all(b > 0)):
+        return RatioTest(*[float("nan")] * 4)
+    r = np.log(a / b)
+    if np.ptp(r) == 0:
+        return RatioTest(float(np.exp(r[0])), float("nan"), float("nan"), float("nan"))
+    lo, hi = nadeau_bengio_ci(r, test_train_ratio, confidence)
+    p = nadeau_bengio_ttest(r, test_train_ratio, alternative).p
+    return RatioTest(float(np.exp(r.mean())), float(np.exp(lo)), float(np.exp(hi)), p)
+
+
+def min_equivalence_margin(diff: np.ndarray, test_train_ratio: float, alpha: float) -> float:
+    """The smallest margin m for which TOST (corrected t, level alpha, no multiplicity
+    adjustment) would have shown -m < mean(d) < m with these data: |mean| + t_{1-alpha} se."""
+    diff = np.asarray(diff, dtype=float)
+    se = nb_standard_error(diff, test_train_ratio)
+    return float(abs(diff.mean()) + sps.t.ppf(1 - alpha, diff.size - 1) * se)
 
 
 def tost_nadeau_bengio(diff: np.ndarray, test_train_ratio: float, margin: float) -> Tost:
@@ -180,8 +235,12 @@ def holm(pvalues: pd.Series, alpha: float) -> tuple[pd.Series, pd.Series]:
     reject = pd.Series(pd.NA, index=pvalues.index, dtype="boolean")
     ok = pvalues.notna()
     if ok.any():
-        rej, p_adj, _, _ = multipletests(pvalues[ok].to_numpy(float), alpha=alpha, method="holm")
-        adjusted[ok], reject[ok] = p_adj, rej
+        p = pvalues[ok].to_numpy(float)
+        order = np.argsort(p, kind="stable")
+        steps = (len(p) - np.arange(len(p))) * p[order]          # (m - i) p_(i), i = 0..m-1
+        p_adj = np.empty_like(p)
+        p_adj[order] = np.minimum(np.maximum.accumulate(steps), 1.0)
+        adjusted[ok], reject[ok] = p_adj, p_adj < alpha
     return adjusted, reject
 
 
@@ -201,68 +260,3 @@ def add_holm(
         frame.loc[idx, prefix + "p_holm"] = adjusted
         frame.loc[idx, prefix + "reject_holm"] = reject
     return frame
-
-
-# --- pairing by key --------------------------------------------------------------------------
-
-
-class Scope(NamedTuple):
-    dataset: str | None  # None: pooled over datasets (keys then include the dataset)
-    protocol: str
-
-    def select(self, table: pd.DataFrame) -> pd.DataFrame:
-        sub = table[table["protocol"] == self.protocol]
-        return sub if self.dataset is None else sub[sub["dataset"] == self.dataset]
-
-    @property
-    def key_cols(self) -> list[str]:
-        return ["fold", "seed"] if self.dataset is not None else ["dataset", "fold", "seed"]
-
-
-class Paired(NamedTuple):
-    keys: list[tuple]
-    a: np.ndarray  # variant values, one per key
-    b: np.ndarray  # baseline values, same keys
-    test_train_ratio: float  # mean n_test / n_train over the keys (nan when unknown)
-    reason: str | None  # why the comparison cannot be computed; None when it can
-
-
-def format_keys(keys: list[tuple], cols: list[str]) -> str:
-    shown = [" ".join(f"{c} {v}" for c, v in zip(cols, k)) for k in keys[:8]]
-    more = f" and {len(keys) - 8} more" if len(keys) > 8 else ""
-    return ", ".join(shown) + more
-
-
-def scopes(table: pd.DataFrame, pooled: bool = False) -> list[Scope]:
-    if pooled:
-        return [Scope(None, p) for p in sorted(table["protocol"].unique())]
-    pairs = table[["dataset", "protocol"]].drop_duplicates().sort_values(["dataset", "protocol"])
-    return [Scope(d, p) for d, p in pairs.itertuples(index=False)]
-
-
-def pair_up(table: pd.DataFrame, scope: Scope, variant: str, baseline: str, value: str) -> Paired:
-    """Values of `variant` and `baseline` on the same keys; the reason names any missing key."""
-    sub, cols = scope.select(table), scope.key_cols
-    empty = Paired([], np.array([]), np.array([]), float("nan"), None)
-    if value not in table.columns:
-        return empty._replace(reason=f"no column {value!r} in the runs table")
-    expected = set(map(tuple, sub[cols].drop_duplicates().to_numpy().tolist()))
-    frames = {}
-    for name in (variant, baseline):
-        rows = sub[sub["variant"] == name]
-        if rows.empty:
-            return empty._replace(reason=f"no runs of {name} (variant not in the study)")
-        frames[name] = rows.set_index(cols)
-    gaps = []
-    for name, rows in frames.items():
-        present = set(map(tuple, rows[rows[value].notna()].index.to_frame().to_numpy().tolist()))
-        if missing := sorted(expected - present):
-            gaps.append(f"{name} lacks {value} for {format_keys(missing, cols)}")
-    if gaps:
-        return empty._replace(reason="incomplete pairs: " + "; ".join(gaps))
-    keys = sorted(expected)
-    a, b = (frames[n].loc[keys] for n in (variant, baseline))
-    ratio = (
-        (a["n_test"] / a["n_train"]).mean() if {"n_test", "n_train"} <= set(a.columns) else np.nan
-    )
-    return Paired(keys, a[value].to_numpy(float), b[value].to_numpy(float), float(ratio), None)

@@ -64,34 +64,58 @@ _KEYS = [
 ]
 TEST_VIEWS = [
     TestView(
-        "Equivalence (TOST) of F1",
+        "Equivalence (TOST) of F1, on fold means",
         "tost_f1",
         _KEYS
         + [
+            tables.number("n_pairs", "Folds", 0),
             tables.number("mean_diff", "Mean diff", 4),
             _ci("ci_tost_low", "ci_tost_high", "90 % CI (NB)"),
+            tables.number("holm_level", "Level matching Holm p", 4),
+            _ci("ci_holm_low", "ci_holm_high", "CI matching Holm p (NB)"),
             _p("p_tost", "p TOST (plain)"),
             _p("p_tost_nb", "p TOST (NB)"),
             _p("p_holm", "Holm p (NB)"),
             tables.text("equivalent", "Equivalent"),
+            tables.number("min_margin", "Smallest margin showable", 4),
+            tables.number("resolution", "One clip (1/n_test)", 4),
         ],
     ),
     TestView(
-        "F1 paired comparisons (Nadeau-Bengio corrected t)",
+        "F1 paired comparisons (Nadeau-Bengio corrected t on fold means)",
         "f1_paired",
         [tables.text("family", "Family")]
         + _KEYS
         + [
+            tables.number("n_pairs", "Folds", 0),
             tables.number("mean_diff", "Mean diff", 4),
-            _ci("ci_low", "ci_high", "95 % CI (NB)"),
-            _ci("boot_ci_low", "boot_ci_high", "95 % CI (bootstrap)"),
+            _ci("ci_low", "ci_high", "95 % CI (NB, t)"),
+            tables.number("ratio", "Ratio", 4),
+            _ci("ratio_ci_low", "ratio_ci_high", "95 % CI (per-fold log-ratios)", 4),
             tables.number("cohens_dz", "dz", 2),
             _p("p", "p"),
             _p("p_holm", "Holm p"),
         ],
     ),
     TestView(
-        "Per-inference latency variance (Brown-Forsythe)",
+        "Per-inference latency spread, per model (fold-level log-ratios)",
+        "latency_dispersion",
+        _KEYS
+        + [
+            tables.number("n_pairs", "Folds", 0),
+            tables.number("sd_variant", "sd (ms, geo. mean)", 4),
+            tables.number("sd_baseline", "sd base (ms)", 4),
+            tables.number("variance_ratio", "Variance ratio", 3),
+            _ci("variance_ratio_ci_low", "variance_ratio_ci_high", "95 % CI", 3),
+            tables.number("iqr_ratio", "IQR ratio", 3),
+            tables.number("mad_ratio", "MAD ratio", 3),
+            _p("p", "p"),
+            _p("p_holm", "Holm p"),
+        ],
+    ),
+    TestView(
+        "Per-inference latency variance, pooled samples (Brown-Forsythe; reference-style, p "
+        "optimistic)",
         "latency_levene",
         _KEYS
         + [
@@ -107,39 +131,39 @@ TEST_VIEWS = [
         ],
     ),
     TestView(
-        "Fold-pass latency variance, the reference's protocol",
+        "Fold-pass latency variance, the reference's protocol (fold means)",
         "fold_latency_levene",
         _KEYS
         + [
             tables.number("sd_variant", "sd (ms)", 3),
             tables.number("sd_baseline", "sd base (ms)", 3),
-            tables.number("variance_reduction", "Variance reduction", 3),
+            tables.number("variance_ratio", "Variance ratio", 3),
             tables.number("std_reduction_reference", "1 - std ratio (reference's)", 3),
             _p("p", "p"),
             _p("p_holm", "Holm p"),
         ],
     ),
     TestView(
-        "Median latency per model (paired t)",
+        "Median latency per model (paired t on fold means; log-ratio test)",
         "latency_paired",
         [tables.text("family", "Family")]
         + _KEYS
         + [
             tables.number("ratio", "Ratio", 3),
             _ci("ratio_ci_low", "ratio_ci_high", "95 % CI", 3),
-            _p("p", "p"),
-            _p("p_holm", "Holm p"),
+            _p("p_ratio", "p"),
+            _p("ratio_p_holm", "Holm p"),
         ],
     ),
     TestView(
-        "Energy per inference (paired t; estimates)",
+        "Energy per inference (paired t on fold means, log-ratio test; estimates)",
         "energy_inference_paired",
         _KEYS
         + [
             tables.number("ratio", "Ratio", 3),
             _ci("ratio_ci_low", "ratio_ci_high", "95 % CI", 3),
-            _p("p", "p"),
-            _p("p_holm", "Holm p"),
+            _p("p_ratio", "p"),
+            _p("ratio_p_holm", "Holm p"),
         ],
     ),
 ]
