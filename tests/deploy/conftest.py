@@ -16,6 +16,7 @@ from qmoe.training.artefacts import Standardized
 TINY = {"in_dim": 24, "num_classes": 3, "hidden_sizes": (32, 16), "n_clips": 30}
 TINY_VARIANTS = {
     "fp32": {"kind": "fp32"}, "ptq_int8": {"kind": "ptq_int8", "engine": "auto"},
+    "fp16": {"kind": "half", "dtype": "float16"},
     "w4a8": {"kind": "bitlinear", "weight_bits": 4}, "w8a8": {"kind": "bitlinear", "weight_bits": 8},
     "w3a8": {"kind": "bitlinear", "weight_bits": 3},       # no MatMulNBits kernel: export refuses
     "ternary_reference": {"kind": "ternary_reference", "act_threshold": 0.05,
@@ -74,7 +75,7 @@ def _write_variant(out: Path, name: str, table: pd.DataFrame, emb: torch.Tensor,
 
 @pytest.fixture
 def run_tree(tmp_path):
-    return write_run_tree(tmp_path, [v for v in TINY_VARIANTS if v != "w3a8"])
+    return write_run_tree(tmp_path, [v for v in TINY_VARIANTS if v not in ("w3a8", "fp16")])
 
 
 @pytest.fixture

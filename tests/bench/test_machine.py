@@ -1,0 +1,68 @@
+"""Machine-wide benchmark lock, core pinning and the load/clock/steal record."""
+
+import multiprocessing
+import os
+import time
+
+import pytest
+
+from qmoe.bench import machine
+
+
+def _hold(path, ready, seconds):
+    with machine.MachineLock(path):
+        ready.set()
+        time.sleep(seconds)
+
+
+def test_a_second_benchmark_waits_for_the_first(tmp_path):
+    path = tmp_path / "bench.lock"
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold, args=(path, ready, 1.0))
+    holder.start()
+    assert ready.wait(10)
+    t0 = time.monotonic()
+    with machine.MachineLock(path, poll_s=0.05) as waited:
+        assert waited >= 0.5 and time.monotonic() - t0 >= 0.5
+        assert path.read_text() == f"{os.getpid()}\n"
+    holder.join()
+
+
+def test_lock_is_free_again_after_the_block_and_after_an_error(tmp_path):
+    path = tmp_path / "bench.lock"
+    with pytest.raises(RuntimeError), machine.MachineLock(path):
+        raise RuntimeError("boom")
+    with machine.MachineLock(path, poll_s=0.01) as waited:
+        assert waited < 0.5
+
+
+def test_pin_to_core_restricts_affinity_and_names_allowed_cpus():
+    before = os.sched_getaffinity(0)
+    try:
+        cpu = machine.pin_to_core(-1)
+        assert os.sched_getaffinity(0) == {cpu} and cpu == max(before)
+        with pytest.raises(ValueError, match=r"benchmark.cpu 5: this process may run on CPUs \["):
+            machine.pin_to_core(5)
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def test_clock_from_cpufreq_else_cpuinfo(tmp_path):
+    freq = tmp_path / "cpu" / "cpu1" / "cpufreq"
+    freq.mkdir(parents=True)
+    (freq / "scaling_cur_freq").write_text("3400000\n")
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\ncpu MHz\t\t: 2600.000\n\nprocessor\t: 1\ncpu MHz\t\t: 2700.5\n")
+    assert machine.cpu_mhz(1, tmp_path / "cpu", info) == 3400.0
+    assert machine.cpu_mhz(0, tmp_path / "cpu", info) == 2600.0
+    assert machine.cpu_mhz(2, tmp_path / "cpu", info) is None
+
+
+def test_steal_ticks_read_from_proc_stat(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  10 0 5 100 1 0 2 37 0 0\ncpu0 1 2 3\n")
+    assert machine.steal_ticks(stat) == 37
+    assert machine.steal_ticks(tmp_path / "absent") is None
+    snap = machine.snapshot(0)
+    assert set(snap) == {"time", "load_average", "cpu_mhz", "steal_ticks"}

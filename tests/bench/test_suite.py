@@ -1,0 +1,148 @@
+"""The side-by-side benchmark: ABBA round-robin, config checks, and a whole tiny run."""
+
+import contextlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qmoe.bench import suite, tree
+from qmoe.bench.energy import EnergyConfig
+from qmoe.bench.runners import Target, choose
+from qmoe.io import ConfigError
+from qmoe.training.layout import ModelKey
+
+CFG = dict(runtimes=("onnxruntime", "torch"), threads=1, cpu=-1, models_per_fold=1, warmup=2,
+           samples=100, torch_samples=20, block=20, batch_sizes=(1, 4), batch_repeats=5,
+           energy_block_s=5.0, energy_repeats=1)
+
+
+class FakeMeter:
+    """CodeCarbon stand-in: a 30 W power model (what an estimate is)."""
+
+    method = "codecarbon CPU estimated (cpu_load: TDP 8 W scaled by load)"
+
+    @contextlib.contextmanager
+    def measure(self, task):
+        class Reading:
+            duration_s = 2.0
+            energy_kwh = 30.0 * 2.0 / 3.6e6
+        yield Reading()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_round_robin_runs_blocks_in_abba_order_and_keeps_every_call():
+    seen = []
+    targets = [Target(v, ModelKey(1, 0), "onnxruntime") for v in "ABC"]
+    prepared = [suite.Prepared(t, {1: [lambda v=t.variant: seen.append(v)]}) for t in targets]
+    raw, order = suite.round_robin(prepared, 1, {t: 2 for t in targets}, turns=3)
+    assert [o["variant"] for o in order] == list("ABCCBAABC")
+    assert seen == [v for v in "ABCCBAABC" for _ in range(2)]
+    assert all(len(v) == 6 and (v > 0).all() for v in raw.values())
+
+
+def test_one_model_per_fold_by_default():
+    keys = [ModelKey(f, s) for f in (2, 1) for s in (2, 0, 1)]
+    assert choose(keys, 1) == [ModelKey(1, 0), ModelKey(2, 0)]
+    assert choose(keys, 2) == [ModelKey(1, 0), ModelKey(1, 1), ModelKey(2, 0), ModelKey(2, 1)]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("runtimes", ("tensorrt",), r"benchmark.runtimes: \['tensorrt'\] not supported"),
+    ("block", 30, r"benchmark.block: 30 must divide samples=100"),
+    ("torch_samples", 7, r"benchmark.torch_samples: 7 must be a multiple of the 5 round-robin"),
+    ("energy_block_s", 1.0, r"benchmark.energy_block_s: 1.0 < 5 s"),
+])
+def test_config_refuses_bad_values(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        suite.SuiteConfig(**{**CFG, field: value})
+
+
+def test_whole_run_writes_every_variant_side_by_side(exported_tree, tmp_path):
+    cfg = suite.SuiteConfig(**CFG)
+    out = tmp_path / "bench"
+    spec = tree.BenchSpec("tiny", "corrected", ("fp32", "ptq_int8", "w4a8", "moe"))
+    frame = tree.benchmark_tree(spec, cfg, EnergyConfig("IRL"), exported_tree["features"],
+                                exported_tree["runs"], exported_tree["deployed"], out, FakeMeter)
+    assert list(frame["variant"]) == list(spec.variants)
+    s = pd.read_csv(out / "w4a8" / "summary.csv")
+    assert list(s["fold"]) == [1, 2] and s["timed"].all()      # 1 seed per fold: all timed
+    assert (s["latency_n"] == 100).all() and (s["torch_latency_n"] == 20).all()
+    assert sorted(p.name for p in (out / "w4a8" / "latency").iterdir()) == \
+        ["fold1_seed0.npy", "fold2_seed0.npy"]
+    assert len(np.load(out / "w4a8" / "latency_torch" / "fold1_seed0.npy")) == 20
+    # estimate: the power model's watts x this model's median latency, labelled as such
+    assert (s["energy_method"].str.startswith("estimated: power model x time (codecarbon")).all()
+    assert s["energy_per_inference_mj"].iloc[0] == pytest.approx(30.0 * s["latency_median_ms"].iloc[0])
+    assert s["size_packed_bytes"].iloc[0] == (exported_tree["deployed"] / "w4a8" /
+                                              "fold1_seed0.onnx").stat().st_size
+    assert (s["analytical_energy_nj"] > 0).all() and s["deployed_macro_f1"].notna().all()
+    batch = pd.read_csv(out / "w4a8" / "batch_latency.csv")
+    assert set(zip(batch["runtime"], batch["batch_size"])) == {
+        (r, b) for r in ("onnxruntime", "torch") for b in (1, 4)}
+    assert pd.read_csv(out / "moe" / "routing.csv")["expert_name"].tolist()[:2] == \
+        ["ternary_reference", "w4a8"]
+    run = json.loads((out / "run.json").read_text())
+    assert run["machine"]["lock_wait_s"] < 1 and set(run["machine"]["start"]) >= {"load_average"}
+    turns = [o for o in run["order"] if o["batch_size"] == 1]
+    assert len(turns) == 5 * 4 * 2 * 2                          # turns x variants x models x runtimes
+    key = ("variant", "fold", "runtime")
+    assert [turns[i][k] for i in (15, 16) for k in key] == ["moe", 2, "torch"] * 2   # ABBA: B B
+    assert [turns[i]["variant"] for i in (0, 31, 32)] == ["fp32"] * 3                 # A A
+    dev = json.loads((out / "fp32" / "device.json").read_text())
+    assert dev["runtimes"] == ["onnxruntime", "torch"] and "onnxruntime" in dev
+
+
+
+def test_rapl_path_subtracts_the_idle_baseline_per_variant(monkeypatch):
+    """suite.measure_rapl with the counter faked: 10 W idle; each variant's calls add their own
+    energy; idle blocks and variant blocks interleaved, variants in ABBA order."""
+    from qmoe.bench import rapl
+
+    per_call, seq, last = {"A": 2e-3, "B": 5e-3}, [], [None]
+    targets = {v: Target(v, ModelKey(1, 0), "onnxruntime") for v in per_call}
+    prepared = [suite.Prepared(t, {1: [lambda v=v: last.__setitem__(0, v)]})
+                for v, t in targets.items()]
+    samples = {(t, 1): np.full(10, 1_000_000) for t in targets.values()}     # 1 ms a call
+
+    def measure(counter, work, calls, clock=None):
+        last[0] = None
+        work()                                   # idle: the (patched) sleep; busy: the calls
+        v = last[0]
+        seq.append(v or "idle")
+        return rapl.Block(10.0 * 5.0 + (per_call[v] * calls if v else 0.0), 5.0, calls)
+
+    monkeypatch.setattr(rapl, "measure", measure)
+    monkeypatch.setattr(suite.time, "sleep", lambda s: None)
+    cfg = suite.SuiteConfig(**{**CFG, "energy_repeats": 2})
+    e = suite.measure_rapl(prepared, samples, cfg, counter=None)
+    assert e.method == "measured: RAPL package counters, idle baseline subtracted"
+    assert e.per_inference_j["A"] == pytest.approx([2e-3, 2e-3])
+    assert e.per_inference_j["B"] == pytest.approx([5e-3, 5e-3])
+    assert seq == ["idle", "A", "B", "idle", "B", "A"]
+    assert [r["calls"] for r in e.blocks if r["kind"] == "inference"] == [5000] * 4
+
+
+def test_torch_bf16_runtime_times_half_variants_in_bfloat16_from_the_fp32_weights(write_tree,
+                                                                                 tmp_path):
+    import torch
+
+    from qmoe.bench import runners
+
+    t = write_tree(["fp16", "fp32"])
+    table = pd.read_parquet(t["features"] / "features.parquet")
+    (tmp_path / "deployed" / "fp16").mkdir(parents=True)
+    (tmp_path / "deployed" / "fp16" / "fold1_seed0.onnx").write_bytes(b"")   # not opened here
+    m = runners.load("fp16", ModelKey(1, 0), t["runs"], tmp_path / "deployed", table)
+    assert runners.applies(m, "torch_bf16")
+    net = runners.engine(m, "torch_bf16", 1)
+    assert net.net.compute_dtype == torch.bfloat16
+    assert {p.dtype for p in net.net.parameters()} == {torch.bfloat16}
+    logits = runners.calls(net, "torch_bf16", m.x, 2)[0]()
+    assert logits.shape == (2, 3) and logits.dtype == torch.float32
