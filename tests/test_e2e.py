@@ -19,7 +19,8 @@ SMOKE = {
               "moe_variants": ["moe", "moe_curiosity_route"]},
     "train": {"seeds": [0], "epochs": 15},
     "features": {"backbone": "logmel_stats"},
-    "benchmark": {"warmup": 5, "samples": 200, "energy_samples": 200, "batch_sizes": [1, 8]},
+    "benchmark": {"warmup": 5, "samples": 200, "torch_samples": 40, "block": 40,
+                  "batch_sizes": [1, 8], "batch_repeats": 10},
 }
 
 
