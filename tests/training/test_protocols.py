@@ -1,5 +1,9 @@
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.model_selection import train_test_split
 
 from qmoe.io import ConfigError
 from qmoe.training.protocols import Corrected, Faithful, protocol_class
@@ -21,18 +25,48 @@ def test_corrected_uses_official_folds_and_disjoint_inner_validation():
         assert set(s.train).isdisjoint(s.val)
         assert set(s.train).isdisjoint(s.test) and set(s.val).isdisjoint(s.test)
         assert len(s.train) + len(s.val) + len(s.test) == len(labels)
-        assert len(s.val) == pytest.approx(0.1 * (len(labels) - len(s.test)), abs=1)
-        # stratified: every class in the validation split
+        assert len(s.val) == pytest.approx(0.1 * (len(labels) - len(s.test)), abs=2)
+        # stratified: every class in the validation split; grouped: no shared recording
         assert set(labels[s.val]) == set(labels)
+        assert set(groups[s.val]).isdisjoint(groups[s.train])
 
 
-def test_corrected_is_seeded():
+def test_corrected_is_seeded_and_the_validation_split_varies_with_the_model_seed():
     labels, folds, groups = _data()
-    a = Corrected(val_fraction=0.1).splits(labels, folds, groups, seed=1)
-    b = Corrected(val_fraction=0.1).splits(labels, folds, groups, seed=1)
-    c = Corrected(val_fraction=0.1).splits(labels, folds, groups, seed=2)
+    a = Corrected(val_fraction=0.1).splits(labels, folds, groups, seed=1, model_seed=0)
+    b = Corrected(val_fraction=0.1).splits(labels, folds, groups, seed=1, model_seed=0)
+    c = Corrected(val_fraction=0.1).splits(labels, folds, groups, seed=2, model_seed=0)
+    d = Corrected(val_fraction=0.1).splits(labels, folds, groups, seed=1, model_seed=1)
     assert all(np.array_equal(x.val, y.val) for x, y in zip(a, b))
     assert any(not np.array_equal(x.val, y.val) for x, y in zip(a, c))
+    assert all(not np.array_equal(x.val, y.val) for x, y in zip(a, d))   # every fold
+    assert all(np.array_equal(x.test, y.test) for x, y in zip(a, d))     # test folds never move
+
+
+ESC10_META = Path(__file__).resolve().parents[2] / "src/qmoe/datasets/esc10_meta.csv"
+
+
+def test_esc10_inner_validation_never_shares_a_recording_with_training():
+    """ESC-10's real recording ids (src_file): a recording cut into several 5 s clips has all of
+    them on one side. The former ungrouped split put a sibling of many validation clips in
+    training (the issue measured 41-44 %)."""
+    meta = pd.read_csv(ESC10_META)
+    labels = np.searchsorted(np.unique(meta["target"]), meta["target"].to_numpy())
+    folds, groups = meta["fold"].to_numpy(), meta["src_file"].astype(str).to_numpy()
+    protocol = Corrected(val_fraction=0.1)
+    leaked_before = []
+    for model_seed in (0, 1, 2):
+        for s in protocol.splits(labels, folds, groups, seed=42, model_seed=model_seed):
+            assert set(groups[s.val]).isdisjoint(groups[s.train])
+            assert len(s.train) + len(s.val) == 320 and 24 <= len(s.val) <= 40
+            shares = np.bincount(labels[s.val], minlength=10) / len(s.val)
+            assert len(set(labels[s.val])) >= 9 and shares.max() <= 0.2   # stratified
+            rest = np.r_[s.train, s.val]
+            tr, va = train_test_split(rest, test_size=32, stratify=labels[rest],
+                                      random_state=42 + s.fold)           # the former split
+            leaked_before.append(np.isin(groups[va], groups[tr]).mean())
+    assert np.mean(leaked_before) > 0.3
+
 
 
 def test_corrected_without_official_folds_groups_recordings():

@@ -1,9 +1,11 @@
 """Evaluation protocols: how clips are split into train / validation / test per fold.
 
 - `corrected`: the official folds are the test folds (grouped stratified K-fold by source
-  recording where a dataset has none); an inner stratified validation split (`val_fraction` of the
-  training part) drives early stopping, LR scheduling and checkpoint choice, so no test sample
-  influences any choice. Normalisation is fitted on the training part only (train.py).
+  recording where a dataset has none); an inner validation split (about `val_fraction` of the
+  training part, stratified by class and grouped by source recording, so no recording has clips
+  on both sides; drawn anew for every model seed) drives early stopping, LR scheduling, checkpoint
+  choice and the curiosity threshold, so no test sample influences any choice. Normalisation is
+  fitted on the training part only (experiment.py).
 - `faithful`: what the reference code does (reference-method.md 6.3, 6.5): StratifiedKFold(5,
   shuffle, seed 42) on the labels, ignoring official folds, and the held-out fold doubles as
   the validation set.
@@ -11,11 +13,12 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from qmoe.io import InputError, choose, require
 
@@ -57,18 +60,17 @@ class Corrected:
         require(0.0 < self.val_fraction < 0.5, "train.val_fraction", f"{self.val_fraction} not in (0, 0.5)")
         require(self.fallback_folds >= 2, "corrected.fallback_folds", "needs at least 2 folds")
 
-    def splits(self, labels: np.ndarray, folds: np.ndarray, groups: np.ndarray, seed: int) -> list[Split]:
+    def splits(self, labels: np.ndarray, folds: np.ndarray, groups: np.ndarray, seed: int,
+               model_seed: int = 0) -> list[Split]:
+        """Test folds from `seed` (the split seed: the same for every model, so folds pair up);
+        the inner validation split from (`seed`, `model_seed`, fold)."""
         test_folds = _official_or_grouped(labels, folds, groups, self.fallback_folds, seed)
         out = []
-        n_classes = len(np.unique(labels))
         for k in np.unique(test_folds):
             rest = np.flatnonzero(test_folds != k)
-            # at least one validation clip per class, or stratification is impossible (tiny sets)
-            n_val = max(round(self.val_fraction * len(rest)), n_classes)
-            train, val = train_test_split(
-                rest, test_size=n_val, stratify=labels[rest], random_state=seed + int(k)
-            )
-            out.append(Split(int(k), np.sort(train), np.sort(val), np.flatnonzero(test_folds == k)))
+            inner = int(np.random.SeedSequence([seed, model_seed, int(k)]).generate_state(1)[0])
+            train, val = grouped_validation(rest, labels, groups, self.val_fraction, inner)
+            out.append(Split(int(k), train, val, np.flatnonzero(test_folds == k)))
         return out
 
 
@@ -97,7 +99,8 @@ class Faithful:
     def __post_init__(self) -> None:
         require(self.n_folds >= 2, "train.faithful_folds", f"{self.n_folds} < 2")
 
-    def splits(self, labels: np.ndarray, folds: np.ndarray, groups: np.ndarray, seed: int) -> list[Split]:
+    def splits(self, labels: np.ndarray, folds: np.ndarray, groups: np.ndarray, seed: int,
+               model_seed: int = 0) -> list[Split]:
         # The reference seeds the split once (42) whatever the model seed: folds are shared by runs.
         skf = StratifiedKFold(n_splits=self.n_folds, shuffle=True, random_state=self.seed)
         idx = np.arange(len(labels))
@@ -105,6 +108,21 @@ class Faithful:
             Split(k + 1, np.sort(tr), np.sort(te), np.sort(te))
             for k, (tr, te) in enumerate(skf.split(idx, labels))
         ]
+
+
+def grouped_validation(rest: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+                       val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) sorted row indices of `rest`: one fold of a shuffled StratifiedGroupKFold
+    with about 1 / val_fraction folds, so val is about `val_fraction` of `rest`, stratified by
+    class and never sharing a source recording (`groups`) with train. Tiny sets get fewer, larger
+    folds so validation can hold about one clip per class."""
+    n_classes, n_groups = len(np.unique(labels[rest])), len(np.unique(groups[rest]))
+    n_splits = max(2, min(round(1 / val_fraction), n_groups, len(rest) // max(n_classes, 1)))
+    sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():   # "least populated class has only n members": tiny sets
+        warnings.simplefilter("ignore", UserWarning)
+        train, val = next(sgkf.split(rest, labels[rest], groups[rest]))
+    return np.sort(rest[train]), np.sort(rest[val])
 
 
 Protocol = Corrected | Faithful

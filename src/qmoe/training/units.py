@@ -60,11 +60,15 @@ def unit_name(job: TrainJob, unit: Unit) -> str:
 
 
 def units_for(job: TrainJob) -> list[Unit]:
-    """The grid in the order the stage writes it: splits, then seeds."""
+    """The grid in the order the stage writes it: folds, then seeds. The test folds come from the
+    split seed (the same for every model seed); the inner validation split may vary with the
+    model seed (corrected)."""
     d, cfg = job.data, job.cfg
-    splits = job.protocol_obj.splits(d.y.numpy(), d.folds, d.groups, seed=cfg.split_seed)
-    return [Unit(split, seed) for split in splits
-            for seed in experiment.seeds_for(job.protocol_obj, cfg)]
+    seeds = experiment.seeds_for(job.protocol_obj, cfg)
+    per_seed = {s: job.protocol_obj.splits(d.y.numpy(), d.folds, d.groups, seed=cfg.split_seed,
+                                           model_seed=s) for s in seeds}
+    n_folds = len(per_seed[seeds[0]])
+    return [Unit(per_seed[s][i], s) for i in range(n_folds) for s in seeds]
 
 
 def train_unit(job: TrainJob, unit: Unit) -> UnitOutput:
