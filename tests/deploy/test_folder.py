@@ -25,7 +25,8 @@ def test_every_model_is_exported_checked_and_scored_at_batch_1(run_tree, tmp_pat
     out = tmp_path / "deployed"
     frame = folder.deploy_tree(SPEC, PARAMS, run_tree["features"], run_tree["runs"], out, ONE)
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.onnx")) == sorted(
-        f"{v}/fold{k}_seed0.onnx" for v in SPEC.variants for k in (1, 2))
+        [f"{v}/fold{k}_seed0.onnx" for v in SPEC.variants for k in (1, 2)]
+        + [f"ptq_int8/fold{k}_seed0.zclip.onnx" for k in (1, 2)])
     assert list(frame["variant"]) == [v for v in SPEC.variants for _ in (1, 2)]
     w4 = pd.read_csv(out / "w4a8" / "deployed.csv")
     assert list(w4["fold"]) == [1, 2] and (w4["artefact"] == "MatMulNBits 4-bit").all()
@@ -107,3 +108,34 @@ def test_moe_routing_of_the_deployed_graph_is_written(run_tree, tmp_path):
     assert list(routing["expert_name"]) == ["ternary_reference", "w4a8"] * 2
     assert routing.groupby("fold")["frequency"].sum().tolist() == pytest.approx([1.0, 1.0])
     assert not (out / "fp32" / "routing.csv").exists()
+
+
+def test_zclipped_int8_artefact_survives_an_outlier_clip_that_swamps_the_batch_scale(run_tree_of,
+                                                                                    tmp_path):
+    """One test clip far outside the training range (z ~ 1e3 on one dimension): in one batched
+    call its value sets the per-tensor int8 activation scale for every clip; clipped to the
+    training range it cannot."""
+    import onnxruntime as ort
+
+    tree = run_tree_of(["ptq_int8"])
+    path = tree["features"] / "features.parquet"
+    table = pd.read_parquet(path)
+    table.loc[table["clip_id"] == "c00", "emb_0003"] = 2e3                  # fold 1, test clip
+    table.to_parquet(path)
+    out = tmp_path / "d"
+    frame = folder.deploy_tree(folder.TreeSpec("tiny", "corrected", ("ptq_int8",)), PARAMS,
+                               tree["features"], tree["runs"], out, ONE).set_index("fold")
+    assert frame.loc[1, "zclip_clipped_values"] >= 1
+    x = table[table["fold"] == 1].filter(like="emb_").to_numpy(np.float32)
+
+    def logits(name, batch):
+        s = ort.InferenceSession(str(out / "ptq_int8" / name), providers=["CPUExecutionProvider"])
+        if batch:
+            return s.run(None, {"x": x})[0]
+        return np.concatenate([s.run(None, {"x": x[i:i + 1]})[0] for i in range(len(x))])
+
+    others = slice(1, None)                                  # every clip but the outlier
+    plain = np.abs(logits("fold1_seed0.onnx", True) - logits("fold1_seed0.onnx", False))[others]
+    clipped = np.abs(logits("fold1_seed0.zclip.onnx", True) -
+                     logits("fold1_seed0.zclip.onnx", False))[others]
+    assert plain.max() > 10 * clipped.max()

@@ -164,10 +164,11 @@ def _describe(m: QuantLinear, bits: int) -> str:
     return f"MatMulNBits {bits}-bit"
 
 
-def export(model: nn.Module, cfg: ExportConfig) -> Exported:
+def export(model: nn.Module, cfg: ExportConfig, clip: np.ndarray | None = None) -> Exported:
     """ONNX artefact of a deployed Standardized(net): input `x` (batch, d) raw embeddings; outputs
     `logits` (batch, c) float32, and for an MoE `expert` (batch,) int64 (top-1) and, with
-    curiosity, `uncertainty` (batch,) float32."""
+    curiosity, `uncertainty` (batch,) float32. `clip` (d,): z-scores clipped to [-clip, clip]
+    before the network (the z-clipped int8 deployment)."""
     from qmoe.deploy import moe_graph
 
     net = model.net
@@ -175,6 +176,10 @@ def export(model: nn.Module, cfg: ExportConfig) -> Exported:
     g = G.Graph()
     x = G.zscore(g, "x", _np(model.norm_mean), _np(model.norm_std))
     em = _Emitter(cfg)
+    if clip is not None:
+        x = g.op("Min", [g.op("Max", [x, g.const(-clip.astype(np.float32), "z_lo")]),
+                         g.const(clip.astype(np.float32), "z_hi")])
+        em.kinds.add("z-scores clipped to the training range")
     if isinstance(net, MoE):
         outs = moe_graph.emit(g, x, net, em)
         em.kinds.add("MoE graph: router and experts in one graph (If per expert)")

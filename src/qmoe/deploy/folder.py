@@ -26,6 +26,7 @@ from qmoe.deploy.graph import OPSET, initializers
 from qmoe.deploy.verify import CheckConfig, verify
 from qmoe.executor import ExecutionConfig, run_units
 from qmoe.io import ConfigError, InputError, atomic_dir, from_section, load_json, save_json
+from qmoe.quant import ptq
 from qmoe.training.artefacts import Standardized, load_trained
 from qmoe.training.layout import ModelKey
 from qmoe.training.metrics import scores
@@ -71,6 +72,7 @@ class Deployed(NamedTuple):
     onnx: bytes
     row: dict[str, Any]                # one row of deployed.csv
     routing: list[dict[str, Any]]      # MoE: rows of routing.csv (share of test clips per expert)
+    zclip: bytes | None                # int8 models: the z-clipped artefact
 
 
 def units(runs: Path, variant_names: list[str]) -> list[Unit]:
@@ -147,10 +149,44 @@ def deploy_unit(shared: TestFold, unit: Unit) -> Deployed:
     row = {"fold": unit.key.fold, "seed": unit.key.seed, "artefact": exported.artefact,
            "n_test": len(y), "deployed_macro_f1": dep.macro_f1, "deployed_accuracy": dep.accuracy,
            "deployed_weighted_f1": dep.weighted_f1, "torch_b1_macro_f1": tor.macro_f1,
+           "batch_macro_f1": _batch_f1(sess, x, y, c),
            **_sizes(exported, data, fp32), **v.check._asdict(),
            "ort_keeps_fp16": runtime.keeps_fp16(exported.proto) if "fp16" in exported.artefact
            else None}
-    return Deployed(data, row, _routing(loaded.variant, unit.key, v.deployed_expert))
+    zclip = None
+    if any(ptq.is_dynamic_int8(m) for m in loaded.model.modules()):
+        zclip, more = _zclip(shared, loaded, x, y, context)
+        row |= more
+    return Deployed(data, row, _routing(loaded.variant, unit.key, v.deployed_expert), zclip)
+
+
+def _batch_f1(sess: Any, x: np.ndarray, y: np.ndarray, c: int) -> float:
+    """Macro-F1 of one call on the whole test fold (the reference's batched evaluation form:
+    per-tensor dynamic int8 scales then span every clip of the fold)."""
+    pred = runtime.run(sess, x)["logits"].argmax(1)
+    return scores(torch.from_numpy(y), torch.from_numpy(pred), c).macro_f1
+
+
+def _zclip(shared: TestFold, loaded: Any, x: np.ndarray, y: np.ndarray,
+           context: str) -> tuple[bytes, dict[str, float]]:
+    """The int8 deployment that survives outlier clips: z-scores clipped per dimension to the
+    largest |z| of the clips outside the test fold (the model's training and validation part),
+    so one test clip far outside the training range cannot set the activation scale."""
+    model = loaded.model
+    mean, std = model.norm_mean.numpy(), model.norm_std.numpy()
+    test = set(str(c) for c in loaded.meta["test_clip_ids"])
+    rest = shared.emb[[i for cid, i in shared.row_of.items() if cid not in test]]
+    bound = np.abs((rest - mean) / std).max(axis=0)                             # (d,)
+    exported = export(model, shared.params.graph, clip=bound)
+    data = exported.proto.SerializeToString()
+    sess = runtime.session(data)
+    x_model = np.clip(x, mean - bound * std, mean + bound * std).astype(np.float32)
+    v = verify(model, exported, sess, x, shared.params.graph.block_size, shared.params.check,
+               f"{context} (z-clipped)", x_model=x_model)
+    c = loaded.meta["num_classes"]
+    f1 = scores(torch.from_numpy(y), torch.from_numpy(v.deployed_pred), c).macro_f1
+    return data, {"zclip_deployed_macro_f1": f1, "zclip_batch_macro_f1": _batch_f1(sess, x, y, c),
+                  "zclip_clipped_values": int((np.abs((x - mean) / std) > bound).sum())}
 
 
 def _routing(variant: Any, key: ModelKey, expert: np.ndarray | None) -> list[dict[str, Any]]:
@@ -198,6 +234,8 @@ def deploy_tree(spec: TreeSpec, params: ExportParams, features: Path, runs: Path
         for unit, res in zip(todo, results, strict=True):
             (tmp / unit.variant).mkdir(exist_ok=True)
             (tmp / unit.variant / f"{unit.key.stem}.onnx").write_bytes(res.onnx)
+            if res.zclip is not None:
+                (tmp / unit.variant / f"{unit.key.stem}.zclip.onnx").write_bytes(res.zclip)
             rows.append({"variant": unit.variant, **res.row})
             routing += [{"variant": unit.variant, **r} for r in res.routing]
         frame = pd.DataFrame(rows)

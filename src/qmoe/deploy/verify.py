@@ -215,11 +215,12 @@ class Verified(NamedTuple):
 
 
 def verify(model: nn.Module, exported: Exported, sess, x: np.ndarray, block: int,
-           cfg: CheckConfig, context: str) -> Verified:
-    """Codes, then logits on x (n, d) raw test inputs, as one batch and as batch-1 calls."""
+           cfg: CheckConfig, context: str, x_model: np.ndarray | None = None) -> Verified:
+    """Codes, then logits on x (n, d) raw test inputs, as one batch and as batch-1 calls.
+    `x_model`: what the torch model sees instead of x (the z-clipped artefact: x clipped)."""
     layers = check_codes(exported, context)
     rtol = cfg.fp16_rtol if "fp16" in exported.artefact else cfg.rtol
-    xt = torch.from_numpy(x)
+    xt = torch.from_numpy(x if x_model is None else x_model)
     emu_batch = emulate(model, xt, block)
     scale = float(np.abs(emu_batch[0].numpy()).max())
     bound, loose = cfg.atol + rtol * scale, cfg.loose_rtol * scale
