@@ -114,3 +114,51 @@ def test_unknown_label_set_lists_valid_names():
         experiment.embeddings_from_table(table, "fine")
     with pytest.raises(ConfigError, match="needs column 'major_id'"):
         experiment.embeddings_from_table(table, "major")
+
+
+# --- deployment-batch scoring (issue 12 item 3) ------------------------------------------------
+
+
+def _ptq_model(data):
+    """An untrained FP32 MLP on `data`, deployed as dynamic int8 (activation scale per call)."""
+    from qmoe import models
+    from qmoe.variants import PTQInt8Config
+
+    mlp = models.mlp_config(MLP, in_dim=data.x.shape[1], num_classes=4)
+    torch.manual_seed(0)
+    return models.deploy(models.build(PTQInt8Config("auto"), mlp), PTQInt8Config("auto"))
+
+
+def test_batch_1_predictions_do_not_depend_on_the_other_clips():
+    """ptq_int8 quantises activations over the whole call's tensor: a whole-fold call changes
+    some predictions with the company a clip keeps; batch 1 never does."""
+    from qmoe.training.fit import predict
+
+    data = _embeddings(n_per_class=40)
+    x = data.x * torch.linspace(0.2, 5.0, len(data.x))[:, None]   # clips of very different scale
+    model = _ptq_model(data)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
+    alone = predict(model, x, batch_size=1).pred
+    assert torch.equal(predict(model, x[perm], batch_size=1).pred, alone[perm])
+    assert torch.equal(predict(model, x[:17], batch_size=1).pred, alone[:17])
+    assert (predict(model, x).pred != alone).any()          # whole-fold scoring is transductive
+    assert torch.equal(predict(model, x, batch_size=64).pred[:64], predict(model, x[:64]).pred)
+
+
+def test_corrected_scores_every_test_clip_alone_faithful_in_batches_of_64():
+    import copy
+
+    from qmoe import models
+    from qmoe.training.fit import predict
+    from qmoe.variants import PTQInt8Config
+
+    assert (Corrected.eval_batch, Faithful.eval_batch) == (1, 64)
+    data = _embeddings()
+    data = data._replace(x=data.x * torch.linspace(0.2, 5.0, len(data.x))[:, None])
+    protocol = Corrected(val_fraction=0.1)
+    split = protocol.splits(data.y.numpy(), data.folds, data.groups, seed=42)[0]
+    ptq = PTQInt8Config("auto")
+    r = experiment.run_one(data, split, 0, ptq, MLP, CFG, None, protocol, "test")
+    deployed = models.deploy(copy.deepcopy(r.model), ptq)
+    one_by_one = torch.stack([predict(deployed, data.x[[i]]).pred[0] for i in split.test])
+    assert torch.equal(r.prediction.pred, one_by_one)

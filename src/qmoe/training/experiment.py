@@ -102,8 +102,8 @@ def run_one(data: Embeddings, split: Split, seed: int, variant: VariantConfig,
         with torch.no_grad():
             model.net.calibrate_((data.x[split.val] - zs.mean) / zs.std)
     deployed = models.deploy(copy.deepcopy(model), variant)
-    torch.manual_seed(seed * 1000 + split.fold)             # MC passes at test time
-    pred = predict(deployed, data.x[split.test])
+    # MC passes in eval use the router's fixed mask bank: the same u(x) in any batch
+    pred = predict(deployed, data.x[split.test], protocol.eval_batch)
     s = scores(data.y[split.test], pred.pred, mlp.num_classes)
     metrics = {
         "fold": split.fold, "seed": seed, "accuracy": s.accuracy, "macro_f1": s.macro_f1,

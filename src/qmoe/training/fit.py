@@ -186,9 +186,19 @@ def _validate(model: nn.Module, x: Tensor, y: Tensor, weights: Tensor, num_class
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, x: Tensor) -> Prediction:
-    """Predictions of a (deployed) model on (n, d) inputs, with routing details for an MoE."""
+def predict(model: nn.Module, x: Tensor, batch_size: int | None = None) -> Prediction:
+    """Predictions of a (deployed) model on (n, d) inputs, `batch_size` rows per forward call
+    (None: all n at once), with routing details for an MoE. At batch 1 no prediction depends on
+    another input (dynamic int8 quantises activations over the whole call's tensor)."""
     model.eval()
+    step = len(x) if batch_size is None else batch_size
+    if step < 1:
+        raise ValueError(f"predict: batch_size {batch_size} < 1")
+    parts = [_predict_batch(model, x[i:i + step]) for i in range(0, len(x), step)]
+    return Prediction(*(None if f[0] is None else torch.cat(f) for f in zip(*parts)))
+
+
+def _predict_batch(model: nn.Module, x: Tensor) -> Prediction:
     logits, _, out = _forward(model, x)
     pred = logits.argmax(dim=1)
     if isinstance(out, Tensor):

@@ -6,9 +6,11 @@
   on both sides; drawn anew for every model seed) drives early stopping, LR scheduling, checkpoint
   choice and the curiosity threshold, so no test sample influences any choice. Normalisation is
   fitted on the training part only (experiment.py).
+  Test clips are scored one at a time (batch 1), as deployed.
 - `faithful`: what the reference code does (reference-method.md 6.3, 6.5): StratifiedKFold(5,
   shuffle, seed 42) on the labels, ignoring official folds, and the held-out fold doubles as
-  the validation set.
+  the validation set. Test clips are scored in the reference's batches of 64 (transductive for
+  dynamic int8: a clip's prediction depends on the other 63).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class Corrected:
     fallback_folds: int = 5  # grouped stratified folds for datasets without official folds
     name: ClassVar[str] = "corrected"
     frozen_deploy: ClassVar[bool] = True   # deployed models store their quantised weights once
+    # every reported score at batch 1, as deployed: no prediction depends on another test clip
+    eval_batch: ClassVar[int] = 1
 
     @classmethod
     def from_train(cls, cfg: TrainConfig) -> Corrected:
@@ -82,6 +86,9 @@ class Faithful:
     seed: int
     name: ClassVar[str] = "faithful"
     frozen_deploy: ClassVar[bool] = False  # the reference timed its fake-quantised modules
+    # the reference's DataLoader batches (6.3): transductive for ptq_int8, whose activation scale
+    # is computed over each batch of 64 test clips
+    eval_batch: ClassVar[int] = 64
 
     @classmethod
     def from_train(cls, cfg: TrainConfig) -> Faithful:
