@@ -16,7 +16,7 @@ FAMILIES = ("f1_paired", "tost_f1", "latency_levene", "latency_paired", "energy_
 
 def test_each_claim_is_one_entry_with_a_valid_criterion():
     ids = [c.id for c in claims.CLAIMS]
-    assert len(ids) == len(set(ids)) == 21 and list(claims.BY_ID) == ids
+    assert len(ids) == len(set(ids)) == 22 and list(claims.BY_ID) == ids
     cfg = VerdictConfig()
     for c in claims.CLAIMS:
         assert callable(c.extract) and c.source in ("v1", "v3", "v1+v3"), c.id
@@ -85,3 +85,24 @@ def test_judge_reads_the_tolerance_from_the_verdict_config(tol, verdict):
                                  estimate=0.998, ci_low=0.995, ci_high=1.001, p=0.3)])
     rows = claims.judge(found, VerdictConfig(ratio_tol=tol), 0.05, ("corrected",))
     assert rows.set_index("claim").loc["f1_q4_vs_q16", "verdict"] == verdict
+
+
+def test_energy_claims_are_not_testable_where_energy_is_a_power_model_times_time():
+    from qmoe.analysis import evidence as ex
+
+    def found(ctx, d, p):
+        return ex.Evidence(True, "", 0.3, 0.2, 0.4, 0.01, float("nan")), "30 %"
+
+    runs = pd.DataFrame({"dataset": ["d", "d", "e"], "protocol": ["c", "c", "c"],
+                         "bench_energy_method": [
+                             "estimated: power model x time (codecarbon CPU estimated ...)",
+                             "estimated: power model x time (codecarbon CPU estimated ...)",
+                             "measured: RAPL package counters, idle baseline subtracted"]})
+    ctx = ex.Context({}, runs, None, None)
+    wrapped = ex.measured_energy("bench_energy_method", found)
+    ev, ours = wrapped(ctx, "d", "c")
+    assert not ev.computed and ours == "not computed"
+    assert ev.reason.startswith("not testable here: energy is estimated: power model x time")
+    assert wrapped(ctx, "e", "c")[0].computed                       # measured: judged
+    d = claims.decide(claims.BY_ID["energy_inference_v1"].judge, ev, VerdictConfig(), 0.05)
+    assert d.verdict is Verdict.NOT_TESTABLE and "power model x time" in d.reason

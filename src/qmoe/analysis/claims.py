@@ -43,6 +43,10 @@ class Claim(NamedTuple):
 _UNTESTABLE_EFF = ("the unit is mislabelled (F1 per training Wh printed as F1/mJ, reference 10.3), "
                    "the model is unnamed, and energy depends on the machine")
 _P = "proportion_tol"
+# energy claims: judged only where the energy was measured (inference: the benchmark's method,
+# training: the train stage's); a CodeCarbon power model x time makes them not testable here
+_INFER = lambda e: ex.measured_energy("bench_energy_method", e)  # noqa: E731
+_TRAIN = lambda e: ex.measured_energy("energy_method", e)  # noqa: E731
 _LAT_LEVENE = ("latency_dispersion", "latency_dispersion_curiosity_vs_moe", roles.CURIOSITY_V1)
 
 # fmt: off
@@ -52,14 +56,19 @@ CLAIMS = [
     Claim("compression_4x", "4x compression (4-bit vs 16-bit)", "v1+v3", "4x", ex.compression,
           interval(4.0, "rel_tol", Scale.RELATIVE, exact=True)),
     Claim("energy_inference_v1", "41 % energy saving, 4-bit vs 8-bit (inference energy)", "v1",
-          "41 %", ex.saving("energy_inference_paired", "mJ per inference"), interval(0.41, _P)),
-    Claim("energy_inference_v3", "31 % energy saving, 4-bit vs 8-bit (inference energy)", "v3",
-          "31 %", ex.saving("energy_inference_paired", "mJ per inference"), interval(0.31, _P)),
-    Claim("energy_train_v1", "41 % energy saving, 4-bit vs 8-bit (training energy, the "
-          "reference's measure)", "v1", "41 %", ex.saving("energy_train_paired", "training kWh"),
+          "41 %", _INFER(ex.saving("energy_inference_paired", "mJ per inference")),
           interval(0.41, _P)),
+    Claim("energy_inference_v3", "31 % energy saving, 4-bit vs 8-bit (inference energy)", "v3",
+          "31 %", _INFER(ex.saving("energy_inference_paired", "mJ per inference")),
+          interval(0.31, _P)),
+    Claim("latency_q4_vs_q8", "4-bit faster than 8-bit on real kernels (the latency form of the "
+          "41 % / 31 % energy claims; deployed latency)", "v1+v3", "41 % / 31 % (energy)",
+          ex.saving("latency_paired", "median ms", "latency_w4a8_vs_w8a8"), interval(0.41, _P)),
+    Claim("energy_train_v1", "41 % energy saving, 4-bit vs 8-bit (training energy, the "
+          "reference's measure)", "v1", "41 %",
+          _TRAIN(ex.saving("energy_train_paired", "training kWh")), interval(0.41, _P)),
     Claim("energy_train_v3", "31 % energy saving, 4-bit vs 8-bit (training energy)", "v3",
-          "31 %", ex.saving("energy_train_paired", "training kWh"), interval(0.31, _P)),
+          "31 %", _TRAIN(ex.saving("energy_train_paired", "training kWh")), interval(0.31, _P)),
     Claim("equiv_w4a8_fp32", "4-bit equivalent to full precision (FP32)", "v1+v3", "p > 0.05",
           ex.equivalence(roles.Q4, roles.FP32), EQUIVALENT),
     Claim("equiv_w8a8_fp32", "8-bit equivalent to full precision (FP32)", "v1+v3", "p > 0.05",
@@ -88,7 +97,7 @@ CLAIMS = [
     Claim("f1_per_mj", "3.87 F1/mJ", "v1", "3.87 F1/mJ", ex.f1_per_mj,
           untestable(_UNTESTABLE_EFF)),
     Claim("deploy_10000x", "deployment emissions 10,000x training beyond 1,000 inferences",
-          "v1", "10,000x at 1,000 inferences", ex.deploy_ratio,
+          "v1", "10,000x at 1,000 inferences", _INFER(_TRAIN(ex.deploy_ratio)),
           interval(1e4, "log10_tol", Scale.LOG10)),
     Claim("f1_variance_85", "curiosity cuts cross-fold F1 variance by 85 %", "v3",
           "-85 %, Levene p < 0.001",

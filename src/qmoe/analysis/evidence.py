@@ -91,11 +91,11 @@ def compression(ctx: Context, d: str, p: str) -> Found:
     return Evidence(True, "", ratio, NAN, NAN, NAN, NAN), f"{ratio:.2f}x vs {half} (packed){vs32}"
 
 
-def saving(table: str, unit: str) -> Extractor:
-    """1 - energy of the 4-bit / the 8-bit BitLinear, from a paired family `table`."""
+def saving(table: str, unit: str, family: str = "energy_w4a8_vs_w8a8") -> Extractor:
+    """1 - the 4-bit's measure / the 8-bit BitLinear's, from a paired family `table`."""
 
     def extract(ctx: Context, d: str, p: str) -> Found:
-        row = _row(ctx, table, "energy_w4a8_vs_w8a8", _name(ctx, roles.Q4), d, p)
+        row = _row(ctx, table, family, _name(ctx, roles.Q4), d, p)
         if isinstance(row, str):
             return _missing(row)
         saved = 1 - row["ratio"]
@@ -107,6 +107,30 @@ def saving(table: str, unit: str) -> Extractor:
         )
 
     return extract
+
+
+ESTIMATED = "estimated"
+# energy_method texts that mean a power model times time, not a reading: the benchmark's label
+# (qmoe.bench.suite) and CodeCarbon's CPU estimate (qmoe.bench.energy.describe_method)
+ESTIMATED_MARKS = ("estimated: power model", "CPU estimated")
+
+
+def measured_energy(column: str, extract: Extractor) -> Extractor:
+    """`extract`, unless the energy in `column` of this (dataset, protocol) was estimated (a
+    power model times time cannot show what bit-width does to energy): then not testable here."""
+
+    def wrapped(ctx: Context, d: str, p: str) -> Found:
+        r = ctx.runs
+        if column not in r.columns:
+            return _missing(f"no {column} in the runs table: the energy source is unknown")
+        methods = r.loc[(r["dataset"] == d) & (r["protocol"] == p), column].dropna().astype(str)
+        if methods.empty or any(methods.str.contains(m, regex=False).any()
+                                for m in ESTIMATED_MARKS):
+            return _missing(f"not testable here: energy is {ESTIMATED}: power model x time "
+                            f"({column}: no power counter readable on this machine)")
+        return extract(ctx, d, p)
+
+    return wrapped
 
 
 def equivalence(variant: roles.Role, baseline: roles.Role) -> Extractor:
