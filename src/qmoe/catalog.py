@@ -57,6 +57,9 @@ VARIANTS: dict[str, VariantInfo] = {
     "moe_curiosity_route": VariantInfo(
         "", "our uncertainty-aware routing (a documented deviation)"
     ),
+    "moe_route_random": VariantInfo(
+        "", "placebo of our routing: the same share of samples escalates at random"
+    ),
 }
 
 

@@ -31,6 +31,7 @@ from qmoe.variants import (
     MoEConfig,
     PTQInt8Config,
     Q16ReferenceConfig,
+    RandomCuriosity,
     TernaryReferenceConfig,
     VariantConfig,
     facts,
@@ -159,8 +160,10 @@ def _moe(cfg: MoEConfig, mlp: MLPConfig) -> nn.Module:
     strategy = _strategy(cfg.curiosity, target=bits.index(max(bits)))
     router = Router(mlp.in_dim, cfg.router_outputs, mlp.dropout, mc_dropout=strategy is not None)
     mc_samples = getattr(cfg.curiosity, "mc_samples", 0)
+    draw_seed = cfg.curiosity.seed if isinstance(cfg.curiosity, RandomCuriosity) else None
     return MoE([build(e.config, mlp) for e in cfg.experts], router, cfg.top_k,
-               BALANCE_LOSSES[cfg.balance], cfg.balance_alpha, strategy, mc_samples)
+               BALANCE_LOSSES[cfg.balance], cfg.balance_alpha, strategy, mc_samples,
+               getattr(cfg.curiosity, "score", "variance"), draw_seed)
 
 
 def _strategy(cfg: CuriosityConfig, target: int) -> nn.Module | None:

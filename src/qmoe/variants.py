@@ -126,20 +126,39 @@ class EntropyCuriosity:
 
 @dataclass(frozen=True)
 class RouteCuriosity:
-    """Ours: samples with u above the validation `quantile` escalate to the most precise expert."""
+    """Ours: samples whose uncertainty `score` (from `mc_samples` banked MC passes: the
+    reference's summed variance, the predictive entropy of the MC-mean routing distribution, or
+    BALD) exceeds the calibrated `quantile` escalate to the most precise expert."""
 
     mc_samples: int
     quantile: float
+    score: Literal["variance", "entropy", "bald"]
     mode: ClassVar[str] = "route"
 
     def __post_init__(self) -> None:
         require(0.0 < self.quantile < 1.0, "quantile", f"{self.quantile} not in (0, 1)")
 
 
-CuriosityConfig = NoCuriosity | LogCuriosity | KLCuriosity | EntropyCuriosity | RouteCuriosity
+@dataclass(frozen=True)
+class RandomCuriosity:
+    """The placebo of `route`: the same escalation rule on a seeded pseudo-random draw per sample
+    (a hash of its input: deterministic, batch-independent) instead of an uncertainty, so about
+    1 - `quantile` of the samples escalate at random. No MC passes."""
+
+    quantile: float
+    seed: int
+    mode: ClassVar[str] = "random"
+
+    def __post_init__(self) -> None:
+        require(0.0 < self.quantile < 1.0, "quantile", f"{self.quantile} not in (0, 1)")
+        require(self.seed >= 0, "seed", f"{self.seed} < 0")
+
+
+CuriosityConfig = (NoCuriosity | LogCuriosity | KLCuriosity | EntropyCuriosity | RouteCuriosity
+                   | RandomCuriosity)
 CURIOSITY: dict[str, type] = {c.mode: c for c in
                               (NoCuriosity, LogCuriosity, KLCuriosity, EntropyCuriosity,
-                               RouteCuriosity)}
+                               RouteCuriosity, RandomCuriosity)}
 
 
 class Expert(NamedTuple):

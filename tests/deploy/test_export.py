@@ -25,7 +25,11 @@ MOES = {
     "moe": V.MoEConfig(POOL, 1, "reference", 1e-3, V.NoCuriosity()),
     "moe_kl": V.MoEConfig(POOL, 1, "reference", 1e-3, V.KLCuriosity(10, 0.02)),
     "moe_entropy": V.MoEConfig(POOL, 1, "reference", 1e-3, V.EntropyCuriosity(10, 0.1)),
-    "moe_route": V.MoEConfig(POOL, 1, "reference", 1e-3, V.RouteCuriosity(10, 0.5)),
+    "moe_route": V.MoEConfig(POOL, 1, "reference", 1e-3, V.RouteCuriosity(10, 0.5, "variance")),
+    "moe_route_bald": V.MoEConfig(POOL, 1, "reference", 1e-3, V.RouteCuriosity(8, 0.5, "bald")),
+    "moe_route_entropy": V.MoEConfig(POOL, 1, "reference", 1e-3,
+                                     V.RouteCuriosity(8, 0.5, "entropy")),
+    "moe_route_random": V.MoEConfig(POOL, 1, "reference", 1e-3, V.RandomCuriosity(0.5, 3)),
     "moe_top2_log": V.MoEConfig(POOL, 2, "reference", 1e-3, V.LogCuriosity(6)),
 }
 CFG = E.ExportConfig(block_size=32, accuracy_level=4)
@@ -43,7 +47,8 @@ def _deployed(cfg):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
     model = models.deploy(Standardized(net, X.mean(0), X.std(0)), cfg, freeze_quantized=True)
-    if isinstance(cfg, V.MoEConfig) and isinstance(cfg.curiosity, V.RouteCuriosity):
+    if isinstance(cfg, V.MoEConfig) and isinstance(cfg.curiosity,
+                                                   (V.RouteCuriosity, V.RandomCuriosity)):
         model.net.calibrate_((X - model.norm_mean) / model.norm_std)   # some samples escalate
     return model
 

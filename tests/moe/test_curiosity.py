@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -168,3 +169,71 @@ def test_rescaling_strategies_have_finite_gradients_when_a_probability_underflow
         (out[:, 0].sum()).backward(retain_graph=True)
         assert torch.isfinite(logits.grad).all()
         logits.grad = None
+
+
+# --- the `random` placebo and the u(x) options (issue 12 item 4) -------------------------------
+
+
+def _moe(name: str, curiosity_cfg: dict | None = None, seed: int = 0):
+    table = dict(VARIANTS)
+    if curiosity_cfg is not None:
+        table[name] = {**VARIANTS[name], "curiosity": curiosity_cfg}
+    torch.manual_seed(seed)
+    return models.build(resolve(name, table, EXPERTS), MLP)
+
+
+def test_placebo_draw_is_per_sample_deterministic_uniform_and_batch_independent():
+    placebo = _moe("moe_route_random").eval()
+    x = _x(n=4000, seed=7)
+    draw = placebo.uncertainty(x)
+    assert torch.equal(placebo.uncertainty(x[:5]), draw[:5])
+    assert torch.equal(torch.cat([placebo.uncertainty(x[i:i + 1]) for i in range(50)]), draw[:50])
+    assert 0 <= draw.min() and draw.max() < 1
+    counts = torch.histc(draw, bins=10, min=0, max=1)
+    assert (counts - 400).abs().max() < 80                 # uniform: 10 bins of about 400
+    other = _moe("moe_route_random", {"mode": "random", "quantile": 0.9, "seed": 1}).eval()
+    assert not torch.equal(other.uncertainty(x), draw)     # the seed is a knob
+
+
+def test_placebo_escalates_the_same_share_at_random():
+    route, placebo = _moe("moe_curiosity_route").eval(), _moe("moe_route_random").eval()
+    x_val, x = _x(n=400, seed=2), _x(n=2000, seed=3)
+    route.calibrate_(x_val)
+    placebo.calibrate_(x_val)
+    u = route.uncertainty(x)
+    over_route = u > route.strategy.tau
+    over_placebo = placebo.uncertainty(x) > placebo.strategy.tau
+    assert abs(over_placebo.float().mean() - 0.1) < 0.03
+    assert abs(over_route.float().mean() - over_placebo.float().mean()) < 0.05
+    # random: the placebo's escalated samples have the typical u, route's the highest
+    assert u[over_route].min() > u[~over_route].max()
+    ratio = u[over_placebo].mean() / u.mean()
+    assert 0.8 < ratio < 1.25
+    out = placebo(x)
+    assert (out.expert_index[over_placebo, 0] == placebo.strategy.target).all()
+
+
+def test_entropy_and_bald_scores_by_hand():
+    from qmoe.moe.router import bald, predictive_entropy
+
+    p = torch.tensor([[[0.5, 0.5]], [[1.0, 0.0]]])        # (t=2, b=1, e=2)
+    mean_h = -(0.75 * np.log(0.75) + 0.25 * np.log(0.25))
+    assert predictive_entropy(p).item() == pytest.approx(mean_h)
+    assert bald(p).item() == pytest.approx(mean_h - 0.5 * np.log(2))
+    same = torch.tensor([[[0.3, 0.7]], [[0.3, 0.7]]])     # no disagreement: BALD 0
+    assert bald(same).item() == pytest.approx(0.0, abs=1e-7)
+    route = _moe("moe_curiosity_route", {"mode": "route", "mc_samples": 10, "quantile": 0.9,
+                                         "score": "bald"}).eval()
+    x = _x()
+    assert route.score == "bald" and (route.uncertainty(x) >= -1e-6).all()
+
+
+def test_the_mask_bank_is_a_seeded_knob_of_the_check_not_of_the_model():
+    route = _moe("moe_curiosity_route").eval()
+    x = _x()
+    u0 = route.uncertainty(x)
+    route.router.bank_seed = 3
+    u3 = route.uncertainty(x)
+    route.router.bank_seed = 0
+    assert not torch.equal(u0, u3) and torch.equal(route.uncertainty(x), u0)
+    assert "bank_seed" not in str(route.state_dict().keys())

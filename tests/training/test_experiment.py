@@ -162,3 +162,52 @@ def test_corrected_scores_every_test_clip_alone_faithful_in_batches_of_64():
     deployed = models.deploy(copy.deepcopy(r.model), ptq)
     one_by_one = torch.stack([predict(deployed, data.x[[i]]).pred[0] for i in split.test])
     assert torch.equal(r.prediction.pred, one_by_one)
+
+
+# --- uncertainty routing that can be judged (issue 12 item 4) ---------------------------------
+
+
+def _route_run(protocol, name="moe_curiosity_route"):
+    from qmoe.training.fit import MoETrainConfig
+    from qmoe.variants import resolve
+
+    data = _embeddings(n_per_class=40)
+    cfg = from_section(TrainConfig, {**PARAMS["train"], "epochs": 4, "seeds": [0]}, "train")
+    moe_cfg = MoETrainConfig(lr=1e-3, patience=3, min_delta=1e-3, check_mc_samples=(10, 50),
+                             check_banks=2)
+    variant = resolve(name, PARAMS["variants"], PARAMS["study"]["experts"])
+    split = protocol.splits(data.y.numpy(), data.folds, data.groups, seed=42)[0]
+    r = experiment.run_one(data, split, 0, variant, MLP, cfg, moe_cfg, protocol, "test")
+    return data, split, r
+
+
+def test_route_threshold_comes_from_validation_corrected_and_training_part_faithful():
+    import copy
+
+    from qmoe.training import routing
+
+    for protocol, part in ((Corrected(val_fraction=0.1), "val"),
+                           (Faithful(n_folds=5, seed=42), "train")):
+        data, split, r = _route_run(protocol)
+        rows = getattr(split, part)
+        rec = r.routing
+        assert rec["calibration"] == protocol.calibration and rec["n_calibration"] == len(rows)
+        model = copy.deepcopy(r.model).eval()
+        u = model.net.uncertainty((data.x[rows] - model.norm_mean) / model.norm_std)
+        assert rec["tau"] == pytest.approx(float(torch.quantile(u, 0.9)))
+        assert r.metrics["n_calibration"] == len(rows)
+        assert r.metrics["escalated_share"] == pytest.approx(np.mean(rec["escalated"]))
+        assert len(rec["escalated"]) == len(split.test) and routing.escalates(r.model)
+        sens = rec["sensitivity"]
+        assert [(s["mc_samples"], s["bank"]) for s in sens] == [(10, 0), (10, 1), (50, 0), (50, 1)]
+        own = sens[0]                      # T = 10 (the model's), bank 0: the deployed routing
+        assert own["jaccard_vs_deployed"] == 1.0 and own["tau"] == pytest.approx(rec["tau"])
+        assert own["share"] == pytest.approx(np.mean(rec["escalated"]))
+        assert own["macro_f1"] == pytest.approx(r.metrics["macro_f1"])
+
+
+def test_the_placebo_records_its_escalations_without_a_sensitivity_check():
+    data, split, r = _route_run(Corrected(val_fraction=0.1), "moe_route_random")
+    assert r.routing["sensitivity"] == [] and r.routing["n_calibration"] == len(split.val)
+    rec = experiment.curiosity_record(data, split, r.prediction, r.routing)
+    assert rec["escalated"] == r.routing["escalated"] and len(rec["u"]) == len(split.test)

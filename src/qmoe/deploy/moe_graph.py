@@ -38,19 +38,59 @@ def router_probs(g: G.Graph, h1: str, r: Router) -> str:
     return g.op("Softmax", [_linear(g, h2, r.out)], axis=-1)
 
 
-def mc_uncertainty(g: G.Graph, h1: str, r: Router, samples: int) -> str:
-    """u(x) (b,): sum over experts of the unbiased variance of the t banked passes' softmax."""
+def mc_probs(g: G.Graph, h1: str, r: Router, samples: int) -> str:
+    """Softmax (t, b, e) of the t banked MC passes (the router's fixed mask bank)."""
     bank = r.mask_bank(samples)
     hb = g.op("Mul", [g.op("Unsqueeze", [h1, _const(g, [0], np.int64)]),
                       g.const(bank.first.numpy()[:, None, :], "mc_mask1")])        # (t, b, 128)
     h2 = g.op("Relu", [_linear(g, hb, r.fc2)])                                      # (t, b, 64)
     if r.mc_dropout:
         h2 = g.op("Mul", [h2, g.const(bank.second.numpy()[:, None, :], "mc_mask2")])
-    p = g.op("Softmax", [_linear(g, h2, r.out)], axis=-1)                           # (t, b, e)
+    return g.op("Softmax", [_linear(g, h2, r.out)], axis=-1)                        # (t, b, e)
+
+
+def mc_uncertainty(g: G.Graph, h1: str, r: Router, samples: int) -> str:
+    """u(x) (b,): sum over experts of the unbiased variance of the t banked passes' softmax."""
+    p = mc_probs(g, h1, r, samples)
     dev = g.op("Sub", [p, g.op("ReduceMean", [p], axes=[0], keepdims=1)])
     ss = g.op("ReduceSum", [g.op("Mul", [dev, dev]), _const(g, [0], np.int64)], keepdims=0)
     var = g.op("Div", [ss, _const(g, samples - 1, np.float32)])                    # (b, e)
     return g.op("ReduceSum", [var, _const(g, [-1], np.int64)], keepdims=0)         # (b,)
+
+
+def _entropy(g: G.Graph, p: str) -> str:
+    """-sum_e p log max(p, 1e-12) over the last axis (qmoe.moe.router._entropy)."""
+    log = g.op("Log", [g.op("Max", [p, _const(g, 1e-12, np.float32)])])
+    return g.op("Neg", [g.op("ReduceSum", [g.op("Mul", [p, log]), _const(g, [-1], np.int64)],
+                             keepdims=0)])
+
+
+def mc_score(g: G.Graph, h1: str, r: Router, samples: int, score: str) -> str:
+    """u(x) (b,) by the MoE's `score`: variance (the reference's), entropy of the MC mean, BALD."""
+    if score == "variance":
+        return mc_uncertainty(g, h1, r, samples)
+    p = mc_probs(g, h1, r, samples)
+    mean_entropy = _entropy(g, g.op("ReduceMean", [p], axes=[0], keepdims=0))      # (b,)
+    if score == "entropy":
+        return mean_entropy
+    if score == "bald":
+        return g.op("Sub", [mean_entropy, g.op("ReduceMean", [_entropy(g, p)], axes=[0],
+                                                keepdims=0)])
+    raise ValueError(f"no ONNX form for uncertainty score {score!r}")
+
+
+def input_draw(g: G.Graph, x: str, weights: np.ndarray) -> str:
+    """The `random` placebo's draw (b,) in [0, 1): qmoe.moe.curiosity.input_draw in integers."""
+    scaled = g.op("Round", [g.op("Mul", [x, _const(g, curiosity.DRAW_SCALE, np.float32)])])
+    clipped = g.op("Clip", [scaled, _const(g, -curiosity.DRAW_CLIP, np.float32),
+                            _const(g, curiosity.DRAW_CLIP, np.float32)])
+    q = g.op("Cast", [clipped], to=G.onnx.TensorProto.INT64)                       # (b, d)
+    h = g.op("ReduceSum", [g.op("Mul", [q, g.const(weights.astype(np.int64), "draw_w")]),
+                           _const(g, [-1], np.int64)], keepdims=0)                  # (b,)
+    h = g.op("Mod", [h, _const(g, curiosity.DRAW_PRIME, np.int64)], fmod=0)
+    ratio = g.op("Div", [g.op("Cast", [h], to=G.onnx.TensorProto.DOUBLE),
+                         _const(g, float(curiosity.DRAW_PRIME), np.float64)])
+    return g.op("Cast", [ratio], to=G.FLOAT)
 
 
 def _normalise(g: G.Graph, scaled: str) -> str:
@@ -80,7 +120,7 @@ def strategy(g: G.Graph, probs: str, u: str, s: nn.Module, e: int) -> str:
         un = g.op("Unsqueeze", [un, _const(g, [1], np.int64)])                      # (b, 1)
         weight = g.op("Mul", [g.op("Mul", [un, h]), _const(g, s.alpha, np.float32)])
         return _normalise(g, g.op("Mul", [probs, g.op("Add", [weight, _const(g, 1.0, np.float32)])]))
-    if isinstance(s, curiosity.Escalate):
+    if isinstance(s, curiosity.Escalate):   # route and its random placebo
         return _escalate(g, probs, u, s, e)
     raise ValueError(f"no ONNX form for curiosity strategy {type(s).__name__}")
 
@@ -110,7 +150,9 @@ def emit(g: G.Graph, x: str, moe: MoE, em: Any) -> dict[str, str]:
     probs = router_probs(g, h1, r)
     outs: dict[str, str] = {}
     if moe.strategy is not None:
-        outs["uncertainty"] = mc_uncertainty(g, h1, r, moe.mc_samples)
+        outs["uncertainty"] = (input_draw(g, x, moe.draw_weights.numpy())
+                               if moe.draw_weights is not None     # the `random` placebo
+                               else mc_score(g, h1, r, moe.mc_samples, moe.score))
         probs = strategy(g, probs, outs["uncertainty"], moe.strategy, e)
     weights, index = g.op("TopK", [probs, _const(g, [moe.k], np.int64)], outputs=2,
                           axis=-1, largest=1, sorted=1)                             # (b, k) x 2

@@ -23,6 +23,13 @@ Each strategy maps the routing distribution p (b, e) and u (b,) to the distribut
   *which* expert fits). Where that doubt is high, a cheap low-bit expert is the risky choice;
   spending the extra bits of the most precise expert on exactly those inputs is a cascade-style
   use of uncertainty ("when in doubt, use more precision") whose cost is bounded by the quantile.
+  u may also be the predictive entropy of the MC-mean routing distribution or BALD
+  (`qmoe.moe.router.UNCERTAINTY`).
+- `random`  (OUR placebo for `route`): the same rule, with u replaced by a pseudo-random draw in
+  [0, 1) per sample (`input_draw`: a seeded hash of the sample's input, so deterministic and
+  independent of the batch, and reproducible in the ONNX graph), so about the same share of
+  samples escalates, at random. Route beating this placebo is evidence that u carries
+  information; a tie says the escalation might as well be random.
 """
 
 from __future__ import annotations
@@ -120,6 +127,33 @@ class Escalate(nn.Module):
         return f"target={self.target}, quantile={self.quantile}, tau={self.tau.item():.3g}"
 
 
+class RandomEscalate(Escalate):
+    """The `random` placebo: `Escalate` driven by `input_draw` instead of an uncertainty (the MoE
+    passes the draw as u)."""
+
+
+# input_draw: q = round(x * DRAW_SCALE) clipped to +-DRAW_CLIP (int64); h = sum_j q_j a_j with
+# fixed random a_j in [1, DRAW_PRIME); draw = (h mod DRAW_PRIME) / DRAW_PRIME. Integer arithmetic:
+# bit-identical in any batch and in ONNX Runtime (|h| < 2^20 * 2^31 * d < 2^63 for d < 4096).
+DRAW_SCALE, DRAW_CLIP, DRAW_PRIME = 64.0, 2**20, 2**31 - 1
+
+
+def draw_weights(in_dim: int, seed: int) -> Tensor:
+    """The hash's (in_dim,) int64 multipliers, from a generator seeded with `seed`."""
+    if in_dim >= 4096:
+        raise ValueError(f"input_draw supports inputs of < 4096 features, got {in_dim}")
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(1, DRAW_PRIME, (in_dim,), generator=g, dtype=torch.int64)
+
+
+def input_draw(x: Tensor, weights: Tensor) -> Tensor:
+    """A pseudo-random number in [0, 1) per sample, a function of the sample alone: x (b, d) ->
+    (b,) float32. Unrelated to difficulty (a modular hash), so escalating on it is random."""
+    q = torch.round(x.float() * DRAW_SCALE).clamp(-DRAW_CLIP, DRAW_CLIP).to(torch.int64)
+    h = torch.remainder((q * weights).sum(dim=-1), DRAW_PRIME)                 # (b,) int64
+    return (h.to(torch.float64) / DRAW_PRIME).to(torch.float32)
+
+
 def make_strategy(mode: str, *, kl_alpha: float, entropy_alpha: float, target: int,
                   quantile: float) -> nn.Module | None:
     """The strategy module of a curiosity mode; None for "none" (no MC passes at all)."""
@@ -130,6 +164,7 @@ def make_strategy(mode: str, *, kl_alpha: float, entropy_alpha: float, target: i
         "kl": lambda: KLRescale(kl_alpha),
         "entropy": lambda: EntropyRescale(entropy_alpha),
         "route": lambda: Escalate(target, quantile),
+        "random": lambda: RandomEscalate(target, quantile),
     }
     if mode not in factories:
         raise ValueError(f"unknown curiosity mode {mode!r}; valid: {['none', *factories]}")

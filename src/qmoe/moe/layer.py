@@ -13,7 +13,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from qmoe.moe.router import Router, mc_uncertainty, top_k
+from qmoe.moe.curiosity import draw_weights, input_draw
+from qmoe.moe.router import UNCERTAINTY, Router, top_k
 
 BalanceLoss = Callable[[Tensor, Tensor], Tensor]
 
@@ -36,18 +37,27 @@ class MoE(nn.Module):
         balance_loss, balance_alpha: aux_loss = alpha * balance_loss(routing_probs, expert_index).
         strategy: curiosity strategy (qmoe.moe.curiosity) or None (no MC passes, uncertainty None).
         mc_samples: T, the MC-dropout passes that estimate u(x).
+        score: how u(x) is read from the T passes (a key of qmoe.moe.router.UNCERTAINTY).
+        draw_seed: the `random` placebo: u(x) is `input_draw` with this seed, no MC passes.
     """
 
     def __init__(self, experts: Sequence[nn.Module], router: Router, top_k: int,
                  balance_loss: BalanceLoss, balance_alpha: float,
-                 strategy: nn.Module | None = None, mc_samples: int = 10):
+                 strategy: nn.Module | None = None, mc_samples: int = 10,
+                 score: str = "variance", draw_seed: int | None = None):
         super().__init__()
+        if score not in UNCERTAINTY:
+            raise ValueError(f"unknown uncertainty score {score!r}; valid: {sorted(UNCERTAINTY)}")
+        self.score, self.draw_seed = score, draw_seed
+        # not in the state dict: rebuilt from the seed (checkpoints store the config)
+        self.register_buffer("draw_weights", None if draw_seed is None else
+                             draw_weights(router.fc1.in_features, draw_seed), persistent=False)
         if len(experts) != router.num_experts:
             raise ValueError(f"{len(experts)} experts but the router has {router.num_experts} "
                              "outputs; they must match (reference-method.md 8.8)")
         if not 1 <= top_k <= len(experts):
             raise ValueError(f"top_k={top_k} not in [1, {len(experts)}]")
-        if strategy is not None and mc_samples < 2:
+        if strategy is not None and draw_seed is None and mc_samples < 2:
             raise ValueError(f"mc_samples={mc_samples}: need >= 2 for a variance")
         self.experts = nn.ModuleList(experts)
         self.router, self.strategy = router, strategy
@@ -56,8 +66,11 @@ class MoE(nn.Module):
 
     @torch.no_grad()
     def uncertainty(self, x: Tensor) -> Tensor:
-        """u(x) (b,) from `mc_samples` stochastic router passes (dropout on in any mode)."""
-        return mc_uncertainty(self.router.sample_probs(x, self.mc_samples))
+        """u(x) (b,): `score` of `mc_samples` stochastic router passes (dropout on in any mode), or
+        the placebo's per-sample draw."""
+        if self.draw_weights is not None:
+            return input_draw(x, self.draw_weights)
+        return UNCERTAINTY[self.score](self.router.sample_probs(x, self.mc_samples))
 
     def forward(self, x: Tensor) -> MoEOutput:
         """x (b, d) -> MoEOutput.
@@ -101,4 +114,6 @@ class MoE(nn.Module):
         self.strategy.calibrate_(self.uncertainty(x_val))
 
     def extra_repr(self) -> str:
-        return f"top_k={self.k}, mc_samples={self.mc_samples}, balance_alpha={self.balance_alpha}"
+        signal = (f"draw_seed={self.draw_seed}" if self.draw_seed is not None
+                  else f"mc_samples={self.mc_samples}, score={self.score}")
+        return f"top_k={self.k}, {signal}, balance_alpha={self.balance_alpha}"

@@ -39,6 +39,8 @@ class Router(nn.Module):
 
     def __init__(self, in_dim: int, num_experts: int, dropout: float, mc_dropout: bool = False):
         super().__init__()
+        self.bank_seed = MASK_BANK_SEED   # which fixed bank eval-mode MC passes use (a check may
+        # swap it to measure how much routing depends on the bank; deployed models use the default)
         self.fc1 = nn.Linear(in_dim, HIDDEN[0])
         self.fc2 = nn.Linear(HIDDEN[0], HIDDEN[1])
         self.out = nn.Linear(HIDDEN[1], num_experts)
@@ -85,20 +87,21 @@ class Router(nn.Module):
 
     def mask_bank(self, samples: int) -> MaskBank:
         """The fixed dropout masks of eval-mode MC passes (see `mask_bank`)."""
-        return mask_bank(samples, self.p)
+        return mask_bank(samples, self.p, self.bank_seed)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, mc_dropout={self.mc_dropout}"
 
 
-@functools.lru_cache(maxsize=16)
-def mask_bank(samples: int, p: float) -> MaskBank:
+@functools.lru_cache(maxsize=64)
+def mask_bank(samples: int, p: float, seed: int = MASK_BANK_SEED) -> MaskBank:
     """t = `samples` dropout masks, Bernoulli(1 - p) / (1 - p), drawn once from a generator seeded
-    with MASK_BANK_SEED (not the global RNG, not a state dict: every router with the same p and t
-    gets the same bank). Cached: the tensors must not be modified."""
+    with `seed` (MASK_BANK_SEED for every deployed model; not the global RNG, not a state dict:
+    every router with the same p and t gets the same bank). Cached: the tensors must not be
+    modified."""
     if samples < 1:
         raise ValueError(f"mc samples {samples} < 1")
-    g = torch.Generator().manual_seed(MASK_BANK_SEED)
+    g = torch.Generator().manual_seed(seed)
     keep = 1.0 - p
     draw = [torch.bernoulli(torch.full((samples, w), keep), generator=g) for w in HIDDEN[:2]]
     scale = 1.0 / keep if keep > 0 else 0.0
@@ -111,6 +114,26 @@ def mc_uncertainty(probs: Tensor) -> Tensor:
     if probs.shape[0] < 2:
         raise ValueError(f"need at least 2 MC samples for a variance, got {probs.shape[0]}")
     return probs.var(dim=0, unbiased=True).sum(dim=-1)
+
+
+def _entropy(p: Tensor) -> Tensor:
+    """Entropy over the last axis (nats), 0 log 0 = 0."""
+    return -(p * torch.log(p.clamp_min(1e-12))).sum(dim=-1)
+
+
+def predictive_entropy(probs: Tensor) -> Tensor:
+    """Entropy of the MC-mean routing distribution: probs (t, b, e) -> (b,)."""
+    return _entropy(probs.mean(dim=0))
+
+
+def bald(probs: Tensor) -> Tensor:
+    """BALD (Houlsby et al. 2011, arXiv 1112.5745): the mutual information between the routing
+    choice and the dropout mask, H(mean_t p_t) - mean_t H(p_t). probs (t, b, e) -> (b,)."""
+    return _entropy(probs.mean(dim=0)) - _entropy(probs).mean(dim=0)
+
+
+# u(x) from the t MC routing distributions, by RouteCuriosity.score
+UNCERTAINTY = {"variance": mc_uncertainty, "entropy": predictive_entropy, "bald": bald}
 
 
 def top_k(probs: Tensor, k: int) -> tuple[Tensor, Tensor]:

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from qmoe import models, variants
 from qmoe.io import ConfigError, InputError, choose, seed_everything
+from qmoe.training import routing
 from qmoe.training.artefacts import Standardized, fit_zscore
 from qmoe.training.fit import (
     FitResult,
@@ -77,6 +78,7 @@ class RunResult(NamedTuple):
     fit: FitResult
     prediction: Prediction     # of the deployed model on the test fold
     metrics: dict[str, Any]
+    routing: dict[str, Any] | None = None   # escalating MoEs: qmoe.training.routing record
 
 
 def run_one(data: Embeddings, split: Split, seed: int, variant: VariantConfig,
@@ -98,12 +100,18 @@ def run_one(data: Embeddings, split: Split, seed: int, variant: VariantConfig,
     result = fit(model, data.x[split.train], data.y[split.train], data.x[split.val],
                  data.y[split.val], mlp.num_classes, recipe, generator, context)
     train_seconds = time.perf_counter() - t0
-    if hasattr(model.net, "calibrate_"):    # curiosity `route`: thresholds from validation data
+    cal = protocol.calibration_rows(split)  # `route`: the threshold, never from the test fold
+    if hasattr(model.net, "calibrate_"):
         with torch.no_grad():
-            model.net.calibrate_((data.x[split.val] - zs.mean) / zs.std)
+            model.net.eval().calibrate_((data.x[cal] - zs.mean) / zs.std)
     deployed = models.deploy(copy.deepcopy(model), variant)
     # MC passes in eval use the router's fixed mask bank: the same u(x) in any batch
     pred = predict(deployed, data.x[split.test], protocol.eval_batch)
+    routed = None
+    if routing.escalates(deployed):
+        routed = routing.routing_record(
+            deployed, data.x[cal], protocol.calibration, data.x[split.test], data.y[split.test],
+            mlp.num_classes, protocol.eval_batch, moe_cfg.check_mc_samples, moe_cfg.check_banks)
     s = scores(data.y[split.test], pred.pred, mlp.num_classes)
     metrics = {
         "fold": split.fold, "seed": seed, "accuracy": s.accuracy, "macro_f1": s.macro_f1,
@@ -112,7 +120,10 @@ def run_one(data: Embeddings, split: Split, seed: int, variant: VariantConfig,
         "train_seconds": train_seconds, "n_train": len(split.train), "n_val": len(split.val),
         "n_test": len(split.test), "n_params": sum(p.numel() for p in model.net.parameters()),
     }
-    return RunResult(model, result, pred, metrics)
+    if routed is not None:
+        metrics |= {"n_calibration": routed["n_calibration"],
+                    "escalated_share": float(np.mean(routed["escalated"]))}
+    return RunResult(model, result, pred, metrics, routed)
 
 
 def prediction_frame(data: Embeddings, split: Split, seed: int, pred: Prediction) -> pd.DataFrame:
@@ -142,10 +153,12 @@ def checkpoint_meta(spec: Any, data: Embeddings, split: Split, seed: int, run: R
     }
 
 
-def curiosity_record(data: Embeddings, split: Split, pred: Prediction) -> dict[str, list] | None:
-    """Per test sample: u, label, prediction and chosen expert (None when u is not computed)."""
+def curiosity_record(data: Embeddings, split: Split, pred: Prediction,
+                     routed: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Per test sample: u, label, prediction and chosen expert (None when u is not computed);
+    for an escalating MoE also its routing record (qmoe.training.routing)."""
     if pred.uncertainty is None:
         return None
     return {"clip_id": [data.clip_ids[i] for i in split.test],
             "u": pred.uncertainty.float().tolist(), "label": data.y[split.test].tolist(),
-            "pred": pred.pred.tolist(), "expert": pred.expert.tolist()}
+            "pred": pred.pred.tolist(), "expert": pred.expert.tolist(), **(routed or {})}

@@ -64,8 +64,14 @@ class MoETrainConfig:
     lr: float
     patience: int
     min_delta: float
+    check_mc_samples: tuple[int, ...]   # escalating MoEs: T values the routing check re-measures
+    check_banks: int                    # ... with this many dropout-mask banks each
 
     def __post_init__(self) -> None:
+        few = [t for t in self.check_mc_samples if t < 2]
+        require(not few, "train_moe.check_mc_samples", f"{list(self.check_mc_samples)}: "
+                f"{few} < 2 (a variance needs 2 passes)")
+        require(self.check_banks >= 1, "train_moe.check_banks", f"{self.check_banks} < 1")
         require(self.lr > 0, "train_moe.lr", f"{self.lr} must be > 0")
         require(self.patience >= 1, "train_moe.patience", f"{self.patience} < 1")
         require(self.min_delta >= 0, "train_moe.min_delta", f"{self.min_delta} < 0")

@@ -47,6 +47,7 @@ class Corrected:
     frozen_deploy: ClassVar[bool] = True   # deployed models store their quantised weights once
     # every reported score at batch 1, as deployed: no prediction depends on another test clip
     eval_batch: ClassVar[int] = 1
+    calibration: ClassVar[str] = "validation split"   # see calibration_rows
 
     @classmethod
     def from_train(cls, cfg: TrainConfig) -> Corrected:
@@ -59,6 +60,10 @@ class Corrected:
     def select_best(self, moe: bool) -> bool:
         """Every variant keeps its best validation epoch."""
         return True
+
+    def calibration_rows(self, split: Split) -> np.ndarray:
+        """Where the `route` threshold is calibrated: the validation split."""
+        return split.val
 
     def __post_init__(self) -> None:
         require(0.0 < self.val_fraction < 0.5, "train.val_fraction", f"{self.val_fraction} not in (0, 0.5)")
@@ -89,6 +94,7 @@ class Faithful:
     # the reference's DataLoader batches (6.3): transductive for ptq_int8, whose activation scale
     # is computed over each batch of 64 test clips
     eval_batch: ClassVar[int] = 64
+    calibration: ClassVar[str] = "training part"   # see calibration_rows
 
     @classmethod
     def from_train(cls, cfg: TrainConfig) -> Faithful:
@@ -102,6 +108,11 @@ class Faithful:
         """The reference (6.3, 8.5): single models keep their last epoch, the MoE its best
         held-out (= test) epoch."""
         return moe
+
+    def calibration_rows(self, split: Split) -> np.ndarray:
+        """Where the `route` threshold is calibrated: the training part (the validation split is
+        the test fold here, whose own quantile would set the escalation share on test)."""
+        return split.train
 
     def __post_init__(self) -> None:
         require(self.n_folds >= 2, "train.faithful_folds", f"{self.n_folds} < 2")

@@ -84,7 +84,7 @@ def train_unit(job: TrainJob, unit: Unit) -> UnitOutput:
         history=[{"fold": split.fold, "seed": seed, **h} for h in r.fit.history],
         predictions=experiment.prediction_frame(job.data, split, seed, r.prediction),
         checkpoint=checkpoint_bytes(r.model.state_dict(), meta),
-        curiosity=experiment.curiosity_record(job.data, split, r.prediction),  # after evaluation
+        curiosity=experiment.curiosity_record(job.data, split, r.prediction, r.routing),
         cpu_seconds=cpu_seconds)
 
 

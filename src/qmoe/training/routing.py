@@ -1,0 +1,84 @@
+"""Uncertainty routing that can be judged: what the `route` threshold was calibrated on, which
+test samples escalated, and how much that depends on T and on the dropout-mask bank.
+
+For a deployed MoE whose curiosity strategy escalates (`route`, or its `random` placebo),
+`routing_record` returns the JSON-able record the train stage adds to curiosity/<model>.json:
+
+- `tau`, `calibration` (which part), `n_calibration` (how many clips set the threshold);
+- per test sample `escalated` (u > tau) and `moved` (escalated and routed away from its top
+  expert), so the escalation share is read off the record;
+- `sensitivity` (route only): for each T of `check_mc_samples` and each of `check_banks` mask
+  banks, the threshold recalibrated on the same clips, the escalation share, the macro-F1 and the
+  Jaccard overlap of the escalated set with the deployed one (T = the model's own, bank 0). Same
+  trained weights; only the MC estimate of u changes.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from qmoe.moe.curiosity import Escalate, RandomEscalate
+from qmoe.training.fit import predict
+from qmoe.training.metrics import scores
+
+
+def escalates(model: nn.Module) -> bool:
+    """True for a (Standardized) MoE whose strategy escalates uncertain samples."""
+    return isinstance(getattr(getattr(model, "net", None), "strategy", None), Escalate)
+
+
+def _escalation(model: nn.Module, x: torch.Tensor, batch: int) -> tuple[np.ndarray, ...]:
+    """(pred, over, moved) of a Standardized MoE on raw inputs x (n, d), `batch` rows per call:
+    over = u > tau; moved = over and the router's own top expert was not the target."""
+    pred = predict(model, x, batch)
+    s = model.net.strategy
+    with torch.no_grad():   # eval: the routing pass is deterministic, per sample
+        top = model.net.router((x - model.norm_mean) / model.norm_std).argmax(dim=-1)
+    over = (pred.uncertainty > s.tau).numpy()
+    moved = over & (top.numpy() != s.target)
+    return pred.pred.numpy(), over, moved
+
+
+def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.sum(a | b)
+    return float(np.sum(a & b) / union) if union else 1.0
+
+
+def sensitivity(model: nn.Module, x_cal: torch.Tensor, x_test: torch.Tensor,
+                y_test: torch.Tensor, num_classes: int, batch: int, mc_samples: tuple[int, ...],
+                banks: int, deployed_over: np.ndarray) -> list[dict[str, Any]]:
+    """One row per (T, bank): tau recalibrated on x_cal, escalation share, F1, overlap."""
+    probe = copy.deepcopy(model).eval()
+    net, rows = probe.net, []
+    z_cal = (x_cal - probe.norm_mean) / probe.norm_std
+    for t in mc_samples:
+        for bank in range(banks):
+            net.mc_samples, net.router.bank_seed = t, bank
+            with torch.no_grad():
+                net.calibrate_(z_cal)
+            pred, over, moved = _escalation(probe, x_test, batch)
+            rows.append({"mc_samples": t, "bank": bank, "tau": float(net.strategy.tau),
+                         "share": float(over.mean()), "moved_share": float(moved.mean()),
+                         "macro_f1": scores(y_test, torch.as_tensor(pred), num_classes).macro_f1,
+                         "jaccard_vs_deployed": _jaccard(over, deployed_over)})
+    return rows
+
+
+def routing_record(model: nn.Module, x_cal: torch.Tensor, calibration: str, x_test: torch.Tensor,
+                   y_test: torch.Tensor, num_classes: int, batch: int,
+                   mc_samples: tuple[int, ...], banks: int) -> dict[str, Any]:
+    """The record of a deployed escalating MoE (see the module docstring); `model` is not changed.
+    `calibration` names the part x_cal comes from (the protocol's choice)."""
+    _, over, moved = _escalation(model, x_test, batch)
+    record = {"tau": float(model.net.strategy.tau), "calibration": calibration,
+              "n_calibration": int(len(x_cal)), "escalated": over.tolist(),
+              "moved": moved.tolist(), "sensitivity": []}
+    if not isinstance(model.net.strategy, RandomEscalate):   # the placebo has no MC passes
+        record["sensitivity"] = sensitivity(model, x_cal, x_test, y_test, num_classes, batch,
+                                            mc_samples, banks, over)
+    return record
