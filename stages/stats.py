@@ -7,7 +7,15 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from qmoe.analysis import claims, families, paper_tables, reference_tables, results, roles
+from qmoe.analysis import (
+    claims,
+    families,
+    paper_tables,
+    reference_tables,
+    results,
+    roles,
+    routing,
+)
 from qmoe.analysis.stats import COMPUTED, StatsConfig
 from qmoe.cli import read_params, run_stage
 from qmoe.io import atomic_dir, from_section, save_json
@@ -27,9 +35,10 @@ def main() -> None:
     runs = results.read_runs_table(args.table)
     latency = results.load_latencies(args.benchmarks, runs)
     tables = families.run_families(runs, latency, cfg)
+    tables["routing_escalation"] = routing.escalation(routing.load(args.runs, runs), runs)
     v3 = roles.resolve(roles.CURIOSITY_V3, results.variant_facts(runs))  # its routing claim
-    routing = results.routed_predictions(args.runs, args.benchmarks, runs, v3)
-    evidence = claims.evidence(claims.Context(tables, runs, routing, cfg))
+    routed = results.routed_predictions(args.runs, args.benchmarks, runs, v3)
+    evidence = claims.evidence(claims.Context(tables, runs, routed, cfg))
     tables |= reference_tables.significance_tables(runs, cfg) | paper_tables.std_tables(runs, cfg)
 
     summary = {"config": dataclasses.asdict(cfg), "methods": families.METHODS, "families": {}}

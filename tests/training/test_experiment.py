@@ -204,10 +204,14 @@ def test_route_threshold_comes_from_validation_corrected_and_training_part_faith
         assert own["jaccard_vs_deployed"] == 1.0 and own["tau"] == pytest.approx(rec["tau"])
         assert own["share"] == pytest.approx(np.mean(rec["escalated"]))
         assert own["macro_f1"] == pytest.approx(r.metrics["macro_f1"])
+        counts = np.array(rec["bank_counts"]["10"])
+        assert sorted(rec["bank_counts"]) == ["10", "50"] and counts.max() <= 2
+        assert counts.sum() == round(len(split.test) * (sens[0]["share"] + sens[1]["share"]))
 
 
 def test_the_placebo_records_its_escalations_without_a_sensitivity_check():
     data, split, r = _route_run(Corrected(val_fraction=0.1), "moe_route_random")
-    assert r.routing["sensitivity"] == [] and r.routing["n_calibration"] == len(split.val)
+    assert r.routing["sensitivity"] == [] and r.routing["bank_counts"] == {}
+    assert r.routing["n_calibration"] == len(split.val)
     rec = experiment.curiosity_record(data, split, r.prediction, r.routing)
     assert rec["escalated"] == r.routing["escalated"] and len(rec["u"]) == len(split.test)

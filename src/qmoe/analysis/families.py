@@ -69,8 +69,8 @@ class Plan(NamedTuple):
 
 def plan(facts: pd.DataFrame) -> Plan:
     """Every family's pairs; facts: `results.variant_facts` of the runs table."""
-    fp32, q16, q4, q8, moe = (roles.resolve(r, facts) for r in
-                              (roles.FP32, roles.Q16, roles.Q4, roles.Q8, roles.PLAIN_MOE))
+    fp32, q16, q4, q8, moe, route, placebo = (roles.resolve(r, facts) for r in (
+        roles.FP32, roles.Q16, roles.Q4, roles.Q8, roles.PLAIN_MOE, roles.ROUTE, roles.PLACEBO))
     others = [v for v in roles.members(facts) if v != fp32]
     bitlinear = roles.members(facts, kind="bitlinear")
     mixtures, curious = roles.members(facts, moe=True), roles.members(facts, curious=True)
@@ -78,8 +78,10 @@ def plan(facts: pd.DataFrame) -> Plan:
         f1=[*_pairs("f1_vs_fp32", others, fp32),
             *_pairs("f1_vs_q16_reference", (*bitlinear, *roles.members(facts, kind="half")), q16),
             *_pairs("f1_curiosity_vs_moe", curious, moe),
-            *_pairs("f1_moe_vs_w8a8", mixtures, q8)],  # the "no accuracy gain" claim
-        tost=[Pair("tost_f1", v, b) for b in (fp32, q16) for v in (q4, q8)],
+            *_pairs("f1_moe_vs_w8a8", mixtures, q8),  # the "no accuracy gain" claim
+            Pair("f1_route_vs_placebo", route, placebo)],  # does u beat random escalation?
+        tost=[*(Pair("tost_f1", v, b) for b in (fp32, q16) for v in (q4, q8)),
+              Pair("tost_route_vs_placebo", route, placebo)],
         latency_levene=[*_pairs("latency_levene_curiosity_vs_moe", curious, moe),
                         *_pairs("latency_levene_vs_fp32", others, fp32)],
         latency=[*_pairs("latency_vs_fp32", others, fp32),

@@ -10,7 +10,8 @@ For a deployed MoE whose curiosity strategy escalates (`route`, or its `random` 
 - `sensitivity` (route only): for each T of `check_mc_samples` and each of `check_banks` mask
   banks, the threshold recalibrated on the same clips, the escalation share, the macro-F1 and the
   Jaccard overlap of the escalated set with the deployed one (T = the model's own, bank 0). Same
-  trained weights; only the MC estimate of u changes.
+  trained weights; only the MC estimate of u changes. `bank_counts` {T: per test sample, in how
+  many of the banks it escalated} measures how much escalation is the bank's doing.
 """
 
 from __future__ import annotations
@@ -51,22 +52,25 @@ def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
 
 def sensitivity(model: nn.Module, x_cal: torch.Tensor, x_test: torch.Tensor,
                 y_test: torch.Tensor, num_classes: int, batch: int, mc_samples: tuple[int, ...],
-                banks: int, deployed_over: np.ndarray) -> list[dict[str, Any]]:
-    """One row per (T, bank): tau recalibrated on x_cal, escalation share, F1, overlap."""
+                banks: int, deployed_over: np.ndarray) -> tuple[list[dict[str, Any]], dict]:
+    """One row per (T, bank): tau recalibrated on x_cal, escalation share, F1, overlap; and per
+    T the number of banks in which each test sample escalated."""
     probe = copy.deepcopy(model).eval()
-    net, rows = probe.net, []
+    net, rows, counts = probe.net, [], {}
     z_cal = (x_cal - probe.norm_mean) / probe.norm_std
     for t in mc_samples:
+        counts[str(t)] = np.zeros(len(x_test), dtype=int)
         for bank in range(banks):
             net.mc_samples, net.router.bank_seed = t, bank
             with torch.no_grad():
                 net.calibrate_(z_cal)
             pred, over, moved = _escalation(probe, x_test, batch)
+            counts[str(t)] += over
             rows.append({"mc_samples": t, "bank": bank, "tau": float(net.strategy.tau),
                          "share": float(over.mean()), "moved_share": float(moved.mean()),
                          "macro_f1": scores(y_test, torch.as_tensor(pred), num_classes).macro_f1,
                          "jaccard_vs_deployed": _jaccard(over, deployed_over)})
-    return rows
+    return rows, {t: c.tolist() for t, c in counts.items()}
 
 
 def routing_record(model: nn.Module, x_cal: torch.Tensor, calibration: str, x_test: torch.Tensor,
@@ -77,8 +81,8 @@ def routing_record(model: nn.Module, x_cal: torch.Tensor, calibration: str, x_te
     _, over, moved = _escalation(model, x_test, batch)
     record = {"tau": float(model.net.strategy.tau), "calibration": calibration,
               "n_calibration": int(len(x_cal)), "escalated": over.tolist(),
-              "moved": moved.tolist(), "sensitivity": []}
+              "moved": moved.tolist(), "sensitivity": [], "bank_counts": {}}
     if not isinstance(model.net.strategy, RandomEscalate):   # the placebo has no MC passes
-        record["sensitivity"] = sensitivity(model, x_cal, x_test, y_test, num_classes, batch,
-                                            mc_samples, banks, over)
+        record["sensitivity"], record["bank_counts"] = sensitivity(
+            model, x_cal, x_test, y_test, num_classes, batch, mc_samples, banks, over)
     return record
