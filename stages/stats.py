@@ -16,6 +16,7 @@ from qmoe.analysis import (
     roles,
     routing,
 )
+from qmoe.analysis.sizes import layer_bytes
 from qmoe.analysis.stats import COMPUTED, StatsConfig
 from qmoe.cli import read_params, run_stage
 from qmoe.io import atomic_dir, from_section, save_json
@@ -38,7 +39,8 @@ def main() -> None:
     tables["routing_escalation"] = routing.escalation(routing.load(args.runs, runs), runs)
     v3 = roles.resolve(roles.CURIOSITY_V3, results.variant_facts(runs))  # its routing claim
     routed = results.routed_predictions(args.runs, args.benchmarks, runs, v3)
-    evidence = claims.evidence(claims.Context(tables, runs, routed, cfg))
+    sizes = layer_bytes(args.runs, runs, ("bitlinear", "half"))   # compression, like with like
+    evidence = claims.evidence(claims.Context(tables, runs, routed, cfg, sizes))
     tables |= reference_tables.significance_tables(runs, cfg) | paper_tables.std_tables(runs, cfg)
 
     summary = {"config": dataclasses.asdict(cfg), "methods": families.METHODS, "families": {}}

@@ -16,7 +16,7 @@ FAMILIES = ("f1_paired", "tost_f1", "latency_levene", "latency_paired", "energy_
 
 def test_each_claim_is_one_entry_with_a_valid_criterion():
     ids = [c.id for c in claims.CLAIMS]
-    assert len(ids) == len(set(ids)) == 22 and list(claims.BY_ID) == ids
+    assert len(ids) == len(set(ids)) == 25 and list(claims.BY_ID) == ids
     cfg = VerdictConfig()
     for c in claims.CLAIMS:
         assert callable(c.extract) and c.source in ("v1", "v3", "v1+v3"), c.id
@@ -55,7 +55,7 @@ def test_evidence_has_one_row_per_claim_and_scope(with_facts):
 
 
 def _found(claim: str, protocol: str, **kw) -> dict:
-    row = {"claim": claim, "dataset": "d", "protocol": protocol, "ours": "x", "computed": False,
+    row = {"claim": claim, "dataset": "esc50", "protocol": protocol, "ours": "x", "computed": False,
            "reason": "no data", "estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan,
            "p": math.nan, "margin": math.nan}
     return {**row, **kw}
@@ -106,3 +106,49 @@ def test_energy_claims_are_not_testable_where_energy_is_a_power_model_times_time
     assert wrapped(ctx, "e", "c")[0].computed                       # measured: judged
     d = claims.decide(claims.BY_ID["energy_inference_v1"].judge, ev, VerdictConfig(), 0.05)
     assert d.verdict is Verdict.NOT_TESTABLE and "power model x time" in d.reason
+
+
+# --- an honest verdict table (issue 12 item 5) ---------------------------------------------------
+
+
+def _one(claim: str, dataset: str = "esc50", **kw) -> pd.Series:
+    found = pd.DataFrame([_found(claim, "corrected", computed=True, reason="", **kw)])
+    found["dataset"] = dataset
+    return claims.judge(found, VerdictConfig(), 0.05, ("corrected",)).set_index("claim").loc[claim]
+
+
+def test_a_band_containing_no_effect_needs_a_significant_test():
+    """Quinn's +0.007 +- 0.01 contains 0: a null result is not 'reproduced'."""
+    null = _one("quinn_f1", "quinn", estimate=0.001, ci_low=-0.002, ci_high=0.004, p=0.6)
+    assert null["verdict"] == "inconclusive" and "contains the no-effect value 0" in null["reason"]
+    shown = _one("quinn_f1", "quinn", estimate=0.006, ci_low=0.004, ci_high=0.008, p=0.001)
+    assert shown["verdict"] == "reproduced"
+
+
+def test_arithmetic_claims_are_labelled_not_reproduced_by_experiment():
+    row = _one("params_1_2m", estimate=1_206_770)
+    assert row["verdict"] == Verdict.ARITHMETIC.value and "not an experimental" in row["reason"]
+    assert _one("compression_4x", estimate=3.81)["verdict"] == Verdict.ARITHMETIC.value
+    assert _one("compression_4x", estimate=3.43)["verdict"] == Verdict.NOT_REPRODUCED.value
+
+
+def test_verdicts_on_esc10_are_labelled_and_outside_the_papers_data_only_indicative():
+    kw = {"estimate": 0.998, "ci_low": 0.995, "ci_high": 1.001, "p": 0.3}
+    esc10 = _one("f1_q4_vs_q16", "esc10", **kw)
+    assert (esc10["verdict"], esc10["scope"]) == ("reproduced", "on ESC-10")
+    digits = _one("f1_q4_vs_q16", "audiofolder", **kw)
+    assert digits["verdict"] == Verdict.INDICATIVE.value and digits["scope"] == ""
+    assert "audiofolder is not one of the paper's datasets" in digits["reason"]
+    assert "would be 'reproduced'" in digits["reason"]
+
+
+def test_curiosity_is_judged_against_its_placebo():
+    better = _one("curiosity_beats_placebo", estimate=0.03, ci_low=0.02, ci_high=0.04, p=0.001,
+                  margin=0.01, p_equivalence=0.9)
+    tie = _one("curiosity_beats_placebo", estimate=0.001, ci_low=-0.004, ci_high=0.006, p=0.7,
+               margin=0.01, p_equivalence=0.01)
+    unsure = _one("curiosity_beats_placebo", estimate=0.01, ci_low=-0.01, ci_high=0.03, p=0.3,
+                  margin=0.01, p_equivalence=0.4)
+    assert [r["verdict"] for r in (better, tie, unsure)] == [
+        "reproduced", "not reproduced", "inconclusive"]
+    assert "equivalent to the placebo" in tie["reason"]

@@ -89,13 +89,46 @@ def test_routing_confidence_finds_the_8_bit_expert_by_its_config(with_facts):
     assert ev.reason == "the 8-bit BitLinear expert got no samples, or all of them"
 
 
-def test_compression_and_per_energy_numbers_name_the_variants_they_read(with_facts):
+def test_compression_is_like_with_like_with_nominal_bits_and_whole_files_beside(with_facts):
+    """The hidden layers of both models (heads left out: FP32 in the 4-bit model, 16-bit in the
+    half-precision one); the whole files, which compare different heads, only shown."""
+    from qmoe.analysis import effects
+
     runs = _runs(with_facts, ("fp32", "w4a8", "fp16")).assign(
         size_packed_bytes=[48_000, 7_000, 24_000], f1_per_inference_mj=[1.0, 2.5, 1.5],
         f1_per_train_wh=[10.0, 50.0, 20.0])
-    ev, ours = ex.compression(_context(runs), "d", "corrected")
-    assert ev.estimate == pytest.approx(24 / 7) and ours == "3.43x vs fp16 (packed); 6.86x vs fp32"
+    sizes = pd.DataFrame({"dataset": "d", "protocol": "corrected", "variant": ["w4a8", "fp16"],
+                          "body_bytes": [538_920, 2_053_760], "head_bytes": [12_840, 6_420],
+                          "weight_bits": [4.0, 16.0], "reason": ""})
+    ctx = _context(runs)._replace(sizes=sizes)
+    ev, ours = effects.compression(ctx, "d", "corrected")
+    assert ev.estimate == pytest.approx(2_053_760 / 538_920)
+    assert ours == ("3.81x hidden layers fp16 / w4a8 (packed, same head excluded; nominal 16/4 "
+                    "bits per weight = 4.00x); whole files 3.43x (FP32 head vs 16-bit head)")
     ev, ours = ex.f1_per_mj(_context(runs), "d", "corrected")
     assert ours == "w4a8: 2.5 F1 per inference mJ; 50 F1 per training Wh"
-    ev, _ = ex.compression(_context(runs[runs["variant"] != "fp16"]), "d", "corrected")
-    assert ev.reason == "needs packed sizes of w4a8 and half-precision model (true 16-bit)"
+    ev, _ = effects.compression(ctx._replace(sizes=sizes.iloc[:1]), "d", "corrected")
+    assert ev.reason == "needs deployed layer sizes of w4a8 and fp16 (true 16-bit)"
+
+
+def test_effects_are_printed_in_the_papers_direction_and_words(with_facts):
+    """A doubled variance is 'x2.02, not a reduction', never '-101.7 %' beside '-82 %'."""
+    from qmoe.analysis import effects
+
+    runs = _runs(with_facts, ("moe", "moe_curiosity_log"))
+    row = {"family": "latency_dispersion_curiosity_vs_moe", "dataset": "d",
+           "protocol": "corrected", "variant": "moe_curiosity_log", "baseline": "moe",
+           "status": "computed", "reason": "", "metric": "latency_ms", "variance_ratio": 2.02,
+           "variance_ratio_ci_low": 1.5, "variance_ratio_ci_high": 2.7, "iqr_ratio": 1.3,
+           "mad_ratio": 1.1, "sd_variant": 0.1, "sd_baseline": 0.07, "p_holm": 0.01}
+    ctx = _context(runs, {"latency_dispersion": pd.DataFrame([row])})
+    extract = effects.variance("latency_dispersion", "latency_dispersion_curiosity_vs_moe",
+                               ex.roles.CURIOSITY_V1)
+    ev, ours = extract(ctx, "d", "corrected")
+    assert ours == ("variance x2.02, not a reduction [x1.50, x2.70], IQR x1.30, MAD x1.10, "
+                    "p = 0.01 (Holm)")
+    assert ev.estimate == pytest.approx(1 - 2.02)   # judged as a reduction: far below 0.82
+    row |= {"variance_ratio": 0.18, "variance_ratio_ci_low": 0.1, "variance_ratio_ci_high": 0.3}
+    ctx = _context(runs, {"latency_dispersion": pd.DataFrame([row])})
+    assert extract(ctx, "d", "corrected")[1].startswith("variance x0.18, a reduction of 82.0 %")
+    assert ex.times(1.05, "4-bit/8-bit", "a saving") == "4-bit/8-bit x1.05, not a saving"

@@ -351,7 +351,8 @@ def test_the_plan_chooses_variants_by_their_facts(study_runs, config_of, with_fa
     assert [(p.variant, p.baseline) for p in plan.tost] == [
         ("w4a8", "fp32"), ("w8a8", "fp32"), ("w4a8", "q16_reference"), ("w8a8", "q16_reference"),
         ("MoE with curiosity route", "MoE with curiosity random")]   # not in this study: named
-    assert [p.variant for p in plan.f1_variance] == ["moe_curiosity_log"]
+    assert [p.variant for p in plan.f1_variance] == ["moe_curiosity_log",
+                                                     "MoE with curiosity route"]
     assert [p.variant for p in plan.latency if p.family == "latency_moe_vs_w8a8"] == [
         "moe", "moe_curiosity_log"]
     # w4a8 retrained at 3 bits: no 4-bit variant; the 4-bit vs 8-bit test names the missing role

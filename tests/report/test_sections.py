@@ -81,7 +81,8 @@ def test_verdict_table_has_every_claim_and_both_protocols_even_one_not_run():
     std = next(line for line in md if line.startswith("| MoE latency std 230 ms"))
     assert std.endswith("(absolute ms depend on the machine; the ratio is compared) |")
     assert md[-1] == (f"Verdicts over claims x protocols: 0 reproduced, 0 not reproduced, "
-                      f"0 inconclusive, {len(CLAIMS) * 2} not testable here.")
+                      f"0 inconclusive, {len(CLAIMS) * 2} not testable here, 0 holds by "
+                      f"arithmetic, 0 indicative only.")
 
 
 def test_not_computed_groups_by_reason_and_drops_nothing():

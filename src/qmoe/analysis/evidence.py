@@ -27,6 +27,7 @@ class Context(NamedTuple):
     runs: pd.DataFrame  # the runs table, with its fact columns
     routing: pd.DataFrame | None  # predictions of the v3 curiosity MoE with expert facts
     cfg: StatsConfig
+    sizes: pd.DataFrame | None = None  # qmoe.analysis.sizes.layer_bytes (compression)
 
 
 Found = tuple[Evidence, str]  # evidence and its display ("ours")
@@ -58,6 +59,15 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
+def times(ratio: float, noun: str, effect: str) -> str:
+    """A ratio in the paper's direction and words, for a claimed reduction: 'variance x2.02, not
+    a reduction', 'energy x0.59, a saving of 41.0 %'."""
+    if not np.isfinite(ratio):
+        return f"{noun} n/a"
+    tail = f"{effect} of {_pct(1 - ratio)}" if ratio < 1 else f"not {effect}"
+    return f"{noun} x{ratio:.2f}, {tail}"
+
+
 def _ci(lo: float, hi: float, fmt: Callable[[float], str]) -> str:
     return f" [{fmt(lo)}, {fmt(hi)}]" if np.isfinite(lo) and np.isfinite(hi) else ""
 
@@ -81,16 +91,6 @@ def _mean_of(ctx: Context, variant: str, value: str, d: str, p: str) -> float:
     return float(sel[value].mean()) if value in sel and not sel.empty else NAN
 
 
-def compression(ctx: Context, d: str, p: str) -> Found:
-    q4, half, fp32 = (_name(ctx, r) for r in (roles.Q4, roles.HALF, roles.FP32))
-    sizes = [_mean_of(ctx, v, "size_packed_bytes", d, p) for v in (q4, half, fp32)]
-    if not np.isfinite(sizes[0]) or not np.isfinite(sizes[1]):
-        return _missing(f"needs packed sizes of {q4} and {half} (true 16-bit)")
-    ratio = sizes[1] / sizes[0]
-    vs32 = f"; {sizes[2] / sizes[0]:.2f}x vs {fp32}" if np.isfinite(sizes[2]) else ""
-    return Evidence(True, "", ratio, NAN, NAN, NAN, NAN), f"{ratio:.2f}x vs {half} (packed){vs32}"
-
-
 def saving(table: str, unit: str, family: str = "energy_w4a8_vs_w8a8") -> Extractor:
     """1 - the 4-bit's measure / the 8-bit BitLinear's, from a paired family `table`."""
 
@@ -102,7 +102,8 @@ def saving(table: str, unit: str, family: str = "energy_w4a8_vs_w8a8") -> Extrac
         ev = Evidence(True, "", saved, 1 - row["ratio_ci_high"], 1 - row["ratio_ci_low"],
                       row["ratio_p_holm"], NAN)
         return ev, (
-            f"{_pct(saved)}{_ci(ev.ci_low, ev.ci_high, _pct)} ({unit}: "
+            f"{times(row['ratio'], '4-bit/8-bit', 'a saving')}"
+            f"{_ci(row['ratio_ci_low'], row['ratio_ci_high'], lambda x: f'x{x:.2f}')} ({unit}: "
             f"{row['mean_variant']:.3g} vs {row['mean_baseline']:.3g})"
         )
 
@@ -144,60 +145,17 @@ def equivalence(variant: roles.Role, baseline: roles.Role) -> Extractor:
         if hit.empty or hit.iloc[0]["status"] != COMPUTED:
             return _missing(hit.iloc[0]["reason"] if not hit.empty else "no TOST row")
         row = hit.iloc[0]
-        ev = Evidence(True, "", row["mean_diff"], row["ci_tost_low"], row["ci_tost_high"],
+        # the interval that matches the Holm p printed beside it (qmoe.analysis.comparisons)
+        ev = Evidence(True, "", row["mean_diff"], row["ci_holm_low"], row["ci_holm_high"],
                       row["p_holm"], row["margin"])
         return ev, (
-            f"diff {row['mean_diff']:+.4f} [{row['ci_tost_low']:+.4f}, "
-            f"{row['ci_tost_high']:+.4f}], TOST Holm p = {pval(row['p_holm'])}"
+            f"diff {row['mean_diff']:+.4f}, {100 * row['holm_level']:.1f} % CI "
+            f"[{row['ci_holm_low']:+.4f}, {row['ci_holm_high']:+.4f}], TOST Holm p = "
+            f"{pval(row['p_holm'])}; smallest margin showable {row['min_margin']:.3f} "
+            f"(one clip = {row['resolution']:.4f})"
         )
 
     return extract
-
-
-class Spread(NamedTuple):
-    """What a variance claim compares: 1 - variance ratio, the reference's 1 - std ratio, or
-    the std ratio itself."""
-
-    reference_std: bool = False
-    std_ratio: bool = False
-
-
-def variance(table: str, family: str, variant: roles.Role, spread: Spread = Spread()) -> Extractor:
-    """A Levene family row of the variant playing `variant`, read as `spread`."""
-
-    def extract(ctx: Context, d: str, p: str) -> Found:
-        row = _row(ctx, table, family, _name(ctx, variant), d, p)
-        if isinstance(row, str):
-            return _missing(row)
-        lo, hi = row["variance_ratio_ci_low"], row["variance_ratio_ci_high"]
-        if spread.std_ratio:
-            est, ci = row["sd_variant"] / row["sd_baseline"], (np.sqrt(lo), np.sqrt(hi))
-            text = (
-                f"std {row['sd_baseline']:.3g} -> {row['sd_variant']:.3g} ({row['metric']}), "
-                f"ratio {est:.3f}{_ci(*ci, lambda x: f'{x:.3f}')}"
-            )
-        elif spread.reference_std:
-            est, ci = row["std_reduction_reference"], (1 - np.sqrt(hi), 1 - np.sqrt(lo))
-            text = (f"{_pct(est)}{_ci(*ci, _pct)} (1 - std ratio), "
-                    f"Levene Holm p = {pval(row['p_holm'])}")
-        else:
-            est, ci = row["variance_reduction"], (1 - hi, 1 - lo)
-            text = f"{_pct(est)}{_ci(*ci, _pct)}, Levene Holm p = {pval(row['p_holm'])}"
-        return Evidence(True, "", est, ci[0], ci[1], row["p_holm"], NAN), text
-
-    return extract
-
-
-def moe_overhead(ctx: Context, d: str, p: str) -> Found:
-    row = _row(ctx, "latency_paired", "latency_moe_vs_w8a8", _name(ctx, roles.PLAIN_MOE), d, p)
-    if isinstance(row, str):
-        return _missing(row)
-    ev = Evidence(True, "", row["ratio"] - 1, row["ratio_ci_low"] - 1, row["ratio_ci_high"] - 1,
-                  row["ratio_p_holm"], NAN)
-    return ev, (
-        f"{_pct(ev.estimate)}{_ci(ev.ci_low, ev.ci_high, _pct)} (median ms "
-        f"{row['mean_variant']:.3g} vs {row['mean_baseline']:.3g}), Holm p = {pval(ev.p)}"
-    )
 
 
 def moe_no_gain(ctx: Context, d: str, p: str) -> Found:

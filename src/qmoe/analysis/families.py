@@ -83,6 +83,7 @@ def plan(facts: pd.DataFrame) -> Plan:
         tost=[*(Pair("tost_f1", v, b) for b in (fp32, q16) for v in (q4, q8)),
               Pair("tost_route_vs_placebo", route, placebo)],
         latency_levene=[*_pairs("latency_levene_curiosity_vs_moe", curious, moe),
+                        Pair("latency_levene_route_vs_placebo", route, placebo),
                         *_pairs("latency_levene_vs_fp32", others, fp32)],
         latency=[*_pairs("latency_vs_fp32", others, fp32),
                  *_pairs("latency_moe_vs_w8a8", mixtures, q8),  # the "+11 % MoE overhead" claim
@@ -90,7 +91,8 @@ def plan(facts: pd.DataFrame) -> Plan:
                  *_pairs("latency_curiosity_vs_moe", curious, moe)],
         energy=[*_pairs("energy_vs_fp32", others, fp32),
                 Pair("energy_w4a8_vs_w8a8", q4, q8)],  # the "41 % / 31 % saving" claim
-        f1_variance=_pairs("f1_variance_curiosity_vs_moe", curious, moe),
+        f1_variance=[*_pairs("f1_variance_curiosity_vs_moe", curious, moe),
+                     Pair("f1_variance_route_vs_placebo", route, placebo)],
         fold_latency=[*_pairs("fold_latency_levene_vs_fp32",
                               (*bitlinear, *roles.members(facts, kind="q16_reference"),
                                *mixtures), fp32),

@@ -22,6 +22,8 @@ class Verdict(Enum):
     NOT_REPRODUCED = "not reproduced"
     INCONCLUSIVE = "inconclusive"
     NOT_TESTABLE = "not testable here"
+    ARITHMETIC = "holds by arithmetic"  # a count or a ratio of nominal sizes: no experiment
+    INDICATIVE = "indicative only"  # a dataset outside the paper's: no verdict either way
 
 
 class Rule(Enum):
@@ -29,6 +31,7 @@ class Rule(Enum):
     INTERVAL_SIGNIFICANT = "interval_significant"  # ... and the claimed test rejects
     EQUIVALENCE = "equivalence"  # TOST within +- margin
     NO_GAIN = "no_gain"  # gain excluded beyond the margin
+    SUPERIORITY = "superiority"  # a significant gain over a placebo; equivalence refutes it
     NOT_TESTABLE = "not_testable"
 
 
@@ -64,21 +67,26 @@ class Criterion(NamedTuple):
     scale: Scale = Scale.ABSOLUTE
     exact: bool = False  # a deterministic quantity (no CI): the estimate alone decides
     note: str = ""  # why the claim cannot be tested here (Rule.NOT_TESTABLE), or a caveat
+    null: float = math.nan  # the no-effect value of an effect claim (NaN: a parity claim)
+    arithmetic: bool = False  # holds by counting, whatever any experiment shows
 
 
 def interval(value: float, tolerance: str, scale: Scale = Scale.ABSOLUTE, exact: bool = False,
-             note: str = "") -> Criterion:
-    """Our value within the paper's value +- the tolerance."""
-    return Criterion(Rule.INTERVAL, value, tolerance, scale, exact, note)
+             note: str = "", null: float = math.nan, arithmetic: bool = False) -> Criterion:
+    """Our value within the paper's value +- the tolerance; when that band contains the no-effect
+    value `null`, a significant test in the claimed direction is needed as well."""
+    return Criterion(Rule.INTERVAL, value, tolerance, scale, exact, note, null, arithmetic)
 
 
-def significant(value: float, tolerance: str, scale: Scale = Scale.ABSOLUTE) -> Criterion:
-    """`interval`, and the claimed test rejects (Holm p < alpha)."""
-    return Criterion(Rule.INTERVAL_SIGNIFICANT, value, tolerance, scale)
+def significant(value: float, tolerance: str, scale: Scale = Scale.ABSOLUTE,
+                null: float = math.nan) -> Criterion:
+    """`interval`, and the claimed test rejects (Holm p < alpha) in the claimed direction."""
+    return Criterion(Rule.INTERVAL_SIGNIFICANT, value, tolerance, scale, null=null)
 
 
 EQUIVALENT = Criterion(Rule.EQUIVALENCE)  # TOST within the stats margin
 NO_GAIN = Criterion(Rule.NO_GAIN)  # a gain beyond the margin excluded
+SUPERIOR = Criterion(Rule.SUPERIORITY, null=0.0)  # significantly better than a placebo
 
 
 def untestable(note: str) -> Criterion:
@@ -144,14 +152,37 @@ def significant_interval_verdict(
     p: float,
     alpha: float,
     scale: Scale = Scale.ABSOLUTE,
+    null: float = math.nan,
 ) -> Decision:
-    """`interval_verdict`, but a matching value without a significant test is inconclusive."""
+    """`interval_verdict`, but a matching value without a significant test (in the paper's
+    direction away from `null`, where given) is inconclusive."""
     decision = interval_verdict(paper, estimate, ci, tol, scale)
-    if decision.verdict is Verdict.REPRODUCED and not p < alpha:
+    if decision.verdict is not Verdict.REPRODUCED:
+        return decision
+    if not p < alpha:
         return Decision(Verdict.INCONCLUSIVE, f"{decision.reason}, but p = {_f(p)} >= {alpha}")
-    if decision.verdict is Verdict.REPRODUCED:
-        return Decision(Verdict.REPRODUCED, f"{decision.reason}; p = {_f(p)} < {alpha}")
-    return decision
+    if math.isfinite(null) and (estimate - null) * (paper - null) <= 0:
+        return Decision(Verdict.INCONCLUSIVE, f"{decision.reason}, but the effect is not in the "
+                        f"paper's direction from {_f(null)}")
+    return Decision(Verdict.REPRODUCED, f"{decision.reason}; p = {_f(p)} < {alpha}")
+
+
+def superiority_verdict(estimate: float, ci: tuple[float, float], p: float, p_equivalence: float,
+                        margin: float, alpha: float) -> Decision:
+    """Better than a placebo: significant (Holm p < alpha) with the CI above 0 -> reproduced;
+    equivalent within +-margin (TOST Holm p < alpha) or significantly worse -> not reproduced."""
+    if not all(math.isfinite(c) for c in (estimate, *ci, p)):
+        return Decision(Verdict.NOT_TESTABLE, "difference not computed")
+    ci_txt = f"diff {estimate:+.4f}, 95 % CI [{ci[0]:+.4f}, {ci[1]:+.4f}]"
+    if p < alpha and ci[0] > 0:
+        return Decision(Verdict.REPRODUCED, f"{ci_txt}, Holm p = {_f(p)}: better than placebo")
+    if math.isfinite(p_equivalence) and p_equivalence < alpha:
+        return Decision(Verdict.NOT_REPRODUCED, f"{ci_txt}: equivalent to the placebo within "
+                        f"+-{margin} (TOST Holm p = {_f(p_equivalence)})")
+    if p < alpha and ci[1] < 0:
+        return Decision(Verdict.NOT_REPRODUCED, f"{ci_txt}: worse than the placebo")
+    return Decision(Verdict.INCONCLUSIVE, f"{ci_txt}, Holm p = {_f(p)}: neither better than the "
+                    f"placebo nor shown equivalent within +-{margin}")
 
 
 def equivalence_verdict(
@@ -196,6 +227,8 @@ class Evidence(NamedTuple):
     ci_high: float
     p: float
     margin: float
+    p_equivalence: float = math.nan  # SUPERIORITY: the TOST Holm p of the same pair
+    not_testable: str = ""  # computed, but no verdict can rest on it here (e.g. estimated energy)
 
 
 def decide(c: Criterion, ev: Evidence, cfg: VerdictConfig, alpha: float) -> Decision:
@@ -204,12 +237,25 @@ def decide(c: Criterion, ev: Evidence, cfg: VerdictConfig, alpha: float) -> Deci
         return Decision(Verdict.NOT_TESTABLE, c.note)
     if not ev.computed:
         return Decision(Verdict.NOT_TESTABLE, f"not computed: {ev.reason}")
+    if ev.not_testable:
+        return Decision(Verdict.NOT_TESTABLE, ev.not_testable)
     ci = (ev.ci_low, ev.ci_high)
     if c.rule is Rule.EQUIVALENCE:
         return equivalence_verdict(ci, ev.margin, ev.p, alpha)
     if c.rule is Rule.NO_GAIN:
         return no_gain_verdict(ci, ev.margin)
+    if c.rule is Rule.SUPERIORITY:
+        return superiority_verdict(ev.estimate, ci, ev.p, ev.p_equivalence, ev.margin, alpha)
     tol = getattr(cfg, c.tolerance)
-    if c.rule is Rule.INTERVAL_SIGNIFICANT:
-        return significant_interval_verdict(c.value, ev.estimate, ci, tol, ev.p, alpha, c.scale)
-    return interval_verdict(c.value, ev.estimate, ci, tol, c.scale, c.exact)
+    lo, hi = band(c.value, tol, c.scale)
+    if c.rule is Rule.INTERVAL_SIGNIFICANT or (math.isfinite(c.null) and lo <= c.null <= hi):
+        dec = significant_interval_verdict(c.value, ev.estimate, ci, tol, ev.p, alpha, c.scale,
+                                           c.null)
+        if c.rule is Rule.INTERVAL:   # the band admits no effect at all: say why p matters
+            dec = dec._replace(reason=f"{dec.reason} (the band contains the no-effect value "
+                               f"{_f(c.null)}, so a significant test is needed)")
+        return dec
+    dec = interval_verdict(c.value, ev.estimate, ci, tol, c.scale, c.exact)
+    if c.arithmetic and dec.verdict is Verdict.REPRODUCED:
+        return Decision(Verdict.ARITHMETIC, f"{dec.reason} (a count, not an experimental result)")
+    return dec

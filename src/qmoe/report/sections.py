@@ -94,7 +94,9 @@ def verdict_markdown(rows: pd.DataFrame) -> str:
         spec, part = BY_ID[claim], part.set_index("protocol")
         cells = [_claim_label(spec, d, many), spec.paper]
         for p in PROTOCOLS:
-            cells += [str(part.loc[p, "ours"]), f"**{part.loc[p, 'verdict']}**"]
+            scope = part.loc[p, "scope"] if "scope" in part.columns else ""
+            note = f" ({scope})" if isinstance(scope, str) and scope else ""
+            cells += [str(part.loc[p, "ours"]), f"**{part.loc[p, 'verdict']}**{note}"]
         reason = "; ".join(f"{p}: {part.loc[p, 'reason']}" for p in PROTOCOLS)
         if spec.judge.note and spec.judge.note not in reason:
             reason += f" ({spec.judge.note})"
