@@ -2,7 +2,8 @@
 
 Order of work (all under the machine-wide lock, pinned, `threads` intra-op threads):
 1. the reference's own latency (10.2): one cold pass over each torch model's test fold, batch 64;
-2. warm-up: every target (variant x chosen model x runtime) `warmup` batch-1 calls;
+2. warm-up: every target (variant x chosen model x runtime) `warmup` batch-1 calls (torch: in
+   proportion to its samples) and a few at each larger batch;
 3. batch 1: `samples` calls per ONNX Runtime target (`torch_samples` per torch target) in timed
    blocks, round-robin across all targets in ABBA order (turn t forwards, turn t+1 backwards), so
    drift of the machine reaches every variant alike; every call's time is kept;
@@ -155,10 +156,11 @@ def round_robin(prepared: Sequence[Prepared], batch: int, per_turn: dict[Target,
 
 def _latency(prepared: Sequence[Prepared], cfg: SuiteConfig, meter: EnergyMeter | None):
     t0 = time.perf_counter()
-    for p in prepared:
-        _warm(p.calls[1], cfg.warmup)
+    for p in prepared:           # torch: fewer warm-up calls, in proportion to its samples
+        share = cfg.per_turn(p.target) / cfg.block
+        _warm(p.calls[1], max(2, round(cfg.warmup * share)))
         for b in cfg.batch_sizes:
-            _warm(p.calls[b], min(cfg.warmup, 10))
+            _warm(p.calls[b], max(2, round(min(cfg.warmup, 10) * share)))
     t1 = time.perf_counter()
     per_turn = {p.target: cfg.per_turn(p.target) for p in prepared}
     with meter.measure("batch-1 round robin") if meter else contextlib.nullcontext() as reading:

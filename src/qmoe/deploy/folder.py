@@ -30,6 +30,7 @@ from qmoe.quant import ptq
 from qmoe.training.artefacts import Standardized, load_trained
 from qmoe.training.layout import ModelKey
 from qmoe.training.metrics import scores
+from qmoe.training.protocols import feature_table
 from qmoe.variants import FP32Config
 
 
@@ -180,9 +181,8 @@ def _zclip(shared: TestFold, loaded: Any, x: np.ndarray, y: np.ndarray,
     exported = export(model, shared.params.graph, clip=bound)
     data = exported.proto.SerializeToString()
     sess = runtime.session(data)
-    x_model = np.clip(x, mean - bound * std, mean + bound * std).astype(np.float32)
     v = verify(model, exported, sess, x, shared.params.graph.block_size, shared.params.check,
-               f"{context} (z-clipped)", x_model=x_model)
+               f"{context} (z-clipped)", clip=bound)
     c = loaded.meta["num_classes"]
     f1 = scores(torch.from_numpy(y), torch.from_numpy(v.deployed_pred), c).macro_f1
     return data, {"zclip_deployed_macro_f1": f1, "zclip_batch_macro_f1": _batch_f1(sess, x, y, c),
@@ -225,8 +225,8 @@ def deploy_tree(spec: TreeSpec, params: ExportParams, features: Path, runs: Path
     if not table_path.is_file():
         raise FileNotFoundError(f"{table_path}: feature table not found (run the features stage)")
     todo = units(runs, list(spec.variants))
-    shared = test_fold(pd.read_parquet(table_path), runs, list(spec.variants), params,
-                       f"{spec.dataset}/{spec.protocol}")
+    table = feature_table(spec.protocol, pd.read_parquet(table_path))  # the protocol's inputs
+    shared = test_fold(table, runs, list(spec.variants), params, f"{spec.dataset}/{spec.protocol}")
     t0 = time.perf_counter()
     results = run_units(deploy_unit, shared, todo, execution, name=Unit.name)
     rows, routing = [], []

@@ -5,11 +5,14 @@ Logits are compared with the frozen torch model evaluated with the deployment's 
 arithmetic (`emulate`): MatMulNBits at accuracy_level 4 quantises activations to int8 per block of
 `block_size` (training: per sample), and ONNX's DynamicQuantizeLinear uses the full uint8 range
 (torch's fbgemm dynamic int8: 7 bits, reduce_range). Everything else is the torch forward.
-Bound, on the test fold as one batch and as batch-1 calls: |onnx - emulated| <= atol + rtol *
-max |emulated| (fp16 graphs: fp16_rtol) on at least `min_exact_share` of the samples, and <=
-loose_rtol * max |emulated| on all. The share exists because the emulation is float arithmetic, not
-the kernel's integer one: a value within ~1e-6 of an int8 rounding boundary can land on the other
-code (about one test sample in a hundred for the int8 graphs), moving that sample by one code step. The gap to the training form itself (the torch model
+Bound: as batch-1 calls (the deployment), |onnx - emulated| <= atol + rtol * max |emulated|
+(fp16 graphs: fp16_rtol) on at least `min_exact_share` of the test samples; as batch-1 calls and
+as one call on the whole fold, <= loose_rtol * max |emulated| on every sample. The share exists
+because the emulation is float arithmetic, not the kernel's integer one: a value within ~1e-6 of
+an int8 rounding boundary can land on the other code (about one test sample in a hundred for the
+int8 graphs). The batched call gets only the loose bound: ONNX Runtime's u8s8 int8 GEMM for more
+than one row sums pairs of u8 x s8 products with int16 saturation (vpmaddubsw) on x86, measured
+here to move logits by up to ~1e-3 of their range when activations fill the uint8 range. The gap to the training form itself (the torch model
 as trained and scored) is reported beside it, never hidden: `training_max_abs_diff`,
 `argmax_agreement`.
 """
@@ -65,7 +68,7 @@ class ArtefactRefused(InputError):
 class Check(NamedTuple):
     max_abs_diff: float            # onnx vs emulated frozen torch model, worst of both batchings
     bound: float                   # atol + rtol * max |logit| (the tight tolerance)
-    exact_share: float             # share of samples within `bound` (worst of both batchings)
+    exact_share: float             # share of samples within `bound` (batch-1 calls)
     loose_bound: float             # loose_rtol * max |logit|: no sample may exceed it
     training_max_abs_diff: float   # onnx vs the torch model as trained and scored (batch 1)
     argmax_agreement: float        # share of test samples with the same predicted class
@@ -165,12 +168,15 @@ def _routing(net: MoE, xs: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @torch.inference_mode()
-def emulate(model: nn.Module, x: Tensor, block: int, rows: bool = False
-            ) -> tuple[Tensor, Tensor | None]:
+def emulate(model: nn.Module, x: Tensor, block: int, rows: bool = False,
+            clip: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
     """Standardized model on raw x (b, d) -> (logits (b, c), top-1 expert (b,) or None), as one
-    call on the batch, or (`rows`) as one batch-1 call per row. An MoE routes as the torch model
-    does (fp32 router, banked MC passes) and mixes emulated experts."""
+    call on the batch, or (`rows`) as one batch-1 call per row; `clip` (d,): z-scores clipped to
+    [-clip, clip] first. An MoE routes as the torch model does (fp32 router, banked MC passes)
+    and mixes emulated experts."""
     xs = (x - model.norm_mean) / model.norm_std
+    if clip is not None:
+        xs = torch.minimum(torch.maximum(xs, -clip), clip)
     net = model.net.eval()
     if not isinstance(net, MoE):
         return emulate_mlp(net, xs, block, rows), None
@@ -215,19 +221,23 @@ class Verified(NamedTuple):
 
 
 def verify(model: nn.Module, exported: Exported, sess, x: np.ndarray, block: int,
-           cfg: CheckConfig, context: str, x_model: np.ndarray | None = None) -> Verified:
+           cfg: CheckConfig, context: str, clip: np.ndarray | None = None) -> Verified:
     """Codes, then logits on x (n, d) raw test inputs, as one batch and as batch-1 calls.
-    `x_model`: what the torch model sees instead of x (the z-clipped artefact: x clipped)."""
+    `clip` (d,): the artefact clips z-scores to [-clip, clip] (the z-clipped int8 artefact)."""
     layers = check_codes(exported, context)
     rtol = cfg.fp16_rtol if "fp16" in exported.artefact else cfg.rtol
-    xt = torch.from_numpy(x if x_model is None else x_model)
-    emu_batch = emulate(model, xt, block)
+    xt = torch.from_numpy(x)
+    zclip = None if clip is None else torch.from_numpy(clip.astype(np.float32))
+    emu_batch = emulate(model, xt, block, clip=zclip)
     scale = float(np.abs(emu_batch[0].numpy()).max())
     bound, loose = cfg.atol + rtol * scale, cfg.loose_rtol * scale
     rows = run_rows(sess, x)
     diffs = [_compare(run(sess, x), emu_batch, bound),
-             _compare(rows, emulate(model, xt, block, rows=True), bound)]
-    worst, exact = max(d.worst for d in diffs), min(d.exact for d in diffs)
+             _compare(rows, emulate(model, xt, block, rows=True, clip=zclip), bound)]
+    # the tight share is judged on the batch-1 calls (the deployment); one batched call must meet
+    # the loose bound: ONNX Runtime's batched u8s8 int8 GEMM (M > 1) on x86 adds pairs of u8 x s8
+    # products with int16 saturation (vpmaddubsw), which the float emulation does not model
+    worst, exact = max(d.worst for d in diffs), diffs[1].exact
     routing = min(d.routing for d in diffs)
     if not math.isfinite(worst) or worst > loose:
         raise ArtefactRefused(f"{context}: artefact logits differ from the frozen torch model by "
@@ -239,6 +249,9 @@ def verify(model: nn.Module, exported: Exported, sess, x: np.ndarray, block: int
     if routing < cfg.min_routing_agreement:
         raise ArtefactRefused(f"{context}: artefact routes {routing:.1%} of samples like the torch "
                               f"model (< {cfg.min_routing_agreement:.1%})")
+    if zclip is not None:       # the torch model itself has no clip: give it clipped inputs
+        xt = torch.clamp(xt, model.norm_mean - zclip * model.norm_std,
+                         model.norm_mean + zclip * model.norm_std)
     trained = np.concatenate([_torch_logits(model, xt[i:i + 1]).numpy() for i in range(len(x))])
     deployed_pred, torch_pred = rows["logits"].argmax(1), trained.argmax(1)
     check = Check(worst, bound, exact, loose, float(np.abs(rows["logits"] - trained).max()),
