@@ -19,6 +19,8 @@ from qmoe.analysis import results  # noqa: E402
 from qmoe.analysis.paper_tables import PAPER_TABLES  # noqa: E402
 from qmoe.cli import read_params, run_stage  # noqa: E402
 from qmoe.io import atomic_dir, atomic_path, from_section, load_json  # noqa: E402
+from qmoe.training.fit import TrainConfig  # noqa: E402
+from qmoe.training.protocols import make_protocol  # noqa: E402
 from qmoe.report import (
     document,  # noqa: E402
     figures,  # noqa: E402
@@ -38,6 +40,12 @@ def read_stats(folder: Path) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, dic
     if "claims" not in frames:
         raise FileNotFoundError(f"{folder}/claims.csv: not found (run the stats stage)")
     return frames, frames.pop("claims"), load_json(folder / "stats.json")
+
+
+def protocol_lines(params: dict, runs: pd.DataFrame) -> dict[str, list[str]]:
+    """What each protocol of the study does, in its own words (qmoe.training.protocols)."""
+    cfg = from_section(TrainConfig, params.get("train"), "train")
+    return {p: make_protocol(p, cfg).describe() for p in sorted(runs["protocol"].unique())}
 
 
 def main() -> None:
@@ -73,7 +81,7 @@ def main() -> None:
                                    provenance.energy_methods(runs))
         text = document.render(document.Document(
             runs, stats, evidence, summary["config"], summary["methods"], cfg.verdict, pngs,
-            ptables, rel(args.tables), prov))
+            ptables, rel(args.tables), prov, protocol_lines(params, runs)))
         plot = stack.enter_context(atomic_path(args.plots))
         sections.f1_per_fold(runs, f1).to_csv(plot, index=False)
         metrics = stack.enter_context(atomic_path(args.metrics))

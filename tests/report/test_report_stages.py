@@ -180,6 +180,24 @@ def test_report_has_the_verdict_table_with_every_claim(study):
         assert section in report
 
 
+def test_methods_state_what_each_protocol_does_and_disclosures_sit_by_the_verdicts(study):
+    from qmoe.io import from_section, load_params
+    from qmoe.training.fit import TrainConfig
+    from qmoe.training.protocols import make_protocol
+
+    report = (study / "reports" / "report.md").read_text()
+    methods = report[report.index("## Methods"):report.index("## Provenance")]
+    cfg = from_section(TrainConfig, load_params(study / "params.yaml")["train"], "train")
+    for name in ("corrected", "faithful"):
+        block = methods[methods.index(f"Protocol `{name}`:"):]
+        for line in make_protocol(name, cfg).describe():
+            assert f"- {line}\n" in block, (name, line)
+    verdicts = report[report.index("## Claims verdict"):report.index("## Results, both protocols")]
+    for fragment in ("tuned by the reference", "chosen on the test fold", "EfficientNet-Lite0",
+                     "macro-F1", "transductive"):
+        assert fragment in verdicts
+
+
 def test_every_figure_and_paper_table_exists(study):
     from qmoe.analysis.paper_tables import PAPER_TABLES
     from qmoe.report.figures import FIGURES

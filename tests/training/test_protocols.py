@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.model_selection import train_test_split
 
 from qmoe.io import ConfigError
@@ -118,3 +119,79 @@ def test_protocols_own_their_seeds_selection_rule_and_deploy_form():
     assert (faithful.name, faithful.seeds(cfg), faithful.frozen_deploy) == ("faithful", (7,), False)
     assert corrected.select_best(moe=False) and corrected.select_best(moe=True)
     assert not faithful.select_best(moe=False) and faithful.select_best(moe=True)
+
+
+# --- faithful = the reference's task; the docs say what the code does (issue 12 item 6) -------
+
+
+def _protocols():
+    from qmoe.io import from_section, load_params
+    from qmoe.training.fit import TrainConfig
+    from qmoe.training.protocols import make_protocol
+
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    cfg = from_section(TrainConfig, params["train"], "train")
+    return {name: make_protocol(name, cfg) for name in ("corrected", "faithful")}
+
+
+def test_docs_protocols_page_states_each_protocols_own_lines_verbatim():
+    docs = (Path(__file__).resolve().parents[2] / "docs/protocols.md").read_text()
+    for name, protocol in _protocols().items():
+        block = docs[docs.index(f"`{name}`:\n"):]
+        listed = [line[2:] for line in block.split("\n\n", 2)[1].splitlines()]
+        assert listed == protocol.describe(), name
+
+
+def test_faithful_sees_the_references_random_head_corrected_the_pooled_features():
+    from qmoe.features.backbones import random_projection
+    from qmoe.training.protocols import (
+        REFERENCE_PROJECTION_SEED,
+        feature_table,
+        reference_projection,
+    )
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.standard_normal((6, 8)).astype(np.float32),
+                         columns=[f"emb_{i:04d}" for i in range(8)]).assign(clip_id=list("abcdef"))
+    assert feature_table("corrected", table).equals(table)
+    faithful = feature_table("faithful", table)
+    head = random_projection(8, REFERENCE_PROJECTION_SEED)
+    weight, bias = reference_projection(8, REFERENCE_PROJECTION_SEED)
+    assert torch.equal(weight, head.weight) and torch.equal(bias, head.bias)
+    expected = head(torch.from_numpy(table.filter(like="emb_").to_numpy().copy())).detach().numpy()
+    assert np.allclose(faithful.filter(like="emb_").to_numpy(), expected, rtol=1e-6, atol=1e-7)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1 if before > 1 else 2)
+    try:   # the same numbers whatever the thread count
+        assert feature_table("faithful", table).equals(faithful)
+    finally:
+        torch.set_num_threads(before)
+    assert faithful["clip_id"].tolist() == list("abcdef")
+    assert not faithful.filter(like="emb_").equals(table.filter(like="emb_"))
+
+
+def test_faithful_learns_the_scrambled_five_way_task_on_esc50_only():
+    corrected, faithful = _protocols().values()
+    assert faithful.label_set("esc50", "classes") == "scrambled"
+    assert faithful.label_set("esc10", "classes") == "classes"
+    assert corrected.label_set("esc50", "classes") == "classes"
+
+
+def test_the_train_stage_refuses_a_projected_feature_table(tmp_path):
+    import json
+
+    from qmoe.io import ConfigError, from_section, load_params
+    from qmoe.models import ModelConfig
+    from qmoe.training.fit import TrainConfig
+    from qmoe.training.grid import RunSpec, train_variant
+    from qmoe.variants import FP32Config
+
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    pd.DataFrame({"emb_0000": [0.0]}).to_parquet(tmp_path / "features.parquet")
+    (tmp_path / "features.json").write_text(json.dumps({"head": "random_projection"}))
+    with pytest.raises(ConfigError, match="features.head: 'random_projection': keep 'pooled'"):
+        train_variant(RunSpec("esc10", "faithful", "fp32"), FP32Config(),
+                      from_section(ModelConfig, params["model"], "model"),
+                      from_section(TrainConfig, params["train"], "train"), None, tmp_path,
+                      tmp_path / "out", "IRL")
+    assert not (tmp_path / "out").exists()

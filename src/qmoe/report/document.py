@@ -180,6 +180,7 @@ class Document(NamedTuple):
     paper_tables: list[tables.Table]
     tables_dir: str  # relative to report.md
     provenance: str  # markdown
+    protocols: dict[str, list[str]] = {}  # protocol -> its describe() lines (training.protocols)
 
 
 def render(doc: Document) -> str:
@@ -226,6 +227,9 @@ def render(doc: Document) -> str:
     out.append("## Figures\n")
     out += [f"![{_stem(f)}]({f})\n" for f in doc.figures]
     out += ["## Not computed\n", not_computed(doc.stats_tables), "## Methods\n"]
+    for name, lines in doc.protocols.items():
+        out += [f"Protocol `{name}`:\n", *(f"- {line}" for line in lines), ""]
+    out += ["Statistics:\n"]
     out += [f"- {k}: {m}" for k, m in doc.methods.items()]
     out += ["", "## Provenance\n", doc.provenance]
     return "\n".join(out).rstrip() + "\n"

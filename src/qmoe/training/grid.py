@@ -14,7 +14,7 @@ import pandas as pd
 
 from qmoe.bench.energy import EnergyMeter
 from qmoe.executor import ExecutionConfig, measures_all_work, run_units
-from qmoe.io import atomic_dir, save_json, write_bytes
+from qmoe.io import ConfigError, atomic_dir, load_json, save_json, write_bytes
 from qmoe.models import ModelConfig
 from qmoe.training import experiment, units
 from qmoe.training.layout import ModelKey, RunFolder
@@ -42,7 +42,15 @@ def train_variant(spec: RunSpec, variant: VariantConfig, model_cfg: ModelConfig,
     table_path = features / "features.parquet"
     if not table_path.is_file():
         raise FileNotFoundError(f"{table_path}: feature table not found (run the features stage)")
-    data = experiment.embeddings_from_table(pd.read_parquet(table_path), cfg.labels)
+    head = load_json(features / "features.json").get("head", "pooled") if (
+        features / "features.json").is_file() else "pooled"
+    if head != "pooled":
+        raise ConfigError(f"features.head: {head!r}: keep 'pooled'; the faithful protocol applies "
+                          "the reference's random head itself (it would project twice)")
+    # the protocol's view: faithful projects with the reference's head and, on ESC-50, learns its
+    # scrambled 5-way labels
+    data = experiment.embeddings_from_table(protocol.feature_table(pd.read_parquet(table_path)),
+                                            protocol.label_set(spec.dataset, cfg.labels))
 
     job = units.TrainJob(spec.dataset, spec.protocol, spec.variant, data, variant, model_cfg, cfg,
                          moe_cfg, protocol)

@@ -10,7 +10,12 @@
 - `faithful`: what the reference code does (reference-method.md 6.3, 6.5): StratifiedKFold(5,
   shuffle, seed 42) on the labels, ignoring official folds, and the held-out fold doubles as
   the validation set. Test clips are scored in the reference's batches of 64 (transductive for
-  dynamic int8: a clip's prediction depends on the other 63).
+  dynamic int8: a clip's prediction depends on the other 63). Its models see the reference's
+  features (a seeded random Linear(D, D) of the pooled embeddings, 5.2) and, on ESC-50, its
+  scrambled 5-way labels (4.1).
+
+Each protocol's `describe()` lines are printed in the report's methods section and appear verbatim
+in docs/protocols.md (tests/training/test_protocols.py checks both against the code).
 """
 
 from __future__ import annotations
@@ -25,7 +30,12 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from qmoe.io import InputError, choose, require
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from qmoe.training.fit import TrainConfig
+
+REFERENCE_PROJECTION_SEED = 0   # the reference's random head was unseeded (5.2); ours is seeded
+SCRAMBLED_DATASETS = ("esc50",)  # where the reference trained its scrambled 5-way task (4.1)
 
 
 class Split(NamedTuple):
@@ -64,6 +74,31 @@ class Corrected:
     def calibration_rows(self, split: Split) -> np.ndarray:
         """Where the `route` threshold is calibrated: the validation split."""
         return split.val
+
+    @staticmethod
+    def feature_table(table: pd.DataFrame) -> pd.DataFrame:
+        """The features its models see: the feature table as the features stage wrote it."""
+        return table
+
+    @staticmethod
+    def label_set(dataset: str, configured: str) -> str:
+        """The label set its models learn: `train.labels`."""
+        return configured
+
+    def describe(self) -> list[str]:
+        return [
+            f"Test folds: the official folds (grouped stratified {self.fallback_folds}-fold by "
+            "source recording where a dataset has none).",
+            f"Validation: about {self.val_fraction:.0%} of the training part, stratified by "
+            "class and grouped by source recording, drawn anew for every model seed.",
+            "Checkpoint: the best validation epoch (weighted F1) of every variant.",
+            "Seeds: every seed of `train.seeds`.",
+            "Features: the pooled backbone embeddings, z-scored on the training part.",
+            "Labels: `train.labels`.",
+            f"Scoring: each test clip alone (batch {self.eval_batch}), as deployed.",
+            f"Route threshold: calibrated on the {self.calibration}.",
+            "Deployed form: quantised weights frozen once (what a deployment stores).",
+        ]
 
     def __post_init__(self) -> None:
         require(0.0 < self.val_fraction < 0.5, "train.val_fraction", f"{self.val_fraction} not in (0, 0.5)")
@@ -114,6 +149,45 @@ class Faithful:
         the test fold here, whose own quantile would set the escalation share on test)."""
         return split.train
 
+    @staticmethod
+    def feature_table(table: pd.DataFrame) -> pd.DataFrame:
+        """The reference's features (5.2): its ESC/US8K head, a random Linear(D, D) applied to
+        the pooled embeddings, here seeded (REFERENCE_PROJECTION_SEED) so it is reproducible.
+        Every consumer (train, export, benchmark) reads the table through this."""
+        import torch
+
+        cols = [c for c in table.columns if c.startswith("emb_")]
+        weight, bias = reference_projection(len(cols), REFERENCE_PROJECTION_SEED)
+        # float64 sums rounded to float32: the same numbers whatever the thread count or the
+        # stage (train, export and benchmark each project the table)
+        x = torch.from_numpy(table[cols].to_numpy(dtype=np.float64, copy=True))
+        projected = (x @ weight.double().T + bias.double()).float().numpy()
+        out = table.copy()
+        out[cols] = projected
+        return out
+
+    @staticmethod
+    def label_set(dataset: str, configured: str) -> str:
+        """The reference's task: ESC-50 as its scrambled 5-way mapping (4.1); elsewhere
+        `train.labels`."""
+        return "scrambled" if dataset in SCRAMBLED_DATASETS else configured
+
+    def describe(self) -> list[str]:
+        return [
+            f"Test folds: StratifiedKFold({self.n_folds}, shuffle, seed {self.seed}) on the "
+            "labels; the official folds are ignored.",
+            "Validation: the test fold itself (the reference's held-out fold).",
+            "Checkpoint: single models at their last epoch, MoEs at their best test-fold epoch.",
+            f"Seeds: one, the split seed {self.seed}.",
+            "Features: the reference's head, a random Linear(D, D) of the pooled embeddings "
+            f"(seeded: {REFERENCE_PROJECTION_SEED}), z-scored on the training part.",
+            "Labels: on ESC-50 the reference's scrambled 5-way mapping; elsewhere "
+            "`train.labels`.",
+            f"Scoring: batches of {self.eval_batch} test clips (transductive for `ptq_int8`).",
+            f"Route threshold: calibrated on the {self.calibration} (never the test fold).",
+            "Deployed form: the fake-quantised training modules (as the reference timed them).",
+        ]
+
     def __post_init__(self) -> None:
         require(self.n_folds >= 2, "train.faithful_folds", f"{self.n_folds} < 2")
 
@@ -155,6 +229,27 @@ def protocol_class(name: str) -> type:
 def make_protocol(name: str, cfg: TrainConfig) -> Protocol:
     """The protocol `name` with its knobs from params `train`."""
     return protocol_class(name).from_train(cfg)
+
+
+def reference_projection(dim: int, seed: int):
+    """(weight (dim, dim), bias (dim,)) of the reference's random head, seeded: nn.Linear's
+    default U(-1/sqrt(D), 1/sqrt(D)) drawn from a generator seeded with `seed`. The same numbers
+    as qmoe.features.backbones.random_projection (tested), without importing the features
+    package into every stage that imports the protocols."""
+    import math
+
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    bound = 1.0 / math.sqrt(dim)
+    weight = torch.empty(dim, dim).uniform_(-bound, bound, generator=gen)
+    return weight, torch.empty(dim).uniform_(-bound, bound, generator=gen)
+
+
+def feature_table(protocol: str, table: pd.DataFrame) -> pd.DataFrame:
+    """The feature table (features.parquet) as the models of `protocol` see it; every stage that
+    feeds test clips to a model (train, export, benchmark) reads it through this."""
+    return protocol_class(protocol).feature_table(table)
 
 
 def _official_or_grouped(
