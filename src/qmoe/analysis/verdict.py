@@ -188,8 +188,10 @@ def superiority_verdict(estimate: float, ci: tuple[float, float], p: float, p_eq
 def equivalence_verdict(
     ci: tuple[float, float], margin: float, p_holm: float, alpha: float
 ) -> Decision:
-    """TOST: Holm p < alpha -> equivalent; the (1 - 2 alpha) CI outside +-margin -> not."""
-    ci_txt = f"{100 * (1 - 2 * alpha):.0f} % CI [{_f(ci[0])}, {_f(ci[1])}]"
+    """TOST: Holm p < alpha -> equivalent; the CI outside +-margin -> not. `ci` is the interval
+    that matches the Holm p (qmoe.analysis.comparisons.holm_matched_interval): inside the margin
+    exactly when Holm p < alpha."""
+    ci_txt = f"CI matching the Holm p [{_f(ci[0])}, {_f(ci[1])}]"
     if not all(math.isfinite(c) for c in (*ci, p_holm)):
         return Decision(Verdict.NOT_TESTABLE, "TOST not computed")
     if p_holm < alpha:
