@@ -127,8 +127,15 @@ def _in_process(fn: Callable[[S, U], R], shared: S, unit: U, name: Callable[[U],
         result = _call(fn, shared, unit)
     except Exception as e:
         raise _failed(name(unit), e) from e
-    log.info("unit %d/%d done: %s", i + 1, n, name(unit))
+    _progress(i + 1, n, name(unit))
     return result
+
+
+def _progress(done: int, total: int, unit_name: str) -> None:
+    """Every unit at DEBUG; about every tenth at INFO (a features stage has thousands)."""
+    every = max(1, total // 10)
+    level = logging.INFO if done == total or done % every == 0 else logging.DEBUG
+    log.log(level, "unit %d/%d done: %s", done, total, unit_name)
 
 
 # --- local process pool ------------------------------------------------------------------------
@@ -163,9 +170,9 @@ def _run_pool(fn: Callable[[S, U], R], shared: S, units: Sequence[U], workers: i
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                initargs=(payload,))
     log.info("%d units on a local pool of %d single-threaded workers", len(units), workers)
-    futures = {pool.submit(_run_in_worker, unit): i for i, unit in enumerate(units)}
     results: dict[int, _Timed] = {}
     try:
+        futures = {pool.submit(_run_in_worker, unit): i for i, unit in enumerate(units)}
         pending: set[Future] = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -175,7 +182,7 @@ def _run_pool(fn: Callable[[S, U], R], shared: S, units: Sequence[U], workers: i
                 if error is not None:
                     raise _failed(name(units[i]), error) from error
                 results[i] = future.result()
-                log.info("unit %d/%d done: %s", len(results), len(units), name(units[i]))
+                _progress(len(results), len(units), name(units[i]))
     except BaseException:
         _kill(pool)
         raise
@@ -242,7 +249,7 @@ def _run_ray(fn: Callable[[S, U], R], shared: S, units: Sequence[U], workers: in
                     results[i] = ray.get(done[0])
                 except ray.exceptions.RayError as e:
                     raise _failed(name(units[i]), e) from e
-                log.info("unit %d/%d done: %s", len(results), len(units), name(units[i]))
+                _progress(len(results), len(units), name(units[i]))
         except BaseException:
             for ref in in_flight:
                 ray.cancel(ref, force=True)
