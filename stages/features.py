@@ -14,8 +14,15 @@ import pandas as pd
 
 from qmoe.cli import read_params, run_stage
 from qmoe.executor import ExecutionConfig
-from qmoe.features import FeaturesConfig, embed_manifest, features_info, features_table, mel_used
-from qmoe.io import InputError, atomic_dir, from_section, save_json
+from qmoe.features import (
+    FeaturesConfig,
+    embed_manifest,
+    features_info,
+    features_table,
+    features_timings,
+    mel_used,
+)
+from qmoe.io import InputError, atomic_dir, atomic_path, from_section, save_json
 
 log = logging.getLogger("stages.features")
 
@@ -44,6 +51,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--raw", type=Path, required=True, help="data/raw/<dataset>")
     ap.add_argument("--out", type=Path, required=True, help="data/features/<dataset>")
+    ap.add_argument("--timings", type=Path, required=True,
+                    help="wall and thread seconds (JSON), outside the hashed output folder")
     args = ap.parse_args()
 
     params = read_params()
@@ -59,6 +68,8 @@ def main() -> None:
                   {"dataset": args.raw.name, **features_info(cfg, emb, len(manifest)),
                    "mel": mel_used(cfg.mel, manifest["sample_rate"]),  # f_max as capped
                    "max_seconds": cfg.max_seconds})
+    with atomic_path(args.timings) as tmp_timings:
+        save_json(tmp_timings, {"dataset": args.raw.name, **features_timings(emb)})
     log.info("wrote %s (%d x %d embedding)", args.out, *emb.matrix.shape)
 
 

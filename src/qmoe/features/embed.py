@@ -195,14 +195,18 @@ def _versions() -> dict[str, str]:
 
 
 def features_info(cfg: FeaturesConfig, emb: Embeddings, n_clips: int) -> dict[str, Any]:
-    """Contents of features.json: what was computed, how, how long, with which versions."""
+    """Contents of features.json: what was computed, how, with which versions (deterministic)."""
     bb = emb.backbone
     return {
         "backbone": bb.name, "dim": bb.dim, "image_size": bb.image_size, "weights": bb.weights,
         "normalize": cfg.normalize, "head": cfg.head, "projection_seed": cfg.projection_seed,
         "cmap": cfg.cmap, "mel": asdict(cfg.mel), "batch_size": cfg.batch_size,
-        "n_clips": n_clips,
-        "seconds": round(emb.seconds["total"], 3),  # wall clock
-        "thread_seconds": {k: round(emb.seconds[k], 3) for k in PHASES},
-        "versions": _versions(),
+        "n_clips": n_clips, "versions": _versions(),
     }
+
+
+def features_timings(emb: Embeddings) -> dict[str, Any]:
+    """How long the embedding took: kept out of the DVC-hashed features folder, so a rerun with
+    identical embeddings does not invalidate every stage below it."""
+    return {"seconds": round(emb.seconds["total"], 3),  # wall clock
+            "thread_seconds": {k: round(emb.seconds[k], 3) for k in PHASES}}
