@@ -23,6 +23,7 @@ from qmoe.bench.tables import VariantTables, variant_tables
 from qmoe.deploy import runtime as ort_runtime
 from qmoe.io import InputError, atomic_dir, load_json, save_json
 from qmoe.training.layout import ModelKey
+from qmoe.training.protocols import feature_table
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def benchmark_tree(spec: BenchSpec, cfg: SuiteConfig, energy: EnergyConfig, feat
     if not table_path.is_file():
         raise FileNotFoundError(f"{table_path}: feature table not found (run the features stage)")
     export_info = load_json(deployed / "export.json")
-    table = pd.read_parquet(table_path)
+    table = feature_table(spec.protocol, pd.read_parquet(table_path))   # the protocol's inputs
     inputs, chosen = {}, {}
     for v in spec.variants:
         rows = _runs(runs, v, spec)
