@@ -159,3 +159,22 @@ def test_block_emulation_equals_training_quantiser_when_one_block_spans_the_row(
     x = torch.randn(4, 32)
     assert torch.allclose(VF.act_absmax8_blocks(x, 32), act_absmax8(x), atol=1e-6)
     assert not torch.allclose(VF.act_absmax8_blocks(x, 16), act_absmax8(x), atol=1e-6)
+
+
+def test_at_batch_1_only_the_chosen_experts_matmuls_run(tmp_path):
+    """ONNX Runtime's profiler: one batch-1 call of the MoE graph executes the MatMulNBits of one
+    expert (its two hidden layers), not of all three."""
+    import json
+
+    import onnxruntime as ort
+
+    _, ex, _ = _export("moe")
+    so = ort.SessionOptions()
+    so.enable_profiling = True
+    so.profile_file_prefix = str(tmp_path / "prof")
+    sess = ort.InferenceSession(ex.proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess.run(None, {"x": X[:1].numpy()})
+    events = json.loads(open(sess.end_profiling()).read())
+    ran = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    kinds = [e["args"]["op_name"] for e in ran]
+    assert kinds.count("MatMulNBits") == 2 and kinds.count("If") == 3
