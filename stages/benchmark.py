@@ -13,9 +13,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from qmoe.bench.tree import BenchSpec, benchmark_tree
 from qmoe.bench.energy import EnergyConfig
 from qmoe.bench.suite import SuiteConfig
+from qmoe.bench.tree import BenchSpec, benchmark_tree
 from qmoe.cli import read_params, run_stage
 from qmoe.io import from_section
 

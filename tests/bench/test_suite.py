@@ -79,7 +79,8 @@ def test_whole_run_writes_every_variant_side_by_side(exported_tree, tmp_path):
     assert len(np.load(out / "w4a8" / "latency_torch" / "fold1_seed0.npy")) == 20
     # estimate: the power model's watts x this model's median latency, labelled as such
     assert (s["energy_method"].str.startswith("estimated: power model x time (codecarbon")).all()
-    assert s["energy_per_inference_mj"].iloc[0] == pytest.approx(30.0 * s["latency_median_ms"].iloc[0])
+    watts_x_ms = 30.0 * s["latency_median_ms"].iloc[0]                       # W x ms = mJ
+    assert s["energy_per_inference_mj"].iloc[0] == pytest.approx(watts_x_ms)
     assert s["size_packed_bytes"].iloc[0] == (exported_tree["deployed"] / "w4a8" /
                                               "fold1_seed0.onnx").stat().st_size
     assert (s["analytical_energy_nj"] > 0).all() and s["deployed_macro_f1"].notna().all()
@@ -91,7 +92,7 @@ def test_whole_run_writes_every_variant_side_by_side(exported_tree, tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert run["machine"]["lock_wait_s"] < 1 and set(run["machine"]["start"]) >= {"load_average"}
     turns = [o for o in run["order"] if o["batch_size"] == 1]
-    assert len(turns) == 5 * 4 * 2 * 2                          # turns x variants x models x runtimes
+    assert len(turns) == 5 * 4 * 2 * 2              # turns x variants x models x runtimes
     key = ("variant", "fold", "runtime")
     assert [turns[i][k] for i in (15, 16) for k in key] == ["moe", 2, "torch"] * 2   # ABBA: B B
     assert [turns[i]["variant"] for i in (0, 31, 32)] == ["fp32"] * 3                 # A A

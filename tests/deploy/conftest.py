@@ -1,4 +1,4 @@
-"""Deploy fixtures: a tiny trained-model tree in the train stage's layout (docs/architecture.md 3)."""
+"""Deploy fixtures: a tiny trained-model tree in the train stage's layout (architecture.md 3)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ TINY = {"in_dim": 24, "num_classes": 3, "hidden_sizes": (32, 16), "n_clips": 30}
 TINY_VARIANTS = {
     "fp32": {"kind": "fp32"}, "ptq_int8": {"kind": "ptq_int8", "engine": "auto"},
     "fp16": {"kind": "half", "dtype": "float16"},
-    "w4a8": {"kind": "bitlinear", "weight_bits": 4}, "w8a8": {"kind": "bitlinear", "weight_bits": 8},
+    "w4a8": {"kind": "bitlinear", "weight_bits": 4},
+    "w8a8": {"kind": "bitlinear", "weight_bits": 8},
     "w3a8": {"kind": "bitlinear", "weight_bits": 3},       # no MatMulNBits kernel: export refuses
     "ternary_reference": {"kind": "ternary_reference", "act_threshold": 0.05,
                           "weight_threshold": 0.15},
@@ -38,8 +39,8 @@ def write_run_tree(root: Path, names: list[str], folds: tuple[int, ...] = (1, 2)
     labels = np.arange(n) % c
     table = pd.DataFrame({"clip_id": [f"c{i:02d}" for i in range(n)], "fold": fold_of,
                           "label_id": labels})
-    table = pd.concat([table, pd.DataFrame(emb.numpy(), columns=[f"emb_{j:04d}" for j in range(d)])],
-                      axis=1)
+    emb_frame = pd.DataFrame(emb.numpy(), columns=[f"emb_{j:04d}" for j in range(d)])
+    table = pd.concat([table, emb_frame], axis=1)
     (root / "features").mkdir(parents=True)
     table.to_parquet(root / "features" / "features.parquet")
     for name in names:

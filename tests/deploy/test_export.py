@@ -75,7 +75,8 @@ def test_artefact_holds_the_codes_and_matches_the_frozen_model(name):
 @pytest.mark.parametrize("name, ops, bits", [
     ("fp32", {"MatMul"}, set()), ("w1a8", {"MatMulNBits"}, {2}), ("w2a8", {"MatMulNBits"}, {2}),
     ("w4a8", {"MatMulNBits"}, {4}), ("w8a8", {"MatMulNBits"}, {8}),
-    ("bitnet158", {"MatMulNBits"}, {2}), ("ptq_int8", {"MatMulInteger", "DynamicQuantizeLinear"}, set()),
+    ("bitnet158", {"MatMulNBits"}, {2}),
+    ("ptq_int8", {"MatMulInteger", "DynamicQuantizeLinear"}, set()),
 ])
 def test_graph_uses_the_real_kernel(name, ops, bits):
     _, ex, _ = _export(name)
@@ -129,7 +130,8 @@ def test_tampered_codes_are_refused_naming_the_model():
     arr = onnx.numpy_helper.to_array(blob).copy()
     arr[0, 0, 0] ^= 0x0F
     blob.CopyFrom(onnx.numpy_helper.from_array(arr, blob.name))
-    with pytest.raises(VF.ArtefactRefused, match=r"^w4a8 fold 2 seed 1: net.body.0: .*codes differ"):
+    with pytest.raises(VF.ArtefactRefused,
+                       match=r"^w4a8 fold 2 seed 1: net.body.0: .*codes differ"):
         VF.verify(model, ex, sess, X.numpy(), 32, CHECK, "w4a8 fold 2 seed 1")
 
 
@@ -172,7 +174,8 @@ def test_at_batch_1_only_the_chosen_experts_matmuls_run(tmp_path):
     so = ort.SessionOptions()
     so.enable_profiling = True
     so.profile_file_prefix = str(tmp_path / "prof")
-    sess = ort.InferenceSession(ex.proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(ex.proto.SerializeToString(), so,
+                                providers=["CPUExecutionProvider"])
     sess.run(None, {"x": X[:1].numpy()})
     events = json.loads(open(sess.end_profiling()).read())
     ran = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]

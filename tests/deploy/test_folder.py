@@ -18,7 +18,8 @@ from qmoe.training.metrics import scores
 PARAMS = folder.ExportParams(ExportConfig(block_size=16, accuracy_level=4),
                              CheckConfig(1e-5, 1e-4, 5e-3, 1e-2, 0.95, 0.99))
 ONE = ExecutionConfig(backend="local", workers=1)
-SPEC = folder.TreeSpec("tiny", "corrected", ("fp32", "ptq_int8", "w4a8", "ternary_reference", "moe"))
+SPEC = folder.TreeSpec("tiny", "corrected",
+                       ("fp32", "ptq_int8", "w4a8", "ternary_reference", "moe"))
 
 
 def test_every_model_is_exported_checked_and_scored_at_batch_1(run_tree, tmp_path):
@@ -44,7 +45,8 @@ def test_every_model_is_exported_checked_and_scored_at_batch_1(run_tree, tmp_pat
     want = scores(torch.tensor(test["label_id"].to_numpy()), torch.tensor(pred), 3).macro_f1
     assert w4["deployed_macro_f1"].iloc[0] == pytest.approx(want, abs=1e-12)
     info = json.loads((out / "export.json").read_text())
-    assert info["block_size"] == 16 and info["models"] == 10 and info["onnxruntime"] == ort.__version__
+    assert info["block_size"] == 16 and info["models"] == 10
+    assert info["onnxruntime"] == ort.__version__
 
 
 def test_sizes_follow_bit_width(run_tree, tmp_path):
@@ -63,8 +65,9 @@ def test_sizes_follow_bit_width(run_tree, tmp_path):
 def test_a_model_that_cannot_be_exported_is_named_and_nothing_is_written(run_tree_of, tmp_path):
     tree = run_tree_of(["fp32", "w3a8"])
     out = tmp_path / "deployed"
-    with pytest.raises(UnitUserError, match=r"ExportError: tiny/corrected/w3a8 fold 1 seed 0: export failed: "
-                                          r"net.body.0: weight bits 3 has no MatMulNBits kernel; "
+    with pytest.raises(UnitUserError, match=r"ExportError: tiny/corrected/w3a8 fold 1 seed 0: "
+                                          r"export failed: net.body.0: weight bits 3 has no "
+                                          r"MatMulNBits kernel; "
                                           r"supported: 1 \(sign, as 2-bit\), ternary"):
         folder.deploy_tree(folder.TreeSpec("tiny", "corrected", ("fp32", "w3a8")), PARAMS,
                            tree["features"], tree["runs"], out, ONE)

@@ -71,7 +71,7 @@ def choose(keys: list[ModelKey], per_fold: int) -> list[ModelKey]:
 
 
 def load(variant: str, key: ModelKey, runs: Path, deployed: Path, table: pd.DataFrame) -> Model:
-    """The torch model of runs/<variant>/<stem>.pt and its artefact deployed/<variant>/<stem>.onnx."""
+    """The torch model runs/<variant>/<stem>.pt and its artefact deployed/<variant>/<stem>.onnx."""
     artefact = deployed / variant / f"{key.stem}.onnx"
     if not artefact.is_file():
         raise InputError(f"{artefact}: no ONNX artefact for {variant} {key.stem} (run the export "

@@ -7,6 +7,7 @@ atomically (docs/architecture.md section 4).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -113,7 +114,7 @@ def _write(out: Path, tables: dict[str, VariantTables], info: dict, result: Suit
         save_json(tmp / "run.json", {**link, "machine": result.machine,
                                      "energy_method": result.energy.method,
                                      "estimated_watts": result.energy.watts,
-                                     "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+                                     "config": dataclasses.asdict(cfg),
                                      "order": result.order})
 
 

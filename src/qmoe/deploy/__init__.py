@@ -1,1 +1,2 @@
-"""Deployment: each trained model as a real low-bit ONNX artefact, checked against its checkpoint."""
+"""Deployment: each trained model as a real low-bit ONNX artefact, checked against its
+checkpoint."""

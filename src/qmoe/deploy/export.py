@@ -12,7 +12,7 @@ Driven by the module tree, layer by layer, so the graph is the model that was tr
 | TernaryReferenceLinear                | LayerNormalization, threshold-ternary ops, MatMulNBits 2 |
 | dynamic int8 Linear (ptq_int8)        | DynamicQuantizeLinear, MatMulInteger (int8 codes), scale |
 | LayerNorm, ReLU, Dropout (eval)       | LayerNormalization, Relu, nothing                        |
-| MoE                                   | router, curiosity, TopK and one `If` per expert (moe_graph) |
+| MoE                                   | router, curiosity, TopK, one `If` per expert (moe_graph) |
 
 MatMulNBits carries the layer's own integer codes and its trained scale in every block; with
 `accuracy_level` 4 the kernel quantises activations to int8 per block of `block_size` (training:

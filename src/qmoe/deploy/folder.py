@@ -21,7 +21,7 @@ import torch
 
 from qmoe import models
 from qmoe.deploy import runtime
-from qmoe.deploy.export import ExportConfig, ExportError, Exported, export
+from qmoe.deploy.export import ExportConfig, Exported, ExportError, export
 from qmoe.deploy.graph import OPSET, initializers
 from qmoe.deploy.verify import CheckConfig, verify
 from qmoe.executor import ExecutionConfig, run_units

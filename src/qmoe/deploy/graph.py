@@ -24,7 +24,8 @@ from qmoe.deploy.nbits import NBitsWeight
 OPSET = 17                  # LayerNormalization (17), ScatterND reduction (16)
 MS_DOMAIN = "com.microsoft"
 IR_VERSION = 9
-FLOAT, FLOAT16, INT64, BOOL = TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.INT64, TensorProto.BOOL
+FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
+INT64, BOOL = TensorProto.INT64, TensorProto.BOOL
 
 
 class Graph:

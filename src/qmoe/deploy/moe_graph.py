@@ -119,7 +119,8 @@ def strategy(g: G.Graph, probs: str, u: str, s: nn.Module, e: int) -> str:
         un = g.op("Div", [g.op("Sub", [u, lo]), span])                               # (b,)
         un = g.op("Unsqueeze", [un, _const(g, [1], np.int64)])                      # (b, 1)
         weight = g.op("Mul", [g.op("Mul", [un, h]), _const(g, s.alpha, np.float32)])
-        return _normalise(g, g.op("Mul", [probs, g.op("Add", [weight, _const(g, 1.0, np.float32)])]))
+        factor = g.op("Add", [weight, _const(g, 1.0, np.float32)])
+        return _normalise(g, g.op("Mul", [probs, factor]))
     if isinstance(s, curiosity.Escalate):   # route and its random placebo
         return _escalate(g, probs, u, s, e)
     raise ValueError(f"no ONNX form for curiosity strategy {type(s).__name__}")
@@ -164,7 +165,8 @@ def emit(g: G.Graph, x: str, moe: MoE, em: Any) -> dict[str, str]:
     chosen = g.op("ReduceMax", [g.op("Cast", [hit], to=G.FLOAT)], axes=[1], keepdims=0)  # (b, e)
     count = g.op("ReduceSum", [chosen, _const(g, [0], np.int64)], keepdims=0)      # (e,)
     c = int(moe.experts[0].head.out_features)
-    rows_dim = g.op("Slice", [g.op("Shape", [x]), _const(g, [0], np.int64), _const(g, [1], np.int64)])
+    rows_dim = g.op("Slice", [g.op("Shape", [x]), _const(g, [0], np.int64),
+                              _const(g, [1], np.int64)])
     acc = g.op("ConstantOfShape", [g.op("Concat", [rows_dim, _const(g, [c], np.int64)], axis=0)],
                value=G.helper.make_tensor("zero", G.FLOAT, [1], [0.0]))            # (b, c)
     for i, expert in enumerate(moe.experts):
@@ -190,5 +192,6 @@ def _expert_if(g: G.Graph, x: str, acc: str, chosen: str, gates: str, count: str
                                 then.op("Mul", [y, gate])], reduction="add")       # (b, c)
     other = g.branch()
     passed = other.op("Identity", [acc])
-    return g.op("If", [cond], then_branch=then.to_graph(f"expert{i}", [], [G.value(out, G.FLOAT, None)]),
+    return g.op("If", [cond],
+                then_branch=then.to_graph(f"expert{i}", [], [G.value(out, G.FLOAT, None)]),
                 else_branch=other.to_graph(f"skip{i}", [], [G.value(passed, G.FLOAT, None)]))

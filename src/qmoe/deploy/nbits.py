@@ -5,7 +5,8 @@ Layout (onnxruntime contrib op MatMulNBits, symmetric form: no zero_points input
             blocks of `block` along K (the last one zero-padded); codes stored unsigned as
             code + 2^(bits-1) (the op's default zero point), little-endian within a byte
             (element j of a byte sits at bits [j * bits, (j + 1) * bits)).
-    scales  float32 (N * n_blocks,): W[n, k] = (stored - 2^(bits-1)) * scales[n * n_blocks + k // block].
+    scales  float32 (N * n_blocks,):
+            W[n, k] = (stored - 2^(bits-1)) * scales[n * n_blocks + k // block].
 BitLinear codes map exactly (reference-method.md 7.1: W_q = code * s_w, the removed mean is not
 added back): every block of a layer gets the layer's per-tensor scale (or its row's scale for the
 reference ternary, 7.4). 1-bit sign codes and ternary codes have no kernel of their own in ONNX
