@@ -13,7 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from qmoe.bench.energy import EnergyConfig
+from qmoe.energy import EnergyConfig
 from qmoe.bench.suite import SuiteConfig
 from qmoe.bench.tree import BenchSpec, benchmark_tree
 from qmoe.cli import read_params, run_stage

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from qmoe.bench.energy import EnergyConfig
+from qmoe.energy import EnergyConfig
 from qmoe.cli import read_params, run_stage
 from qmoe.executor import ExecutionConfig
 from qmoe.io import ConfigError, from_section

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from qmoe.bench import suite, tree
-from qmoe.bench.energy import EnergyConfig
+from qmoe.energy import EnergyConfig
 from qmoe.bench.runners import Target, choose
 from qmoe.io import ConfigError
 from qmoe.training.layout import ModelKey

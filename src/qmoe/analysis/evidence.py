@@ -112,7 +112,7 @@ def saving(table: str, unit: str, family: str = "energy_w4a8_vs_w8a8") -> Extrac
 
 ESTIMATED = "estimated"
 # energy_method texts that mean a power model times time, not a reading: the benchmark's label
-# (qmoe.bench.suite) and CodeCarbon's CPU estimate (qmoe.bench.energy.describe_method)
+# (qmoe.bench.suite) and CodeCarbon's CPU estimate (qmoe.energy.describe_method)
 ESTIMATED_MARKS = ("estimated: power model", "CPU estimated")
 
 

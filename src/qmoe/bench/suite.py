@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from qmoe.bench import machine, rapl
-from qmoe.bench.energy import EnergyMeter, kwh_to_joules
+from qmoe.energy import EnergyMeter, kwh_to_joules
 from qmoe.bench.runners import Call, Model, Target, applies, calls, check_runtimes, engine
 from qmoe.bench.timing import reference_fold_pass
 from qmoe.io import require

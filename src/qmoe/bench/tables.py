@@ -17,7 +17,7 @@ import pandas as pd
 
 from qmoe import models
 from qmoe.bench import opcount
-from qmoe.bench.energy import joules_to_millijoules, kwh_to_joules, kwh_to_wh
+from qmoe.energy import joules_to_millijoules, kwh_to_joules, kwh_to_wh
 from qmoe.bench.runners import Model, Target
 from qmoe.bench.suite import SuiteConfig, SuiteResult
 from qmoe.bench.timing import summarize

@@ -18,7 +18,7 @@ import pandas as pd
 
 from qmoe.bench import runners, suite
 from qmoe.bench.device import device_id, device_info
-from qmoe.bench.energy import EnergyConfig, EnergyMeter
+from qmoe.energy import EnergyConfig, EnergyMeter
 from qmoe.bench.suite import SuiteConfig, SuiteResult
 from qmoe.bench.tables import VariantTables, variant_tables
 from qmoe.deploy import runtime as ort_runtime

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from qmoe.bench.energy import EnergyMeter
+from qmoe.energy import EnergyMeter
 from qmoe.executor import ExecutionConfig, measures_all_work, run_units
 from qmoe.io import ConfigError, atomic_dir, load_json, save_json, write_bytes
 from qmoe.models import ModelConfig

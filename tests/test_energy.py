@@ -1,7 +1,7 @@
 import pytest
 
-from qmoe.bench import energy
-from qmoe.bench.energy import EnergyConfig, EnergyMeter
+from qmoe import energy
+from qmoe.energy import EnergyConfig, EnergyMeter
 from qmoe.io import ConfigError
 
 
