@@ -47,8 +47,10 @@ def _scripted(model: torch.nn.Module) -> torch.nn.Module:
 def repeatability(fp32: harness.Loaded, samples: int) -> None:
     a = _medians({"fp32": fp32.model.model}, fp32.x_test, samples)["fp32"]
     b = _medians({"fp32": fp32.model.model}, fp32.x_test, samples)["fp32"]
-    print(f"1. fp32 median, harness run A {a:.4f} ms, run B {b:.4f} ms: "
-          f"|A - B| / A = {abs(a - b) / a:.2%} (goal <= 5 %)")
+    print(
+        f"1. fp32 median, harness run A {a:.4f} ms, run B {b:.4f} ms: "
+        f"|A - B| / A = {abs(a - b) / a:.2%} (goal <= 5 %)"
+    )
 
 
 def int8_ratio(fp32: harness.Loaded, samples: int) -> None:
@@ -60,22 +62,26 @@ def int8_ratio(fp32: harness.Loaded, samples: int) -> None:
         if engine == "x86":
             models["int8 x86 torchscript"] = _scripted(int8)
     med = {}
-    for name, model in models.items():   # the engine is global: set it before each model's turn
+    for name, model in models.items():  # the engine is global: set it before each model's turn
         engine = name.split()[1] if name.startswith("int8") else "x86"
         torch.backends.quantized.engine = engine
         med[name] = _medians({name: model}, fp32.x_test, samples)[name]
     x64 = fp32.x_test[torch.arange(64) % len(fp32.x_test)]
     torch.backends.quantized.engine = "x86"
-    b64 = {k: timing.batch_latency(models[k], x64, 64, 10, 200).median_ms
-           for k in ("fp32", "int8 x86", "fp32 torchscript", "int8 x86 torchscript")}
+    b64 = {
+        k: timing.batch_latency(models[k], x64, 64, 10, 200).median_ms
+        for k in ("fp32", "int8 x86", "fp32 torchscript", "int8 x86 torchscript")
+    }
     print("2. batch-1 median latency, 1 thread (ratio to eager fp32 / to scripted fp32):")
     for k, v in med.items():
         print(f"   {k:22s} {v:.4f} ms  {v / med['fp32']:.2f}x  {v / med['fp32 torchscript']:.2f}x")
     print("   batch-64 median: " + ", ".join(f"{k} {v:.3f} ms" for k, v in b64.items()))
-    print(f"   int8/fp32 eager: b1 {med['int8 x86'] / med['fp32']:.2f}, "
-          f"b64 {b64['int8 x86'] / b64['fp32']:.2f}; TorchScript both: "
-          f"b1 {med['int8 x86 torchscript'] / med['fp32 torchscript']:.2f}, "
-          f"b64 {b64['int8 x86 torchscript'] / b64['fp32 torchscript']:.2f} (goal <= 0.7)")
+    print(
+        f"   int8/fp32 eager: b1 {med['int8 x86'] / med['fp32']:.2f}, "
+        f"b64 {b64['int8 x86'] / b64['fp32']:.2f}; TorchScript both: "
+        f"b1 {med['int8 x86 torchscript'] / med['fp32 torchscript']:.2f}, "
+        f"b64 {b64['int8 x86 torchscript'] / b64['fp32 torchscript']:.2f} (goal <= 0.7)"
+    )
 
 
 def sizes(runs: Path, table: pd.DataFrame, fp32: harness.Loaded) -> None:

@@ -13,10 +13,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from qmoe.energy import EnergyConfig
 from qmoe.bench.suite import SuiteConfig
 from qmoe.bench.tree import BenchSpec, benchmark_tree
 from qmoe.cli import read_params, run_stage
+from qmoe.energy import EnergyConfig
 from qmoe.io import from_section
 
 log = logging.getLogger("stages.benchmark")
@@ -28,8 +28,9 @@ def main() -> None:
     ap.add_argument("--protocol", required=True)
     ap.add_argument("--features", type=Path, required=True, help="data/features/<dataset>")
     ap.add_argument("--runs", type=Path, required=True, help="data/runs/<dataset>/<protocol>")
-    ap.add_argument("--deployed", type=Path, required=True,
-                    help="data/deployed/<dataset>/<protocol>")
+    ap.add_argument(
+        "--deployed", type=Path, required=True, help="data/deployed/<dataset>/<protocol>"
+    )
     ap.add_argument("--out", type=Path, required=True, help="data/benchmarks/<dataset>/<protocol>")
     args = ap.parse_args()
 
@@ -38,12 +39,26 @@ def main() -> None:
     variants = tuple(study.get("variants") or []) + tuple(study.get("moe_variants") or [])
     cfg = from_section(SuiteConfig, params.get("benchmark"), "benchmark")
     energy = from_section(EnergyConfig, params.get("energy"), "energy")
-    summary = benchmark_tree(BenchSpec(args.dataset, args.protocol, variants), cfg, energy,
-                             args.features, args.runs, args.deployed, args.out)
+    summary = benchmark_tree(
+        BenchSpec(args.dataset, args.protocol, variants),
+        cfg,
+        energy,
+        args.features,
+        args.runs,
+        args.deployed,
+        args.out,
+    )
     for row in summary.itertuples():
-        log.info("%s: median %.4f ms (%.2fx %s fp32), p99 %.4f ms, %.0f kB, %s", row.variant,
-                 row.latency_median_ms, row.ratio_to_fp32, cfg.runtimes[0], row.latency_p99_ms,
-                 row.size_packed_bytes / 1e3, row.energy_method)
+        log.info(
+            "%s: median %.4f ms (%.2fx %s fp32), p99 %.4f ms, %.0f kB, %s",
+            row.variant,
+            row.latency_median_ms,
+            row.ratio_to_fp32,
+            cfg.runtimes[0],
+            row.latency_p99_ms,
+            row.size_packed_bytes / 1e3,
+            row.energy_method,
+        )
 
 
 if __name__ == "__main__":

@@ -19,8 +19,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dataset", required=True, help=f"one of {sorted(datasets.SPECS)}")
     ap.add_argument("--out", type=Path, required=True, help="output folder, data/raw/<dataset>")
-    ap.add_argument("--bundled", type=Path, default=None,
-                    help="the repository's committed datasets (data/external): read first")
+    ap.add_argument(
+        "--bundled",
+        type=Path,
+        default=None,
+        help="the repository's committed datasets (data/external): read first",
+    )
     args = ap.parse_args()
 
     cfg = from_section(datasets.DownloadConfig, read_params().get("download"), "download")

@@ -31,15 +31,26 @@ def main() -> None:
     params = read_params()
     study = params.get("study") or {}
     variants = tuple(study.get("variants") or []) + tuple(study.get("moe_variants") or [])
-    frame = deploy_tree(TreeSpec(args.dataset, args.protocol, variants),
-                        export_params(params.get("export")), args.features, args.runs, args.out,
-                        from_section(ExecutionConfig, params.get("execution"), "execution"))
+    frame = deploy_tree(
+        TreeSpec(args.dataset, args.protocol, variants),
+        export_params(params.get("export")),
+        args.features,
+        args.runs,
+        args.out,
+        from_section(ExecutionConfig, params.get("execution"), "execution"),
+    )
     for variant, part in frame.groupby("variant", sort=False):
-        log.info("%s: deployed macro-F1 %.4f (torch, batch 1: %.4f), %.0f kB (%.3f of fp32), "
-                 "max |logit diff| %.2g; %s", variant, part["deployed_macro_f1"].mean(),
-                 part["torch_b1_macro_f1"].mean(), part["size_file_bytes"].mean() / 1e3,
-                 (part["size_file_bytes"] / part["size_fp32_file_bytes"]).mean(),
-                 part["max_abs_diff"].max(), part["artefact"].iloc[0])
+        log.info(
+            "%s: deployed macro-F1 %.4f (torch, batch 1: %.4f), %.0f kB (%.3f of fp32), "
+            "max |logit diff| %.2g; %s",
+            variant,
+            part["deployed_macro_f1"].mean(),
+            part["torch_b1_macro_f1"].mean(),
+            part["size_file_bytes"].mean() / 1e3,
+            (part["size_file_bytes"] / part["size_fp32_file_bytes"]).mean(),
+            part["max_abs_diff"].max(),
+            part["artefact"].iloc[0],
+        )
 
 
 if __name__ == "__main__":

@@ -34,16 +34,17 @@ def read_manifest(raw: Path) -> pd.DataFrame:
     path = raw / "manifest.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: manifest not found (run the download stage)")
-    df = pd.read_csv(path, dtype=TEXT, keep_default_na=False,
-                     na_values=[""])
+    df = pd.read_csv(path, dtype=TEXT, keep_default_na=False, na_values=[""])
     missing = [c for c in NEEDED if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {missing}")
     if df.empty:
         raise InputError(f"{path}: no clips")
     if df["path"].isna().any() or df["sample_rate"].isna().any():
-        raise InputError(f"{path}: empty `path` or `sample_rate` in row(s) "
-                         f"{df.index[df['path'].isna() | df['sample_rate'].isna()].tolist()[:10]}")
+        raise InputError(
+            f"{path}: empty `path` or `sample_rate` in row(s) "
+            f"{df.index[df['path'].isna() | df['sample_rate'].isna()].tolist()[:10]}"
+        )
     return df
 
 
@@ -51,8 +52,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--raw", type=Path, required=True, help="data/raw/<dataset>")
     ap.add_argument("--out", type=Path, required=True, help="data/features/<dataset>")
-    ap.add_argument("--timings", type=Path, required=True,
-                    help="wall and thread seconds (JSON), outside the hashed output folder")
+    ap.add_argument(
+        "--timings",
+        type=Path,
+        required=True,
+        help="wall and thread seconds (JSON), outside the hashed output folder",
+    )
     args = ap.parse_args()
 
     params = read_params()
@@ -64,10 +69,15 @@ def main() -> None:
     table = features_table(manifest, emb.matrix)
     with atomic_dir(args.out) as tmp:
         table.to_parquet(tmp / "features.parquet", index=False)
-        save_json(tmp / "features.json",
-                  {"dataset": args.raw.name, **features_info(cfg, emb, len(manifest)),
-                   "mel": mel_used(cfg.mel, manifest["sample_rate"]),  # f_max as capped
-                   "max_seconds": cfg.max_seconds})
+        save_json(
+            tmp / "features.json",
+            {
+                "dataset": args.raw.name,
+                **features_info(cfg, emb, len(manifest)),
+                "mel": mel_used(cfg.mel, manifest["sample_rate"]),  # f_max as capped
+                "max_seconds": cfg.max_seconds,
+            },
+        )
     with atomic_path(args.timings) as tmp_timings:
         save_json(tmp_timings, {"dataset": args.raw.name, **features_timings(emb)})
     log.info("wrote %s (%d x %d embedding)", args.out, *emb.matrix.shape)

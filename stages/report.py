@@ -19,8 +19,6 @@ from qmoe.analysis import results  # noqa: E402
 from qmoe.analysis.paper_tables import PAPER_TABLES  # noqa: E402
 from qmoe.cli import read_params, run_stage  # noqa: E402
 from qmoe.io import atomic_dir, atomic_path, from_section, load_json  # noqa: E402
-from qmoe.training.fit import TrainConfig  # noqa: E402
-from qmoe.training.protocols import make_protocol  # noqa: E402
 from qmoe.report import (
     document,  # noqa: E402
     figures,  # noqa: E402
@@ -28,6 +26,8 @@ from qmoe.report import (
     sections,  # noqa: E402
     tables,  # noqa: E402
 )
+from qmoe.training.fit import TrainConfig  # noqa: E402
+from qmoe.training.protocols import make_protocol  # noqa: E402
 
 log = logging.getLogger("stages.report")
 
@@ -35,8 +35,10 @@ log = logging.getLogger("stages.report")
 def read_stats(folder: Path) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, dict]:
     if not (folder / "stats.json").is_file():
         raise FileNotFoundError(f"{folder}/stats.json: not found (run the stats stage)")
-    frames = {p.stem: pd.read_csv(p) if p.stat().st_size > 1 else pd.DataFrame()
-              for p in sorted(folder.glob("*.csv"))}
+    frames = {
+        p.stem: pd.read_csv(p) if p.stat().st_size > 1 else pd.DataFrame()
+        for p in sorted(folder.glob("*.csv"))
+    }
     if "claims" not in frames:
         raise FileNotFoundError(f"{folder}/claims.csv: not found (run the stats stage)")
     return frames, frames.pop("claims"), load_json(folder / "stats.json")
@@ -76,19 +78,36 @@ def main() -> None:
             (tab_dir / f"{t.name}.md").write_text(f"# {t.title}\n\n{tables.markdown(t)}")
             (tab_dir / f"{t.name}.tex").write_text(tables.latex(t))
         datasets = provenance.dataset_rows(args.raw, sorted(runs["dataset"].unique()))
-        prov = provenance.markdown(provenance.git_commit(), params, datasets,
-                                   provenance.devices(args.benchmarks),
-                                   provenance.energy_methods(runs))
-        text = document.render(document.Document(
-            runs, stats, evidence, summary["config"], summary["methods"], cfg.verdict, pngs,
-            ptables, rel(args.tables), prov, protocol_lines(params, runs)))
+        prov = provenance.markdown(
+            provenance.git_commit(),
+            params,
+            datasets,
+            provenance.devices(args.benchmarks),
+            provenance.energy_methods(runs),
+        )
+        text = document.render(
+            document.Document(
+                runs,
+                stats,
+                evidence,
+                summary["config"],
+                summary["methods"],
+                cfg.verdict,
+                pngs,
+                ptables,
+                rel(args.tables),
+                prov,
+                protocol_lines(params, runs),
+            )
+        )
         plot = stack.enter_context(atomic_path(args.plots))
         sections.f1_per_fold(runs, f1).to_csv(plot, index=False)
         metrics = stack.enter_context(atomic_path(args.metrics))
         metrics.write_text(json.dumps(sections.metrics(runs), indent=2, sort_keys=True) + "\n")
         bench = stack.enter_context(atomic_path(args.bench_metrics))
-        bench.write_text(json.dumps(sections.benchmark_metrics(runs), indent=2, sort_keys=True)
-                         + "\n")
+        bench.write_text(
+            json.dumps(sections.benchmark_metrics(runs), indent=2, sort_keys=True) + "\n"
+        )
         report = stack.enter_context(atomic_path(args.out))
         report.write_text(text)
     log.info("report -> %s (%d figures)", args.out, len(pngs))

@@ -39,7 +39,7 @@ def main() -> None:
     tables["routing_escalation"] = routing.escalation(routing.load(args.runs, runs), runs)
     v3 = roles.resolve(roles.CURIOSITY_V3, results.variant_facts(runs))  # its routing claim
     routed = results.routed_predictions(args.runs, args.benchmarks, runs, v3)
-    sizes = layer_bytes(args.runs, runs, ("bitlinear", "half"))   # compression, like with like
+    sizes = layer_bytes(args.runs, runs, ("bitlinear", "half"))  # compression, like with like
     evidence = claims.evidence(claims.Context(tables, runs, routed, cfg, sizes))
     tables |= reference_tables.significance_tables(runs, cfg) | paper_tables.std_tables(runs, cfg)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from qmoe.energy import EnergyConfig
 from qmoe.cli import read_params, run_stage
+from qmoe.energy import EnergyConfig
 from qmoe.executor import ExecutionConfig
 from qmoe.io import ConfigError, from_section
 from qmoe.models import ModelConfig
@@ -31,13 +31,21 @@ def main() -> None:
     torch.set_num_threads(cfg.threads)
     variant = resolve(args.variant, params.get("variants"), experts=())
     if isinstance(variant, MoEConfig):
-        raise ConfigError(f"variants.{args.variant} is an MoE: list it in study.moe_variants "
-                          "(stage train_moe), not study.variants")
-    train_variant(RunSpec(args.dataset, args.protocol, args.variant), variant,
-                  from_section(ModelConfig, params.get("model"), "model"), cfg, None,
-                  args.features, args.out,
-                  from_section(EnergyConfig, params.get("energy"), "energy").country_iso_code,
-                  from_section(ExecutionConfig, params.get("execution"), "execution"))
+        raise ConfigError(
+            f"variants.{args.variant} is an MoE: list it in study.moe_variants "
+            "(stage train_moe), not study.variants"
+        )
+    train_variant(
+        RunSpec(args.dataset, args.protocol, args.variant),
+        variant,
+        from_section(ModelConfig, params.get("model"), "model"),
+        cfg,
+        None,
+        args.features,
+        args.out,
+        from_section(EnergyConfig, params.get("energy"), "energy").country_iso_code,
+        from_section(ExecutionConfig, params.get("execution"), "execution"),
+    )
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from qmoe.energy import EnergyConfig
 from qmoe.cli import read_params, run_stage
+from qmoe.energy import EnergyConfig
 from qmoe.executor import ExecutionConfig
 from qmoe.io import ConfigError, from_section
 from qmoe.models import ModelConfig
@@ -23,8 +23,12 @@ def main() -> None:
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--protocol", required=True)
     ap.add_argument("--variant", required=True)
-    ap.add_argument("--experts", nargs="+", required=True,
-                    help="the expert slots whose params dvc.yaml tracks (must equal study.experts)")
+    ap.add_argument(
+        "--experts",
+        nargs="+",
+        required=True,
+        help="the expert slots whose params dvc.yaml tracks (must equal study.experts)",
+    )
     ap.add_argument("--features", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
@@ -32,21 +36,30 @@ def main() -> None:
     params = read_params()
     pool = list((params.get("study") or {}).get("experts") or [])
     if pool != args.experts:
-        raise ConfigError(f"study.experts is {pool} but dvc.yaml's train_moe stage tracks the "
-                          f"params of {args.experts}: give train_moe one expert slot per entry of "
-                          "study.experts (its --experts argument and its params list)")
+        raise ConfigError(
+            f"study.experts is {pool} but dvc.yaml's train_moe stage tracks the "
+            f"params of {args.experts}: give train_moe one expert slot per entry of "
+            "study.experts (its --experts argument and its params list)"
+        )
     cfg = from_section(TrainConfig, params.get("train"), "train")
     torch.set_num_threads(cfg.threads)
     variant = resolve(args.variant, params.get("variants"), experts=pool)
     if not isinstance(variant, MoEConfig):
-        raise ConfigError(f"variants.{args.variant} is not an MoE: list it in study.variants "
-                          "(stage train), not study.moe_variants")
-    train_variant(RunSpec(args.dataset, args.protocol, args.variant), variant,
-                  from_section(ModelConfig, params.get("model"), "model"), cfg,
-                  from_section(MoETrainConfig, params.get("train_moe"), "train_moe"),
-                  args.features, args.out,
-                  from_section(EnergyConfig, params.get("energy"), "energy").country_iso_code,
-                  from_section(ExecutionConfig, params.get("execution"), "execution"))
+        raise ConfigError(
+            f"variants.{args.variant} is not an MoE: list it in study.variants "
+            "(stage train), not study.moe_variants"
+        )
+    train_variant(
+        RunSpec(args.dataset, args.protocol, args.variant),
+        variant,
+        from_section(ModelConfig, params.get("model"), "model"),
+        cfg,
+        from_section(MoETrainConfig, params.get("train_moe"), "train_moe"),
+        args.features,
+        args.out,
+        from_section(EnergyConfig, params.get("energy"), "energy").country_iso_code,
+        from_section(ExecutionConfig, params.get("execution"), "execution"),
+    )
 
 
 if __name__ == "__main__":

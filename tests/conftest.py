@@ -42,8 +42,9 @@ def with_facts():
     def add(runs: pd.DataFrame, configs: dict | None = None) -> pd.DataFrame:
         cfgs = {v: (configs or {}).get(v) or variant_config(v) for v in runs["variant"].unique()}
         facts = {v: variants.facts(variants.from_dict(c))._asdict() for v, c in cfgs.items()}
-        return runs.assign(**{k: [facts[v][k] for v in runs["variant"]]
-                              for k in variants.VariantFacts._fields})
+        return runs.assign(
+            **{k: [facts[v][k] for v in runs["variant"]] for k in variants.VariantFacts._fields}
+        )
 
     return add
 
@@ -51,31 +52,71 @@ def with_facts():
 def _raw(root: Path, dataset: str) -> None:
     folder = root / "raw" / dataset
     folder.mkdir(parents=True)
-    rows = [{"clip_id": f"c{i:03d}", "path": f"files/c{i:03d}.wav", "label_id": i % 3,
-             "label_name": CLASSES[i % 3], "fold": 1 + i % 3, "source_id": f"s{i}",
-             "duration_s": 1.0, "sample_rate": 22050,
-             "sha256": hashlib.sha256(str(i).encode()).hexdigest()}
-            for i in range(PER_FOLD * len(FOLDS))]
+    rows = [
+        {
+            "clip_id": f"c{i:03d}",
+            "path": f"files/c{i:03d}.wav",
+            "label_id": i % 3,
+            "label_name": CLASSES[i % 3],
+            "fold": 1 + i % 3,
+            "source_id": f"s{i}",
+            "duration_s": 1.0,
+            "sample_rate": 22050,
+            "sha256": hashlib.sha256(str(i).encode()).hexdigest(),
+        }
+        for i in range(PER_FOLD * len(FOLDS))
+    ]
     pd.DataFrame(rows).to_csv(folder / "manifest.csv", index=False)
-    (folder / "dataset.json").write_text(json.dumps({
-        "name": dataset, "source": {"url": "synthetic"}, "licence": "CC0", "classes": CLASSES,
-        "folds": 3, "file_count": len(rows), "archive_sha256": "0" * 64, "rejects": []}))
+    (folder / "dataset.json").write_text(
+        json.dumps(
+            {
+                "name": dataset,
+                "source": {"url": "synthetic"},
+                "licence": "CC0",
+                "classes": CLASSES,
+                "folds": 3,
+                "file_count": len(rows),
+                "archive_sha256": "0" * 64,
+                "rejects": [],
+            }
+        )
+    )
 
 
 def _model(rng: np.random.Generator, variant: str, fold: int, seed: int) -> dict:
     f1 = 0.80 + 0.01 * fold + 0.01 * rng.standard_normal() - (0.02 if variant == "w4a8" else 0)
-    return {"fold": fold, "seed": seed, "accuracy": f1 + 0.01, "macro_f1": f1, "weighted_f1": f1,
-            "best_epoch": 5, "selected_epoch": 5, "epochs_run": 20,
-            "train_seconds": 3.0 + rng.random(), "n_train": 20, "n_val": 4, "n_test": PER_FOLD,
-            "n_params": 1_193_930, "train_energy_kwh": 1e-5 * (1 + rng.random()),
-            "train_emissions_kg": 3e-6, "energy_method": "codecarbon:cpu_load_estimate"}
+    return {
+        "fold": fold,
+        "seed": seed,
+        "accuracy": f1 + 0.01,
+        "macro_f1": f1,
+        "weighted_f1": f1,
+        "best_epoch": 5,
+        "selected_epoch": 5,
+        "epochs_run": 20,
+        "train_seconds": 3.0 + rng.random(),
+        "n_train": 20,
+        "n_val": 4,
+        "n_test": PER_FOLD,
+        "n_params": 1_193_930,
+        "train_energy_kwh": 1e-5 * (1 + rng.random()),
+        "train_emissions_kg": 3e-6,
+        "energy_method": "codecarbon:cpu_load_estimate",
+    }
 
 
 def _predictions(rng, variant: str, fold: int, seed: int) -> pd.DataFrame:
     label = np.arange(PER_FOLD) % 3
     pred = np.where(rng.random(PER_FOLD) < 0.8, label, (label + 1) % 3)
-    frame = pd.DataFrame({"fold": fold, "seed": seed, "label": label, "pred": pred,
-                          "clip_id": [f"c{fold}{i:02d}" for i in range(PER_FOLD)]})
+    frame = pd.DataFrame(
+        {
+            "fold": fold,
+            "seed": seed,
+            "label": label,
+            "pred": pred,
+            "clip_id": [f"c{fold}{i:02d}" for i in range(PER_FOLD)],
+        }
+    )
     if variant.startswith("moe"):
         frame["expert"] = rng.integers(0, 3, PER_FOLD)
         frame["gate_prob"] = np.where(frame["expert"] == 2, 0.5, 0.7) + 0.05 * rng.random(PER_FOLD)
@@ -87,33 +128,54 @@ def _predictions(rng, variant: str, fold: int, seed: int) -> pd.DataFrame:
 def _bench_row(rng, variant: str, m: dict, lat: np.ndarray) -> dict:
     e_mj = 0.3 + 0.05 * rng.random() + (0.1 if variant == "w8a8" else 0)
     train = m["train_energy_kwh"]
-    return {"fold": m["fold"], "seed": m["seed"], "latency_n": lat.size,
-            "latency_median_ms": float(np.median(lat)), "latency_mean_ms": float(lat.mean()),
-            "latency_std_ms": float(lat.std(ddof=1)), "latency_iqr_ms": 0.01,
-            "latency_p95_ms": float(np.quantile(lat, 0.95)), "latency_p99_ms": 0.5,
-            "reference_fold_pass_s": 0.01 + 0.002 * rng.random(), "energy_block_n": 200,
-            "energy_block_kwh": e_mj * 200 / 3.6e9, "energy_per_inference_mj": e_mj,
-            "energy_method": "codecarbon:cpu_load_estimate", "train_energy_kwh": train,
-            "break_even_inferences": train * 3.6e9 / e_mj,
-            "deploy_over_train_1e3": 1e3 * e_mj / (train * 3.6e9),
-            "deploy_over_train_1e6": 1e6 * e_mj / (train * 3.6e9),
-            "size_packed_bytes": SIZES.get(variant, 60_000), "size_fp32_state_dict_bytes": 48_000,
-            "size_reference_kb": 50.0, "n_params": m["n_params"], "macro_f1": m["macro_f1"],
-            "f1_per_inference_mj": m["macro_f1"] / e_mj,
-            "f1_per_train_wh": m["macro_f1"] / (train * 1e3)}
+    return {
+        "fold": m["fold"],
+        "seed": m["seed"],
+        "latency_n": lat.size,
+        "latency_median_ms": float(np.median(lat)),
+        "latency_mean_ms": float(lat.mean()),
+        "latency_std_ms": float(lat.std(ddof=1)),
+        "latency_iqr_ms": 0.01,
+        "latency_p95_ms": float(np.quantile(lat, 0.95)),
+        "latency_p99_ms": 0.5,
+        "reference_fold_pass_s": 0.01 + 0.002 * rng.random(),
+        "energy_block_n": 200,
+        "energy_block_kwh": e_mj * 200 / 3.6e9,
+        "energy_per_inference_mj": e_mj,
+        "energy_method": "codecarbon:cpu_load_estimate",
+        "train_energy_kwh": train,
+        "break_even_inferences": train * 3.6e9 / e_mj,
+        "deploy_over_train_1e3": 1e3 * e_mj / (train * 3.6e9),
+        "deploy_over_train_1e6": 1e6 * e_mj / (train * 3.6e9),
+        "size_packed_bytes": SIZES.get(variant, 60_000),
+        "size_fp32_state_dict_bytes": 48_000,
+        "size_reference_kb": 50.0,
+        "n_params": m["n_params"],
+        "macro_f1": m["macro_f1"],
+        "f1_per_inference_mj": m["macro_f1"] / e_mj,
+        "f1_per_train_wh": m["macro_f1"] / (train * 1e3),
+    }
 
 
-def make_tree(data: Path, variants_: list[str], dataset: str = "toy", seed: int = 0,
-              skip: tuple = (), seeds: dict | None = None, n_latency: int = 150,
-              configs: dict | None = None) -> None:
+def make_tree(
+    data: Path,
+    variants_: list[str],
+    dataset: str = "toy",
+    seed: int = 0,
+    skip: tuple = (),
+    seeds: dict | None = None,
+    n_latency: int = 150,
+    configs: dict | None = None,
+) -> None:
     """A small study under `data`; `skip` drops (variant, fold); `configs` replaces a variant's
     recorded `variant_config` (default: its params.yaml entry)."""
     rng = np.random.default_rng(seed)
     _raw(data, dataset)
     for protocol, model_seeds in (seeds or SEEDS).items():
         for variant in variants_:
-            run, bench = (data / kind / dataset / protocol / variant
-                          for kind in ("runs", "benchmarks"))
+            run, bench = (
+                data / kind / dataset / protocol / variant for kind in ("runs", "benchmarks")
+            )
             (bench / "latency").mkdir(parents=True)
             run.mkdir(parents=True)
             metrics, preds, summary, routing = [], [], [], []
@@ -122,19 +184,30 @@ def make_tree(data: Path, variants_: list[str], dataset: str = "toy", seed: int 
                     if (variant, fold) in skip:
                         continue
                     m = _model(rng, variant, fold, s)
-                    lat = rng.lognormal(np.log(0.2), 0.1 if "curiosity" in variant else 0.3,
-                                        n_latency)
+                    lat = rng.lognormal(
+                        np.log(0.2), 0.1 if "curiosity" in variant else 0.3, n_latency
+                    )
                     np.save(bench / "latency" / f"fold{fold}_seed{s}.npy", lat)
                     metrics.append(m)
                     preds.append(_predictions(rng, variant, fold, s))
                     summary.append(_bench_row(rng, variant, m, lat))
-                    routing += [{"fold": fold, "seed": s, "expert": e, "expert_name": n,
-                                 "frequency": 1 / 3}
-                                for e, n in enumerate(PARAMS["study"]["experts"])]
+                    routing += [
+                        {"fold": fold, "seed": s, "expert": e, "expert_name": n, "frequency": 1 / 3}
+                        for e, n in enumerate(PARAMS["study"]["experts"])
+                    ]
             config = (configs or {}).get(variant) or variant_config(variant)
-            (run / "metrics.json").write_text(json.dumps({
-                "dataset": dataset, "protocol": protocol, "variant": variant,
-                "variant_config": config, "class_names": CLASSES, "runs": metrics}))
+            (run / "metrics.json").write_text(
+                json.dumps(
+                    {
+                        "dataset": dataset,
+                        "protocol": protocol,
+                        "variant": variant,
+                        "variant_config": config,
+                        "class_names": CLASSES,
+                        "runs": metrics,
+                    }
+                )
+            )
             pd.concat(preds).to_csv(run / "predictions.csv", index=False)
             pd.DataFrame(summary).to_csv(bench / "summary.csv", index=False)
             if variant.startswith("moe"):

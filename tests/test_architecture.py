@@ -10,9 +10,22 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src" / "qmoe"
 # Layer of each top-level module or subpackage: a module may import from its own layer or below.
 LAYERS = {
-    "io": 0, "cli": 0, "energy": 0, "executor": 0, "quant": 1, "moe": 2, "catalog": 3, "variants": 3, "models": 3,
-    "datasets": 4, "features": 4, "training": 5, "deploy": 6, "bench": 7,
-    "analysis": 8, "report": 9,
+    "io": 0,
+    "cli": 0,
+    "energy": 0,
+    "executor": 0,
+    "quant": 1,
+    "moe": 2,
+    "catalog": 3,
+    "variants": 3,
+    "models": 3,
+    "datasets": 4,
+    "features": 4,
+    "training": 5,
+    "deploy": 6,
+    "bench": 7,
+    "analysis": 8,
+    "report": 9,
 }
 
 

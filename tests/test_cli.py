@@ -34,15 +34,23 @@ run_stage(main)
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", STAGE, *args], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "QMOE_LOG_LEVEL": "WARNING"})
+    return subprocess.run(
+        [sys.executable, "-c", STAGE, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "QMOE_LOG_LEVEL": "WARNING"},
+    )
 
 
-@pytest.mark.parametrize("kind, line", [
-    ("config", "error: train.seeds: [0, 0]: seed(s) [0] repeated"),
-    ("input", "error: data/raw/x/manifest.csv: no clips"),
-    ("missing", "error: [Errno 2] No such file or directory: '/nonexistent/input.csv'"),
-])
+@pytest.mark.parametrize(
+    "kind, line",
+    [
+        ("config", "error: train.seeds: [0, 0]: seed(s) [0] repeated"),
+        ("input", "error: data/raw/x/manifest.csv: no clips"),
+        ("missing", "error: [Errno 2] No such file or directory: '/nonexistent/input.csv'"),
+    ],
+)
 def test_user_errors_are_one_line_and_exit_1(kind, line):
     r = run(kind)
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [line]
@@ -58,12 +66,17 @@ def test_a_bug_keeps_its_traceback():
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_unwinds_and_leaves_no_partial_output(tmp_path, sig, code):
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-c", STAGE, "slow", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STAGE, "slow", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "writing"
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == code
     assert err.strip().splitlines()[-1] == (
-        f"error: interrupted by {signal.Signals(sig).name}; partial output removed")
+        f"error: interrupted by {signal.Signals(sig).name}; partial output removed"
+    )
     assert list(tmp_path.iterdir()) == []

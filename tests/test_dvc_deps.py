@@ -33,8 +33,11 @@ def _imports(path: Path) -> set[str]:
             if node.module.split(".")[0] != "qmoe":
                 continue
             found.add(node.module)
-            found |= {f"{node.module}.{a.name}" for a in node.names
-                      if _module_file(f"{node.module}.{a.name}") is not None}
+            found |= {
+                f"{node.module}.{a.name}"
+                for a in node.names
+                if _module_file(f"{node.module}.{a.name}") is not None
+            }
     return found
 
 
@@ -54,8 +57,11 @@ def closure(script: Path) -> set[Path]:
 
 
 def _package_data(folder: Path) -> set[Path]:
-    return {p for p in folder.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")
-            and "__pycache__" not in p.parts}
+    return {
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    }
 
 
 def stages() -> dict[str, dict]:
@@ -86,11 +92,15 @@ def test_stage_deps_cover_every_imported_module_and_nothing_else(name):
         if dep.is_dir():
             modules = {p for p in dep.rglob("*.py")}
             unused = sorted(str(p.relative_to(ROOT)) for p in modules - needed)
-            assert not unused, f"{name}: folder dep {dep.relative_to(ROOT)} holds modules the " \
-                               f"stage never imports: {unused}; list the files instead"
+            assert not unused, (
+                f"{name}: folder dep {dep.relative_to(ROOT)} holds modules the "
+                f"stage never imports: {unused}; list the files instead"
+            )
             covered |= modules | _package_data(dep)
         else:
-            assert dep in needed, f"{name}: declares {dep.relative_to(ROOT)}, which it never imports"
+            assert dep in needed, (
+                f"{name}: declares {dep.relative_to(ROOT)}, which it never imports"
+            )
             covered.add(dep)
     missing = sorted(str(p.relative_to(ROOT)) for p in needed - covered)
     assert not missing, f"{name}: imports modules missing from its deps: {missing}"

@@ -14,19 +14,33 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 SMOKE = {
-    "study": {"datasets": ["synthetic"], "protocols": ["corrected", "faithful"],
-              "variants": ["fp32", "ptq_int8", "w4a8", "ternary_reference"],
-              "moe_variants": ["moe", "moe_curiosity_route"]},
+    "study": {
+        "datasets": ["synthetic"],
+        "protocols": ["corrected", "faithful"],
+        "variants": ["fp32", "ptq_int8", "w4a8", "ternary_reference"],
+        "moe_variants": ["moe", "moe_curiosity_route"],
+    },
     "train": {"seeds": [0], "epochs": 15},
     "features": {"backbone": "logmel_stats"},
-    "benchmark": {"warmup": 5, "samples": 200, "torch_samples": 40, "block": 40,
-                  "batch_sizes": [1, 8], "batch_repeats": 10},
+    "benchmark": {
+        "warmup": 5,
+        "samples": 200,
+        "torch_samples": 40,
+        "block": 40,
+        "batch_sizes": [1, 8],
+        "batch_repeats": 10,
+    },
 }
 
 
 def _copy_repo(dst: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for f in files:
         if (ROOT / f).is_file():
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
@@ -42,10 +56,15 @@ def _copy_repo(dst: Path) -> None:
 
 
 def _dvc(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "CODECARBON_LOG_LEVEL": "error"}
-    return subprocess.run([str(VENV_BIN / "dvc"), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True)
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "CODECARBON_LOG_LEVEL": "error",
+    }
+    return subprocess.run(
+        [str(VENV_BIN / "dvc"), *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
 
 
 @pytest.mark.slow
@@ -101,7 +120,10 @@ def _edits_rerun_only_what_they_can_change(repo: Path) -> None:
     assert _edited(repo, "src/qmoe/analysis/stats.py", doc) == {"stats", "report"}
     changed = _edited(repo, "params.yaml", _w4a8_at_3_bits)
     expected = {f"train@synthetic-{p}-w4a8" for p in ("corrected", "faithful")}
-    expected |= {f"train_moe@synthetic-{p}-{m}" for p in ("corrected", "faithful")
-                 for m in ("moe", "moe_curiosity_route")}
+    expected |= {
+        f"train_moe@synthetic-{p}-{m}"
+        for p in ("corrected", "faithful")
+        for m in ("moe", "moe_curiosity_route")
+    }
     assert changed == expected
     assert _changed(repo) == set()

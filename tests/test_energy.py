@@ -6,7 +6,7 @@ from qmoe.io import ConfigError
 
 
 def test_unit_conversions_are_exact():
-    assert energy.J_PER_KWH == 1000 * 3600          # 1 kWh = 1,000 W x 3,600 s
+    assert energy.J_PER_KWH == 1000 * 3600  # 1 kWh = 1,000 W x 3,600 s
     assert energy.kwh_to_joules(1.0) == 3.6e6 and energy.kwh_to_joules(0.5) == 1.8e6
     assert energy.joules_to_millijoules(0.25) == 250.0
     assert energy.kwh_to_wh(0.5) == 500.0 and energy.kg_to_grams(0.25) == 250.0
@@ -88,13 +88,16 @@ def _meter_with(tracker) -> EnergyMeter:
     return meter
 
 
-@pytest.mark.parametrize("data, message", [
-    (_Data(0.0), "zero energy for task 'x'"),
-    (_Data(float("nan")), "energy_consumed=nan"),
-    (_Data(-1e-6), "energy_consumed=-1e-06"),
-    (_Data(None), "energy_consumed=None"),
-    (_Data(1e-6, emissions=float("inf")), "emissions=inf"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (_Data(0.0), "zero energy for task 'x'"),
+        (_Data(float("nan")), "energy_consumed=nan"),
+        (_Data(-1e-6), "energy_consumed=-1e-06"),
+        (_Data(None), "energy_consumed=None"),
+        (_Data(1e-6, emissions=float("inf")), "emissions=inf"),
+    ],
+)
 def test_readings_that_are_not_measurements_are_refused(data, message):
     meter = _meter_with(_FakeTracker(data))
     with pytest.raises(RuntimeError, match=message):
@@ -105,7 +108,7 @@ def test_readings_that_are_not_measurements_are_refused(data, message):
 def test_reading_fields_come_from_the_task_data_in_explicit_units():
     meter = _meter_with(_FakeTracker(_Data(2e-6, emissions=5e-7, duration=0.25)))
     with meter.measure("block") as r:
-        assert r.energy_kwh != r.energy_kwh   # NaN until the block exits
+        assert r.energy_kwh != r.energy_kwh  # NaN until the block exits
     assert (r.energy_kwh, r.emissions_kg, r.duration_s) == (2e-6, 5e-7, 0.25)
     assert r.energy_j == 2e-6 * 3.6e6 and r.emissions_g == 5e-7 * 1e3
     assert r.method == "codecarbon fake" and r.task == "block"
@@ -134,16 +137,25 @@ def _hw(cls_name, **attrs):
     return type(cls_name, (), attrs)()
 
 
-@pytest.mark.parametrize("hardware, expected", [
-    ([_hw("RAM", _force_ram_power=None), _hw("CPU", _mode="cpu_load", _tdp=8)],
-     "codecarbon RAM estimated (size-based power model); "
-     "CPU estimated (cpu_load: TDP 8 W scaled by load)"),
-    ([_hw("CPU", _mode="intel_rapl", _tdp=100), _hw("RAM", _force_ram_power=12)],
-     "codecarbon CPU measured (intel_rapl); RAM user-set constant (12 W)"),
-    ([_hw("CPU", _mode="constant", _tdp=65)],
-     "codecarbon CPU estimated (constant: constant share of TDP 65 W)"),
-    ([_hw("GPU")], "codecarbon GPU measured (NVML)"),
-])
+@pytest.mark.parametrize(
+    "hardware, expected",
+    [
+        (
+            [_hw("RAM", _force_ram_power=None), _hw("CPU", _mode="cpu_load", _tdp=8)],
+            "codecarbon RAM estimated (size-based power model); "
+            "CPU estimated (cpu_load: TDP 8 W scaled by load)",
+        ),
+        (
+            [_hw("CPU", _mode="intel_rapl", _tdp=100), _hw("RAM", _force_ram_power=12)],
+            "codecarbon CPU measured (intel_rapl); RAM user-set constant (12 W)",
+        ),
+        (
+            [_hw("CPU", _mode="constant", _tdp=65)],
+            "codecarbon CPU estimated (constant: constant share of TDP 65 W)",
+        ),
+        ([_hw("GPU")], "codecarbon GPU measured (NVML)"),
+    ],
+)
 def test_method_is_read_from_the_tracker_hardware(hardware, expected):
     tracker = type("T", (), {"_hardware": hardware})()
     assert energy.describe_method(tracker) == expected
@@ -152,8 +164,11 @@ def test_method_is_read_from_the_tracker_hardware(hardware, expected):
 def test_estimated_methods_never_use_the_words_of_a_measurement():
     from qmoe.report.provenance import MEASURED_ENERGY
 
-    tracker = type("T", (), {"_hardware": [_hw("RAM", _force_ram_power=None),
-                                            _hw("CPU", _mode="cpu_load", _tdp=8)]})()
+    tracker = type(
+        "T",
+        (),
+        {"_hardware": [_hw("RAM", _force_ram_power=None), _hw("CPU", _mode="cpu_load", _tdp=8)]},
+    )()
     method = energy.describe_method(tracker).lower()
     assert not any(word in method for word in MEASURED_ENERGY)
 

@@ -117,7 +117,9 @@ def test_seed_everything_is_repeatable():
     a = torch.rand(4)
     g = seed_everything(3)
     assert torch.equal(a, torch.rand(4))
-    assert torch.equal(torch.rand(2, generator=g), torch.rand(2, generator=torch.Generator().manual_seed(3)))
+    assert torch.equal(
+        torch.rand(2, generator=g), torch.rand(2, generator=torch.Generator().manual_seed(3))
+    )
 
 
 def test_stale_temporaries_of_dead_writers_are_swept_live_ones_kept(tmp_path):
@@ -127,12 +129,15 @@ def test_stale_temporaries_of_dead_writers_are_swept_live_ones_kept(tmp_path):
     import sys
 
     out = tmp_path / "out"
-    code = ("import sys, time; from qmoe.io import atomic_dir\n"
-            "with atomic_dir(sys.argv[1]) as tmp:\n"
-            "    (tmp / 'big.bin').write_bytes(bytes(1000)); print(tmp.name, flush=True)\n"
-            "    time.sleep(60)")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE,
-                            text=True)
+    code = (
+        "import sys, time; from qmoe.io import atomic_dir\n"
+        "with atomic_dir(sys.argv[1]) as tmp:\n"
+        "    (tmp / 'big.bin').write_bytes(bytes(1000)); print(tmp.name, flush=True)\n"
+        "    time.sleep(60)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True
+    )
     part = tmp_path / proc.stdout.readline().strip()
     assert part.name.startswith(f".out.{proc.pid}.") and part.is_dir()
     os.kill(proc.pid, signal.SIGKILL)  # no cleanup runs

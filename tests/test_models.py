@@ -7,7 +7,6 @@ from torch import nn
 
 from qmoe import models
 from qmoe.io import ConfigError, load_params
-from qmoe.variants import MoEConfig, resolve
 from qmoe.moe.layer import MoE, MoEOutput
 from qmoe.quant import ptq
 from qmoe.quant.layers import (
@@ -17,6 +16,7 @@ from qmoe.quant.layers import (
     QuantLinear,
     TernaryReferenceLinear,
 )
+from qmoe.variants import MoEConfig, resolve
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
 VARIANTS, EXPERTS = PARAMS["variants"], PARAMS["study"]["experts"]
@@ -33,9 +33,10 @@ def _build(name, mlp=SMALL, variants=VARIANTS, experts=EXPERTS):
     return models.build(resolve(name, variants, experts), mlp)
 
 
-@pytest.mark.parametrize("classes,fp32,quantised", [(50, 1_206_770, 1_211_122),
-                                                     (10, 1_193_930, 1_198_282),
-                                                     (5, 1_192_325, 1_196_677)])
+@pytest.mark.parametrize(
+    "classes,fp32,quantised",
+    [(50, 1_206_770, 1_211_122), (10, 1_193_930, 1_198_282), (5, 1_192_325, 1_196_677)],
+)
 def test_parameter_counts_of_reference_6_2(classes, fp32, quantised):
     mlp = models.MLPConfig(in_dim=1536, num_classes=classes, **PAPER)
     for name in ["fp32", "ptq_int8", "fp16"]:
@@ -51,12 +52,16 @@ def test_fp32_mlp_structure_and_quantised_hidden_layers():
     types = [type(m) for m in net.body]
     assert types == [nn.Linear, nn.LayerNorm, nn.ReLU, nn.Dropout] * 2
     assert type(net.head) is nn.Linear and net.body[3].p == 0.1
-    expected = {"w4a8": BitLinear, "q16_reference": PreNormLinear,
-                "ternary_reference": TernaryReferenceLinear, "bitnet158": BitNet158Linear}
+    expected = {
+        "w4a8": BitLinear,
+        "q16_reference": PreNormLinear,
+        "ternary_reference": TernaryReferenceLinear,
+        "bitnet158": BitNet158Linear,
+    }
     for name, cls in expected.items():
         q = _build(name)
         assert type(q.body[0]) is cls and type(q.body[4]) is cls
-        assert type(q.head) is nn.Linear                  # FP32 classifier head (7.1)
+        assert type(q.head) is nn.Linear  # FP32 classifier head (7.1)
     assert _build("w4a8").body[0].bits == 4
 
 
@@ -91,8 +96,9 @@ def test_deploy_with_frozen_quantised_layers_keeps_outputs(name):
     x = torch.randn(8, 24)
     torch.manual_seed(1)
     ref = net(x)
-    frozen = models.deploy(copy.deepcopy(net), resolve(name, VARIANTS, EXPERTS),
-                           freeze_quantized=True)
+    frozen = models.deploy(
+        copy.deepcopy(net), resolve(name, VARIANTS, EXPERTS), freeze_quantized=True
+    )
     assert all(m.frozen_codes is not None for m in frozen.modules() if isinstance(m, QuantLinear))
     torch.manual_seed(1)
     out = frozen(x)
@@ -103,7 +109,7 @@ def test_deploy_with_frozen_quantised_layers_keeps_outputs(name):
 
 def test_route_escalates_to_the_highest_precision_expert():
     moe = _build("moe_curiosity_route")
-    assert moe.strategy.target == 2                     # [ternary_reference, w4a8, w8a8]
+    assert moe.strategy.target == 2  # [ternary_reference, w4a8, w8a8]
     moe = _build("moe_curiosity_route", experts=["w8a8", "fp32", "ternary_reference"])
     assert moe.strategy.target == 1
 
@@ -114,7 +120,7 @@ def test_moe_in_deploy_converts_ptq_experts_only():
     deployed = models.deploy(moe, cfg)
     assert ptq.is_dynamic_int8(deployed.experts[0].head)
     assert type(deployed.experts[1].body[0]) is BitLinear
-    assert type(deployed.router.fc1) is nn.Linear       # the router stays FP32
+    assert type(deployed.router.fc1) is nn.Linear  # the router stays FP32
 
 
 def test_mlp_config_range_checks():

@@ -46,7 +46,6 @@ def test_train_config_builds_from_params():
 
 def test_every_study_variant_builds():
     from qmoe import models
-
     from qmoe.variants import resolve
 
     study = PARAMS["study"]
@@ -65,5 +64,5 @@ def test_study_lists_only_known_names():
 
 
 def test_default_study_is_the_papers_dataset_with_both_protocols():
-    assert PARAMS["study"]["datasets"] == ["esc10"]   # committed in data/external: runs offline
+    assert PARAMS["study"]["datasets"] == ["esc10"]  # committed in data/external: runs offline
     assert PARAMS["study"]["protocols"] == ["corrected", "faithful"]

@@ -43,13 +43,22 @@ def test_wrong_types_and_keys_name_the_field():
 
 @pytest.mark.parametrize("bits", [0, 9, 16])
 def test_unsupported_weight_bits_are_refused_naming_the_value(bits):
-    with pytest.raises(ConfigError, match=f"variants.x.weight_bits: {bits} not supported; use 1..8"):
+    with pytest.raises(
+        ConfigError, match=f"variants.x.weight_bits: {bits} not supported; use 1..8"
+    ):
         V.resolve("x", {"x": {"kind": "bitlinear", "weight_bits": bits}}, ())
 
 
-@pytest.mark.parametrize("name,key", [("ternary_reference", "act_threshold"), ("ptq_int8", "engine"),
-                                      ("fp16", "dtype"), ("moe", "balance_alpha"),
-                                      ("moe_curiosity_route", "curiosity.quantile")])
+@pytest.mark.parametrize(
+    "name,key",
+    [
+        ("ternary_reference", "act_threshold"),
+        ("ptq_int8", "engine"),
+        ("fp16", "dtype"),
+        ("moe", "balance_alpha"),
+        ("moe_curiosity_route", "curiosity.quantile"),
+    ],
+)
 def test_a_deleted_params_key_fails_instead_of_falling_back_to_a_default(name, key):
     variants = copy.deepcopy(VARIANTS)
     entry = variants[name]
@@ -65,9 +74,13 @@ def test_curiosity_is_a_tagged_config_with_only_its_modes_knobs():
     cfg = V.resolve("moe_curiosity_route", VARIANTS, EXPERTS)
     assert cfg.curiosity == V.RouteCuriosity(mc_samples=10, quantile=0.9, score="variance")
     assert V.resolve("moe", VARIANTS, EXPERTS).curiosity == V.NoCuriosity()
-    bad = {**VARIANTS, "moe": {**VARIANTS["moe"], "curiosity": {"mode": "log", "mc_samples": 10,
-                                                                "quantile": 0.9}}}
-    with pytest.raises(ConfigError, match=r"variants.moe.curiosity: unknown key\(s\) \['quantile'\]"):
+    bad = {
+        **VARIANTS,
+        "moe": {**VARIANTS["moe"], "curiosity": {"mode": "log", "mc_samples": 10, "quantile": 0.9}},
+    }
+    with pytest.raises(
+        ConfigError, match=r"variants.moe.curiosity: unknown key\(s\) \['quantile'\]"
+    ):
         V.resolve("moe", bad, EXPERTS)
     # `dvc exp run -S ...mode=off` would write a bare off, which YAML 1.1 reads as False
     bad = {**VARIANTS, "moe": {**VARIANTS["moe"], "curiosity": {"mode": False}}}
@@ -85,8 +98,11 @@ def test_moe_holds_its_experts_configs_and_derives_router_outputs():
 
 
 def test_moe_listed_as_an_expert_of_another_moe_is_refused_naming_it():
-    with pytest.raises(ConfigError, match=r"study.experts: 'moe_curiosity_log' is itself an MoE "
-                                          r"\(variants.moe_curiosity_log\); experts must be single"):
+    with pytest.raises(
+        ConfigError,
+        match=r"study.experts: 'moe_curiosity_log' is itself an MoE "
+        r"\(variants.moe_curiosity_log\); experts must be single",
+    ):
         V.resolve("moe", VARIANTS, ["ternary_reference", "moe_curiosity_log"])
     with pytest.raises(ConfigError, match=r"study.experts: unknown variant 'nope'"):
         V.resolve("moe", VARIANTS, ["w4a8", "nope"])

@@ -1,3 +1,3 @@
-"""qmoe: reproducibility study of curiosity-driven quantised mixture-of-experts (arXiv 2511.11743)."""
+"""qmoe: reproducibility study of curiosity-driven quantised mixtures of experts (2511.11743)."""
 
 __version__ = "0.1.0"

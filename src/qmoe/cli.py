@@ -54,9 +54,7 @@ def run_stage(main: Callable[[], None]) -> None:
     )
     os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")
     main_thread = threading.current_thread() is threading.main_thread()  # signals need it
-    previous = (
-        {s: signal.signal(s, _raise_interrupted) for s in SIGNAL_EXIT} if main_thread else {}
-    )
+    previous = {s: signal.signal(s, _raise_interrupted) for s in SIGNAL_EXIT} if main_thread else {}
     try:
         main()
     except USER_ERRORS as e:
@@ -65,8 +63,10 @@ def run_stage(main: Callable[[], None]) -> None:
         sys.exit(1)
     except KeyboardInterrupt as e:
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
-        print(f"error: interrupted by {signal.Signals(signum).name}; partial output removed",
-              file=sys.stderr)
+        print(
+            f"error: interrupted by {signal.Signals(signum).name}; partial output removed",
+            file=sys.stderr,
+        )
         sys.exit(SIGNAL_EXIT[signum])
     finally:
         for s, handler in previous.items():

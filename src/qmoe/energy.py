@@ -50,8 +50,11 @@ class EnergyConfig:
 
     def __post_init__(self) -> None:
         code = self.country_iso_code
-        require(len(code) == 3 and code.isalpha() and code.isupper(), "energy.country_iso_code",
-                f"{code!r} is not an ISO 3166 alpha-3 code such as 'IRL'")
+        require(
+            len(code) == 3 and code.isalpha() and code.isupper(),
+            "energy.country_iso_code",
+            f"{code!r} is not an ISO 3166 alpha-3 code such as 'IRL'",
+        )
 
 
 @dataclass
@@ -88,7 +91,8 @@ def _describe_cpu(hw: Any) -> str:
 def describe_method(tracker: Any) -> str:
     """How CodeCarbon obtains power on this machine, read from its hardware objects (its
     `_hardware` list: CPU `_mode`, RAM `_force_ram_power`), never assumed. Measured sources keep
-    the words rapl / powermetrics / nvml that qmoe.report.provenance looks for; estimates never do."""
+    the words rapl / powermetrics / nvml that qmoe.report.provenance looks for; estimates never
+    do."""
     parts = []
     for hw in getattr(tracker, "_hardware", []):
         name = type(hw).__name__
@@ -96,8 +100,11 @@ def describe_method(tracker: Any) -> str:
             parts.append(_describe_cpu(hw))
         elif name == "RAM":
             forced = getattr(hw, "_force_ram_power", None)
-            parts.append(f"RAM user-set constant ({forced} W)" if forced is not None
-                         else "RAM estimated (size-based power model)")
+            parts.append(
+                f"RAM user-set constant ({forced} W)"
+                if forced is not None
+                else "RAM estimated (size-based power model)"
+            )
         elif name == "GPU":
             parts.append("GPU measured (NVML)")
         elif name == "AppleSiliconChip":
@@ -117,8 +124,10 @@ def check_reading(task: str, energy_kwh: Any, emissions_kg: Any, duration_s: Any
         if not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
             raise SetupError(f"CodeCarbon returned {name}={value!r} for task {task!r}")
     if float(energy_kwh) == 0.0:
-        raise SetupError(f"CodeCarbon returned zero energy for task {task!r} "
-                           f"({float(duration_s):.3g} s): not a measurement")
+        raise SetupError(
+            f"CodeCarbon returned zero energy for task {task!r} "
+            f"({float(duration_s):.3g} s): not a measurement"
+        )
 
 
 class EnergyMeter:
@@ -137,7 +146,8 @@ class EnergyMeter:
                 from codecarbon import OfflineEmissionsTracker
 
                 tracker = OfflineEmissionsTracker(
-                    country_iso_code=self.country_iso_code, save_to_file=False, log_level="error")
+                    country_iso_code=self.country_iso_code, save_to_file=False, log_level="error"
+                )
                 tracker.start()
             except Exception as e:
                 raise SetupError(f"CodeCarbon could not start its offline tracker: {e}") from e

@@ -41,8 +41,11 @@ class ExecutionConfig:
 
     def __post_init__(self) -> None:
         if self.workers is not None:
-            require(self.workers >= 1, "execution.workers",
-                    f"must be >= 1 or null (one per core), got {self.workers}")
+            require(
+                self.workers >= 1,
+                "execution.workers",
+                f"must be >= 1 or null (one per core), got {self.workers}",
+            )
 
 
 class UnitFailed(RuntimeError):
@@ -55,7 +58,7 @@ class UnitUserError(UnitFailed, UserError):
 
 
 def _failed(unit_name: str, error: BaseException) -> UnitFailed:
-    cause = getattr(error, "cause", None) or error   # Ray's RayTaskError wraps the unit's error
+    cause = getattr(error, "cause", None) or error  # Ray's RayTaskError wraps the unit's error
     cls = UnitUserError if isinstance(cause, (UserError, OSError)) else UnitFailed
     return cls(f"unit {unit_name} failed: {type(cause).__name__}: {cause}")
 
@@ -89,7 +92,7 @@ def one_thread() -> Iterator[None]:
 
 class _Timed(NamedTuple):
     result: Any
-    start: float   # time.time() in the worker: comparable across the processes of one machine
+    start: float  # time.time() in the worker: comparable across the processes of one machine
     end: float
 
 
@@ -100,8 +103,13 @@ def _call(fn: Callable[[S, U], R], shared: S, unit: U) -> _Timed:
         return _Timed(result, start, time.time())
 
 
-def run_units(fn: Callable[[S, U], R], shared: S, units: Sequence[U], cfg: ExecutionConfig,
-              name: Callable[[U], str] = str) -> list[R]:
+def run_units(
+    fn: Callable[[S, U], R],
+    shared: S,
+    units: Sequence[U],
+    cfg: ExecutionConfig,
+    name: Callable[[U], str] = str,
+) -> list[R]:
     """`[fn(shared, u) for u in units]`, run by `cfg`; `name(unit)` labels progress and errors."""
     if not units:
         return []
@@ -110,19 +118,25 @@ def run_units(fn: Callable[[S, U], R], shared: S, units: Sequence[U], cfg: Execu
         timed = _run_ray(fn, shared, units, cfg.workers, name)
     elif (workers := min(cfg.workers or available_cores(), len(units))) == 1:
         # in this process: no pool to start, same bits
-        timed = [_in_process(fn, shared, unit, name, i, len(units))
-                 for i, unit in enumerate(units)]
+        timed = [_in_process(fn, shared, unit, name, i, len(units)) for i, unit in enumerate(units)]
     else:
         timed = _run_pool(fn, shared, units, workers, name)
     first, last = min(t.start for t in timed), max(t.end for t in timed)
-    log.info("%d units: %.2f s from the first unit's start to the last one's end; %.2f s before "
-             "(workers starting), %.2f s after; %s backend", len(units), last - first,
-             first - t0, time.time() - last, cfg.backend)
+    log.info(
+        "%d units: %.2f s from the first unit's start to the last one's end; %.2f s before "
+        "(workers starting), %.2f s after; %s backend",
+        len(units),
+        last - first,
+        first - t0,
+        time.time() - last,
+        cfg.backend,
+    )
     return [t.result for t in timed]
 
 
-def _in_process(fn: Callable[[S, U], R], shared: S, unit: U, name: Callable[[U], str], i: int,
-                n: int) -> _Timed:
+def _in_process(
+    fn: Callable[[S, U], R], shared: S, unit: U, name: Callable[[U], str], i: int, n: int
+) -> _Timed:
     try:
         result = _call(fn, shared, unit)
     except Exception as e:
@@ -140,7 +154,7 @@ def _progress(done: int, total: int, unit_name: str) -> None:
 
 # --- local process pool ------------------------------------------------------------------------
 
-_WORKER: tuple[Callable[[Any, Any], Any], Any] | None = None   # (fn, shared) of this pool process
+_WORKER: tuple[Callable[[Any, Any], Any], Any] | None = None  # (fn, shared) of this pool process
 
 
 def _init_worker(payload: bytes) -> None:
@@ -157,8 +171,9 @@ def _run_in_worker(unit: Any) -> Any:
     return _call(fn, shared, unit)
 
 
-def _run_pool(fn: Callable[[S, U], R], shared: S, units: Sequence[U], workers: int,
-              name: Callable[[U], str]) -> list[_Timed]:
+def _run_pool(
+    fn: Callable[[S, U], R], shared: S, units: Sequence[U], workers: int, name: Callable[[U], str]
+) -> list[_Timed]:
     # forkserver: workers fork from a clean server that imported fn's module once (torch included),
     # not from this process, whose threads (CodeCarbon's sampler) must not be forked.
     ctx = multiprocessing.get_context("forkserver")
@@ -167,8 +182,9 @@ def _run_pool(fn: Callable[[S, U], R], shared: S, units: Sequence[U], workers: i
     # shared-memory file descriptor, and a backbone's hundreds of tensors exceed what the
     # forkserver may pass ("too many fds").
     payload = pickle.dumps((fn, shared), protocol=pickle.HIGHEST_PROTOCOL)
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                               initargs=(payload,))
+    pool = ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(payload,)
+    )
     log.info("%d units on a local pool of %d single-threaded workers", len(units), workers)
     results: dict[int, _Timed] = {}
     try:
@@ -215,14 +231,19 @@ def _ray_connect(workers: int | None) -> bool:
     if ray.is_initialized():
         return False
     if os.environ.get("RAY_ADDRESS"):
-        ray.init()   # reads RAY_ADDRESS; the cluster's size is its own
+        ray.init()  # reads RAY_ADDRESS; the cluster's size is its own
     else:
         ray.init(num_cpus=workers or available_cores(), include_dashboard=False)
     return True
 
 
-def _run_ray(fn: Callable[[S, U], R], shared: S, units: Sequence[U], workers: int | None,
-             name: Callable[[U], str]) -> list[_Timed]:
+def _run_ray(
+    fn: Callable[[S, U], R],
+    shared: S,
+    units: Sequence[U],
+    workers: int | None,
+    name: Callable[[U], str],
+) -> list[_Timed]:
     """One Ray task (1 CPU) per unit; `shared` goes to the object store once; at most `workers`
     tasks in flight (all of them when null: Ray's scheduler fills the cluster's CPUs)."""
     import ray
@@ -231,8 +252,11 @@ def _run_ray(fn: Callable[[S, U], R], shared: S, units: Sequence[U], workers: in
     try:
         remote = ray.remote(num_cpus=1)(_call)
         shared_ref = ray.put(shared)
-        log.info("%d units as Ray tasks (%s CPUs in the cluster)", len(units),
-                 ray.cluster_resources().get("CPU"))
+        log.info(
+            "%d units as Ray tasks (%s CPUs in the cluster)",
+            len(units),
+            ray.cluster_resources().get("CPU"),
+        )
         limit = workers or len(units)
         in_flight: dict[Any, int] = {}
         results: dict[int, _Timed] = {}

@@ -203,7 +203,7 @@ def sweep_stale_parts(path: Path | str) -> list[Path]:
     if not path.parent.is_dir():
         return removed
     for p in path.parent.iterdir():
-        m = _PART.fullmatch(p.name[len(prefix):]) if p.name.startswith(prefix) else None
+        m = _PART.fullmatch(p.name[len(prefix) :]) if p.name.startswith(prefix) else None
         if m is None or (m.group(1) is not None and _pid_alive(int(m.group(1)))):
             continue
         if p.is_dir() and not p.is_symlink():
@@ -213,7 +213,8 @@ def sweep_stale_parts(path: Path | str) -> list[Path]:
         removed.append(p)
     if removed:
         logging.getLogger(__name__).warning(
-            "removed %d stale temporary copies of %s left by killed runs", len(removed), path)
+            "removed %d stale temporary copies of %s left by killed runs", len(removed), path
+        )
     return removed
 
 
@@ -223,8 +224,9 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale_parts(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part",
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())
@@ -241,8 +243,9 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale_parts(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part",
-                                dir=path.parent))
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
+    )
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
@@ -298,7 +301,10 @@ def checkpoint_bytes(state_dict: Mapping[str, torch.Tensor], meta: dict) -> byte
 
     import torch
 
-    payload = {"state_dict": dict(state_dict), "meta": json.loads(json.dumps(meta, default=_json_default))}
+    payload = {
+        "state_dict": dict(state_dict),
+        "meta": json.loads(json.dumps(meta, default=_json_default)),
+    }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     return buffer.getvalue()

@@ -1,4 +1,4 @@
-"""Classifier MLPs and the builder registry: a resolved variant config -> its network (layer 3 of 3).
+"""Classifier MLPs and the builder registry: a resolved variant config -> its network (layer 3).
 
     cfg = qmoe.variants.resolve("w4a8", params["variants"], params["study"]["experts"])
     net = build(cfg, mlp_config(model_cfg, in_dim=1536, num_classes=50))
@@ -22,6 +22,14 @@ from qmoe.io import ConfigError, require
 from qmoe.moe.curiosity import make_strategy
 from qmoe.moe.layer import MoE
 from qmoe.moe.router import BALANCE_LOSSES, Router
+from qmoe.quant import ptq
+from qmoe.quant.layers import (
+    BitLinear,
+    BitNet158Linear,
+    PreNormLinear,
+    TernaryReferenceLinear,
+    freeze_,
+)
 from qmoe.variants import (
     BitLinearConfig,
     BitNet158Config,
@@ -35,14 +43,6 @@ from qmoe.variants import (
     TernaryReferenceConfig,
     VariantConfig,
     facts,
-)
-from qmoe.quant import ptq
-from qmoe.quant.layers import (
-    BitLinear,
-    BitNet158Linear,
-    PreNormLinear,
-    TernaryReferenceLinear,
-    freeze_,
 )
 
 LinearFactory = Callable[[int, int], nn.Linear]
@@ -68,8 +68,11 @@ class MLPConfig:
     def __post_init__(self) -> None:
         require(self.in_dim >= 1, "model.in_dim", f"{self.in_dim} < 1")
         require(self.num_classes >= 2, "model.num_classes", f"{self.num_classes} < 2")
-        require(len(self.hidden_sizes) >= 1 and min(self.hidden_sizes) >= 1,
-                "model.hidden_sizes", f"{list(self.hidden_sizes)}: need >= 1 positive width")
+        require(
+            len(self.hidden_sizes) >= 1 and min(self.hidden_sizes) >= 1,
+            "model.hidden_sizes",
+            f"{list(self.hidden_sizes)}: need >= 1 positive width",
+        )
         require(0.0 <= self.dropout < 1.0, "model.dropout", f"{self.dropout} not in [0, 1)")
 
 
@@ -87,8 +90,8 @@ class MLP(nn.Module):
             prev = h
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(prev, cfg.num_classes)
-        self.compute_dtype = torch.float32     # deploy() sets float16/bfloat16 for `half`
-        self.deploy_as: Any = None             # config of the post-training transform, if any
+        self.compute_dtype = torch.float32  # deploy() sets float16/bfloat16 for `half`
+        self.deploy_as: Any = None  # config of the post-training transform, if any
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (b, d) -> logits (b, c) float32 (computed in `compute_dtype`)."""
@@ -96,6 +99,7 @@ class MLP(nn.Module):
 
 
 # --- registry: config class -> builder -----------------------------------------------------------
+
 
 def mlp_config(model: ModelConfig, in_dim: int, num_classes: int) -> MLPConfig:
     """The classifier shape for data of `in_dim` features and `num_classes` classes."""
@@ -110,6 +114,7 @@ def register(config_type: type) -> Callable[[Builder], Builder]:
     def decorator(fn: Builder) -> Builder:
         _BUILDERS[config_type] = fn
         return fn
+
     return decorator
 
 
@@ -128,7 +133,7 @@ def _fp32(cfg: FP32Config, mlp: MLPConfig) -> nn.Module:
 @register(PTQInt8Config)
 @register(HalfConfig)
 def _post_training(cfg: PTQInt8Config | HalfConfig, mlp: MLPConfig) -> nn.Module:
-    model = MLP(mlp)              # trained as the FP32 reference; deploy() converts it
+    model = MLP(mlp)  # trained as the FP32 reference; deploy() converts it
     model.deploy_as = cfg
     return model
 
@@ -145,8 +150,14 @@ def _bitlinear(cfg: BitLinearConfig, mlp: MLPConfig) -> nn.Module:
 
 @register(TernaryReferenceConfig)
 def _ternary(cfg: TernaryReferenceConfig, mlp: MLPConfig) -> nn.Module:
-    return MLP(mlp, functools.partial(TernaryReferenceLinear, act_threshold=cfg.act_threshold,
-                                      weight_threshold=cfg.weight_threshold))
+    return MLP(
+        mlp,
+        functools.partial(
+            TernaryReferenceLinear,
+            act_threshold=cfg.act_threshold,
+            weight_threshold=cfg.weight_threshold,
+        ),
+    )
 
 
 @register(BitNet158Config)
@@ -161,16 +172,28 @@ def _moe(cfg: MoEConfig, mlp: MLPConfig) -> nn.Module:
     router = Router(mlp.in_dim, cfg.router_outputs, mlp.dropout, mc_dropout=strategy is not None)
     mc_samples = getattr(cfg.curiosity, "mc_samples", 0)
     draw_seed = cfg.curiosity.seed if isinstance(cfg.curiosity, RandomCuriosity) else None
-    return MoE([build(e.config, mlp) for e in cfg.experts], router, cfg.top_k,
-               BALANCE_LOSSES[cfg.balance], cfg.balance_alpha, strategy, mc_samples,
-               getattr(cfg.curiosity, "score", "variance"), draw_seed)
+    return MoE(
+        [build(e.config, mlp) for e in cfg.experts],
+        router,
+        cfg.top_k,
+        BALANCE_LOSSES[cfg.balance],
+        cfg.balance_alpha,
+        strategy,
+        mc_samples,
+        getattr(cfg.curiosity, "score", "variance"),
+        draw_seed,
+    )
 
 
 def _strategy(cfg: CuriosityConfig, target: int) -> nn.Module | None:
     """The curiosity strategy module of `cfg`; None without curiosity (no MC passes at all)."""
-    return make_strategy(cfg.mode, kl_alpha=getattr(cfg, "alpha", 0.0),
-                         entropy_alpha=getattr(cfg, "alpha", 0.0), target=target,
-                         quantile=getattr(cfg, "quantile", 0.5))
+    return make_strategy(
+        cfg.mode,
+        kl_alpha=getattr(cfg, "alpha", 0.0),
+        entropy_alpha=getattr(cfg, "alpha", 0.0),
+        target=target,
+        quantile=getattr(cfg, "quantile", 0.5),
+    )
 
 
 # --- deployment ----------------------------------------------------------------------------------
@@ -197,8 +220,9 @@ def deploy(model: nn.Module, cfg: VariantConfig, freeze_quantized: bool = False)
     Works on `model` wrapped in other modules (the marked MLPs are found and replaced where they
     sit). May modify `model` in place: pass a copy to keep the trained one.
     """
-    marked = [(name, m) for name, m in model.named_modules()
-              if getattr(m, "deploy_as", None) is not None]
+    marked = [
+        (name, m) for name, m in model.named_modules() if getattr(m, "deploy_as", None) is not None
+    ]
     single = isinstance(cfg, (PTQInt8Config, HalfConfig))
     if single and not marked:
         raise ValueError(f"deploy: the model has no module built for {cfg} (already deployed?)")

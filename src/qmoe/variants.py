@@ -53,8 +53,12 @@ class BitLinearConfig:
     kind: ClassVar[str] = "bitlinear"
 
     def __post_init__(self) -> None:
-        require(1 <= self.weight_bits <= 8, "weight_bits", f"{self.weight_bits} not supported; "
-                "use 1..8 (the reference's 16 is kind q16_reference)")
+        require(
+            1 <= self.weight_bits <= 8,
+            "weight_bits",
+            f"{self.weight_bits} not supported; "
+            "use 1..8 (the reference's 16 is kind q16_reference)",
+        )
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,11 @@ class TernaryReferenceConfig:
     kind: ClassVar[str] = "ternary_reference"
 
     def __post_init__(self) -> None:
-        require(self.act_threshold >= 0 and self.weight_threshold >= 0, "act_threshold",
-                "act_threshold and weight_threshold must be >= 0")
+        require(
+            self.act_threshold >= 0 and self.weight_threshold >= 0,
+            "act_threshold",
+            "act_threshold and weight_threshold must be >= 0",
+        )
 
 
 @dataclass(frozen=True)
@@ -84,8 +91,15 @@ class BitNet158Config:
     kind: ClassVar[str] = "bitnet158"
 
 
-SingleConfig = (FP32Config | PTQInt8Config | HalfConfig | BitLinearConfig | Q16ReferenceConfig
-                | TernaryReferenceConfig | BitNet158Config)
+SingleConfig = (
+    FP32Config
+    | PTQInt8Config
+    | HalfConfig
+    | BitLinearConfig
+    | Q16ReferenceConfig
+    | TernaryReferenceConfig
+    | BitNet158Config
+)
 
 
 # --- curiosity: what the MoE does with the MC-dropout uncertainty u(x) (reference 9) -------------
@@ -154,15 +168,24 @@ class RandomCuriosity:
         require(self.seed >= 0, "seed", f"{self.seed} < 0")
 
 
-CuriosityConfig = (NoCuriosity | LogCuriosity | KLCuriosity | EntropyCuriosity | RouteCuriosity
-                   | RandomCuriosity)
-CURIOSITY: dict[str, type] = {c.mode: c for c in
-                              (NoCuriosity, LogCuriosity, KLCuriosity, EntropyCuriosity,
-                               RouteCuriosity, RandomCuriosity)}
+CuriosityConfig = (
+    NoCuriosity | LogCuriosity | KLCuriosity | EntropyCuriosity | RouteCuriosity | RandomCuriosity
+)
+CURIOSITY: dict[str, type] = {
+    c.mode: c
+    for c in (
+        NoCuriosity,
+        LogCuriosity,
+        KLCuriosity,
+        EntropyCuriosity,
+        RouteCuriosity,
+        RandomCuriosity,
+    )
+}
 
 
 class Expert(NamedTuple):
-    name: str            # the variant name of the expert (a params `variants` key)
+    name: str  # the variant name of the expert (a params `variants` key)
     config: SingleConfig
 
 
@@ -202,9 +225,19 @@ class _MoEKnobs:
 
 
 VariantConfig = SingleConfig | MoEConfig
-KINDS: dict[str, type] = {c.kind: c for c in
-                          (FP32Config, PTQInt8Config, HalfConfig, BitLinearConfig,
-                           Q16ReferenceConfig, TernaryReferenceConfig, BitNet158Config, MoEConfig)}
+KINDS: dict[str, type] = {
+    c.kind: c
+    for c in (
+        FP32Config,
+        PTQInt8Config,
+        HalfConfig,
+        BitLinearConfig,
+        Q16ReferenceConfig,
+        TernaryReferenceConfig,
+        BitNet158Config,
+        MoEConfig,
+    )
+}
 
 
 # --- resolution from params ----------------------------------------------------------------------
@@ -221,13 +254,15 @@ def _tagged(entry: Any, where: str, tag: str, registry: Mapping[str, type]) -> A
     entry = _mapping(entry, where)
     value = entry.get(tag)
     if isinstance(value, bool):
-        raise ConfigError(f"{where}.{tag}: got the boolean {value}; YAML reads unquoted "
-                          f"off/on/no/yes as booleans; valid: {sorted(registry)}")
+        raise ConfigError(
+            f"{where}.{tag}: got the boolean {value}; YAML reads unquoted "
+            f"off/on/no/yes as booleans; valid: {sorted(registry)}"
+        )
     if not isinstance(value, str) or value not in registry:
         raise ConfigError(f"{where}.{tag}: unknown {tag} {value!r}; valid: {sorted(registry)}")
     try:
         return from_section(registry[value], {k: v for k, v in entry.items() if k != tag}, where)
-    except ConfigError as e:   # range checks in __post_init__ name the field only: add the entry
+    except ConfigError as e:  # range checks in __post_init__ name the field only: add the entry
         if str(e).startswith(where):
             raise
         raise ConfigError(f"{where}.{e}") from None
@@ -246,16 +281,21 @@ def resolve(name: str, variants: Mapping[str, Any], experts: Sequence[str]) -> V
     pool = []
     for expert in experts:
         if expert not in variants:
-            raise ConfigError(f"study.experts: unknown variant {expert!r}; valid: {sorted(variants)}")
+            raise ConfigError(
+                f"study.experts: unknown variant {expert!r}; valid: {sorted(variants)}"
+            )
         if _mapping(variants[expert], f"variants.{expert}").get("kind") == MoEConfig.kind:
-            raise ConfigError(f"study.experts: {expert!r} is itself an MoE (variants.{expert}); "
-                              "experts must be single models")
+            raise ConfigError(
+                f"study.experts: {expert!r} is itself an MoE (variants.{expert}); "
+                "experts must be single models"
+            )
         pool.append(Expert(expert, resolve(expert, variants, ())))
     if "curiosity" not in entry:
         raise ConfigError(f"{where}: missing required key 'curiosity'")
     curiosity = _tagged(entry["curiosity"], f"{where}.curiosity", "mode", CURIOSITY)
-    knobs = from_section(_MoEKnobs, {k: v for k, v in entry.items()
-                                     if k not in ("kind", "curiosity")}, where)
+    knobs = from_section(
+        _MoEKnobs, {k: v for k, v in entry.items() if k not in ("kind", "curiosity")}, where
+    )
     try:
         return MoEConfig(tuple(pool), curiosity=curiosity, **dataclasses.asdict(knobs))
     except ConfigError as e:
@@ -289,16 +329,19 @@ class VariantFacts(NamedTuple):
     """What figures, tables and claims need to know about a variant, from its config."""
 
     kind: str
-    weight_bits: float      # nominal bits per hidden-layer weight (log2 3 for ternary; NaN for MoE)
+    weight_bits: float  # nominal bits per hidden-layer weight (log2 3 for ternary; NaN for MoE)
     activation_bits: float  # bits of the hidden layers' inputs as deployed (NaN for MoE)
-    precision_bits: float   # the lower of the two: the variant's position on a bit-width axis
+    precision_bits: float  # the lower of the two: the variant's position on a bit-width axis
     is_moe: bool
-    curiosity: str          # curiosity mode of an MoE ("" for a single model)
+    curiosity: str  # curiosity mode of an MoE ("" for a single model)
 
 
-_BITS: dict[type, tuple[float, float]] = {   # (weight bits, activation bits) as deployed
-    FP32Config: (32, 32), PTQInt8Config: (8, 8), HalfConfig: (16, 16),
-    Q16ReferenceConfig: (32, 32), TernaryReferenceConfig: (math.log2(3), math.log2(3)),
+_BITS: dict[type, tuple[float, float]] = {  # (weight bits, activation bits) as deployed
+    FP32Config: (32, 32),
+    PTQInt8Config: (8, 8),
+    HalfConfig: (16, 16),
+    Q16ReferenceConfig: (32, 32),
+    TernaryReferenceConfig: (math.log2(3), math.log2(3)),
     BitNet158Config: (math.log2(3), 8),
 }
 

@@ -10,8 +10,16 @@ from qmoe.analysis import claims
 from qmoe.analysis.stats import StatsConfig
 from qmoe.analysis.verdict import Rule, Verdict, VerdictConfig
 
-FAMILIES = ("f1_paired", "tost_f1", "latency_levene", "latency_paired", "energy_inference_paired",
-            "energy_train_paired", "f1_variance_levene", "fold_latency_levene")
+FAMILIES = (
+    "f1_paired",
+    "tost_f1",
+    "latency_levene",
+    "latency_paired",
+    "energy_inference_paired",
+    "energy_train_paired",
+    "f1_variance_levene",
+    "fold_latency_levene",
+)
 
 
 def test_each_claim_is_one_entry_with_a_valid_criterion():
@@ -28,8 +36,20 @@ def test_each_claim_is_one_entry_with_a_valid_criterion():
 
 def test_abstract_claims_are_all_present():
     text = " ".join(c.claim + " " + c.paper for c in claims.CLAIMS)
-    for fragment in ("0.858 vs 0.859", "4x", "41 %", "31 %", "equivalent", "82 %", "230 -> 29 ms",
-                     "+11 %", "no accuracy gain", "1.2 M", "3.87 F1/mJ", "10,000x"):
+    for fragment in (
+        "0.858 vs 0.859",
+        "4x",
+        "41 %",
+        "31 %",
+        "equivalent",
+        "82 %",
+        "230 -> 29 ms",
+        "+11 %",
+        "no accuracy gain",
+        "1.2 M",
+        "3.87 F1/mJ",
+        "10,000x",
+    ):
         assert fragment in text
 
 
@@ -40,11 +60,20 @@ def _context(runs: pd.DataFrame) -> claims.Context:
 
 
 def test_evidence_has_one_row_per_claim_and_scope(with_facts):
-    runs = with_facts(pd.DataFrame({"dataset": ["d", "d"], "protocol": ["corrected", "faithful"],
-                                    "variant": ["fp32", "fp32"], "n_params": [1.2e6, 1.2e6]}))
+    runs = with_facts(
+        pd.DataFrame(
+            {
+                "dataset": ["d", "d"],
+                "protocol": ["corrected", "faithful"],
+                "variant": ["fp32", "fp32"],
+                "n_params": [1.2e6, 1.2e6],
+            }
+        )
+    )
     ev = claims.evidence(_context(runs))
     assert ev[["claim", "protocol"]].apply(tuple, axis=1).tolist() == [
-        (c.id, p) for c in claims.CLAIMS for p in ("corrected", "faithful")]
+        (c.id, p) for c in claims.CLAIMS for p in ("corrected", "faithful")
+    ]
     params = ev[ev["claim"] == "params_1_2m"].iloc[0]
     # counted at the paper's input width (1,536) and 50 classes, whatever our backbone (6.2)
     assert params["computed"] and params["estimate"] == 1_206_770
@@ -55,34 +84,68 @@ def test_evidence_has_one_row_per_claim_and_scope(with_facts):
 
 
 def _found(claim: str, protocol: str, **kw) -> dict:
-    row = {"claim": claim, "dataset": "esc50", "protocol": protocol, "ours": "x", "computed": False,
-           "reason": "no data", "estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan,
-           "p": math.nan, "margin": math.nan}
+    row = {
+        "claim": claim,
+        "dataset": "esc50",
+        "protocol": protocol,
+        "ours": "x",
+        "computed": False,
+        "reason": "no data",
+        "estimate": math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "p": math.nan,
+        "margin": math.nan,
+    }
     return {**row, **kw}
 
 
 def test_judge_covers_every_protocol_and_applies_each_claims_criterion():
-    found = pd.DataFrame([
-        _found("f1_q4_vs_q16", "corrected", computed=True, reason="", estimate=0.998,
-               ci_low=0.995, ci_high=1.001, p=0.3),
-        _found("compression_4x", "corrected", computed=True, reason="", estimate=3.43),
-    ])
+    found = pd.DataFrame(
+        [
+            _found(
+                "f1_q4_vs_q16",
+                "corrected",
+                computed=True,
+                reason="",
+                estimate=0.998,
+                ci_low=0.995,
+                ci_high=1.001,
+                p=0.3,
+            ),
+            _found("compression_4x", "corrected", computed=True, reason="", estimate=3.43),
+        ]
+    )
     rows = claims.judge(found, VerdictConfig(), 0.05, ("corrected", "faithful"))
     assert len(rows) == 2 * len(claims.CLAIMS)
     got = rows.set_index(["claim", "protocol"])
     assert got.loc[("f1_q4_vs_q16", "corrected"), "verdict"] == Verdict.REPRODUCED.value
     assert got.loc[("compression_4x", "corrected"), "reason"] == (
-        "exact value 3.43 outside paper 4 band [3.6, 4.4]")
+        "exact value 3.43 outside paper 4 band [3.6, 4.4]"
+    )
     assert got.loc[("f1_q4_vs_q16", "faithful"), "ours"] == "not run"
     assert got.loc[("f1_q4_vs_q16", "faithful"), "reason"] == (
-        "not computed: protocol faithful not in the study")
+        "not computed: protocol faithful not in the study"
+    )
     assert got.loc[("f1_per_mj", "corrected"), "reason"] == claims.BY_ID["f1_per_mj"].judge.note
 
 
 @pytest.mark.parametrize("tol, verdict", [(0.01, "reproduced"), (0.002, "inconclusive")])
 def test_judge_reads_the_tolerance_from_the_verdict_config(tol, verdict):
-    found = pd.DataFrame([_found("f1_q4_vs_q16", "corrected", computed=True, reason="",
-                                 estimate=0.998, ci_low=0.995, ci_high=1.001, p=0.3)])
+    found = pd.DataFrame(
+        [
+            _found(
+                "f1_q4_vs_q16",
+                "corrected",
+                computed=True,
+                reason="",
+                estimate=0.998,
+                ci_low=0.995,
+                ci_high=1.001,
+                p=0.3,
+            )
+        ]
+    )
     rows = claims.judge(found, VerdictConfig(ratio_tol=tol), 0.05, ("corrected",))
     assert rows.set_index("claim").loc["f1_q4_vs_q16", "verdict"] == verdict
 
@@ -93,17 +156,23 @@ def test_energy_claims_are_not_testable_where_energy_is_a_power_model_times_time
     def found(ctx, d, p):
         return ex.Evidence(True, "", 0.3, 0.2, 0.4, 0.01, float("nan")), "30 %"
 
-    runs = pd.DataFrame({"dataset": ["d", "d", "e"], "protocol": ["c", "c", "c"],
-                         "bench_energy_method": [
-                             "estimated: power model x time (codecarbon CPU estimated ...)",
-                             "estimated: power model x time (codecarbon CPU estimated ...)",
-                             "measured: RAPL package counters, idle baseline subtracted"]})
+    runs = pd.DataFrame(
+        {
+            "dataset": ["d", "d", "e"],
+            "protocol": ["c", "c", "c"],
+            "bench_energy_method": [
+                "estimated: power model x time (codecarbon CPU estimated ...)",
+                "estimated: power model x time (codecarbon CPU estimated ...)",
+                "measured: RAPL package counters, idle baseline subtracted",
+            ],
+        }
+    )
     ctx = ex.Context({}, runs, None, None)
     wrapped = ex.measured_energy("bench_energy_method", found)
     ev, ours = wrapped(ctx, "d", "c")
     assert not ev.computed and ours == "not computed"
     assert ev.reason.startswith("not testable here: energy is estimated: power model x time")
-    assert wrapped(ctx, "e", "c")[0].computed                       # measured: judged
+    assert wrapped(ctx, "e", "c")[0].computed  # measured: judged
     d = claims.decide(claims.BY_ID["energy_inference_v1"].judge, ev, VerdictConfig(), 0.05)
     assert d.verdict is Verdict.NOT_TESTABLE and "power model x time" in d.reason
 
@@ -143,12 +212,36 @@ def test_verdicts_on_esc10_are_labelled_and_outside_the_papers_data_only_indicat
 
 
 def test_curiosity_is_judged_against_its_placebo():
-    better = _one("curiosity_beats_placebo", estimate=0.03, ci_low=0.02, ci_high=0.04, p=0.001,
-                  margin=0.01, p_equivalence=0.9)
-    tie = _one("curiosity_beats_placebo", estimate=0.001, ci_low=-0.004, ci_high=0.006, p=0.7,
-               margin=0.01, p_equivalence=0.01)
-    unsure = _one("curiosity_beats_placebo", estimate=0.01, ci_low=-0.01, ci_high=0.03, p=0.3,
-                  margin=0.01, p_equivalence=0.4)
+    better = _one(
+        "curiosity_beats_placebo",
+        estimate=0.03,
+        ci_low=0.02,
+        ci_high=0.04,
+        p=0.001,
+        margin=0.01,
+        p_equivalence=0.9,
+    )
+    tie = _one(
+        "curiosity_beats_placebo",
+        estimate=0.001,
+        ci_low=-0.004,
+        ci_high=0.006,
+        p=0.7,
+        margin=0.01,
+        p_equivalence=0.01,
+    )
+    unsure = _one(
+        "curiosity_beats_placebo",
+        estimate=0.01,
+        ci_low=-0.01,
+        ci_high=0.03,
+        p=0.3,
+        margin=0.01,
+        p_equivalence=0.4,
+    )
     assert [r["verdict"] for r in (better, tie, unsure)] == [
-        "reproduced", "not reproduced", "inconclusive"]
+        "reproduced",
+        "not reproduced",
+        "inconclusive",
+    ]
     assert "equivalent to the placebo" in tie["reason"]

@@ -13,23 +13,40 @@ CFG = StatsConfig(n_resamples=300)
 
 def _runs(with_facts, configs=None) -> pd.DataFrame:
     rng = np.random.default_rng(4)
-    rows = [{"dataset": d, "protocol": "corrected", "variant": v, "fold": f, "seed": 0,
-             "macro_f1": 0.8 + 0.02 * rng.random(), "n_params": 1.19e6,
-             "latency_median_ms": 0.2 + 0.01 * rng.random(),
-             "reference_fold_pass_s": 0.01 + 0.001 * rng.random(),
-             "energy_per_inference_mj": 0.3 + 0.1 * rng.random(),
-             "train_energy_kwh": 1e-5 * (1 + rng.random()), "train_emissions_kg": 3e-6,
-             "train_seconds": 3.0, "size_packed_bytes": 1000}
-            for d in ("d1", "d2") for v in ("fp32", "w4a8", "q16_reference", "moe",
-                                            "moe_curiosity_log") for f in (1, 2, 3)]
+    rows = [
+        {
+            "dataset": d,
+            "protocol": "corrected",
+            "variant": v,
+            "fold": f,
+            "seed": 0,
+            "macro_f1": 0.8 + 0.02 * rng.random(),
+            "n_params": 1.19e6,
+            "latency_median_ms": 0.2 + 0.01 * rng.random(),
+            "reference_fold_pass_s": 0.01 + 0.001 * rng.random(),
+            "energy_per_inference_mj": 0.3 + 0.1 * rng.random(),
+            "train_energy_kwh": 1e-5 * (1 + rng.random()),
+            "train_emissions_kg": 3e-6,
+            "train_seconds": 3.0,
+            "size_packed_bytes": 1000,
+        }
+        for d in ("d1", "d2")
+        for v in ("fp32", "w4a8", "q16_reference", "moe", "moe_curiosity_log")
+        for f in (1, 2, 3)
+    ]
     return with_facts(pd.DataFrame(rows), configs)
 
 
 def test_every_entry_has_its_own_csv_and_stem():
     csvs = [t.csv for t in paper_tables.PAPER_TABLES]
     stems = [t.stem for t in paper_tables.PAPER_TABLES]
-    assert csvs == ["std_table1_cross_dataset", "std_table2_quantization", "std_table3_moe",
-                    "std_table4_latency", "std_supplement_carbon"]
+    assert csvs == [
+        "std_table1_cross_dataset",
+        "std_table2_quantization",
+        "std_table3_moe",
+        "std_table4_latency",
+        "std_supplement_carbon",
+    ]
     assert len(set(stems)) == 5 and all(s in c for s, c in zip(stems[:2], csvs[:2]))
 
 
@@ -48,7 +65,8 @@ def test_std_tables_use_ddof_1_and_labelled_units(with_facts):
     t3 = std["std_table3_moe"].set_index("variant")
     moe = runs[runs["variant"] == "moe"]
     assert t3.loc["moe", "train_energy_wh_mean"] == pytest.approx(
-        moe["train_energy_kwh"].mean() * 1e3)
+        moe["train_energy_kwh"].mean() * 1e3
+    )
     assert t3.loc["moe", "train_co2_g_mean"] == pytest.approx(3e-3)
     assert t3["type"].to_dict() == {"moe": "MoE", "moe_curiosity_log": "MoE-Curiosity"}
     t4 = std["std_table4_latency"]
@@ -59,7 +77,6 @@ def test_std_tables_use_ddof_1_and_labelled_units(with_facts):
 def test_table2_holds_q_base_by_kind_with_configured_bits(with_facts, config_of):
     runs = _runs(with_facts, {"w4a8": config_of("w4a8", weight_bits=3)})
     t2 = paper_tables.std_tables(runs, CFG)["std_table2_quantization"]
-    assert t2.groupby("variant")["bits"].first().to_dict() == {"q16_reference": 32.0,
-                                                                "w4a8": 3.0}
+    assert t2.groupby("variant")["bits"].first().to_dict() == {"q16_reference": 32.0, "w4a8": 3.0}
     q16 = t2[t2["variant"] == "q16_reference"]
     assert (q16["percent_of_16bit"] == 100.0).all()

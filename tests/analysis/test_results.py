@@ -10,27 +10,44 @@ import pytest
 from qmoe.analysis import results
 from qmoe.io import ConfigError, InputError
 
-STUDY = {"datasets": ["toy"], "protocols": ["corrected", "faithful"], "variants": ["fp32", "w4a8"],
-         "moe_variants": ["moe"], "experts": ["ternary_reference", "w4a8", "w8a8"]}
+STUDY = {
+    "datasets": ["toy"],
+    "protocols": ["corrected", "faithful"],
+    "variants": ["fp32", "w4a8"],
+    "moe_variants": ["moe"],
+    "experts": ["ternary_reference", "w4a8", "w8a8"],
+}
 
 
 def test_study_combines_single_and_moe_variants_but_not_the_expert_pool():
     study = results.study_from_params(STUDY)
     assert study.all_variants == ("fp32", "w4a8", "moe")
-    assert study.combinations() == [("toy", p, v) for p in ("corrected", "faithful")
-                                    for v in ("fp32", "w4a8", "moe")]
+    assert study.combinations() == [
+        ("toy", p, v) for p in ("corrected", "faithful") for v in ("fp32", "w4a8", "moe")
+    ]
     assert results.study_from_params({**STUDY, "moe_variants": []}).combinations()[-1] == (
-        "toy", "faithful", "w4a8")
+        "toy",
+        "faithful",
+        "w4a8",
+    )
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"moe_variants": None}, "study: missing required key 'moe_variants'"),
-    ({"variants": ["fp32", "moe"]}, r"study.moe_variants: \['moe'\] also listed in study.variants"),
-    ({"variants": ["fp32", "fp32"]}, r"study.variants: duplicate names"),
-    ({"variants": [], "moe_variants": []}, "study.variants: study.variants and study.moe_variants "
-                                           "list no variant"),
-    ({"datasets": []}, "study.datasets: must list at least one name"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"moe_variants": None}, "study: missing required key 'moe_variants'"),
+        (
+            {"variants": ["fp32", "moe"]},
+            r"study.moe_variants: \['moe'\] also listed in study.variants",
+        ),
+        ({"variants": ["fp32", "fp32"]}, r"study.variants: duplicate names"),
+        (
+            {"variants": [], "moe_variants": []},
+            "study.variants: study.variants and study.moe_variants list no variant",
+        ),
+        ({"datasets": []}, "study.datasets: must list at least one name"),
+    ],
+)
 def test_study_errors_name_the_field(change, message):
     section = {k: v for k, v in {**STUDY, **change}.items() if v is not None}
     with pytest.raises(ConfigError, match=message):
@@ -42,10 +59,14 @@ def _study(variants: list[str], moe: list[str] = ()) -> results.Study:
 
 
 def test_facts_come_from_the_recorded_config_not_the_name(tmp_path, results_tree, config_of):
-    results_tree(tmp_path, ["fp32", "w4a8", "moe_curiosity_kl"],
-                 configs={"w4a8": config_of("w4a8", weight_bits=3)})
-    runs = results.runs_table(tmp_path / "runs", tmp_path / "benchmarks",
-                              _study(["fp32", "w4a8"], ["moe_curiosity_kl"]))
+    results_tree(
+        tmp_path,
+        ["fp32", "w4a8", "moe_curiosity_kl"],
+        configs={"w4a8": config_of("w4a8", weight_bits=3)},
+    )
+    runs = results.runs_table(
+        tmp_path / "runs", tmp_path / "benchmarks", _study(["fp32", "w4a8"], ["moe_curiosity_kl"])
+    )
     facts = results.variant_facts(runs)
     assert facts.loc["w4a8"].tolist() == ["bitlinear", 3.0, 8.0, 3.0, False, ""]
     assert facts.loc["fp32"].tolist() == ["fp32", 32.0, 32.0, 32.0, False, ""]
@@ -54,7 +75,7 @@ def test_facts_come_from_the_recorded_config_not_the_name(tmp_path, results_tree
     path = tmp_path / "runs.csv"
     runs.to_csv(path, index=False)
     again = results.read_runs_table(path)
-    assert results.variant_facts(again).equals(facts)   # "" and booleans survive the CSV
+    assert results.variant_facts(again).equals(facts)  # "" and booleans survive the CSV
 
 
 def test_a_run_without_its_config_is_an_error_naming_the_file(tmp_path, results_tree):
@@ -86,9 +107,17 @@ def test_benchmark_and_run_keys_must_agree(tmp_path, results_tree):
 
 
 def test_a_variant_trained_with_two_configs_is_refused():
-    runs = pd.DataFrame({"variant": ["w4a8", "w4a8"], "kind": "bitlinear",
-                         "weight_bits": [4.0, 3.0], "activation_bits": 8.0,
-                         "precision_bits": [4.0, 3.0], "is_moe": False, "curiosity": ""})
+    runs = pd.DataFrame(
+        {
+            "variant": ["w4a8", "w4a8"],
+            "kind": "bitlinear",
+            "weight_bits": [4.0, 3.0],
+            "activation_bits": 8.0,
+            "precision_bits": [4.0, 3.0],
+            "is_moe": False,
+            "curiosity": "",
+        }
+    )
     with pytest.raises(InputError, match="variant 'w4a8' was trained with different configs"):
         results.variant_facts(runs)
 
@@ -107,13 +136,18 @@ def test_latency_files_are_read_by_key_any_integer_seed(tmp_path, results_tree):
 def test_routed_predictions_carry_each_experts_config(tmp_path, results_tree, config_of):
     moe = config_of("moe_curiosity_kl")
     results_tree(tmp_path, ["moe_curiosity_kl"])
-    runs = results.runs_table(tmp_path / "runs", tmp_path / "benchmarks",
-                              _study([], ["moe_curiosity_kl"]))
-    routed = results.routed_predictions(tmp_path / "runs", tmp_path / "benchmarks", runs,
-                                        "moe_curiosity_kl")
+    runs = results.runs_table(
+        tmp_path / "runs", tmp_path / "benchmarks", _study([], ["moe_curiosity_kl"])
+    )
+    routed = results.routed_predictions(
+        tmp_path / "runs", tmp_path / "benchmarks", runs, "moe_curiosity_kl"
+    )
     experts = routed.groupby("expert_name")[["expert_kind", "expert_weight_bits"]].first()
     assert [e["name"] for e in moe["experts"]] == ["ternary_reference", "w4a8", "w8a8"]
     assert experts.loc["w8a8"].tolist() == ["bitlinear", 8.0]
     assert experts.loc["ternary_reference", "expert_kind"] == "ternary_reference"
-    assert len(routed) == len(pd.read_csv(tmp_path / "runs/toy/corrected/moe_curiosity_kl/"
-                                          "predictions.csv")) + 3 * 12
+    assert (
+        len(routed)
+        == len(pd.read_csv(tmp_path / "runs/toy/corrected/moe_curiosity_kl/predictions.csv"))
+        + 3 * 12
+    )

@@ -22,8 +22,8 @@ from scipy import stats as sps
 from qmoe.analysis.pairing import Scope, pair_folds
 from qmoe.analysis.stats import nadeau_bengio_ci, nadeau_bengio_ttest
 
-K, S, REPS = 5, 3, 10_000                    # 10,000 replications per correlation
-RATIO = 1 / (K - 1)                          # n_test / n_train of K-fold cross-validation
+K, S, REPS = 5, 3, 10_000  # 10,000 replications per correlation
+RATIO = 1 / (K - 1)  # n_test / n_train of K-fold cross-validation
 CORRELATIONS = np.round(np.arange(0.0, 0.91, 0.1), 1)
 
 
@@ -38,7 +38,7 @@ def simulate(c: float, mu: float, rng: np.random.Generator) -> np.ndarray:
 
 def fold_level(d: np.ndarray, mu: float) -> tuple[float, float]:
     """(type-I error of H0: mean = mu, coverage of the 95 % interval) of the fold-level test."""
-    means = d.mean(axis=2)                                          # (REPS, K)
+    means = d.mean(axis=2)  # (REPS, K)
     p = nadeau_bengio_ttest(means - mu, RATIO).p
     lo, hi = nadeau_bengio_ci(means, RATIO, 0.95)
     return float(np.mean(p < 0.05)), float(np.mean((lo <= mu) & (mu <= hi)))
@@ -58,13 +58,18 @@ def results() -> pd.DataFrame:
     rows = []
     for c in CORRELATIONS:
         null = simulate(c, 0.0, rng)
-        shifted = simulate(c, 0.3, rng)                             # coverage away from 0 too
+        shifted = simulate(c, 0.3, rng)  # coverage away from 0 too
         t1_fold, cov0_fold = fold_level(null, 0.0)
         t1_model, cov0_model = model_level(null, 0.0)
-        rows.append({"c": c, "type1_fold": t1_fold,
-                     "coverage_fold": min(cov0_fold, fold_level(shifted, 0.3)[1]),
-                     "type1_model": t1_model,
-                     "coverage_model": min(cov0_model, model_level(shifted, 0.3)[1])})
+        rows.append(
+            {
+                "c": c,
+                "type1_fold": t1_fold,
+                "coverage_fold": min(cov0_fold, fold_level(shifted, 0.3)[1]),
+                "type1_model": t1_model,
+                "coverage_model": min(cov0_model, model_level(shifted, 0.3)[1]),
+            }
+        )
     return pd.DataFrame(rows).set_index("c")
 
 
@@ -80,18 +85,30 @@ def test_the_former_fifteen_key_treatment_fails_the_same_check(results):
     high = results.loc[0.9]
     assert high["type1_model"] > 0.10 and high["coverage_model"] < 0.90
     assert results.loc[0.6, "type1_model"] > 0.06
-    assert results.loc[0.0, "type1_model"] < 0.05           # over-corrected at c = 0
+    assert results.loc[0.0, "type1_model"] < 0.05  # over-corrected at c = 0
     assert not ((results["type1_model"] <= 0.06) & (results["coverage_model"] >= 0.92)).all()
 
 
 def test_the_simulated_statistic_is_the_one_the_stats_stage_computes():
     """One replication through the pandas path (pair by key, average seeds, corrected t)."""
     rng = np.random.default_rng(1)
-    d = simulate(0.5, 0.1, rng)[0]                                   # (K, S)
+    d = simulate(0.5, 0.1, rng)[0]  # (K, S)
     base = rng.random((K, S))
-    rows = [{"dataset": "d", "protocol": "corrected", "variant": v, "fold": k + 1, "seed": s,
-             "macro_f1": base[k, s] + (d[k, s] if v == "a" else 0.0), "n_test": 1, "n_train": 4}
-            for v in ("a", "b") for k in range(K) for s in range(S)]
+    rows = [
+        {
+            "dataset": "d",
+            "protocol": "corrected",
+            "variant": v,
+            "fold": k + 1,
+            "seed": s,
+            "macro_f1": base[k, s] + (d[k, s] if v == "a" else 0.0),
+            "n_test": 1,
+            "n_train": 4,
+        }
+        for v in ("a", "b")
+        for k in range(K)
+        for s in range(S)
+    ]
     paired = pair_folds(pd.DataFrame(rows), Scope("d", "corrected"), "a", "b", "macro_f1")
     ours = nadeau_bengio_ttest(paired.a - paired.b, paired.test_train_ratio)
     assert paired.test_train_ratio == pytest.approx(RATIO)

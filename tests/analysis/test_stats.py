@@ -39,8 +39,18 @@ def runs_frame(values: dict[str, list[float]], protocol="corrected", dataset="d"
     for variant, vals in values.items():
         keys = [(f, s) for f in range(1, len(vals) // len(seeds) + 1) for s in seeds]
         for (fold, seed), v in zip(keys, vals):
-            rows.append({"dataset": dataset, "protocol": protocol, "variant": variant,
-                         "fold": fold, "seed": seed, "macro_f1": v, "n_train": 80, "n_test": 20})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "protocol": protocol,
+                    "variant": variant,
+                    "fold": fold,
+                    "seed": seed,
+                    "macro_f1": v,
+                    "n_train": 80,
+                    "n_test": 20,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -112,8 +122,13 @@ def test_holm_equals_statsmodels_on_random_p_values():
 
 
 def test_add_holm_adjusts_within_each_family_and_protocol():
-    frame = pd.DataFrame({"family": ["a", "a", "b", "a"], "protocol": ["x", "x", "x", "y"],
-                          "p": [0.01, 0.02, 0.01, 0.01]})
+    frame = pd.DataFrame(
+        {
+            "family": ["a", "a", "b", "a"],
+            "protocol": ["x", "x", "x", "y"],
+            "p": [0.01, 0.02, 0.01, 0.01],
+        }
+    )
     out = add_holm(frame, "p", 0.05)
     assert out["p_holm"].tolist() == pytest.approx([0.02, 0.02, 0.01, 0.01])
 
@@ -127,9 +142,18 @@ def test_bootstrap_ci_is_seeded_and_degenerate_data_gives_nan():
     assert all(np.isnan(bootstrap_ci((np.ones(5),), stat, CFG)))
 
 
-@pytest.mark.parametrize("field, value", [("alpha", 0.0), ("alpha", 0.6), ("tost_margin", 0.0),
-                                          ("tost_margin", 1.5), ("f1_metric", "f2"),
-                                          ("confidence", 1.0), ("n_resamples", 10)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("alpha", 0.0),
+        ("alpha", 0.6),
+        ("tost_margin", 0.0),
+        ("tost_margin", 1.5),
+        ("f1_metric", "f2"),
+        ("confidence", 1.0),
+        ("n_resamples", 10),
+    ],
+)
 def test_config_out_of_range_names_the_field(field, value):
     with pytest.raises(ConfigError, match=f"stats.{field}"):
         from_section(StatsConfig, {field: value}, "stats")
@@ -165,14 +189,15 @@ def test_compare_reports_every_planned_pair_and_why_not():
     assert out.loc[2, "reason"] == "no runs of w2a8 (variant not in the study)"
     res = nadeau_bengio_ttest(A - B, 0.25)
     assert out.loc[0, "t"] == pytest.approx(res.t) and out.loc[0, "p"] == pytest.approx(res.p)
-    assert out.loc[0, "p_holm"] == pytest.approx(res.p)   # the only computed test of its family
+    assert out.loc[0, "p_holm"] == pytest.approx(res.p)  # the only computed test of its family
     assert np.isnan(out.loc[1, "p_holm"])
 
 
 def test_equal_scores_are_not_computed_rather_than_dividing_by_zero():
     runs = runs_frame({"w4a8": list(A), "fp32": list(A - 0.01)})
-    out = comparisons.compare(runs, [Pair("f", "w4a8", "fp32")], "macro_f1", CFG,
-                              Method.NADEAU_BENGIO)
+    out = comparisons.compare(
+        runs, [Pair("f", "w4a8", "fp32")], "macro_f1", CFG, Method.NADEAU_BENGIO
+    )
     assert out.loc[0, "status"] == "not computed" and "zero variance" in out.loc[0, "reason"]
 
 
@@ -180,14 +205,15 @@ def test_tost_verdict_flips_with_the_margin():
     runs = runs_frame({"w4a8": list(A), "fp32": list(B)})
     pair = [Pair("tost_f1", "w4a8", "fp32")]
     d = A - B
-    lo, hi = nadeau_bengio_ci(d, 0.25, 1 - 2 * 0.05)        # the 90 % interval TOST inverts
+    lo, hi = nadeau_bengio_ci(d, 0.25, 1 - 2 * 0.05)  # the 90 % interval TOST inverts
     narrow = comparisons.equivalence(runs, pair, "macro_f1", StatsConfig(tost_margin=0.5 * hi))
-    assert narrow.loc[0, "ci_holm_low"] == pytest.approx(lo)   # the only test: Holm p = p
+    assert narrow.loc[0, "ci_holm_low"] == pytest.approx(lo)  # the only test: Holm p = p
     wide_margin = StatsConfig(tost_margin=1.01 * max(-lo, hi))
     wide = comparisons.equivalence(runs, pair, "macro_f1", wide_margin)
     assert not bool(narrow.loc[0, "equivalent"]) and bool(wide.loc[0, "equivalent"])
-    assert wide.loc[0, "p_tost"] == pytest.approx(ttost_paired(A, B, -wide.loc[0, "margin"],
-                                                              wide.loc[0, "margin"])[0])
+    assert wide.loc[0, "p_tost"] == pytest.approx(
+        ttost_paired(A, B, -wide.loc[0, "margin"], wide.loc[0, "margin"])[0]
+    )
     assert (wide.loc[0, "ci_tost_low"], wide.loc[0, "ci_tost_high"]) == pytest.approx((lo, hi))
 
 
@@ -196,9 +222,18 @@ def _samples(sd_moe: float, sd_cur: float, n: int = 300) -> pd.DataFrame:
     rows = []
     for variant, sd in (("moe", sd_moe), ("moe_curiosity_log", sd_cur)):
         for fold in (1, 2, 3, 4):
-            rows.append(pd.DataFrame({"dataset": "d", "protocol": "corrected", "variant": variant,
-                                      "fold": fold, "seed": 0,
-                                      "latency_ms": 1 + sd * rng.standard_normal(n)}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "dataset": "d",
+                        "protocol": "corrected",
+                        "variant": variant,
+                        "fold": fold,
+                        "seed": 0,
+                        "latency_ms": 1 + sd * rng.standard_normal(n),
+                    }
+                )
+            )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -210,8 +245,9 @@ def test_seeds_are_averaged_within_each_fold_before_the_test():
     paired = pair_folds(runs, Scope("d", "corrected"), "w4a8", "fp32", "macro_f1")
     assert paired.keys == [(1,), (2,), (3,), (4,), (5,)] and paired.n_models == 15
     assert paired.a == pytest.approx(a.reshape(5, 3).mean(axis=1))
-    out = comparisons.compare(runs, [Pair("f", "w4a8", "fp32")], "macro_f1", CFG,
-                              Method.NADEAU_BENGIO)
+    out = comparisons.compare(
+        runs, [Pair("f", "w4a8", "fp32")], "macro_f1", CFG, Method.NADEAU_BENGIO
+    )
     d = a.reshape(5, 3).mean(axis=1) - b.reshape(5, 3).mean(axis=1)
     ref = nadeau_bengio_ttest(d, 0.25)
     row = out.iloc[0]
@@ -222,18 +258,20 @@ def test_seeds_are_averaged_within_each_fold_before_the_test():
 
 def test_ratio_interval_comes_from_per_fold_log_ratios():
     runs = runs_frame({"w4a8": list(A), "fp32": list(B)})
-    out = comparisons.compare(runs, [Pair("f", "w4a8", "fp32")], "macro_f1", CFG,
-                              Method.NADEAU_BENGIO).iloc[0]
+    out = comparisons.compare(
+        runs, [Pair("f", "w4a8", "fp32")], "macro_f1", CFG, Method.NADEAU_BENGIO
+    ).iloc[0]
     r = np.log(A / B)
     half = sps.t.ppf(0.975, 4) * np.sqrt((1 / 5 + 0.25) * r.var(ddof=1))
     assert out["ratio"] == pytest.approx(np.exp(r.mean()))
     assert (out["ratio_ci_low"], out["ratio_ci_high"]) == pytest.approx(
-        (np.exp(r.mean() - half), np.exp(r.mean() + half)))
+        (np.exp(r.mean() - half), np.exp(r.mean() + half))
+    )
     assert out["p_ratio"] == pytest.approx(nadeau_bengio_ttest(r, 0.25).p)
-    plain = log_ratio_test(A, B, 0.0, 0.95)     # measurements: plain paired t on the log-ratios
+    plain = log_ratio_test(A, B, 0.0, 0.95)  # measurements: plain paired t on the log-ratios
     ref = sps.ttest_1samp(r, 0.0)
     assert plain.p == pytest.approx(ref.pvalue)
-    assert np.isnan(log_ratio_test(A, -B, 0.0, 0.95).ratio)    # a non-positive value: no ratio
+    assert np.isnan(log_ratio_test(A, -B, 0.0, 0.95).ratio)  # a non-positive value: no ratio
 
 
 def test_tost_interval_matches_the_holm_p_it_prints():
@@ -241,21 +279,28 @@ def test_tost_interval_matches_the_holm_p_it_prints():
     Holm p < alpha (the unadjusted 90 % interval would disagree with the Holm p)."""
     rng = np.random.default_rng(11)
     base = 0.8 + 0.01 * rng.standard_normal(5)
-    runs = runs_frame({"fp32": list(base), "w4a8": list(base + 0.002 + 0.002 * rng.standard_normal(5)),
-                       "w8a8": list(base + 0.001 + 0.002 * rng.standard_normal(5))})
+    runs = runs_frame(
+        {
+            "fp32": list(base),
+            "w4a8": list(base + 0.002 + 0.002 * rng.standard_normal(5)),
+            "w8a8": list(base + 0.001 + 0.002 * rng.standard_normal(5)),
+        }
+    )
     pairs = [Pair("tost_f1", "w4a8", "fp32"), Pair("tost_f1", "w8a8", "fp32")]
     for margin in np.linspace(0.003, 0.02, 12):
         out = comparisons.equivalence(runs, pairs, "macro_f1", StatsConfig(tost_margin=margin))
         for _, row in out.iterrows():
             inside = -margin < row["ci_holm_low"] and row["ci_holm_high"] < margin
             assert inside == (row["p_holm"] < 0.05), (margin, row.to_dict())
-            assert row["holm_level"] >= 0.9 - 1e-12   # wider than the unadjusted 90 %
+            assert row["holm_level"] >= 0.9 - 1e-12  # wider than the unadjusted 90 %
 
 
 def test_smallest_showable_margin_is_where_tost_starts_to_reject():
     d, ratio = A - B, 0.25
     m = min_equivalence_margin(d, ratio, 0.05)
-    assert tost_nadeau_bengio(d, ratio, m * 1.001).p < 0.05 < tost_nadeau_bengio(d, ratio, m * 0.999).p
+    assert (
+        tost_nadeau_bengio(d, ratio, m * 1.001).p < 0.05 < tost_nadeau_bengio(d, ratio, m * 0.999).p
+    )
     runs = runs_frame({"w4a8": list(A), "fp32": list(B)})
     row = comparisons.equivalence(runs, [Pair("t", "w4a8", "fp32")], "macro_f1", CFG).iloc[0]
     assert row["min_margin"] == pytest.approx(m) and row["resolution"] == pytest.approx(1 / 20)
@@ -267,13 +312,23 @@ def test_dispersion_compares_each_models_own_spread_at_the_fold_level():
     for variant, sd in (("moe", 0.2), ("moe_curiosity_log", 0.4)):
         for fold in (1, 2, 3, 4):
             for seed in (0, 1):
-                level = 1 + 0.5 * fold     # model levels differ: pooling would add their spread
-                rows.append(pd.DataFrame({"dataset": "d", "protocol": "corrected",
-                                          "variant": variant, "fold": fold, "seed": seed,
-                                          "latency_ms": level + sd * rng.standard_normal(400)}))
+                level = 1 + 0.5 * fold  # model levels differ: pooling would add their spread
+                rows.append(
+                    pd.DataFrame(
+                        {
+                            "dataset": "d",
+                            "protocol": "corrected",
+                            "variant": variant,
+                            "fold": fold,
+                            "seed": seed,
+                            "latency_ms": level + sd * rng.standard_normal(400),
+                        }
+                    )
+                )
     samples = pd.concat(rows, ignore_index=True)
-    out = comparisons.dispersion(samples, [Pair("v", "moe_curiosity_log", "moe")], "latency_ms",
-                                 CFG).iloc[0]
+    out = comparisons.dispersion(
+        samples, [Pair("v", "moe_curiosity_log", "moe")], "latency_ms", CFG
+    ).iloc[0]
     var = samples.groupby(["variant", "fold", "seed"])["latency_ms"].var()
     logs = np.log(var).groupby(level=["variant", "fold"]).mean()
     r = logs["moe_curiosity_log"] - logs["moe"]
@@ -320,15 +375,26 @@ def _study_runs() -> pd.DataFrame:
         for variant in ("fp32", "w4a8", "w8a8", "q16_reference", "moe", "moe_curiosity_log"):
             for fold in (1, 2, 3):
                 for seed in seeds:
-                    rows.append({"dataset": "d", "protocol": protocol, "variant": variant,
-                                 "fold": fold, "seed": seed, "macro_f1": 0.8 + 0.02 * rng.random(),
-                                 "n_train": 80, "n_test": 20, "n_params": 1.19e6,
-                                 "latency_median_ms": 0.2 + 0.01 * rng.random(),
-                                 "reference_fold_pass_s": 0.01 + 0.001 * rng.random(),
-                                 "energy_per_inference_mj": 0.3 + 0.1 * rng.random(),
-                                 "train_energy_kwh": 1e-5 * (1 + rng.random()),
-                                 "train_emissions_kg": 3e-6, "train_seconds": 3.0,
-                                 "size_packed_bytes": 1000})
+                    rows.append(
+                        {
+                            "dataset": "d",
+                            "protocol": protocol,
+                            "variant": variant,
+                            "fold": fold,
+                            "seed": seed,
+                            "macro_f1": 0.8 + 0.02 * rng.random(),
+                            "n_train": 80,
+                            "n_test": 20,
+                            "n_params": 1.19e6,
+                            "latency_median_ms": 0.2 + 0.01 * rng.random(),
+                            "reference_fold_pass_s": 0.01 + 0.001 * rng.random(),
+                            "energy_per_inference_mj": 0.3 + 0.1 * rng.random(),
+                            "train_energy_kwh": 1e-5 * (1 + rng.random()),
+                            "train_emissions_kg": 3e-6,
+                            "train_seconds": 3.0,
+                            "size_packed_bytes": 1000,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -347,35 +413,54 @@ def test_families_cover_every_planned_pair_for_every_scope(study_runs):
 def test_the_plan_chooses_variants_by_their_facts(study_runs, config_of, with_facts):
     plan = families.plan(results.variant_facts(study_runs))
     assert [(p.variant, p.baseline) for p in plan.f1 if p.family == "f1_vs_q16_reference"] == [
-        ("w4a8", "q16_reference"), ("w8a8", "q16_reference")]
+        ("w4a8", "q16_reference"),
+        ("w8a8", "q16_reference"),
+    ]
     assert [(p.variant, p.baseline) for p in plan.tost] == [
-        ("w4a8", "fp32"), ("w8a8", "fp32"), ("w4a8", "q16_reference"), ("w8a8", "q16_reference"),
-        ("MoE with curiosity route", "MoE with curiosity random")]   # not in this study: named
-    assert [p.variant for p in plan.f1_variance] == ["moe_curiosity_log",
-                                                     "MoE with curiosity route"]
+        ("w4a8", "fp32"),
+        ("w8a8", "fp32"),
+        ("w4a8", "q16_reference"),
+        ("w8a8", "q16_reference"),
+        ("MoE with curiosity route", "MoE with curiosity random"),
+    ]  # not in this study: named
+    assert [p.variant for p in plan.f1_variance] == [
+        "moe_curiosity_log",
+        "MoE with curiosity route",
+    ]
     assert [p.variant for p in plan.latency if p.family == "latency_moe_vs_w8a8"] == [
-        "moe", "moe_curiosity_log"]
+        "moe",
+        "moe_curiosity_log",
+    ]
     # w4a8 retrained at 3 bits: no 4-bit variant; the 4-bit vs 8-bit test names the missing role
     three = with_facts(_study_runs(), {"w4a8": config_of("w4a8", weight_bits=3)})
     plan3 = families.plan(results.variant_facts(three))
     assert plan3.energy[-1] == Pair("energy_w4a8_vs_w8a8", "4-bit BitLinear", "w8a8")
-    out = comparisons.compare(three, plan3.energy[-1:], "energy_per_inference_mj", CFG,
-                              Method.PAIRED_T)
+    out = comparisons.compare(
+        three, plan3.energy[-1:], "energy_per_inference_mj", CFG, Method.PAIRED_T
+    )
     assert set(out["reason"]) == {"no runs of 4-bit BitLinear (variant not in the study)"}
 
 
 def test_reference_tables_fix_units_and_keep_both_variance_definitions(study_runs):
     runs = study_runs
     sig = reference_tables.significance_tables(runs, CFG)
-    assert set(sig) == {"ref_table1_f1_significance", "ref_table2_f1_significance",
-                        "ref_table3_f1_significance", "ref_table4_latency_significance",
-                        "ref_table3_energy_significance", "ref_latency_variance_reduction"}
+    assert set(sig) == {
+        "ref_table1_f1_significance",
+        "ref_table2_f1_significance",
+        "ref_table3_f1_significance",
+        "ref_table4_latency_significance",
+        "ref_table3_energy_significance",
+        "ref_latency_variance_reduction",
+    }
     t1 = sig["ref_table1_f1_significance"].set_index(["protocol", "variant"])
     sub = runs[runs["protocol"] == "corrected"].groupby(["variant", "fold"])["macro_f1"].mean()
-    ref = sps.ttest_rel(sub["w4a8"], sub["fp32"], alternative="greater")   # on fold means
+    ref = sps.ttest_rel(sub["w4a8"], sub["fp32"], alternative="greater")  # on fold means
     assert t1.loc[("corrected", "w4a8"), "p"] == pytest.approx(ref.pvalue)
     assert sorted(t1.index.get_level_values("variant").unique()) == [
-        "q16_reference", "w4a8", "w8a8"]     # single models; not the fp32 baseline, no MoE
+        "q16_reference",
+        "w4a8",
+        "w8a8",
+    ]  # single models; not the fp32 baseline, no MoE
     energy = sig["ref_table3_energy_significance"]
     assert set(energy["metric"]) == {"train_energy_wh"}
     t6 = sig["ref_latency_variance_reduction"]
@@ -391,10 +476,20 @@ def test_levene_with_a_constant_baseline_is_not_computed_with_a_reason():
     from qmoe.analysis.comparisons import Pair, levene
     from qmoe.analysis.stats import StatsConfig
 
-    rows = [{"dataset": "d", "protocol": "faithful", "variant": v, "fold": f, "seed": 42,
-             "macro_f1": (1.0 if v == "fp32" else 0.8 + 0.01 * f)}
-            for v in ("fp32", "w4a8") for f in range(1, 6)]
-    out = levene(pd.DataFrame(rows), [Pair("f1_variance", "w4a8", "fp32")], "macro_f1",
-                 StatsConfig())
+    rows = [
+        {
+            "dataset": "d",
+            "protocol": "faithful",
+            "variant": v,
+            "fold": f,
+            "seed": 42,
+            "macro_f1": (1.0 if v == "fp32" else 0.8 + 0.01 * f),
+        }
+        for v in ("fp32", "w4a8")
+        for f in range(1, 6)
+    ]
+    out = levene(
+        pd.DataFrame(rows), [Pair("f1_variance", "w4a8", "fp32")], "macro_f1", StatsConfig()
+    )
     assert (out["status"] == "not computed").all()
     assert out["reason"].str.contains("fp32 values are all equal").all()

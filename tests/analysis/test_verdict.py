@@ -25,12 +25,15 @@ from qmoe.io import ConfigError, from_section
 NAN = math.nan
 
 
-@pytest.mark.parametrize("ci, expected", [
-    ((0.78, 0.86), Verdict.REPRODUCED),        # inside 0.82 +- 0.10
-    ((0.50, 0.60), Verdict.NOT_REPRODUCED),    # clear below
-    ((0.95, 0.99), Verdict.NOT_REPRODUCED),    # clear above
-    ((0.60, 0.80), Verdict.INCONCLUSIVE),      # straddles the lower edge
-])
+@pytest.mark.parametrize(
+    "ci, expected",
+    [
+        ((0.78, 0.86), Verdict.REPRODUCED),  # inside 0.82 +- 0.10
+        ((0.50, 0.60), Verdict.NOT_REPRODUCED),  # clear below
+        ((0.95, 0.99), Verdict.NOT_REPRODUCED),  # clear above
+        ((0.60, 0.80), Verdict.INCONCLUSIVE),  # straddles the lower edge
+    ],
+)
 def test_interval_verdict(ci, expected):
     assert interval_verdict(0.82, sum(ci) / 2, ci, 0.10).verdict is expected
 
@@ -40,8 +43,10 @@ def test_interval_without_ci_is_inconclusive_unless_exact():
     assert no_ci.verdict is Verdict.INCONCLUSIVE
     exact = interval_verdict(4.0, 3.43, (NAN, NAN), 0.1, Scale.RELATIVE, exact=True)
     assert exact.verdict is Verdict.NOT_REPRODUCED and "3.43" in exact.reason
-    assert interval_verdict(1.2e6, 1.19e6, (NAN, NAN), 0.1, Scale.RELATIVE,
-                            exact=True).verdict is Verdict.REPRODUCED
+    assert (
+        interval_verdict(1.2e6, 1.19e6, (NAN, NAN), 0.1, Scale.RELATIVE, exact=True).verdict
+        is Verdict.REPRODUCED
+    )
     assert interval_verdict(0.5, NAN, (NAN, NAN), 0.1).verdict is Verdict.NOT_TESTABLE
 
 
@@ -80,16 +85,19 @@ def test_decide_routes_each_rule_and_reports_missing_evidence():
     d = decide(ratio_rule, missing, cfg, 0.05)
     assert d == (Verdict.NOT_TESTABLE, "not computed: no runs of w4a8")
     assert decide(untestable("unit mislabelled"), missing, cfg, 0.05) == (
-        Verdict.NOT_TESTABLE, "unit mislabelled")
+        Verdict.NOT_TESTABLE,
+        "unit mislabelled",
+    )
     ratio = Evidence(True, "", 0.998, 0.995, 1.001, 0.3, NAN)
     assert decide(ratio_rule, ratio, cfg, 0.05).verdict is Verdict.REPRODUCED
-    tight = VerdictConfig(ratio_tol=0.002)     # 0.999 +- 0.002 excludes 0.995
+    tight = VerdictConfig(ratio_tol=0.002)  # 0.999 +- 0.002 excludes 0.995
     assert decide(ratio_rule, ratio, tight, 0.05).verdict is Verdict.INCONCLUSIVE
     equiv = Evidence(True, "", 0.001, -0.004, 0.006, 0.01, 0.01)
     assert decide(EQUIVALENT, equiv, cfg, 0.05).verdict is Verdict.REPRODUCED
     weak = Evidence(True, "", 0.8, 0.78, 0.85, 0.2, NAN)
     assert decide(significant(0.82, "proportion_tol"), weak, cfg, 0.05).reason.endswith(
-        "but p = 0.2 >= 0.05")
+        "but p = 0.2 >= 0.05"
+    )
 
 
 @pytest.mark.parametrize("field", ["proportion_tol", "ratio_tol", "f1_tol", "rel_tol", "log10_tol"])

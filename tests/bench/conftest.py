@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 _spec = importlib.util.spec_from_file_location(
-    "deploy_tree_fixtures", Path(__file__).resolve().parents[1] / "deploy" / "conftest.py")
+    "deploy_tree_fixtures", Path(__file__).resolve().parents[1] / "deploy" / "conftest.py"
+)
 trees = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(trees)
 
@@ -27,8 +28,14 @@ def exported_tree(tmp_path, monkeypatch):
     tree = trees.write_run_tree(tmp_path, list(VARIANTS))
     params = folder.ExportParams(ExportConfig(16, 4), CheckConfig(1e-5, 1e-4, 5e-3, 1e-2, 0.9, 0.9))
     tree["deployed"] = tmp_path / "deployed"
-    folder.deploy_tree(folder.TreeSpec("tiny", "corrected", VARIANTS), params, tree["features"],
-                       tree["runs"], tree["deployed"], ExecutionConfig("local", 1))
+    folder.deploy_tree(
+        folder.TreeSpec("tiny", "corrected", VARIANTS),
+        params,
+        tree["features"],
+        tree["runs"],
+        tree["deployed"],
+        ExecutionConfig("local", 1),
+    )
     return tree
 
 

@@ -5,9 +5,11 @@ from qmoe.bench.device import ISA_FLAGS, _cpuinfo, device_id, device_info
 
 def test_cpuinfo_parses_model_and_flags(tmp_path):
     p = tmp_path / "cpuinfo"
-    p.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\n"
-                 "flags\t\t: fpu avx2 avx512f amx_tile\n"
-                 "processor\t: 1\nmodel name\t: other\n")
+    p.write_text(
+        "processor\t: 0\nmodel name\t: Test CPU 9000\n"
+        "flags\t\t: fpu avx2 avx512f amx_tile\n"
+        "processor\t: 1\nmodel name\t: other\n"
+    )
     model, flags = _cpuinfo(p)
     assert model == "Test CPU 9000" and {"avx2", "avx512f", "amx_tile"} <= flags
 

@@ -53,8 +53,9 @@ def test_clock_from_cpufreq_else_cpuinfo(tmp_path):
     freq.mkdir(parents=True)
     (freq / "scaling_cur_freq").write_text("3400000\n")
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\ncpu MHz\t\t: 2600.000\n\n"
-                    "processor\t: 1\ncpu MHz\t\t: 2700.5\n")
+    info.write_text(
+        "processor\t: 0\ncpu MHz\t\t: 2600.000\n\nprocessor\t: 1\ncpu MHz\t\t: 2700.5\n"
+    )
     assert machine.cpu_mhz(1, tmp_path / "cpu", info) == 3400.0
     assert machine.cpu_mhz(0, tmp_path / "cpu", info) == 2600.0
     assert machine.cpu_mhz(2, tmp_path / "cpu", info) is None

@@ -16,8 +16,11 @@ def _net(cfg):
 
 
 def test_published_constants():
-    assert opcount.MAC_PJ == {"int8": pytest.approx(0.3), "fp16": pytest.approx(1.5),
-                              "fp32": pytest.approx(4.6)}
+    assert opcount.MAC_PJ == {
+        "int8": pytest.approx(0.3),
+        "fp16": pytest.approx(1.5),
+        "fp32": pytest.approx(4.6),
+    }
     assert opcount.READ_PJ_PER_BYTE == 12.5
 
 
@@ -33,8 +36,8 @@ def test_4bit_reads_half_the_bytes_of_8bit_at_the_same_int8_macs():
     c4 = opcount.count_model(_net(V.BitLinearConfig(4)), block=128)
     c8 = opcount.count_model(_net(V.BitLinearConfig(8)), block=128)
     hidden = 256 * 128 + 128 * 64
-    assert c4.macs == c8.macs == {"int8": hidden, "fp32": 64 * 10}   # FP32 head
-    scales = 4 * (128 * 2 + 64 * 1)                                   # one per (row, 128-block)
+    assert c4.macs == c8.macs == {"int8": hidden, "fp32": 64 * 10}  # FP32 head
+    scales = 4 * (128 * 2 + 64 * 1)  # one per (row, 128-block)
     assert c4.weight_bytes == hidden / 2 + scales + 4 * 640
     assert c8.weight_bytes == hidden + scales + 4 * 640
     assert opcount.energy(c4).total_nj < opcount.energy(c8).total_nj

@@ -12,7 +12,7 @@ class FakeMachine:
         self.zone = tmp_path / "intel-rapl:0"
         self.zone.mkdir(parents=True)
         (self.zone / "max_energy_range_uj").write_text(str(max_range))
-        (tmp_path / "intel-rapl:0:0").mkdir()            # a sub-zone (core): not a package
+        (tmp_path / "intel-rapl:0:0").mkdir()  # a sub-zone (core): not a package
         self.max_range, self.now, self.uj = max_range, 0.0, start_uj
         self._write()
 
@@ -22,12 +22,12 @@ class FakeMachine:
     def clock(self):
         return self.now
 
-    def sleep(self, seconds):                         # idle: 10 W
+    def sleep(self, seconds):  # idle: 10 W
         self.now += seconds
         self.uj += 10.0 * seconds * 1e6
         self._write()
 
-    def infer(self, n, seconds_each=0.001):           # 10 W idle share + 2 mJ each
+    def infer(self, n, seconds_each=0.001):  # 10 W idle share + 2 mJ each
         self.now += n * seconds_each
         self.uj += (10.0 * n * seconds_each + 2e-3 * n) * 1e6
         self._write()
@@ -36,10 +36,12 @@ class FakeMachine:
 def test_idle_baseline_is_subtracted_and_the_counter_wraps(tmp_path):
     m = FakeMachine(tmp_path)
     counter = rapl.find_rapl(tmp_path)
-    assert counter is not None and len(counter.files) == 1          # sub-zone ignored
+    assert counter is not None and len(counter.files) == 1  # sub-zone ignored
     idle = [rapl.measure(counter, lambda: m.sleep(5.0), 0, m.clock)]  # crosses the wrap
-    busy = [rapl.measure(counter, lambda: m.infer(5000), 5000, m.clock),
-            rapl.measure(counter, lambda: m.infer(6000), 6000, m.clock)]
+    busy = [
+        rapl.measure(counter, lambda: m.infer(5000), 5000, m.clock),
+        rapl.measure(counter, lambda: m.infer(6000), 6000, m.clock),
+    ]
     assert idle[0].joules == pytest.approx(50.0)
     assert rapl.idle_power(idle) == pytest.approx(10.0)
     assert rapl.per_inference(busy, idle) == pytest.approx([2e-3, 2e-3])

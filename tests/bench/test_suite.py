@@ -8,14 +8,25 @@ import pandas as pd
 import pytest
 
 from qmoe.bench import suite, tree
-from qmoe.energy import EnergyConfig
 from qmoe.bench.runners import Target, choose
+from qmoe.energy import EnergyConfig
 from qmoe.io import ConfigError
 from qmoe.training.layout import ModelKey
 
-CFG = dict(runtimes=("onnxruntime", "torch"), threads=1, cpu=-1, models_per_fold=1, warmup=2,
-           samples=100, torch_samples=20, block=20, batch_sizes=(1, 4), batch_repeats=5,
-           energy_block_s=5.0, energy_repeats=1)
+CFG = dict(
+    runtimes=("onnxruntime", "torch"),
+    threads=1,
+    cpu=-1,
+    models_per_fold=1,
+    warmup=2,
+    samples=100,
+    torch_samples=20,
+    block=20,
+    batch_sizes=(1, 4),
+    batch_repeats=5,
+    energy_block_s=5.0,
+    energy_repeats=1,
+)
 
 
 class FakeMeter:
@@ -28,6 +39,7 @@ class FakeMeter:
         class Reading:
             duration_s = 2.0
             energy_kwh = 30.0 * 2.0 / 3.6e6
+
         yield Reading()
 
     def __enter__(self):
@@ -53,12 +65,15 @@ def test_one_model_per_fold_by_default():
     assert choose(keys, 2) == [ModelKey(1, 0), ModelKey(1, 1), ModelKey(2, 0), ModelKey(2, 1)]
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("runtimes", ("tensorrt",), r"benchmark.runtimes: \['tensorrt'\] not supported"),
-    ("block", 30, r"benchmark.block: 30 must divide samples=100"),
-    ("torch_samples", 7, r"benchmark.torch_samples: 7 must be a multiple of the 5 round-robin"),
-    ("energy_block_s", 1.0, r"benchmark.energy_block_s: 1.0 < 5 s"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("runtimes", ("tensorrt",), r"benchmark.runtimes: \['tensorrt'\] not supported"),
+        ("block", 30, r"benchmark.block: 30 must divide samples=100"),
+        ("torch_samples", 7, r"benchmark.torch_samples: 7 must be a multiple of the 5 round-robin"),
+        ("energy_block_s", 1.0, r"benchmark.energy_block_s: 1.0 < 5 s"),
+    ],
+)
 def test_config_refuses_bad_values(field, value, message):
     with pytest.raises(ConfigError, match=message):
         suite.SuiteConfig(**{**CFG, field: value})
@@ -68,37 +83,51 @@ def test_whole_run_writes_every_variant_side_by_side(exported_tree, tmp_path):
     cfg = suite.SuiteConfig(**CFG)
     out = tmp_path / "bench"
     spec = tree.BenchSpec("tiny", "corrected", ("fp32", "ptq_int8", "w4a8", "moe"))
-    frame = tree.benchmark_tree(spec, cfg, EnergyConfig("IRL"), exported_tree["features"],
-                                exported_tree["runs"], exported_tree["deployed"], out, FakeMeter)
+    frame = tree.benchmark_tree(
+        spec,
+        cfg,
+        EnergyConfig("IRL"),
+        exported_tree["features"],
+        exported_tree["runs"],
+        exported_tree["deployed"],
+        out,
+        FakeMeter,
+    )
     assert list(frame["variant"]) == list(spec.variants)
     s = pd.read_csv(out / "w4a8" / "summary.csv")
-    assert list(s["fold"]) == [1, 2] and s["timed"].all()      # 1 seed per fold: all timed
+    assert list(s["fold"]) == [1, 2] and s["timed"].all()  # 1 seed per fold: all timed
     assert (s["latency_n"] == 100).all() and (s["torch_latency_n"] == 20).all()
-    assert sorted(p.name for p in (out / "w4a8" / "latency").iterdir()) == \
-        ["fold1_seed0.npy", "fold2_seed0.npy"]
+    assert sorted(p.name for p in (out / "w4a8" / "latency").iterdir()) == [
+        "fold1_seed0.npy",
+        "fold2_seed0.npy",
+    ]
     assert len(np.load(out / "w4a8" / "latency_torch" / "fold1_seed0.npy")) == 20
     # estimate: the power model's watts x this model's median latency, labelled as such
     assert (s["energy_method"].str.startswith("estimated: power model x time (codecarbon")).all()
-    watts_x_ms = 30.0 * s["latency_median_ms"].iloc[0]                       # W x ms = mJ
+    watts_x_ms = 30.0 * s["latency_median_ms"].iloc[0]  # W x ms = mJ
     assert s["energy_per_inference_mj"].iloc[0] == pytest.approx(watts_x_ms)
-    assert s["size_packed_bytes"].iloc[0] == (exported_tree["deployed"] / "w4a8" /
-                                              "fold1_seed0.onnx").stat().st_size
+    assert (
+        s["size_packed_bytes"].iloc[0]
+        == (exported_tree["deployed"] / "w4a8" / "fold1_seed0.onnx").stat().st_size
+    )
     assert (s["analytical_energy_nj"] > 0).all() and s["deployed_macro_f1"].notna().all()
     batch = pd.read_csv(out / "w4a8" / "batch_latency.csv")
     assert set(zip(batch["runtime"], batch["batch_size"])) == {
-        (r, b) for r in ("onnxruntime", "torch") for b in (1, 4)}
-    assert pd.read_csv(out / "moe" / "routing.csv")["expert_name"].tolist()[:2] == \
-        ["ternary_reference", "w4a8"]
+        (r, b) for r in ("onnxruntime", "torch") for b in (1, 4)
+    }
+    assert pd.read_csv(out / "moe" / "routing.csv")["expert_name"].tolist()[:2] == [
+        "ternary_reference",
+        "w4a8",
+    ]
     run = json.loads((out / "run.json").read_text())
     assert run["machine"]["lock_wait_s"] < 1 and set(run["machine"]["start"]) >= {"load_average"}
     turns = [o for o in run["order"] if o["batch_size"] == 1]
-    assert len(turns) == 5 * 4 * 2 * 2              # turns x variants x models x runtimes
+    assert len(turns) == 5 * 4 * 2 * 2  # turns x variants x models x runtimes
     key = ("variant", "fold", "runtime")
-    assert [turns[i][k] for i in (15, 16) for k in key] == ["moe", 2, "torch"] * 2   # ABBA: B B
-    assert [turns[i]["variant"] for i in (0, 31, 32)] == ["fp32"] * 3                 # A A
+    assert [turns[i][k] for i in (15, 16) for k in key] == ["moe", 2, "torch"] * 2  # ABBA: B B
+    assert [turns[i]["variant"] for i in (0, 31, 32)] == ["fp32"] * 3  # A A
     dev = json.loads((out / "fp32" / "device.json").read_text())
     assert dev["runtimes"] == ["onnxruntime", "torch"] and "onnxruntime" in dev
-
 
 
 def test_rapl_path_subtracts_the_idle_baseline_per_variant(monkeypatch):
@@ -108,13 +137,14 @@ def test_rapl_path_subtracts_the_idle_baseline_per_variant(monkeypatch):
 
     per_call, seq, last = {"A": 2e-3, "B": 5e-3}, [], [None]
     targets = {v: Target(v, ModelKey(1, 0), "onnxruntime") for v in per_call}
-    prepared = [suite.Prepared(t, {1: [lambda v=v: last.__setitem__(0, v)]})
-                for v, t in targets.items()]
-    samples = {(t, 1): np.full(10, 1_000_000) for t in targets.values()}     # 1 ms a call
+    prepared = [
+        suite.Prepared(t, {1: [lambda v=v: last.__setitem__(0, v)]}) for v, t in targets.items()
+    ]
+    samples = {(t, 1): np.full(10, 1_000_000) for t in targets.values()}  # 1 ms a call
 
     def measure(counter, work, calls, clock=None):
         last[0] = None
-        work()                                   # idle: the (patched) sleep; busy: the calls
+        work()  # idle: the (patched) sleep; busy: the calls
         v = last[0]
         seq.append(v or "idle")
         return rapl.Block(10.0 * 5.0 + (per_call[v] * calls if v else 0.0), 5.0, calls)
@@ -130,8 +160,9 @@ def test_rapl_path_subtracts_the_idle_baseline_per_variant(monkeypatch):
     assert [r["calls"] for r in e.blocks if r["kind"] == "inference"] == [5000] * 4
 
 
-def test_torch_bf16_runtime_times_half_variants_in_bfloat16_from_the_fp32_weights(write_tree,
-                                                                                 tmp_path):
+def test_torch_bf16_runtime_times_half_variants_in_bfloat16_from_the_fp32_weights(
+    write_tree, tmp_path
+):
     import torch
 
     from qmoe.bench import runners
@@ -139,7 +170,7 @@ def test_torch_bf16_runtime_times_half_variants_in_bfloat16_from_the_fp32_weight
     t = write_tree(["fp16", "fp32"])
     table = pd.read_parquet(t["features"] / "features.parquet")
     (tmp_path / "deployed" / "fp16").mkdir(parents=True)
-    (tmp_path / "deployed" / "fp16" / "fold1_seed0.onnx").write_bytes(b"")   # not opened here
+    (tmp_path / "deployed" / "fp16" / "fold1_seed0.onnx").write_bytes(b"")  # not opened here
     m = runners.load("fp16", ModelKey(1, 0), t["runs"], tmp_path / "deployed", table)
     assert runners.applies(m, "torch_bf16")
     net = runners.engine(m, "torch_bf16", 1)

@@ -52,8 +52,9 @@ def test_timer_measures_the_model_call():
         time.sleep(0.002)
         return x
 
-    rr = round_robin_latency({"s": slow}, {"s": torch.zeros(1, 1)}, warmup=0, samples=100,
-                             block=100)
+    rr = round_robin_latency(
+        {"s": slow}, {"s": torch.zeros(1, 1)}, warmup=0, samples=100, block=100
+    )
     assert 2.0 <= np.median(rr.samples_ms["s"]) < 20.0
 
 
@@ -64,11 +65,16 @@ def test_summary_statistics():
     assert s.std_ms == pytest.approx(np.std(np.arange(1, 101), ddof=1))
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("threads", 0, "benchmark.threads: 0 not in"), ("samples", 10, "benchmark.samples: 10 not in"),
-    ("warmup", -1, "benchmark.warmup: -1 not in \\[0, 1000000\\]"),
-    ("batch_sizes", (), "benchmark.batch_sizes: \\[\\]: need one or more"),
-    ("block", 0, "benchmark.block: 0 not in")])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("threads", 0, "benchmark.threads: 0 not in"),
+        ("samples", 10, "benchmark.samples: 10 not in"),
+        ("warmup", -1, "benchmark.warmup: -1 not in \\[0, 1000000\\]"),
+        ("batch_sizes", (), "benchmark.batch_sizes: \\[\\]: need one or more"),
+        ("block", 0, "benchmark.block: 0 not in"),
+    ],
+)
 def test_config_ranges(field, value, message):
     with pytest.raises(ConfigError, match=message):
         BenchmarkConfig(**{field: value})
@@ -94,11 +100,12 @@ def test_each_timed_interval_holds_exactly_one_model_call(monkeypatch):
         return x
 
     monkeypatch.setattr(timing.time, "perf_counter_ns", clock)
-    rr = round_robin_latency({"m": model}, {"m": torch.randn(4, 2)}, warmup=3, samples=100,
-                             block=30)
-    assert events[:3] == ["model"] * 3                       # warm-up: untimed
-    assert events[3:] == ["clock", "model", "clock"] * 100   # then clock / call / clock only
-    assert (rr.samples_ms["m"] == 1000 / 1e6).all()          # one tick = 1000 ns = 0.001 ms
+    rr = round_robin_latency(
+        {"m": model}, {"m": torch.randn(4, 2)}, warmup=3, samples=100, block=30
+    )
+    assert events[:3] == ["model"] * 3  # warm-up: untimed
+    assert events[3:] == ["clock", "model", "clock"] * 100  # then clock / call / clock only
+    assert (rr.samples_ms["m"] == 1000 / 1e6).all()  # one tick = 1000 ns = 0.001 ms
 
 
 def test_samples_are_written_in_measured_order_per_model():
@@ -110,7 +117,7 @@ def test_samples_are_written_in_measured_order_per_model():
 
     x = torch.arange(5, dtype=torch.float32)[:, None]
     round_robin_latency({"m": model}, {"m": x}, warmup=0, samples=100, block=100)
-    assert seen == [float(i % 5) for i in range(100)]   # cycles through the test samples
+    assert seen == [float(i % 5) for i in range(100)]  # cycles through the test samples
 
 
 def test_fixed_threads_sets_and_restores():
@@ -122,8 +129,9 @@ def test_fixed_threads_sets_and_restores():
 
 def test_empty_inputs_are_refused():
     with pytest.raises(ValueError, match="no test samples to time"):
-        round_robin_latency({"m": CountingModel()}, {"m": torch.zeros(0, 3)}, warmup=0,
-                            samples=100, block=100)
+        round_robin_latency(
+            {"m": CountingModel()}, {"m": torch.zeros(0, 3)}, warmup=0, samples=100, block=100
+        )
 
 
 def test_reference_pass_runs_the_fold_once_in_batches_of_64():

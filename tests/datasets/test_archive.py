@@ -189,14 +189,20 @@ def test_extraction_stops_at_the_ratio_cap_and_leaves_nothing(tmp_path, kind):
         archive = make_tar(tmp_path / "b.tar.gz", members)
     size = archive.stat().st_size
     assert size < 40_000
-    with pytest.raises(UnsafeArchiveError, match=rf"{archive.name}: refusing member '.*': "
-                       rf"extraction would exceed {100 * size:,} bytes "
-                       rf"\([\d,]+ (so far|declared by the zip); "
-                       rf"download\.max_extract_ratio = 100 x the archive's {size:,} bytes\)"):
+    with pytest.raises(
+        UnsafeArchiveError,
+        match=rf"{archive.name}: refusing member '.*': "
+        rf"extraction would exceed {100 * size:,} bytes "
+        rf"\([\d,]+ (so far|declared by the zip); "
+        rf"download\.max_extract_ratio = 100 x the archive's {size:,} bytes\)",
+    ):
         extract(archive, tmp_path / "out", ExtractLimits(max_bytes=10**12, max_ratio=100.0))
     assert not (tmp_path / "out").exists()
-    with pytest.raises(UnsafeArchiveError, match=r"would exceed 1,000,000 bytes .*"
-                       r"download\.max_extract_bytes = 1,000,000\)"):
+    with pytest.raises(
+        UnsafeArchiveError,
+        match=r"would exceed 1,000,000 bytes .*"
+        r"download\.max_extract_bytes = 1,000,000\)",
+    ):
         extract(archive, tmp_path / "out", ExtractLimits(max_bytes=1_000_000, max_ratio=1e6))
     assert not (tmp_path / "out").exists()
     assert extract(archive, tmp_path / "out", ExtractLimits(max_bytes=5 << 20, max_ratio=1e6)) == 2
@@ -222,8 +228,9 @@ def test_download_params_reach_the_extraction(tmp_path, monkeypatch):
 
     from qmoe.datasets import SPECS, DownloadConfig, build
 
-    spec = dataclasses.replace(SPECS["urbansound8k"], archive=dataclasses.replace(
-        SPECS["urbansound8k"].archive, md5=None))
+    spec = dataclasses.replace(
+        SPECS["urbansound8k"], archive=dataclasses.replace(SPECS["urbansound8k"].archive, md5=None)
+    )
     monkeypatch.setitem(SPECS, "urbansound8k", spec)
     (tmp_path / "mirror").mkdir()
     make_tar(tmp_path / "mirror" / "UrbanSound8K.tar.gz", {"UrbanSound8K/x.bin": bytes(1 << 20)})

@@ -98,19 +98,35 @@ def assert_failed_cleanly(res: subprocess.CompletedProcess, tmp_path: Path, line
 def test_truncated_user_clip_exits_1_naming_it(tmp_path):
     bad = clip(audiofolder(tmp_path) / "dog" / "bad.wav", seconds=5.0)
     bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
-    res = run_stage(tmp_path, "--dataset", "audiofolder", "--out", str(tmp_path / "raw" / "a"),
-                    params=user_params(tmp_path))
-    assert_failed_cleanly(res, tmp_path, "error: files/dog/bad.wav: truncated: the WAV header "
-                          "declares 40000 frames (5.000 s), the file holds 19989 (set "
-                          "download.on_bad_file: skip to drop such files)")
+    res = run_stage(
+        tmp_path,
+        "--dataset",
+        "audiofolder",
+        "--out",
+        str(tmp_path / "raw" / "a"),
+        params=user_params(tmp_path),
+    )
+    assert_failed_cleanly(
+        res,
+        tmp_path,
+        "error: files/dog/bad.wav: truncated: the WAV header "
+        "declares 40000 frames (5.000 s), the file holds 19989 (set "
+        "download.on_bad_file: skip to drop such files)",
+    )
 
 
 def test_skip_emptying_a_class_exits_1_naming_it(tmp_path):
     root = audiofolder(tmp_path)
     (root / "owl").mkdir()
     (root / "owl" / "o.wav").write_bytes(b"RIFF junk")
-    res = run_stage(tmp_path, "--dataset", "audiofolder", "--out", str(tmp_path / "raw" / "a"),
-                    params=user_params(tmp_path, on_bad_file="skip"))
+    res = run_stage(
+        tmp_path,
+        "--dataset",
+        "audiofolder",
+        "--out",
+        str(tmp_path / "raw" / "a"),
+        params=user_params(tmp_path, on_bad_file="skip"),
+    )
     assert res.returncode == 1
     assert "error: class 'owl': all 1 of its clips are bad files" in res.stderr
     assert not any((tmp_path / "raw").iterdir())
@@ -125,11 +141,21 @@ def test_stray_fold_in_a_csv_exits_1_naming_the_line(tmp_path):
             lines.append(f"{lab}{k}.wav,{lab},{k}")
     clip(root / "x.wav")
     (root / "labels.csv").write_text("\n".join([*lines, "x.wav,a,99"]) + "\n")
-    res = run_stage(tmp_path, "--dataset", "audiofolder", "--out", str(tmp_path / "raw" / "a"),
-                    params=user_params(tmp_path))
-    assert_failed_cleanly(res, tmp_path, f"error: {root / 'labels.csv'}:6: fold 99 out of range: "
-                          "number the folds 1..K without gaps (this CSV has 3 distinct folds: "
-                          "[1, 2, 99])")
+    res = run_stage(
+        tmp_path,
+        "--dataset",
+        "audiofolder",
+        "--out",
+        str(tmp_path / "raw" / "a"),
+        params=user_params(tmp_path),
+    )
+    assert_failed_cleanly(
+        res,
+        tmp_path,
+        f"error: {root / 'labels.csv'}:6: fold 99 out of range: "
+        "number the folds 1..K without gaps (this CSV has 3 distinct folds: "
+        "[1, 2, 99])",
+    )
 
 
 def test_stale_temporary_of_a_killed_run_is_swept(tmp_path):
@@ -137,24 +163,41 @@ def test_stale_temporary_of_a_killed_run_is_swept(tmp_path):
     stale = tmp_path / "raw" / ".audiofolder.2147483646.abcd1234.part"  # no such process
     (stale / "files").mkdir(parents=True)
     (stale / "files" / "big.bin").write_bytes(bytes(1 << 16))
-    res = run_stage(tmp_path, "--dataset", "audiofolder",
-                    "--out", str(tmp_path / "raw" / "audiofolder"), params=user_params(tmp_path))
+    res = run_stage(
+        tmp_path,
+        "--dataset",
+        "audiofolder",
+        "--out",
+        str(tmp_path / "raw" / "audiofolder"),
+        params=user_params(tmp_path),
+    )
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["audiofolder"]
 
 
 def _dvc(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "QMOE_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "QMOE_LOG_LEVEL": "WARNING",
+    }
     env.pop("QMOE_PARAMS", None)
-    return subprocess.run([str(VENV_BIN / "dvc"), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [str(VENV_BIN / "dvc"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_a_label_edit_in_user_data_reruns_download_with_dvc(tmp_path):
     repo = tmp_path / "repo"
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     for f in files:
         if (ROOT / f).is_file():
             (repo / f).parent.mkdir(parents=True, exist_ok=True)
@@ -179,8 +222,9 @@ def test_a_label_edit_in_user_data_reruns_download_with_dvc(tmp_path):
     assert labels.loc["dog1a", "label_name"] == "dog"
     assert "up to date" in _dvc(["status", stage], repo).stdout
 
-    (data / "labels.csv").write_text((data / "labels.csv").read_text().replace(
-        "dog1a.wav,dog,1", "dog1a.wav,cat,1"))  # one label edited
+    (data / "labels.csv").write_text(
+        (data / "labels.csv").read_text().replace("dog1a.wav,dog,1", "dog1a.wav,cat,1")
+    )  # one label edited
     status = _dvc(["status", stage], repo).stdout
     assert "changed deps" in status and "user_data" in status, status
     second = _dvc(["repro", stage], repo)

@@ -37,8 +37,11 @@ def test_a_whole_clip_passes_with_its_duration(tmp_path):
 
 def test_wav_cut_in_half_is_truncated_by_its_header(tmp_path):
     wav = cut(write(tmp_path / "half.wav", noise(5.0), subtype="PCM_16"), 0.5)
-    with pytest.raises(BadFile, match=r"^truncated: the WAV header declares 40000 frames "
-                       r"\(5\.000 s\), the file holds 19989$"):
+    with pytest.raises(
+        BadFile,
+        match=r"^truncated: the WAV header declares 40000 frames "
+        r"\(5\.000 s\), the file holds 19989$",
+    ):
         probe_audio(wav)
 
 
@@ -102,12 +105,18 @@ def test_a_defined_clip_format_is_enforced(tmp_path):
 
 def png_header(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height (the pixel data is never read)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         crc = struct.pack(">I", zlib.crc32(kind + data))
         return struct.pack(">I", len(data)) + kind + data + crc
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 9))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_huge_image_is_refused_before_decoding(tmp_path):
@@ -117,8 +126,11 @@ def test_huge_image_is_refused_before_decoding(tmp_path):
         probe_image(big)
     wide = tmp_path / "wide.png"
     wide.write_bytes(png_header(10000, 6000))  # 60 M pixels: below Pillow's limit, above ours
-    with pytest.raises(BadFile, match=r"^image of 10000 x 6000 pixels exceeds "
-                       r"download\.max_image_pixels 50,000,000; not decoded$"):
+    with pytest.raises(
+        BadFile,
+        match=r"^image of 10000 x 6000 pixels exceeds "
+        r"download\.max_image_pixels 50,000,000; not decoded$",
+    ):
         probe_image(wide)
     small = tmp_path / "small.png"
     Image.fromarray(np.zeros((4, 6, 3), dtype=np.uint8)).save(small)

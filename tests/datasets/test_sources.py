@@ -65,8 +65,11 @@ def test_bad_image_is_named_or_skipped(tmp_path):
 
 
 def test_user_dataset_without_a_folder_says_how_to_supply_it(tmp_path):
-    with pytest.raises(DatasetError, match=r"'quinn' is user-supplied: put class sub-folders .*"
-                       r"ud/quinn \(download.user_data = '.*ud', a DVC dependency"):
+    with pytest.raises(
+        DatasetError,
+        match=r"'quinn' is user-supplied: put class sub-folders .*"
+        r"ud/quinn \(download.user_data = '.*ud', a DVC dependency",
+    ):
         build("quinn", tmp_path / "raw", user(tmp_path), env={})
     (tmp_path / "ud" / "imagefolder").mkdir(parents=True)
     write_png(tmp_path / "ud" / "imagefolder" / "x.png", 0)
@@ -78,8 +81,11 @@ def test_user_dataset_without_a_folder_says_how_to_supply_it(tmp_path):
 def test_the_retired_environment_variable_is_refused_not_ignored(tmp_path):
     write_wav(tmp_path / "ud" / "audiofolder" / "a" / "x.wav", frames=1600)
     env = {"QMOE_DATA_AUDIOFOLDER": str(tmp_path / "elsewhere")}
-    with pytest.raises(DatasetError, match=r"QMOE_DATA_AUDIOFOLDER is no longer read \(DVC cannot "
-                       r"see a variable.*set download.user_data in params.yaml"):
+    with pytest.raises(
+        DatasetError,
+        match=r"QMOE_DATA_AUDIOFOLDER is no longer read \(DVC cannot "
+        r"see a variable.*set download.user_data in params.yaml",
+    ):
         build("audiofolder", tmp_path / "raw", user(tmp_path), env=env)
     assert not (tmp_path / "raw").exists()
 
@@ -99,8 +105,12 @@ def test_audiofolder_class_subfolders(tmp_path):
     assert m.loc["horn/sub/y", "path"] == "files/horn/sub/y.flac"
 
 
-def write_csv(tmp_path: Path, text: str, names=("clips/a.wav", "clips/b.wav", "more/c.wav"),
-              encoding: str = "utf-8") -> Path:
+def write_csv(
+    tmp_path: Path,
+    text: str,
+    names=("clips/a.wav", "clips/b.wav", "more/c.wav"),
+    encoding: str = "utf-8",
+) -> Path:
     for name in names:
         write_wav(tmp_path / "ud" / "audiofolder" / name, frames=1600)
     path = tmp_path / "ud" / "audiofolder" / "labels.csv"
@@ -109,8 +119,11 @@ def write_csv(tmp_path: Path, text: str, names=("clips/a.wav", "clips/b.wav", "m
 
 
 def test_audiofolder_csv_with_folds(tmp_path):
-    write_csv(tmp_path, "path,label,fold\nclips/a.wav,yes,1\nclips/b.wav,no,2\nmore/c.wav,yes,2\n"
-              "more/d.wav,no,1\n", names=("clips/a.wav", "clips/b.wav", "more/c.wav", "more/d.wav"))
+    write_csv(
+        tmp_path,
+        "path,label,fold\nclips/a.wav,yes,1\nclips/b.wav,no,2\nmore/c.wav,yes,2\nmore/d.wav,no,1\n",
+        names=("clips/a.wav", "clips/b.wav", "more/c.wav", "more/d.wav"),
+    )
     meta = build("audiofolder", tmp_path / "raw", user(tmp_path), env={})
     m = pd.read_csv(tmp_path / "raw" / "manifest.csv")
     assert m[["clip_id", "label_id", "label_name", "fold"]].values.tolist() == [
@@ -281,19 +294,26 @@ def test_esc10_from_a_github_style_archive(tmp_path):
 
 
 def test_csv_with_a_utf8_byte_order_mark_is_read(tmp_path):
-    write_csv(tmp_path, "path,label,fold\nclips/a.wav,yes,1\nclips/b.wav,no,1\nmore/c.wav,yes,2\n"
-              "more/d.wav,no,2\n", names=("clips/a.wav", "clips/b.wav", "more/c.wav", "more/d.wav"),
-              encoding="utf-8-sig")
+    write_csv(
+        tmp_path,
+        "path,label,fold\nclips/a.wav,yes,1\nclips/b.wav,no,1\nmore/c.wav,yes,2\nmore/d.wav,no,2\n",
+        names=("clips/a.wav", "clips/b.wav", "more/c.wav", "more/d.wav"),
+        encoding="utf-8-sig",
+    )
     assert (tmp_path / "ud/audiofolder/labels.csv").read_bytes().startswith(b"\xef\xbb\xbfpath")
     meta = build("audiofolder", tmp_path / "raw", user(tmp_path), env={})
     assert meta["class_names"] == ["no", "yes"] and meta["num_folds"] == 2
 
 
 def test_csv_that_is_not_utf8_is_named(tmp_path):
-    write_csv(tmp_path, "path,label\nclips/a.wav,caf\xe9\n", names=("clips/a.wav",),
-              encoding="latin-1")
-    with pytest.raises(DatasetError, match=r"labels\.csv: not UTF-8 text \(byte 0xe9\); save it "
-                       r"as UTF-8$"):
+    write_csv(
+        tmp_path, "path,label\nclips/a.wav,caf\xe9\n", names=("clips/a.wav",), encoding="latin-1"
+    )
+    with pytest.raises(
+        DatasetError,
+        match=r"labels\.csv: not UTF-8 text \(byte 0xe9\); save it "
+        r"as UTF-8$",
+    ):
         build("audiofolder", tmp_path / "raw", user(tmp_path), env={})
 
 
@@ -302,8 +322,11 @@ def test_symlink_out_of_the_user_folder_is_refused(tmp_path):
     write_wav(secret, frames=1600)
     write_csv(tmp_path, "path,label\nclips/a.wav,x\nclips/link.wav,y\n", names=("clips/a.wav",))
     (tmp_path / "ud/audiofolder/clips/link.wav").symlink_to(secret)
-    with pytest.raises(DatasetError, match=rf"labels\.csv:3: path 'clips/link\.wav': link\.wav "
-                       rf"resolves to {secret}, outside {tmp_path / 'ud' / 'audiofolder'}$"):
+    with pytest.raises(
+        DatasetError,
+        match=rf"labels\.csv:3: path 'clips/link\.wav': link\.wav "
+        rf"resolves to {secret}, outside {tmp_path / 'ud' / 'audiofolder'}$",
+    ):
         build("audiofolder", tmp_path / "raw", user(tmp_path), env={})
     (tmp_path / "ud/audiofolder/labels.csv").unlink()
     with pytest.raises(DatasetError, match=rf"clips/link\.wav: link\.wav resolves to {secret}"):
@@ -334,14 +357,20 @@ def test_esc50_mirror_of_made_up_clips_with_the_real_metadata_is_refused(tmp_pat
     text = ESC50_META.read_text()
     esc50_folder(tmp_path, text)
     env = {"QMOE_MIRROR": str(tmp_path / "mirror")}
-    with pytest.raises(DatasetError, match=r"^files/audio/1-100032-A-0\.wav: frames 4410, "
-                       r"expected 220500 \(set download\.on_bad_file: skip"):
+    with pytest.raises(
+        DatasetError,
+        match=r"^files/audio/1-100032-A-0\.wav: frames 4410, "
+        r"expected 220500 \(set download\.on_bad_file: skip",
+    ):
         build("esc50", tmp_path / "raw", FAIL, env=env)
     lines = text.splitlines()
     lines[1] = lines[1].replace(",dog,", ",cat,")  # one category changed: not the official file
     (tmp_path / "mirror/esc50/meta/esc50.csv").write_text("\n".join(lines) + "\n")
-    with pytest.raises(DatasetError, match=r"esc50\.csv: not the official ESC-50 metadata \(digest "
-                       r"of its rows [0-9a-f]{64}, expected 0160a6cc"):
+    with pytest.raises(
+        DatasetError,
+        match=r"esc50\.csv: not the official ESC-50 metadata \(digest "
+        r"of its rows [0-9a-f]{64}, expected 0160a6cc",
+    ):
         build("esc50", tmp_path / "raw", FAIL, env=env)
     assert sorted(os.listdir(tmp_path)) == ["mirror"]
 
@@ -356,17 +385,22 @@ def test_esc50_folder_is_unverified_content_and_an_archive_is_verified(tmp_path,
 
     rows = ["filename,fold,target,category,esc10,src_file,take"] + [
         f"{f}-{100 + 10 * t + f}-A-{t}.wav,{f},{t},c{t},False,{100 + 10 * t + f},A"
-        for t in (0, 1) for f in (1, 2)]
+        for t in (0, 1)
+        for f in (1, 2)
+    ]
     root = esc50_folder(tmp_path, "\n".join(rows) + "\n")
     (root / "audio" / "template.wav").unlink()
     spec = SPECS["esc50"]
-    fake = dataclasses.replace(spec, expected_files=4, meta_digest=None,
-                               clip_format=ClipFormat(44100, 1, 4410))
+    fake = dataclasses.replace(
+        spec, expected_files=4, meta_digest=None, clip_format=ClipFormat(44100, 1, 4410)
+    )
     monkeypatch.setitem(SPECS, "esc50", fake)
     meta = build("esc50", tmp_path / "raw", FAIL, env={"QMOE_MIRROR": str(tmp_path / "mirror")})
     assert meta["content_verified"] is False and meta["archive_sha256"] is None
-    assert meta["content_check"].startswith("mirror folder: no per-file checksums are published, "
-                                            "content not verified; meta/esc50.csv is the official")
+    assert meta["content_check"].startswith(
+        "mirror folder: no per-file checksums are published, "
+        "content not verified; meta/esc50.csv is the official"
+    )
     assert meta["folds"] == "official (meta/esc50.csv)"
     # the same clips as a GitHub-style archive whose md5 is the published one
     archive = tmp_path / "arch" / spec.archive.archive_name
@@ -375,8 +409,11 @@ def test_esc50_folder_is_unverified_content_and_an_archive_is_verified(tmp_path,
         for p in sorted(root.rglob("*")):
             zf.write(p, f"ESC-50-x/{p.relative_to(root).as_posix()}")
     digest = hashlib.md5(archive.read_bytes()).hexdigest()
-    monkeypatch.setitem(SPECS, "esc50", dataclasses.replace(
-        fake, archive=dataclasses.replace(spec.archive, md5=digest)))
+    monkeypatch.setitem(
+        SPECS,
+        "esc50",
+        dataclasses.replace(fake, archive=dataclasses.replace(spec.archive, md5=digest)),
+    )
     meta = build("esc50", tmp_path / "raw2", FAIL, env={"QMOE_MIRROR": str(tmp_path / "arch")})
     assert meta["content_verified"] is True
     assert meta["content_check"] == f"archive md5 matches the published {digest}"
@@ -387,22 +424,28 @@ BUNDLED = ROOT / "data" / "external"
 
 
 def _tree(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_bundled_esc10_is_read_first_verified_and_left_untouched(tmp_path):
     """data/external/esc10 is committed with the repository: it wins over a mirror, every clip
     is checked against the package's sha256 sums, and the folder is copied from, never moved."""
     before = _tree(BUNDLED / "esc10")
-    decoy = tmp_path / "mirror" / "esc10"   # an (incomplete) mirror folder that must not be used
+    decoy = tmp_path / "mirror" / "esc10"  # an (incomplete) mirror folder that must not be used
     decoy.mkdir(parents=True)
-    meta = build("esc10", tmp_path / "esc10", FAIL, env={"QMOE_MIRROR": str(decoy.parent)},
-                 bundled=BUNDLED)
+    meta = build(
+        "esc10", tmp_path / "esc10", FAIL, env={"QMOE_MIRROR": str(decoy.parent)}, bundled=BUNDLED
+    )
     assert meta["file_count"] == 400 and meta["source"]["origin"] == "bundled folder"
     assert _tree(BUNDLED / "esc10") == before
-    sums = dict(reversed(line.split("  ", 1))
-                for line in (BUNDLED / "esc10" / "SHA256SUMS").read_text().splitlines())
+    sums = dict(
+        reversed(line.split("  ", 1))
+        for line in (BUNDLED / "esc10" / "SHA256SUMS").read_text().splitlines()
+    )
     manifest = pd.read_csv(tmp_path / "esc10" / "manifest.csv")
     assert all(sums[p.removeprefix("files/")] == s for p, s in zip(manifest.path, manifest.sha256))
 

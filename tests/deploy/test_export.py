@@ -14,11 +14,16 @@ from qmoe.training.artefacts import Standardized
 
 MLP = models.MLPConfig(in_dim=40, num_classes=5, hidden_sizes=(64, 48), dropout=0.1)  # K=40 pads
 SINGLES = {
-    "fp32": V.FP32Config(), "ptq_int8": V.PTQInt8Config(engine="auto"),
-    "fp16": V.HalfConfig(dtype="float16"), "w1a8": V.BitLinearConfig(1),
-    "w2a8": V.BitLinearConfig(2), "w4a8": V.BitLinearConfig(4), "w8a8": V.BitLinearConfig(8),
+    "fp32": V.FP32Config(),
+    "ptq_int8": V.PTQInt8Config(engine="auto"),
+    "fp16": V.HalfConfig(dtype="float16"),
+    "w1a8": V.BitLinearConfig(1),
+    "w2a8": V.BitLinearConfig(2),
+    "w4a8": V.BitLinearConfig(4),
+    "w8a8": V.BitLinearConfig(8),
     "q16_reference": V.Q16ReferenceConfig(),
-    "ternary_reference": V.TernaryReferenceConfig(0.05, 0.15), "bitnet158": V.BitNet158Config(),
+    "ternary_reference": V.TernaryReferenceConfig(0.05, 0.15),
+    "bitnet158": V.BitNet158Config(),
 }
 POOL = tuple(V.Expert(n, SINGLES[n]) for n in ("ternary_reference", "w4a8", "w8a8"))
 MOES = {
@@ -27,29 +32,37 @@ MOES = {
     "moe_entropy": V.MoEConfig(POOL, 1, "reference", 1e-3, V.EntropyCuriosity(10, 0.1)),
     "moe_route": V.MoEConfig(POOL, 1, "reference", 1e-3, V.RouteCuriosity(10, 0.5, "variance")),
     "moe_route_bald": V.MoEConfig(POOL, 1, "reference", 1e-3, V.RouteCuriosity(8, 0.5, "bald")),
-    "moe_route_entropy": V.MoEConfig(POOL, 1, "reference", 1e-3,
-                                     V.RouteCuriosity(8, 0.5, "entropy")),
+    "moe_route_entropy": V.MoEConfig(
+        POOL, 1, "reference", 1e-3, V.RouteCuriosity(8, 0.5, "entropy")
+    ),
     "moe_route_random": V.MoEConfig(POOL, 1, "reference", 1e-3, V.RandomCuriosity(0.5, 3)),
     "moe_top2_log": V.MoEConfig(POOL, 2, "reference", 1e-3, V.LogCuriosity(6)),
 }
 CFG = E.ExportConfig(block_size=32, accuracy_level=4)
-CHECK = VF.CheckConfig(atol=1e-5, rtol=1e-4, fp16_rtol=5e-3, loose_rtol=1e-2, min_exact_share=0.95,
-                       min_routing_agreement=1.0)
+CHECK = VF.CheckConfig(
+    atol=1e-5,
+    rtol=1e-4,
+    fp16_rtol=5e-3,
+    loose_rtol=1e-2,
+    min_exact_share=0.95,
+    min_routing_agreement=1.0,
+)
 X = torch.randn(24, 40, generator=torch.Generator().manual_seed(1)) * 3 + 1
 
 
 def _deployed(cfg):
     torch.manual_seed(0)
     net = models.build(cfg, MLP)
-    with torch.no_grad():       # non-trivial LayerNorms, so a swapped gamma/beta would show
+    with torch.no_grad():  # non-trivial LayerNorms, so a swapped gamma/beta would show
         for m in net.modules():
             if isinstance(m, torch.nn.LayerNorm):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
     model = models.deploy(Standardized(net, X.mean(0), X.std(0)), cfg, freeze_quantized=True)
-    if isinstance(cfg, V.MoEConfig) and isinstance(cfg.curiosity,
-                                                   (V.RouteCuriosity, V.RandomCuriosity)):
-        model.net.calibrate_((X - model.norm_mean) / model.norm_std)   # some samples escalate
+    if isinstance(cfg, V.MoEConfig) and isinstance(
+        cfg.curiosity, (V.RouteCuriosity, V.RandomCuriosity)
+    ):
+        model.net.calibrate_((X - model.norm_mean) / model.norm_std)  # some samples escalate
     return model
 
 
@@ -67,17 +80,30 @@ def test_artefact_holds_the_codes_and_matches_the_frozen_model(name):
     assert v.check.max_abs_diff <= v.check.bound and v.check.exact_share == 1.0
     assert v.check.routing_agreement == 1.0
     assert v.deployed_pred.shape == (24,)
-    quantised = {"ptq_int8": 3, "w1a8": 2, "w2a8": 2, "w4a8": 2, "w8a8": 2,
-                 "ternary_reference": 2, "bitnet158": 2}
+    quantised = {
+        "ptq_int8": 3,
+        "w1a8": 2,
+        "w2a8": 2,
+        "w4a8": 2,
+        "w8a8": 2,
+        "ternary_reference": 2,
+        "bitnet158": 2,
+    }
     assert v.check.layers_checked == (6 if name.startswith("moe") else quantised.get(name, 0))
 
 
-@pytest.mark.parametrize("name, ops, bits", [
-    ("fp32", {"MatMul"}, set()), ("w1a8", {"MatMulNBits"}, {2}), ("w2a8", {"MatMulNBits"}, {2}),
-    ("w4a8", {"MatMulNBits"}, {4}), ("w8a8", {"MatMulNBits"}, {8}),
-    ("bitnet158", {"MatMulNBits"}, {2}),
-    ("ptq_int8", {"MatMulInteger", "DynamicQuantizeLinear"}, set()),
-])
+@pytest.mark.parametrize(
+    "name, ops, bits",
+    [
+        ("fp32", {"MatMul"}, set()),
+        ("w1a8", {"MatMulNBits"}, {2}),
+        ("w2a8", {"MatMulNBits"}, {2}),
+        ("w4a8", {"MatMulNBits"}, {4}),
+        ("w8a8", {"MatMulNBits"}, {8}),
+        ("bitnet158", {"MatMulNBits"}, {2}),
+        ("ptq_int8", {"MatMulInteger", "DynamicQuantizeLinear"}, set()),
+    ],
+)
 def test_graph_uses_the_real_kernel(name, ops, bits):
     _, ex, _ = _export(name)
     types = [n.op_type for n in ex.proto.graph.node]
@@ -91,8 +117,9 @@ def test_graph_uses_the_real_kernel(name, ops, bits):
 
 def test_artefact_names_say_what_they_are():
     assert _export("w1a8")[1].artefact == "MatMulNBits 2-bit holding 1-bit sign codes"
-    assert _export("bitnet158")[1].artefact == \
-        "MatMulNBits 2-bit holding ternary codes (BitNet b1.58)"
+    assert (
+        _export("bitnet158")[1].artefact == "MatMulNBits 2-bit holding ternary codes (BitNet b1.58)"
+    )
     assert "threshold-ternary activation ops" in _export("ternary_reference")[1].artefact
     types = [n.op_type for n in _export("ternary_reference")[1].proto.graph.node]
     assert {"Abs", "ReduceMean", "Less", "Sign", "Where"} <= set(types)
@@ -130,34 +157,42 @@ def test_tampered_codes_are_refused_naming_the_model():
     arr = onnx.numpy_helper.to_array(blob).copy()
     arr[0, 0, 0] ^= 0x0F
     blob.CopyFrom(onnx.numpy_helper.from_array(arr, blob.name))
-    with pytest.raises(VF.ArtefactRefused,
-                       match=r"^w4a8 fold 2 seed 1: net.body.0: .*codes differ"):
+    with pytest.raises(
+        VF.ArtefactRefused, match=r"^w4a8 fold 2 seed 1: net.body.0: .*codes differ"
+    ):
         VF.verify(model, ex, sess, X.numpy(), 32, CHECK, "w4a8 fold 2 seed 1")
 
 
 def test_logits_off_by_more_than_the_tolerance_are_refused():
     model, ex, sess = _export("fp32")
     with torch.no_grad():
-        model.net.head.bias += 1e-3           # the torch model moved: the artefact no longer is it
-    with pytest.raises(VF.ArtefactRefused, match=r"^fp32 fold 3 seed 0: artefact logits differ "
-                                                 r"from the frozen torch model: 0.0% of test "
-                                                 r"samples within .*, need 95% \(max diff 0.001"):
+        model.net.head.bias += 1e-3  # the torch model moved: the artefact no longer is it
+    with pytest.raises(
+        VF.ArtefactRefused,
+        match=r"^fp32 fold 3 seed 0: artefact logits differ "
+        r"from the frozen torch model: 0.0% of test "
+        r"samples within .*, need 95% \(max diff 0.001",
+    ):
         VF.verify(model, ex, sess, X.numpy(), 32, CHECK, "fp32 fold 3 seed 0")
     with torch.no_grad():
-        model.net.head.bias += 1.0            # beyond the loose bound: refused on that alone
+        model.net.head.bias += 1.0  # beyond the loose bound: refused on that alone
     with pytest.raises(VF.ArtefactRefused, match=r"by 1 > tolerance .* \(loose_rtol\)"):
         VF.verify(model, ex, sess, X.numpy(), 32, CHECK, "fp32 fold 3 seed 0")
 
 
 def test_unsupported_bit_width_is_refused_naming_the_layer_and_the_supported_ones():
     model = _deployed(V.BitLinearConfig(3))
-    with pytest.raises(E.ExportError, match=r"net.body.0: weight bits 3 has no MatMulNBits "
-                                            r"kernel; supported: 1 .*2, 4, 8"):
+    with pytest.raises(
+        E.ExportError,
+        match=r"net.body.0: weight bits 3 has no MatMulNBits "
+        r"kernel; supported: 1 .*2, 4, 8",
+    ):
         E.export(model, CFG)
 
 
 def test_block_emulation_equals_training_quantiser_when_one_block_spans_the_row():
     from qmoe.quant.primitives import act_absmax8
+
     x = torch.randn(4, 32)
     assert torch.allclose(VF.act_absmax8_blocks(x, 32), act_absmax8(x), atol=1e-6)
     assert not torch.allclose(VF.act_absmax8_blocks(x, 16), act_absmax8(x), atol=1e-6)
@@ -174,8 +209,9 @@ def test_at_batch_1_only_the_chosen_experts_matmuls_run(tmp_path):
     so = ort.SessionOptions()
     so.enable_profiling = True
     so.profile_file_prefix = str(tmp_path / "prof")
-    sess = ort.InferenceSession(ex.proto.SerializeToString(), so,
-                                providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        ex.proto.SerializeToString(), so, providers=["CPUExecutionProvider"]
+    )
     sess.run(None, {"x": X[:1].numpy()})
     events = json.loads(open(sess.end_profiling()).read())
     ran = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]

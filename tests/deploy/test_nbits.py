@@ -10,7 +10,7 @@ from qmoe.deploy import nbits
 def test_pack_unpack_round_trip_with_padding_and_per_row_scales(bits):
     rng = np.random.default_rng(bits)
     lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    codes = rng.integers(lo, hi + 1, (5, 40))                    # K = 40: last block padded
+    codes = rng.integers(lo, hi + 1, (5, 40))  # K = 40: last block padded
     scale = rng.uniform(0.1, 1.0, (5, 1)).astype(np.float32)
     w = nbits.pack(codes, scale, bits, 32)
     assert w.blob.shape == (5, 2, 32 * bits // 8) and w.blob.dtype == np.uint8

@@ -64,7 +64,8 @@ def test_efficientnet_b3_fails_fast_and_clearly_without_network(tmp_path, monkey
     msg = str(e.value)
     assert msg.startswith(
         "efficientnet_b3 needs torchvision's IMAGENET1K_V1 weights, which could not be "
-        "downloaded (<urlopen error [Errno -2] Name or service not known>)")
+        "downloaded (<urlopen error [Errno -2] Name or service not known>)"
+    )
     assert "use backbone efficientnet_lite0 (offline)" in msg
     assert f"efficientnet_b3_rwightman-b3899882.pth in {tmp_path}/hub/checkpoints" in msg
 

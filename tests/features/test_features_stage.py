@@ -31,8 +31,17 @@ from qmoe.features import (
 from qmoe.io import UserError, from_section, load_params
 
 ROOT = Path(__file__).resolve().parents[2]
-COLUMNS = ["clip_id", "path", "label_id", "label_name", "fold", "source_id", "duration_s",
-           "sample_rate", "sha256"]
+COLUMNS = [
+    "clip_id",
+    "path",
+    "label_id",
+    "label_name",
+    "fold",
+    "source_id",
+    "duration_s",
+    "sample_rate",
+    "sha256",
+]
 # (clip_id, frequency Hz, sample rate, seconds, channels): lengths and rates differ on purpose
 CLIPS = [("a", 440.0, 22050, 1.0, 1), ("b", 1500.0, 16000, 0.7, 2), ("c", 3000.0, 22050, 1.3, 1)]
 
@@ -69,8 +78,9 @@ def test_features_table_schema_and_determinism(tmp_path, lite0):
     first = embed_manifest(manifest, tmp_path, cfg, lite0)
     second = embed_manifest(manifest, tmp_path, cfg, lite0)
     assert np.array_equal(first.matrix, second.matrix)  # bitwise
-    two_workers = embed_manifest(manifest, tmp_path, replace(cfg, batch_size=1), lite0,
-                                 ExecutionConfig("local", 2))  # 3 units on 2 worker processes
+    two_workers = embed_manifest(
+        manifest, tmp_path, replace(cfg, batch_size=1), lite0, ExecutionConfig("local", 2)
+    )  # 3 units on 2 worker processes
     assert np.array_equal(first.matrix, two_workers.matrix)  # independent of the worker count
     table = features_table(manifest, first.matrix)
     assert list(table.columns) == COLUMNS + [f"emb_{i:04d}" for i in range(1280)]
@@ -108,8 +118,16 @@ def test_logmel_stats_and_image_rows(tmp_path):
 def run_stage(raw: Path, out: Path, params: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "QMOE_PARAMS": str(params)}
     script = str(ROOT / "stages" / "features.py")
-    cmd = [sys.executable, script, "--raw", str(raw), "--out", str(out),
-           "--timings", str(out.parent.parent / "timings" / f"{out.name}.json")]
+    cmd = [
+        sys.executable,
+        script,
+        "--raw",
+        str(raw),
+        "--out",
+        str(out),
+        "--timings",
+        str(out.parent.parent / "timings" / f"{out.name}.json"),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
 
 
@@ -124,7 +142,11 @@ def test_stage_writes_the_feature_table(tmp_path):
     assert table["clip_id"].tolist() == manifest["clip_id"].tolist()
     info = json.loads((out / "features.json").read_text())
     assert (info["dataset"], info["backbone"], info["dim"], info["n_clips"]) == (
-        "tiny", "efficientnet_lite0", 1280, 3)
+        "tiny",
+        "efficientnet_lite0",
+        1280,
+        3,
+    )
     assert info["mel"]["hop_length"] == 32 and "threads" not in info  # output: not the workers
     # the mel settings as applied: f_max capped at each sample rate's Nyquist frequency
     assert info["mel"]["f_max"] == {"16000": 8000.0, "22050": 11025.0}
@@ -148,7 +170,8 @@ def load_stage_module():
 def test_manifest_without_a_needed_column_is_rejected_by_name(tmp_path):
     make_raw(tmp_path)
     pd.read_csv(tmp_path / "manifest.csv").drop(columns="sample_rate").to_csv(
-        tmp_path / "manifest.csv", index=False)
+        tmp_path / "manifest.csv", index=False
+    )
     with pytest.raises(ValueError, match=r"manifest\.csv: missing column\(s\) \['sample_rate'\]"):
         load_stage_module().read_manifest(tmp_path)
 

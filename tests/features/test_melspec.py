@@ -45,8 +45,19 @@ def test_blockwise_mel_equals_torchaudio_melspectrogram(pad_mode):
     wav = torch.randn(n, generator=torch.Generator().manual_seed(0))
     cfg = MelConfig(hop_length=32, f_max=8000.0, pad_mode=pad_mode)
     ref = torchaudio.transforms.MelSpectrogram(
-        sr, n_fft=2048, win_length=2048, hop_length=32, f_min=0.0, f_max=8000.0, n_mels=128,
-        power=2.0, center=True, pad_mode=pad_mode, mel_scale="slaney", norm="slaney")(wav)
+        sr,
+        n_fft=2048,
+        win_length=2048,
+        hop_length=32,
+        f_min=0.0,
+        f_max=8000.0,
+        n_mels=128,
+        power=2.0,
+        center=True,
+        pad_mode=pad_mode,
+        mel_scale="slaney",
+        norm="slaney",
+    )(wav)
     ours = mel_power(wav, sr, cfg)  # (128, 1 + n // 32)
     assert ours.shape == ref.shape == (128, 1 + n // 32)
     torch.testing.assert_close(ours, ref, rtol=2e-5, atol=1e-6 * ref.max().item())
@@ -137,7 +148,8 @@ def test_a_long_clip_is_read_only_up_to_max_seconds(tmp_path, caplog):
         audio = load_audio(tmp_path / "long.wav", max_seconds=2.5)
     assert audio.wav.shape == (20000,) and audio.sample_rate == 8000
     assert "long.wav: 12.0 s long, only its first 2.5 s are used (features.max_seconds)" in (
-        caplog.text)
+        caplog.text
+    )
 
 
 def test_features_json_records_f_max_as_capped_at_nyquist(caplog):
@@ -149,13 +161,18 @@ def test_features_json_records_f_max_as_capped_at_nyquist(caplog):
         used = mel_used(cfg, [8000, 8000, 0])  # 0: an image row
     assert used["f_max"] == 4000.0 and used["f_max_requested"] == 20000.0
     assert used["n_mels"] == 128
-    assert "features.mel.f_max 20000 Hz is above the Nyquist frequency of 8000 Hz audio: " \
-           "capped at 4000 Hz" in caplog.text
+    assert (
+        "features.mel.f_max 20000 Hz is above the Nyquist frequency of 8000 Hz audio: "
+        "capped at 4000 Hz" in caplog.text
+    )
     mixed = mel_used(cfg, [8000, 44100])
     assert mixed["f_max"] == {"8000": 4000.0, "44100": 20000.0}
 
 
 def test_f_min_above_nyquist_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"features\.mel\.f_min 5000\.0 Hz is not below the "
-                       r"Nyquist frequency of 8000 Hz audio \(4000 Hz\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"features\.mel\.f_min 5000\.0 Hz is not below the "
+        r"Nyquist frequency of 8000 Hz audio \(4000 Hz\)",
+    ):
         mel_transform(MelConfig(f_min=5000.0), 8000)

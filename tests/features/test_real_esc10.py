@@ -27,8 +27,14 @@ pytestmark = pytest.mark.skipif(MIRROR is None, reason="no esc10 folder under QM
 
 def _stage(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "QMOE_MIRROR": str(MIRROR), "QMOE_PARAMS": str(ROOT / "params.yaml")}
-    return subprocess.run([sys.executable, str(ROOT / "stages" / script), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "stages" / script), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +56,23 @@ def test_features_stage_embeds_real_clips_deterministically(esc10_subset):
     outs = []
     for name in ("a", "b"):
         out = esc10_subset / f"features_{name}"
-        r = _stage("features.py", "--raw", str(esc10_subset / "small"), "--out", str(out),
-                   "--timings", str(esc10_subset / f"timings_{name}.json"), cwd=esc10_subset)
+        r = _stage(
+            "features.py",
+            "--raw",
+            str(esc10_subset / "small"),
+            "--out",
+            str(out),
+            "--timings",
+            str(esc10_subset / f"timings_{name}.json"),
+            cwd=esc10_subset,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         outs.append(pd.read_parquet(out / "features.parquet"))
     emb = outs[0][[c for c in outs[0].columns if c.startswith("emb_")]].to_numpy()
     assert emb.shape == (8, 1280) and np.isfinite(emb).all()
-    assert emb.std(axis=0).mean() > 0                      # clips differ
-    pd.testing.assert_frame_equal(outs[0], outs[1])        # bitwise identical rerun
-    assert outs[0]["clip_id"].tolist() == pd.read_csv(
-        esc10_subset / "small" / "manifest.csv")["clip_id"].tolist()
+    assert emb.std(axis=0).mean() > 0  # clips differ
+    pd.testing.assert_frame_equal(outs[0], outs[1])  # bitwise identical rerun
+    assert (
+        outs[0]["clip_id"].tolist()
+        == pd.read_csv(esc10_subset / "small" / "manifest.csv")["clip_id"].tolist()
+    )

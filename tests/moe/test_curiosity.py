@@ -18,8 +18,12 @@ MODES = ["none", "log", "kl", "entropy", "route"]
 def _moes(seed=0):
     """One MoE per curiosity mode, all with the same weights (dropout and strategies have none)."""
     torch.manual_seed(seed)
-    out = {m: models.build(resolve(f"moe_curiosity_{m}" if m != "none" else "moe", VARIANTS,
-                                   EXPERTS), MLP) for m in MODES}
+    out = {
+        m: models.build(
+            resolve(f"moe_curiosity_{m}" if m != "none" else "moe", VARIANTS, EXPERTS), MLP
+        )
+        for m in MODES
+    }
     state = out["log"].state_dict()
     for m in MODES:
         missing, unexpected = out[m].load_state_dict(state, strict=False)
@@ -32,7 +36,7 @@ def _x(n=200, seed=1):
 
 
 def _run(moe, x, seed=5):
-    torch.manual_seed(seed)          # same MC masks for every model
+    torch.manual_seed(seed)  # same MC masks for every model
     return moe(x)
 
 
@@ -40,8 +44,12 @@ def test_kl_and_entropy_rescale_are_noops_after_renormalisation():
     g = torch.Generator().manual_seed(0)
     probs = torch.softmax(3 * torch.randn(500, 3, generator=g), dim=-1)
     u = torch.rand(500, generator=g)
-    for strategy in [curiosity.KLRescale(0.02), curiosity.EntropyRescale(0.1),
-                     curiosity.KLRescale(5.0), curiosity.EntropyRescale(5.0)]:
+    for strategy in [
+        curiosity.KLRescale(0.02),
+        curiosity.EntropyRescale(0.1),
+        curiosity.KLRescale(5.0),
+        curiosity.EntropyRescale(5.0),
+    ]:
         q = strategy(probs, u)
         assert torch.allclose(q, probs, atol=1e-6)
         assert torch.equal(q.argmax(-1), probs.argmax(-1))
@@ -58,7 +66,7 @@ def test_reference_strategies_leave_every_decision_and_output_unchanged(mode, tr
     assert torch.equal(a.uncertainty, b.uncertainty)
     assert torch.allclose(a.logits, b.logits, atol=1e-6)
     assert torch.allclose(a.routing_probs, b.routing_probs, atol=1e-6)
-    if not train:   # in eval the routing pass is deterministic, so `off` agrees too
+    if not train:  # in eval the routing pass is deterministic, so `off` agrees too
         c = moes["none"].eval()(x)
         assert torch.equal(a.expert_index, c.expert_index) and c.uncertainty is None
         assert torch.allclose(a.logits, c.logits, atol=1e-6)
@@ -84,7 +92,7 @@ def test_route_changes_exactly_the_uncertain_decisions_after_calibration():
     target = route.strategy.target
     escalated = a.uncertainty > tau
     changed = a.expert_index[:, 0] != b.expert_index[:, 0]
-    assert changed.any()                                               # u really routes
+    assert changed.any()  # u really routes
     assert torch.equal(changed, escalated & (a.expert_index[:, 0] != target))
     assert (b.expert_index[escalated, 0] == target).all()
     # the escalated expert's gate is the router's top probability; q stays a distribution
@@ -124,7 +132,7 @@ def test_route_running_threshold_during_training_and_persisted_in_state_dict():
     tau = route.strategy.tau.clone()
     assert torch.isfinite(tau)
     route(_x(n=64, seed=4))
-    assert not torch.equal(route.strategy.tau, tau)                    # running average moves
+    assert not torch.equal(route.strategy.tau, tau)  # running average moves
     fresh = _moes(seed=1)["route"]
     fresh.load_state_dict(route.state_dict())
     assert torch.equal(fresh.strategy.tau, route.strategy.tau)
@@ -162,7 +170,7 @@ def test_rescaling_strategies_have_finite_gradients_when_a_probability_underflow
     from qmoe.moe.curiosity import EntropyRescale, KLRescale
 
     logits = torch.tensor([[0.0, 200.0, -200.0], [1.0, 2.0, 3.0]], requires_grad=True)
-    probs = logits.softmax(dim=-1)                 # first row: exact zeros
+    probs = logits.softmax(dim=-1)  # first row: exact zeros
     assert (probs[0] == 0).any()
     for strategy in (KLRescale(0.02), EntropyRescale(0.1)):
         out = strategy(probs, torch.tensor([0.1, 0.2]))
@@ -187,12 +195,12 @@ def test_placebo_draw_is_per_sample_deterministic_uniform_and_batch_independent(
     x = _x(n=4000, seed=7)
     draw = placebo.uncertainty(x)
     assert torch.equal(placebo.uncertainty(x[:5]), draw[:5])
-    assert torch.equal(torch.cat([placebo.uncertainty(x[i:i + 1]) for i in range(50)]), draw[:50])
+    assert torch.equal(torch.cat([placebo.uncertainty(x[i : i + 1]) for i in range(50)]), draw[:50])
     assert 0 <= draw.min() and draw.max() < 1
     counts = torch.histc(draw, bins=10, min=0, max=1)
-    assert (counts - 400).abs().max() < 80                 # uniform: 10 bins of about 400
+    assert (counts - 400).abs().max() < 80  # uniform: 10 bins of about 400
     other = _moe("moe_route_random", {"mode": "random", "quantile": 0.9, "seed": 1}).eval()
-    assert not torch.equal(other.uncertainty(x), draw)     # the seed is a knob
+    assert not torch.equal(other.uncertainty(x), draw)  # the seed is a knob
 
 
 def test_placebo_escalates_the_same_share_at_random():
@@ -216,14 +224,15 @@ def test_placebo_escalates_the_same_share_at_random():
 def test_entropy_and_bald_scores_by_hand():
     from qmoe.moe.router import bald, predictive_entropy
 
-    p = torch.tensor([[[0.5, 0.5]], [[1.0, 0.0]]])        # (t=2, b=1, e=2)
+    p = torch.tensor([[[0.5, 0.5]], [[1.0, 0.0]]])  # (t=2, b=1, e=2)
     mean_h = -(0.75 * np.log(0.75) + 0.25 * np.log(0.25))
     assert predictive_entropy(p).item() == pytest.approx(mean_h)
     assert bald(p).item() == pytest.approx(mean_h - 0.5 * np.log(2))
-    same = torch.tensor([[[0.3, 0.7]], [[0.3, 0.7]]])     # no disagreement: BALD 0
+    same = torch.tensor([[[0.3, 0.7]], [[0.3, 0.7]]])  # no disagreement: BALD 0
     assert bald(same).item() == pytest.approx(0.0, abs=1e-7)
-    route = _moe("moe_curiosity_route", {"mode": "route", "mc_samples": 10, "quantile": 0.9,
-                                         "score": "bald"}).eval()
+    route = _moe(
+        "moe_curiosity_route", {"mode": "route", "mc_samples": 10, "quantile": 0.9, "score": "bald"}
+    ).eval()
     x = _x()
     assert route.score == "bald" and (route.uncertainty(x) >= -1e-6).all()
 

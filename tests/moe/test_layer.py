@@ -3,10 +3,10 @@ import torch
 from torch import nn
 
 from qmoe import models
-from qmoe.variants import resolve
 from qmoe.moe.curiosity import LogOnly
 from qmoe.moe.layer import MoE, MoEOutput
 from qmoe.moe.router import BALANCE_LOSSES, Router, reference_balance_loss
+from qmoe.variants import resolve
 
 D, C = 12, 4
 
@@ -35,9 +35,16 @@ def _moe(n_experts=3, k=1, strategy=None, alpha=1e-3, seed=0):
 def test_single_expert_moe_with_gate_one_is_the_expert():
     """Reference equivalence: one expert, softmax over one output = 1, so the MoE is the expert."""
     mlp = models.MLPConfig(in_dim=D, num_classes=C, hidden_sizes=(16, 8), dropout=0.1)
-    variants = {"w4a8": {"kind": "bitlinear", "weight_bits": 4},
-                "one": {"kind": "moe", "top_k": 1, "balance": "reference", "balance_alpha": 1e-3,
-                        "curiosity": {"mode": "none"}}}
+    variants = {
+        "w4a8": {"kind": "bitlinear", "weight_bits": 4},
+        "one": {
+            "kind": "moe",
+            "top_k": 1,
+            "balance": "reference",
+            "balance_alpha": 1e-3,
+            "curiosity": {"mode": "none"},
+        },
+    }
     torch.manual_seed(0)
     moe = models.build(resolve("one", variants, ["w4a8"]), mlp).eval()
     x = torch.randn(9, D)
@@ -52,8 +59,8 @@ def test_output_is_sum_of_gated_chosen_experts_over_k(k):
     moe = _moe(k=k)
     x = torch.randn(20, D)
     out = moe(x)
-    probs = moe.router(x).softmax(-1)                                    # (b, e)
-    dense = torch.stack([e.lin(x) for e in moe.experts], dim=1)          # (b, e, c)
+    probs = moe.router(x).softmax(-1)  # (b, e)
+    dense = torch.stack([e.lin(x) for e in moe.experts], dim=1)  # (b, e, c)
     w, idx = probs.topk(k, dim=-1)
     expected = (w[..., None] * dense.gather(1, idx[..., None].expand(-1, -1, C))).sum(1) / k
     assert torch.allclose(out.logits, expected, atol=1e-6)
@@ -118,5 +125,6 @@ def test_moe_training_step_is_deterministic_under_a_seed():
         torch.manual_seed(7)
         out = moe(torch.randn(16, D))
         return out.logits, out.uncertainty
+
     a, b = step(), step()
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

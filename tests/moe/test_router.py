@@ -11,7 +11,7 @@ from qmoe.moe import router as R
 def test_router_parameter_count_of_reference_6_2(experts):
     r = R.Router(1536, experts, dropout=0.2)
     assert sum(p.numel() for p in r.parameters()) == 204_992 + 65 * experts
-    bayes = R.Router(1536, experts, dropout=0.2, mc_dropout=True)   # dropout has no parameters
+    bayes = R.Router(1536, experts, dropout=0.2, mc_dropout=True)  # dropout has no parameters
     assert sum(p.numel() for p in bayes.parameters()) == 204_992 + 65 * experts
 
 
@@ -28,8 +28,9 @@ def test_router_init_and_shapes():
 def test_router_forward_matches_the_reference_layer_order():
     torch.manual_seed(0)
     r = R.Router(10, 4, dropout=0.3, mc_dropout=True).eval()
-    seq = nn.Sequential(r.fc1, nn.ReLU(), nn.Dropout(0.3), r.fc2, nn.ReLU(), nn.Dropout(0.3),
-                        r.out).eval()
+    seq = nn.Sequential(
+        r.fc1, nn.ReLU(), nn.Dropout(0.3), r.fc2, nn.ReLU(), nn.Dropout(0.3), r.out
+    ).eval()
     x = torch.randn(6, 10)
     assert torch.equal(r(x), seq(x))
 
@@ -48,9 +49,11 @@ def test_dropout_follows_mode_unless_told_otherwise():
 def test_bayesian_router_has_the_second_dropout(monkeypatch, mc, calls):
     seen = []
     real = R.F.dropout
+
     def spy(h, p, training):
         seen.append(h.shape)
         return real(h, p, training)
+
     monkeypatch.setattr(R.F, "dropout", spy)
     R.Router(10, 3, dropout=0.5, mc_dropout=mc)(torch.randn(4, 10))
     assert seen == [(4, 128), (4, 64)][:calls]
@@ -62,8 +65,8 @@ def test_sample_probs_shape_and_rows_are_distributions():
     p = r.sample_probs(torch.randn(7, 12), samples=10)
     assert p.shape == (10, 7, 3)
     assert torch.allclose(p.sum(-1), torch.ones(10, 7))
-    assert not torch.equal(p[0], p[1])                       # different masks per pass
-    assert not r.training                                    # mode untouched
+    assert not torch.equal(p[0], p[1])  # different masks per pass
+    assert not r.training  # mode untouched
 
 
 def test_sample_probs_without_dropout_equals_deterministic_pass_and_u_is_zero():
@@ -86,7 +89,7 @@ def test_mc_sampling_is_reproducible_under_a_seed():
 
 
 def test_mc_uncertainty_is_the_sum_of_unbiased_variances():
-    p = torch.tensor([[[0.2, 0.8]], [[0.4, 0.6]], [[0.6, 0.4]]])     # (t=3, b=1, e=2)
+    p = torch.tensor([[[0.2, 0.8]], [[0.4, 0.6]], [[0.6, 0.4]]])  # (t=3, b=1, e=2)
     # each expert: values spread (0.2, 0.4, 0.6): unbiased variance 0.04; sum over 2 experts 0.08
     assert torch.allclose(R.mc_uncertainty(p), torch.tensor([0.08]))
     with pytest.raises(ValueError, match="at least 2 MC samples"):
@@ -109,7 +112,7 @@ def test_balance_losses():
     assert torch.allclose(R.reference_balance_loss(uniform, idx_u), torch.tensor(0.25))  # 1/e
     assert torch.allclose(R.reference_balance_loss(collapsed, idx_c), torch.tensor(1.0))
     assert torch.allclose(R.switch_balance_loss(uniform, idx_u), torch.tensor(1.0))
-    assert torch.allclose(R.switch_balance_loss(collapsed, idx_c), torch.tensor(4.0))   # e
+    assert torch.allclose(R.switch_balance_loss(collapsed, idx_c), torch.tensor(4.0))  # e
     assert R.no_balance_loss(uniform, idx_u).item() == 0.0
     assert set(R.BALANCE_LOSSES) == {"reference", "switch", "none"}
 
@@ -123,9 +126,9 @@ def test_eval_mc_passes_use_a_fixed_bank_independent_of_batch_composition():
     torch.manual_seed(0)
     r = R.Router(12, 3, dropout=0.3, mc_dropout=True).eval()
     x = torch.randn(7, 12)
-    together = R.mc_uncertainty(r.sample_probs(x, 10))                  # (7,)
-    torch.manual_seed(99)                                                # global RNG not used
-    alone = torch.cat([R.mc_uncertainty(r.sample_probs(x[i:i + 1], 10)) for i in range(7)])
+    together = R.mc_uncertainty(r.sample_probs(x, 10))  # (7,)
+    torch.manual_seed(99)  # global RNG not used
+    alone = torch.cat([R.mc_uncertainty(r.sample_probs(x[i : i + 1], 10)) for i in range(7)])
     assert torch.allclose(together, alone, rtol=0, atol=1e-7)
     assert (together > 0).all()
     bank = r.mask_bank(10)
@@ -139,6 +142,6 @@ def test_eval_mc_passes_use_a_fixed_bank_independent_of_batch_composition():
 def test_training_mc_passes_draw_fresh_masks():
     torch.manual_seed(0)
     r = R.Router(12, 3, dropout=0.3, mc_dropout=True).train()
-    x = torch.randn(1, 12).expand(4, 12)                                 # 4 copies of one sample
+    x = torch.randn(1, 12).expand(4, 12)  # 4 copies of one sample
     p = r.sample_probs(x, 10)
-    assert not torch.equal(p[:, 0], p[:, 1])                             # masks differ per row
+    assert not torch.equal(p[:, 0], p[:, 1])  # masks differ per row

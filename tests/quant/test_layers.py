@@ -28,7 +28,7 @@ QUANT_LAYERS = {
 def _layer(name, in_features=48, out_features=24, seed=0):
     torch.manual_seed(seed)
     layer = QUANT_LAYERS[name](in_features, out_features)
-    with torch.no_grad():       # non-trivial LayerNorm and bias, so copies must carry them
+    with torch.no_grad():  # non-trivial LayerNorm and bias, so copies must carry them
         layer.norm.weight.uniform_(0.5, 1.5)
         layer.norm.bias.uniform_(-0.1, 0.1)
         layer.bias.uniform_(-0.1, 0.1)
@@ -79,15 +79,16 @@ def test_from_quantized_round_trip_gives_identical_outputs(name):
     assert again.bits == qw.bits
 
 
-@pytest.mark.parametrize("name,max_levels,bits", [("w1a8", 2, 1), ("w2a8", 3, 2), ("w4a8", 15, 4),
-                                                  ("w8a8", 255, 8)])
+@pytest.mark.parametrize(
+    "name,max_levels,bits", [("w1a8", 2, 1), ("w2a8", 3, 2), ("w4a8", 15, 4), ("w8a8", 255, 8)]
+)
 def test_bitlinear_weight_levels(name, max_levels, bits):
     layer = _layer(name, 256, 128)
     w = layer.forward_weight().detach()
     assert w.unique().numel() <= max_levels
     qw = layer.quantized_weight()
     assert qw.bits == bits
-    if bits == 2:   # dead zone: only {-s, 0, +s}
+    if bits == 2:  # dead zone: only {-s, 0, +s}
         s = qw.scale.item()
         assert set(w.unique().tolist()) == {-s, 0.0, s}
 
@@ -117,7 +118,7 @@ def test_ste_weight_gradient_is_that_of_the_quantised_weight(name):
     x = torch.randn(9, 48)
     g = torch.randn(9, 24)
     (layer(x) * g).sum().backward()
-    x_q = layer.quantize_input(layer.norm(x)).detach()                  # (b, in)
+    x_q = layer.quantize_input(layer.norm(x)).detach()  # (b, in)
     assert torch.allclose(layer.weight.grad, g.T @ x_q, atol=1e-5)
     assert torch.allclose(layer.bias.grad, g.sum(dim=0), atol=1e-5)
 
@@ -130,7 +131,7 @@ def test_ste_input_gradient_treats_the_activation_quantiser_as_identity(name):
     (layer(x) * g).sum().backward()
     x2 = x.detach().clone().requires_grad_(True)
     w_q = layer.forward_weight().detach()
-    (F.linear(layer.norm(x2), w_q, layer.bias) * g).sum().backward()   # quantiser removed
+    (F.linear(layer.norm(x2), w_q, layer.bias) * g).sum().backward()  # quantiser removed
     assert torch.allclose(x.grad, x2.grad, atol=1e-5)
 
 
@@ -146,8 +147,9 @@ def test_state_dict_of_training_layer_has_no_frozen_buffers():
 
 def test_freeze_swaps_every_quantised_layer_and_keeps_outputs():
     torch.manual_seed(0)
-    model = nn.Sequential(_layer("w4a8", 48, 24), nn.ReLU(), _layer("ternary_reference", 24, 24),
-                          nn.Linear(24, 3))
+    model = nn.Sequential(
+        _layer("w4a8", 48, 24), nn.ReLU(), _layer("ternary_reference", 24, 24), nn.Linear(24, 3)
+    )
     x = torch.randn(5, 48)
     ref = model(x)
     frozen = freeze_(model)

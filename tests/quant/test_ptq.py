@@ -3,9 +3,9 @@ import torch
 from torch import nn
 
 from qmoe import models
-from qmoe.variants import resolve
 from qmoe.quant import ptq
 from qmoe.quant.layers import BitLinear
+from qmoe.variants import resolve
 
 MLP = models.MLPConfig(in_dim=64, num_classes=10, hidden_sizes=(48, 32), dropout=0.1)
 
@@ -45,11 +45,11 @@ def test_dynamic_int8_swaps_every_linear_and_stays_close_to_fp32():
     linears = [m for m in q.modules() if ptq.is_dynamic_int8(m)]
     assert len(linears) == 3
     assert not any(type(m) is nn.Linear for m in q.modules())
-    assert any(isinstance(m, nn.LayerNorm) for m in q.modules())   # LayerNorm untouched
+    assert any(isinstance(m, nn.LayerNorm) for m in q.modules())  # LayerNorm untouched
     out = q(x)
     assert out.dtype == torch.float32
     assert (out - ref).abs().max() < 0.05 * ref.abs().max()
-    assert type(net.head) is nn.Linear                               # the original is not modified
+    assert type(net.head) is nn.Linear  # the original is not modified
 
 
 def test_dynamic_int8_leaves_quantised_layer_subclasses_alone():
@@ -89,13 +89,13 @@ def test_deploy_half_casts_weights_and_activations(dtype):
     deployed = models.deploy(wrapped, cfg)
     torch_dtype = ptq.HALF_DTYPES[dtype]
     assert {p.dtype for p in deployed.net.parameters()} == {torch_dtype}
-    assert deployed.shift.dtype == torch.float32                    # the wrapper stays FP32
+    assert deployed.shift.dtype == torch.float32  # the wrapper stays FP32
     seen = []
     first = deployed.net.body[0]
     hook = first.register_forward_hook(lambda m, i, o: seen.append((i[0].dtype, o.dtype)))
     out = deployed(x)
     hook.remove()
-    assert seen == [(torch_dtype, torch_dtype)]                      # activations really in half
+    assert seen == [(torch_dtype, torch_dtype)]  # activations really in half
     assert out.dtype == torch.float32
     assert torch.allclose(out, ref, atol=0.05 * ref.abs().max().item())
 

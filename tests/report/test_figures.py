@@ -27,18 +27,30 @@ def three_bit(tmp_path_factory, results_tree, config_of):
 
 def test_a_3_bit_w4a8_is_plotted_and_tabulated_at_3_bits(three_bit):
     data, runs = three_bit
-    figs = figures.build(figures.load(data / "runs", data / "benchmarks", runs, "toy",
-                                      "macro_f1"), "macro_f1")
+    figs = figures.build(
+        figures.load(data / "runs", data / "benchmarks", runs, "toy", "macro_f1"), "macro_f1"
+    )
     ax = figs["f1_vs_bits"].axes[0]
     x = {(t.get_text(), round(t.xy[0], 6)) for t in ax.texts}
-    assert x == {("w4a8", 3.0), ("w8a8", 8.0), ("fp32", 32.0), ("q16_reference", 32.0),
-                 ("w4a8", 3.12), ("w8a8", 8.32), ("fp32", 33.28), ("q16_reference", 33.28)}
+    assert x == {
+        ("w4a8", 3.0),
+        ("w8a8", 8.0),
+        ("fp32", 32.0),
+        ("q16_reference", 32.0),
+        ("w4a8", 3.12),
+        ("w8a8", 8.32),
+        ("fp32", 33.28),
+        ("q16_reference", 33.28),
+    }
     std = paper_tables.std_tables(runs, StatsConfig(n_resamples=100))
     spec = next(t for t in paper_tables.PAPER_TABLES if t.stem == "table2_quantization")
     lines = tables.markdown(tables.paper_table(spec, std[spec.csv], "macro_f1")).splitlines()
     assert [line.split(" | ")[1:4] for line in lines[2:6]] == [
-        ["toy", "3", "w4a8"], ["toy", "8", "w8a8"], ["toy", "32", "q16_reference"],
-        ["toy", "3", "w4a8"]]
+        ["toy", "3", "w4a8"],
+        ["toy", "8", "w8a8"],
+        ["toy", "32", "q16_reference"],
+        ["toy", "3", "w4a8"],
+    ]
 
 
 def test_moe_and_curiosity_figures_take_their_variants_from_the_facts(three_bit):
@@ -49,8 +61,13 @@ def test_moe_and_curiosity_figures_take_their_variants_from_the_facts(three_bit)
     assert list(figs) == list(figures.FIGURES)
     ecdf = figs["latency_ecdf"].axes[0]
     assert {line.get_label(): line.get_linestyle() for line in ecdf.lines} == {
-        "fp32": "-", "w4a8": "-", "w8a8": "-", "q16_reference": "-", "moe": "--",
-        "moe_curiosity_log": "--"}
+        "fp32": "-",
+        "w4a8": "-",
+        "w8a8": "-",
+        "q16_reference": "-",
+        "moe": "--",
+        "moe_curiosity_log": "--",
+    }
     violin = figs["moe_latency"].axes[0]
     assert [t.get_text() for t in violin.get_xticklabels()] == MOES
     hist = figs["curiosity_histogram"].axes[0]

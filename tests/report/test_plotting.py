@@ -15,10 +15,23 @@ from qmoe.report import plotting  # noqa: E402
 def _summary() -> pd.DataFrame:
     rows = []
     for protocol in ("corrected", "faithful"):
-        for variant, f1, size, bits in (("w4a8", 0.78, 7e3, 3.0), ("w8a8", 0.80, 1.3e4, 8.0),
-                                        ("fp32", 0.81, 4.8e4, 32.0), ("moe", 0.79, 6e4, np.nan)):
-            rows.append({"protocol": protocol, "variant": variant, "mean": f1, "ci_low": f1 - 0.01,
-                         "ci_high": f1 + 0.01, "size": size, "weight_bits": bits})
+        for variant, f1, size, bits in (
+            ("w4a8", 0.78, 7e3, 3.0),
+            ("w8a8", 0.80, 1.3e4, 8.0),
+            ("fp32", 0.81, 4.8e4, 32.0),
+            ("moe", 0.79, 6e4, np.nan),
+        ):
+            rows.append(
+                {
+                    "protocol": protocol,
+                    "variant": variant,
+                    "mean": f1,
+                    "ci_low": f1 - 0.01,
+                    "ci_high": f1 + 0.01,
+                    "size": size,
+                    "weight_bits": bits,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -28,8 +41,16 @@ def test_f1_vs_bits_places_each_model_at_its_configured_weight_bits():
     assert isinstance(fig, Figure) and ax.get_xscale() == "log"
     placed = sorted((t.get_text(), round(t.xy[0], 6), t.xy[1]) for t in ax.texts)
     # w4a8 here is configured at 3 bits; the faithful panel is offset by x 1.04; no MoE point
-    assert placed == sorted([("w4a8", 3.0, 0.78), ("w8a8", 8.0, 0.80), ("fp32", 32.0, 0.81),
-                             ("w4a8", 3.12, 0.78), ("w8a8", 8.32, 0.80), ("fp32", 33.28, 0.81)])
+    assert placed == sorted(
+        [
+            ("w4a8", 3.0, 0.78),
+            ("w8a8", 8.0, 0.80),
+            ("fp32", 32.0, 0.81),
+            ("w4a8", 3.12, 0.78),
+            ("w8a8", 8.32, 0.80),
+            ("fp32", 33.28, 0.81),
+        ]
+    )
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["corrected", "faithful"]
 
 
@@ -50,10 +71,20 @@ def test_scatter_has_one_panel_per_protocol_and_a_front():
 
 def _latency() -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.concat([pd.DataFrame({"protocol": p, "variant": v, "is_moe": v != "fp32",
-                                    "latency_ms": rng.lognormal(-1.5, 0.3, 100)})
-                      for p in ("corrected", "faithful") for v in ("fp32", "moe",
-                                                                   "moe_curiosity_log")])
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "protocol": p,
+                    "variant": v,
+                    "is_moe": v != "fp32",
+                    "latency_ms": rng.lognormal(-1.5, 0.3, 100),
+                }
+            )
+            for p in ("corrected", "faithful")
+            for v in ("fp32", "moe", "moe_curiosity_log")
+        ]
+    )
 
 
 def test_latency_ecdf_draws_one_curve_per_variant_ending_at_one_dashed_for_moes():
@@ -62,7 +93,10 @@ def test_latency_ecdf_draws_one_curve_per_variant_ending_at_one_dashed_for_moes(
     assert ax.get_xscale() == "log" and len(ax.lines) == 3
     assert all(line.get_ydata()[-1] == 1.0 for line in ax.lines)
     assert {line.get_label(): line.get_linestyle() for line in ax.lines} == {
-        "fp32": "-", "moe": "--", "moe_curiosity_log": "--"}
+        "fp32": "-",
+        "moe": "--",
+        "moe_curiosity_log": "--",
+    }
 
 
 def test_latency_violin_per_protocol():
@@ -74,10 +108,15 @@ def test_latency_violin_per_protocol():
 
 def _predictions() -> pd.DataFrame:
     rng = np.random.default_rng(1)
-    return pd.DataFrame({"variant": np.repeat(["moe_curiosity_log", "moe_curiosity_kl"], 60),
-                         "label": np.tile(np.arange(3), 40), "uncertainty": rng.gamma(2, 0.01, 120),
-                         "expert_name": np.tile(["ternary_reference", "w4a8", "w8a8"], 40),
-                         "gate_prob": rng.uniform(0.4, 0.9, 120)})
+    return pd.DataFrame(
+        {
+            "variant": np.repeat(["moe_curiosity_log", "moe_curiosity_kl"], 60),
+            "label": np.tile(np.arange(3), 40),
+            "uncertainty": rng.gamma(2, 0.01, 120),
+            "expert_name": np.tile(["ternary_reference", "w4a8", "w8a8"], 40),
+            "gate_prob": rng.uniform(0.4, 0.9, 120),
+        }
+    )
 
 
 def test_curiosity_figures():
@@ -93,14 +132,23 @@ def test_curiosity_figures():
 
 
 def test_routing_figures():
-    routing = pd.DataFrame({"variant": "moe", "fold": np.repeat([1, 2], 3),
-                            "expert_name": ["a", "b", "c"] * 2, "frequency": [0.2, 0.3, 0.5] * 2})
+    routing = pd.DataFrame(
+        {
+            "variant": "moe",
+            "fold": np.repeat([1, 2], 3),
+            "expert_name": ["a", "b", "c"] * 2,
+            "frequency": [0.2, 0.3, 0.5] * 2,
+        }
+    )
     dist = plotting.routing_distribution(routing)
     assert sorted(round(p.get_height(), 6) for p in dist.axes[0].patches) == [0.2, 0.3, 0.5]
     conf = plotting.routing_confidence(_predictions())
     assert [ax.get_title() for ax in conf.axes] == ["moe_curiosity_log", "moe_curiosity_kl"]
     assert [t.get_text() for t in conf.axes[0].get_xticklabels()] == [
-        "ternary_reference", "w4a8", "w8a8"]
+        "ternary_reference",
+        "w4a8",
+        "w8a8",
+    ]
 
 
 def test_confusion_matrix_is_row_normalised():
@@ -122,6 +170,7 @@ def test_class_names_with_dollar_signs_are_drawn_literally():
     fig.savefig(io.BytesIO(), format="png")
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == [r"\$x^\$", r"cost in \$", "plain"]
-    pred = pd.DataFrame({"label": [0, 1, 2], "variant": ["moe_curiosity_log"] * 3,
-                         "uncertainty": [0.1, 0.2, 0.3]})
+    pred = pd.DataFrame(
+        {"label": [0, 1, 2], "variant": ["moe_curiosity_log"] * 3, "uncertainty": [0.1, 0.2, 0.3]}
+    )
     plotting.curiosity_per_class(pred, names, "u").savefig(io.BytesIO(), format="png")

@@ -10,14 +10,26 @@ from qmoe.report import provenance
 
 def test_unverified_mirror_folder_and_folds_are_shown(tmp_path):
     metas = {
-        "esc50": {"source": {"origin": "mirror folder"}, "licence": "CC BY-NC", "file_count": 2000,
-                  "archive_sha256": None, "folds": "official (meta/esc50.csv)",
-                  "content_verified": False,
-                  "content_check": "mirror folder: no per-file checksums are published"},
-        "audiofolder": {"folds": "user labels.csv, column fold", "content_verified": False,
-                        "content_check": "user-supplied, not verified", "file_count": 4},
-        "urbansound8k": {"archive_sha256": "ab" * 32, "content_verified": True,
-                         "content_check": "archive md5 matches the published 9aa6"},
+        "esc50": {
+            "source": {"origin": "mirror folder"},
+            "licence": "CC BY-NC",
+            "file_count": 2000,
+            "archive_sha256": None,
+            "folds": "official (meta/esc50.csv)",
+            "content_verified": False,
+            "content_check": "mirror folder: no per-file checksums are published",
+        },
+        "audiofolder": {
+            "folds": "user labels.csv, column fold",
+            "content_verified": False,
+            "content_check": "user-supplied, not verified",
+            "file_count": 4,
+        },
+        "urbansound8k": {
+            "archive_sha256": "ab" * 32,
+            "content_verified": True,
+            "content_check": "archive md5 matches the published 9aa6",
+        },
     }
     for name, meta in metas.items():
         (tmp_path / name).mkdir()
@@ -25,7 +37,8 @@ def test_unverified_mirror_folder_and_folds_are_shown(tmp_path):
         pd.DataFrame({"clip_id": ["a"], "sha256": ["1"]}).to_csv(tmp_path / name / "manifest.csv")
     rows = provenance.dataset_rows(tmp_path, list(metas)).set_index("dataset")
     assert rows.loc["esc50", "content"] == (
-        "**unverified**: mirror folder: no per-file checksums are published")
+        "**unverified**: mirror folder: no per-file checksums are published"
+    )
     assert rows.loc["audiofolder", "folds"] == "user labels.csv, column fold"
     assert rows.loc["urbansound8k", "content"] == "verified: archive md5 matches the published 9aa6"
     assert rows.loc["urbansound8k", "folds"] == "n/a"

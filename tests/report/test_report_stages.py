@@ -14,8 +14,16 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-VARIANTS = ["fp32", "w4a8", "w8a8", "q16_reference", "fp16", "moe", "moe_curiosity_log",
-            "moe_curiosity_kl"]
+VARIANTS = [
+    "fp32",
+    "w4a8",
+    "w8a8",
+    "q16_reference",
+    "fp16",
+    "moe",
+    "moe_curiosity_log",
+    "moe_curiosity_kl",
+]
 
 
 def write_params(path: Path, dataset: str = "toy", variants=VARIANTS, **stats) -> Path:
@@ -121,17 +129,48 @@ def _in_process(tmp: Path, params: Path, monkeypatch) -> None:
     monkeypatch.setenv("QMOE_PARAMS", str(params))
     d, r = tmp / "data", tmp / "reports"
     argv = {
-        "aggregate": ["--runs", f"{d}/runs", "--benchmarks", f"{d}/benchmarks",
-                      "--out", f"{r}/tables/runs.csv"],
-        "stats": ["--table", f"{r}/tables/runs.csv", "--runs", f"{d}/runs",
-                  "--benchmarks", f"{d}/benchmarks", "--out", f"{r}/stats"],
-        "report": ["--table", f"{r}/tables/runs.csv", "--stats", f"{r}/stats", "--runs",
-                   f"{d}/runs", "--benchmarks", f"{d}/benchmarks", "--raw", f"{d}/raw",
-                   "--metrics", f"{r}/metrics.json",
-                   "--bench_metrics", f"{r}/benchmark_metrics.json",
-                   "--plots", f"{r}/plots/f1_per_fold.csv",
-                   "--figures", f"{r}/figures", "--tables", f"{r}/tables/paper",
-                   "--out", f"{r}/report.md"],
+        "aggregate": [
+            "--runs",
+            f"{d}/runs",
+            "--benchmarks",
+            f"{d}/benchmarks",
+            "--out",
+            f"{r}/tables/runs.csv",
+        ],
+        "stats": [
+            "--table",
+            f"{r}/tables/runs.csv",
+            "--runs",
+            f"{d}/runs",
+            "--benchmarks",
+            f"{d}/benchmarks",
+            "--out",
+            f"{r}/stats",
+        ],
+        "report": [
+            "--table",
+            f"{r}/tables/runs.csv",
+            "--stats",
+            f"{r}/stats",
+            "--runs",
+            f"{d}/runs",
+            "--benchmarks",
+            f"{d}/benchmarks",
+            "--raw",
+            f"{d}/raw",
+            "--metrics",
+            f"{r}/metrics.json",
+            "--bench_metrics",
+            f"{r}/benchmark_metrics.json",
+            "--plots",
+            f"{r}/plots/f1_per_fold.csv",
+            "--figures",
+            f"{r}/figures",
+            "--tables",
+            f"{r}/tables/paper",
+            "--out",
+            f"{r}/report.md",
+        ],
     }
     for name, args in argv.items():
         monkeypatch.setattr(sys, "argv", [name, *args])
@@ -151,32 +190,63 @@ def study(tmp_path_factory, results_tree):
 
 def test_aggregate_writes_one_row_per_model_with_facts_and_every_metric(study):
     runs = pd.read_csv(study / "reports" / "tables" / "runs.csv")
-    per_variant = 3 * 2 + 3 * 1                            # corrected 3 folds x 2 seeds, faithful
-    assert len(runs) == len(VARIANTS) * per_variant - 3     # w4a8 fold 2: 2 + 1 models skipped
-    assert list(runs.columns[:11]) == ["dataset", "protocol", "variant", "fold", "seed", "kind",
-                                       "weight_bits", "activation_bits", "precision_bits",
-                                       "is_moe", "curiosity"]
-    for col in ("macro_f1", "train_energy_kwh", "latency_median_ms", "energy_per_inference_mj",
-                "bench_macro_f1", "bench_energy_method", "size_packed_bytes"):
+    per_variant = 3 * 2 + 3 * 1  # corrected 3 folds x 2 seeds, faithful
+    assert len(runs) == len(VARIANTS) * per_variant - 3  # w4a8 fold 2: 2 + 1 models skipped
+    assert list(runs.columns[:11]) == [
+        "dataset",
+        "protocol",
+        "variant",
+        "fold",
+        "seed",
+        "kind",
+        "weight_bits",
+        "activation_bits",
+        "precision_bits",
+        "is_moe",
+        "curiosity",
+    ]
+    for col in (
+        "macro_f1",
+        "train_energy_kwh",
+        "latency_median_ms",
+        "energy_per_inference_mj",
+        "bench_macro_f1",
+        "bench_energy_method",
+        "size_packed_bytes",
+    ):
         assert col in runs.columns
     assert not runs.duplicated(["dataset", "protocol", "variant", "fold", "seed"]).any()
     first = runs.groupby("variant").first()
     assert first.loc["w4a8", ["kind", "weight_bits", "activation_bits"]].tolist() == [
-        "bitlinear", 4.0, 8.0]
+        "bitlinear",
+        4.0,
+        8.0,
+    ]
     assert first.loc["moe_curiosity_kl", ["kind", "is_moe", "curiosity"]].tolist() == [
-        "moe", True, "kl"]
+        "moe",
+        True,
+        "kl",
+    ]
 
 
 def test_report_has_the_verdict_table_with_every_claim(study):
     from qmoe.analysis.claims import CLAIMS
 
     report = (study / "reports" / "report.md").read_text()
-    verdict = report[report.index("## Claims verdict"):report.index("## Results, both protocols")]
+    verdict = report[report.index("## Claims verdict") : report.index("## Results, both protocols")]
     for spec in CLAIMS:
         assert f"| {spec.claim} [{spec.source}] | {spec.paper} |" in verdict
     assert "Ours (corrected)" in verdict and "Ours (faithful)" in verdict
-    for section in ("## What was run", "## Paper tables", "## Statistical tests", "## Figures",
-                    "## Not computed", "## Provenance", "Manifest digest", "**estimated**"):
+    for section in (
+        "## What was run",
+        "## Paper tables",
+        "## Statistical tests",
+        "## Figures",
+        "## Not computed",
+        "## Provenance",
+        "Manifest digest",
+        "**estimated**",
+    ):
         assert section in report
 
 
@@ -186,15 +256,22 @@ def test_methods_state_what_each_protocol_does_and_disclosures_sit_by_the_verdic
     from qmoe.training.protocols import make_protocol
 
     report = (study / "reports" / "report.md").read_text()
-    methods = report[report.index("## Methods"):report.index("## Provenance")]
+    methods = report[report.index("## Methods") : report.index("## Provenance")]
     cfg = from_section(TrainConfig, load_params(study / "params.yaml")["train"], "train")
     for name in ("corrected", "faithful"):
-        block = methods[methods.index(f"Protocol `{name}`:"):]
+        block = methods[methods.index(f"Protocol `{name}`:") :]
         for line in make_protocol(name, cfg).describe():
             assert f"- {line}\n" in block, (name, line)
-    verdicts = report[report.index("## Claims verdict"):report.index("## Results, both protocols")]
-    for fragment in ("tuned by the reference", "chosen on the test fold", "EfficientNet-Lite0",
-                     "macro-F1", "transductive"):
+    verdicts = report[
+        report.index("## Claims verdict") : report.index("## Results, both protocols")
+    ]
+    for fragment in (
+        "tuned by the reference",
+        "chosen on the test fold",
+        "EfficientNet-Lite0",
+        "macro-F1",
+        "transductive",
+    ):
         assert fragment in verdicts
 
 
@@ -214,16 +291,18 @@ def test_every_figure_and_paper_table_exists(study):
     table2 = (paper / "table2_quantization.md").read_text()
     assert table2.startswith("# Table 2: quantisation ablation")
     assert "| corrected | toy | 4 | w4a8 | Q4-Base |" in table2
-    assert "| corrected | toy | 32 | q16_reference | Q16-Base |" in table2   # FP32, by its config
+    assert "| corrected | toy | 32 | q16_reference | Q16-Base |" in table2  # FP32, by its config
 
 
 def test_incomplete_pairs_are_reported_not_dropped(study):
     f1 = pd.read_csv(study / "reports" / "stats" / "f1_paired.csv")
-    row = f1[(f1["family"] == "f1_vs_fp32") & (f1["variant"] == "w4a8")
-             & (f1["protocol"] == "corrected")].iloc[0]
+    row = f1[
+        (f1["family"] == "f1_vs_fp32") & (f1["variant"] == "w4a8") & (f1["protocol"] == "corrected")
+    ].iloc[0]
     assert row["status"] == "not computed"
-    assert row["reason"] == ("incomplete pairs: w4a8 lacks macro_f1 for fold 2 seed 0, "
-                             "fold 2 seed 1")
+    assert row["reason"] == (
+        "incomplete pairs: w4a8 lacks macro_f1 for fold 2 seed 0, fold 2 seed 1"
+    )
     report = (study / "reports" / "report.md").read_text()
     assert "w4a8 lacks macro_f1 for fold 2 seed 0" in report
 
@@ -238,10 +317,11 @@ def test_stats_outputs_and_claims(study):
     assert summary["families"]["tost_f1"] == {"computed": 4, "not_computed": 6}
     claims = pd.read_csv(stats / "claims.csv")
     assert claims[["claim", "protocol"]].apply(tuple, axis=1).tolist() == [
-        (c.id, p) for c in CLAIMS for p in ("corrected", "faithful")]
+        (c.id, p) for c in CLAIMS for p in ("corrected", "faithful")
+    ]
     assert len(list(stats.glob("ref_*.csv"))) == 6 and len(list(stats.glob("std_*.csv"))) == 5
     routing = claims[claims["claim"] == "routing_q8_confidence"].set_index("protocol")
-    assert routing["computed"].all()   # the synthetic 8-bit expert gets gate_prob 0.5 vs 0.7
+    assert routing["computed"].all()  # the synthetic 8-bit expert gets gate_prob 0.5 vs 0.7
     assert 0.25 < routing.loc["corrected", "estimate"] < 0.32
 
 
@@ -257,8 +337,12 @@ def test_metrics_json_and_plot_data(study):
 def test_a_listed_run_without_a_folder_is_an_error_naming_it(tmp_path, results_tree):
     results_tree(tmp_path / "data", ["fp32"])
     params = write_params(tmp_path / "params.yaml", variants=["fp32", "w2a8"])
-    r = run_stage("aggregate", ["--runs", "data/runs", "--benchmarks", "data/benchmarks",
-                                "--out", "reports/runs.csv"], params, tmp_path)
+    r = run_stage(
+        "aggregate",
+        ["--runs", "data/runs", "--benchmarks", "data/benchmarks", "--out", "reports/runs.csv"],
+        params,
+        tmp_path,
+    )
     assert r.returncode == 1
     assert "error: " in r.stderr and "variant=w2a8" in r.stderr and "protocol=corrected" in r.stderr
     assert not (tmp_path / "reports" / "runs.csv").exists()
@@ -267,11 +351,28 @@ def test_a_listed_run_without_a_folder_is_an_error_naming_it(tmp_path, results_t
 def test_margin_out_of_range_fails_before_any_output(tmp_path, results_tree):
     results_tree(tmp_path / "data", ["fp32", "w4a8"])
     params = write_params(tmp_path / "params.yaml", variants=["fp32", "w4a8"], tost_margin=2.0)
-    agg = run_stage("aggregate", ["--runs", "data/runs", "--benchmarks", "data/benchmarks",
-                                  "--out", "runs.csv"], params, tmp_path)
+    agg = run_stage(
+        "aggregate",
+        ["--runs", "data/runs", "--benchmarks", "data/benchmarks", "--out", "runs.csv"],
+        params,
+        tmp_path,
+    )
     assert agg.returncode == 0, agg.stderr
-    r = run_stage("stats", ["--table", "runs.csv", "--runs", "data/runs", "--benchmarks",
-                            "data/benchmarks", "--out", "stats"], params, tmp_path)
+    r = run_stage(
+        "stats",
+        [
+            "--table",
+            "runs.csv",
+            "--runs",
+            "data/runs",
+            "--benchmarks",
+            "data/benchmarks",
+            "--out",
+            "stats",
+        ],
+        params,
+        tmp_path,
+    )
     assert r.returncode == 1 and "stats.tost_margin" in r.stderr
     assert not (tmp_path / "stats").exists()
 
@@ -283,11 +384,17 @@ def test_three_stages_as_subprocesses_give_identical_outputs_twice(tmp_path, res
     params = write_params(tmp_path / "params.yaml", variants=chosen)
     first = pipeline(tmp_path, params)
     assert [r.returncode for r in first] == [0, 0, 0], [r.stderr[-2000:] for r in first]
-    snapshot = {p.relative_to(tmp_path): p.read_bytes()
-                for p in (tmp_path / "reports").rglob("*") if p.is_file()}
+    snapshot = {
+        p.relative_to(tmp_path): p.read_bytes()
+        for p in (tmp_path / "reports").rglob("*")
+        if p.is_file()
+    }
     second = pipeline(tmp_path, params)
     assert [r.returncode for r in second] == [0, 0, 0]
-    again = {p.relative_to(tmp_path): p.read_bytes()
-             for p in (tmp_path / "reports").rglob("*") if p.is_file()}
+    again = {
+        p.relative_to(tmp_path): p.read_bytes()
+        for p in (tmp_path / "reports").rglob("*")
+        if p.is_file()
+    }
     assert again.keys() == snapshot.keys()
     assert [k for k in snapshot if snapshot[k] != again[k]] == []

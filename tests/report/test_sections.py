@@ -18,10 +18,23 @@ from qmoe.report import document, provenance, sections
 
 def _runs() -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    rows = [{"dataset": "d", "protocol": "corrected", "variant": v, "fold": f, "seed": s,
-             "macro_f1": 0.8 + 0.02 * rng.random(), "accuracy": 0.81, "weighted_f1": 0.8,
-             "latency_median_ms": 0.2 + 0.01 * f, "energy_per_inference_mj": 0.3}
-            for v in ("fp32", "w4a8") for f in (1, 2, 3) for s in (0, 1)]
+    rows = [
+        {
+            "dataset": "d",
+            "protocol": "corrected",
+            "variant": v,
+            "fold": f,
+            "seed": s,
+            "macro_f1": 0.8 + 0.02 * rng.random(),
+            "accuracy": 0.81,
+            "weighted_f1": 0.8,
+            "latency_median_ms": 0.2 + 0.01 * f,
+            "energy_per_inference_mj": 0.3,
+        }
+        for v in ("fp32", "w4a8")
+        for f in (1, 2, 3)
+        for s in (0, 1)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -51,15 +64,36 @@ def test_variant_summary_t_interval():
 
 def test_f1_per_fold_plot_data_has_a_stable_y_field():
     plot = sections.f1_per_fold(_runs(), "macro_f1")
-    assert list(plot.columns) == ["run", "dataset", "protocol", "variant", "fold", "seed",
-                                  "metric", "f1"]
+    assert list(plot.columns) == [
+        "run",
+        "dataset",
+        "protocol",
+        "variant",
+        "fold",
+        "seed",
+        "metric",
+        "f1",
+    ]
     assert plot["run"].iloc[0] == "d/corrected/fp32/f1s0" and plot["run"].is_unique
 
 
 def _evidence() -> pd.DataFrame:
-    rows = [{"claim": s.id, "dataset": "d", "protocol": "corrected", "ours": f"ours {s.id}",
-             "computed": False, "reason": "no data", "estimate": np.nan, "ci_low": np.nan,
-             "ci_high": np.nan, "p": np.nan, "margin": np.nan} for s in CLAIMS]
+    rows = [
+        {
+            "claim": s.id,
+            "dataset": "d",
+            "protocol": "corrected",
+            "ours": f"ours {s.id}",
+            "computed": False,
+            "reason": "no data",
+            "estimate": np.nan,
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+            "p": np.nan,
+            "margin": np.nan,
+        }
+        for s in CLAIMS
+    ]
     return pd.DataFrame(rows)
 
 
@@ -68,28 +102,42 @@ def test_verdict_table_has_every_claim_and_both_protocols_even_one_not_run():
     faithful = rows[rows["protocol"] == "faithful"]
     assert set(faithful["verdict"]) == {Verdict.NOT_TESTABLE.value}
     assert faithful["reason"].str.contains("protocol faithful not in the study").sum() == len(
-        [c for c in CLAIMS if c.judge.rule.value != "not_testable"])
+        [c for c in CLAIMS if c.judge.rule.value != "not_testable"]
+    )
     md = sections.verdict_markdown(rows).splitlines()
-    assert md[0] == ("| Claim [abstract] | Paper | Ours (corrected) | Verdict (corrected) | "
-                     "Ours (faithful) | Verdict (faithful) | Reason |")
+    assert md[0] == (
+        "| Claim [abstract] | Paper | Ours (corrected) | Verdict (corrected) | "
+        "Ours (faithful) | Verdict (faithful) | Reason |"
+    )
     assert len(md) == 2 + len(CLAIMS) + 2
     q4 = md[2]
-    assert q4 == ("| 4-bit keeps the F1 of '16-bit' [v1+v3] | 0.858 vs 0.859 (99.9 %) | "
-                  "ours f1_q4_vs_q16 | **not testable here** | not run | **not testable here** | "
-                  "corrected: not computed: no data; faithful: not computed: protocol faithful "
-                  "not in the study |")
+    assert q4 == (
+        "| 4-bit keeps the F1 of '16-bit' [v1+v3] | 0.858 vs 0.859 (99.9 %) | "
+        "ours f1_q4_vs_q16 | **not testable here** | not run | **not testable here** | "
+        "corrected: not computed: no data; faithful: not computed: protocol faithful "
+        "not in the study |"
+    )
     std = next(line for line in md if line.startswith("| MoE latency std 230 ms"))
     assert std.endswith("(absolute ms depend on the machine; the ratio is compared) |")
-    assert md[-1] == (f"Verdicts over claims x protocols: 0 reproduced, 0 not reproduced, "
-                      f"0 inconclusive, {len(CLAIMS) * 2} not testable here, 0 holds by "
-                      f"arithmetic, 0 indicative only.")
+    assert md[-1] == (
+        f"Verdicts over claims x protocols: 0 reproduced, 0 not reproduced, "
+        f"0 inconclusive, {len(CLAIMS) * 2} not testable here, 0 holds by "
+        f"arithmetic, 0 indicative only."
+    )
 
 
 def test_not_computed_groups_by_reason_and_drops_nothing():
     status = ["computed", "not computed", "not computed"]
-    frame = pd.DataFrame({"dataset": "d", "protocol": "corrected", "variant": ["a", "b", "c"],
-                          "baseline": "fp32", "status": status,
-                          "reason": ["", "no runs of b", "no runs of c"]})
+    frame = pd.DataFrame(
+        {
+            "dataset": "d",
+            "protocol": "corrected",
+            "variant": ["a", "b", "c"],
+            "baseline": "fp32",
+            "status": status,
+            "reason": ["", "no runs of b", "no runs of c"],
+        }
+    )
     text = sections.not_computed({"f1_paired": frame, "other": pd.DataFrame({"x": [1]})})
     assert text.startswith("2 planned tests were not computed")
     assert "| no runs of b | 1 | b vs fp32 | d/corrected | f1_paired |" in text
@@ -109,7 +157,8 @@ def test_variant_table_names_what_each_variant_is():
         "| `fp32` | FP32-Base | FP32 MLP |",
         "| `q16_reference` | Q16-Base | FP32 MLP with pre-LayerNorm: the reference's '16-bit' "
         "is not 16-bit |",
-        "| `mine` | (not in paper) | not described in qmoe.catalog |"]
+        "| `mine` | (not in paper) | not described in qmoe.catalog |",
+    ]
 
 
 def test_report_config_validation():
@@ -135,8 +184,9 @@ def test_manifest_digest_is_order_independent_and_content_sensitive():
 def test_dataset_rows_read_dataset_json_and_manifest(tmp_path):
     folder = tmp_path / "esc10"
     folder.mkdir()
-    (folder / "dataset.json").write_text(json.dumps({"source": "u", "licence": "CC BY",
-                                                     "file_count": 2, "archive_sha256": "ab"}))
+    (folder / "dataset.json").write_text(
+        json.dumps({"source": "u", "licence": "CC BY", "file_count": 2, "archive_sha256": "ab"})
+    )
     pd.DataFrame({"clip_id": ["a", "b"], "sha256": ["1", "2"]}).to_csv(folder / "manifest.csv")
     row = provenance.dataset_rows(tmp_path, ["esc10", "absent"]).set_index("dataset")
     assert row.loc["esc10", "archive_sha256"] == "ab" and row.loc["esc10", "files"] == 2

@@ -14,8 +14,14 @@ def _table(frame: pd.DataFrame, note: str = "") -> Table:
     return Table("t", "A title with 50 % & under_scores", frame, cols, note)
 
 
-FRAME = pd.DataFrame({"variant": ["w4a8", "fp32"], "f1_mean": [0.8123, 0.83],
-                      "f1_sd": [0.01, math.nan], "pct": [99.87, math.nan]})
+FRAME = pd.DataFrame(
+    {
+        "variant": ["w4a8", "fp32"],
+        "f1_mean": [0.8123, 0.83],
+        "f1_sd": [0.01, math.nan],
+        "pct": [99.87, math.nan],
+    }
+)
 
 
 def test_markdown_formats_mean_sd_and_missing_values():
@@ -33,10 +39,10 @@ def test_markdown_of_an_empty_table_says_so():
 
 
 def test_every_paper_table_renders_an_empty_csv_as_no_rows():
-    for spec in PAPER_TABLES[1:]:      # table 1 always has rows (one per variant)
+    for spec in PAPER_TABLES[1:]:  # table 1 always has rows (one per variant)
         table = tables.paper_table(spec, pd.DataFrame(), "macro_f1")
         assert "(no rows)" in markdown(table) and table.name == spec.stem
-        assert latex(table).count(r"\\") == 1        # the header row only
+        assert latex(table).count(r"\\") == 1  # the header row only
 
 
 def test_latex_escapes_and_uses_booktabs():
@@ -60,19 +66,27 @@ def test_a_pipe_in_a_cell_does_not_break_the_markdown_table():
 
 
 def test_table1_pivots_datasets_into_columns_with_the_average_last():
-    t1 = pd.DataFrame({"protocol": ["corrected"] * 4, "variant": ["fp32", "fp32", "fp32", "w4a8"],
-                       "paper_name": ["FP32-Base"] * 3 + ["Q4-Base"],
-                       "dataset": ["esc50", "us8k", "average", "average"],
-                       "f1_mean": [0.8, 0.7, 0.75, 0.74], "f1_sd": [0.01, 0.02, 0.0158, 0.01],
-                       "f1_n": [5, 5, 10, 5], "params_m_mean": [1.2, 1.2, 1.2, 1.2]})
+    t1 = pd.DataFrame(
+        {
+            "protocol": ["corrected"] * 4,
+            "variant": ["fp32", "fp32", "fp32", "w4a8"],
+            "paper_name": ["FP32-Base"] * 3 + ["Q4-Base"],
+            "dataset": ["esc50", "us8k", "average", "average"],
+            "f1_mean": [0.8, 0.7, 0.75, 0.74],
+            "f1_sd": [0.01, 0.02, 0.0158, 0.01],
+            "f1_n": [5, 5, 10, 5],
+            "params_m_mean": [1.2, 1.2, 1.2, 1.2],
+        }
+    )
     table = tables.paper_table(PAPER_TABLES[0], t1, "macro_f1")
     assert table.name == "table1_cross_dataset"
     assert table.title.startswith("Table 1: macro_f1, mean ± std (ddof 1)")
     headers = [c.header for c in table.columns]
     assert headers[-3:] == ["esc50 macro_f1", "us8k macro_f1", "Avg macro_f1"]
     md = markdown(table).splitlines()
-    assert md[2].startswith("| corrected | fp32 | FP32-Base | 1.200 | 0.800 ± 0.010 | "
-                            "0.700 ± 0.020")
+    assert md[2].startswith(
+        "| corrected | fp32 | FP32-Base | 1.200 | 0.800 ± 0.010 | 0.700 ± 0.020"
+    )
     assert md[3].endswith("| n/a | n/a | 0.740 ± 0.010 |")
 
 

@@ -20,9 +20,15 @@ def test_model_key_stem_round_trips_any_integer_seed():
 def _checkpoint(path, **meta_changes):
     mlp = models.MLPConfig(in_dim=6, num_classes=3, hidden_sizes=(4,), dropout=0.1)
     net = Standardized(models.build(variants.FP32Config(), mlp), torch.zeros(6), torch.ones(6))
-    meta = {"variant": "fp32", "variant_config": {"kind": "fp32"}, "in_dim": 6, "num_classes": 3,
-            "model": {"hidden_sizes": [4], "dropout": 0.1}, "protocol": "corrected",
-            **meta_changes}
+    meta = {
+        "variant": "fp32",
+        "variant_config": {"kind": "fp32"},
+        "in_dim": 6,
+        "num_classes": 3,
+        "model": {"hidden_sizes": [4], "dropout": 0.1},
+        "protocol": "corrected",
+        **meta_changes,
+    }
     save_checkpoint(path, net.state_dict(), meta)
     return path
 
@@ -35,6 +41,9 @@ def test_a_checkpoint_loads_as_its_variant(tmp_path):
 
 def test_a_meta_claiming_a_huge_input_is_refused_before_building(tmp_path):
     path = _checkpoint(tmp_path / "fold1_seed0.pt", in_dim=10**9)
-    with pytest.raises(InputError, match=r"meta in_dim 1000000000 does not match its norm_mean "
-                                         r"of shape \(6,\)"):
+    with pytest.raises(
+        InputError,
+        match=r"meta in_dim 1000000000 does not match its norm_mean "
+        r"of shape \(6,\)",
+    ):
         load_trained(path)

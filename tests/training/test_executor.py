@@ -32,8 +32,9 @@ PARAMS = load_params(ROOT / "params.yaml")
 # derives from it on this machine). Every other byte of the run folder must match.
 MEASURED = {"train_seconds", "train_energy_kwh", "train_emissions_kg"}
 # A tiny grid: 3 official folds x 2 seeds, few epochs, narrow MLPs.
-CFG = from_section(TrainConfig, {**PARAMS["train"], "seeds": [0, 1], "epochs": 6, "patience": 3},
-                   "train")
+CFG = from_section(
+    TrainConfig, {**PARAMS["train"], "seeds": [0, 1], "epochs": 6, "patience": 3}, "train"
+)
 MOE_CFG = from_section(MoETrainConfig, {**PARAMS["train_moe"], "patience": 3}, "train_moe")
 MODEL = ModelConfig(hidden_sizes=(16, 8), dropout=0.1)
 
@@ -46,9 +47,15 @@ def feature_folder(root: Path, nan_clip: int | None = None) -> Path:
     x = (3 * rng.standard_normal((classes, 12)))[labels] + rng.standard_normal((n, 12))
     if nan_clip is not None:
         x[nan_clip] = np.nan
-    table = pd.DataFrame({"clip_id": [f"c{i:02d}" for i in range(n)], "label_id": labels,
-                          "label_name": [f"class{k}" for k in labels],
-                          "fold": np.arange(n) // 18 + 1, "source_id": [f"s{i}" for i in range(n)]})
+    table = pd.DataFrame(
+        {
+            "clip_id": [f"c{i:02d}" for i in range(n)],
+            "label_id": labels,
+            "label_name": [f"class{k}" for k in labels],
+            "fold": np.arange(n) // 18 + 1,
+            "source_id": [f"s{i}" for i in range(n)],
+        }
+    )
     emb = pd.DataFrame(x.astype(np.float32), columns=[f"emb_{i:04d}" for i in range(12)])
     folder = root / "features"
     folder.mkdir(parents=True, exist_ok=True)
@@ -59,14 +66,26 @@ def feature_folder(root: Path, nan_clip: int | None = None) -> Path:
 def train(features: Path, out: Path, variant: str, execution: ExecutionConfig) -> None:
     cfg = resolve(variant, PARAMS["variants"], PARAMS["study"]["experts"])
     moe_cfg = MOE_CFG if variant.startswith("moe") else None
-    train_variant(RunSpec("synthetic", "corrected", variant), cfg, MODEL, CFG, moe_cfg, features,
-                  out, "IRL", execution)
+    train_variant(
+        RunSpec("synthetic", "corrected", variant),
+        cfg,
+        MODEL,
+        CFG,
+        moe_cfg,
+        features,
+        out,
+        "IRL",
+        execution,
+    )
 
 
 def folder_bytes(folder: Path) -> dict[str, bytes | dict]:
     """Every file of a run folder; metrics.json parsed, with the measured fields dropped."""
-    files = {p.relative_to(folder).as_posix(): p.read_bytes()
-             for p in sorted(folder.rglob("*")) if p.is_file()}
+    files = {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
     metrics = json.loads(files.pop("metrics.json"))
     for run in metrics["runs"]:
         assert MEASURED <= set(run) and run["train_energy_kwh"] > 0
@@ -77,13 +96,16 @@ def folder_bytes(folder: Path) -> dict[str, bytes | dict]:
 
 def test_outputs_identical_with_1_and_2_workers_and_ray(tmp_path, monkeypatch):
     if importlib.util.find_spec("ray") is None:
-        if os.environ.get("CI"):   # CI installs the extra (.ci/run): this test must run there
+        if os.environ.get("CI"):  # CI installs the extra (.ci/run): this test must run there
             pytest.fail("Ray is not installed in CI: .ci/run must pip install -e '.[ray]'")
         pytest.skip("Ray is the optional extra: pip install -e '.[ray]'")
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)   # a local Ray started for the run
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a local Ray started for the run
     features = feature_folder(tmp_path)
-    backends = {"1 worker": ExecutionConfig("local", 1), "2 workers": ExecutionConfig("local", 2),
-                "ray 2 CPUs": ExecutionConfig("ray", 2)}
+    backends = {
+        "1 worker": ExecutionConfig("local", 1),
+        "2 workers": ExecutionConfig("local", 2),
+        "ray 2 CPUs": ExecutionConfig("ray", 2),
+    }
     for variant in ("w4a8", "moe_curiosity_route"):
         outputs = {}
         for label, execution in backends.items():
@@ -95,11 +117,18 @@ def test_outputs_identical_with_1_and_2_workers_and_ray(tmp_path, monkeypatch):
         assert expected <= set(reference)
         assert {"history.csv", "predictions.csv", "metrics.json"} <= set(reference)
         if variant == "moe_curiosity_route":
-            assert {f"curiosity/fold{k}_seed{s}.json" for k in (1, 2, 3) for s in (0, 1)} \
-                <= set(reference)
+            assert {f"curiosity/fold{k}_seed{s}.json" for k in (1, 2, 3) for s in (0, 1)} <= set(
+                reference
+            )
         runs = reference["metrics.json"]["runs"]
-        assert [(r["fold"], r["seed"]) for r in runs] == [(1, 0), (1, 1), (2, 0), (2, 1), (3, 0),
-                                                          (3, 1)]
+        assert [(r["fold"], r["seed"]) for r in runs] == [
+            (1, 0),
+            (1, 1),
+            (2, 0),
+            (2, 1),
+            (3, 0),
+            (3, 1),
+        ]
         assert "apportioned to each model by its CPU time" in runs[0]["energy_method"]
         for label in ("2 workers", "ray 2 CPUs"):
             assert outputs[label].keys() == reference.keys(), label
@@ -111,23 +140,44 @@ def test_a_failed_unit_names_the_unit_and_nothing_is_written(tmp_path):
     # clip c20 (fold 2) is NaN: every model that trains on it (folds 1 and 3) fails.
     features = feature_folder(tmp_path, nan_clip=20)
     out = tmp_path / "runs" / "fp32"
-    with pytest.raises(UnitFailed, match=r"unit synthetic/corrected/fp32 fold [13] seed [01] "
-                                         r"failed: FloatingPointError: .*loss became nan"):
+    with pytest.raises(
+        UnitFailed,
+        match=r"unit synthetic/corrected/fp32 fold [13] seed [01] "
+        r"failed: FloatingPointError: .*loss became nan",
+    ):
         train(features, out, "fp32", ExecutionConfig("local", 2))
-    assert list(out.parent.iterdir()) == []   # no run folder, no temporary copy
+    assert list(out.parent.iterdir()) == []  # no run folder, no temporary copy
 
 
 def test_a_failed_unit_fails_the_stage_with_exit_1_naming_it(tmp_path):
     features = feature_folder(tmp_path, nan_clip=20)
-    params = {**PARAMS, "train": {**PARAMS["train"], "seeds": [0], "epochs": 3},
-              "execution": {"backend": "local", "workers": 2}}
+    params = {
+        **PARAMS,
+        "train": {**PARAMS["train"], "seeds": [0], "epochs": 3},
+        "execution": {"backend": "local", "workers": 2},
+    }
     (tmp_path / "params.yaml").write_text(json.dumps(params))
     out = tmp_path / "runs" / "fp32"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "stages" / "train.py"), "--dataset", "synthetic", "--protocol",
-         "corrected", "--variant", "fp32", "--features", str(features), "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-        env={**os.environ, "QMOE_PARAMS": str(tmp_path / "params.yaml")})
+        [
+            sys.executable,
+            str(ROOT / "stages" / "train.py"),
+            "--dataset",
+            "synthetic",
+            "--protocol",
+            "corrected",
+            "--variant",
+            "fp32",
+            "--features",
+            str(features),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "QMOE_PARAMS": str(tmp_path / "params.yaml")},
+    )
     assert proc.returncode == 1, proc.stderr
     assert "UnitFailed: unit synthetic/corrected/fp32 fold" in proc.stderr
     assert "loss became nan" in proc.stderr
@@ -163,19 +213,28 @@ if __name__ == "__main__":   # pool processes import the main module (forkserver
 def test_ctrl_c_stops_the_workers(tmp_path):
     (tmp_path / "sleeper.py").write_text(SLEEPER)
     (tmp_path / "main.py").write_text(MAIN)
-    proc = subprocess.Popen([sys.executable, "main.py"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    proc = subprocess.Popen(
+        [sys.executable, "main.py"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
     assert proc.stdout.readline().strip() == "started"
-    time.sleep(3)   # the pool's workers are asleep in their units
+    time.sleep(3)  # the pool's workers are asleep in their units
     workers = children(proc.pid)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=30)   # long before the 60 s units would end
+    _, stderr = proc.communicate(timeout=30)  # long before the 60 s units would end
     assert proc.returncode == 130, stderr
     assert "interrupted by SIGINT" in stderr
     time.sleep(0.5)
-    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()
-             and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]]
+    alive = [
+        pid
+        for pid in workers
+        if Path(f"/proc/{pid}").exists()
+        and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    ]
     assert alive == []
 
 

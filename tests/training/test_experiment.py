@@ -24,12 +24,18 @@ def _embeddings(n_per_class=80, classes=4, dim=12, seed=0):
     x = centers[y] + torch.randn(len(y), dim, generator=g)
     n = len(y)
     return experiment.Embeddings(
-        x, y, np.tile(np.arange(1, 5), n // 4), np.arange(n).astype(str),
-        [f"c{i}" for i in range(n)], [f"class{i}" for i in range(classes)],
+        x,
+        y,
+        np.tile(np.arange(1, 5), n // 4),
+        np.arange(n).astype(str),
+        [f"c{i}" for i in range(n)],
+        [f"class{i}" for i in range(classes)],
     )
 
 
-CFG = from_section(TrainConfig, {**PARAMS["train"], "epochs": 40, "patience": 8, "seeds": [0]}, "train")
+CFG = from_section(
+    TrainConfig, {**PARAMS["train"], "epochs": 40, "patience": 8, "seeds": [0]}, "train"
+)
 
 
 def _run(data, protocol, seed=0):
@@ -93,9 +99,20 @@ def test_non_finite_loss_names_the_run_and_epoch():
     with torch.no_grad():
         model.weight.fill_(float("nan"))
     recipe = recipe_for(CFG, None, select_best=True)
-    with pytest.raises(FloatingPointError, match=r"esc10/corrected/fp32 fold 1 seed 0: loss became nan at epoch 1"):
-        fit(model, data.x, data.y, data.x, data.y, 4, recipe, torch.Generator().manual_seed(0),
-            "esc10/corrected/fp32 fold 1 seed 0")
+    with pytest.raises(
+        FloatingPointError, match=r"esc10/corrected/fp32 fold 1 seed 0: loss became nan at epoch 1"
+    ):
+        fit(
+            model,
+            data.x,
+            data.y,
+            data.x,
+            data.y,
+            4,
+            recipe,
+            torch.Generator().manual_seed(0),
+            "esc10/corrected/fp32 fold 1 seed 0",
+        )
 
 
 def test_class_weights_are_inverse_counts():
@@ -108,8 +125,16 @@ def test_unknown_label_set_lists_valid_names():
 
     from qmoe.io import ConfigError
 
-    table = pd.DataFrame({"clip_id": ["a"], "label_id": [0], "label_name": ["x"], "fold": [1],
-                          "source_id": ["s"], "emb_0000": [0.0]})
+    table = pd.DataFrame(
+        {
+            "clip_id": ["a"],
+            "label_id": [0],
+            "label_name": ["x"],
+            "fold": [1],
+            "source_id": ["s"],
+            "emb_0000": [0.0],
+        }
+    )
     with pytest.raises(ConfigError, match=r"unknown label set.*'major', 'scrambled'"):
         experiment.embeddings_from_table(table, "fine")
     with pytest.raises(ConfigError, match="needs column 'major_id'"):
@@ -135,13 +160,13 @@ def test_batch_1_predictions_do_not_depend_on_the_other_clips():
     from qmoe.training.fit import predict
 
     data = _embeddings(n_per_class=40)
-    x = data.x * torch.linspace(0.2, 5.0, len(data.x))[:, None]   # clips of very different scale
+    x = data.x * torch.linspace(0.2, 5.0, len(data.x))[:, None]  # clips of very different scale
     model = _ptq_model(data)
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
     alone = predict(model, x, batch_size=1).pred
     assert torch.equal(predict(model, x[perm], batch_size=1).pred, alone[perm])
     assert torch.equal(predict(model, x[:17], batch_size=1).pred, alone[:17])
-    assert (predict(model, x).pred != alone).any()          # whole-fold scoring is transductive
+    assert (predict(model, x).pred != alone).any()  # whole-fold scoring is transductive
     assert torch.equal(predict(model, x, batch_size=64).pred[:64], predict(model, x[:64]).pred)
 
 
@@ -173,8 +198,9 @@ def _route_run(protocol, name="moe_curiosity_route"):
 
     data = _embeddings(n_per_class=40)
     cfg = from_section(TrainConfig, {**PARAMS["train"], "epochs": 4, "seeds": [0]}, "train")
-    moe_cfg = MoETrainConfig(lr=1e-3, patience=3, min_delta=1e-3, check_mc_samples=(10, 50),
-                             check_banks=2)
+    moe_cfg = MoETrainConfig(
+        lr=1e-3, patience=3, min_delta=1e-3, check_mc_samples=(10, 50), check_banks=2
+    )
     variant = resolve(name, PARAMS["variants"], PARAMS["study"]["experts"])
     split = protocol.splits(data.y.numpy(), data.folds, data.groups, seed=42)[0]
     r = experiment.run_one(data, split, 0, variant, MLP, cfg, moe_cfg, protocol, "test")
@@ -186,8 +212,10 @@ def test_route_threshold_comes_from_validation_corrected_and_training_part_faith
 
     from qmoe.training import routing
 
-    for protocol, part in ((Corrected(val_fraction=0.1), "val"),
-                           (Faithful(n_folds=5, seed=42), "train")):
+    for protocol, part in (
+        (Corrected(val_fraction=0.1), "val"),
+        (Faithful(n_folds=5, seed=42), "train"),
+    ):
         data, split, r = _route_run(protocol)
         rows = getattr(split, part)
         rec = r.routing
@@ -200,7 +228,7 @@ def test_route_threshold_comes_from_validation_corrected_and_training_part_faith
         assert len(rec["escalated"]) == len(split.test) and routing.escalates(r.model)
         sens = rec["sensitivity"]
         assert [(s["mc_samples"], s["bank"]) for s in sens] == [(10, 0), (10, 1), (50, 0), (50, 1)]
-        own = sens[0]                      # T = 10 (the model's), bank 0: the deployed routing
+        own = sens[0]  # T = 10 (the model's), bank 0: the deployed routing
         assert own["jaccard_vs_deployed"] == 1.0 and own["tau"] == pytest.approx(rec["tau"])
         assert own["share"] == pytest.approx(np.mean(rec["escalated"]))
         assert own["macro_f1"] == pytest.approx(r.metrics["macro_f1"])

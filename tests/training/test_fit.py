@@ -15,12 +15,15 @@ ROOT = Path(__file__).resolve().parents[2]
 PARAMS = load_params(ROOT / "params.yaml")
 
 
-@pytest.mark.parametrize("seeds, message", [
-    ([0, 0], r"^train\.seeds: \[0, 0\]: seed\(s\) \[0\] repeated$"),
-    ([0, 1, 2, 1], r"^train\.seeds: \[0, 1, 2, 1\]: seed\(s\) \[1\] repeated$"),
-    ([-1], r"^train\.seeds: \[-1\]: negative seed\(s\) \[-1\]$"),
-    ([], r"^train\.seeds: needs at least one seed$"),
-])
+@pytest.mark.parametrize(
+    "seeds, message",
+    [
+        ([0, 0], r"^train\.seeds: \[0, 0\]: seed\(s\) \[0\] repeated$"),
+        ([0, 1, 2, 1], r"^train\.seeds: \[0, 1, 2, 1\]: seed\(s\) \[1\] repeated$"),
+        ([-1], r"^train\.seeds: \[-1\]: negative seed\(s\) \[-1\]$"),
+        ([], r"^train\.seeds: needs at least one seed$"),
+    ],
+)
 def test_seeds_must_be_unique_and_non_negative(seeds, message):
     with pytest.raises(ConfigError, match=message):
         from_section(TrainConfig, {**PARAMS["train"], "seeds": seeds}, "train")
@@ -31,10 +34,28 @@ def test_the_train_stage_refuses_repeated_seeds_before_any_work(tmp_path):
     params = {**PARAMS, "train": {**PARAMS["train"], "seeds": [0, 0]}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "runs" / "fp32"
-    cmd = [sys.executable, "stages/train.py", "--dataset", "toy", "--protocol", "corrected",
-           "--variant", "fp32", "--features", str(tmp_path / "no-features"), "--out", str(out)]
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "QMOE_PARAMS": str(tmp_path / "params.yaml")})
+    cmd = [
+        sys.executable,
+        "stages/train.py",
+        "--dataset",
+        "toy",
+        "--protocol",
+        "corrected",
+        "--variant",
+        "fp32",
+        "--features",
+        str(tmp_path / "no-features"),
+        "--out",
+        str(out),
+    ]
+    r = subprocess.run(
+        cmd,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "QMOE_PARAMS": str(tmp_path / "params.yaml")},
+    )
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1] == "error: train.seeds: [0, 0]: seed(s) [0] repeated"
     assert not (tmp_path / "runs").exists()

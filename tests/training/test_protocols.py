@@ -40,8 +40,8 @@ def test_corrected_is_seeded_and_the_validation_split_varies_with_the_model_seed
     d = Corrected(val_fraction=0.1).splits(labels, folds, groups, seed=1, model_seed=1)
     assert all(np.array_equal(x.val, y.val) for x, y in zip(a, b))
     assert any(not np.array_equal(x.val, y.val) for x, y in zip(a, c))
-    assert all(not np.array_equal(x.val, y.val) for x, y in zip(a, d))   # every fold
-    assert all(np.array_equal(x.test, y.test) for x, y in zip(a, d))     # test folds never move
+    assert all(not np.array_equal(x.val, y.val) for x, y in zip(a, d))  # every fold
+    assert all(np.array_equal(x.test, y.test) for x, y in zip(a, d))  # test folds never move
 
 
 ESC10_META = Path(__file__).resolve().parents[2] / "src/qmoe/datasets/esc10_meta.csv"
@@ -61,13 +61,13 @@ def test_esc10_inner_validation_never_shares_a_recording_with_training():
             assert set(groups[s.val]).isdisjoint(groups[s.train])
             assert len(s.train) + len(s.val) == 320 and 24 <= len(s.val) <= 40
             shares = np.bincount(labels[s.val], minlength=10) / len(s.val)
-            assert len(set(labels[s.val])) >= 9 and shares.max() <= 0.2   # stratified
+            assert len(set(labels[s.val])) >= 9 and shares.max() <= 0.2  # stratified
             rest = np.r_[s.train, s.val]
-            tr, va = train_test_split(rest, test_size=32, stratify=labels[rest],
-                                      random_state=42 + s.fold)           # the former split
+            tr, va = train_test_split(
+                rest, test_size=32, stratify=labels[rest], random_state=42 + s.fold
+            )  # the former split
             leaked_before.append(np.isin(groups[va], groups[tr]).mean())
     assert np.mean(leaked_before) > 0.3
-
 
 
 def test_corrected_without_official_folds_groups_recordings():
@@ -81,7 +81,9 @@ def test_faithful_matches_reference_split_and_validates_on_test():
     from sklearn.model_selection import StratifiedKFold
 
     labels, folds, groups = _data()
-    splits = Faithful(n_folds=5, seed=42).splits(labels, folds, groups, seed=123)  # model seed does not move folds
+    splits = Faithful(n_folds=5, seed=42).splits(
+        labels, folds, groups, seed=123
+    )  # model seed does not move folds
     ref = list(StratifiedKFold(5, shuffle=True, random_state=42).split(labels, labels))
     for s, (tr, te) in zip(splits, ref):
         assert np.array_equal(s.train, np.sort(tr)) and np.array_equal(s.test, np.sort(te))
@@ -115,7 +117,11 @@ def test_protocols_own_their_seeds_selection_rule_and_deploy_form():
     params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
     cfg = from_section(TrainConfig, {**params["train"], "seeds": [3, 5], "split_seed": 7}, "train")
     corrected, faithful = make_protocol("corrected", cfg), make_protocol("faithful", cfg)
-    assert (corrected.name, corrected.seeds(cfg), corrected.frozen_deploy) == ("corrected", (3, 5), True)
+    assert (corrected.name, corrected.seeds(cfg), corrected.frozen_deploy) == (
+        "corrected",
+        (3, 5),
+        True,
+    )
     assert (faithful.name, faithful.seeds(cfg), faithful.frozen_deploy) == ("faithful", (7,), False)
     assert corrected.select_best(moe=False) and corrected.select_best(moe=True)
     assert not faithful.select_best(moe=False) and faithful.select_best(moe=True)
@@ -137,7 +143,7 @@ def _protocols():
 def test_docs_protocols_page_states_each_protocols_own_lines_verbatim():
     docs = (Path(__file__).resolve().parents[2] / "docs/protocols.md").read_text()
     for name, protocol in _protocols().items():
-        block = docs[docs.index(f"`{name}`:\n"):]
+        block = docs[docs.index(f"`{name}`:\n") :]
         listed = [line[2:] for line in block.split("\n\n", 2)[1].splitlines()]
         assert listed == protocol.describe(), name
 
@@ -151,8 +157,9 @@ def test_faithful_sees_the_references_random_head_corrected_the_pooled_features(
     )
 
     rng = np.random.default_rng(0)
-    table = pd.DataFrame(rng.standard_normal((6, 8)).astype(np.float32),
-                         columns=[f"emb_{i:04d}" for i in range(8)]).assign(clip_id=list("abcdef"))
+    table = pd.DataFrame(
+        rng.standard_normal((6, 8)).astype(np.float32), columns=[f"emb_{i:04d}" for i in range(8)]
+    ).assign(clip_id=list("abcdef"))
     assert feature_table("corrected", table).equals(table)
     faithful = feature_table("faithful", table)
     head = random_projection(8, REFERENCE_PROJECTION_SEED)
@@ -162,7 +169,7 @@ def test_faithful_sees_the_references_random_head_corrected_the_pooled_features(
     assert np.allclose(faithful.filter(like="emb_").to_numpy(), expected, rtol=1e-6, atol=1e-7)
     before = torch.get_num_threads()
     torch.set_num_threads(1 if before > 1 else 2)
-    try:   # the same numbers whatever the thread count
+    try:  # the same numbers whatever the thread count
         assert feature_table("faithful", table).equals(faithful)
     finally:
         torch.set_num_threads(before)
@@ -190,8 +197,14 @@ def test_the_train_stage_refuses_a_projected_feature_table(tmp_path):
     pd.DataFrame({"emb_0000": [0.0]}).to_parquet(tmp_path / "features.parquet")
     (tmp_path / "features.json").write_text(json.dumps({"head": "random_projection"}))
     with pytest.raises(ConfigError, match="features.head: 'random_projection': keep 'pooled'"):
-        train_variant(RunSpec("esc10", "faithful", "fp32"), FP32Config(),
-                      from_section(ModelConfig, params["model"], "model"),
-                      from_section(TrainConfig, params["train"], "train"), None, tmp_path,
-                      tmp_path / "out", "IRL")
+        train_variant(
+            RunSpec("esc10", "faithful", "fp32"),
+            FP32Config(),
+            from_section(ModelConfig, params["model"], "model"),
+            from_section(TrainConfig, params["train"], "train"),
+            None,
+            tmp_path,
+            tmp_path / "out",
+            "IRL",
+        )
     assert not (tmp_path / "out").exists()

@@ -25,8 +25,8 @@ from qmoe.analysis.verdict import (
     Criterion,
     Decision,
     Evidence,
-    Verdict,
     Scale,
+    Verdict,
     VerdictConfig,
     decide,
     interval,
@@ -44,8 +44,10 @@ class Claim(NamedTuple):
     judge: Criterion  # the rule, the paper's value and the tolerance
 
 
-_UNTESTABLE_EFF = ("the unit is mislabelled (F1 per training Wh printed as F1/mJ, reference 10.3), "
-                   "the model is unnamed, and energy depends on the machine")
+_UNTESTABLE_EFF = (
+    "the unit is mislabelled (F1 per training Wh printed as F1/mJ, reference 10.3), "
+    "the model is unnamed, and energy depends on the machine"
+)
 _P = "proportion_tol"
 # energy claims: judged only where the energy was measured (inference: the benchmark's method,
 # training: the train stage's); a CodeCarbon power model x time makes them not testable here
@@ -154,9 +156,12 @@ def _evidence(row: pd.Series) -> Evidence:
     def text(col: str) -> str:
         return str(row[col]) if col in row and pd.notna(row[col]) else ""
 
-    return Evidence(bool(row["computed"]), text("reason"),
-                    *(num(c) for c in ("estimate", "ci_low", "ci_high", "p", "margin",
-                                       "p_equivalence")), text("not_testable"))
+    return Evidence(
+        bool(row["computed"]),
+        text("reason"),
+        *(num(c) for c in ("estimate", "ci_low", "ci_high", "p", "margin", "p_equivalence")),
+        text("not_testable"),
+    )
 
 
 # reference-method.md 4: the paper's datasets; ESC-10 is a 10-class subset of its ESC-50
@@ -173,13 +178,17 @@ def scoped(dec: Decision, dataset: str) -> tuple[Decision, str]:
         return dec, ""
     if dataset in SUBSETS:
         return dec, SUBSETS[dataset]
-    return Decision(Verdict.INDICATIVE, f"{dataset} is not one of the paper's datasets "
-                    f"({', '.join(PAPER_DATASETS)}): would be '{dec.verdict.value}': "
-                    f"{dec.reason}"), ""
+    return Decision(
+        Verdict.INDICATIVE,
+        f"{dataset} is not one of the paper's datasets "
+        f"({', '.join(PAPER_DATASETS)}): would be '{dec.verdict.value}': "
+        f"{dec.reason}",
+    ), ""
 
 
-def judge(found: pd.DataFrame, cfg: VerdictConfig, alpha: float,
-          protocols: Sequence[str]) -> pd.DataFrame:
+def judge(
+    found: pd.DataFrame, cfg: VerdictConfig, alpha: float, protocols: Sequence[str]
+) -> pd.DataFrame:
     """Verdict rows (claim, dataset, protocol, ours, verdict, scope, reason) for every claim x
     dataset of claims.csv `found` x every protocol of `protocols`, run or not."""
     rows = []
@@ -187,8 +196,11 @@ def judge(found: pd.DataFrame, cfg: VerdictConfig, alpha: float,
     for claim in CLAIMS:
         for d in datasets:
             for p in protocols:
-                hit = found[(found["claim"] == claim.id) & (found["dataset"] == d)
-                            & (found["protocol"] == p)]
+                hit = found[
+                    (found["claim"] == claim.id)
+                    & (found["dataset"] == d)
+                    & (found["protocol"] == p)
+                ]
                 if hit.empty:
                     absent = Evidence(False, f"protocol {p} not in the study", *[math.nan] * 5)
                     ours, dec = "not run", decide(claim.judge, absent, cfg, alpha)
@@ -196,6 +208,15 @@ def judge(found: pd.DataFrame, cfg: VerdictConfig, alpha: float,
                     ours = hit.iloc[0]["ours"]
                     dec = decide(claim.judge, _evidence(hit.iloc[0]), cfg, alpha)
                 dec, scope = scoped(dec, d)
-                rows.append({"claim": claim.id, "dataset": d, "protocol": p, "ours": ours,
-                             "verdict": dec.verdict.value, "scope": scope, "reason": dec.reason})
+                rows.append(
+                    {
+                        "claim": claim.id,
+                        "dataset": d,
+                        "protocol": p,
+                        "ours": ours,
+                        "verdict": dec.verdict.value,
+                        "scope": scope,
+                        "reason": dec.reason,
+                    }
+                )
     return pd.DataFrame(rows)

@@ -80,10 +80,21 @@ def _paired_stats(paired: Paired, test: Method, alternative: Alternative, cfg: S
     t, df, p = nadeau_bengio_ttest(d, ratio, alternative)
     low, high = nadeau_bengio_ci(d, ratio, cfg.confidence)
     rt = log_ratio_test(paired.a, paired.b, ratio, cfg.confidence, alternative)
-    return {"mean_diff": float(d.mean()), "se": nb_standard_error(d, ratio), "ci_low": low,
-            "ci_high": high, "ratio": rt.ratio, "ratio_ci_low": rt.low, "ratio_ci_high": rt.high,
-            "p_ratio": rt.p, "t": t, "df": df, "p": p, "cohens_dz": cohens_dz(d),
-            "test_train_ratio": ratio}
+    return {
+        "mean_diff": float(d.mean()),
+        "se": nb_standard_error(d, ratio),
+        "ci_low": low,
+        "ci_high": high,
+        "ratio": rt.ratio,
+        "ratio_ci_low": rt.low,
+        "ratio_ci_high": rt.high,
+        "p_ratio": rt.p,
+        "t": t,
+        "df": df,
+        "p": p,
+        "cohens_dz": cohens_dz(d),
+        "test_train_ratio": ratio,
+    }
 
 
 def _sizes(paired: Paired) -> dict:
@@ -105,12 +116,19 @@ def compare(
     for scope in scopes(table, pooled):
         for pair in pairs:
             paired = pair_folds(table, scope, pair.variant, pair.baseline, value)
-            row = {**_base_row(pair, scope, value), "test": test.value,
-                   "alternative": alternative.value, **_sizes(paired)}
+            row = {
+                **_base_row(pair, scope, value),
+                "test": test.value,
+                "alternative": alternative.value,
+                **_sizes(paired),
+            }
             if not paired.reason:
-                row.update(mean_variant=float(paired.a.mean()),
-                           mean_baseline=float(paired.b.mean()),
-                           sd_variant=_sd(paired.a), sd_baseline=_sd(paired.b))
+                row.update(
+                    mean_variant=float(paired.a.mean()),
+                    mean_baseline=float(paired.b.mean()),
+                    sd_variant=_sd(paired.a),
+                    sd_baseline=_sd(paired.b),
+                )
             reason = _unusable(paired)
             row.update(status=NOT_COMPUTED if reason else COMPUTED, reason=reason or "")
             if not reason:
@@ -124,10 +142,37 @@ def _sd(x: np.ndarray) -> float:
     return float(np.std(x, ddof=1)) if len(x) > 1 else np.nan
 
 
-_COMPARE_COLUMNS = ["family", "dataset", "protocol", "metric", "variant", "baseline", "test",
-    "alternative", "status", "reason", "n_pairs", "n_models", "mean_variant", "mean_baseline",
-    "sd_variant", "sd_baseline", "mean_diff", "se", "ci_low", "ci_high", "ratio", "ratio_ci_low",
-    "ratio_ci_high", "p_ratio", "t", "df", "p", "cohens_dz", "test_train_ratio"]
+_COMPARE_COLUMNS = [
+    "family",
+    "dataset",
+    "protocol",
+    "metric",
+    "variant",
+    "baseline",
+    "test",
+    "alternative",
+    "status",
+    "reason",
+    "n_pairs",
+    "n_models",
+    "mean_variant",
+    "mean_baseline",
+    "sd_variant",
+    "sd_baseline",
+    "mean_diff",
+    "se",
+    "ci_low",
+    "ci_high",
+    "ratio",
+    "ratio_ci_low",
+    "ratio_ci_high",
+    "p_ratio",
+    "t",
+    "df",
+    "p",
+    "cohens_dz",
+    "test_train_ratio",
+]
 
 
 def equivalence(
@@ -137,30 +182,63 @@ def equivalence(
     version and the Nadeau-Bengio corrected one, each Holm-adjusted; `equivalent` uses the
     corrected one. `ci_holm_*` is the interval that matches the Holm p printed beside it (inside
     +-margin exactly when Holm p < alpha); `min_margin` is the smallest margin these data could
-    have shown at alpha (unadjusted); `resolution` = 1 / test clips per model (one clip's weight)."""
+    have shown at alpha (unadjusted); `resolution` = 1 / test clips per model (one clip's
+    weight)."""
     rows = []
     for scope in scopes(table):
         for pair in pairs:
             paired = pair_folds(table, scope, pair.variant, pair.baseline, value)
             reason = _unusable(paired)
-            row = {**_base_row(pair, scope, value), "margin": cfg.tost_margin, **_sizes(paired),
-                   "status": NOT_COMPUTED if reason else COMPUTED, "reason": reason or ""}
+            row = {
+                **_base_row(pair, scope, value),
+                "margin": cfg.tost_margin,
+                **_sizes(paired),
+                "status": NOT_COMPUTED if reason else COMPUTED,
+                "reason": reason or "",
+            }
             if not reason:
                 d, ratio = paired.a - paired.b, paired.test_train_ratio
                 low, high = nadeau_bengio_ci(d, ratio, 1 - 2 * cfg.alpha)
                 row.update(
-                    mean_variant=float(paired.a.mean()), mean_baseline=float(paired.b.mean()),
-                    mean_diff=float(d.mean()), se=nb_standard_error(d, ratio), df=d.size - 1,
-                    ci_tost_low=low, ci_tost_high=high,
+                    mean_variant=float(paired.a.mean()),
+                    mean_baseline=float(paired.b.mean()),
+                    mean_diff=float(d.mean()),
+                    se=nb_standard_error(d, ratio),
+                    df=d.size - 1,
+                    ci_tost_low=low,
+                    ci_tost_high=high,
                     p_tost=tost_paired(paired.a, paired.b, cfg.tost_margin).p,
                     p_tost_nb=tost_nadeau_bengio(d, ratio, cfg.tost_margin).p,
                     min_margin=min_equivalence_margin(d, ratio, cfg.alpha),
-                    resolution=1.0 / paired.n_test, test_train_ratio=ratio)
+                    resolution=1.0 / paired.n_test,
+                    test_train_ratio=ratio,
+                )
             rows.append(row)
-    cols = ["family", "dataset", "protocol", "metric", "variant", "baseline", "margin", "status",
-        "reason", "n_pairs", "n_models", "mean_variant", "mean_baseline", "mean_diff", "se", "df",
-        "ci_tost_low", "ci_tost_high", "p_tost", "p_tost_nb", "min_margin", "resolution",
-        "test_train_ratio"]
+    cols = [
+        "family",
+        "dataset",
+        "protocol",
+        "metric",
+        "variant",
+        "baseline",
+        "margin",
+        "status",
+        "reason",
+        "n_pairs",
+        "n_models",
+        "mean_variant",
+        "mean_baseline",
+        "mean_diff",
+        "se",
+        "df",
+        "ci_tost_low",
+        "ci_tost_high",
+        "p_tost",
+        "p_tost_nb",
+        "min_margin",
+        "resolution",
+        "test_train_ratio",
+    ]
     frame = add_holm(pd.DataFrame(rows).reindex(columns=cols), "p_tost", cfg.alpha, "plain_")
     frame = add_holm(frame, "p_tost_nb", cfg.alpha)
     frame["equivalent"] = frame["reject_holm"]
@@ -168,7 +246,7 @@ def equivalence(
 
 
 def holm_matched_interval(frame: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """`holm_level` and `ci_holm_low/high`: the two-sided t interval at level 1 - 2 alpha p / p_holm.
+    """`holm_level`, `ci_holm_low/high`: the two-sided t interval at level 1 - 2 alpha p / p_holm.
     TOST's p < a exactly when its (1 - 2a) interval lies inside +-margin, and Holm p < alpha
     exactly when p < alpha p / p_holm, so this interval lies inside the margin exactly when the
     Holm p printed beside it is below alpha."""
@@ -177,8 +255,10 @@ def holm_matched_interval(frame: pd.DataFrame, alpha: float) -> pd.DataFrame:
     # p = p_holm = 0 (underflow): the plain (1 - 2 alpha) interval
     scale = (frame.loc[ok, "p_tost_nb"] / frame.loc[ok, "p_holm"]).fillna(1.0).clip(upper=1.0)
     level = 1 - 2 * alpha * scale
-    half = [t_quantile(c, int(df)) * se for c, df, se in
-            zip(level, frame.loc[ok, "df"], frame.loc[ok, "se"])]
+    half = [
+        t_quantile(c, int(df)) * se
+        for c, df, se in zip(level, frame.loc[ok, "df"], frame.loc[ok, "se"])
+    ]
     frame["holm_level"] = np.nan
     frame.loc[ok, "holm_level"] = level
     frame["ci_holm_low"], frame["ci_holm_high"] = np.nan, np.nan
@@ -193,42 +273,92 @@ def holm_matched_interval(frame: pd.DataFrame, alpha: float) -> pd.DataFrame:
 def _model_spreads(samples: pd.DataFrame, value: str) -> pd.DataFrame:
     """One row per model: variance (ddof 1), IQR and MAD of its own samples (never pooled across
     models: a model's samples are autocorrelated, and models differ in level)."""
+
     def spread(x: pd.Series) -> pd.Series:
         v = x.to_numpy(float)
         q75, q25 = np.percentile(v, [75, 25])
-        return pd.Series({"var": np.var(v, ddof=1) if v.size > 1 else np.nan, "iqr": q75 - q25,
-                          "mad": float(np.median(np.abs(v - np.median(v)))), "n": v.size})
+        return pd.Series(
+            {
+                "var": np.var(v, ddof=1) if v.size > 1 else np.nan,
+                "iqr": q75 - q25,
+                "mad": float(np.median(np.abs(v - np.median(v)))),
+                "n": v.size,
+            }
+        )
+
     keys = ["dataset", "protocol", "variant", "fold", "seed"]
     return samples.groupby(keys)[value].apply(spread).unstack().reset_index()
 
 
-def dispersion(samples: pd.DataFrame, pairs: Iterable[Pair], value: str,
-               cfg: StatsConfig) -> pd.DataFrame:
+def dispersion(
+    samples: pd.DataFrame, pairs: Iterable[Pair], value: str, cfg: StatsConfig
+) -> pd.DataFrame:
     """Per-model variance, IQR and MAD of `value` (samples: dataset, protocol, variant, fold, seed,
     value); variant / baseline as the exp of the mean per-fold log-ratio (seeds' spreads averaged
     on the log scale within each fold), with a paired t interval over the folds and its p."""
-    spreads = _model_spreads(samples, value) if not samples.empty else pd.DataFrame(
-        columns=["dataset", "protocol", "variant", "fold", "seed", "var", "iqr", "mad", "n"])
-    logs = spreads.assign(**{f"log_{m}": np.log(spreads[m].astype(float).where(
-        spreads[m].astype(float) > 0)) for m in ("var", "iqr", "mad")})
+    spreads = (
+        _model_spreads(samples, value)
+        if not samples.empty
+        else pd.DataFrame(
+            columns=["dataset", "protocol", "variant", "fold", "seed", "var", "iqr", "mad", "n"]
+        )
+    )
+    logs = spreads.assign(
+        **{
+            f"log_{m}": np.log(spreads[m].astype(float).where(spreads[m].astype(float) > 0))
+            for m in ("var", "iqr", "mad")
+        }
+    )
     rows = []
     for scope in scopes(samples):
         for pair in pairs:
-            row = {**_base_row(pair, scope, value), "test": "per-model dispersion, paired t on "
-                   "per-fold log-ratios"}
-            per = {m: pair_folds(logs, scope, pair.variant, pair.baseline, f"log_{m}")
-                   for m in ("var", "iqr", "mad")}
+            row = {
+                **_base_row(pair, scope, value),
+                "test": "per-model dispersion, paired t on per-fold log-ratios",
+            }
+            per = {
+                m: pair_folds(logs, scope, pair.variant, pair.baseline, f"log_{m}")
+                for m in ("var", "iqr", "mad")
+            }
             reason = _unusable(per["var"])
-            row.update(n_pairs=len(per["var"].keys), n_models=per["var"].n_models,
-                       status=NOT_COMPUTED if reason else COMPUTED, reason=reason or "")
+            row.update(
+                n_pairs=len(per["var"].keys),
+                n_models=per["var"].n_models,
+                status=NOT_COMPUTED if reason else COMPUTED,
+                reason=reason or "",
+            )
             if not reason:
                 row.update(_dispersion_stats(per, cfg))
             rows.append(row)
-    cols = ["family", "dataset", "protocol", "metric", "variant", "baseline", "test", "status",
-            "reason", "n_pairs", "n_models", "sd_variant", "sd_baseline", "variance_ratio",
-            "variance_ratio_ci_low", "variance_ratio_ci_high", "iqr_ratio", "iqr_ratio_ci_low",
-            "iqr_ratio_ci_high", "mad_ratio", "mad_ratio_ci_low", "mad_ratio_ci_high",
-            "variance_reduction", "std_reduction_reference", "t", "df", "p"]
+    cols = [
+        "family",
+        "dataset",
+        "protocol",
+        "metric",
+        "variant",
+        "baseline",
+        "test",
+        "status",
+        "reason",
+        "n_pairs",
+        "n_models",
+        "sd_variant",
+        "sd_baseline",
+        "variance_ratio",
+        "variance_ratio_ci_low",
+        "variance_ratio_ci_high",
+        "iqr_ratio",
+        "iqr_ratio_ci_low",
+        "iqr_ratio_ci_high",
+        "mad_ratio",
+        "mad_ratio_ci_low",
+        "mad_ratio_ci_high",
+        "variance_reduction",
+        "std_reduction_reference",
+        "t",
+        "df",
+        "p",
+    ]
     return add_holm(pd.DataFrame(rows).reindex(columns=cols), "p", cfg.alpha)
 
 
@@ -238,16 +368,23 @@ def _dispersion_stats(per: dict[str, Paired], cfg: StatsConfig) -> dict:
         ok = not _unusable(paired)
         ci = nadeau_bengio_ci(paired.a - paired.b, 0.0, cfg.confidence) if ok else (np.nan,) * 2
         name = "variance" if m == "var" else m
-        out |= {f"{name}_ratio": float(np.exp(np.mean(paired.a - paired.b))),
-                f"{name}_ratio_ci_low": float(np.exp(ci[0])),
-                f"{name}_ratio_ci_high": float(np.exp(ci[1]))}
+        out |= {
+            f"{name}_ratio": float(np.exp(np.mean(paired.a - paired.b))),
+            f"{name}_ratio_ci_low": float(np.exp(ci[0])),
+            f"{name}_ratio_ci_high": float(np.exp(ci[1])),
+        }
     v = per["var"]
     t, df, p = nadeau_bengio_ttest(v.a - v.b, 0.0)
     ratio = out["variance_ratio"]
-    return out | {"sd_variant": float(np.exp(v.a.mean() / 2)),  # geometric mean of model sds
-                  "sd_baseline": float(np.exp(v.b.mean() / 2)),
-                  "variance_reduction": 1 - ratio, "std_reduction_reference": 1 - np.sqrt(ratio),
-                  "t": t, "df": df, "p": p}
+    return out | {
+        "sd_variant": float(np.exp(v.a.mean() / 2)),  # geometric mean of model sds
+        "sd_baseline": float(np.exp(v.b.mean() / 2)),
+        "variance_reduction": 1 - ratio,
+        "std_reduction_reference": 1 - np.sqrt(ratio),
+        "t": t,
+        "df": df,
+        "p": p,
+    }
 
 
 # --- variances of one value per unit: Levene (Brown-Forsythe) ------------------------------
@@ -292,8 +429,10 @@ def variance_ratio_ci(
 def f_ratio_ci(ratio: float, n_a: int, n_b: int, confidence: float) -> tuple[float, float]:
     """Interval of var(a) / var(b) from the F distribution (independent normal samples)."""
     q = (1 - confidence) / 2
-    return (float(ratio / sps.f.ppf(1 - q, n_a - 1, n_b - 1)),
-            float(ratio / sps.f.ppf(q, n_a - 1, n_b - 1)))
+    return (
+        float(ratio / sps.f.ppf(1 - q, n_a - 1, n_b - 1)),
+        float(ratio / sps.f.ppf(q, n_a - 1, n_b - 1)),
+    )
 
 
 def levene(
@@ -328,16 +467,36 @@ def levene(
                     scope.select(samples), paired.keys, scope.key_cols, pair, value, cfg
                 )
                 if stats is None:
-                    reason = (f"{pair.baseline} values are all equal: the variance ratio is "
-                              "undefined")
+                    reason = (
+                        f"{pair.baseline} values are all equal: the variance ratio is undefined"
+                    )
                 else:
                     row.update(stats)
             row.update(status=NOT_COMPUTED if reason else COMPUTED, reason=reason or "")
             rows.append(row)
-    cols = ["family", "dataset", "protocol", "metric", "variant", "baseline", "test", "status",
-        "reason", "n_models", "n_variant", "n_baseline", "sd_variant", "sd_baseline",
-        "variance_ratio", "variance_ratio_ci_low", "variance_ratio_ci_high", "variance_reduction",
-        "std_reduction_reference", "statistic", "p"]
+    cols = [
+        "family",
+        "dataset",
+        "protocol",
+        "metric",
+        "variant",
+        "baseline",
+        "test",
+        "status",
+        "reason",
+        "n_models",
+        "n_variant",
+        "n_baseline",
+        "sd_variant",
+        "sd_baseline",
+        "variance_ratio",
+        "variance_ratio_ci_low",
+        "variance_ratio_ci_high",
+        "variance_reduction",
+        "std_reduction_reference",
+        "statistic",
+        "p",
+    ]
     return add_holm(pd.DataFrame(rows).reindex(columns=cols), "p", cfg.alpha)
 
 
@@ -358,7 +517,7 @@ def _levene_stats(
         return None
     stat, p = levene_median(a, b)
     ratio = sd_a**2 / sd_b**2
-    if a.size == len(keys) and b.size == len(keys):   # one value per unit
+    if a.size == len(keys) and b.size == len(keys):  # one value per unit
         low, high = f_ratio_ci(ratio, a.size, b.size, cfg.confidence)
     else:
         low, high = variance_ratio_ci(samples, keys, cols, pair.variant, pair.baseline, value, cfg)

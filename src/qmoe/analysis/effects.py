@@ -47,13 +47,15 @@ def compression(ctx: Context, d: str, p: str) -> Found:
         return _missing("; ".join(gaps))
     like = sel.loc[half, "body_bytes"] / sel.loc[q4, "body_bytes"]
     nominal = sel.loc[half, "weight_bits"] / sel.loc[q4, "weight_bits"]
-    whole = (_mean_of(ctx, half, "size_packed_bytes", d, p)
-             / _mean_of(ctx, q4, "size_packed_bytes", d, p))
+    whole = _mean_of(ctx, half, "size_packed_bytes", d, p) / _mean_of(
+        ctx, q4, "size_packed_bytes", d, p
+    )
     files = f"; whole files {whole:.2f}x (FP32 head vs 16-bit head)" if np.isfinite(whole) else ""
     return Evidence(True, "", float(like), NAN, NAN, NAN, NAN), (
         f"{like:.2f}x hidden layers {half} / {q4} (packed, same head excluded; nominal "
         f"{sel.loc[half, 'weight_bits']:.0f}/{sel.loc[q4, 'weight_bits']:.0f} bits per weight = "
-        f"{nominal:.2f}x){files}")
+        f"{nominal:.2f}x){files}"
+    )
 
 
 class Spread(NamedTuple):
@@ -72,24 +74,36 @@ def variance(table: str, family: str, variant: roles.Role, spread: Spread = Spre
         row = _row(ctx, table, family, _name(ctx, variant), d, p)
         if isinstance(row, str):
             return _missing(row)
-        ratio, lo, hi = (row["variance_ratio"], row["variance_ratio_ci_low"],
-                         row["variance_ratio_ci_high"])
-        spreads = "".join(f", {m.upper()} x{row[f'{m}_ratio']:.2f}" for m in ("iqr", "mad")
-                          if np.isfinite(row.get(f"{m}_ratio", NAN)))
+        ratio, lo, hi = (
+            row["variance_ratio"],
+            row["variance_ratio_ci_low"],
+            row["variance_ratio_ci_high"],
+        )
+        spreads = "".join(
+            f", {m.upper()} x{row[f'{m}_ratio']:.2f}"
+            for m in ("iqr", "mad")
+            if np.isfinite(row.get(f"{m}_ratio", NAN))
+        )
         test = f"p = {pval(row['p_holm'])} (Holm)"
         if spread.std_ratio:
             est, ci = np.sqrt(ratio), (np.sqrt(lo), np.sqrt(hi))
-            text = (f"{times(est, 'std', 'a reduction')}{_ci(*ci, lambda x: f'x{x:.2f}')} "
-                    f"(geometric mean model sd {row['sd_baseline']:.3g} -> "
-                    f"{row['sd_variant']:.3g} {row['metric']})")
+            text = (
+                f"{times(est, 'std', 'a reduction')}{_ci(*ci, lambda x: f'x{x:.2f}')} "
+                f"(geometric mean model sd {row['sd_baseline']:.3g} -> "
+                f"{row['sd_variant']:.3g} {row['metric']})"
+            )
         elif spread.reference_std:
             est, ci = 1 - np.sqrt(ratio), (1 - np.sqrt(hi), 1 - np.sqrt(lo))
-            text = (f"{times(np.sqrt(ratio), 'std', 'a reduction')}"
-                    f"{_ci(np.sqrt(lo), np.sqrt(hi), lambda x: f'x{x:.2f}')}, {test}")
+            text = (
+                f"{times(np.sqrt(ratio), 'std', 'a reduction')}"
+                f"{_ci(np.sqrt(lo), np.sqrt(hi), lambda x: f'x{x:.2f}')}, {test}"
+            )
         else:
             est, ci = 1 - ratio, (1 - hi, 1 - lo)
-            text = (f"{times(ratio, 'variance', 'a reduction')}"
-                    f"{_ci(lo, hi, lambda x: f'x{x:.2f}')}{spreads}, {test}")
+            text = (
+                f"{times(ratio, 'variance', 'a reduction')}"
+                f"{_ci(lo, hi, lambda x: f'x{x:.2f}')}{spreads}, {test}"
+            )
         return Evidence(True, "", est, ci[0], ci[1], row["p_holm"], NAN), text
 
     return extract
@@ -99,10 +113,20 @@ def moe_overhead(ctx: Context, d: str, p: str) -> Found:
     row = _row(ctx, "latency_paired", "latency_moe_vs_w8a8", _name(ctx, roles.PLAIN_MOE), d, p)
     if isinstance(row, str):
         return _missing(row)
-    ev = Evidence(True, "", row["ratio"] - 1, row["ratio_ci_low"] - 1, row["ratio_ci_high"] - 1,
-                  row["ratio_p_holm"], NAN)
-    words = (f"+{_pct(ev.estimate)} overhead" if ev.estimate > 0
-             else f"{_pct(ev.estimate)}: faster, not an overhead")
+    ev = Evidence(
+        True,
+        "",
+        row["ratio"] - 1,
+        row["ratio_ci_low"] - 1,
+        row["ratio_ci_high"] - 1,
+        row["ratio_p_holm"],
+        NAN,
+    )
+    words = (
+        f"+{_pct(ev.estimate)} overhead"
+        if ev.estimate > 0
+        else f"{_pct(ev.estimate)}: faster, not an overhead"
+    )
     return ev, (
         f"{words}{_ci(ev.ci_low, ev.ci_high, _pct)} (median ms {row['mean_variant']:.3g} vs "
         f"{row['mean_baseline']:.3g}), Holm p = {pval(ev.p)}"
@@ -117,11 +141,23 @@ def route_vs_placebo(ctx: Context, d: str, p: str) -> Found:
     if isinstance(row, str):
         return _missing(row)
     tost = ctx.families["tost_f1"]
-    hit = tost[(tost["family"] == "tost_route_vs_placebo") & (tost["variant"] == route)
-               & (tost["dataset"] == d) & (tost["protocol"] == p)]
+    hit = tost[
+        (tost["family"] == "tost_route_vs_placebo")
+        & (tost["variant"] == route)
+        & (tost["dataset"] == d)
+        & (tost["protocol"] == p)
+    ]
     p_eq = float(hit.iloc[0]["p_holm"]) if not hit.empty else NAN
-    ev = Evidence(True, "", row["mean_diff"], row["ci_low"], row["ci_high"], row["p_holm"],
-                  ctx.cfg.tost_margin, p_eq)
+    ev = Evidence(
+        True,
+        "",
+        row["mean_diff"],
+        row["ci_low"],
+        row["ci_high"],
+        row["p_holm"],
+        ctx.cfg.tost_margin,
+        p_eq,
+    )
     return ev, (
         f"{row['mean_variant']:.3f} vs {row['mean_baseline']:.3f} ({placebo}): diff "
         f"{row['mean_diff']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}], Holm p = "

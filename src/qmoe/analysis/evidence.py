@@ -47,8 +47,12 @@ def _row(ctx: Context, table: str, family: str, variant: str, d: str, p: str) ->
     if variant not in set(ctx.runs["variant"]):
         return f"no runs of {variant} (variant not in the study)"
     frame = ctx.families[table]
-    hit = frame[(frame["family"] == family) & (frame["variant"] == variant)
-                & (frame["dataset"] == d) & (frame["protocol"] == p)]
+    hit = frame[
+        (frame["family"] == family)
+        & (frame["variant"] == variant)
+        & (frame["dataset"] == d)
+        & (frame["protocol"] == p)
+    ]
     if hit.empty:
         return f"no {family} row for {variant} in {d}/{p}"
     row = hit.iloc[0]
@@ -99,8 +103,15 @@ def saving(table: str, unit: str, family: str = "energy_w4a8_vs_w8a8") -> Extrac
         if isinstance(row, str):
             return _missing(row)
         saved = 1 - row["ratio"]
-        ev = Evidence(True, "", saved, 1 - row["ratio_ci_high"], 1 - row["ratio_ci_low"],
-                      row["ratio_p_holm"], NAN)
+        ev = Evidence(
+            True,
+            "",
+            saved,
+            1 - row["ratio_ci_high"],
+            1 - row["ratio_ci_low"],
+            row["ratio_p_holm"],
+            NAN,
+        )
         return ev, (
             f"{times(row['ratio'], '4-bit/8-bit', 'a saving')}"
             f"{_ci(row['ratio_ci_low'], row['ratio_ci_high'], lambda x: f'x{x:.2f}')} ({unit}: "
@@ -125,10 +136,13 @@ def measured_energy(column: str, extract: Extractor) -> Extractor:
         if column not in r.columns:
             return _missing(f"no {column} in the runs table: the energy source is unknown")
         methods = r.loc[(r["dataset"] == d) & (r["protocol"] == p), column].dropna().astype(str)
-        if methods.empty or any(methods.str.contains(m, regex=False).any()
-                                for m in ESTIMATED_MARKS):
-            return _missing(f"not testable here: energy is {ESTIMATED}: power model x time "
-                            f"({column}: no power counter readable on this machine)")
+        if methods.empty or any(
+            methods.str.contains(m, regex=False).any() for m in ESTIMATED_MARKS
+        ):
+            return _missing(
+                f"not testable here: energy is {ESTIMATED}: power model x time "
+                f"({column}: no power counter readable on this machine)"
+            )
         return extract(ctx, d, p)
 
     return wrapped
@@ -139,15 +153,25 @@ def equivalence(variant: roles.Role, baseline: roles.Role) -> Extractor:
 
     def extract(ctx: Context, d: str, p: str) -> Found:
         frame = ctx.families["tost_f1"]
-        hit = frame[(frame["variant"] == _name(ctx, variant))
-                    & (frame["baseline"] == _name(ctx, baseline))
-                    & (frame["dataset"] == d) & (frame["protocol"] == p)]
+        hit = frame[
+            (frame["variant"] == _name(ctx, variant))
+            & (frame["baseline"] == _name(ctx, baseline))
+            & (frame["dataset"] == d)
+            & (frame["protocol"] == p)
+        ]
         if hit.empty or hit.iloc[0]["status"] != COMPUTED:
             return _missing(hit.iloc[0]["reason"] if not hit.empty else "no TOST row")
         row = hit.iloc[0]
         # the interval that matches the Holm p printed beside it (qmoe.analysis.comparisons)
-        ev = Evidence(True, "", row["mean_diff"], row["ci_holm_low"], row["ci_holm_high"],
-                      row["p_holm"], row["margin"])
+        ev = Evidence(
+            True,
+            "",
+            row["mean_diff"],
+            row["ci_holm_low"],
+            row["ci_holm_high"],
+            row["p_holm"],
+            row["margin"],
+        )
         return ev, (
             f"diff {row['mean_diff']:+.4f}, {100 * row['holm_level']:.1f} % CI "
             f"[{row['ci_holm_low']:+.4f}, {row['ci_holm_high']:+.4f}], TOST Holm p = "
@@ -162,8 +186,15 @@ def moe_no_gain(ctx: Context, d: str, p: str) -> Found:
     row = _row(ctx, "f1_paired", "f1_moe_vs_w8a8", _name(ctx, roles.PLAIN_MOE), d, p)
     if isinstance(row, str):
         return _missing(row)
-    ev = Evidence(True, "", row["mean_diff"], row["ci_low"], row["ci_high"], row["p_holm"],
-                  ctx.cfg.tost_margin)
+    ev = Evidence(
+        True,
+        "",
+        row["mean_diff"],
+        row["ci_low"],
+        row["ci_high"],
+        row["p_holm"],
+        ctx.cfg.tost_margin,
+    )
     return ev, f"F1 diff {row['mean_diff']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
 
 
@@ -179,9 +210,11 @@ def params(ctx: Context, d: str, p: str) -> Found:
     if not np.isfinite(n):
         return _missing(f"no {fp32} runs")
     paper = sum(t.numel() for t in models.MLP(paper_mlp).parameters())
-    return (Evidence(True, "", paper, NAN, NAN, NAN, NAN),
-            f"{paper:,} at the paper's 1,536-d input and 50 classes (ours: {n:,.0f} on this "
-            "backbone's embeddings)")
+    return (
+        Evidence(True, "", paper, NAN, NAN, NAN, NAN),
+        f"{paper:,} at the paper's 1,536-d input and 50 classes (ours: {n:,.0f} on this "
+        "backbone's embeddings)",
+    )
 
 
 def f1_per_mj(ctx: Context, d: str, p: str) -> Found:
@@ -236,8 +269,14 @@ def routing_confidence(ctx: Context, d: str, p: str) -> Found:
     if ctx.routing is None:
         return _missing(f"no routing predictions of {_name(ctx, roles.CURIOSITY_V3)}")
     r = ctx.routing[(ctx.routing["dataset"] == d) & (ctx.routing["protocol"] == p)]
-    is8 = pd.Series([roles.plays(roles.Q8, k, b, "") for k, b in
-                     zip(r["expert_kind"], r["expert_weight_bits"])], index=r.index, dtype=bool)
+    is8 = pd.Series(
+        [
+            roles.plays(roles.Q8, k, b, "")
+            for k, b in zip(r["expert_kind"], r["expert_weight_bits"])
+        ],
+        index=r.index,
+        dtype=bool,
+    )
     names = sorted(r.loc[is8, "expert_name"].unique()) or [roles.Q8.label]
     if r.empty or not is8.any() or is8.all():
         return _missing(f"the {', '.join(names)} expert got no samples, or all of them")
@@ -246,10 +285,13 @@ def routing_confidence(ctx: Context, d: str, p: str) -> Found:
     per_model = r.assign(is8=is8).groupby(["fold", "seed", "is8"])["gate_prob"].mean().unstack()
     per_fold = per_model.dropna().groupby(level="fold").mean()
     if len(per_fold) < 2:
-        return _missing(f"the 8-bit expert and the others both got samples in only "
-                        f"{len(per_fold)} fold(s); need 2 or more")
-    rt = log_ratio_test(per_fold[True].to_numpy(float), per_fold[False].to_numpy(float), 0.0,
-                        ctx.cfg.confidence)
+        return _missing(
+            f"the 8-bit expert and the others both got samples in only "
+            f"{len(per_fold)} fold(s); need 2 or more"
+        )
+    rt = log_ratio_test(
+        per_fold[True].to_numpy(float), per_fold[False].to_numpy(float), 0.0, ctx.cfg.confidence
+    )
     est, lo, hi = 1 - rt.ratio, 1 - rt.high, 1 - rt.low
     return Evidence(True, "", est, lo, hi, rt.p, NAN), (
         f"{_pct(est)}{_ci(lo, hi, _pct)} lower gate probability ({len(per_fold)} folds, paired t "

@@ -69,34 +69,60 @@ class Plan(NamedTuple):
 
 def plan(facts: pd.DataFrame) -> Plan:
     """Every family's pairs; facts: `results.variant_facts` of the runs table."""
-    fp32, q16, q4, q8, moe, route, placebo = (roles.resolve(r, facts) for r in (
-        roles.FP32, roles.Q16, roles.Q4, roles.Q8, roles.PLAIN_MOE, roles.ROUTE, roles.PLACEBO))
+    fp32, q16, q4, q8, moe, route, placebo = (
+        roles.resolve(r, facts)
+        for r in (
+            roles.FP32,
+            roles.Q16,
+            roles.Q4,
+            roles.Q8,
+            roles.PLAIN_MOE,
+            roles.ROUTE,
+            roles.PLACEBO,
+        )
+    )
     others = [v for v in roles.members(facts) if v != fp32]
     bitlinear = roles.members(facts, kind="bitlinear")
     mixtures, curious = roles.members(facts, moe=True), roles.members(facts, curious=True)
     return Plan(
-        f1=[*_pairs("f1_vs_fp32", others, fp32),
+        f1=[
+            *_pairs("f1_vs_fp32", others, fp32),
             *_pairs("f1_vs_q16_reference", (*bitlinear, *roles.members(facts, kind="half")), q16),
             *_pairs("f1_curiosity_vs_moe", curious, moe),
             *_pairs("f1_moe_vs_w8a8", mixtures, q8),  # the "no accuracy gain" claim
-            Pair("f1_route_vs_placebo", route, placebo)],  # does u beat random escalation?
-        tost=[*(Pair("tost_f1", v, b) for b in (fp32, q16) for v in (q4, q8)),
-              Pair("tost_route_vs_placebo", route, placebo)],
-        latency_levene=[*_pairs("latency_levene_curiosity_vs_moe", curious, moe),
-                        Pair("latency_levene_route_vs_placebo", route, placebo),
-                        *_pairs("latency_levene_vs_fp32", others, fp32)],
-        latency=[*_pairs("latency_vs_fp32", others, fp32),
-                 *_pairs("latency_moe_vs_w8a8", mixtures, q8),  # the "+11 % MoE overhead" claim
-                 Pair("latency_w4a8_vs_w8a8", q4, q8),  # the latency form of the energy claims
-                 *_pairs("latency_curiosity_vs_moe", curious, moe)],
-        energy=[*_pairs("energy_vs_fp32", others, fp32),
-                Pair("energy_w4a8_vs_w8a8", q4, q8)],  # the "41 % / 31 % saving" claim
-        f1_variance=[*_pairs("f1_variance_curiosity_vs_moe", curious, moe),
-                     Pair("f1_variance_route_vs_placebo", route, placebo)],
-        fold_latency=[*_pairs("fold_latency_levene_vs_fp32",
-                              (*bitlinear, *roles.members(facts, kind="q16_reference"),
-                               *mixtures), fp32),
-                      *_pairs("fold_latency_levene_curiosity_vs_moe", curious, moe)],
+            Pair("f1_route_vs_placebo", route, placebo),
+        ],  # does u beat random escalation?
+        tost=[
+            *(Pair("tost_f1", v, b) for b in (fp32, q16) for v in (q4, q8)),
+            Pair("tost_route_vs_placebo", route, placebo),
+        ],
+        latency_levene=[
+            *_pairs("latency_levene_curiosity_vs_moe", curious, moe),
+            Pair("latency_levene_route_vs_placebo", route, placebo),
+            *_pairs("latency_levene_vs_fp32", others, fp32),
+        ],
+        latency=[
+            *_pairs("latency_vs_fp32", others, fp32),
+            *_pairs("latency_moe_vs_w8a8", mixtures, q8),  # the "+11 % MoE overhead" claim
+            Pair("latency_w4a8_vs_w8a8", q4, q8),  # the latency form of the energy claims
+            *_pairs("latency_curiosity_vs_moe", curious, moe),
+        ],
+        energy=[
+            *_pairs("energy_vs_fp32", others, fp32),
+            Pair("energy_w4a8_vs_w8a8", q4, q8),
+        ],  # the "41 % / 31 % saving" claim
+        f1_variance=[
+            *_pairs("f1_variance_curiosity_vs_moe", curious, moe),
+            Pair("f1_variance_route_vs_placebo", route, placebo),
+        ],
+        fold_latency=[
+            *_pairs(
+                "fold_latency_levene_vs_fp32",
+                (*bitlinear, *roles.members(facts, kind="q16_reference"), *mixtures),
+                fp32,
+            ),
+            *_pairs("fold_latency_levene_curiosity_vs_moe", curious, moe),
+        ],
     )
 
 
@@ -106,8 +132,9 @@ def fold_samples(runs: pd.DataFrame, value: str) -> pd.DataFrame:
     trains is left out, so the comparison names it as missing instead of averaging fewer."""
     keys = ["dataset", "protocol", "variant", "fold"]
     have = runs[[*keys, "seed", value]].dropna(subset=[value])
-    grouped = have.groupby(keys, as_index=False).agg(**{value: (value, "mean"),
-                                                         "_n": ("seed", "nunique")})
+    grouped = have.groupby(keys, as_index=False).agg(
+        **{value: (value, "mean"), "_n": ("seed", "nunique")}
+    )
     full = runs.groupby(["dataset", "protocol"])["seed"].nunique().rename("_full").reset_index()
     grouped = grouped.merge(full, on=["dataset", "protocol"])
     kept = grouped[grouped["_n"] == grouped["_full"]]
@@ -123,8 +150,15 @@ def run_families(
     return {
         "f1_paired": compare(runs, pairs.f1, f1, cfg, Method.NADEAU_BENGIO),
         "tost_f1": equivalence(runs, pairs.tost, f1, cfg),
-        "latency_dispersion": dispersion(latency, [p._replace(family=p.family.replace(
-            "levene", "dispersion")) for p in pairs.latency_levene], "latency_ms", cfg),
+        "latency_dispersion": dispersion(
+            latency,
+            [
+                p._replace(family=p.family.replace("levene", "dispersion"))
+                for p in pairs.latency_levene
+            ],
+            "latency_ms",
+            cfg,
+        ),
         "latency_levene": levene(latency, pairs.latency_levene, "latency_ms", cfg),
         "latency_paired": compare(runs, pairs.latency, "latency_median_ms", cfg, Method.PAIRED_T),
         "energy_inference_paired": compare(

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+
 class Scope(NamedTuple):
     dataset: str | None  # None: pooled over datasets (keys then include the dataset)
     protocol: str
@@ -80,8 +81,15 @@ def pair_up(table: pd.DataFrame, scope: Scope, variant: str, baseline: str, valu
     sizes = {"n_test", "n_train"} <= set(a.columns)
     ratio = (a["n_test"] / a["n_train"]).mean() if sizes else np.nan
     n_test = float(a["n_test"].mean()) if sizes else np.nan
-    return Paired(keys, a[value].to_numpy(float), b[value].to_numpy(float), float(ratio), None,
-                  len(keys), n_test)
+    return Paired(
+        keys,
+        a[value].to_numpy(float),
+        b[value].to_numpy(float),
+        float(ratio),
+        None,
+        len(keys),
+        n_test,
+    )
 
 
 def fold_means(paired: Paired, scope: Scope) -> Paired:
@@ -95,7 +103,8 @@ def fold_means(paired: Paired, scope: Scope) -> Paired:
     return paired._replace(keys=units, a=means["a"].to_numpy(float), b=means["b"].to_numpy(float))
 
 
-def pair_folds(table: pd.DataFrame, scope: Scope, variant: str, baseline: str,
-               value: str) -> Paired:
+def pair_folds(
+    table: pd.DataFrame, scope: Scope, variant: str, baseline: str, value: str
+) -> Paired:
     """`pair_up` (every model present for both), then seeds averaged within each fold."""
     return fold_means(pair_up(table, scope, variant, baseline, value), scope)

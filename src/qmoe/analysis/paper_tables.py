@@ -100,8 +100,11 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame
     rank = {v: i for i, v in enumerate(order(list(frame["variant"].unique())))}
-    return (frame.assign(_r=frame["variant"].map(rank)).sort_values(["protocol", "_r"])
-            .drop(columns="_r"))
+    return (
+        frame.assign(_r=frame["variant"].map(rank))
+        .sort_values(["protocol", "_r"])
+        .drop(columns="_r")
+    )
 
 
 # --- table 1: cross-dataset F1 ------------------------------------------------------------------
@@ -119,15 +122,28 @@ def _table1(runs: pd.DataFrame, f1: str) -> pd.DataFrame:
 
 def _show1(t1: pd.DataFrame, f1: str) -> Shown:
     """One F1 column per dataset, then the average."""
-    wide = t1.pivot_table(index=["protocol", "variant", "paper_name", "params_m_mean"],
-                          columns="dataset", values=["f1_mean", "f1_sd"], aggfunc="first")
+    wide = t1.pivot_table(
+        index=["protocol", "variant", "paper_name", "params_m_mean"],
+        columns="dataset",
+        values=["f1_mean", "f1_sd"],
+        aggfunc="first",
+    )
     datasets = [d for d in dict.fromkeys(t1["dataset"]) if d != "average"] + ["average"]
-    frame = pd.DataFrame({f"{d}_{k}": wide[(f"f1_{k}", d)] for d in datasets
-                          for k in ("mean", "sd") if (f"f1_{k}", d) in wide})
-    cols = [Col("Protocol", "protocol"), Col("Variant", "variant"),
-            Col("Paper name", "paper_name"), Col("Params (M)", "params_m_mean", Fmt.NUMBER)]
-    cols += [Col(f"{d} {f1}" if d != "average" else f"Avg {f1}", d, Fmt.MEAN_SD)
-             for d in datasets]
+    frame = pd.DataFrame(
+        {
+            f"{d}_{k}": wide[(f"f1_{k}", d)]
+            for d in datasets
+            for k in ("mean", "sd")
+            if (f"f1_{k}", d) in wide
+        }
+    )
+    cols = [
+        Col("Protocol", "protocol"),
+        Col("Variant", "variant"),
+        Col("Paper name", "paper_name"),
+        Col("Params (M)", "params_m_mean", Fmt.NUMBER),
+    ]
+    cols += [Col(f"{d} {f1}" if d != "average" else f"Avg {f1}", d, Fmt.MEAN_SD) for d in datasets]
     return Shown(_sorted(frame.reset_index()), cols)
 
 
@@ -139,17 +155,26 @@ def _table2(runs: pd.DataFrame, f1: str) -> pd.DataFrame:
     q = runs[runs["kind"].isin(Q_BASE_KINDS)]
     if q.empty:
         return pd.DataFrame()
-    values = ["params_m", f1, "latency_median_ms", "reference_fold_pass_ms", "train_energy_wh",
-              "energy_per_inference_mj"]
+    values = [
+        "params_m",
+        f1,
+        "latency_median_ms",
+        "reference_fold_pass_ms",
+        "train_energy_wh",
+        "energy_per_inference_mj",
+    ]
     t2 = _suffixed(_per_dataset(q, values[0]), values[0])
     for value in values[1:]:
-        t2 = t2.merge(_suffixed(_per_dataset(q, value), value),
-                      on=["protocol", "variant", "dataset"])
-    ref16 = (t2[t2["variant"].isin(q.loc[q["kind"] == "q16_reference", "variant"])]
-             .set_index(["protocol", "dataset"])[f"{f1}_mean"])
+        t2 = t2.merge(
+            _suffixed(_per_dataset(q, value), value), on=["protocol", "variant", "dataset"]
+        )
+    ref16 = t2[t2["variant"].isin(q.loc[q["kind"] == "q16_reference", "variant"])].set_index(
+        ["protocol", "dataset"]
+    )[f"{f1}_mean"]
     keys = zip(t2["protocol"], t2["dataset"])
-    t2["percent_of_16bit"] = [100 * m / ref16.get(k, np.nan)
-                              for m, k in zip(t2[f"{f1}_mean"], keys)]
+    t2["percent_of_16bit"] = [
+        100 * m / ref16.get(k, np.nan) for m, k in zip(t2[f"{f1}_mean"], keys)
+    ]
     bits = q.groupby("variant")["weight_bits"].first()
     t2.insert(2, "bits", t2["variant"].map(bits).to_numpy(float))
     return t2
@@ -158,15 +183,22 @@ def _table2(runs: pd.DataFrame, f1: str) -> pd.DataFrame:
 def _show2(t2: pd.DataFrame, f1: str) -> Shown:
     frame = t2.assign(paper_name=t2["variant"].map(paper_name)) if not t2.empty else t2
     frame = frame.sort_values(["protocol", "dataset", "bits"]) if not frame.empty else frame
-    return Shown(frame, [
-        Col("Protocol", "protocol"), Col("Dataset", "dataset"), Col("Bits", "bits", Fmt.NUMBER, 0),
-        Col("Variant", "variant"), Col("Paper name", "paper_name"), Col(f1, f1, Fmt.MEAN_SD),
-        Col("% of 16-bit", "percent_of_16bit", Fmt.NUMBER, 1),
-        Col("Latency median (ms/inference)", "latency_median_ms", Fmt.MEAN_SD, 4),
-        Col("Fold pass (ms, reference)", "reference_fold_pass_ms", Fmt.MEAN_SD, 1),
-        Col("Train energy (Wh)", "train_energy_wh", Fmt.MEAN_SD, 4),
-        Col("Inference energy (mJ)", "energy_per_inference_mj", Fmt.MEAN_SD, 4),
-    ])
+    return Shown(
+        frame,
+        [
+            Col("Protocol", "protocol"),
+            Col("Dataset", "dataset"),
+            Col("Bits", "bits", Fmt.NUMBER, 0),
+            Col("Variant", "variant"),
+            Col("Paper name", "paper_name"),
+            Col(f1, f1, Fmt.MEAN_SD),
+            Col("% of 16-bit", "percent_of_16bit", Fmt.NUMBER, 1),
+            Col("Latency median (ms/inference)", "latency_median_ms", Fmt.MEAN_SD, 4),
+            Col("Fold pass (ms, reference)", "reference_fold_pass_ms", Fmt.MEAN_SD, 1),
+            Col("Train energy (Wh)", "train_energy_wh", Fmt.MEAN_SD, 4),
+            Col("Inference energy (mJ)", "energy_per_inference_mj", Fmt.MEAN_SD, 4),
+        ],
+    )
 
 
 # --- table 3: the MoEs --------------------------------------------------------------------------
@@ -177,8 +209,19 @@ def _table3(runs: pd.DataFrame, f1: str) -> pd.DataFrame:
     moe = runs[runs["is_moe"].astype(bool)]
     if moe.empty:
         return pd.DataFrame()
-    t3 = with_paper_name(_merge_all(moe, ["params_m", f1, "latency_median_ms", "train_energy_wh",
-                                          "train_co2_g", "energy_per_inference_mj"]))
+    t3 = with_paper_name(
+        _merge_all(
+            moe,
+            [
+                "params_m",
+                f1,
+                "latency_median_ms",
+                "train_energy_wh",
+                "train_co2_g",
+                "energy_per_inference_mj",
+            ],
+        )
+    )
     curious = set(moe.loc[moe["curiosity"] != "none", "variant"])
     t3.insert(3, "type", ["MoE-Curiosity" if v in curious else "MoE" for v in t3["variant"]])
     t3["f1_per_train_wh"] = t3[f"{f1}_mean"] / t3["train_energy_wh_mean"]
@@ -187,81 +230,138 @@ def _table3(runs: pd.DataFrame, f1: str) -> pd.DataFrame:
 
 
 def _show3(t3: pd.DataFrame, f1: str) -> Shown:
-    return Shown(_sorted(t3), [
-        Col("Protocol", "protocol"), Col("Variant", "variant"), Col("Paper name", "paper_name"),
-        Col("Type", "type"), Col("Params (M)", "params_m_mean", Fmt.NUMBER),
-        Col(f"Avg {f1}", f1, Fmt.MEAN_SD),
-        Col("Latency (ms/inference)", "latency_median_ms", Fmt.MEAN_SD, 4),
-        Col("Train energy (Wh)", "train_energy_wh", Fmt.MEAN_SD, 4),
-        Col("Train CO2 (g)", "train_co2_g", Fmt.MEAN_SD, 4),
-        Col("F1 per train Wh (ref. 'F1/mJ')", "f1_per_train_wh", Fmt.NUMBER, 2),
-        Col("F1 per inference mJ", "f1_per_inference_mj", Fmt.NUMBER, 2),
-    ])
+    return Shown(
+        _sorted(t3),
+        [
+            Col("Protocol", "protocol"),
+            Col("Variant", "variant"),
+            Col("Paper name", "paper_name"),
+            Col("Type", "type"),
+            Col("Params (M)", "params_m_mean", Fmt.NUMBER),
+            Col(f"Avg {f1}", f1, Fmt.MEAN_SD),
+            Col("Latency (ms/inference)", "latency_median_ms", Fmt.MEAN_SD, 4),
+            Col("Train energy (Wh)", "train_energy_wh", Fmt.MEAN_SD, 4),
+            Col("Train CO2 (g)", "train_co2_g", Fmt.MEAN_SD, 4),
+            Col("F1 per train Wh (ref. 'F1/mJ')", "f1_per_train_wh", Fmt.NUMBER, 2),
+            Col("F1 per inference mJ", "f1_per_inference_mj", Fmt.NUMBER, 2),
+        ],
+    )
 
 
 # --- table 4: latency; the carbon supplement ----------------------------------------------------
 
 
 def _table4(runs: pd.DataFrame, f1: str) -> pd.DataFrame:
-    t4 = with_paper_name(_merge_all(runs, ["params_m", "latency_median_ms",
-                                           "reference_fold_pass_ms", f1, "size_packed_bytes"]))
+    t4 = with_paper_name(
+        _merge_all(
+            runs,
+            ["params_m", "latency_median_ms", "reference_fold_pass_ms", f1, "size_packed_bytes"],
+        )
+    )
     fp32 = t4[t4["variant"].isin(runs.loc[runs["kind"] == "fp32", "variant"])]
     fp32 = fp32.set_index("protocol")["latency_median_ms_mean"]
-    t4["speedup_vs_fp32"] = [fp32.get(p, np.nan) / m
-                             for p, m in zip(t4["protocol"], t4["latency_median_ms_mean"])]
+    t4["speedup_vs_fp32"] = [
+        fp32.get(p, np.nan) / m for p, m in zip(t4["protocol"], t4["latency_median_ms_mean"])
+    ]
     return t4.sort_values(["protocol", "latency_median_ms_mean"])
 
 
 def _show4(t4: pd.DataFrame, f1: str) -> Shown:
     frame = t4.assign(size_kb=t4["size_packed_bytes_mean"] / 1e3) if not t4.empty else t4
-    return Shown(frame, [
-        Col("Protocol", "protocol"), Col("Variant", "variant"), Col("Paper name", "paper_name"),
-        Col("Params (M)", "params_m_mean", Fmt.NUMBER),
-        Col("Latency median (ms/inference)", "latency_median_ms", Fmt.MEAN_SD, 4),
-        Col("Speed-up vs fp32", "speedup_vs_fp32", Fmt.NUMBER, 2),
-        Col("Fold pass (ms, reference)", "reference_fold_pass_ms", Fmt.MEAN_SD, 1),
-        Col(f1, f1, Fmt.MEAN_SD), Col("Packed size (kB)", "size_kb", Fmt.NUMBER, 1),
-    ])
+    return Shown(
+        frame,
+        [
+            Col("Protocol", "protocol"),
+            Col("Variant", "variant"),
+            Col("Paper name", "paper_name"),
+            Col("Params (M)", "params_m_mean", Fmt.NUMBER),
+            Col("Latency median (ms/inference)", "latency_median_ms", Fmt.MEAN_SD, 4),
+            Col("Speed-up vs fp32", "speedup_vs_fp32", Fmt.NUMBER, 2),
+            Col("Fold pass (ms, reference)", "reference_fold_pass_ms", Fmt.MEAN_SD, 1),
+            Col(f1, f1, Fmt.MEAN_SD),
+            Col("Packed size (kB)", "size_kb", Fmt.NUMBER, 1),
+        ],
+    )
 
 
 def _supplement(runs: pd.DataFrame, f1: str) -> pd.DataFrame:
-    sup = with_paper_name(_merge_all(runs, ["params_m", "train_co2_g", "train_energy_wh",
-                                            "train_seconds", "inference_co2_mg_estimate", f1]))
+    sup = with_paper_name(
+        _merge_all(
+            runs,
+            [
+                "params_m",
+                "train_co2_g",
+                "train_energy_wh",
+                "train_seconds",
+                "inference_co2_mg_estimate",
+                f1,
+            ],
+        )
+    )
     sup["co2_rate_mg_per_s"] = 1e3 * sup["train_co2_g_mean"] / sup["train_seconds_mean"]
     return sup.sort_values(["protocol", "train_co2_g_mean"])
 
 
 def _show_supplement(sup: pd.DataFrame, f1: str) -> Shown:
-    return Shown(sup, [
-        Col("Protocol", "protocol"), Col("Variant", "variant"), Col("Paper name", "paper_name"),
-        Col("Params (M)", "params_m_mean", Fmt.NUMBER),
-        Col("Train CO2 (g)", "train_co2_g", Fmt.MEAN_SD, 4),
-        Col("Train energy (Wh)", "train_energy_wh", Fmt.MEAN_SD, 4),
-        Col("Train CO2 rate (mg/s)", "co2_rate_mg_per_s", Fmt.NUMBER, 3),
-        Col("CO2 per inference (mg, estimate)", "inference_co2_mg_estimate", Fmt.MEAN_SD, 6),
-        Col(f1, f1, Fmt.MEAN_SD),
-    ])
+    return Shown(
+        sup,
+        [
+            Col("Protocol", "protocol"),
+            Col("Variant", "variant"),
+            Col("Paper name", "paper_name"),
+            Col("Params (M)", "params_m_mean", Fmt.NUMBER),
+            Col("Train CO2 (g)", "train_co2_g", Fmt.MEAN_SD, 4),
+            Col("Train energy (Wh)", "train_energy_wh", Fmt.MEAN_SD, 4),
+            Col("Train CO2 rate (mg/s)", "co2_rate_mg_per_s", Fmt.NUMBER, 3),
+            Col("CO2 per inference (mg, estimate)", "inference_co2_mg_estimate", Fmt.MEAN_SD, 6),
+            Col(f1, f1, Fmt.MEAN_SD),
+        ],
+    )
 
 
 PAPER_TABLES = [
-    PaperTable("table1_cross_dataset", "std_table1_cross_dataset",
-               "Table 1: {f1}, mean ± std (ddof 1) over folds x seeds; Avg = mean of dataset "
-               "means ± RMS of their stds", _table1, _show1),
-    PaperTable("table2_quantization", "std_table2_quantization",
-               "Table 2: quantisation ablation (the reference's '16-bit' = q16_reference, FP32 "
-               "with LayerNorm)", _table2, _show2,
-               "RAM is not measured (the reference's whole-process peak RSS is not a model "
-               "property). Energy is CodeCarbon's estimate, in Wh (the reference printed Wh as "
-               "mJ)."),
-    PaperTable("table3_moe_curiosity", "std_table3_moe",
-               "Table 3: mixtures of experts with and without curiosity", _table3, _show3),
-    PaperTable("table4_inference_latency", "std_table4_latency",
-               "Table 4: inference latency (batch 1, warm, pinned threads), sorted by latency",
-               _table4, _show4),
-    PaperTable("supplement_carbon", "std_supplement_carbon",
-               "Supplement: carbon (CodeCarbon estimates)", _supplement, _show_supplement,
-               "CO2 per inference = inference energy x the carbon intensity CodeCarbon applied "
-               "to training (an estimate; no inference emissions were tracked)."),
+    PaperTable(
+        "table1_cross_dataset",
+        "std_table1_cross_dataset",
+        "Table 1: {f1}, mean ± std (ddof 1) over folds x seeds; Avg = mean of dataset "
+        "means ± RMS of their stds",
+        _table1,
+        _show1,
+    ),
+    PaperTable(
+        "table2_quantization",
+        "std_table2_quantization",
+        "Table 2: quantisation ablation (the reference's '16-bit' = q16_reference, FP32 "
+        "with LayerNorm)",
+        _table2,
+        _show2,
+        "RAM is not measured (the reference's whole-process peak RSS is not a model "
+        "property). Energy is CodeCarbon's estimate, in Wh (the reference printed Wh as "
+        "mJ).",
+    ),
+    PaperTable(
+        "table3_moe_curiosity",
+        "std_table3_moe",
+        "Table 3: mixtures of experts with and without curiosity",
+        _table3,
+        _show3,
+    ),
+    PaperTable(
+        "table4_inference_latency",
+        "std_table4_latency",
+        "Table 4: inference latency (batch 1, warm, pinned threads), sorted by latency",
+        _table4,
+        _show4,
+    ),
+    PaperTable(
+        "supplement_carbon",
+        "std_supplement_carbon",
+        "Supplement: carbon (CodeCarbon estimates)",
+        _supplement,
+        _show_supplement,
+        "CO2 per inference = inference energy x the carbon intensity CodeCarbon applied "
+        "to training (an estimate; no inference emissions were tracked).",
+    ),
 ]
 
 

@@ -42,10 +42,15 @@ def cast(runs: pd.DataFrame) -> Cast:
     facts = variant_facts(runs)
     bitlinear = roles.members(facts, kind="bitlinear")
     return Cast(
-        *(roles.resolve(r, facts) for r in (roles.FP32, roles.Q16, roles.Q1, roles.Q8,
-                                            roles.PLAIN_MOE)),
-        singles=[v for v in roles.members(facts, moe=False)
-                 if facts.loc[v, "kind"] not in ("fp32", "ptq_int8")],
+        *(
+            roles.resolve(r, facts)
+            for r in (roles.FP32, roles.Q16, roles.Q1, roles.Q8, roles.PLAIN_MOE)
+        ),
+        singles=[
+            v
+            for v in roles.members(facts, moe=False)
+            if facts.loc[v, "kind"] not in ("fp32", "ptq_int8")
+        ],
         bitlinear=bitlinear,
         q_base=[*bitlinear, *roles.members(facts, kind="q16_reference")],
         mixtures=roles.members(facts, moe=True),
@@ -66,8 +71,14 @@ def _named(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _ttests(runs: pd.DataFrame, cfg: StatsConfig, value: str, pairs: list[Pair],
-            greater: bool, pooled: bool = False) -> pd.DataFrame:
+def _ttests(
+    runs: pd.DataFrame,
+    cfg: StatsConfig,
+    value: str,
+    pairs: list[Pair],
+    greater: bool,
+    pooled: bool = False,
+) -> pd.DataFrame:
     """scipy paired t-tests (the reference's `ttest_rel`), keyed, one-sided where it was."""
     side = Alternative.GREATER if greater else Alternative.TWO_SIDED
     return compare(runs, pairs, value, cfg, Method.PAIRED_T, side, pooled)
@@ -79,29 +90,43 @@ def _f1_tables(runs: pd.DataFrame, cfg: StatsConfig, c: Cast) -> list[pd.DataFra
     t1 = _ttests(runs, cfg, f1, [Pair("ref1_f1_vs_fp32", v, c.fp32) for v in c.singles], True)
     t2 = _ttests(runs, cfg, f1, [Pair("ref2_f1_vs_q16", v, c.q16) for v in c.bitlinear], False)
     t2["percent_of_16bit"] = 100 * t2["mean_variant"] / t2["mean_baseline"]  # mean / mean16
-    t3 = _ttests(runs, cfg, f1, [Pair("ref3_f1_moe_vs_fp32", v, c.fp32) for v in c.mixtures],
-                 True)
+    t3 = _ttests(runs, cfg, f1, [Pair("ref3_f1_moe_vs_fp32", v, c.fp32) for v in c.mixtures], True)
     return [t1, t2, t3]
 
 
 def _latency_table(runs: pd.DataFrame, cfg: StatsConfig, c: Cast) -> pd.DataFrame:
     """Table 4, pooled over datasets: '1-bit fastest', FP32 vs Q-Base, MoE overhead vs Q8-Base."""
     lat = "reference_fold_pass_ms"
-    parts = [[Pair("ref4a_1bit_fastest", c.fp32, c.q1)],
-             [Pair("ref4b_fp32_vs_qbase", c.fp32, v) for v in c.q_base],
-             [Pair("ref4c_moe_overhead", v, c.q8) for v in c.mixtures]]
-    t4 = pd.concat([_ttests(runs, cfg, lat, pairs, True, pooled=True) for pairs in parts],
-                   ignore_index=True)
+    parts = [
+        [Pair("ref4a_1bit_fastest", c.fp32, c.q1)],
+        [Pair("ref4b_fp32_vs_qbase", c.fp32, v) for v in c.q_base],
+        [Pair("ref4c_moe_overhead", v, c.q8) for v in c.mixtures],
+    ]
+    t4 = pd.concat(
+        [_ttests(runs, cfg, lat, pairs, True, pooled=True) for pairs in parts], ignore_index=True
+    )
     return t4.assign(speedup_a_over_b=t4["mean_variant"] / t4["mean_baseline"])  # mean A / B
 
 
 def _energy_table(runs: pd.DataFrame, cfg: StatsConfig, c: Cast) -> pd.DataFrame:
     """Training energy (Wh), pooled: FP32 vs each MoE (one-sided), each -C vs its plain MoE."""
-    e_moe = _ttests(runs, cfg, "train_energy_wh", [Pair("ref5a_fp32_vs_moe", c.fp32, v)
-                                                   for v in c.mixtures], True, pooled=True)
+    e_moe = _ttests(
+        runs,
+        cfg,
+        "train_energy_wh",
+        [Pair("ref5a_fp32_vs_moe", c.fp32, v) for v in c.mixtures],
+        True,
+        pooled=True,
+    )
     e_moe["energy_reduction"] = 1 - e_moe["mean_baseline"] / e_moe["mean_variant"]  # 1 - MoE/FP32
-    e_cur = _ttests(runs, cfg, "train_energy_wh", [Pair("ref5b_curiosity_vs_moe", v, c.moe)
-                                                   for v in c.curious], False, pooled=True)
+    e_cur = _ttests(
+        runs,
+        cfg,
+        "train_energy_wh",
+        [Pair("ref5b_curiosity_vs_moe", v, c.moe) for v in c.curious],
+        False,
+        pooled=True,
+    )
     e_cur["energy_overhead"] = e_cur["mean_variant"] / e_cur["mean_baseline"] - 1  # C / base - 1
     return pd.concat([e_moe, e_cur], ignore_index=True)
 
@@ -111,11 +136,19 @@ def significance_tables(runs: pd.DataFrame, cfg: StatsConfig) -> dict[str, pd.Da
     runs, c = with_units(runs), cast(runs)
     t1, t2, t3 = _f1_tables(runs, cfg, c)
     lat = "reference_fold_pass_ms"
-    t6 = levene(fold_samples(runs, lat), [Pair("ref6_latency_variance", v, c.fp32)
-                                          for v in (*c.q_base, *c.mixtures)], lat, cfg, pooled=True)
+    t6 = levene(
+        fold_samples(runs, lat),
+        [Pair("ref6_latency_variance", v, c.fp32) for v in (*c.q_base, *c.mixtures)],
+        lat,
+        cfg,
+        pooled=True,
+    )
     t6["std_ratio_reference"] = t6["sd_baseline"] / t6["sd_variant"]
-    return {"ref_table1_f1_significance": _named(t1), "ref_table2_f1_significance": _named(t2),
-            "ref_table3_f1_significance": _named(t3),
-            "ref_table4_latency_significance": _named(_latency_table(runs, cfg, c)),
-            "ref_table3_energy_significance": _named(_energy_table(runs, cfg, c)),
-            "ref_latency_variance_reduction": _named(t6)}
+    return {
+        "ref_table1_f1_significance": _named(t1),
+        "ref_table2_f1_significance": _named(t2),
+        "ref_table3_f1_significance": _named(t3),
+        "ref_table4_latency_significance": _named(_latency_table(runs, cfg, c)),
+        "ref_table3_energy_significance": _named(_energy_table(runs, cfg, c)),
+        "ref_latency_variance_reduction": _named(t6),
+    }

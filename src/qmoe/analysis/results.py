@@ -23,17 +23,49 @@ from qmoe.training.layout import ModelKey
 
 KEYS = ["dataset", "protocol", "variant", "fold", "seed"]
 RUN_FIELDS = [
-    "fold", "seed", "accuracy", "macro_f1", "weighted_f1", "best_epoch", "selected_epoch",
-    "epochs_run", "train_seconds", "n_train", "n_val", "n_test", "n_params", "train_energy_kwh",
-    "train_emissions_kg", "energy_method",
+    "fold",
+    "seed",
+    "accuracy",
+    "macro_f1",
+    "weighted_f1",
+    "best_epoch",
+    "selected_epoch",
+    "epochs_run",
+    "train_seconds",
+    "n_train",
+    "n_val",
+    "n_test",
+    "n_params",
+    "train_energy_kwh",
+    "train_emissions_kg",
+    "energy_method",
 ]
 SUMMARY_FIELDS = [
-    "fold", "seed", "latency_n", "latency_median_ms", "latency_mean_ms", "latency_std_ms",
-    "latency_iqr_ms", "latency_p95_ms", "latency_p99_ms", "reference_fold_pass_s",
-    "energy_block_n", "energy_block_kwh", "energy_per_inference_mj", "energy_method",
-    "train_energy_kwh", "break_even_inferences", "deploy_over_train_1e3", "deploy_over_train_1e6",
-    "size_packed_bytes", "size_fp32_state_dict_bytes", "size_reference_kb", "n_params",
-    "macro_f1", "f1_per_inference_mj", "f1_per_train_wh",
+    "fold",
+    "seed",
+    "latency_n",
+    "latency_median_ms",
+    "latency_mean_ms",
+    "latency_std_ms",
+    "latency_iqr_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "reference_fold_pass_s",
+    "energy_block_n",
+    "energy_block_kwh",
+    "energy_per_inference_mj",
+    "energy_method",
+    "train_energy_kwh",
+    "break_even_inferences",
+    "deploy_over_train_1e3",
+    "deploy_over_train_1e6",
+    "size_packed_bytes",
+    "size_fp32_state_dict_bytes",
+    "size_reference_kb",
+    "n_params",
+    "macro_f1",
+    "f1_per_inference_mj",
+    "f1_per_train_wh",
 ]
 BENCH_PREFIX = "bench_"  # summary.csv columns that repeat a metrics.json field (macro_f1, ...)
 FACTS = list(variants.VariantFacts._fields)  # kind, weight_bits, ..., is_moe, curiosity
@@ -53,8 +85,11 @@ class Study:
     def __post_init__(self) -> None:
         for field in ("datasets", "protocols"):
             require(len(getattr(self, field)) > 0, f"study.{field}", "must list at least one name")
-        require(len(self.all_variants) > 0, "study.variants",
-                "study.variants and study.moe_variants list no variant")
+        require(
+            len(self.all_variants) > 0,
+            "study.variants",
+            "study.variants and study.moe_variants list no variant",
+        )
         for field in ("datasets", "protocols", "variants", "moe_variants"):
             values = getattr(self, field)
             require(
@@ -173,8 +208,9 @@ def read_runs_table(path: Path) -> pd.DataFrame:
         raise FileNotFoundError(f"{path}: not found (run the aggregate stage)")
     table = pd.read_csv(path)
     _check_columns(table, KEYS + FACTS + ["macro_f1", "weighted_f1", "accuracy"], str(path))
-    return table.assign(curiosity=table["curiosity"].fillna("").astype(str),
-                        is_moe=table["is_moe"].astype(bool))
+    return table.assign(
+        curiosity=table["curiosity"].fillna("").astype(str), is_moe=table["is_moe"].astype(bool)
+    )
 
 
 def variant_facts(runs: pd.DataFrame) -> pd.DataFrame:
@@ -183,8 +219,10 @@ def variant_facts(runs: pd.DataFrame) -> pd.DataFrame:
     facts = runs[["variant", *FACTS]].drop_duplicates()
     twice = facts.loc[facts["variant"].duplicated(), "variant"]
     if not twice.empty:
-        raise InputError(f"variant {twice.iloc[0]!r} was trained with different configs: "
-                         f"{facts[facts['variant'] == twice.iloc[0]].to_dict('records')}")
+        raise InputError(
+            f"variant {twice.iloc[0]!r} was trained with different configs: "
+            f"{facts[facts['variant'] == twice.iloc[0]].to_dict('records')}"
+        )
     return facts.set_index("variant")
 
 

@@ -48,8 +48,12 @@ def plays(role: Role, kind: str, weight_bits: float, curiosity: str) -> bool:
     )
 
 
-def members(facts: pd.DataFrame, kind: str | None = None, moe: bool | None = None,
-            curious: bool | None = None) -> list[str]:
+def members(
+    facts: pd.DataFrame,
+    kind: str | None = None,
+    moe: bool | None = None,
+    curious: bool | None = None,
+) -> list[str]:
     """Variants (study order) of that `kind`, MoE-ness, and with (or without) a curiosity mode
     other than "none"; None: any."""
     sel = pd.Series(True, index=facts.index)
@@ -65,6 +69,7 @@ def members(facts: pd.DataFrame, kind: str | None = None, moe: bool | None = Non
 def resolve(role: Role, facts: pd.DataFrame) -> str:
     """The variant of the study that plays `role` (the first in study order if several do), or
     the role's label when none does."""
-    found = [v for v, f in facts.iterrows()
-             if plays(role, f["kind"], f["weight_bits"], f["curiosity"])]
+    found = [
+        v for v, f in facts.iterrows() if plays(role, f["kind"], f["weight_bits"], f["curiosity"])
+    ]
     return order(found)[0] if found else role.label

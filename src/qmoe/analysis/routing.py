@@ -29,9 +29,23 @@ from qmoe.io import InputError
 from qmoe.training.layout import ModelKey, RunFolder
 
 ESCALATING = ("route", "random")
-COLUMNS = ["dataset", "protocol", "variant", "curiosity", "mc_samples", "n_models", "calibration",
-           "n_calibration_min", "share_mean", "share_sd_models", "share_sd_banks", "jaccard_mean",
-           "unstable_share", "f1_mean", "f1_sd_banks"]
+COLUMNS = [
+    "dataset",
+    "protocol",
+    "variant",
+    "curiosity",
+    "mc_samples",
+    "n_models",
+    "calibration",
+    "n_calibration_min",
+    "share_mean",
+    "share_sd_models",
+    "share_sd_banks",
+    "jaccard_mean",
+    "unstable_share",
+    "f1_mean",
+    "f1_sd_banks",
+]
 
 
 def load(runs_root: Path, runs: pd.DataFrame) -> list[tuple[Where, ModelKey, dict]]:
@@ -40,8 +54,9 @@ def load(runs_root: Path, runs: pd.DataFrame) -> list[tuple[Where, ModelKey, dic
     facts = variant_facts(runs)
     out = []
     models = runs[runs["variant"].isin(facts.index[facts["curiosity"].isin(ESCALATING)])]
-    for (d, p, v, fold, seed), _ in models.groupby(["dataset", "protocol", "variant", "fold",
-                                                    "seed"], sort=True):
+    for (d, p, v, fold, seed), _ in models.groupby(
+        ["dataset", "protocol", "variant", "fold", "seed"], sort=True
+    ):
         where, key = Where(d, p, v), ModelKey(int(fold), int(seed))
         path = RunFolder(where.under(runs_root)).curiosity(key)
         if not path.is_file():
@@ -61,40 +76,76 @@ def _unstable(counts: list[int], banks: int) -> float:
 
 
 def _model_rows(where: Where, key: ModelKey, record: dict, mode: str) -> list[dict]:
-    base = {"dataset": where.dataset, "protocol": where.protocol, "variant": where.variant,
-            "curiosity": mode, "fold": key.fold, "seed": key.seed,
-            "calibration": record.get("calibration", ""), "n_calibration": record["n_calibration"]}
+    base = {
+        "dataset": where.dataset,
+        "protocol": where.protocol,
+        "variant": where.variant,
+        "curiosity": mode,
+        "fold": key.fold,
+        "seed": key.seed,
+        "calibration": record.get("calibration", ""),
+        "n_calibration": record["n_calibration"],
+    }
     sens = pd.DataFrame(record["sensitivity"])
-    if sens.empty:     # the placebo: its deployed escalations only
-        return [{**base, "mc_samples": 0, "share": float(np.mean(record["escalated"])),
-                 "share_sd_banks": np.nan, "jaccard": np.nan, "unstable": np.nan,
-                 "f1": np.nan, "f1_sd_banks": np.nan}]
+    if sens.empty:  # the placebo: its deployed escalations only
+        return [
+            {
+                **base,
+                "mc_samples": 0,
+                "share": float(np.mean(record["escalated"])),
+                "share_sd_banks": np.nan,
+                "jaccard": np.nan,
+                "unstable": np.nan,
+                "f1": np.nan,
+                "f1_sd_banks": np.nan,
+            }
+        ]
     rows = []
     for t, part in sens.groupby("mc_samples", sort=True):
         bank0 = part[part["bank"] == 0].iloc[0]
-        rows.append({**base, "mc_samples": int(t), "share": float(bank0["share"]),
-                     "share_sd_banks": float(part["share"].std(ddof=1)) if len(part) > 1 else 0.0,
-                     "jaccard": float(part["jaccard_vs_deployed"].mean()),
-                     "unstable": _unstable(record.get("bank_counts", {}).get(str(int(t)), []),
-                                           len(part)),
-                     "f1": float(bank0["macro_f1"]), "f1_sd_banks": float(part["macro_f1"].std(
-                         ddof=1)) if len(part) > 1 else 0.0})
+        rows.append(
+            {
+                **base,
+                "mc_samples": int(t),
+                "share": float(bank0["share"]),
+                "share_sd_banks": float(part["share"].std(ddof=1)) if len(part) > 1 else 0.0,
+                "jaccard": float(part["jaccard_vs_deployed"].mean()),
+                "unstable": _unstable(
+                    record.get("bank_counts", {}).get(str(int(t)), []), len(part)
+                ),
+                "f1": float(bank0["macro_f1"]),
+                "f1_sd_banks": float(part["macro_f1"].std(ddof=1)) if len(part) > 1 else 0.0,
+            }
+        )
     return rows
 
 
 def escalation(records: list[tuple[Where, ModelKey, dict]], runs: pd.DataFrame) -> pd.DataFrame:
     """routing_escalation.csv (see the module docstring)."""
     facts = variant_facts(runs) if not runs.empty else None
-    rows = [r for where, key, rec in records
-            for r in _model_rows(where, key, rec, facts.loc[where.variant, "curiosity"])]
+    rows = [
+        r
+        for where, key, rec in records
+        for r in _model_rows(where, key, rec, facts.loc[where.variant, "curiosity"])
+    ]
     if not rows:
         return pd.DataFrame(columns=COLUMNS)
     frame = pd.DataFrame(rows)
     keys = ["dataset", "protocol", "variant", "curiosity", "mc_samples"]
-    out = frame.groupby(keys, sort=True).agg(
-        n_models=("share", "size"), calibration=("calibration", "first"),
-        n_calibration_min=("n_calibration", "min"), share_mean=("share", "mean"),
-        share_sd_models=("share", "std"), share_sd_banks=("share_sd_banks", "mean"),
-        jaccard_mean=("jaccard", "mean"), unstable_share=("unstable", "mean"),
-        f1_mean=("f1", "mean"), f1_sd_banks=("f1_sd_banks", "mean")).reset_index()
+    out = (
+        frame.groupby(keys, sort=True)
+        .agg(
+            n_models=("share", "size"),
+            calibration=("calibration", "first"),
+            n_calibration_min=("n_calibration", "min"),
+            share_mean=("share", "mean"),
+            share_sd_models=("share", "std"),
+            share_sd_banks=("share_sd_banks", "mean"),
+            jaccard_mean=("jaccard", "mean"),
+            unstable_share=("unstable", "mean"),
+            f1_mean=("f1", "mean"),
+            f1_sd_banks=("f1_sd_banks", "mean"),
+        )
+        .reset_index()
+    )
     return out[COLUMNS]

@@ -44,13 +44,22 @@ def layer_bytes(runs_root: Path, runs: pd.DataFrame, kinds: tuple[str, ...]) -> 
     for (d, p, v), part in chosen.groupby(["dataset", "protocol", "variant"], sort=True):
         first = part.sort_values(["fold", "seed"]).iloc[0]
         path = RunFolder(Where(d, p, v).under(runs_root)).checkpoint(
-            ModelKey(int(first["fold"]), int(first["seed"])))
-        row = {"dataset": d, "protocol": p, "variant": v, "body_bytes": np.nan,
-               "head_bytes": np.nan, "weight_bits": facts.loc[v, "weight_bits"], "reason": ""}
+            ModelKey(int(first["fold"]), int(first["seed"]))
+        )
+        row = {
+            "dataset": d,
+            "protocol": p,
+            "variant": v,
+            "body_bytes": np.nan,
+            "head_bytes": np.nan,
+            "weight_bits": facts.loc[v, "weight_bits"],
+            "reason": "",
+        }
         if path.is_file():
             row["body_bytes"], row["head_bytes"] = split_bytes(
-                load_trained(path, frozen=True).model.net)
-        else:   # sizes are then 'not computed' with this reason, not a failed stage
+                load_trained(path, frozen=True).model.net
+            )
+        else:  # sizes are then 'not computed' with this reason, not a failed stage
             row["reason"] = f"{path}: checkpoint not found"
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -126,8 +126,9 @@ def _t_pvalue(t, df: int, alternative: Alternative):
 def nb_standard_error(diff: np.ndarray, test_train_ratio: float):
     """sqrt((1/J + n_test/n_train) * s^2), s^2 the sample variance (ddof 1) of J differences."""
     diff = np.asarray(diff, dtype=float)
-    return _scalar(np.sqrt((1.0 / diff.shape[-1] + test_train_ratio)
-                           * np.var(diff, ddof=1, axis=-1)))
+    return _scalar(
+        np.sqrt((1.0 / diff.shape[-1] + test_train_ratio) * np.var(diff, ddof=1, axis=-1))
+    )
 
 
 def nadeau_bengio_ttest(
@@ -155,8 +156,13 @@ def t_quantile(confidence: float, df: int) -> float:
     return float(sps.t.ppf(0.5 + confidence / 2, df))
 
 
-def log_ratio_test(a: np.ndarray, b: np.ndarray, test_train_ratio: float, confidence: float,
-                   alternative: Alternative = Alternative.TWO_SIDED) -> RatioTest:
+def log_ratio_test(
+    a: np.ndarray,
+    b: np.ndarray,
+    test_train_ratio: float,
+    confidence: float,
+    alternative: Alternative = Alternative.TWO_SIDED,
+) -> RatioTest:
     """Per-unit log(a / b) (J fold means each): exp of its mean, the exponentiated (corrected, when
     `test_train_ratio` > 0) t interval, and the p of log-ratio = 0. NaN where a value is <= 0."""
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -237,7 +243,7 @@ def holm(pvalues: pd.Series, alpha: float) -> tuple[pd.Series, pd.Series]:
     if ok.any():
         p = pvalues[ok].to_numpy(float)
         order = np.argsort(p, kind="stable")
-        steps = (len(p) - np.arange(len(p))) * p[order]          # (m - i) p_(i), i = 0..m-1
+        steps = (len(p) - np.arange(len(p))) * p[order]  # (m - i) p_(i), i = 0..m-1
         p_adj = np.empty_like(p)
         p_adj[order] = np.minimum(np.maximum.accumulate(steps), 1.0)
         adjusted[ok], reject[ok] = p_adj, p_adj < alpha

@@ -71,15 +71,23 @@ class Criterion(NamedTuple):
     arithmetic: bool = False  # holds by counting, whatever any experiment shows
 
 
-def interval(value: float, tolerance: str, scale: Scale = Scale.ABSOLUTE, exact: bool = False,
-             note: str = "", null: float = math.nan, arithmetic: bool = False) -> Criterion:
+def interval(
+    value: float,
+    tolerance: str,
+    scale: Scale = Scale.ABSOLUTE,
+    exact: bool = False,
+    note: str = "",
+    null: float = math.nan,
+    arithmetic: bool = False,
+) -> Criterion:
     """Our value within the paper's value +- the tolerance; when that band contains the no-effect
     value `null`, a significant test in the claimed direction is needed as well."""
     return Criterion(Rule.INTERVAL, value, tolerance, scale, exact, note, null, arithmetic)
 
 
-def significant(value: float, tolerance: str, scale: Scale = Scale.ABSOLUTE,
-                null: float = math.nan) -> Criterion:
+def significant(
+    value: float, tolerance: str, scale: Scale = Scale.ABSOLUTE, null: float = math.nan
+) -> Criterion:
     """`interval`, and the claimed test rejects (Holm p < alpha) in the claimed direction."""
     return Criterion(Rule.INTERVAL_SIGNIFICANT, value, tolerance, scale, null=null)
 
@@ -162,13 +170,21 @@ def significant_interval_verdict(
     if not p < alpha:
         return Decision(Verdict.INCONCLUSIVE, f"{decision.reason}, but p = {_f(p)} >= {alpha}")
     if math.isfinite(null) and (estimate - null) * (paper - null) <= 0:
-        return Decision(Verdict.INCONCLUSIVE, f"{decision.reason}, but the effect is not in the "
-                        f"paper's direction from {_f(null)}")
+        return Decision(
+            Verdict.INCONCLUSIVE,
+            f"{decision.reason}, but the effect is not in the paper's direction from {_f(null)}",
+        )
     return Decision(Verdict.REPRODUCED, f"{decision.reason}; p = {_f(p)} < {alpha}")
 
 
-def superiority_verdict(estimate: float, ci: tuple[float, float], p: float, p_equivalence: float,
-                        margin: float, alpha: float) -> Decision:
+def superiority_verdict(
+    estimate: float,
+    ci: tuple[float, float],
+    p: float,
+    p_equivalence: float,
+    margin: float,
+    alpha: float,
+) -> Decision:
     """Better than a placebo: significant (Holm p < alpha) with the CI above 0 -> reproduced;
     equivalent within +-margin (TOST Holm p < alpha) or significantly worse -> not reproduced."""
     if not all(math.isfinite(c) for c in (estimate, *ci, p)):
@@ -177,12 +193,18 @@ def superiority_verdict(estimate: float, ci: tuple[float, float], p: float, p_eq
     if p < alpha and ci[0] > 0:
         return Decision(Verdict.REPRODUCED, f"{ci_txt}, Holm p = {_f(p)}: better than placebo")
     if math.isfinite(p_equivalence) and p_equivalence < alpha:
-        return Decision(Verdict.NOT_REPRODUCED, f"{ci_txt}: equivalent to the placebo within "
-                        f"+-{margin} (TOST Holm p = {_f(p_equivalence)})")
+        return Decision(
+            Verdict.NOT_REPRODUCED,
+            f"{ci_txt}: equivalent to the placebo within "
+            f"+-{margin} (TOST Holm p = {_f(p_equivalence)})",
+        )
     if p < alpha and ci[1] < 0:
         return Decision(Verdict.NOT_REPRODUCED, f"{ci_txt}: worse than the placebo")
-    return Decision(Verdict.INCONCLUSIVE, f"{ci_txt}, Holm p = {_f(p)}: neither better than the "
-                    f"placebo nor shown equivalent within +-{margin}")
+    return Decision(
+        Verdict.INCONCLUSIVE,
+        f"{ci_txt}, Holm p = {_f(p)}: neither better than the "
+        f"placebo nor shown equivalent within +-{margin}",
+    )
 
 
 def equivalence_verdict(
@@ -251,11 +273,14 @@ def decide(c: Criterion, ev: Evidence, cfg: VerdictConfig, alpha: float) -> Deci
     tol = getattr(cfg, c.tolerance)
     lo, hi = band(c.value, tol, c.scale)
     if c.rule is Rule.INTERVAL_SIGNIFICANT or (math.isfinite(c.null) and lo <= c.null <= hi):
-        dec = significant_interval_verdict(c.value, ev.estimate, ci, tol, ev.p, alpha, c.scale,
-                                           c.null)
-        if c.rule is Rule.INTERVAL:   # the band admits no effect at all: say why p matters
-            dec = dec._replace(reason=f"{dec.reason} (the band contains the no-effect value "
-                               f"{_f(c.null)}, so a significant test is needed)")
+        dec = significant_interval_verdict(
+            c.value, ev.estimate, ci, tol, ev.p, alpha, c.scale, c.null
+        )
+        if c.rule is Rule.INTERVAL:  # the band admits no effect at all: say why p matters
+            dec = dec._replace(
+                reason=f"{dec.reason} (the band contains the no-effect value "
+                f"{_f(c.null)}, so a significant test is needed)"
+            )
         return dec
     dec = interval_verdict(c.value, ev.estimate, ci, tol, c.scale, c.exact)
     if c.arithmetic and dec.verdict is Verdict.REPRODUCED:

@@ -76,8 +76,9 @@ def load_average() -> list[float] | None:
         return None
 
 
-def cpu_mhz(cpu: int, root: Path = Path("/sys/devices/system/cpu"),
-            cpuinfo: Path = Path("/proc/cpuinfo")) -> float | None:
+def cpu_mhz(
+    cpu: int, root: Path = Path("/sys/devices/system/cpu"), cpuinfo: Path = Path("/proc/cpuinfo")
+) -> float | None:
     """Current clock of `cpu` in MHz: cpufreq's scaling_cur_freq where readable, else the
     `cpu MHz` line of /proc/cpuinfo (on VMs often the nominal clock); None when neither is."""
     freq = root / f"cpu{cpu}" / "cpufreq" / "scaling_cur_freq"
@@ -105,5 +106,9 @@ def steal_ticks(stat: Path = Path("/proc/stat")) -> int | None:
 
 def snapshot(cpu: int | None = None) -> dict:
     """Load average, clock and steal ticks now (JSON-able; None for what is not readable)."""
-    return {"time": time.time(), "load_average": load_average(),
-            "cpu_mhz": None if cpu is None else cpu_mhz(cpu), "steal_ticks": steal_ticks()}
+    return {
+        "time": time.time(),
+        "load_average": load_average(),
+        "cpu_mhz": None if cpu is None else cpu_mhz(cpu),
+        "steal_ticks": steal_ticks(),
+    }

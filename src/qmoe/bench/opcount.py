@@ -29,20 +29,32 @@ from qmoe.quant import ptq
 from qmoe.quant.layers import BitLinear, PreNormLinear, QuantLinear
 
 SOURCE = "Horowitz, ISSCC 2014, 45 nm (Fig. 1.1.9)"
-PJ = {"int8_mult": 0.2, "int32_add": 0.1, "fp16_mult": 1.1, "fp16_add": 0.4,
-      "fp32_mult": 3.7, "fp32_add": 0.9, "cache_1mb_read_64bit": 100.0}
-MAC_PJ = {"int8": PJ["int8_mult"] + PJ["int32_add"], "fp16": PJ["fp16_mult"] + PJ["fp16_add"],
-          "fp32": PJ["fp32_mult"] + PJ["fp32_add"]}
+PJ = {
+    "int8_mult": 0.2,
+    "int32_add": 0.1,
+    "fp16_mult": 1.1,
+    "fp16_add": 0.4,
+    "fp32_mult": 3.7,
+    "fp32_add": 0.9,
+    "cache_1mb_read_64bit": 100.0,
+}
+MAC_PJ = {
+    "int8": PJ["int8_mult"] + PJ["int32_add"],
+    "fp16": PJ["fp16_mult"] + PJ["fp16_add"],
+    "fp32": PJ["fp32_mult"] + PJ["fp32_add"],
+}
 READ_PJ_PER_BYTE = PJ["cache_1mb_read_64bit"] / 8
 
 
 class Count(NamedTuple):
-    macs: dict[str, float]     # precision -> multiply-accumulates per inference
-    weight_bytes: float        # bytes of weights read per inference
+    macs: dict[str, float]  # precision -> multiply-accumulates per inference
+    weight_bytes: float  # bytes of weights read per inference
 
     def __add__(self, other: Count) -> Count:  # type: ignore[override]
-        macs = {k: self.macs.get(k, 0.0) + other.macs.get(k, 0.0)
-                for k in set(self.macs) | set(other.macs)}
+        macs = {
+            k: self.macs.get(k, 0.0) + other.macs.get(k, 0.0)
+            for k in set(self.macs) | set(other.macs)
+        }
         return Count(macs, self.weight_bytes + other.weight_bytes)
 
     def scaled(self, w: float) -> Count:
@@ -93,7 +105,7 @@ def count_model(net: nn.Module, block: int, frequencies: Sequence[float] | None 
         raise ValueError(f"an MoE needs one routing frequency per expert ({len(net.experts)})")
     r = net.router
     router = count_mlp(r, block)
-    if net.strategy is not None:       # T more passes through fc2 and out (weights read once)
+    if net.strategy is not None:  # T more passes through fc2 and out (weights read once)
         tail = Count({"fp32": net.mc_samples * (r.fc2.weight.numel() + r.out.weight.numel())}, 0)
         router = router + tail
     experts = Count({}, 0.0)

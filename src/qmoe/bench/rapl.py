@@ -22,7 +22,7 @@ class RaplCounter(NamedTuple):
     """Package-level energy counters; `read()` is the sum over packages in microjoules."""
 
     files: tuple[Path, ...]
-    ranges: tuple[int, ...]       # max_energy_range_uj of each: where the counter wraps
+    ranges: tuple[int, ...]  # max_energy_range_uj of each: where the counter wraps
 
     def read(self) -> tuple[int, ...]:
         return tuple(int(f.read_text()) for f in self.files)
@@ -39,7 +39,7 @@ def find_rapl(root: Path = Path("/sys/class/powercap")) -> RaplCounter | None:
             int(files[-1].read_text())
             ranges.append(int((zone / "max_energy_range_uj").read_text()))
         except (OSError, ValueError):
-            return None           # present but not readable (root-only since 2020 kernels)
+            return None  # present but not readable (root-only since 2020 kernels)
     return RaplCounter(tuple(files), tuple(ranges)) if files else None
 
 
@@ -57,8 +57,12 @@ class Block(NamedTuple):
     calls: int
 
 
-def measure(counter: RaplCounter, work: Callable[[], object], calls: int,
-            clock: Callable[[], float] = time.perf_counter) -> Block:
+def measure(
+    counter: RaplCounter,
+    work: Callable[[], object],
+    calls: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Block:
     """Energy and duration of one block of `work` (`calls` inferences; 0 for an idle block)."""
     e0, t0 = counter.read(), clock()
     work()

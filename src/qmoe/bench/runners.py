@@ -49,17 +49,19 @@ class Model(NamedTuple):
 
     variant: str
     key: ModelKey
-    loaded: LoadedModel          # torch form (as the train stage deploys it)
-    x: np.ndarray                # (n_test, d) raw test embeddings
-    artefact: Path               # the export stage's .onnx
-    checkpoint: Path             # the train stage's .pt
+    loaded: LoadedModel  # torch form (as the train stage deploys it)
+    x: np.ndarray  # (n_test, d) raw test embeddings
+    artefact: Path  # the export stage's .onnx
+    checkpoint: Path  # the train stage's .pt
 
 
 def check_runtimes(runtimes: tuple[str, ...]) -> None:
     unknown = [r for r in runtimes if r not in RUNTIMES]
     if unknown or not runtimes:
-        raise ConfigError(f"benchmark.runtimes: {unknown or '[]'} not supported; use one or more "
-                          f"of {list(RUNTIMES)}")
+        raise ConfigError(
+            f"benchmark.runtimes: {unknown or '[]'} not supported; use one or more "
+            f"of {list(RUNTIMES)}"
+        )
 
 
 def choose(keys: list[ModelKey], per_fold: int) -> list[ModelKey]:
@@ -74,8 +76,9 @@ def load(variant: str, key: ModelKey, runs: Path, deployed: Path, table: pd.Data
     """The torch model runs/<variant>/<stem>.pt and its artefact deployed/<variant>/<stem>.onnx."""
     artefact = deployed / variant / f"{key.stem}.onnx"
     if not artefact.is_file():
-        raise InputError(f"{artefact}: no ONNX artefact for {variant} {key.stem} (run the export "
-                         "stage)")
+        raise InputError(
+            f"{artefact}: no ONNX artefact for {variant} {key.stem} (run the export stage)"
+        )
     checkpoint = runs / variant / f"{key.stem}.pt"
     loaded = load_trained(checkpoint)
     row_of = {cid: i for i, cid in enumerate(table["clip_id"].astype(str))}

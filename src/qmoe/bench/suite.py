@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from qmoe.bench import machine, rapl
-from qmoe.energy import EnergyMeter, kwh_to_joules
 from qmoe.bench.runners import Call, Model, Target, applies, calls, check_runtimes, engine
 from qmoe.bench.timing import reference_fold_pass
+from qmoe.energy import EnergyMeter, kwh_to_joules
 from qmoe.io import require
 
 log = logging.getLogger(__name__)
@@ -43,16 +43,16 @@ ESTIMATED = "estimated: power model x time"
 class SuiteConfig:
     """params.yaml `benchmark`."""
 
-    runtimes: tuple[str, ...]      # first = the deployment (summary.csv's latency_* columns)
+    runtimes: tuple[str, ...]  # first = the deployment (summary.csv's latency_* columns)
     threads: int
-    cpu: int                       # index into the allowed CPUs (-1: the last)
+    cpu: int  # index into the allowed CPUs (-1: the last)
     models_per_fold: int
     warmup: int
     samples: int
     torch_samples: int
     block: int
     batch_sizes: tuple[int, ...]
-    batch_repeats: int             # ONNX Runtime calls per target and batch size > 1 (torch: fewer)
+    batch_repeats: int  # ONNX Runtime calls per target and batch size > 1 (torch: fewer)
     energy_block_s: float
     energy_repeats: int
 
@@ -62,17 +62,29 @@ class SuiteConfig:
         require(self.models_per_fold >= 1, "benchmark.models_per_fold", "must be >= 1")
         require(self.warmup >= 0, "benchmark.warmup", "must be >= 0")
         require(100 <= self.samples, "benchmark.samples", f"{self.samples} < 100")
-        require(1 <= self.block <= self.samples and self.samples % self.block == 0,
-                "benchmark.block", f"{self.block} must divide samples={self.samples}")
+        require(
+            1 <= self.block <= self.samples and self.samples % self.block == 0,
+            "benchmark.block",
+            f"{self.block} must divide samples={self.samples}",
+        )
         turns = self.samples // self.block
-        require(self.torch_samples >= turns and self.torch_samples % turns == 0,
-                "benchmark.torch_samples", f"{self.torch_samples} must be a multiple of the "
-                f"{turns} round-robin turns (samples / block)")
-        require(len(self.batch_sizes) > 0 and min(self.batch_sizes) >= 1,
-                "benchmark.batch_sizes", f"{list(self.batch_sizes)}: need sizes >= 1")
+        require(
+            self.torch_samples >= turns and self.torch_samples % turns == 0,
+            "benchmark.torch_samples",
+            f"{self.torch_samples} must be a multiple of the "
+            f"{turns} round-robin turns (samples / block)",
+        )
+        require(
+            len(self.batch_sizes) > 0 and min(self.batch_sizes) >= 1,
+            "benchmark.batch_sizes",
+            f"{list(self.batch_sizes)}: need sizes >= 1",
+        )
         require(self.batch_repeats >= 5, "benchmark.batch_repeats", "must be >= 5")
-        require(self.energy_block_s >= 5.0, "benchmark.energy_block_s",
-                f"{self.energy_block_s} < 5 s (RAPL blocks must be long against its update rate)")
+        require(
+            self.energy_block_s >= 5.0,
+            "benchmark.energy_block_s",
+            f"{self.energy_block_s} < 5 s (RAPL blocks must be long against its update rate)",
+        )
         require(self.energy_repeats >= 1, "benchmark.energy_repeats", "must be >= 1")
 
     @property
@@ -91,22 +103,22 @@ class SuiteConfig:
 
 class Prepared(NamedTuple):
     target: Target
-    calls: dict[int, list[Call]]      # batch size -> prepared calls
+    calls: dict[int, list[Call]]  # batch size -> prepared calls
 
 
 class EnergyResult(NamedTuple):
-    method: str                                # starts with "measured" or ESTIMATED
-    watts: float | None                        # estimate: the power model's mean watts
-    per_inference_j: dict[str, list[float]]    # measured: variant -> joules per call, per block
-    blocks: list[dict]                         # energy.csv rows (every block as measured)
+    method: str  # starts with "measured" or ESTIMATED
+    watts: float | None  # estimate: the power model's mean watts
+    per_inference_j: dict[str, list[float]]  # measured: variant -> joules per call, per block
+    blocks: list[dict]  # energy.csv rows (every block as measured)
 
 
 class SuiteResult(NamedTuple):
-    samples_ns: dict[tuple[Target, int], np.ndarray]   # (target, batch) -> per-call ns
-    order: list[dict]                                  # timed blocks in the order run
+    samples_ns: dict[tuple[Target, int], np.ndarray]  # (target, batch) -> per-call ns
+    order: list[dict]  # timed blocks in the order run
     energy: EnergyResult
-    machine: dict                                      # cpu, lock wait, snapshots before/after
-    fold_pass_s: dict[Target, float]                   # torch targets: the reference's 10.2 pass
+    machine: dict  # cpu, lock wait, snapshots before/after
+    fold_pass_s: dict[Target, float]  # torch targets: the reference's 10.2 pass
 
 
 def prepare(models: Sequence[Model], cfg: SuiteConfig) -> list[Prepared]:
@@ -115,9 +127,12 @@ def prepare(models: Sequence[Model], cfg: SuiteConfig) -> list[Prepared]:
         for runtime in cfg.runtimes:
             if applies(m, runtime):
                 runner = engine(m, runtime, cfg.threads)
-                out.append(Prepared(Target(m.variant, m.key, runtime),
-                                    {b: calls(runner, runtime, m.x, b) for b in
-                                     sorted({1, *cfg.batch_sizes})}))
+                out.append(
+                    Prepared(
+                        Target(m.variant, m.key, runtime),
+                        {b: calls(runner, runtime, m.x, b) for b in sorted({1, *cfg.batch_sizes})},
+                    )
+                )
     return out
 
 
@@ -138,25 +153,34 @@ def _warm(fns: Sequence[Call], count: int) -> None:
         fns[i % len(fns)]()
 
 
-def round_robin(prepared: Sequence[Prepared], batch: int, per_turn: dict[Target, int],
-                turns: int) -> tuple[dict[Target, np.ndarray], list[dict]]:
+def round_robin(
+    prepared: Sequence[Prepared], batch: int, per_turn: dict[Target, int], turns: int
+) -> tuple[dict[Target, np.ndarray], list[dict]]:
     """ABBA round-robin of timed blocks: turn t runs every target, forwards when t is even and
     backwards when odd; each block is `per_turn[target]` calls."""
     raw = {p.target: np.zeros(turns * per_turn[p.target], dtype=np.int64) for p in prepared}
     order = []
     for t in range(turns):
-        for p in (prepared if t % 2 == 0 else prepared[::-1]):
+        for p in prepared if t % 2 == 0 else prepared[::-1]:
             n = per_turn[p.target]
             _timed(p.calls[batch], raw[p.target], t * n, n)
-            order.append({"turn": t, "batch_size": batch, "variant": p.target.variant,
-                          "fold": p.target.key.fold, "seed": p.target.key.seed,
-                          "runtime": p.target.runtime, "calls": n})
+            order.append(
+                {
+                    "turn": t,
+                    "batch_size": batch,
+                    "variant": p.target.variant,
+                    "fold": p.target.key.fold,
+                    "seed": p.target.key.seed,
+                    "runtime": p.target.runtime,
+                    "calls": n,
+                }
+            )
     return raw, order
 
 
 def _latency(prepared: Sequence[Prepared], cfg: SuiteConfig, meter: EnergyMeter | None):
     t0 = time.perf_counter()
-    for p in prepared:           # torch: fewer warm-up calls, in proportion to its samples
+    for p in prepared:  # torch: fewer warm-up calls, in proportion to its samples
         share = cfg.per_turn(p.target) / cfg.block
         _warm(p.calls[1], max(2, round(cfg.warmup * share)))
         for b in cfg.batch_sizes:
@@ -173,21 +197,33 @@ def _latency(prepared: Sequence[Prepared], cfg: SuiteConfig, meter: EnergyMeter 
         raw, more = round_robin(prepared, b, each, turns)
         samples |= {(t, b): v for t, v in raw.items()}
         order += more
-    log.info("%d targets: warm-up %.1f s, batch 1 %.1f s, batch %s %.1f s", len(prepared),
-             t1 - t0, t2 - t1, [b for b in cfg.batch_sizes if b != 1], time.perf_counter() - t2)
+    log.info(
+        "%d targets: warm-up %.1f s, batch 1 %.1f s, batch %s %.1f s",
+        len(prepared),
+        t1 - t0,
+        t2 - t1,
+        [b for b in cfg.batch_sizes if b != 1],
+        time.perf_counter() - t2,
+    )
     return samples, order, reading
 
 
 def _estimate(reading, method: str) -> EnergyResult:
     """CodeCarbon over the batch-1 phase: its power model's mean watts (a model, not a reading)."""
     watts = kwh_to_joules(reading.energy_kwh) / reading.duration_s
-    block = {"block": "batch-1 round robin", "calls": None, "energy_j": kwh_to_joules(
-        reading.energy_kwh), "duration_s": reading.duration_s, "kind": "codecarbon task"}
+    block = {
+        "block": "batch-1 round robin",
+        "calls": None,
+        "energy_j": kwh_to_joules(reading.energy_kwh),
+        "duration_s": reading.duration_s,
+        "kind": "codecarbon task",
+    }
     return EnergyResult(f"{ESTIMATED} ({method})", watts, {}, [block])
 
 
-def measure_rapl(prepared: Sequence[Prepared], samples: dict, cfg: SuiteConfig,
-                 counter: rapl.RaplCounter) -> EnergyResult:
+def measure_rapl(
+    prepared: Sequence[Prepared], samples: dict, cfg: SuiteConfig, counter: rapl.RaplCounter
+) -> EnergyResult:
     """Blocks of >= energy_block_s per variant (its first deployment-runtime target), idle
     blocks of the same length between rounds, ABBA across variants."""
     first = {}
@@ -197,18 +233,34 @@ def measure_rapl(prepared: Sequence[Prepared], samples: dict, cfg: SuiteConfig,
     idle, busy, rows = [], {v: [] for v in first}, []
     for r in range(cfg.energy_repeats):
         idle.append(rapl.measure(counter, lambda: time.sleep(cfg.energy_block_s), 0))
-        rows.append({"block": f"idle {r}", "calls": 0, "energy_j": idle[-1].joules,
-                     "duration_s": idle[-1].seconds, "kind": "idle"})
-        for v, p in (list(first.items()) if r % 2 == 0 else list(first.items())[::-1]):
+        rows.append(
+            {
+                "block": f"idle {r}",
+                "calls": 0,
+                "energy_j": idle[-1].joules,
+                "duration_s": idle[-1].seconds,
+                "kind": "idle",
+            }
+        )
+        for v, p in list(first.items()) if r % 2 == 0 else list(first.items())[::-1]:
             median_s = float(np.median(samples[(p.target, 1)])) / 1e9
             n = max(1, math.ceil(cfg.energy_block_s / median_s))
             block = rapl.measure(counter, lambda p=p, n=n: _warm(p.calls[1], n), n)
             busy[v].append(block)
-            rows.append({"block": f"{v} {r}", "calls": n, "energy_j": block.joules,
-                         "duration_s": block.seconds, "kind": "inference", "variant": v})
+            rows.append(
+                {
+                    "block": f"{v} {r}",
+                    "calls": n,
+                    "energy_j": block.joules,
+                    "duration_s": block.seconds,
+                    "kind": "inference",
+                    "variant": v,
+                }
+            )
     per = {v: rapl.per_inference(blocks, idle) for v, blocks in busy.items()}
-    return EnergyResult("measured: RAPL package counters, idle baseline subtracted", None,
-                        per, rows)
+    return EnergyResult(
+        "measured: RAPL package counters, idle baseline subtracted", None, per, rows
+    )
 
 
 def run(models: Sequence[Model], cfg: SuiteConfig, meter_factory) -> SuiteResult:
@@ -222,18 +274,30 @@ def run(models: Sequence[Model], cfg: SuiteConfig, meter_factory) -> SuiteResult
         try:
             prepared = prepare(models, cfg)
             start = machine.snapshot(cpu)
-            fold_pass = {Target(m.variant, m.key, "torch"): reference_fold_pass(
-                m.loaded.model, torch.from_numpy(m.x)) for m in models if "torch" in cfg.runtimes}
+            fold_pass = {
+                Target(m.variant, m.key, "torch"): reference_fold_pass(
+                    m.loaded.model, torch.from_numpy(m.x)
+                )
+                for m in models
+                if "torch" in cfg.runtimes
+            }
             counter = rapl.find_rapl()
             with meter_factory() if counter is None else contextlib.nullcontext() as meter:
                 samples, order, reading = _latency(prepared, cfg, meter)
-                energy = (measure_rapl(prepared, samples, cfg, counter) if counter is not None
-                          else _estimate(reading, meter.method))
+                energy = (
+                    measure_rapl(prepared, samples, cfg, counter)
+                    if counter is not None
+                    else _estimate(reading, meter.method)
+                )
             end = machine.snapshot(cpu)
         finally:
             torch.set_num_threads(threads)
             os.sched_setaffinity(0, before_affinity)
-    info = {"cpu": cpu, "lock_wait_s": round(waited, 3), "start": start, "end": end,
-            "threads": cfg.threads}
+    info = {
+        "cpu": cpu,
+        "lock_wait_s": round(waited, 3),
+        "start": start,
+        "end": end,
+        "threads": cfg.threads,
+    }
     return SuiteResult(samples, order, energy, info, fold_pass)
-

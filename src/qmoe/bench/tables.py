@@ -17,10 +17,10 @@ import pandas as pd
 
 from qmoe import models
 from qmoe.bench import opcount
-from qmoe.energy import joules_to_millijoules, kwh_to_joules, kwh_to_wh
 from qmoe.bench.runners import Model, Target
 from qmoe.bench.suite import SuiteConfig, SuiteResult
 from qmoe.bench.timing import summarize
+from qmoe.energy import joules_to_millijoules, kwh_to_joules, kwh_to_wh
 from qmoe.quant import packing
 from qmoe.training.layout import ModelKey
 from qmoe.variants import FP32Config
@@ -31,21 +31,26 @@ J_PER_KWH = 3.6e6
 class VariantTables(NamedTuple):
     summary: pd.DataFrame
     batch: pd.DataFrame
-    latency_ms: dict[str, dict[ModelKey, np.ndarray]]   # runtime -> model -> batch-1 samples
+    latency_ms: dict[str, dict[ModelKey, np.ndarray]]  # runtime -> model -> batch-1 samples
     energy: pd.DataFrame
 
 
 def _latency_cols(ns: np.ndarray | None, prefix: str) -> dict[str, float]:
     if ns is None:
-        return {f"{prefix}latency_n": 0, **{f"{prefix}latency_{k}": math.nan for k in
-                                            ("median_ms", "mean_ms", "std_ms", "iqr_ms", "p95_ms",
-                                             "p99_ms")}}
+        return {
+            f"{prefix}latency_n": 0,
+            **{
+                f"{prefix}latency_{k}": math.nan
+                for k in ("median_ms", "mean_ms", "std_ms", "iqr_ms", "p95_ms", "p99_ms")
+            },
+        }
     s = summarize(ns / 1e6)
     return {f"{prefix}latency_{k}": v for k, v in s._asdict().items()}
 
 
-def _energy_cols(run: dict, median_ms: float, n: int, result: SuiteResult, variant: str,
-                 measured_here: bool) -> dict[str, Any]:
+def _energy_cols(
+    run: dict, median_ms: float, n: int, result: SuiteResult, variant: str, measured_here: bool
+) -> dict[str, Any]:
     """Per-inference energy of one model and what it implies against its training energy."""
     e = result.energy
     if e.watts is not None and not math.isnan(median_ms):
@@ -56,26 +61,39 @@ def _energy_cols(run: dict, median_ms: float, n: int, result: SuiteResult, varia
         per_j = math.nan
     train_j = kwh_to_joules(run["train_energy_kwh"])
     mj = joules_to_millijoules(per_j)
-    return {"energy_block_n": n, "energy_block_kwh": per_j * n / J_PER_KWH,
-            "energy_per_inference_mj": mj, "energy_method": e.method,
-            "train_energy_kwh": run["train_energy_kwh"], "break_even_inferences": train_j / per_j,
-            "deploy_over_train_1e3": 1e3 * per_j / train_j,
-            "deploy_over_train_1e6": 1e6 * per_j / train_j,
-            "f1_per_inference_mj": run["macro_f1"] / mj,
-            "f1_per_train_wh": run["macro_f1"] / kwh_to_wh(run["train_energy_kwh"])}
+    return {
+        "energy_block_n": n,
+        "energy_block_kwh": per_j * n / J_PER_KWH,
+        "energy_per_inference_mj": mj,
+        "energy_method": e.method,
+        "train_energy_kwh": run["train_energy_kwh"],
+        "break_even_inferences": train_j / per_j,
+        "deploy_over_train_1e3": 1e3 * per_j / train_j,
+        "deploy_over_train_1e6": 1e6 * per_j / train_j,
+        "f1_per_inference_mj": run["macro_f1"] / mj,
+        "f1_per_train_wh": run["macro_f1"] / kwh_to_wh(run["train_energy_kwh"]),
+    }
 
 
 def _static(model: Model, block: int) -> dict[str, float]:
     """Sizes the architecture fixes: the reference's theoretical accounting (7.7) and the FP32
     state dict it compares against."""
     meta, net = model.loaded.meta, model.loaded.model.net
-    fp32 = models.build(FP32Config(), models.MLPConfig(
-        meta["in_dim"], meta["num_classes"], tuple(meta["model"]["hidden_sizes"]),
-        meta["model"]["dropout"]))
+    fp32 = models.build(
+        FP32Config(),
+        models.MLPConfig(
+            meta["in_dim"],
+            meta["num_classes"],
+            tuple(meta["model"]["hidden_sizes"]),
+            meta["model"]["dropout"],
+        ),
+    )
     reference = packing.reference_size_bytes(net)
-    return {"size_fp32_state_dict_bytes": packing.state_dict_bytes(fp32),
-            "size_reference_kb": (reference if reference is not None
-                                  else packing.state_dict_bytes(net)) / 1000}
+    return {
+        "size_fp32_state_dict_bytes": packing.state_dict_bytes(fp32),
+        "size_reference_kb": (reference if reference is not None else packing.state_dict_bytes(net))
+        / 1000,
+    }
 
 
 def _analytical(model: Model, block: int, routing: pd.DataFrame | None, key: ModelKey) -> float:
@@ -86,9 +104,16 @@ def _analytical(model: Model, block: int, routing: pd.DataFrame | None, key: Mod
     return opcount.energy(opcount.count_model(model.loaded.model.net, block, freq)).total_nj
 
 
-def variant_tables(variant: str, runs: list[dict], deployed: pd.DataFrame,
-                   routing: pd.DataFrame | None, chosen: list[Model], result: SuiteResult,
-                   cfg: SuiteConfig, block: int) -> VariantTables:
+def variant_tables(
+    variant: str,
+    runs: list[dict],
+    deployed: pd.DataFrame,
+    routing: pd.DataFrame | None,
+    chosen: list[Model],
+    result: SuiteResult,
+    cfg: SuiteConfig,
+    block: int,
+) -> VariantTables:
     """Tables of one variant: `runs` from metrics.json, `deployed` = its deployed.csv."""
     dep = deployed.set_index(["fold", "seed"])
     timed = {m.key: m for m in chosen}
@@ -100,29 +125,42 @@ def variant_tables(variant: str, runs: list[dict], deployed: pd.DataFrame,
         if key not in dep.index:
             raise ValueError(f"{variant} {key.stem}: no row in deployed.csv (rerun export)")
         d = dep.loc[key]
-        row = {"fold": key.fold, "seed": key.seed, "timed": key in timed,
-               "latency_runtime": primary}
+        row = {
+            "fold": key.fold,
+            "seed": key.seed,
+            "timed": key in timed,
+            "latency_runtime": primary,
+        }
         for r in cfg.runtimes:
             ns = result.samples_ns.get((Target(variant, key, r), 1))
             if ns is not None:
                 latency[r][key] = ns / 1e6
             row |= _latency_cols(ns, "" if r == primary else f"{r}_")
-        row["reference_fold_pass_s"] = result.fold_pass_s.get(Target(variant, key, "torch"),
-                                                              math.nan)
+        row["reference_fold_pass_s"] = result.fold_pass_s.get(
+            Target(variant, key, "torch"), math.nan
+        )
         first = chosen[0].key == key
         row |= _energy_cols(run, row["latency_median_ms"], row["latency_n"], result, variant, first)
-        row |= {"size_packed_bytes": int(d["size_file_bytes"]),
-                "size_weight_bytes": int(d["size_tensor_bytes"]),
-                "size_quantised_weight_bytes": int(d["size_quantised_weight_bytes"]),
-                "size_fp32_file_bytes": int(d["size_fp32_file_bytes"]), **static,
-                "n_params": run["n_params"], "macro_f1": run["macro_f1"],
-                "deployed_macro_f1": float(d["deployed_macro_f1"]),
-                "torch_b1_macro_f1": float(d["torch_b1_macro_f1"]), "artefact": d["artefact"],
-                "analytical_energy_nj": _analytical(timed.get(key, chosen[0]), block, routing,
-                                                    key)}
+        row |= {
+            "size_packed_bytes": int(d["size_file_bytes"]),
+            "size_weight_bytes": int(d["size_tensor_bytes"]),
+            "size_quantised_weight_bytes": int(d["size_quantised_weight_bytes"]),
+            "size_fp32_file_bytes": int(d["size_fp32_file_bytes"]),
+            **static,
+            "n_params": run["n_params"],
+            "macro_f1": run["macro_f1"],
+            "deployed_macro_f1": float(d["deployed_macro_f1"]),
+            "torch_b1_macro_f1": float(d["torch_b1_macro_f1"]),
+            "artefact": d["artefact"],
+            "analytical_energy_nj": _analytical(timed.get(key, chosen[0]), block, routing, key),
+        }
         rows.append(row)
-    return VariantTables(pd.DataFrame(rows), _batch(variant, result),
-                         {r: v for r, v in latency.items() if v}, _energy_rows(variant, result))
+    return VariantTables(
+        pd.DataFrame(rows),
+        _batch(variant, result),
+        {r: v for r, v in latency.items() if v},
+        _energy_rows(variant, result),
+    )
 
 
 def _batch(variant: str, result: SuiteResult) -> pd.DataFrame:
@@ -130,13 +168,28 @@ def _batch(variant: str, result: SuiteResult) -> pd.DataFrame:
     for (t, b), ns in result.samples_ns.items():
         if t.variant == variant:
             s = summarize(ns / 1e6)
-            rows.append({"fold": t.key.fold, "seed": t.key.seed, "runtime": t.runtime,
-                         "batch_size": b, "n": s.n, "median_ms": s.median_ms, "p95_ms": s.p95_ms})
-    return pd.DataFrame(rows).sort_values(["runtime", "fold", "seed", "batch_size"],
-                                          kind="stable").reset_index(drop=True)
+            rows.append(
+                {
+                    "fold": t.key.fold,
+                    "seed": t.key.seed,
+                    "runtime": t.runtime,
+                    "batch_size": b,
+                    "n": s.n,
+                    "median_ms": s.median_ms,
+                    "p95_ms": s.p95_ms,
+                }
+            )
+    return (
+        pd.DataFrame(rows)
+        .sort_values(["runtime", "fold", "seed", "batch_size"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def _energy_rows(variant: str, result: SuiteResult) -> pd.DataFrame:
-    rows = [dict(r, energy_method=result.energy.method) for r in result.energy.blocks
-            if r.get("variant") in (None, variant)]
+    rows = [
+        dict(r, energy_method=result.energy.method)
+        for r in result.energy.blocks
+        if r.get("variant") in (None, variant)
+    ]
     return pd.DataFrame(rows)

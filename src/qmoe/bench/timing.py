@@ -31,28 +31,43 @@ class BenchmarkConfig:
     threads: int = 1
     warmup: int = 50
     samples: int = 1000
-    block: int = 100                      # calls per model per round-robin turn
+    block: int = 100  # calls per model per round-robin turn
     batch_sizes: tuple[int, ...] = (1, 8, 64)
     batch_repeats: int = 50
-    energy_samples: int = 2000            # batch-1 calls per energy block
-    energy_repeats: int = 3               # blocks per model, interleaved across models
+    energy_samples: int = 2000  # batch-1 calls per energy block
+    energy_repeats: int = 3  # blocks per model, interleaved across models
 
     def __post_init__(self) -> None:
         require(1 <= self.threads <= 256, "benchmark.threads", f"{self.threads} not in [1, 256]")
-        require(0 <= self.warmup <= 1_000_000, "benchmark.warmup",
-                f"{self.warmup} not in [0, 1000000]")
-        require(100 <= self.samples <= 10_000_000, "benchmark.samples",
-                f"{self.samples} not in [100, 10000000] (variance tests need many samples)")
-        require(1 <= self.block <= self.samples, "benchmark.block",
-                f"{self.block} not in [1, samples={self.samples}]")
-        require(len(self.batch_sizes) > 0 and all(b >= 1 for b in self.batch_sizes),
-                "benchmark.batch_sizes", f"{list(self.batch_sizes)}: need one or more sizes >= 1")
-        require(self.batch_repeats >= 1, "benchmark.batch_repeats",
-                f"{self.batch_repeats} < 1")
-        require(100 <= self.energy_samples <= 100_000_000, "benchmark.energy_samples",
-                f"{self.energy_samples} not in [100, 100000000]")
-        require(1 <= self.energy_repeats <= 1000, "benchmark.energy_repeats",
-                f"{self.energy_repeats} not in [1, 1000]")
+        require(
+            0 <= self.warmup <= 1_000_000, "benchmark.warmup", f"{self.warmup} not in [0, 1000000]"
+        )
+        require(
+            100 <= self.samples <= 10_000_000,
+            "benchmark.samples",
+            f"{self.samples} not in [100, 10000000] (variance tests need many samples)",
+        )
+        require(
+            1 <= self.block <= self.samples,
+            "benchmark.block",
+            f"{self.block} not in [1, samples={self.samples}]",
+        )
+        require(
+            len(self.batch_sizes) > 0 and all(b >= 1 for b in self.batch_sizes),
+            "benchmark.batch_sizes",
+            f"{list(self.batch_sizes)}: need one or more sizes >= 1",
+        )
+        require(self.batch_repeats >= 1, "benchmark.batch_repeats", f"{self.batch_repeats} < 1")
+        require(
+            100 <= self.energy_samples <= 100_000_000,
+            "benchmark.energy_samples",
+            f"{self.energy_samples} not in [100, 100000000]",
+        )
+        require(
+            1 <= self.energy_repeats <= 1000,
+            "benchmark.energy_repeats",
+            f"{self.energy_repeats} not in [1, 1000]",
+        )
 
 
 @contextlib.contextmanager
@@ -70,7 +85,7 @@ class LatencySummary(NamedTuple):
     n: int
     median_ms: float
     mean_ms: float
-    std_ms: float        # sample std (ddof 1)
+    std_ms: float  # sample std (ddof 1)
     iqr_ms: float
     p95_ms: float
     p99_ms: float
@@ -78,8 +93,15 @@ class LatencySummary(NamedTuple):
 
 def summarize(samples_ms: np.ndarray) -> LatencySummary:
     q25, q50, q75, q95, q99 = np.percentile(samples_ms, [25, 50, 75, 95, 99])
-    return LatencySummary(len(samples_ms), float(q50), float(samples_ms.mean()),
-                          float(samples_ms.std(ddof=1)), float(q75 - q25), float(q95), float(q99))
+    return LatencySummary(
+        len(samples_ms),
+        float(q50),
+        float(samples_ms.mean()),
+        float(samples_ms.std(ddof=1)),
+        float(q75 - q25),
+        float(q95),
+        float(q99),
+    )
 
 
 def _rows(x: Tensor, batch: int) -> list[Tensor]:
@@ -109,12 +131,13 @@ def warm_up(model: Model, rows: Sequence[Tensor], calls: int) -> None:
 
 
 class RoundRobin(NamedTuple):
-    samples_ms: dict[str, np.ndarray]    # model key -> (samples,) per-call latency in ms
-    order: list[tuple[int, str]]         # (block index, model key) in the order measured
+    samples_ms: dict[str, np.ndarray]  # model key -> (samples,) per-call latency in ms
+    order: list[tuple[int, str]]  # (block index, model key) in the order measured
 
 
-def round_robin_latency(models: Mapping[str, Model], inputs: Mapping[str, Tensor], warmup: int,
-                        samples: int, block: int) -> RoundRobin:
+def round_robin_latency(
+    models: Mapping[str, Model], inputs: Mapping[str, Tensor], warmup: int, samples: int, block: int
+) -> RoundRobin:
     """Batch-1 latency of each model on its own inputs (n, d), interleaved in blocks."""
     rows = {k: _rows(inputs[k], 1) for k in models}
     for key, model in models.items():
@@ -145,7 +168,7 @@ def reference_fold_pass(model: Model, x: Tensor, batch: int = 64) -> float:
     t0 = time.perf_counter()
     preds: list[int] = []
     for start in range(0, x.shape[0], batch):
-        out = model(x[start:start + batch])
+        out = model(x[start : start + batch])
         logits = out if isinstance(out, Tensor) else out.logits
         preds += logits.softmax(dim=1).argmax(dim=1).tolist()
     return time.perf_counter() - t0

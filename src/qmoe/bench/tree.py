@@ -18,10 +18,10 @@ import pandas as pd
 
 from qmoe.bench import runners, suite
 from qmoe.bench.device import device_id, device_info
-from qmoe.energy import EnergyConfig, EnergyMeter
 from qmoe.bench.suite import SuiteConfig, SuiteResult
 from qmoe.bench.tables import VariantTables, variant_tables
 from qmoe.deploy import runtime as ort_runtime
+from qmoe.energy import EnergyConfig, EnergyMeter
 from qmoe.io import InputError, atomic_dir, load_json, save_json
 from qmoe.training.layout import ModelKey
 from qmoe.training.protocols import feature_table
@@ -40,17 +40,26 @@ def _runs(runs: Path, variant: str, spec: BenchSpec) -> list[dict]:
     if not path.is_file():
         raise InputError(f"{path}: not found (train {variant} first)")
     metrics = load_json(path)
-    for field, want in (("dataset", spec.dataset), ("protocol", spec.protocol),
-                        ("variant", variant)):
+    for field, want in (
+        ("dataset", spec.dataset),
+        ("protocol", spec.protocol),
+        ("variant", variant),
+    ):
         if metrics.get(field) != want:
             raise InputError(f"{path}: {field} is {metrics.get(field)!r}, expected {want!r}")
     rows = metrics.get("runs") or []
-    missing = [i for i, r in enumerate(rows) if any(r.get(k) is None for k in
-                                                    ("fold", "seed", "macro_f1", "n_params",
-                                                     "train_energy_kwh"))]
+    missing = [
+        i
+        for i, r in enumerate(rows)
+        if any(
+            r.get(k) is None for k in ("fold", "seed", "macro_f1", "n_params", "train_energy_kwh")
+        )
+    ]
     if not rows or missing:
-        raise InputError(f"{path}: 'runs' empty or rows {missing} lack fold, seed, macro_f1, "
-                         "n_params or train_energy_kwh")
+        raise InputError(
+            f"{path}: 'runs' empty or rows {missing} lack fold, seed, macro_f1, "
+            "n_params or train_energy_kwh"
+        )
     return rows
 
 
@@ -62,37 +71,64 @@ def _deployed(deployed: Path, variant: str) -> tuple[pd.DataFrame, pd.DataFrame 
     return pd.read_csv(path), pd.read_csv(routing) if routing.is_file() else None
 
 
-def benchmark_tree(spec: BenchSpec, cfg: SuiteConfig, energy: EnergyConfig, features: Path,
-                   runs: Path, deployed: Path, out: Path,
-                   meter_factory: Callable[[], Any] | None = None) -> pd.DataFrame:
+def benchmark_tree(
+    spec: BenchSpec,
+    cfg: SuiteConfig,
+    energy: EnergyConfig,
+    features: Path,
+    runs: Path,
+    deployed: Path,
+    out: Path,
+    meter_factory: Callable[[], Any] | None = None,
+) -> pd.DataFrame:
     """Measure and write; returns one line per variant (median over its timed models) for the
     log. `meter_factory`: the CodeCarbon meter (tests pass a fake)."""
     table_path = features / "features.parquet"
     if not table_path.is_file():
         raise FileNotFoundError(f"{table_path}: feature table not found (run the features stage)")
     export_info = load_json(deployed / "export.json")
-    table = feature_table(spec.protocol, pd.read_parquet(table_path))   # the protocol's inputs
+    table = feature_table(spec.protocol, pd.read_parquet(table_path))  # the protocol's inputs
     inputs, chosen = {}, {}
     for v in spec.variants:
         rows = _runs(runs, v, spec)
         inputs[v] = (rows, *_deployed(deployed, v))
-        keys = runners.choose([ModelKey(int(r["fold"]), int(r["seed"])) for r in rows],
-                              cfg.models_per_fold)
+        keys = runners.choose(
+            [ModelKey(int(r["fold"]), int(r["seed"])) for r in rows], cfg.models_per_fold
+        )
         chosen[v] = [runners.load(v, k, runs, deployed, table) for k in keys]
-    log.info("%s/%s: timing %d models of %d variants with %s", spec.dataset, spec.protocol,
-             sum(map(len, chosen.values())), len(spec.variants), list(cfg.runtimes))
-    result = suite.run([m for v in spec.variants for m in chosen[v]], cfg,
-                       meter_factory or (lambda: EnergyMeter(energy.country_iso_code)))
-    info = device_info(cfg.threads) | {"onnxruntime": ort_runtime.ort_version(),
-                                       "runtimes": list(cfg.runtimes)}
-    tables = {v: variant_tables(v, *inputs[v], chosen[v], result, cfg,
-                                int(export_info["block_size"])) for v in spec.variants}
+    log.info(
+        "%s/%s: timing %d models of %d variants with %s",
+        spec.dataset,
+        spec.protocol,
+        sum(map(len, chosen.values())),
+        len(spec.variants),
+        list(cfg.runtimes),
+    )
+    result = suite.run(
+        [m for v in spec.variants for m in chosen[v]],
+        cfg,
+        meter_factory or (lambda: EnergyMeter(energy.country_iso_code)),
+    )
+    info = device_info(cfg.threads) | {
+        "onnxruntime": ort_runtime.ort_version(),
+        "runtimes": list(cfg.runtimes),
+    }
+    tables = {
+        v: variant_tables(v, *inputs[v], chosen[v], result, cfg, int(export_info["block_size"]))
+        for v in spec.variants
+    }
     _write(out, tables, info, result, inputs, cfg)
     return _log_frame(tables, cfg)
 
 
-def _write(out: Path, tables: dict[str, VariantTables], info: dict, result: SuiteResult,
-           inputs: dict, cfg: SuiteConfig) -> None:
+def _write(
+    out: Path,
+    tables: dict[str, VariantTables],
+    info: dict,
+    result: SuiteResult,
+    inputs: dict,
+    cfg: SuiteConfig,
+) -> None:
     link = {"device_id": device_id(info)}
     with atomic_dir(out) as tmp:
         for v, t in tables.items():
@@ -103,28 +139,43 @@ def _write(out: Path, tables: dict[str, VariantTables], info: dict, result: Suit
                 for key, ms in samples.items():
                     np.save(sub / f"{key.stem}.npy", ms.astype(np.float64))
             folder.mkdir(exist_ok=True)
-            t.summary.assign(**link, device="device.json").to_csv(folder / "summary.csv",
-                                                                  index=False)
+            t.summary.assign(**link, device="device.json").to_csv(
+                folder / "summary.csv", index=False
+            )
             t.batch.assign(**link).to_csv(folder / "batch_latency.csv", index=False)
             t.energy.assign(**link).to_csv(folder / "energy.csv", index=False)
             routing = inputs[v][2]
             if routing is not None:
                 routing.assign(**link).to_csv(folder / "routing.csv", index=False)
             save_json(folder / "device.json", info | link)
-        save_json(tmp / "run.json", {**link, "machine": result.machine,
-                                     "energy_method": result.energy.method,
-                                     "estimated_watts": result.energy.watts,
-                                     "config": dataclasses.asdict(cfg),
-                                     "order": result.order})
+        save_json(
+            tmp / "run.json",
+            {
+                **link,
+                "machine": result.machine,
+                "energy_method": result.energy.method,
+                "estimated_watts": result.energy.watts,
+                "config": dataclasses.asdict(cfg),
+                "order": result.order,
+            },
+        )
 
 
 def _log_frame(tables: dict[str, VariantTables], cfg: SuiteConfig) -> pd.DataFrame:
     rows = []
     for v, t in tables.items():
         timed = t.summary[t.summary["timed"]]
-        rows.append({"variant": v, **timed[["latency_median_ms", "latency_p99_ms",
-                                            "size_packed_bytes", "energy_method"]].median(
-            numeric_only=True).to_dict(), "energy_method": timed["energy_method"].iloc[0]})
+        rows.append(
+            {
+                "variant": v,
+                **timed[
+                    ["latency_median_ms", "latency_p99_ms", "size_packed_bytes", "energy_method"]
+                ]
+                .median(numeric_only=True)
+                .to_dict(),
+                "energy_method": timed["energy_method"].iloc[0],
+            }
+        )
     frame = pd.DataFrame(rows)
     fp32 = frame.loc[frame["variant"] == "fp32", "latency_median_ms"]
     frame["ratio_to_fp32"] = frame["latency_median_ms"] / (fp32.iloc[0] if len(fp32) else np.nan)

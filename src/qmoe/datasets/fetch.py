@@ -34,12 +34,15 @@ class Source(NamedTuple):
     """An unpacked dataset source, ready for a builder to read (never to write)."""
 
     root: Path  # folder holding the dataset's files (a mirror folder or an extraction)
-    origin: str  # "bundled folder" | "mirror folder" | "mirror archive" | "download" | "user folder"
+    origin: (
+        str  # "bundled folder" | "mirror folder" | "mirror archive" | "download" | "user folder"
+    )
 
     @property
     def read_only(self) -> bool:
         """A folder we do not own (bundled in the repository, or a mirror): copy, never move."""
         return self.origin in ("bundled folder", "mirror folder")
+
     archive_sha256: str | None  # of the archive read, None for a folder
 
 
@@ -76,8 +79,9 @@ def check_digests(name: str, got: Digests, archive: ArchiveSource) -> None:
             raise ChecksumError(f"{name}: {algo} mismatch: expected {expected}, got {actual}")
 
 
-def find_in_mirrors(names: list[str], env: Mapping[str, str],
-                    bundled: Path | None = None) -> Path | None:
+def find_in_mirrors(
+    names: list[str], env: Mapping[str, str], bundled: Path | None = None
+) -> Path | None:
     """First existing `<mirror>/<name>` over mirrors (outer; `bundled` first) and names (inner)."""
     for mirror in ([bundled] if bundled is not None else []) + mirror_dirs(env):
         for name in names:
@@ -129,7 +133,10 @@ def _not_found_message(spec: DatasetSpec, env: Mapping[str, str], reason: str) -
 
 
 def obtain(
-    spec: DatasetSpec, work: Path, env: Mapping[str, str], limits: ExtractLimits | None = None,
+    spec: DatasetSpec,
+    work: Path,
+    env: Mapping[str, str],
+    limits: ExtractLimits | None = None,
     bundled: Path | None = None,
 ) -> Source:
     """Locate `spec`'s data: the repository's bundled folder (`bundled/<name>`), a mirror folder
@@ -141,7 +148,9 @@ def obtain(
     candidates = source_names(spec)
     hit = find_in_mirrors(candidates, env, bundled)
     if hit is not None and hit.is_dir():
-        origin = "bundled folder" if bundled is not None and hit.parent == bundled else "mirror folder"
+        origin = (
+            "bundled folder" if bundled is not None and hit.parent == bundled else "mirror folder"
+        )
         log.info("%s: using %s %s", spec.name, origin, hit)
         return Source(hit, origin, None)
     if spec.archive is None:

@@ -81,8 +81,11 @@ def scan_class_folders(root: Path, suffixes: frozenset[str]) -> list[tuple[str, 
         raise DatasetError(f"{root}: no class subfolders (expected {root}/<class>/<file>)")
     found, ignored = [], 0
     for cls in classes:
-        files = [p for p in sorted(cls.rglob("*")) if p.is_file()
-                 and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+        files = [
+            p
+            for p in sorted(cls.rglob("*"))
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        ]
         media = [p for p in files if p.suffix.lower() in suffixes]
         ignored += len(files) - len(media)
         if not media:
@@ -126,8 +129,10 @@ def _check_csv_folds(entries: list[CsvEntry], csv_path: Path) -> None:
         return
     for e in entries:
         if e.fold == 0:
-            raise DatasetError(f"{csv_path}:{e.line}: no fold, but other rows give one; "
-                               "give every row a fold 1..K, or leave the column empty everywhere")
+            raise DatasetError(
+                f"{csv_path}:{e.line}: no fold, but other rows give one; "
+                "give every row a fold 1..K, or leave the column empty everywhere"
+            )
         if e.fold > len(given):
             raise DatasetError(
                 f"{csv_path}:{e.line}: fold {e.fold} out of range: number the folds 1..K "
@@ -168,8 +173,10 @@ def build_folder(source: Path, raw: Path, suffixes: frozenset[str]) -> FolderDat
         present = {e.rel for e in entries if (source / e.rel).is_file()}
         check_missing([e.rel for e in entries], present, csv_path, "files listed in the CSV")
         with_folds = any(e.fold for e in entries)
-        extra = {"folds": f"user {CSV_NAME}, column fold" if with_folds else None,
-                 "source_id": PER_FILE.format(how=f"a {CSV_NAME} without folds")}
+        extra = {
+            "folds": f"user {CSV_NAME}, column fold" if with_folds else None,
+            "source_id": PER_FILE.format(how=f"a {CSV_NAME} without folds"),
+        }
     else:
         scanned = scan_class_folders(source, suffixes)
         entries = [CsvEntry(rel, label, 0, 0) for rel, label in scanned]

@@ -100,8 +100,12 @@ def check_clips(rows: list[dict[str, Any]], raw: Path, probe: Probe, skip_bad: b
     _emptied_classes(rows, checked)
     if checked.flagged:
         shown = "; ".join(f"{f['path']}: {f['note']}" for f in checked.flagged[:3])
-        log.warning("%d usable clip(s) flagged (listed in dataset.json): %s%s",
-                    len(checked.flagged), shown, "; ..." if len(checked.flagged) > 3 else "")
+        log.warning(
+            "%d usable clip(s) flagged (listed in dataset.json): %s%s",
+            len(checked.flagged),
+            shown,
+            "; ..." if len(checked.flagged) > 3 else "",
+        )
     return checked
 
 

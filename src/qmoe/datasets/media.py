@@ -44,7 +44,6 @@ class AudioRules:
     frames: int | None = None
 
 
-
 def _wav_shortfall(path: Path, sample_rate: int) -> str | None:
     """'header declares ..., file holds ...' when a RIFF/WAVE data chunk is cut short."""
     size = path.stat().st_size
@@ -66,8 +65,10 @@ def _wav_shortfall(path: Path, sample_rate: int) -> str | None:
                 if n in (0, 0xFFFFFFFF) or n <= held or block_align == 0:
                     return None
                 want, have = n // block_align, held // block_align
-                return (f"truncated: the WAV header declares {want} frames "
-                        f"({want / sample_rate:.3f} s), the file holds {have}")
+                return (
+                    f"truncated: the WAV header declares {want} frames "
+                    f"({want / sample_rate:.3f} s), the file holds {have}"
+                )
             pos += 8 + n + (n & 1)
     return None
 
@@ -146,8 +147,10 @@ def probe_image(path: Path, max_pixels: int = 50_000_000) -> MediaInfo:
         with Image.open(path) as im:
             width, height = im.size
             if width * height > max_pixels:
-                raise BadFile(f"image of {width} x {height} pixels exceeds "
-                              f"download.max_image_pixels {max_pixels:,}; not decoded")
+                raise BadFile(
+                    f"image of {width} x {height} pixels exceeds "
+                    f"download.max_image_pixels {max_pixels:,}; not decoded"
+                )
             im.load()
     except Image.DecompressionBombError as e:  # Pillow's own cap, met when opening the file
         raise BadFile(f"image too large, not decoded: {e}") from e

@@ -58,18 +58,27 @@ def _archive_content(ctx: Context, src: Source, folder_check: str) -> dict[str, 
     archive = ctx.spec.archive
     if src.archive_sha256 is not None and archive and (archive.md5 or archive.sha256):
         algo, value = ("sha256", archive.sha256) if archive.sha256 else ("md5", archive.md5)
-        return {"content_verified": True,
-                "content_check": f"archive {algo} matches the published {value}"}
+        return {
+            "content_verified": True,
+            "content_check": f"archive {algo} matches the published {value}",
+        }
     return {"content_verified": False, "content_check": f"{UNVERIFIED_FOLDER}; {folder_check}"}
 
 
 def _esc50(ctx: Context) -> Built:
     src = ctx.obtain()
     root = find_root(src.root, esc.ESC50_META, "an ESC-50 copy")
-    rows = esc.build_esc50(root, ctx.raw, ctx.spec.expected_files or 0,
-                           move=not src.read_only, digest=ctx.spec.meta_digest)
-    checked = ("meta/esc50.csv is the official metadata; its 2,000 files are present, each 5.0 s, "
-               "44.1 kHz mono, not silent")
+    rows = esc.build_esc50(
+        root,
+        ctx.raw,
+        ctx.spec.expected_files or 0,
+        move=not src.read_only,
+        digest=ctx.spec.meta_digest,
+    )
+    checked = (
+        "meta/esc50.csv is the official metadata; its 2,000 files are present, each 5.0 s, "
+        "44.1 kHz mono, not silent"
+    )
     return Built(rows, src, ctx.audio_probe(), _archive_content(ctx, src, checked))
 
 
@@ -77,8 +86,10 @@ def _esc10(ctx: Context) -> Built:
     src = ctx.obtain()
     root = find_root(src.root, "001 - Dog bark", "an ESC-10 copy")
     rows = esc.build_esc10(root, ctx.raw, move=not src.read_only)
-    content = {"content_verified": True,
-               "content_check": "every clip's sha256 matches the embedded esc10.sha256"}
+    content = {
+        "content_verified": True,
+        "content_check": "every clip's sha256 matches the embedded esc10.sha256",
+    }
     return Built(rows, src, ctx.audio_probe(), content)
 
 
@@ -152,7 +163,10 @@ def _dataset_info(spec: DatasetSpec, built: Built, cfg: DownloadConfig) -> dict[
 
 
 def build(
-    name: str, out: Path, cfg: DownloadConfig, env: Mapping[str, str] | None = None,
+    name: str,
+    out: Path,
+    cfg: DownloadConfig,
+    env: Mapping[str, str] | None = None,
     bundled: Path | None = None,
 ) -> dict[str, Any]:
     """Create `out` (= data/raw/<name>) with files/, manifest.csv and dataset.json; return the

@@ -193,8 +193,11 @@ class DownloadConfig:
         require(self.silence_dbfs < 0, "download.silence_dbfs", f"{self.silence_dbfs} >= 0")
         for name in ("max_image_pixels", "max_extract_bytes"):
             require(getattr(self, name) >= 1, f"download.{name}", f"{getattr(self, name)} < 1")
-        require(self.max_extract_ratio >= 1, "download.max_extract_ratio",
-                f"{self.max_extract_ratio} < 1")
+        require(
+            self.max_extract_ratio >= 1,
+            "download.max_extract_ratio",
+            f"{self.max_extract_ratio} < 1",
+        )
 
     @property
     def skip_bad_files(self) -> bool:

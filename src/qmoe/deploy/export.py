@@ -47,14 +47,20 @@ from qmoe.quant.layers import (
 class ExportConfig:
     """params.yaml `export` (graph form): MatMulNBits block size and accuracy level."""
 
-    block_size: int          # MatMulNBits block along K; its activations are quantised per block
-    accuracy_level: int      # 4 = int8 activations, int32 accumulation (0 = float compute)
+    block_size: int  # MatMulNBits block along K; its activations are quantised per block
+    accuracy_level: int  # 4 = int8 activations, int32 accumulation (0 = float compute)
 
     def __post_init__(self) -> None:
-        require(self.block_size in nbits.SUPPORTED_BLOCKS, "export.block_size",
-                f"{self.block_size} not in {list(nbits.SUPPORTED_BLOCKS)}")
-        require(self.accuracy_level in (0, 1, 2, 3, 4), "export.accuracy_level",
-                f"{self.accuracy_level} not in [0, 4]")
+        require(
+            self.block_size in nbits.SUPPORTED_BLOCKS,
+            "export.block_size",
+            f"{self.block_size} not in {list(nbits.SUPPORTED_BLOCKS)}",
+        )
+        require(
+            self.accuracy_level in (0, 1, 2, 3, 4),
+            "export.accuracy_level",
+            f"{self.accuracy_level} not in [0, 4]",
+        )
 
 
 class ExportError(InputError):
@@ -64,20 +70,20 @@ class ExportError(InputError):
 class WeightRecord(NamedTuple):
     """One quantised layer: where its integer weight sits in the graph, and what it must hold."""
 
-    path: str                # module path in the torch model, e.g. net.body.0
-    op: str                  # MatMulNBits | MatMulInteger
-    codes: np.ndarray        # (out, in) int8, the torch model's codes
-    scale: np.ndarray        # () or (out, 1) float32, the torch model's scale(s)
-    weight_name: str         # initialiser holding the codes (blob or int8 matrix)
-    scale_name: str          # initialiser holding the scale(s)
-    bits: int                # container bits in the graph (2, 4, 8)
+    path: str  # module path in the torch model, e.g. net.body.0
+    op: str  # MatMulNBits | MatMulInteger
+    codes: np.ndarray  # (out, in) int8, the torch model's codes
+    scale: np.ndarray  # () or (out, 1) float32, the torch model's scale(s)
+    weight_name: str  # initialiser holding the codes (blob or int8 matrix)
+    scale_name: str  # initialiser holding the scale(s)
+    bits: int  # container bits in the graph (2, 4, 8)
 
 
 class Exported(NamedTuple):
     proto: onnx.ModelProto
-    artefact: str                 # what the artefact is, in words
-    weights: list[WeightRecord]   # every quantised layer, in graph order
-    outputs: tuple[str, ...]      # logits [, expert, uncertainty]
+    artefact: str  # what the artefact is, in words
+    weights: list[WeightRecord]  # every quantised layer, in graph order
+    outputs: tuple[str, ...]  # logits [, expert, uncertainty]
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -96,8 +102,10 @@ class _Emitter:
         """MLP (b, d) -> logits (b, c) float32 (qmoe.models.MLP: body, head, compute_dtype)."""
         dtype = getattr(mlp, "compute_dtype", torch.float32)
         if dtype not in (torch.float32, torch.float16):
-            raise ExportError(f"{path}: compute dtype {dtype} has no ONNX Runtime CPU form here; "
-                              "supported: float32, float16")
+            raise ExportError(
+                f"{path}: compute dtype {dtype} has no ONNX Runtime CPU form here; "
+                "supported: float32, float16"
+            )
         h = G.cast(g, x, G.FLOAT16) if dtype == torch.float16 else x
         if dtype == torch.float16:
             self.kinds.add("fp16 weights and activations (float16 graph)")
@@ -116,8 +124,9 @@ class _Emitter:
         if ptq.is_dynamic_int8(m):
             return self.int8(g, x, m, path)
         if isinstance(m, QuantLinear):
-            return self.nbits(g, G.layer_norm(g, x, _np(m.norm.weight), _np(m.norm.bias),
-                                              m.norm.eps), m, path)
+            return self.nbits(
+                g, G.layer_norm(g, x, _np(m.norm.weight), _np(m.norm.bias), m.norm.eps), m, path
+            )
         if type(m) is PreNormLinear:
             x = G.layer_norm(g, x, _np(m.norm.weight), _np(m.norm.bias), m.norm.eps)
             return G.linear(g, x, _np(m.weight), None if m.bias is None else _np(m.bias))
@@ -128,10 +137,20 @@ class _Emitter:
     def int8(self, g: G.Graph, x: str, m: nn.Module, path: str) -> str:
         qw = ptq.int8_weight(m)
         bias = m.bias()
-        y, w_name, s_name = G.int8_linear(g, x, _np(qw.codes), float(qw.scale),
-                                          None if bias is None else _np(bias))
-        self.weights.append(WeightRecord(path, "MatMulInteger", _np(qw.codes),
-                                         _np(qw.scale).astype(np.float32), w_name, s_name, 8))
+        y, w_name, s_name = G.int8_linear(
+            g, x, _np(qw.codes), float(qw.scale), None if bias is None else _np(bias)
+        )
+        self.weights.append(
+            WeightRecord(
+                path,
+                "MatMulInteger",
+                _np(qw.codes),
+                _np(qw.scale).astype(np.float32),
+                w_name,
+                s_name,
+                8,
+            )
+        )
         self.kinds.add("int8 MatMulInteger (torch PTQ codes and scales)")
         return y
 
@@ -147,8 +166,9 @@ class _Emitter:
         qw = m.quantized_weight()
         codes, scale = _np(qw.codes), _np(qw.scale).astype(np.float32)
         w = nbits.pack(codes, scale, bits, self.cfg.block_size)
-        y, w_name, s_name = G.matmul_nbits(g, x, w, None if m.bias is None else _np(m.bias),
-                                           self.cfg.accuracy_level)
+        y, w_name, s_name = G.matmul_nbits(
+            g, x, w, None if m.bias is None else _np(m.bias), self.cfg.accuracy_level
+        )
         self.weights.append(WeightRecord(path, "MatMulNBits", codes, scale, w_name, s_name, bits))
         self.kinds.add(_describe(m, bits))
         return y
@@ -177,8 +197,13 @@ def export(model: nn.Module, cfg: ExportConfig, clip: np.ndarray | None = None) 
     x = G.zscore(g, "x", _np(model.norm_mean), _np(model.norm_std))
     em = _Emitter(cfg)
     if clip is not None:
-        x = g.op("Min", [g.op("Max", [x, g.const(-clip.astype(np.float32), "z_lo")]),
-                         g.const(clip.astype(np.float32), "z_hi")])
+        x = g.op(
+            "Min",
+            [
+                g.op("Max", [x, g.const(-clip.astype(np.float32), "z_lo")]),
+                g.const(clip.astype(np.float32), "z_hi"),
+            ],
+        )
         em.kinds.add("z-scores clipped to the training range")
     if isinstance(net, MoE):
         outs = moe_graph.emit(g, x, net, em)
@@ -191,8 +216,9 @@ def export(model: nn.Module, cfg: ExportConfig, clip: np.ndarray | None = None) 
         g.alias(value, name)
     types = {"logits": G.FLOAT, "expert": G.INT64, "uncertainty": G.FLOAT}
     shapes = {"logits": ["batch", _classes(net)], "expert": ["batch"], "uncertainty": ["batch"]}
-    proto = G.to_model(g, [G.value("x", G.FLOAT, ["batch", d])],
-                       [G.value(k, types[k], shapes[k]) for k in outs])
+    proto = G.to_model(
+        g, [G.value("x", G.FLOAT, ["batch", d])], [G.value(k, types[k], shapes[k]) for k in outs]
+    )
     return Exported(proto, "; ".join(sorted(em.kinds)), em.weights, tuple(outs))
 
 

@@ -45,14 +45,13 @@ def export_params(section: Any) -> ExportParams:
     """Both configs from params `export`; unknown or missing keys are refused by name."""
     if not isinstance(section, dict) or "check" not in section:
         raise ConfigError("export: expected a mapping with block_size, accuracy_level and check")
-    graph = from_section(ExportConfig, {k: v for k, v in section.items() if k != "check"},
-                         "export")
+    graph = from_section(ExportConfig, {k: v for k, v in section.items() if k != "check"}, "export")
     return ExportParams(graph, from_section(CheckConfig, section["check"], "export.check"))
 
 
 class Unit(NamedTuple):
     variant: str
-    checkpoint: Path       # <runs>/<variant>/fold{k}_seed{s}.pt
+    checkpoint: Path  # <runs>/<variant>/fold{k}_seed{s}.pt
     key: ModelKey
 
     def name(self) -> str:
@@ -62,18 +61,18 @@ class Unit(NamedTuple):
 class TestFold(NamedTuple):
     """What every unit needs from the run tree and the features (sent once to each worker)."""
 
-    emb: np.ndarray                    # (n_clips, d) float32 raw embeddings
-    row_of: dict[str, int]             # clip_id -> row of emb
-    labels: dict[tuple[str, int, int], dict[str, int]]   # (variant, fold, seed) -> clip -> label
+    emb: np.ndarray  # (n_clips, d) float32 raw embeddings
+    row_of: dict[str, int]  # clip_id -> row of emb
+    labels: dict[tuple[str, int, int], dict[str, int]]  # (variant, fold, seed) -> clip -> label
     params: ExportParams
-    where: str                         # "<dataset>/<protocol>", for messages
+    where: str  # "<dataset>/<protocol>", for messages
 
 
 class Deployed(NamedTuple):
     onnx: bytes
-    row: dict[str, Any]                # one row of deployed.csv
-    routing: list[dict[str, Any]]      # MoE: rows of routing.csv (share of test clips per expert)
-    zclip: bytes | None                # int8 models: the z-clipped artefact
+    row: dict[str, Any]  # one row of deployed.csv
+    routing: list[dict[str, Any]]  # MoE: rows of routing.csv (share of test clips per expert)
+    zclip: bytes | None  # int8 models: the z-clipped artefact
 
 
 def units(runs: Path, variant_names: list[str]) -> list[Unit]:
@@ -95,16 +94,19 @@ def test_labels(runs: Path, variant_names: list[str]) -> dict[tuple[str, int, in
     """Each model's test-fold labels from its variant's predictions.csv (the label set trained)."""
     out: dict[tuple[str, int, int], dict[str, int]] = {}
     for variant in variant_names:
-        frame = pd.read_csv(runs / variant / "predictions.csv", usecols=["fold", "seed", "clip_id",
-                                                                         "label"])
+        frame = pd.read_csv(
+            runs / variant / "predictions.csv", usecols=["fold", "seed", "clip_id", "label"]
+        )
         for (fold, seed), part in frame.groupby(["fold", "seed"]):
-            out[(variant, int(fold), int(seed))] = dict(zip(part["clip_id"].astype(str),
-                                                            part["label"].astype(int)))
+            out[(variant, int(fold), int(seed))] = dict(
+                zip(part["clip_id"].astype(str), part["label"].astype(int))
+            )
     return out
 
 
-def test_fold(table: pd.DataFrame, runs: Path, variant_names: list[str], params: ExportParams,
-              where: str) -> TestFold:
+def test_fold(
+    table: pd.DataFrame, runs: Path, variant_names: list[str], params: ExportParams, where: str
+) -> TestFold:
     emb = table[[c for c in table.columns if c.startswith("emb_")]].to_numpy(dtype=np.float32)
     row_of = {cid: i for i, cid in enumerate(table["clip_id"].astype(str))}
     return TestFold(emb, row_of, test_labels(runs, variant_names), params, where)
@@ -124,8 +126,10 @@ def _inputs(shared: TestFold, unit: Unit, meta: dict) -> tuple[np.ndarray, np.nd
     labels = shared.labels.get((unit.variant, *unit.key), {})
     missing = [c for c in ids if c not in shared.row_of or c not in labels]
     if not ids or missing:
-        raise InputError(f"{unit.checkpoint}: {len(missing)} of {len(ids)} test clips lack an "
-                         f"embedding or a label in predictions.csv, e.g. {missing[:3]}")
+        raise InputError(
+            f"{unit.checkpoint}: {len(missing)} of {len(ids)} test clips lack an "
+            f"embedding or a label in predictions.csv, e.g. {missing[:3]}"
+        )
     return shared.emb[[shared.row_of[c] for c in ids]], np.array([labels[c] for c in ids])
 
 
@@ -140,20 +144,38 @@ def deploy_unit(shared: TestFold, unit: Unit) -> Deployed:
         sess = runtime.session(data)
     except ExportError as e:
         raise ExportError(f"{context}: export failed: {e}") from None
-    v = verify(loaded.model, exported, sess, x, shared.params.graph.block_size,
-               shared.params.check, context)
+    v = verify(
+        loaded.model,
+        exported,
+        sess,
+        x,
+        shared.params.graph.block_size,
+        shared.params.check,
+        context,
+    )
     c = loaded.meta["num_classes"]
-    dep, tor = scores(torch.from_numpy(y), torch.from_numpy(v.deployed_pred), c), \
-        scores(torch.from_numpy(y), torch.from_numpy(v.torch_pred), c)
+    dep, tor = (
+        scores(torch.from_numpy(y), torch.from_numpy(v.deployed_pred), c),
+        scores(torch.from_numpy(y), torch.from_numpy(v.torch_pred), c),
+    )
     meta = loaded.meta
     fp32 = fp32_bytes(meta["in_dim"], c, tuple(meta["model"]["hidden_sizes"]))
-    row = {"fold": unit.key.fold, "seed": unit.key.seed, "artefact": exported.artefact,
-           "n_test": len(y), "deployed_macro_f1": dep.macro_f1, "deployed_accuracy": dep.accuracy,
-           "deployed_weighted_f1": dep.weighted_f1, "torch_b1_macro_f1": tor.macro_f1,
-           "batch_macro_f1": _batch_f1(sess, x, y, c),
-           **_sizes(exported, data, fp32), **v.check._asdict(),
-           "ort_keeps_fp16": runtime.keeps_fp16(exported.proto) if "fp16" in exported.artefact
-           else None}
+    row = {
+        "fold": unit.key.fold,
+        "seed": unit.key.seed,
+        "artefact": exported.artefact,
+        "n_test": len(y),
+        "deployed_macro_f1": dep.macro_f1,
+        "deployed_accuracy": dep.accuracy,
+        "deployed_weighted_f1": dep.weighted_f1,
+        "torch_b1_macro_f1": tor.macro_f1,
+        "batch_macro_f1": _batch_f1(sess, x, y, c),
+        **_sizes(exported, data, fp32),
+        **v.check._asdict(),
+        "ort_keeps_fp16": runtime.keeps_fp16(exported.proto)
+        if "fp16" in exported.artefact
+        else None,
+    }
     zclip = None
     if any(ptq.is_dynamic_int8(m) for m in loaded.model.modules()):
         zclip, more = _zclip(shared, loaded, x, y, context)
@@ -168,8 +190,9 @@ def _batch_f1(sess: Any, x: np.ndarray, y: np.ndarray, c: int) -> float:
     return scores(torch.from_numpy(y), torch.from_numpy(pred), c).macro_f1
 
 
-def _zclip(shared: TestFold, loaded: Any, x: np.ndarray, y: np.ndarray,
-           context: str) -> tuple[bytes, dict[str, float]]:
+def _zclip(
+    shared: TestFold, loaded: Any, x: np.ndarray, y: np.ndarray, context: str
+) -> tuple[bytes, dict[str, float]]:
     """The int8 deployment that survives outlier clips: z-scores clipped per dimension to the
     largest |z| of the clips outside the test fold (the model's training and validation part),
     so one test clip far outside the training range cannot set the activation scale."""
@@ -177,16 +200,27 @@ def _zclip(shared: TestFold, loaded: Any, x: np.ndarray, y: np.ndarray,
     mean, std = model.norm_mean.numpy(), model.norm_std.numpy()
     test = set(str(c) for c in loaded.meta["test_clip_ids"])
     rest = shared.emb[[i for cid, i in shared.row_of.items() if cid not in test]]
-    bound = np.abs((rest - mean) / std).max(axis=0)                             # (d,)
+    bound = np.abs((rest - mean) / std).max(axis=0)  # (d,)
     exported = export(model, shared.params.graph, clip=bound)
     data = exported.proto.SerializeToString()
     sess = runtime.session(data)
-    v = verify(model, exported, sess, x, shared.params.graph.block_size, shared.params.check,
-               f"{context} (z-clipped)", clip=bound)
+    v = verify(
+        model,
+        exported,
+        sess,
+        x,
+        shared.params.graph.block_size,
+        shared.params.check,
+        f"{context} (z-clipped)",
+        clip=bound,
+    )
     c = loaded.meta["num_classes"]
     f1 = scores(torch.from_numpy(y), torch.from_numpy(v.deployed_pred), c).macro_f1
-    return data, {"zclip_deployed_macro_f1": f1, "zclip_batch_macro_f1": _batch_f1(sess, x, y, c),
-                  "zclip_clipped_values": int((np.abs((x - mean) / std) > bound).sum())}
+    return data, {
+        "zclip_deployed_macro_f1": f1,
+        "zclip_batch_macro_f1": _batch_f1(sess, x, y, c),
+        "zclip_clipped_values": int((np.abs((x - mean) / std) > bound).sum()),
+    }
 
 
 def _routing(variant: Any, key: ModelKey, expert: np.ndarray | None) -> list[dict[str, Any]]:
@@ -195,18 +229,28 @@ def _routing(variant: Any, key: ModelKey, expert: np.ndarray | None) -> list[dic
         return []
     names = [e.name for e in variant.experts]
     counts = np.bincount(expert, minlength=len(names))
-    return [{"fold": key.fold, "seed": key.seed, "expert": i, "expert_name": name,
-             "frequency": counts[i] / len(expert)} for i, name in enumerate(names)]
+    return [
+        {
+            "fold": key.fold,
+            "seed": key.seed,
+            "expert": i,
+            "expert_name": name,
+            "frequency": counts[i] / len(expert),
+        }
+        for i, name in enumerate(names)
+    ]
 
 
 def _sizes(exported: Exported, data: bytes, fp32_file: int) -> dict[str, int]:
     """Bytes on disk, bytes of all tensors, bytes of the quantised layers (codes and scales)."""
     inits = initializers(exported.proto.graph)
     quant = {name for w in exported.weights for name in (w.weight_name, w.scale_name)}
-    return {"size_file_bytes": len(data),
-            "size_tensor_bytes": sum(len(t.raw_data) for t in inits.values()),
-            "size_quantised_weight_bytes": sum(len(inits[n].raw_data) for n in quant),
-            "size_fp32_file_bytes": fp32_file}
+    return {
+        "size_file_bytes": len(data),
+        "size_tensor_bytes": sum(len(t.raw_data) for t in inits.values()),
+        "size_quantised_weight_bytes": sum(len(inits[n].raw_data) for n in quant),
+        "size_fp32_file_bytes": fp32_file,
+    }
 
 
 class TreeSpec(NamedTuple):
@@ -217,8 +261,14 @@ class TreeSpec(NamedTuple):
     variants: tuple[str, ...]
 
 
-def deploy_tree(spec: TreeSpec, params: ExportParams, features: Path, runs: Path, out: Path,
-                execution: ExecutionConfig) -> pd.DataFrame:
+def deploy_tree(
+    spec: TreeSpec,
+    params: ExportParams,
+    features: Path,
+    runs: Path,
+    out: Path,
+    execution: ExecutionConfig,
+) -> pd.DataFrame:
     """Export every model of `runs` (= data/runs/<dataset>/<protocol>) into `out`, atomically:
     <variant>/<fold{k}_seed{s}>.onnx, <variant>/deployed.csv and export.json. Returns all rows."""
     table_path = features / "features.parquet"
@@ -241,14 +291,24 @@ def deploy_tree(spec: TreeSpec, params: ExportParams, features: Path, runs: Path
         frame = pd.DataFrame(rows)
         for variant, part in frame.groupby("variant", sort=False):
             part.drop(columns="variant").to_csv(tmp / variant / "deployed.csv", index=False)
-        for variant, part in (pd.DataFrame(routing).groupby("variant", sort=False)
-                              if routing else []):
+        for variant, part in (
+            pd.DataFrame(routing).groupby("variant", sort=False) if routing else []
+        ):
             part.drop(columns="variant").to_csv(tmp / variant / "routing.csv", index=False)
-        save_json(tmp / "export.json", {
-            "dataset": spec.dataset, "protocol": spec.protocol, "variants": list(spec.variants),
-            "onnxruntime": runtime.ort_version(), "onnx": onnx.__version__,
-            "opset": OPSET, "block_size": params.graph.block_size,
-            "accuracy_level": params.graph.accuracy_level,
-            "check": dataclasses.asdict(params.check),
-            "models": len(todo), "seconds": round(time.perf_counter() - t0, 2)})
+        save_json(
+            tmp / "export.json",
+            {
+                "dataset": spec.dataset,
+                "protocol": spec.protocol,
+                "variants": list(spec.variants),
+                "onnxruntime": runtime.ort_version(),
+                "onnx": onnx.__version__,
+                "opset": OPSET,
+                "block_size": params.graph.block_size,
+                "accuracy_level": params.graph.accuracy_level,
+                "check": dataclasses.asdict(params.check),
+                "models": len(todo),
+                "seconds": round(time.perf_counter() - t0, 2),
+            },
+        )
     return frame

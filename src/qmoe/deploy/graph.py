@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from qmoe.deploy.nbits import NBitsWeight
 
-OPSET = 17                  # LayerNormalization (17), ScatterND reduction (16)
+OPSET = 17  # LayerNormalization (17), ScatterND reduction (16)
 MS_DOMAIN = "com.microsoft"
 IR_VERSION = 9
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
@@ -45,12 +45,28 @@ class Graph:
         self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
         return name
 
-    def op(self, op_type: str, inputs: Sequence[str], hint: str = "", *, outputs: int = 1,
-           domain: str = "", **attrs: Any) -> Any:
+    def op(
+        self,
+        op_type: str,
+        inputs: Sequence[str],
+        hint: str = "",
+        *,
+        outputs: int = 1,
+        domain: str = "",
+        **attrs: Any,
+    ) -> Any:
         """Append a node; returns its output name (or a list when `outputs` > 1)."""
         names = [self.name(hint or op_type.lower()) for _ in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), names, name=self.name(op_type),
-                                           domain=domain or None, **attrs))
+        self.nodes.append(
+            helper.make_node(
+                op_type,
+                list(inputs),
+                names,
+                name=self.name(op_type),
+                domain=domain or None,
+                **attrs,
+            )
+        )
         return names[0] if outputs == 1 else names
 
     def alias(self, x: str, name: str) -> str:
@@ -62,8 +78,12 @@ class Graph:
         """An empty subgraph (for an `If` branch) sharing this graph's names."""
         return Graph(self._counter)
 
-    def to_graph(self, name: str, inputs: Sequence[onnx.ValueInfoProto],
-                 outputs: Sequence[onnx.ValueInfoProto]) -> onnx.GraphProto:
+    def to_graph(
+        self,
+        name: str,
+        inputs: Sequence[onnx.ValueInfoProto],
+        outputs: Sequence[onnx.ValueInfoProto],
+    ) -> onnx.GraphProto:
         return helper.make_graph(self.nodes, name, list(inputs), list(outputs), self.initializers)
 
 
@@ -71,13 +91,19 @@ def value(name: str, elem_type: int, shape: Sequence[Any] | None) -> onnx.ValueI
     return helper.make_tensor_value_info(name, elem_type, shape)
 
 
-def to_model(g: Graph, inputs: Sequence[onnx.ValueInfoProto],
-             outputs: Sequence[onnx.ValueInfoProto], doc: str = "") -> onnx.ModelProto:
+def to_model(
+    g: Graph,
+    inputs: Sequence[onnx.ValueInfoProto],
+    outputs: Sequence[onnx.ValueInfoProto],
+    doc: str = "",
+) -> onnx.ModelProto:
     """A checked model (ONNX opset 17 + com.microsoft 1)."""
-    model = helper.make_model(g.to_graph("qmoe", inputs, outputs), doc_string=doc,
-                              opset_imports=[helper.make_opsetid("", OPSET),
-                                             helper.make_opsetid(MS_DOMAIN, 1)],
-                              producer_name="qmoe.deploy")
+    model = helper.make_model(
+        g.to_graph("qmoe", inputs, outputs),
+        doc_string=doc,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],
+        producer_name="qmoe.deploy",
+    )
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     return model
@@ -111,38 +137,52 @@ def linear(g: Graph, x: str, weight: np.ndarray, bias: np.ndarray | None) -> str
 
 def layer_norm(g: Graph, x: str, gamma: np.ndarray, beta: np.ndarray, eps: float) -> str:
     """LayerNorm over the last dim of x (b, k)."""
-    return g.op("LayerNormalization", [x, g.const(gamma, "ln_g"), g.const(beta, "ln_b")],
-                axis=-1, epsilon=float(eps))
+    return g.op(
+        "LayerNormalization",
+        [x, g.const(gamma, "ln_g"), g.const(beta, "ln_b")],
+        axis=-1,
+        epsilon=float(eps),
+    )
 
 
 class QuantOut(NamedTuple):
-    y: str            # output value name
-    weight: str       # initialiser holding the integer codes
-    scale: str        # initialiser holding the scale(s)
+    y: str  # output value name
+    weight: str  # initialiser holding the integer codes
+    scale: str  # initialiser holding the scale(s)
 
 
-def matmul_nbits(g: Graph, x: str, w: NBitsWeight, bias: np.ndarray | None,
-                 accuracy_level: int) -> QuantOut:
+def matmul_nbits(
+    g: Graph, x: str, w: NBitsWeight, bias: np.ndarray | None, accuracy_level: int
+) -> QuantOut:
     """x (b, k) @ dequantised(w).T (+ bias) with com.microsoft MatMulNBits. accuracy_level 4: the
     kernel quantises x to int8 per block of `w.block` along k and accumulates in int32."""
     blob, scales = g.const(w.blob, "nbits_b"), g.const(w.scales, "nbits_s")
     inputs = [x, blob, scales]
     if bias is not None:
-        inputs += ["", "", g.const(bias.astype(np.float32), "b")]   # zero_points, g_idx, bias
-    y = g.op("MatMulNBits", inputs, domain=MS_DOMAIN, K=w.k, N=w.n, bits=w.bits,
-             block_size=w.block, accuracy_level=accuracy_level)
+        inputs += ["", "", g.const(bias.astype(np.float32), "b")]  # zero_points, g_idx, bias
+    y = g.op(
+        "MatMulNBits",
+        inputs,
+        domain=MS_DOMAIN,
+        K=w.k,
+        N=w.n,
+        bits=w.bits,
+        block_size=w.block,
+        accuracy_level=accuracy_level,
+    )
     return QuantOut(y, blob, scales)
 
 
-def int8_linear(g: Graph, x: str, codes: np.ndarray, scale: float,
-                bias: np.ndarray | None) -> QuantOut:
+def int8_linear(
+    g: Graph, x: str, codes: np.ndarray, scale: float, bias: np.ndarray | None
+) -> QuantOut:
     """Dynamic int8 linear: x quantised per call to uint8 (asymmetric, per tensor, ONNX
     DynamicQuantizeLinear), int8 weight codes (n, k) with one symmetric scale, int32 MatMulInteger,
     then rescaled to float. ONNX Runtime fuses the chain into one int8 kernel."""
     xq, xs, xz = g.op("DynamicQuantizeLinear", [x], "xq", outputs=3)
     w = g.const(np.ascontiguousarray(codes.T).astype(np.int8), "w_int8")
     s = g.const(np.float32(scale), "w_scale")
-    acc = g.op("MatMulInteger", [xq, w, xz])                                 # (b, n) int32
+    acc = g.op("MatMulInteger", [xq, w, xz])  # (b, n) int32
     y = g.op("Mul", [g.op("Cast", [acc], to=FLOAT), g.op("Mul", [xs, s])])
     y = y if bias is None else g.op("Add", [y, g.const(bias.astype(np.float32), "b")])
     return QuantOut(y, w, s)
@@ -152,10 +192,13 @@ def ternary_activation(g: Graph, x: str, factor: float) -> str:
     """The reference ternary's activations (7.4): 0 where |x| < factor * mean_j |x_j| (per sample),
     else sign(x); x (b, k) -> (b, k) in {-1, 0, +1}."""
     a = g.op("Abs", [x])
-    t = g.op("Mul", [g.op("ReduceMean", [a], axes=[-1], keepdims=1),
-                     g.const(np.float32(factor), "act_t")])                 # (b, 1)
-    return g.op("Where", [g.op("Less", [a, t]), g.const(np.float32(0.0), "zero"),
-                          g.op("Sign", [x])])
+    t = g.op(
+        "Mul",
+        [g.op("ReduceMean", [a], axes=[-1], keepdims=1), g.const(np.float32(factor), "act_t")],
+    )  # (b, 1)
+    return g.op(
+        "Where", [g.op("Less", [a, t]), g.const(np.float32(0.0), "zero"), g.op("Sign", [x])]
+    )
 
 
 def cast(g: Graph, x: str, to: int) -> str:

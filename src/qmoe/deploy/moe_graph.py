@@ -41,12 +41,17 @@ def router_probs(g: G.Graph, h1: str, r: Router) -> str:
 def mc_probs(g: G.Graph, h1: str, r: Router, samples: int) -> str:
     """Softmax (t, b, e) of the t banked MC passes (the router's fixed mask bank)."""
     bank = r.mask_bank(samples)
-    hb = g.op("Mul", [g.op("Unsqueeze", [h1, _const(g, [0], np.int64)]),
-                      g.const(bank.first.numpy()[:, None, :], "mc_mask1")])        # (t, b, 128)
-    h2 = g.op("Relu", [_linear(g, hb, r.fc2)])                                      # (t, b, 64)
+    hb = g.op(
+        "Mul",
+        [
+            g.op("Unsqueeze", [h1, _const(g, [0], np.int64)]),
+            g.const(bank.first.numpy()[:, None, :], "mc_mask1"),
+        ],
+    )  # (t, b, 128)
+    h2 = g.op("Relu", [_linear(g, hb, r.fc2)])  # (t, b, 64)
     if r.mc_dropout:
         h2 = g.op("Mul", [h2, g.const(bank.second.numpy()[:, None, :], "mc_mask2")])
-    return g.op("Softmax", [_linear(g, h2, r.out)], axis=-1)                        # (t, b, e)
+    return g.op("Softmax", [_linear(g, h2, r.out)], axis=-1)  # (t, b, e)
 
 
 def mc_uncertainty(g: G.Graph, h1: str, r: Router, samples: int) -> str:
@@ -54,15 +59,16 @@ def mc_uncertainty(g: G.Graph, h1: str, r: Router, samples: int) -> str:
     p = mc_probs(g, h1, r, samples)
     dev = g.op("Sub", [p, g.op("ReduceMean", [p], axes=[0], keepdims=1)])
     ss = g.op("ReduceSum", [g.op("Mul", [dev, dev]), _const(g, [0], np.int64)], keepdims=0)
-    var = g.op("Div", [ss, _const(g, samples - 1, np.float32)])                    # (b, e)
-    return g.op("ReduceSum", [var, _const(g, [-1], np.int64)], keepdims=0)         # (b,)
+    var = g.op("Div", [ss, _const(g, samples - 1, np.float32)])  # (b, e)
+    return g.op("ReduceSum", [var, _const(g, [-1], np.int64)], keepdims=0)  # (b,)
 
 
 def _entropy(g: G.Graph, p: str) -> str:
     """-sum_e p log max(p, 1e-12) over the last axis (qmoe.moe.router._entropy)."""
     log = g.op("Log", [g.op("Max", [p, _const(g, 1e-12, np.float32)])])
-    return g.op("Neg", [g.op("ReduceSum", [g.op("Mul", [p, log]), _const(g, [-1], np.int64)],
-                             keepdims=0)])
+    return g.op(
+        "Neg", [g.op("ReduceSum", [g.op("Mul", [p, log]), _const(g, [-1], np.int64)], keepdims=0)]
+    )
 
 
 def mc_score(g: G.Graph, h1: str, r: Router, samples: int, score: str) -> str:
@@ -70,32 +76,46 @@ def mc_score(g: G.Graph, h1: str, r: Router, samples: int, score: str) -> str:
     if score == "variance":
         return mc_uncertainty(g, h1, r, samples)
     p = mc_probs(g, h1, r, samples)
-    mean_entropy = _entropy(g, g.op("ReduceMean", [p], axes=[0], keepdims=0))      # (b,)
+    mean_entropy = _entropy(g, g.op("ReduceMean", [p], axes=[0], keepdims=0))  # (b,)
     if score == "entropy":
         return mean_entropy
     if score == "bald":
-        return g.op("Sub", [mean_entropy, g.op("ReduceMean", [_entropy(g, p)], axes=[0],
-                                                keepdims=0)])
+        return g.op(
+            "Sub", [mean_entropy, g.op("ReduceMean", [_entropy(g, p)], axes=[0], keepdims=0)]
+        )
     raise ValueError(f"no ONNX form for uncertainty score {score!r}")
 
 
 def input_draw(g: G.Graph, x: str, weights: np.ndarray) -> str:
     """The `random` placebo's draw (b,) in [0, 1): qmoe.moe.curiosity.input_draw in integers."""
     scaled = g.op("Round", [g.op("Mul", [x, _const(g, curiosity.DRAW_SCALE, np.float32)])])
-    clipped = g.op("Clip", [scaled, _const(g, -curiosity.DRAW_CLIP, np.float32),
-                            _const(g, curiosity.DRAW_CLIP, np.float32)])
-    q = g.op("Cast", [clipped], to=G.onnx.TensorProto.INT64)                       # (b, d)
-    h = g.op("ReduceSum", [g.op("Mul", [q, g.const(weights.astype(np.int64), "draw_w")]),
-                           _const(g, [-1], np.int64)], keepdims=0)                  # (b,)
+    clipped = g.op(
+        "Clip",
+        [
+            scaled,
+            _const(g, -curiosity.DRAW_CLIP, np.float32),
+            _const(g, curiosity.DRAW_CLIP, np.float32),
+        ],
+    )
+    q = g.op("Cast", [clipped], to=G.onnx.TensorProto.INT64)  # (b, d)
+    h = g.op(
+        "ReduceSum",
+        [g.op("Mul", [q, g.const(weights.astype(np.int64), "draw_w")]), _const(g, [-1], np.int64)],
+        keepdims=0,
+    )  # (b,)
     h = g.op("Mod", [h, _const(g, curiosity.DRAW_PRIME, np.int64)], fmod=0)
-    ratio = g.op("Div", [g.op("Cast", [h], to=G.onnx.TensorProto.DOUBLE),
-                         _const(g, float(curiosity.DRAW_PRIME), np.float64)])
+    ratio = g.op(
+        "Div",
+        [
+            g.op("Cast", [h], to=G.onnx.TensorProto.DOUBLE),
+            _const(g, float(curiosity.DRAW_PRIME), np.float64),
+        ],
+    )
     return g.op("Cast", [ratio], to=G.FLOAT)
 
 
 def _normalise(g: G.Graph, scaled: str) -> str:
-    return g.op("Div", [scaled, g.op("ReduceSum", [scaled, _const(g, [-1], np.int64)],
-                                     keepdims=1)])
+    return g.op("Div", [scaled, g.op("ReduceSum", [scaled, _const(g, [-1], np.int64)], keepdims=1)])
 
 
 def _plogp(g: G.Graph, probs: str, inside: str) -> str:
@@ -113,32 +133,33 @@ def strategy(g: G.Graph, probs: str, u: str, s: nn.Module, e: int) -> str:
         factor = g.op("Exp", [g.op("Mul", [kl, _const(g, s.alpha, np.float32)])])
         return _normalise(g, g.op("Mul", [probs, factor]))
     if isinstance(s, curiosity.EntropyRescale):
-        h = g.op("Neg", [_plogp(g, probs, probs)])                                 # (b, 1)
+        h = g.op("Neg", [_plogp(g, probs, probs)])  # (b, 1)
         lo, hi = g.op("ReduceMin", [u], keepdims=1), g.op("ReduceMax", [u], keepdims=1)
         span = g.op("Add", [g.op("Sub", [hi, lo]), _const(g, s.eps, np.float32)])
-        un = g.op("Div", [g.op("Sub", [u, lo]), span])                               # (b,)
-        un = g.op("Unsqueeze", [un, _const(g, [1], np.int64)])                      # (b, 1)
+        un = g.op("Div", [g.op("Sub", [u, lo]), span])  # (b,)
+        un = g.op("Unsqueeze", [un, _const(g, [1], np.int64)])  # (b, 1)
         weight = g.op("Mul", [g.op("Mul", [un, h]), _const(g, s.alpha, np.float32)])
         factor = g.op("Add", [weight, _const(g, 1.0, np.float32)])
         return _normalise(g, g.op("Mul", [probs, factor]))
-    if isinstance(s, curiosity.Escalate):   # route and its random placebo
+    if isinstance(s, curiosity.Escalate):  # route and its random placebo
         return _escalate(g, probs, u, s, e)
     raise ValueError(f"no ONNX form for curiosity strategy {type(s).__name__}")
 
 
 def _escalate(g: G.Graph, probs: str, u: str, s: curiosity.Escalate, e: int) -> str:
     """Samples with u > tau swap their top expert's probability with the target's (b, e)."""
-    top = g.op("ArgMax", [probs], axis=-1, keepdims=1)                              # (b, 1)
-    target = _const(g, [[s.target]], np.int64)                                      # (1, 1)
-    over = g.op("Greater", [u, _const(g, float(s.tau), np.float32)])                # (b,)
-    over = g.op("Unsqueeze", [over, _const(g, [1], np.int64)])                      # (b, 1)
-    swap = g.op("And", [over, g.op("Not", [g.op("Equal", [top, target])])])         # (b, 1)
-    p_top = g.op("GatherElements", [probs, top], axis=1)                            # (b, 1)
-    p_target = g.op("GatherElements", [probs, g.op("Expand", [target, g.op("Shape", [top])])],
-                    axis=1)                                                          # (b, 1)
-    experts = _const(g, np.arange(e)[None, :], np.int64)                            # (1, e)
-    at_top = g.op("And", [swap, g.op("Equal", [experts, top])])                     # (b, e)
-    at_target = g.op("And", [swap, g.op("Equal", [experts, target])])               # (b, e)
+    top = g.op("ArgMax", [probs], axis=-1, keepdims=1)  # (b, 1)
+    target = _const(g, [[s.target]], np.int64)  # (1, 1)
+    over = g.op("Greater", [u, _const(g, float(s.tau), np.float32)])  # (b,)
+    over = g.op("Unsqueeze", [over, _const(g, [1], np.int64)])  # (b, 1)
+    swap = g.op("And", [over, g.op("Not", [g.op("Equal", [top, target])])])  # (b, 1)
+    p_top = g.op("GatherElements", [probs, top], axis=1)  # (b, 1)
+    p_target = g.op(
+        "GatherElements", [probs, g.op("Expand", [target, g.op("Shape", [top])])], axis=1
+    )  # (b, 1)
+    experts = _const(g, np.arange(e)[None, :], np.int64)  # (1, e)
+    at_top = g.op("And", [swap, g.op("Equal", [experts, top])])  # (b, e)
+    at_target = g.op("And", [swap, g.op("Equal", [experts, target])])  # (b, e)
     return g.op("Where", [at_top, p_target, g.op("Where", [at_target, p_top, probs])])
 
 
@@ -147,51 +168,113 @@ def emit(g: G.Graph, x: str, moe: MoE, em: Any) -> dict[str, str]:
     experts (qmoe.deploy.export._Emitter)."""
     r = moe.router
     e = r.num_experts
-    h1 = g.op("Relu", [_linear(g, x, r.fc1)])                                      # (b, 128)
+    h1 = g.op("Relu", [_linear(g, x, r.fc1)])  # (b, 128)
     probs = router_probs(g, h1, r)
     outs: dict[str, str] = {}
     if moe.strategy is not None:
-        outs["uncertainty"] = (input_draw(g, x, moe.draw_weights.numpy())
-                               if moe.draw_weights is not None     # the `random` placebo
-                               else mc_score(g, h1, r, moe.mc_samples, moe.score))
+        outs["uncertainty"] = (
+            input_draw(g, x, moe.draw_weights.numpy())
+            if moe.draw_weights is not None  # the `random` placebo
+            else mc_score(g, h1, r, moe.mc_samples, moe.score)
+        )
         probs = strategy(g, probs, outs["uncertainty"], moe.strategy, e)
-    weights, index = g.op("TopK", [probs, _const(g, [moe.k], np.int64)], outputs=2,
-                          axis=-1, largest=1, sorted=1)                             # (b, k) x 2
-    hit = g.op("Equal", [g.op("Unsqueeze", [index, _const(g, [2], np.int64)]),
-                         _const(g, np.arange(e)[None, None, :], np.int64)])         # (b, k, e)
-    gates = g.op("ReduceSum", [g.op("Where", [hit, g.op("Unsqueeze", [weights, _const(
-        g, [2], np.int64)]), _const(g, 0.0, np.float32)]), _const(g, [1], np.int64)],
-        keepdims=0)                                                                 # (b, e)
+    weights, index = g.op(
+        "TopK", [probs, _const(g, [moe.k], np.int64)], outputs=2, axis=-1, largest=1, sorted=1
+    )  # (b, k) x 2
+    hit = g.op(
+        "Equal",
+        [
+            g.op("Unsqueeze", [index, _const(g, [2], np.int64)]),
+            _const(g, np.arange(e)[None, None, :], np.int64),
+        ],
+    )  # (b, k, e)
+    gates = g.op(
+        "ReduceSum",
+        [
+            g.op(
+                "Where",
+                [
+                    hit,
+                    g.op("Unsqueeze", [weights, _const(g, [2], np.int64)]),
+                    _const(g, 0.0, np.float32),
+                ],
+            ),
+            _const(g, [1], np.int64),
+        ],
+        keepdims=0,
+    )  # (b, e)
     chosen = g.op("ReduceMax", [g.op("Cast", [hit], to=G.FLOAT)], axes=[1], keepdims=0)  # (b, e)
-    count = g.op("ReduceSum", [chosen, _const(g, [0], np.int64)], keepdims=0)      # (e,)
+    count = g.op("ReduceSum", [chosen, _const(g, [0], np.int64)], keepdims=0)  # (e,)
     c = int(moe.experts[0].head.out_features)
-    rows_dim = g.op("Slice", [g.op("Shape", [x]), _const(g, [0], np.int64),
-                              _const(g, [1], np.int64)])
-    acc = g.op("ConstantOfShape", [g.op("Concat", [rows_dim, _const(g, [c], np.int64)], axis=0)],
-               value=G.helper.make_tensor("zero", G.FLOAT, [1], [0.0]))            # (b, c)
+    rows_dim = g.op(
+        "Slice", [g.op("Shape", [x]), _const(g, [0], np.int64), _const(g, [1], np.int64)]
+    )
+    acc = g.op(
+        "ConstantOfShape",
+        [g.op("Concat", [rows_dim, _const(g, [c], np.int64)], axis=0)],
+        value=G.helper.make_tensor("zero", G.FLOAT, [1], [0.0]),
+    )  # (b, c)
     for i, expert in enumerate(moe.experts):
         acc = _expert_if(g, x, acc, chosen, gates, count, i, expert, em)
     logits = acc if moe.k == 1 else g.op("Div", [acc, _const(g, moe.k, np.float32)])
-    index0 = g.op("Squeeze", [g.op("Slice", [index, _const(g, [0], np.int64), _const(
-        g, [1], np.int64), _const(g, [1], np.int64)]), _const(g, [1], np.int64)])  # (b,)
+    index0 = g.op(
+        "Squeeze",
+        [
+            g.op(
+                "Slice",
+                [
+                    index,
+                    _const(g, [0], np.int64),
+                    _const(g, [1], np.int64),
+                    _const(g, [1], np.int64),
+                ],
+            ),
+            _const(g, [1], np.int64),
+        ],
+    )  # (b,)
     return {"logits": logits, "expert": index0, **outs}
 
 
-def _expert_if(g: G.Graph, x: str, acc: str, chosen: str, gates: str, count: str, i: int,
-               expert: nn.Module, em: Any) -> str:
+def _expert_if(
+    g: G.Graph,
+    x: str,
+    acc: str,
+    chosen: str,
+    gates: str,
+    count: str,
+    i: int,
+    expert: nn.Module,
+    em: Any,
+) -> str:
     """acc (b, c) + gate_i * expert_i(x) on the rows that chose expert i, inside an `If`."""
     idx = _const(g, i, np.int64)
     cond = g.op("Greater", [g.op("Gather", [count, idx], axis=0), _const(g, 0.0, np.float32)])
     then = g.branch()
-    rows = then.op("Squeeze", [then.op("NonZero", [then.op("Gather", [chosen, idx], axis=1)]),
-                               _const(then, [0], np.int64)])                        # (n,)
+    rows = then.op(
+        "Squeeze",
+        [
+            then.op("NonZero", [then.op("Gather", [chosen, idx], axis=1)]),
+            _const(then, [0], np.int64),
+        ],
+    )  # (n,)
     y = em.mlp(then, then.op("Gather", [x, rows], axis=0), expert, f"net.experts.{i}")
-    gate = then.op("Unsqueeze", [then.op("Gather", [then.op("Gather", [gates, idx], axis=1), rows],
-                                         axis=0), _const(then, [1], np.int64)])     # (n, 1)
-    out = then.op("ScatterND", [acc, then.op("Unsqueeze", [rows, _const(then, [1], np.int64)]),
-                                then.op("Mul", [y, gate])], reduction="add")       # (b, c)
+    gate = then.op(
+        "Unsqueeze",
+        [
+            then.op("Gather", [then.op("Gather", [gates, idx], axis=1), rows], axis=0),
+            _const(then, [1], np.int64),
+        ],
+    )  # (n, 1)
+    out = then.op(
+        "ScatterND",
+        [acc, then.op("Unsqueeze", [rows, _const(then, [1], np.int64)]), then.op("Mul", [y, gate])],
+        reduction="add",
+    )  # (b, c)
     other = g.branch()
     passed = other.op("Identity", [acc])
-    return g.op("If", [cond],
-                then_branch=then.to_graph(f"expert{i}", [], [G.value(out, G.FLOAT, None)]),
-                else_branch=other.to_graph(f"skip{i}", [], [G.value(passed, G.FLOAT, None)]))
+    return g.op(
+        "If",
+        [cond],
+        then_branch=then.to_graph(f"expert{i}", [], [G.value(out, G.FLOAT, None)]),
+        else_branch=other.to_graph(f"skip{i}", [], [G.value(passed, G.FLOAT, None)]),
+    )

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-SUPPORTED_BITS = (2, 4, 8)           # MatMulNBits kernels on CPU (bits attribute)
+SUPPORTED_BITS = (2, 4, 8)  # MatMulNBits kernels on CPU (bits attribute)
 SUPPORTED_BLOCKS = (16, 32, 64, 128, 256)
 
 
@@ -33,24 +33,27 @@ def container_bits(bits: int, ternary: bool = False) -> int:
         return 2
     if bits in SUPPORTED_BITS:
         return bits
-    raise UnsupportedBits(f"weight bits {bits} has no MatMulNBits kernel; supported: 1 (sign, as "
-                          f"2-bit), ternary (as 2-bit) and {', '.join(map(str, SUPPORTED_BITS))}")
+    raise UnsupportedBits(
+        f"weight bits {bits} has no MatMulNBits kernel; supported: 1 (sign, as "
+        f"2-bit), ternary (as 2-bit) and {', '.join(map(str, SUPPORTED_BITS))}"
+    )
 
 
 def check_block(block: int) -> int:
     if block not in SUPPORTED_BLOCKS:
-        raise ValueError(f"MatMulNBits block size {block} not supported; use one of "
-                         f"{list(SUPPORTED_BLOCKS)}")
+        raise ValueError(
+            f"MatMulNBits block size {block} not supported; use one of {list(SUPPORTED_BLOCKS)}"
+        )
     return block
 
 
 class NBitsWeight(NamedTuple):
-    blob: np.ndarray     # (N, n_blocks, block * bits / 8) uint8
-    scales: np.ndarray   # (N * n_blocks,) float32
+    blob: np.ndarray  # (N, n_blocks, block * bits / 8) uint8
+    scales: np.ndarray  # (N * n_blocks,) float32
     bits: int
     block: int
-    k: int               # in_features (K)
-    n: int               # out_features (N)
+    k: int  # in_features (K)
+    n: int  # out_features (N)
 
 
 def n_blocks(k: int, block: int) -> int:
@@ -61,22 +64,24 @@ def pack(codes: np.ndarray, scale: np.ndarray, bits: int, block: int) -> NBitsWe
     """codes (N, K) integers in [-2^(bits-1), 2^(bits-1) - 1]; scale: one value () or one per row
     (N, 1) -> the MatMulNBits blob with that scale in every block of the row."""
     if bits not in SUPPORTED_BITS:
-        raise UnsupportedBits(f"MatMulNBits bits {bits} not supported; supported: "
-                              f"{list(SUPPORTED_BITS)}")
+        raise UnsupportedBits(
+            f"MatMulNBits bits {bits} not supported; supported: {list(SUPPORTED_BITS)}"
+        )
     check_block(block)
     codes = np.asarray(codes, dtype=np.int64)
     n, k = codes.shape
     zero = 2 ** (bits - 1)
     if codes.min() < -zero or codes.max() > zero - 1:
-        raise ValueError(f"codes in [{codes.min()}, {codes.max()}] do not fit {bits}-bit "
-                         f"[{-zero}, {zero - 1}]")
+        raise ValueError(
+            f"codes in [{codes.min()}, {codes.max()}] do not fit {bits}-bit [{-zero}, {zero - 1}]"
+        )
     nb = n_blocks(k, block)
-    stored = np.full((n, nb * block), zero, dtype=np.uint16)                 # padding = code 0
+    stored = np.full((n, nb * block), zero, dtype=np.uint16)  # padding = code 0
     stored[:, :k] = codes + zero
     per = 8 // bits
-    grouped = stored.reshape(n, nb, block // per, per)                       # (N, nb, bytes, per)
+    grouped = stored.reshape(n, nb, block // per, per)  # (N, nb, bytes, per)
     shifts = (np.arange(per) * bits).astype(np.uint16)
-    blob = (grouped << shifts).sum(axis=-1).astype(np.uint8)                 # (N, nb, bytes)
+    blob = (grouped << shifts).sum(axis=-1).astype(np.uint8)  # (N, nb, bytes)
     return NBitsWeight(blob, block_scales(scale, n, nb), bits, block, k, n)
 
 
@@ -95,7 +100,7 @@ def unpack(w: NBitsWeight) -> np.ndarray:
     per = 8 // w.bits
     shifts = (np.arange(per) * w.bits).astype(np.uint8)
     mask = np.uint8(2**w.bits - 1)
-    stored = (w.blob[..., None] >> shifts) & mask                       # (N, nb, bytes, per)
+    stored = (w.blob[..., None] >> shifts) & mask  # (N, nb, bytes, per)
     stored = stored.reshape(w.n, -1)[:, : w.k].astype(np.int16)
     return (stored - 2 ** (w.bits - 1)).astype(np.int8)
 

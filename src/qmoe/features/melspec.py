@@ -79,8 +79,12 @@ def load_audio(path: Path, max_seconds: float | None = None) -> Audio:
     except Exception as e:  # LibsndfileError, missing file, ...
         raise InputError(f"{path}: cannot decode audio ({e})") from e
     if cap < frames:
-        log.warning("%s: %.1f s long, only its first %g s are used (features.max_seconds)",
-                    path, frames / sr, max_seconds)
+        log.warning(
+            "%s: %.1f s long, only its first %g s are used (features.max_seconds)",
+            path,
+            frames / sr,
+            max_seconds,
+        )
     if data.shape[0] == 0:
         raise InputError(f"{path}: empty audio (0 samples)")
     wav = torch.from_numpy(data).mean(dim=1)  # (T,)
@@ -103,12 +107,16 @@ def mel_used(cfg: MelConfig, sample_rates: Iterable[int]) -> dict[str, Any]:
     out: dict[str, Any] = asdict(cfg)
     capped = {r: f for r, f in used.items() if f < cfg.f_max}
     if capped:
-        log.warning("features.mel.f_max %g Hz is above the Nyquist frequency of %s: capped at %s",
-                    cfg.f_max, ", ".join(f"{r} Hz audio" for r in capped),
-                    ", ".join(f"{f:g} Hz" for f in capped.values()))
+        log.warning(
+            "features.mel.f_max %g Hz is above the Nyquist frequency of %s: capped at %s",
+            cfg.f_max,
+            ", ".join(f"{r} Hz audio" for r in capped),
+            ", ".join(f"{f:g} Hz" for f in capped.values()),
+        )
         out["f_max_requested"] = cfg.f_max
-        out["f_max"] = next(iter(used.values())) if len(used) == 1 else {str(r): f for r, f in
-                                                                          used.items()}
+        out["f_max"] = (
+            next(iter(used.values())) if len(used) == 1 else {str(r): f for r, f in used.items()}
+        )
     return out
 
 
@@ -117,12 +125,22 @@ def mel_transform(cfg: MelConfig, sample_rate: int) -> torchaudio.transforms.Mel
     """The torchaudio transform that defines our mel spectrogram (cached per sample rate)."""
     f_max = effective_f_max(cfg, sample_rate)
     if f_max <= cfg.f_min:
-        raise ConfigError(f"features.mel.f_min {cfg.f_min} Hz is not below the Nyquist "
-                          f"frequency of {sample_rate} Hz audio ({f_max:g} Hz)")
+        raise ConfigError(
+            f"features.mel.f_min {cfg.f_min} Hz is not below the Nyquist "
+            f"frequency of {sample_rate} Hz audio ({f_max:g} Hz)"
+        )
     return torchaudio.transforms.MelSpectrogram(
-        sample_rate=sample_rate, n_fft=cfg.n_fft, win_length=cfg.n_fft, hop_length=cfg.hop_length,
-        f_min=cfg.f_min, f_max=f_max, n_mels=cfg.n_mels, power=2.0, center=True,
-        pad_mode=cfg.pad_mode, mel_scale=cfg.mel_scale,
+        sample_rate=sample_rate,
+        n_fft=cfg.n_fft,
+        win_length=cfg.n_fft,
+        hop_length=cfg.hop_length,
+        f_min=cfg.f_min,
+        f_max=f_max,
+        n_mels=cfg.n_mels,
+        power=2.0,
+        center=True,
+        pad_mode=cfg.pad_mode,
+        mel_scale=cfg.mel_scale,
         norm="slaney" if cfg.mel_scale == "slaney" else None,
     )
 
@@ -150,8 +168,9 @@ def mel_plan(cfg: MelConfig, sample_rate: int) -> MelPlan:
         nz = (cols > 0).any(dim=1).nonzero()[:, 0]
         if nz.numel():  # an all-zero group stays zero in the output
             b0, b1 = nz.min().item(), nz.max().item() + 1
-            groups.append(BandGroup(slice(lo, lo + cols.shape[1]), slice(b0, b1),
-                                    cols[b0:b1].contiguous()))
+            groups.append(
+                BandGroup(slice(lo, lo + cols.shape[1]), slice(b0, b1), cols[b0:b1].contiguous())
+            )
     n_bins = max((g.bins.stop for g in groups), default=1)
     return MelPlan(transform.spectrogram.window, n_bins, groups)
 
@@ -160,8 +179,10 @@ def mel_power(wav: torch.Tensor, sample_rate: int, cfg: MelConfig) -> torch.Tens
     """Centred power mel spectrogram of a mono clip: (T,) -> (n_mels, 1 + T // hop)."""
     pad = cfg.n_fft // 2
     if cfg.pad_mode == "reflect" and wav.shape[0] <= pad:
-        raise InputError(f"clip of {wav.shape[0]} samples is too short for reflect padding "
-                         f"({pad}); use features.mel.pad_mode: constant")
+        raise InputError(
+            f"clip of {wav.shape[0]} samples is too short for reflect padding "
+            f"({pad}); use features.mel.pad_mode: constant"
+        )
     plan = mel_plan(cfg, sample_rate)
     x = F.pad(wav.view(1, 1, -1), (pad, pad), mode=cfg.pad_mode).view(-1)  # (T + 2 pad,)
     frames = x.unfold(0, cfg.n_fft, cfg.hop_length)  # (F, n_fft) view, no copy
@@ -188,4 +209,3 @@ def power_to_db(power: torch.Tensor, top_db: float) -> torch.Tensor:
 def mel_db(audio: Audio, cfg: MelConfig) -> torch.Tensor:
     """(T,) clip -> (n_mels, frames) dB mel spectrogram in [-top_db, 0]."""
     return power_to_db(mel_power(audio.wav, audio.sample_rate, cfg), cfg.top_db)
-

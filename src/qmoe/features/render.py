@@ -52,8 +52,9 @@ def colorize(db: torch.Tensor, top_db: float, lut: torch.Tensor) -> torch.Tensor
 
 def resize(image: torch.Tensor, size: int) -> torch.Tensor:
     """(3, H, W) -> (3, size, size), bilinear with antialiasing (like PIL's resize)."""
-    out = F.interpolate(image[None], size=(size, size), mode="bilinear", antialias=True,
-                        align_corners=False)
+    out = F.interpolate(
+        image[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
     return out[0].clamp_(0.0, 1.0)
 
 

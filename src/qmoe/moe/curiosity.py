@@ -59,7 +59,7 @@ class KLRescale(nn.Module):
         e = probs.shape[-1]
         # clamp inside the log: a probability that underflows to 0 would make xlogy's gradient NaN
         kl = (probs * torch.log((probs * e).clamp_min(TINY))).sum(dim=-1, keepdim=True)  # (b, 1)
-        scaled = probs * torch.exp(self.alpha * kl)                         # (b, e)
+        scaled = probs * torch.exp(self.alpha * kl)  # (b, e)
         return scaled / scaled.sum(dim=-1, keepdim=True)
 
 
@@ -74,7 +74,7 @@ class EntropyRescale(nn.Module):
     def forward(self, probs: Tensor, u: Tensor) -> Tensor:
         h = -(probs * torch.log(probs.clamp_min(TINY))).sum(dim=-1, keepdim=True)  # (b, 1)
         u_norm = ((u - u.min()) / (u.max() - u.min() + self.eps))[:, None]  # (b, 1)
-        scaled = probs * (1 + self.alpha * u_norm * h)                      # (b, e)
+        scaled = probs * (1 + self.alpha * u_norm * h)  # (b, e)
         return scaled / scaled.sum(dim=-1, keepdim=True)
 
 
@@ -115,9 +115,9 @@ class Escalate(nn.Module):
         if self.training:
             self._update_running(u)
         b = torch.arange(probs.shape[0], device=probs.device)
-        top = probs.argmax(dim=-1)                                          # (b,)
-        swap = self.escalated(u) & (top != self.target)                     # (b,)
-        p_top, p_target = probs[b, top], probs[:, self.target]              # (b,), (b,)
+        top = probs.argmax(dim=-1)  # (b,)
+        swap = self.escalated(u) & (top != self.target)  # (b,)
+        p_top, p_target = probs[b, top], probs[:, self.target]  # (b,), (b,)
         q = probs.clone()
         q[b, top] = torch.where(swap, p_target, p_top)
         q[:, self.target] = torch.where(swap, p_top, p_target)
@@ -150,12 +150,13 @@ def input_draw(x: Tensor, weights: Tensor) -> Tensor:
     """A pseudo-random number in [0, 1) per sample, a function of the sample alone: x (b, d) ->
     (b,) float32. Unrelated to difficulty (a modular hash), so escalating on it is random."""
     q = torch.round(x.float() * DRAW_SCALE).clamp(-DRAW_CLIP, DRAW_CLIP).to(torch.int64)
-    h = torch.remainder((q * weights).sum(dim=-1), DRAW_PRIME)                 # (b,) int64
+    h = torch.remainder((q * weights).sum(dim=-1), DRAW_PRIME)  # (b,) int64
     return (h.to(torch.float64) / DRAW_PRIME).to(torch.float32)
 
 
-def make_strategy(mode: str, *, kl_alpha: float, entropy_alpha: float, target: int,
-                  quantile: float) -> nn.Module | None:
+def make_strategy(
+    mode: str, *, kl_alpha: float, entropy_alpha: float, target: int, quantile: float
+) -> nn.Module | None:
     """The strategy module of a curiosity mode; None for "none" (no MC passes at all)."""
     if mode == "none":
         return None

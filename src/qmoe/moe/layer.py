@@ -20,11 +20,11 @@ BalanceLoss = Callable[[Tensor, Tensor], Tensor]
 
 
 class MoEOutput(NamedTuple):
-    logits: Tensor              # (b, c) combined expert logits
-    routing_probs: Tensor       # (b, e) the distribution routed on (after any curiosity strategy)
-    aux_loss: Tensor            # () weighted load-balancing loss; add it to the task loss
+    logits: Tensor  # (b, c) combined expert logits
+    routing_probs: Tensor  # (b, e) the distribution routed on (after any curiosity strategy)
+    aux_loss: Tensor  # () weighted load-balancing loss; add it to the task loss
     uncertainty: Tensor | None  # (b,) curiosity u(x) (9.2), None when no MC passes run
-    expert_index: Tensor        # (b, k) chosen experts, best first
+    expert_index: Tensor  # (b, k) chosen experts, best first
 
 
 class MoE(nn.Module):
@@ -41,20 +41,33 @@ class MoE(nn.Module):
         draw_seed: the `random` placebo: u(x) is `input_draw` with this seed, no MC passes.
     """
 
-    def __init__(self, experts: Sequence[nn.Module], router: Router, top_k: int,
-                 balance_loss: BalanceLoss, balance_alpha: float,
-                 strategy: nn.Module | None = None, mc_samples: int = 10,
-                 score: str = "variance", draw_seed: int | None = None):
+    def __init__(
+        self,
+        experts: Sequence[nn.Module],
+        router: Router,
+        top_k: int,
+        balance_loss: BalanceLoss,
+        balance_alpha: float,
+        strategy: nn.Module | None = None,
+        mc_samples: int = 10,
+        score: str = "variance",
+        draw_seed: int | None = None,
+    ):
         super().__init__()
         if score not in UNCERTAINTY:
             raise ValueError(f"unknown uncertainty score {score!r}; valid: {sorted(UNCERTAINTY)}")
         self.score, self.draw_seed = score, draw_seed
         # not in the state dict: rebuilt from the seed (checkpoints store the config)
-        self.register_buffer("draw_weights", None if draw_seed is None else
-                             draw_weights(router.fc1.in_features, draw_seed), persistent=False)
+        self.register_buffer(
+            "draw_weights",
+            None if draw_seed is None else draw_weights(router.fc1.in_features, draw_seed),
+            persistent=False,
+        )
         if len(experts) != router.num_experts:
-            raise ValueError(f"{len(experts)} experts but the router has {router.num_experts} "
-                             "outputs; they must match (reference-method.md 8.8)")
+            raise ValueError(
+                f"{len(experts)} experts but the router has {router.num_experts} "
+                "outputs; they must match (reference-method.md 8.8)"
+            )
         if not 1 <= top_k <= len(experts):
             raise ValueError(f"top_k={top_k} not in [1, {len(experts)}]")
         if strategy is not None and draw_seed is None and mc_samples < 2:
@@ -79,25 +92,25 @@ class MoE(nn.Module):
         As in the reference (9.1), the t MC passes run first, then the routing pass (stochastic in
         training, deterministic in eval). u carries no gradient: nothing differentiates through it.
         """
-        u = self.uncertainty(x) if self.strategy is not None else None      # (b,) or None
-        probs = self.router(x).softmax(dim=-1)                               # (b, e)
+        u = self.uncertainty(x) if self.strategy is not None else None  # (b,) or None
+        probs = self.router(x).softmax(dim=-1)  # (b, e)
         if self.strategy is not None:
-            probs = self.strategy(probs, u)                                  # (b, e)
-        weights, index = top_k(probs, self.k)                                # (b, k), (b, k)
-        logits = self._combine(x, weights, index) / self.k                   # (b, c)
-        aux = self.balance_alpha * self.balance_loss(probs, index)           # ()
+            probs = self.strategy(probs, u)  # (b, e)
+        weights, index = top_k(probs, self.k)  # (b, k), (b, k)
+        logits = self._combine(x, weights, index) / self.k  # (b, c)
+        aux = self.balance_alpha * self.balance_loss(probs, index)  # ()
         return MoEOutput(logits, probs, aux, u, index)
 
     def _combine(self, x: Tensor, weights: Tensor, index: Tensor) -> Tensor:
         """sum_k weights[:, k] * expert_{index[:, k]}(x): each expert sees only its rows."""
         out = None
         for e, expert in enumerate(self.experts):
-            hit = index == e                                                 # (b, k)
-            rows = hit.any(dim=-1).nonzero().squeeze(-1)                     # (n_e,)
+            hit = index == e  # (b, k)
+            rows = hit.any(dim=-1).nonzero().squeeze(-1)  # (n_e,)
             if rows.numel() == 0:
                 continue
-            y = expert(x[rows])                                              # (n_e, c)
-            gate = (weights * hit).sum(dim=-1)[rows, None].to(y.dtype)       # (n_e, 1)
+            y = expert(x[rows])  # (n_e, c)
+            gate = (weights * hit).sum(dim=-1)[rows, None].to(y.dtype)  # (n_e, 1)
             if out is None:
                 out = y.new_zeros(x.shape[0], y.shape[1])
             out = out.index_add(0, rows, gate * y)
@@ -114,6 +127,9 @@ class MoE(nn.Module):
         self.strategy.calibrate_(self.uncertainty(x_val))
 
     def extra_repr(self) -> str:
-        signal = (f"draw_seed={self.draw_seed}" if self.draw_seed is not None
-                  else f"mc_samples={self.mc_samples}, score={self.score}")
+        signal = (
+            f"draw_seed={self.draw_seed}"
+            if self.draw_seed is not None
+            else f"mc_samples={self.mc_samples}, score={self.score}"
+        )
         return f"top_k={self.k}, {signal}, balance_alpha={self.balance_alpha}"

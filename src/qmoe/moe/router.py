@@ -14,15 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-HIDDEN = (128, 64)   # reference router widths (8.2)
-MASK_BANK_SEED = 0   # seed of the fixed eval-mode MC dropout masks (Router.mask_bank)
+HIDDEN = (128, 64)  # reference router widths (8.2)
+MASK_BANK_SEED = 0  # seed of the fixed eval-mode MC dropout masks (Router.mask_bank)
 
 
 class MaskBank(NamedTuple):
     """Fixed dropout masks of t MC passes: entries 0 or 1 / (1 - p)."""
 
-    first: Tensor    # (t, 128): dropout after the first ReLU
-    second: Tensor   # (t, 64): dropout after the second ReLU (Bayesian router only)
+    first: Tensor  # (t, 128): dropout after the first ReLU
+    second: Tensor  # (t, 64): dropout after the second ReLU (Bayesian router only)
 
 
 class Router(nn.Module):
@@ -39,7 +39,7 @@ class Router(nn.Module):
 
     def __init__(self, in_dim: int, num_experts: int, dropout: float, mc_dropout: bool = False):
         super().__init__()
-        self.bank_seed = MASK_BANK_SEED   # which fixed bank eval-mode MC passes use (a check may
+        self.bank_seed = MASK_BANK_SEED  # which fixed bank eval-mode MC passes use (a check may
         # swap it to measure how much routing depends on the bank; deployed models use the default)
         self.fc1 = nn.Linear(in_dim, HIDDEN[0])
         self.fc2 = nn.Linear(HIDDEN[0], HIDDEN[1])
@@ -71,19 +71,19 @@ class Router(nn.Module):
         repeated t times. Training: fresh dropout masks per row, i.e. per pass and sample (global
         torch RNG). Eval: pass t applies mask t of `mask_bank(samples)` to every sample.
         """
-        h = F.relu(self.fc1(x))                                          # (b, 128)
+        h = F.relu(self.fc1(x))  # (b, 128)
         b = h.shape[0]
         if not self.training:
-            return self.banked_probs(h, self.mask_bank(samples))          # (t, b, e)
+            return self.banked_probs(h, self.mask_bank(samples))  # (t, b, e)
         h = h.unsqueeze(0).expand(samples, b, h.shape[1]).reshape(samples * b, -1)  # (t*b, 128)
         return self._tail(h, stochastic=True).softmax(dim=-1).view(samples, b, -1)  # (t, b, e)
 
     def banked_probs(self, h: Tensor, bank: MaskBank) -> Tensor:
         """h (b, 128) after the first ReLU -> softmax (t, b, e) of the t passes of `bank`."""
-        h = F.relu(self.fc2(h.unsqueeze(0) * bank.first[:, None, :]))   # (t, b, 64)
+        h = F.relu(self.fc2(h.unsqueeze(0) * bank.first[:, None, :]))  # (t, b, 64)
         if self.mc_dropout:
             h = h * bank.second[:, None, :]
-        return self.out(h).softmax(dim=-1)                               # (t, b, e)
+        return self.out(h).softmax(dim=-1)  # (t, b, e)
 
     def mask_bank(self, samples: int) -> MaskBank:
         """The fixed dropout masks of eval-mode MC passes (see `mask_bank`)."""
@@ -150,7 +150,7 @@ def reference_balance_loss(probs: Tensor, index: Tensor) -> Tensor:
 def switch_balance_loss(probs: Tensor, index: Tensor) -> Tensor:
     """Switch Transformer: e * sum_e f_e * P_e (f_e share of top-1 picks, P_e mean probability)."""
     e = probs.shape[-1]
-    f = F.one_hot(index[:, 0], e).to(probs.dtype).mean(dim=0)        # (e,)
+    f = F.one_hot(index[:, 0], e).to(probs.dtype).mean(dim=0)  # (e,)
     return e * (f * probs.mean(dim=0)).sum()
 
 
@@ -158,8 +158,11 @@ def no_balance_loss(probs: Tensor, index: Tensor) -> Tensor:
     return probs.new_zeros(())
 
 
-BALANCE_LOSSES = {"reference": reference_balance_loss, "switch": switch_balance_loss,
-                  "none": no_balance_loss}
+BALANCE_LOSSES = {
+    "reference": reference_balance_loss,
+    "switch": switch_balance_loss,
+    "none": no_balance_loss,
+}
 
 
 @torch.no_grad()

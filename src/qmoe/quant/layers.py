@@ -58,8 +58,8 @@ class QuantLinear(PreNormLinear):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__(in_features, out_features, bias=bias)
-        self.register_buffer("frozen_codes", None)   # (out, in) int8 in the frozen form
-        self.register_buffer("frozen_scale", None)   # () or (out, 1)
+        self.register_buffer("frozen_codes", None)  # (out, in) int8 in the frozen form
+        self.register_buffer("frozen_scale", None)  # () or (out, 1)
 
     def weight_codes(self) -> tuple[Tensor, Tensor]:
         """(codes (out, in) float, scale) of the current latent weight."""
@@ -71,9 +71,9 @@ class QuantLinear(PreNormLinear):
 
     def forward_weight(self) -> Tensor:
         if self.frozen_codes is not None:
-            return self.weight                              # == frozen codes * scale, set once
+            return self.weight  # == frozen codes * scale, set once
         codes, scale = self.weight_codes()
-        return primitives.ste(self.weight, codes * scale)        # value codes * scale, gradient to W
+        return primitives.ste(self.weight, codes * scale)  # value codes * scale, gradient to W
 
     @torch.no_grad()
     def quantized_weight(self) -> QuantizedWeight:
@@ -84,8 +84,13 @@ class QuantLinear(PreNormLinear):
         return QuantizedWeight(codes.to(torch.int8), scale.detach().clone(), self.bits)
 
     @classmethod
-    def from_quantized(cls, qw: QuantizedWeight, bias: Tensor | None = None,
-                       norm: nn.LayerNorm | None = None, **kwargs) -> QuantLinear:
+    def from_quantized(
+        cls,
+        qw: QuantizedWeight,
+        bias: Tensor | None = None,
+        norm: nn.LayerNorm | None = None,
+        **kwargs,
+    ) -> QuantLinear:
         """Frozen layer whose forward weight is `qw.codes * qw.scale`, computed once into `weight`
         (requires_grad False). `norm` (or a fresh LayerNorm) is copied in."""
         out_features, in_features = qw.codes.shape
@@ -105,8 +110,9 @@ class QuantLinear(PreNormLinear):
         """The frozen form of this layer (itself if already frozen)."""
         if self.frozen_codes is not None:
             return self
-        return type(self).from_quantized(self.quantized_weight(), bias=self.bias, norm=self.norm,
-                                         **self.init_kwargs())
+        return type(self).from_quantized(
+            self.quantized_weight(), bias=self.bias, norm=self.norm, **self.init_kwargs()
+        )
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, bits={self.bits}, frozen={self.frozen_codes is not None}"
@@ -139,8 +145,15 @@ class TernaryReferenceLinear(QuantLinear):
 
     bits = 2
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
-                 act_threshold: float = 0.05, weight_threshold: float = 0.15):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        act_threshold: float = 0.05,
+        weight_threshold: float = 0.15,
+    ):
         self.act_threshold, self.weight_threshold = act_threshold, weight_threshold
         super().__init__(in_features, out_features, bias=bias)
 

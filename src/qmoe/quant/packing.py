@@ -53,7 +53,7 @@ def reference_size_bytes(net: nn.Module) -> float | None:
             if isinstance(m, TernaryReferenceLinear):
                 bits += 2 * m.weight.numel() + 32 * m.out_features
             elif isinstance(m, BitNet158Linear):
-                bits += 2 * m.weight.numel() + 32   # one absmean scale (not in the reference)
+                bits += 2 * m.weight.numel() + 32  # one absmean scale (not in the reference)
             else:  # BitLinear k-bit, or the reference's "16-bit" PreNormLinear counted at 16 bits
                 k = m.bits if isinstance(m, BitLinear) else 16
                 bits += k * m.weight.numel() + 32
@@ -86,7 +86,7 @@ def pack_codes(codes: Tensor, bits: int, ternary: bool) -> Tensor:
     """(out, in) int8 codes -> flat uint8: base-3 trits, or 8/bits unsigned codes per byte."""
     flat = codes.flatten().to(torch.int64)
     if ternary:
-        digits = flat + 1                                   # {-1, 0, 1} -> {0, 1, 2}
+        digits = flat + 1  # {-1, 0, 1} -> {0, 1, 2}
         per, base = TRITS_PER_BYTE, 3
     elif bits == 1:
         digits, per, base = (flat > 0).to(torch.int64), 8, 2  # {-1, +1} -> {0, 1}
@@ -95,8 +95,8 @@ def pack_codes(codes: Tensor, bits: int, ternary: bool) -> Tensor:
     if digits.min() < 0 or digits.max() >= base:
         raise ValueError(f"codes outside the {bits}-bit{' ternary' if ternary else ''} range")
     pad = (-len(digits)) % per
-    digits = torch.cat([digits, digits.new_zeros(pad)]).view(-1, per)   # (bytes, per)
-    weights = base ** torch.arange(per, dtype=torch.int64)              # (per,)
+    digits = torch.cat([digits, digits.new_zeros(pad)]).view(-1, per)  # (bytes, per)
+    weights = base ** torch.arange(per, dtype=torch.int64)  # (per,)
     return (digits * weights).sum(dim=1).to(torch.uint8)
 
 
@@ -159,8 +159,10 @@ def unpack_into(template: nn.Module, state: dict[str, Tensor]) -> nn.Module:
     missing, unexpected = template.load_state_dict(rest, strict=False)
     missing = [k for k in missing if k not in frozen_keys]
     if unexpected or missing:
-        raise ValueError(f"packed state does not match the model: unexpected {unexpected[:5]}, "
-                         f"missing {missing[:5]}")
+        raise ValueError(
+            f"packed state does not match the model: unexpected {unexpected[:5]}, "
+            f"missing {missing[:5]}"
+        )
     return template
 
 

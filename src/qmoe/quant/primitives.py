@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-ABSMAX_EPS = 1e-5        # reference 7.1: max(max|.|, 1e-5)
+ABSMAX_EPS = 1e-5  # reference 7.1: max(max|.|, 1e-5)
 ACT_QMAX, ACT_QMIN = 127, -128
 
 
@@ -89,7 +89,7 @@ def act_absmax8(x: Tensor) -> Tensor:
     """8-bit absmax per sample (7.1 step 2): s = 127 / max(max_j |x_j|, 1e-5);
     clip(round(x * s), -128, 127) / s. x (b, d) -> (b, d)."""
     xd = x.detach()
-    s = ACT_QMAX / xd.abs().amax(dim=-1, keepdim=True).clamp(min=ABSMAX_EPS)           # (b, 1)
+    s = ACT_QMAX / xd.abs().amax(dim=-1, keepdim=True).clamp(min=ABSMAX_EPS)  # (b, 1)
     return ste(x, (xd * s).round_().clamp_(ACT_QMIN, ACT_QMAX).div_(s))
 
 
@@ -97,7 +97,7 @@ def act_ternary_threshold(x: Tensor, factor: float = 0.05) -> Tensor:
     """Reference ternary activations (7.4): 0 where |x| < factor * mean_j|x_j| (per sample), else
     sign(x); no scale. x (b, d) -> (b, d) with values in {-1, 0, +1}."""
     xd = x.detach()
-    t = factor * xd.abs().mean(dim=-1, keepdim=True)                                     # (b, 1)
+    t = factor * xd.abs().mean(dim=-1, keepdim=True)  # (b, 1)
     return ste(x, torch.where(xd.abs() < t, torch.zeros_like(xd), xd.sign()))
 
 
@@ -115,11 +115,11 @@ def kbit_codes(w: Tensor, bits: int) -> tuple[Tensor, Tensor]:
         raise ValueError(f"weight bits {bits} not supported; use 1..8")
     w = w.detach()
     mean = w.mean()
-    if bits == 1:   # W - mean >= 0 exactly when W >= mean (IEEE subtraction)
+    if bits == 1:  # W - mean >= 0 exactly when W >= mean (IEEE subtraction)
         return torch.where(w >= mean, 1.0, -1.0).to(w.dtype), torch.ones((), dtype=w.dtype)
     qmax, qmin = 2 ** (bits - 1) - 1, -(2 ** (bits - 1))
     lo, hi = torch.aminmax(w)
-    amax = torch.maximum(hi - mean, mean - lo)          # == max|W - mean|, without a pass for abs
+    amax = torch.maximum(hi - mean, mean - lo)  # == max|W - mean|, without a pass for abs
     s = amax.clamp(min=ABSMAX_EPS) / qmax
     return (w - mean).div_(s).round_().clamp_(qmin, qmax), s
 
@@ -129,12 +129,12 @@ def ternary_threshold_codes(w: Tensor, factor: float = 0.15) -> tuple[Tensor, Te
     code = 0 where |W_c| < factor * mean|W_c| (row), else sign(W_c); alpha_row = mean of |W_c|
     over the row's non-zero codes (count clamped at 1). Returns codes (out, in), alpha (out, 1)."""
     w = w.detach()
-    wc = w - w.mean(dim=1, keepdim=True)                                        # (out, in)
+    wc = w - w.mean(dim=1, keepdim=True)  # (out, in)
     a = wc.abs()
-    keep = (a >= factor * a.mean(dim=1, keepdim=True)).to(w.dtype)              # (out, in) 0/1
+    keep = (a >= factor * a.mean(dim=1, keepdim=True)).to(w.dtype)  # (out, in) 0/1
     codes = wc.sign_().mul_(keep)
     # kept entries are the non-zero codes, except in an all-zero row (alpha 0 either way)
-    count = keep.sum(dim=1, keepdim=True).clamp_(min=1)                         # (out, 1)
+    count = keep.sum(dim=1, keepdim=True).clamp_(min=1)  # (out, 1)
     alpha = a.mul_(keep).sum(dim=1, keepdim=True) / count
     return codes, alpha
 

@@ -35,8 +35,7 @@ def select_engine(engine: str = "auto") -> str:
             raise SetupError(f"no int8 engine among {ENGINE_PREFERENCE}; supported: {supported}")
         engine = choices[0]
     elif engine not in supported:
-        raise SetupError(f"quantised engine {engine!r} not supported here; "
-                           f"supported: {supported}")
+        raise SetupError(f"quantised engine {engine!r} not supported here; supported: {supported}")
     torch.backends.quantized.engine = engine
     return engine
 
@@ -45,10 +44,11 @@ def dynamic_int8(module: nn.Module, engine: str = "auto") -> nn.Module:
     """A copy of `module` in eval mode with every nn.Linear dynamically quantised to qint8.
     Quantised layer subclasses (BitLinear, ...) are left alone: the match is by exact type."""
     select_engine(engine)
-    with warnings.catch_warnings():   # torch.ao.quantization is deprecated in favour of torchao
+    with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao
         warnings.simplefilter("ignore", DeprecationWarning)
         return torch.ao.quantization.quantize_dynamic(
-            module.eval(), {nn.Linear}, dtype=torch.qint8, inplace=False)
+            module.eval(), {nn.Linear}, dtype=torch.qint8, inplace=False
+        )
 
 
 def is_dynamic_int8(module: nn.Module) -> bool:
@@ -60,7 +60,7 @@ def int8_weight(module: nn.Module) -> QuantizedWeight:
     """Integer form of a dynamically quantised Linear: codes (out, in) int8, scale () float32."""
     if not is_dynamic_int8(module):
         raise TypeError(f"expected a dynamic int8 Linear, got {type(module).__name__}")
-    w = module.weight()                                    # quantised tensor, per-tensor affine
+    w = module.weight()  # quantised tensor, per-tensor affine
     if w.qscheme() != torch.per_tensor_affine or w.q_zero_point() != 0:
         raise ValueError(f"unexpected int8 weight scheme {w.qscheme()} zp={w.q_zero_point()}")
     return QuantizedWeight(w.int_repr().clone(), torch.tensor(w.q_scale(), dtype=torch.float32), 8)

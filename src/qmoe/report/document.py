@@ -255,27 +255,36 @@ DISCLOSURES = [
 def routing_section(frame: pd.DataFrame) -> str:
     """Escalating MoEs: escalation share and its stability over mask banks and T."""
     if frame.empty:
-        return ("### Uncertainty routing: escalation share and stability\n\nNo escalating MoE "
-                "(route, random) in this study.\n")
-    cols = [tables.text("dataset", "Dataset"), tables.text("protocol", "Protocol"),
-            tables.text("variant", "Variant"),
-            tables.Column("T", lambda r: "placebo" if r["mc_samples"] == 0
-                          else str(int(r["mc_samples"]))),
-            tables.number("n_models", "Models", 0), tables.text("calibration", "Threshold from"),
-            tables.number("n_calibration_min", "Clips (min)", 0),
-            tables.number("share_mean", "Escalated share", 3),
-            tables.number("share_sd_models", "sd over models", 3),
-            tables.number("share_sd_banks", "sd over banks", 3),
-            tables.number("jaccard_mean", "Overlap with deployed", 2),
-            tables.number("unstable_share", "Escalated in < half the banks", 2),
-            tables.number("f1_mean", "Macro-F1", 3), tables.number("f1_sd_banks", "F1 sd banks", 3)]
+        return (
+            "### Uncertainty routing: escalation share and stability\n\nNo escalating MoE "
+            "(route, random) in this study.\n"
+        )
+    cols = [
+        tables.text("dataset", "Dataset"),
+        tables.text("protocol", "Protocol"),
+        tables.text("variant", "Variant"),
+        tables.Column(
+            "T", lambda r: "placebo" if r["mc_samples"] == 0 else str(int(r["mc_samples"]))
+        ),
+        tables.number("n_models", "Models", 0),
+        tables.text("calibration", "Threshold from"),
+        tables.number("n_calibration_min", "Clips (min)", 0),
+        tables.number("share_mean", "Escalated share", 3),
+        tables.number("share_sd_models", "sd over models", 3),
+        tables.number("share_sd_banks", "sd over banks", 3),
+        tables.number("jaccard_mean", "Overlap with deployed", 2),
+        tables.number("unstable_share", "Escalated in < half the banks", 2),
+        tables.number("f1_mean", "Macro-F1", 3),
+        tables.number("f1_sd_banks", "F1 sd banks", 3),
+    ]
     table = tables.Table("routing_escalation", "Uncertainty routing", frame, cols)
-    return ("### Uncertainty routing: escalation share and stability\n\n"
-            "The same trained weights re-measured with other dropout-mask banks and T (threshold "
-            "recalibrated on the same clips). A high 'escalated in < half the banks' share means "
-            "escalation is mostly the bank's doing. Route vs its random-escalation placebo: "
-            "`f1_route_vs_placebo` and `tost_route_vs_placebo` above.\n\n"
-            + tables.markdown(table))
+    return (
+        "### Uncertainty routing: escalation share and stability\n\n"
+        "The same trained weights re-measured with other dropout-mask banks and T (threshold "
+        "recalibrated on the same clips). A high 'escalated in < half the banks' share means "
+        "escalation is mostly the bank's doing. Route vs its random-escalation placebo: "
+        "`f1_route_vs_placebo` and `tost_route_vs_placebo` above.\n\n" + tables.markdown(table)
+    )
 
 
 def _stem(path: str) -> str:

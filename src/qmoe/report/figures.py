@@ -117,19 +117,40 @@ def _summary_figures(data: FigureData, f1: str) -> dict[str, Figure]:
     moe_lat = lat[lat["is_moe"]] if not lat.empty else lat
     size, energy = "size_packed_bytes", "energy_per_inference_mj"
     return {
-        "f1_vs_bits": _either(not singles.empty, lambda: plotting.f1_vs_bits(
-            _summary_with(singles, f1, "weight_bits"), f1), "F1 vs bit-width",
-            "no single-model variants"),
-        "size_vs_f1": _either(_has(runs, size), lambda: plotting.scatter_vs_f1(
-            _summary_with(runs, f1, size), size, "packed size (bytes)", f1, pareto=True),
-            "size vs F1", f"no {size}"),
-        "energy_vs_f1": _either(_has(runs, energy), lambda: plotting.scatter_vs_f1(
-            _summary_with(runs, f1, energy), energy, "energy per inference (mJ, estimate)", f1),
-            "energy vs F1", f"no {energy}"),
-        "latency_ecdf": _either(_has(lat, "latency_ms"), lambda: plotting.latency_ecdf(lat),
-                                "latency", "no latency samples"),
-        "moe_latency": _either(_has(moe_lat, "latency_ms"), lambda: plotting.latency_violin(
-            moe_lat), "MoE latency", "no MoE latency samples"),
+        "f1_vs_bits": _either(
+            not singles.empty,
+            lambda: plotting.f1_vs_bits(_summary_with(singles, f1, "weight_bits"), f1),
+            "F1 vs bit-width",
+            "no single-model variants",
+        ),
+        "size_vs_f1": _either(
+            _has(runs, size),
+            lambda: plotting.scatter_vs_f1(
+                _summary_with(runs, f1, size), size, "packed size (bytes)", f1, pareto=True
+            ),
+            "size vs F1",
+            f"no {size}",
+        ),
+        "energy_vs_f1": _either(
+            _has(runs, energy),
+            lambda: plotting.scatter_vs_f1(
+                _summary_with(runs, f1, energy), energy, "energy per inference (mJ, estimate)", f1
+            ),
+            "energy vs F1",
+            f"no {energy}",
+        ),
+        "latency_ecdf": _either(
+            _has(lat, "latency_ms"),
+            lambda: plotting.latency_ecdf(lat),
+            "latency",
+            "no latency samples",
+        ),
+        "moe_latency": _either(
+            _has(moe_lat, "latency_ms"),
+            lambda: plotting.latency_violin(moe_lat),
+            "MoE latency",
+            "no MoE latency samples",
+        ),
     }
 
 
@@ -145,24 +166,40 @@ def _sample_figures(data: FigureData) -> dict[str, Figure]:
     rout = rout[rout["protocol"] == main] if not rout.empty else rout
     no_cur = "no curiosity variant was run"
     return {
-        "curiosity_histogram": _either(_has(cur, "uncertainty"), lambda: plotting.
-                                       curiosity_histogram(cur, title), "curiosity", no_cur),
-        "curiosity_per_class": _either(_has(cur, "uncertainty"), lambda: plotting.
-                                       curiosity_per_class(cur, data.class_names, title),
-                                       "curiosity per class", no_cur),
-        "routing_distribution": _either(_has(rout, "frequency"), lambda: plotting.
-                                        routing_distribution(rout, title), "routing",
-                                        "no routing.csv"),
-        "routing_confidence": _either(_has(moe, "gate_prob", "expert_name"), lambda: plotting.
-                                      routing_confidence(moe, title), "routing confidence",
-                                      "no MoE predictions with routing"),
+        "curiosity_histogram": _either(
+            _has(cur, "uncertainty"),
+            lambda: plotting.curiosity_histogram(cur, title),
+            "curiosity",
+            no_cur,
+        ),
+        "curiosity_per_class": _either(
+            _has(cur, "uncertainty"),
+            lambda: plotting.curiosity_per_class(cur, data.class_names, title),
+            "curiosity per class",
+            no_cur,
+        ),
+        "routing_distribution": _either(
+            _has(rout, "frequency"),
+            lambda: plotting.routing_distribution(rout, title),
+            "routing",
+            "no routing.csv",
+        ),
+        "routing_confidence": _either(
+            _has(moe, "gate_prob", "expert_name"),
+            lambda: plotting.routing_confidence(moe, title),
+            "routing confidence",
+            "no MoE predictions with routing",
+        ),
     }
 
 
 def build(data: FigureData, f1: str) -> dict[str, Figure]:
     """Every figure of FIGURES for one dataset, in FIGURES order."""
-    figs = {**_summary_figures(data, f1), **_sample_figures(data),
-            "confusion_best": _confusion(data)}
+    figs = {
+        **_summary_figures(data, f1),
+        **_sample_figures(data),
+        "confusion_best": _confusion(data),
+    }
     return {name: figs[name] for name in FIGURES}
 
 

@@ -241,8 +241,11 @@ def confusion(matrix: np.ndarray, class_names: list[str] | None, title: str) -> 
     fig = Figure(figsize=(max(4.0, 0.18 * n + 3), max(3.5, 0.18 * n + 2.5)), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
-    names = [plain(c) for c in class_names] if class_names and len(class_names) == n else [
-        str(i) for i in range(n)]
+    names = (
+        [plain(c) for c in class_names]
+        if class_names and len(class_names) == n
+        else [str(i) for i in range(n)]
+    )
     size = 7 if n <= 12 else 4
     ax.set_xticks(range(n), names, rotation=90, fontsize=size)
     ax.set_yticks(range(n), names, fontsize=size)

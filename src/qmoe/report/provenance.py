@@ -15,8 +15,9 @@ MEASURED_ENERGY = ("rapl", "nvml", "powermetrics", "intel_power_gadget")
 
 
 def _git(args: list[str], cwd: Path | None) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True,
-                          timeout=30).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
 
 
 def git_commit(cwd: Path | None = None) -> str:

@@ -121,9 +121,11 @@ def latex(table: Table) -> str:
 
 # --- the paper's tables (qmoe.analysis.paper_tables) -------------------------------------------
 
-_FORMATS = {Fmt.TEXT: lambda c: text(c.field, c.header),
-            Fmt.NUMBER: lambda c: number(c.field, c.header, c.digits),
-            Fmt.MEAN_SD: lambda c: mean_sd(c.field, c.header, c.digits)}
+_FORMATS = {
+    Fmt.TEXT: lambda c: text(c.field, c.header),
+    Fmt.NUMBER: lambda c: number(c.field, c.header, c.digits),
+    Fmt.MEAN_SD: lambda c: mean_sd(c.field, c.header, c.digits),
+}
 
 
 def paper_table(spec: PaperTable, frame: pd.DataFrame, f1: str) -> Table:

@@ -1,1 +1,1 @@
-"""Stage `train`: protocols (splits), fit recipes, one run of the study, trained artefacts, metrics."""
+"""Stages `train`, `train_moe`: protocols, fit recipes, one run, the grid, artefacts, metrics."""

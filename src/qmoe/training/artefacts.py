@@ -32,7 +32,7 @@ class Standardized(nn.Module):
 
 class ZScore(NamedTuple):
     mean: Tensor  # (d,)
-    std: Tensor   # (d,), constant features get 1 so they map to 0 instead of NaN
+    std: Tensor  # (d,), constant features get 1 so they map to 0 instead of NaN
 
 
 def fit_zscore(x: Tensor) -> ZScore:
@@ -42,9 +42,9 @@ def fit_zscore(x: Tensor) -> ZScore:
 
 
 class LoadedModel(NamedTuple):
-    model: nn.Module           # deployed, eval mode: raw embeddings (b, d) -> logits or MoEOutput
+    model: nn.Module  # deployed, eval mode: raw embeddings (b, d) -> logits or MoEOutput
     meta: dict
-    variant: object            # the variant's config dataclass
+    variant: object  # the variant's config dataclass
 
 
 class Rebuilt(NamedTuple):
@@ -55,9 +55,12 @@ class Rebuilt(NamedTuple):
 def rebuild(meta: dict) -> Rebuilt:
     """Untrained Standardized(network) with the architecture described by a checkpoint's meta."""
     cfg = variants.from_dict(meta["variant_config"])
-    mlp = models.MLPConfig(in_dim=meta["in_dim"], num_classes=meta["num_classes"],
-                           hidden_sizes=tuple(meta["model"]["hidden_sizes"]),
-                           dropout=meta["model"]["dropout"])
+    mlp = models.MLPConfig(
+        in_dim=meta["in_dim"],
+        num_classes=meta["num_classes"],
+        hidden_sizes=tuple(meta["model"]["hidden_sizes"]),
+        dropout=meta["model"]["dropout"],
+    )
     net = models.build(cfg, mlp)
     d = meta["in_dim"]
     return Rebuilt(Standardized(net, torch.zeros(d), torch.ones(d)), cfg)
@@ -69,8 +72,10 @@ def _check_shapes(meta: dict, state: dict, path: Path | str) -> None:
     norm = state.get("norm_mean")
     in_dim, classes = meta["in_dim"], meta["num_classes"]
     if not isinstance(in_dim, int) or norm is None or tuple(norm.shape) != (in_dim,):
-        raise InputError(f"checkpoint {path}: meta in_dim {in_dim!r} does not match its "
-                         f"norm_mean of shape {None if norm is None else tuple(norm.shape)}")
+        raise InputError(
+            f"checkpoint {path}: meta in_dim {in_dim!r} does not match its "
+            f"norm_mean of shape {None if norm is None else tuple(norm.shape)}"
+        )
     if not isinstance(classes, int) or not 2 <= classes <= 100_000:
         raise InputError(f"checkpoint {path}: meta num_classes {classes!r} is not a class count")
 
@@ -91,7 +96,9 @@ def load_trained(path: Path | str, frozen: bool | None = None) -> LoadedModel:
     try:
         model.load_state_dict(ckpt.state_dict)
     except RuntimeError as e:
-        raise InputError(f"checkpoint {path} does not match its variant {ckpt.meta['variant']}: {e}") from e
+        raise InputError(
+            f"checkpoint {path} does not match its variant {ckpt.meta['variant']}: {e}"
+        ) from e
     if frozen is None:
         frozen = protocol_class(ckpt.meta["protocol"]).frozen_deploy
     return LoadedModel(models.deploy(model, cfg, freeze_quantized=frozen), ckpt.meta, cfg)

@@ -35,16 +35,16 @@ from qmoe.variants import MoEConfig, VariantConfig
 # train.labels -> (id column, name column) of the manifest (docs/architecture.md section 1)
 LABEL_COLUMNS = {
     "classes": ("label_id", "label_name"),
-    "major": ("major_id", "major_name"),          # ESC: official categories, target // 10
+    "major": ("major_id", "major_name"),  # ESC: official categories, target // 10
     "scrambled": ("scrambled_id", "scrambled_name"),  # ESC: the reference's 5-way mapping (4.1)
 }
 
 
 class Embeddings(NamedTuple):
-    x: Tensor                 # (n, d) float32 raw embeddings
-    y: Tensor                 # (n,) int64 contiguous class ids
-    folds: np.ndarray         # (n,) official fold, 0 = none
-    groups: np.ndarray        # (n,) source recording id (for grouped splits)
+    x: Tensor  # (n, d) float32 raw embeddings
+    y: Tensor  # (n,) int64 contiguous class ids
+    folds: np.ndarray  # (n,) official fold, 0 = none
+    groups: np.ndarray  # (n,) source recording id (for grouped splits)
     clip_ids: list[str]
     class_names: list[str]
 
@@ -53,19 +53,26 @@ def embeddings_from_table(table: pd.DataFrame, labels: str) -> Embeddings:
     """Feature table (manifest columns + emb_*) -> tensors, with the chosen label set."""
     id_col, name_col = choose(labels, LABEL_COLUMNS, "label set (train.labels)")
     if id_col not in table.columns:
-        raise ConfigError(f"train.labels: {labels!r} needs column {id_col!r}, which this dataset "
-                          f"lacks (only ESC datasets have major/scrambled labels)")
+        raise ConfigError(
+            f"train.labels: {labels!r} needs column {id_col!r}, which this dataset "
+            f"lacks (only ESC datasets have major/scrambled labels)"
+        )
     emb_cols = [c for c in table.columns if c.startswith("emb_")]
     if not emb_cols:
         raise InputError("feature table has no emb_* columns")
     raw = table[id_col].to_numpy()
-    ids = np.unique(raw)                          # remap to 0..C-1 in ascending id order
+    ids = np.unique(raw)  # remap to 0..C-1 in ascending id order
     names = [str(table.loc[raw == i, name_col].iloc[0]) for i in ids]
     y = torch.as_tensor(np.searchsorted(ids, raw), dtype=torch.long)
     x = torch.from_numpy(table[emb_cols].to_numpy(dtype=np.float32, copy=True))
-    return Embeddings(x, y, table["fold"].to_numpy(dtype=int),
-                      table["source_id"].astype(str).to_numpy(), table["clip_id"].astype(str).tolist(),
-                      names)
+    return Embeddings(
+        x,
+        y,
+        table["fold"].to_numpy(dtype=int),
+        table["source_id"].astype(str).to_numpy(),
+        table["clip_id"].astype(str).tolist(),
+        names,
+    )
 
 
 def seeds_for(protocol: Protocol, cfg: TrainConfig) -> tuple[int, ...]:
@@ -74,20 +81,28 @@ def seeds_for(protocol: Protocol, cfg: TrainConfig) -> tuple[int, ...]:
 
 
 class RunResult(NamedTuple):
-    model: Standardized        # trained (not deployed) model, selected epoch
+    model: Standardized  # trained (not deployed) model, selected epoch
     fit: FitResult
-    prediction: Prediction     # of the deployed model on the test fold
+    prediction: Prediction  # of the deployed model on the test fold
     metrics: dict[str, Any]
-    routing: dict[str, Any] | None = None   # escalating MoEs: qmoe.training.routing record
+    routing: dict[str, Any] | None = None  # escalating MoEs: qmoe.training.routing record
 
 
-def run_one(data: Embeddings, split: Split, seed: int, variant: VariantConfig,
-            model_cfg: models.ModelConfig, cfg: TrainConfig, moe_cfg: MoETrainConfig | None,
-            protocol: Protocol, context: str) -> RunResult:
+def run_one(
+    data: Embeddings,
+    split: Split,
+    seed: int,
+    variant: VariantConfig,
+    model_cfg: models.ModelConfig,
+    cfg: TrainConfig,
+    moe_cfg: MoETrainConfig | None,
+    protocol: Protocol,
+    context: str,
+) -> RunResult:
     """Train one variant on one fold with one seed and evaluate it as deployed on the test fold
     (`moe_cfg`: the MoE recipe, required for an MoE variant)."""
     mlp = models.mlp_config(model_cfg, in_dim=data.x.shape[1], num_classes=len(data.class_names))
-    generator = seed_everything(seed * 1000 + split.fold)   # model init, shuffling, MC dropout
+    generator = seed_everything(seed * 1000 + split.fold)  # model init, shuffling, MC dropout
     zs = fit_zscore(data.x[split.train])
     model = Standardized(models.build(variant, mlp), zs.mean, zs.std)
     # Corrected: every variant keeps its best validation epoch. Faithful (6.3, 8.5): single models
@@ -97,8 +112,17 @@ def run_one(data: Embeddings, split: Split, seed: int, variant: VariantConfig,
         raise ValueError(f"{context}: an MoE variant needs the train_moe recipe")
     recipe = recipe_for(cfg, moe_cfg if moe else None, select_best=protocol.select_best(moe))
     t0 = time.perf_counter()
-    result = fit(model, data.x[split.train], data.y[split.train], data.x[split.val],
-                 data.y[split.val], mlp.num_classes, recipe, generator, context)
+    result = fit(
+        model,
+        data.x[split.train],
+        data.y[split.train],
+        data.x[split.val],
+        data.y[split.val],
+        mlp.num_classes,
+        recipe,
+        generator,
+        context,
+    )
     train_seconds = time.perf_counter() - t0
     cal = protocol.calibration_rows(split)  # `route`: the threshold, never from the test fold
     if hasattr(model.net, "calibrate_"):
@@ -110,27 +134,51 @@ def run_one(data: Embeddings, split: Split, seed: int, variant: VariantConfig,
     routed = None
     if routing.escalates(deployed):
         routed = routing.routing_record(
-            deployed, data.x[cal], protocol.calibration, data.x[split.test], data.y[split.test],
-            mlp.num_classes, protocol.eval_batch, moe_cfg.check_mc_samples, moe_cfg.check_banks)
+            deployed,
+            data.x[cal],
+            protocol.calibration,
+            data.x[split.test],
+            data.y[split.test],
+            mlp.num_classes,
+            protocol.eval_batch,
+            moe_cfg.check_mc_samples,
+            moe_cfg.check_banks,
+        )
     s = scores(data.y[split.test], pred.pred, mlp.num_classes)
     metrics = {
-        "fold": split.fold, "seed": seed, "accuracy": s.accuracy, "macro_f1": s.macro_f1,
-        "weighted_f1": s.weighted_f1, "best_epoch": result.best_epoch,
-        "selected_epoch": result.selected_epoch, "epochs_run": result.epochs_run,
-        "train_seconds": train_seconds, "n_train": len(split.train), "n_val": len(split.val),
-        "n_test": len(split.test), "n_params": sum(p.numel() for p in model.net.parameters()),
+        "fold": split.fold,
+        "seed": seed,
+        "accuracy": s.accuracy,
+        "macro_f1": s.macro_f1,
+        "weighted_f1": s.weighted_f1,
+        "best_epoch": result.best_epoch,
+        "selected_epoch": result.selected_epoch,
+        "epochs_run": result.epochs_run,
+        "train_seconds": train_seconds,
+        "n_train": len(split.train),
+        "n_val": len(split.val),
+        "n_test": len(split.test),
+        "n_params": sum(p.numel() for p in model.net.parameters()),
     }
     if routed is not None:
-        metrics |= {"n_calibration": routed["n_calibration"],
-                    "escalated_share": float(np.mean(routed["escalated"]))}
+        metrics |= {
+            "n_calibration": routed["n_calibration"],
+            "escalated_share": float(np.mean(routed["escalated"])),
+        }
     return RunResult(model, result, pred, metrics, routed)
 
 
 def prediction_frame(data: Embeddings, split: Split, seed: int, pred: Prediction) -> pd.DataFrame:
     """predictions.csv rows: one per test clip (routing columns for an MoE)."""
-    frame = pd.DataFrame({"fold": split.fold, "seed": seed,
-                          "clip_id": [data.clip_ids[i] for i in split.test],
-                          "label": data.y[split.test].numpy(), "pred": pred.pred.numpy()})
+    frame = pd.DataFrame(
+        {
+            "fold": split.fold,
+            "seed": seed,
+            "clip_id": [data.clip_ids[i] for i in split.test],
+            "label": data.y[split.test].numpy(),
+            "pred": pred.pred.numpy(),
+        }
+    )
     if pred.expert is not None:
         frame["expert"] = pred.expert.numpy()
         frame["gate_prob"] = pred.gate_prob.numpy()
@@ -139,26 +187,46 @@ def prediction_frame(data: Embeddings, split: Split, seed: int, pred: Prediction
     return frame
 
 
-def checkpoint_meta(spec: Any, data: Embeddings, split: Split, seed: int, run: RunResult,
-                    variant: VariantConfig, model_cfg: models.ModelConfig) -> dict[str, Any]:
+def checkpoint_meta(
+    spec: Any,
+    data: Embeddings,
+    split: Split,
+    seed: int,
+    run: RunResult,
+    variant: VariantConfig,
+    model_cfg: models.ModelConfig,
+) -> dict[str, Any]:
     """Everything `qmoe.training.artefacts.load_trained` and `benchmark` need, next to the weights:
     the resolved variant config (experts included), so loading never reads params.yaml."""
     return {
-        "dataset": spec.dataset, "protocol": spec.protocol, "variant": spec.variant,
-        "variant_config": variants.to_dict(variant), "in_dim": int(data.x.shape[1]),
-        "num_classes": len(data.class_names), "class_names": data.class_names,
+        "dataset": spec.dataset,
+        "protocol": spec.protocol,
+        "variant": spec.variant,
+        "variant_config": variants.to_dict(variant),
+        "in_dim": int(data.x.shape[1]),
+        "num_classes": len(data.class_names),
+        "class_names": data.class_names,
         "model": {"hidden_sizes": list(model_cfg.hidden_sizes), "dropout": model_cfg.dropout},
-        "fold": split.fold, "seed": seed, "selected_epoch": run.fit.selected_epoch,
-        "best_epoch": run.fit.best_epoch, "test_clip_ids": [data.clip_ids[i] for i in split.test],
+        "fold": split.fold,
+        "seed": seed,
+        "selected_epoch": run.fit.selected_epoch,
+        "best_epoch": run.fit.best_epoch,
+        "test_clip_ids": [data.clip_ids[i] for i in split.test],
     }
 
 
-def curiosity_record(data: Embeddings, split: Split, pred: Prediction,
-                     routed: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def curiosity_record(
+    data: Embeddings, split: Split, pred: Prediction, routed: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """Per test sample: u, label, prediction and chosen expert (None when u is not computed);
     for an escalating MoE also its routing record (qmoe.training.routing)."""
     if pred.uncertainty is None:
         return None
-    return {"clip_id": [data.clip_ids[i] for i in split.test],
-            "u": pred.uncertainty.float().tolist(), "label": data.y[split.test].tolist(),
-            "pred": pred.pred.tolist(), "expert": pred.expert.tolist(), **(routed or {})}
+    return {
+        "clip_id": [data.clip_ids[i] for i in split.test],
+        "u": pred.uncertainty.float().tolist(),
+        "label": data.y[split.test].tolist(),
+        "pred": pred.pred.tolist(),
+        "expert": pred.expert.tolist(),
+        **(routed or {}),
+    }

@@ -64,13 +64,16 @@ class MoETrainConfig:
     lr: float
     patience: int
     min_delta: float
-    check_mc_samples: tuple[int, ...]   # escalating MoEs: T values the routing check re-measures
-    check_banks: int                    # ... with this many dropout-mask banks each
+    check_mc_samples: tuple[int, ...]  # escalating MoEs: T values the routing check re-measures
+    check_banks: int  # ... with this many dropout-mask banks each
 
     def __post_init__(self) -> None:
         few = [t for t in self.check_mc_samples if t < 2]
-        require(not few, "train_moe.check_mc_samples", f"{list(self.check_mc_samples)}: "
-                f"{few} < 2 (a variance needs 2 passes)")
+        require(
+            not few,
+            "train_moe.check_mc_samples",
+            f"{list(self.check_mc_samples)}: {few} < 2 (a variance needs 2 passes)",
+        )
         require(self.check_banks >= 1, "train_moe.check_banks", f"{self.check_banks} < 1")
         require(self.lr > 0, "train_moe.lr", f"{self.lr} must be > 0")
         require(self.patience >= 1, "train_moe.patience", f"{self.patience} < 1")
@@ -85,10 +88,10 @@ class Recipe:
     weight_decay: float
     label_smoothing: float
     patience: int
-    min_delta: float          # improvement needed to reset early stopping / count as best
-    use_scheduler: bool       # ReduceLROnPlateau(max) on validation weighted-F1
+    min_delta: float  # improvement needed to reset early stopping / count as best
+    use_scheduler: bool  # ReduceLROnPlateau(max) on validation weighted-F1
     lr_factor: float
-    select_best: bool         # True: best validation epoch; False: last epoch (reference singles)
+    select_best: bool  # True: best validation epoch; False: last epoch (reference singles)
     epochs: int
     batch_size: int
 
@@ -97,10 +100,30 @@ def recipe_for(cfg: TrainConfig, moe: MoETrainConfig | None, select_best: bool) 
     """Single models: AdamW + label smoothing + plateau LR (6.3); MoE (`moe` given): Adam, no
     smoothing, no scheduler (8.5)."""
     if moe is not None:
-        return Recipe(moe.lr, 0.0, 0.0, moe.patience, moe.min_delta, False,
-                      cfg.lr_factor, select_best, cfg.epochs, cfg.batch_size)
-    return Recipe(cfg.lr, cfg.weight_decay, cfg.label_smoothing, cfg.patience, 0.0, True,
-                  cfg.lr_factor, select_best, cfg.epochs, cfg.batch_size)
+        return Recipe(
+            moe.lr,
+            0.0,
+            0.0,
+            moe.patience,
+            moe.min_delta,
+            False,
+            cfg.lr_factor,
+            select_best,
+            cfg.epochs,
+            cfg.batch_size,
+        )
+    return Recipe(
+        cfg.lr,
+        cfg.weight_decay,
+        cfg.label_smoothing,
+        cfg.patience,
+        0.0,
+        True,
+        cfg.lr_factor,
+        select_best,
+        cfg.epochs,
+        cfg.batch_size,
+    )
 
 
 class FitResult(NamedTuple):
@@ -111,10 +134,10 @@ class FitResult(NamedTuple):
 
 
 class Prediction(NamedTuple):
-    pred: Tensor                  # (n,) predicted class
-    expert: Tensor | None         # (n,) chosen expert (MoE only)
-    gate_prob: Tensor | None      # (n,) routing probability of the chosen expert
-    uncertainty: Tensor | None    # (n,) curiosity u(x), where the router computes it
+    pred: Tensor  # (n,) predicted class
+    expert: Tensor | None  # (n,) chosen expert (MoE only)
+    gate_prob: Tensor | None  # (n,) routing probability of the chosen expert
+    uncertainty: Tensor | None  # (n,) curiosity u(x), where the router computes it
 
 
 def class_weights(y: Tensor, num_classes: int) -> Tensor:
@@ -131,22 +154,42 @@ def _forward(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor | None, object
     return out.logits, out.aux_loss, out
 
 
-def fit(model: nn.Module, x_tr: Tensor, y_tr: Tensor, x_val: Tensor, y_val: Tensor,
-        num_classes: int, recipe: Recipe, generator: torch.Generator, context: str = "") -> FitResult:
+def fit(
+    model: nn.Module,
+    x_tr: Tensor,
+    y_tr: Tensor,
+    x_val: Tensor,
+    y_val: Tensor,
+    num_classes: int,
+    recipe: Recipe,
+    generator: torch.Generator,
+    context: str = "",
+) -> FitResult:
     """Train in place; on return `model` holds the selected epoch's weights."""
     # fused: one kernel for the whole step (about a third of an MoE epoch otherwise)
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
-                            fused=True)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True
+    )
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="max", patience=recipe.patience, factor=recipe.lr_factor)
+        opt, mode="max", patience=recipe.patience, factor=recipe.lr_factor
+    )
     weights = class_weights(y_tr, num_classes)
     best, best_epoch, bad, best_state, history = -1.0, 0, 0, None, []
     for epoch in range(1, recipe.epochs + 1):
-        train_loss = _train_epoch(model, opt, x_tr, y_tr, weights, recipe, generator, context, epoch)
+        train_loss = _train_epoch(
+            model, opt, x_tr, y_tr, weights, recipe, generator, context, epoch
+        )
         val_loss, s = _validate(model, x_val, y_val, weights, num_classes)
-        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                        "val_weighted_f1": s.weighted_f1, "val_macro_f1": s.macro_f1,
-                        "lr": opt.param_groups[0]["lr"]})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "val_weighted_f1": s.weighted_f1,
+                "val_macro_f1": s.macro_f1,
+                "lr": opt.param_groups[0]["lr"],
+            }
+        )
         if s.weighted_f1 > best + recipe.min_delta:
             best, best_epoch, bad = s.weighted_f1, epoch, 0
             if recipe.select_best:
@@ -163,15 +206,26 @@ def fit(model: nn.Module, x_tr: Tensor, y_tr: Tensor, x_val: Tensor, y_val: Tens
     return FitResult(history, best_epoch, selected, len(history))
 
 
-def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor, weights: Tensor,
-                 recipe: Recipe, generator: torch.Generator, context: str, epoch: int) -> float:
+def _train_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    x: Tensor,
+    y: Tensor,
+    weights: Tensor,
+    recipe: Recipe,
+    generator: torch.Generator,
+    context: str,
+    epoch: int,
+) -> float:
     model.train()
     order = torch.randperm(len(y), generator=generator)
     total = 0.0
     for start in range(0, len(y), recipe.batch_size):
-        idx = order[start:start + recipe.batch_size]
+        idx = order[start : start + recipe.batch_size]
         logits, aux, _ = _forward(model, x[idx])
-        loss = F.cross_entropy(logits, y[idx], weight=weights, label_smoothing=recipe.label_smoothing)
+        loss = F.cross_entropy(
+            logits, y[idx], weight=weights, label_smoothing=recipe.label_smoothing
+        )
         if aux is not None:
             loss = loss + aux
         if not torch.isfinite(loss):
@@ -200,7 +254,7 @@ def predict(model: nn.Module, x: Tensor, batch_size: int | None = None) -> Predi
     step = len(x) if batch_size is None else batch_size
     if step < 1:
         raise ValueError(f"predict: batch_size {batch_size} < 1")
-    parts = [_predict_batch(model, x[i:i + step]) for i in range(0, len(x), step)]
+    parts = [_predict_batch(model, x[i : i + step]) for i in range(0, len(x), step)]
     return Prediction(*(None if f[0] is None else torch.cat(f) for f in zip(*parts)))
 
 
@@ -209,6 +263,6 @@ def _predict_batch(model: nn.Module, x: Tensor) -> Prediction:
     pred = logits.argmax(dim=1)
     if isinstance(out, Tensor):
         return Prediction(pred, None, None, None)
-    expert = out.expert_index[:, 0]                                 # (n,) top-1 expert
-    gate = out.routing_probs.gather(1, expert[:, None]).squeeze(1)   # (n,)
+    expert = out.expert_index[:, 0]  # (n,) top-1 expert
+    gate = out.routing_probs.gather(1, expert[:, None]).squeeze(1)  # (n,)
     return Prediction(pred, expert, gate.float(), out.uncertainty)

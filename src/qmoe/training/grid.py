@@ -17,8 +17,8 @@ from qmoe.executor import ExecutionConfig, measures_all_work, run_units
 from qmoe.io import ConfigError, atomic_dir, load_json, save_json, write_bytes
 from qmoe.models import ModelConfig
 from qmoe.training import experiment, units
-from qmoe.training.layout import ModelKey, RunFolder
 from qmoe.training.fit import MoETrainConfig, TrainConfig
+from qmoe.training.layout import ModelKey, RunFolder
 from qmoe.training.protocols import make_protocol
 from qmoe.variants import VariantConfig, to_dict
 
@@ -33,45 +33,76 @@ class RunSpec(NamedTuple):
     variant: str
 
 
-def train_variant(spec: RunSpec, variant: VariantConfig, model_cfg: ModelConfig,
-                  cfg: TrainConfig, moe_cfg: MoETrainConfig | None, features: Path, out: Path,
-                  country_iso_code: str, execution: ExecutionConfig = ExecutionConfig()) -> None:
+def train_variant(
+    spec: RunSpec,
+    variant: VariantConfig,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    moe_cfg: MoETrainConfig | None,
+    features: Path,
+    out: Path,
+    country_iso_code: str,
+    execution: ExecutionConfig = ExecutionConfig(),
+) -> None:
     """Train `variant` on every fold and seed of `spec.protocol` (one executor unit per model);
     write `out` atomically, in a fixed order, once every unit has succeeded."""
     protocol = make_protocol(spec.protocol, cfg)
     table_path = features / "features.parquet"
     if not table_path.is_file():
         raise FileNotFoundError(f"{table_path}: feature table not found (run the features stage)")
-    head = load_json(features / "features.json").get("head", "pooled") if (
-        features / "features.json").is_file() else "pooled"
+    head = (
+        load_json(features / "features.json").get("head", "pooled")
+        if (features / "features.json").is_file()
+        else "pooled"
+    )
     if head != "pooled":
-        raise ConfigError(f"features.head: {head!r}: keep 'pooled'; the faithful protocol applies "
-                          "the reference's random head itself (it would project twice)")
+        raise ConfigError(
+            f"features.head: {head!r}: keep 'pooled'; the faithful protocol applies "
+            "the reference's random head itself (it would project twice)"
+        )
     # the protocol's view: faithful projects with the reference's head and, on ESC-50, learns its
     # scrambled 5-way labels
-    data = experiment.embeddings_from_table(protocol.feature_table(pd.read_parquet(table_path)),
-                                            protocol.label_set(spec.dataset, cfg.labels))
+    data = experiment.embeddings_from_table(
+        protocol.feature_table(pd.read_parquet(table_path)),
+        protocol.label_set(spec.dataset, cfg.labels),
+    )
 
-    job = units.TrainJob(spec.dataset, spec.protocol, spec.variant, data, variant, model_cfg, cfg,
-                         moe_cfg, protocol)
+    job = units.TrainJob(
+        spec.dataset, spec.protocol, spec.variant, data, variant, model_cfg, cfg, moe_cfg, protocol
+    )
     grid = units.units_for(job)
     runs, history, predictions = [], [], []
     with atomic_dir(out) as tmp, EnergyMeter(country_iso_code=country_iso_code) as meter:
         folder = RunFolder(tmp)
         with meter.measure(f"train {spec.dataset}/{spec.protocol}/{spec.variant}") as energy:
-            outputs = run_units(units.train_unit, job, grid, execution,
-                                name=lambda u: units.unit_name(job, u))
-        shares = units.apportion_energy(energy.energy_kwh, energy.emissions_kg,
-                                        [o.cpu_seconds for o in outputs])
-        method = "; ".join([energy.method, units.APPORTIONED]
-                           + ([] if measures_all_work(execution) else [units.OTHER_NODES]))
-        for unit, r, share in zip(grid, outputs, shares, strict=True):   # fixed order
+            outputs = run_units(
+                units.train_unit, job, grid, execution, name=lambda u: units.unit_name(job, u)
+            )
+        shares = units.apportion_energy(
+            energy.energy_kwh, energy.emissions_kg, [o.cpu_seconds for o in outputs]
+        )
+        method = "; ".join(
+            [energy.method, units.APPORTIONED]
+            + ([] if measures_all_work(execution) else [units.OTHER_NODES])
+        )
+        for unit, r, share in zip(grid, outputs, shares, strict=True):  # fixed order
             key = ModelKey(unit.split.fold, unit.seed)
-            log.info("%s: macro-F1 %.4f (epoch %d of %d, %.2f s)", units.unit_name(job, unit),
-                     r.metrics["macro_f1"], r.metrics["selected_epoch"], r.metrics["epochs_run"],
-                     r.metrics["train_seconds"])
-            runs.append({**r.metrics, "train_energy_kwh": share.energy_kwh,
-                         "train_emissions_kg": share.emissions_kg, "energy_method": method})
+            log.info(
+                "%s: macro-F1 %.4f (epoch %d of %d, %.2f s)",
+                units.unit_name(job, unit),
+                r.metrics["macro_f1"],
+                r.metrics["selected_epoch"],
+                r.metrics["epochs_run"],
+                r.metrics["train_seconds"],
+            )
+            runs.append(
+                {
+                    **r.metrics,
+                    "train_energy_kwh": share.energy_kwh,
+                    "train_emissions_kg": share.emissions_kg,
+                    "energy_method": method,
+                }
+            )
             history += r.history
             predictions.append(r.predictions)
             write_bytes(folder.checkpoint(key), r.checkpoint)
@@ -79,6 +110,14 @@ def train_variant(spec: RunSpec, variant: VariantConfig, model_cfg: ModelConfig,
                 save_json(folder.curiosity(key), r.curiosity)
         pd.DataFrame(history).to_csv(folder.history, index=False)
         pd.concat(predictions).to_csv(folder.predictions, index=False)
-        save_json(folder.metrics, {"dataset": spec.dataset, "protocol": spec.protocol,
-                                          "variant": spec.variant, "variant_config": to_dict(variant),
-                                          "class_names": data.class_names, "runs": runs})
+        save_json(
+            folder.metrics,
+            {
+                "dataset": spec.dataset,
+                "protocol": spec.protocol,
+                "variant": spec.variant,
+                "variant_config": to_dict(variant),
+                "class_names": data.class_names,
+                "runs": runs,
+            },
+        )

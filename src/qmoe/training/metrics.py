@@ -1,4 +1,4 @@
-"""Classification metrics computed from a confusion matrix in torch (fast enough to run every epoch).
+"""Classification metrics from a confusion matrix in torch (fast enough to run every epoch).
 
 Matches scikit-learn's accuracy_score and f1_score(average="macro"/"weighted", zero_division=0),
 checked in tests/test_metrics.py; macro-F1 averages over the classes present in y_true or y_pred,
@@ -31,11 +31,11 @@ def scores(y_true: Tensor, y_pred: Tensor, num_classes: int) -> Scores:
         raise ValueError("cannot score an empty set of predictions")
     cm = confusion_matrix(y_true, y_pred, num_classes).double()
     tp = cm.diag()
-    support = cm.sum(dim=1)                      # (c,) true counts
-    predicted = cm.sum(dim=0)                    # (c,) predicted counts
+    support = cm.sum(dim=1)  # (c,) true counts
+    predicted = cm.sum(dim=0)  # (c,) predicted counts
     denom = support + predicted
     f1 = torch.where(denom > 0, 2 * tp / denom.clamp(min=1), torch.zeros_like(tp))
-    present = denom > 0                          # sklearn: labels seen in y_true or y_pred
+    present = denom > 0  # sklearn: labels seen in y_true or y_pred
     macro = f1[present].mean().item()
     weighted = (f1 * support).sum().item() / support.sum().item()
     return Scores(tp.sum().item() / support.sum().item(), macro, weighted)

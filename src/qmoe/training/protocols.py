@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from qmoe.training.fit import TrainConfig
 
-REFERENCE_PROJECTION_SEED = 0   # the reference's random head was unseeded (5.2); ours is seeded
+REFERENCE_PROJECTION_SEED = 0  # the reference's random head was unseeded (5.2); ours is seeded
 SCRAMBLED_DATASETS = ("esc50",)  # where the reference trained its scrambled 5-way task (4.1)
 
 
@@ -54,10 +54,10 @@ class Corrected:
     val_fraction: float
     fallback_folds: int = 5  # grouped stratified folds for datasets without official folds
     name: ClassVar[str] = "corrected"
-    frozen_deploy: ClassVar[bool] = True   # deployed models store their quantised weights once
+    frozen_deploy: ClassVar[bool] = True  # deployed models store their quantised weights once
     # every reported score at batch 1, as deployed: no prediction depends on another test clip
     eval_batch: ClassVar[int] = 1
-    calibration: ClassVar[str] = "validation split"   # see calibration_rows
+    calibration: ClassVar[str] = "validation split"  # see calibration_rows
 
     @classmethod
     def from_train(cls, cfg: TrainConfig) -> Corrected:
@@ -101,11 +101,21 @@ class Corrected:
         ]
 
     def __post_init__(self) -> None:
-        require(0.0 < self.val_fraction < 0.5, "train.val_fraction", f"{self.val_fraction} not in (0, 0.5)")
+        require(
+            0.0 < self.val_fraction < 0.5,
+            "train.val_fraction",
+            f"{self.val_fraction} not in (0, 0.5)",
+        )
         require(self.fallback_folds >= 2, "corrected.fallback_folds", "needs at least 2 folds")
 
-    def splits(self, labels: np.ndarray, folds: np.ndarray, groups: np.ndarray, seed: int,
-               model_seed: int = 0) -> list[Split]:
+    def splits(
+        self,
+        labels: np.ndarray,
+        folds: np.ndarray,
+        groups: np.ndarray,
+        seed: int,
+        model_seed: int = 0,
+    ) -> list[Split]:
         """Test folds from `seed` (the split seed: the same for every model, so folds pair up);
         the inner validation split from (`seed`, `model_seed`, fold)."""
         test_folds = _official_or_grouped(labels, folds, groups, self.fallback_folds, seed)
@@ -129,7 +139,7 @@ class Faithful:
     # the reference's DataLoader batches (6.3): transductive for ptq_int8, whose activation scale
     # is computed over each batch of 64 test clips
     eval_batch: ClassVar[int] = 64
-    calibration: ClassVar[str] = "training part"   # see calibration_rows
+    calibration: ClassVar[str] = "training part"  # see calibration_rows
 
     @classmethod
     def from_train(cls, cfg: TrainConfig) -> Faithful:
@@ -181,8 +191,7 @@ class Faithful:
             f"Seeds: one, the split seed {self.seed}.",
             "Features: the reference's head, a random Linear(D, D) of the pooled embeddings "
             f"(seeded: {REFERENCE_PROJECTION_SEED}), z-scored on the training part.",
-            "Labels: on ESC-50 the reference's scrambled 5-way mapping; elsewhere "
-            "`train.labels`.",
+            "Labels: on ESC-50 the reference's scrambled 5-way mapping; elsewhere `train.labels`.",
             f"Scoring: batches of {self.eval_batch} test clips (transductive for `ptq_int8`).",
             f"Route threshold: calibrated on the {self.calibration} (never the test fold).",
             "Deployed form: the fake-quantised training modules (as the reference timed them).",
@@ -191,8 +200,14 @@ class Faithful:
     def __post_init__(self) -> None:
         require(self.n_folds >= 2, "train.faithful_folds", f"{self.n_folds} < 2")
 
-    def splits(self, labels: np.ndarray, folds: np.ndarray, groups: np.ndarray, seed: int,
-               model_seed: int = 0) -> list[Split]:
+    def splits(
+        self,
+        labels: np.ndarray,
+        folds: np.ndarray,
+        groups: np.ndarray,
+        seed: int,
+        model_seed: int = 0,
+    ) -> list[Split]:
         # The reference seeds the split once (42) whatever the model seed: folds are shared by runs.
         skf = StratifiedKFold(n_splits=self.n_folds, shuffle=True, random_state=self.seed)
         idx = np.arange(len(labels))
@@ -202,8 +217,9 @@ class Faithful:
         ]
 
 
-def grouped_validation(rest: np.ndarray, labels: np.ndarray, groups: np.ndarray,
-                       val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def grouped_validation(
+    rest: np.ndarray, labels: np.ndarray, groups: np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(train, val) sorted row indices of `rest`: one fold of a shuffled StratifiedGroupKFold
     with about 1 / val_fraction folds, so val is about `val_fraction` of `rest`, stratified by
     class and never sharing a source recording (`groups`) with train. Tiny sets get fewer, larger
@@ -211,7 +227,7 @@ def grouped_validation(rest: np.ndarray, labels: np.ndarray, groups: np.ndarray,
     n_classes, n_groups = len(np.unique(labels[rest])), len(np.unique(groups[rest]))
     n_splits = max(2, min(round(1 / val_fraction), n_groups, len(rest) // max(n_classes, 1)))
     sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():   # "least populated class has only n members": tiny sets
+    with warnings.catch_warnings():  # "least populated class has only n members": tiny sets
         warnings.simplefilter("ignore", UserWarning)
         train, val = next(sgkf.split(rest, labels[rest], groups[rest]))
     return np.sort(rest[train]), np.sort(rest[val])
@@ -259,7 +275,9 @@ def _official_or_grouped(
     if np.all(folds > 0):
         return folds.astype(int)
     if np.any(folds > 0):
-        raise InputError("some clips have an official fold and others none (fold 0); fix the manifest")
+        raise InputError(
+            "some clips have an official fold and others none (fold 0); fix the manifest"
+        )
     sgkf = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     out = np.zeros(len(labels), dtype=int)
     for k, (_, te) in enumerate(sgkf.split(np.arange(len(labels)), labels, groups)):

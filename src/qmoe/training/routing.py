@@ -38,7 +38,7 @@ def _escalation(model: nn.Module, x: torch.Tensor, batch: int) -> tuple[np.ndarr
     over = u > tau; moved = over and the router's own top expert was not the target."""
     pred = predict(model, x, batch)
     s = model.net.strategy
-    with torch.no_grad():   # eval: the routing pass is deterministic, per sample
+    with torch.no_grad():  # eval: the routing pass is deterministic, per sample
         top = model.net.router((x - model.norm_mean) / model.norm_std).argmax(dim=-1)
     over = (pred.uncertainty > s.tau).numpy()
     moved = over & (top.numpy() != s.target)
@@ -50,9 +50,17 @@ def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum(a & b) / union) if union else 1.0
 
 
-def sensitivity(model: nn.Module, x_cal: torch.Tensor, x_test: torch.Tensor,
-                y_test: torch.Tensor, num_classes: int, batch: int, mc_samples: tuple[int, ...],
-                banks: int, deployed_over: np.ndarray) -> tuple[list[dict[str, Any]], dict]:
+def sensitivity(
+    model: nn.Module,
+    x_cal: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    num_classes: int,
+    batch: int,
+    mc_samples: tuple[int, ...],
+    banks: int,
+    deployed_over: np.ndarray,
+) -> tuple[list[dict[str, Any]], dict]:
     """One row per (T, bank): tau recalibrated on x_cal, escalation share, F1, overlap; and per
     T the number of banks in which each test sample escalated."""
     probe = copy.deepcopy(model).eval()
@@ -66,23 +74,45 @@ def sensitivity(model: nn.Module, x_cal: torch.Tensor, x_test: torch.Tensor,
                 net.calibrate_(z_cal)
             pred, over, moved = _escalation(probe, x_test, batch)
             counts[str(t)] += over
-            rows.append({"mc_samples": t, "bank": bank, "tau": float(net.strategy.tau),
-                         "share": float(over.mean()), "moved_share": float(moved.mean()),
-                         "macro_f1": scores(y_test, torch.as_tensor(pred), num_classes).macro_f1,
-                         "jaccard_vs_deployed": _jaccard(over, deployed_over)})
+            rows.append(
+                {
+                    "mc_samples": t,
+                    "bank": bank,
+                    "tau": float(net.strategy.tau),
+                    "share": float(over.mean()),
+                    "moved_share": float(moved.mean()),
+                    "macro_f1": scores(y_test, torch.as_tensor(pred), num_classes).macro_f1,
+                    "jaccard_vs_deployed": _jaccard(over, deployed_over),
+                }
+            )
     return rows, {t: c.tolist() for t, c in counts.items()}
 
 
-def routing_record(model: nn.Module, x_cal: torch.Tensor, calibration: str, x_test: torch.Tensor,
-                   y_test: torch.Tensor, num_classes: int, batch: int,
-                   mc_samples: tuple[int, ...], banks: int) -> dict[str, Any]:
+def routing_record(
+    model: nn.Module,
+    x_cal: torch.Tensor,
+    calibration: str,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    num_classes: int,
+    batch: int,
+    mc_samples: tuple[int, ...],
+    banks: int,
+) -> dict[str, Any]:
     """The record of a deployed escalating MoE (see the module docstring); `model` is not changed.
     `calibration` names the part x_cal comes from (the protocol's choice)."""
     _, over, moved = _escalation(model, x_test, batch)
-    record = {"tau": float(model.net.strategy.tau), "calibration": calibration,
-              "n_calibration": int(len(x_cal)), "escalated": over.tolist(),
-              "moved": moved.tolist(), "sensitivity": [], "bank_counts": {}}
-    if not isinstance(model.net.strategy, RandomEscalate):   # the placebo has no MC passes
+    record = {
+        "tau": float(model.net.strategy.tau),
+        "calibration": calibration,
+        "n_calibration": int(len(x_cal)),
+        "escalated": over.tolist(),
+        "moved": moved.tolist(),
+        "sensitivity": [],
+        "bank_counts": {},
+    }
+    if not isinstance(model.net.strategy, RandomEscalate):  # the placebo has no MC passes
         record["sensitivity"], record["bank_counts"] = sensitivity(
-            model, x_cal, x_test, y_test, num_classes, batch, mc_samples, banks, over)
+            model, x_cal, x_test, y_test, num_classes, batch, mc_samples, banks, over
+        )
     return record

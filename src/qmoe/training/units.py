@@ -21,8 +21,9 @@ from qmoe.training.fit import MoETrainConfig, TrainConfig
 from qmoe.training.protocols import Corrected, Faithful, Split
 from qmoe.variants import VariantConfig
 
-APPORTIONED = ("the stage's whole grid measured as one task, apportioned to each model by its "
-               "CPU time")
+APPORTIONED = (
+    "the stage's whole grid measured as one task, apportioned to each model by its CPU time"
+)
 OTHER_NODES = "Ray cluster: only this machine's energy is measured, not other nodes'"
 
 
@@ -47,12 +48,12 @@ class Unit(NamedTuple):
 
 
 class UnitOutput(NamedTuple):
-    metrics: dict[str, Any]            # one metrics.json `runs` entry, without the energy fields
-    history: list[dict[str, Any]]      # history.csv rows
-    predictions: pd.DataFrame          # predictions.csv rows
-    checkpoint: bytes                  # the .pt file, as qmoe.io.save_checkpoint writes it
+    metrics: dict[str, Any]  # one metrics.json `runs` entry, without the energy fields
+    history: list[dict[str, Any]]  # history.csv rows
+    predictions: pd.DataFrame  # predictions.csv rows
+    checkpoint: bytes  # the .pt file, as qmoe.io.save_checkpoint writes it
     curiosity: dict[str, list] | None  # curiosity/<stem>.json; None when u is not computed
-    cpu_seconds: float                 # CPU time of the unit's thread: its share of the energy
+    cpu_seconds: float  # CPU time of the unit's thread: its share of the energy
 
 
 def unit_name(job: TrainJob, unit: Unit) -> str:
@@ -65,8 +66,12 @@ def units_for(job: TrainJob) -> list[Unit]:
     model seed (corrected)."""
     d, cfg = job.data, job.cfg
     seeds = experiment.seeds_for(job.protocol_obj, cfg)
-    per_seed = {s: job.protocol_obj.splits(d.y.numpy(), d.folds, d.groups, seed=cfg.split_seed,
-                                           model_seed=s) for s in seeds}
+    per_seed = {
+        s: job.protocol_obj.splits(
+            d.y.numpy(), d.folds, d.groups, seed=cfg.split_seed, model_seed=s
+        )
+        for s in seeds
+    }
     n_folds = len(per_seed[seeds[0]])
     return [Unit(per_seed[s][i], s) for i in range(n_folds) for s in seeds]
 
@@ -74,9 +79,18 @@ def units_for(job: TrainJob) -> list[Unit]:
 def train_unit(job: TrainJob, unit: Unit) -> UnitOutput:
     """Train and evaluate one model (top-level: executor workers import it by name)."""
     split, seed = unit
-    cpu0 = time.thread_time()   # torch on one thread runs its ops in this thread
-    r = experiment.run_one(job.data, split, seed, job.variant_cfg, job.model_cfg, job.cfg,
-                           job.moe_cfg, job.protocol_obj, unit_name(job, unit))
+    cpu0 = time.thread_time()  # torch on one thread runs its ops in this thread
+    r = experiment.run_one(
+        job.data,
+        split,
+        seed,
+        job.variant_cfg,
+        job.model_cfg,
+        job.cfg,
+        job.moe_cfg,
+        job.protocol_obj,
+        unit_name(job, unit),
+    )
     cpu_seconds = time.thread_time() - cpu0
     meta = experiment.checkpoint_meta(job, job.data, split, seed, r, job.variant_cfg, job.model_cfg)
     return UnitOutput(
@@ -85,7 +99,8 @@ def train_unit(job: TrainJob, unit: Unit) -> UnitOutput:
         predictions=experiment.prediction_frame(job.data, split, seed, r.prediction),
         checkpoint=checkpoint_bytes(r.model.state_dict(), meta),
         curiosity=experiment.curiosity_record(job.data, split, r.prediction, r.routing),
-        cpu_seconds=cpu_seconds)
+        cpu_seconds=cpu_seconds,
+    )
 
 
 class UnitEnergy(NamedTuple):
@@ -93,8 +108,9 @@ class UnitEnergy(NamedTuple):
     emissions_kg: float
 
 
-def apportion_energy(energy_kwh: float, emissions_kg: float,
-                     cpu_seconds: list[float]) -> list[UnitEnergy]:
+def apportion_energy(
+    energy_kwh: float, emissions_kg: float, cpu_seconds: list[float]
+) -> list[UnitEnergy]:
     """Split one reading over the units in proportion to their CPU seconds (sums are kept)."""
     total = sum(cpu_seconds)
     if not total > 0:
