@@ -62,7 +62,10 @@ def pair_up(table: pd.DataFrame, scope: Scope, variant: str, baseline: str, valu
     empty = Paired([], np.array([]), np.array([]), float("nan"), None)
     if value not in table.columns:
         return empty._replace(reason=f"no column {value!r} in the runs table")
-    expected = set(map(tuple, sub[cols].drop_duplicates().to_numpy().tolist()))
+    # The keys where the value exists for some variant: every model for F1, the timed models only
+    # for latency (the benchmark times one model per fold by design; the other seeds are NaN).
+    measured = sub[sub[value].notna()] if sub[value].notna().any() else sub
+    expected = set(map(tuple, measured[cols].drop_duplicates().to_numpy().tolist()))
     frames = {}
     for name in (variant, baseline):
         rows = sub[sub["variant"] == name]
