@@ -16,8 +16,15 @@ def _recorded_outs() -> dict[str, str]:
 
 
 @pytest.mark.skipif(not LOCK.is_file(), reason="no committed dvc.lock")
-@pytest.mark.parametrize("path", ["reports/metrics.json", "reports/report.md",
-                                  "reports/plots/f1_per_fold.csv", "reports/tables/runs.csv"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "reports/metrics.json",
+        "reports/report.md",
+        "reports/plots/f1_per_fold.csv",
+        "reports/tables/runs.csv",
+    ],
+)
 def test_committed_report_files_match_the_committed_lock(path):
     recorded = _recorded_outs()
     assert path in recorded, f"dvc.lock records no output {path}"
