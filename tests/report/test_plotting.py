@@ -35,23 +35,42 @@ def _summary() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _points(ax) -> dict[str, tuple[float, float]]:
+    """variant -> (x, y) of its marker (one errorbar container per variant)."""
+    return {
+        c.get_label(): (round(float(c.lines[0].get_xdata()[0]), 6), c.lines[0].get_ydata()[0])
+        for c in ax.containers
+    }
+
+
 def test_f1_vs_bits_places_each_model_at_its_configured_weight_bits():
     fig = plotting.f1_vs_bits(_summary(), "macro_f1")
-    ax = fig.axes[0]
-    assert isinstance(fig, Figure) and ax.get_xscale() == "log"
-    placed = sorted((t.get_text(), round(t.xy[0], 6), t.xy[1]) for t in ax.texts)
-    # w4a8 here is configured at 3 bits; the faithful panel is offset by x 1.04; no MoE point
-    assert placed == sorted(
-        [
-            ("w4a8", 3.0, 0.78),
-            ("w8a8", 8.0, 0.80),
-            ("fp32", 32.0, 0.81),
-            ("w4a8", 3.12, 0.78),
-            ("w8a8", 8.32, 0.80),
-            ("fp32", 33.28, 0.81),
-        ]
-    )
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["corrected", "faithful"]
+    assert isinstance(fig, Figure)
+    assert [ax.get_title() for ax in fig.axes] == ["corrected", "faithful"]
+    for ax in fig.axes:
+        assert ax.get_xscale() == "log"
+        # w4a8 here is configured at 3 bits; no MoE point; no text beside the points
+        assert _points(ax) == {"w4a8": (3.0, 0.78), "w8a8": (8.0, 0.80), "fp32": (32.0, 0.81)}
+        assert len(ax.texts) == 0
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["fp32", "w4a8", "w8a8"]
+
+
+def test_variants_at_one_bit_width_are_drawn_side_by_side_in_registry_order():
+    s = _summary()
+    s = pd.concat([s, s[s["variant"] == "w8a8"].assign(variant="ptq_int8", mean=0.79)])
+    points = _points(plotting.f1_vs_bits(s, "macro_f1").axes[0])
+    gap = 2**0.1  # ptq_int8 comes before w8a8 in the registry: left of 8 bits, w8a8 right
+    assert points["ptq_int8"][0] == round(8 / gap**0.5, 6)
+    assert points["w8a8"][0] == round(8 * gap**0.5, 6)
+    assert points["fp32"][0] == 32.0
+
+
+def test_every_variant_keeps_one_colour_and_marker():
+    styles = [plotting.variant_style(v) for v in ("fp32", "moe", "w4a8", "not_a_variant")]
+    assert styles[0] == plotting.Style("C0", "o")
+    assert styles[1].colour == "C0" and styles[1].marker != "o"  # colours repeat, markers not
+    assert plotting.variant_style("not_a_variant") == styles[3]  # stable for unknown names
+    assert len({plotting.variant_style(v) for v in plotting.VARIANTS}) == len(plotting.VARIANTS)
 
 
 def test_pareto_front_keeps_points_no_other_beats():
@@ -66,7 +85,9 @@ def test_scatter_has_one_panel_per_protocol_and_a_front():
         front = [line for line in ax.lines if line.get_label() == "Pareto front"]
         # sorted by size, F1 only rises on the front: w4a8 (7e3), w8a8 (1.3e4), fp32 (4.8e4)
         assert len(front) == 1 and front[0].get_xdata().tolist() == [7e3, 1.3e4, 4.8e4]
-        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["Pareto front"]
+        assert len(ax.texts) == 0 and ax.get_legend() is None
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["fp32", "w4a8", "w8a8", "moe", "Pareto front"]
 
 
 def _latency() -> pd.DataFrame:
@@ -102,7 +123,7 @@ def test_latency_ecdf_draws_one_curve_per_variant_ending_at_one_dashed_for_moes(
 def test_latency_violin_per_protocol():
     fig = plotting.latency_violin(_latency())
     assert [ax.get_title() for ax in fig.axes] == ["corrected", "faithful"]
-    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]  # horizontal violins
     assert ticks == ["fp32", "moe", "moe_curiosity_log"]
 
 

@@ -6,14 +6,33 @@ absent is replaced by `placeholder`, which states why, so no figure silently dis
 
 from __future__ import annotations
 
+import zlib
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from qmoe.catalog import order
+from qmoe.catalog import VARIANTS, order
 
 PROTOCOL_MARKERS = {"corrected": "o", "faithful": "s"}
+_COLOURS = [f"C{i}" for i in range(10)]  # matplotlib's default (tab10) cycle
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_GAP = 2**0.1  # x factor between variants drawn at the same bit-width (log2 axis)
+
+
+class Style(NamedTuple):
+    colour: str
+    marker: str
+
+
+def variant_style(variant: str) -> Style:
+    """One colour and marker per variant in every figure (registry order: fp32 = C0, 'o').
+    Colours repeat after 10 variants, markers after 8, so no two variants share both."""
+    known = list(VARIANTS)
+    i = known.index(variant) if variant in known else len(known) + zlib.crc32(variant.encode())
+    return Style(_COLOURS[i % len(_COLOURS)], _MARKERS[i % len(_MARKERS)])
 
 
 def plain(text: str) -> str:
@@ -29,6 +48,18 @@ def _panels(protocols: list[str], width: float = 5.0, height: float = 4.0) -> tu
     return fig, list(axes)
 
 
+def _variant_legend(fig: Figure, axes: list, title: str = "variant") -> None:
+    """One legend for the figure, right of the panels, each variant once in registry order."""
+    handles = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    labels = order(list(handles))  # unknown names ('Pareto front') after the variants
+    fig.legend(
+        [handles[k] for k in labels], labels, loc="outside right upper", fontsize=7, title=title
+    )
+
+
 def placeholder(title: str, reason: str) -> Figure:
     """A figure that says what is missing and why."""
     fig = Figure(figsize=(6, 2.5), layout="constrained")
@@ -38,30 +69,76 @@ def placeholder(title: str, reason: str) -> Figure:
     return fig
 
 
+def _errorbar(ax, x, part: pd.DataFrame, variant: str) -> None:
+    """One variant's mean and 95 % interval, in its own colour and marker, labelled for the
+    legend (no text next to the point: names of close points would overlap)."""
+    style = variant_style(variant)
+    yerr = np.vstack([part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]])
+    ax.errorbar(
+        x, part["mean"], yerr=yerr, fmt=style.marker, color=style.colour, capsize=3, label=variant
+    )
+
+
+def _spread(x: pd.Series, variants: pd.Series, gap: float = _GAP) -> np.ndarray:
+    """x of each variant, those within 3 % of each other spread apart by the factor `gap` in
+    registry order (log axes), so neither their markers nor their error bars cover each other."""
+    x = x.to_numpy(float)
+    names = list(variants)
+    out, idx = x.copy(), np.argsort(x, kind="stable")
+    groups: list[list[int]] = []
+    for i in idx:
+        if groups and x[i] <= x[groups[-1][0]] * 1.03:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    for group in groups:
+        centre = np.exp(np.mean(np.log(x[group])))
+        ranked = order([names[i] for i in group])
+        for i in group:
+            out[i] = centre * gap ** (ranked.index(names[i]) - (len(group) - 1) / 2)
+    return out
+
+
 def f1_vs_bits(summary: pd.DataFrame, metric_label: str) -> Figure:
     """summary: protocol, variant, mean, ci_low, ci_high, weight_bits (single models; the
-    configured weight bits, log2 3 for ternary)."""
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.subplots()
-    for i, (protocol, part) in enumerate(summary.groupby("protocol", sort=True)):
-        part = part.dropna(subset=["weight_bits"]).sort_values("weight_bits", kind="stable")
-        x = part["weight_bits"] * (1.04 if i else 1.0)  # small offset keeps bars apart
-        yerr = np.vstack([part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]])
-        ax.errorbar(
-            x,
-            part["mean"],
-            yerr=yerr,
-            fmt=PROTOCOL_MARKERS.get(protocol, "^"),
-            capsize=3,
-            label=protocol,
-        )
-        for xi, yi, v in zip(x, part["mean"], part["variant"]):
-            ax.annotate(v, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("weight bits (as configured; ternary = log2 3; q16_reference is FP32)")
-    ax.set_ylabel(f"{metric_label} (mean, 95 % CI over folds x seeds)")
-    ax.legend(title="protocol")
+    configured weight bits, log2 3 for ternary). One panel per protocol, one legend."""
+    protocols = sorted(summary["protocol"].unique())
+    fig, axes = _panels(protocols, width=4.2, height=4.2)
+    for ax in axes[1:]:
+        ax.sharey(axes[0])  # protocols compared on one scale
+    for ax, protocol in zip(axes, protocols):
+        part = summary[summary["protocol"] == protocol].dropna(subset=["weight_bits"])
+        part = part.assign(x=_spread(part["weight_bits"], part["variant"]))
+        for variant in order(list(part["variant"])):
+            row = part[part["variant"] == variant]
+            _errorbar(ax, row["x"], row, variant)
+        bits = sorted(part["weight_bits"].unique())
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(bits, [f"{b:.2g}" for b in bits])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    fig.supxlabel("weight bits as configured (ternary = log2 3 = 1.6; q16_reference is FP32)")
+    axes[0].set_ylabel(f"{metric_label} (mean, 95 % CI over folds x seeds)")
+    _variant_legend(fig, axes)
     return fig
+
+
+def _short(value: float, _pos=None) -> str:
+    """A log-axis tick: 500, 2 k, 1 M, 0.5."""
+    for scale, suffix in ((1e6, " M"), (1e3, " k")):
+        if value >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
+def _log_ticks(axis, values) -> None:
+    """Readable ticks on a log axis: 1-2-5 steps over a range wider than 5x (at least two of
+    them fall inside), else 3 plain steps; labels short; no minor labels (they collide)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    wide = values.size and values.max() / values.min() > 5
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)) if wide else MaxNLocator(nbins=3))
+    axis.set_major_formatter(FuncFormatter(_short))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _pareto(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -80,13 +157,13 @@ def scatter_vs_f1(
 ) -> Figure:
     """summary: protocol, variant, mean (F1), ci_low, ci_high, `x_col`; log x axis."""
     protocols = sorted(summary["protocol"].unique())
-    fig, axes = _panels(protocols)
+    fig, axes = _panels(protocols, width=4.2)
     for ax, protocol in zip(axes, protocols):
         part = summary[summary["protocol"] == protocol].dropna(subset=[x_col, "mean"])
-        yerr = np.vstack([part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]])
-        ax.errorbar(part[x_col], part["mean"], yerr=yerr, fmt="o", capsize=3)
-        for xi, yi, v in zip(part[x_col], part["mean"], part["variant"]):
-            ax.annotate(v, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        part = part.assign(x=_spread(part[x_col], part["variant"], 2**0.06))
+        for variant in order(list(part["variant"])):
+            row = part[part["variant"] == variant]
+            _errorbar(ax, row["x"], row, variant)
         if pareto and len(part):
             front = _pareto(part[x_col].to_numpy(float), part["mean"].to_numpy(float))
             ax.step(
@@ -97,11 +174,11 @@ def scatter_vs_f1(
                 alpha=0.6,
                 label="Pareto front",
             )
-            ax.legend()
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel(x_label)
+        _log_ticks(ax.xaxis, part["x"])
         ax.set_ylabel(metric_label)
+    fig.supxlabel(f"{x_label} (near-equal values drawn side by side)", fontsize=10)
+    _variant_legend(fig, axes)
     return fig
 
 
@@ -109,7 +186,7 @@ def latency_ecdf(latency: pd.DataFrame) -> Figure:
     """latency: protocol, variant, is_moe, latency_ms (all samples); one ECDF per variant
     (dashed for MoEs), log x."""
     protocols = sorted(latency["protocol"].unique())
-    fig, axes = _panels(protocols, width=6.0)
+    fig, axes = _panels(protocols, width=5.0)
     for ax, protocol in zip(axes, protocols):
         part = latency[latency["protocol"] == protocol]
         for variant in order(list(part["variant"].unique())):
@@ -119,28 +196,32 @@ def latency_ecdf(latency: pd.DataFrame) -> Figure:
                 np.arange(1, values.size + 1) / values.size,
                 where="post",
                 label=variant,
+                color=variant_style(variant).colour,
                 linestyle="--" if part.loc[part["variant"] == variant, "is_moe"].any() else "-",
             )
         ax.set_xscale("log")
+        _log_ticks(ax.xaxis, part["latency_ms"])
         ax.set_xlabel("per-inference latency (ms, batch 1)")
         ax.set_ylabel("fraction of inferences")
-    axes[-1].legend(fontsize=7, loc="lower right")
+    _variant_legend(fig, axes)
     return fig
 
 
 def latency_violin(latency: pd.DataFrame) -> Figure:
     """latency of MoE variants: one violin per variant (log10 ms), panels by protocol."""
     protocols = sorted(latency["protocol"].unique())
-    fig, axes = _panels(protocols, width=6.0)
+    fig, axes = _panels(protocols, width=4.5)
     for ax, protocol in zip(axes, protocols):
         part = latency[latency["protocol"] == protocol]
         variants = order(list(part["variant"].unique()))
         data = [
             np.log10(part.loc[part["variant"] == v, "latency_ms"].to_numpy(float)) for v in variants
         ]
-        ax.violinplot(data, showmedians=True)
-        ax.set_xticks(range(1, len(variants) + 1), variants, rotation=30, ha="right", fontsize=7)
-        ax.set_ylabel("log10 per-inference latency (ms)")
+        # horizontal: variant names read left to right and never collide
+        ax.violinplot(data, orientation="horizontal", showmedians=True)
+        ax.set_yticks(range(1, len(variants) + 1), variants, fontsize=7)
+        ax.invert_yaxis()  # registry order top to bottom
+        ax.set_xlabel("log10 per-inference latency (ms)")
     return fig
 
 
@@ -159,7 +240,7 @@ def curiosity_histogram(pred: pd.DataFrame, title: str = "") -> Figure:
     ax.set_yscale("log")
     ax.set_xlabel("curiosity u = summed variance of MC routing probabilities")
     ax.set_ylabel("test samples")
-    ax.legend(fontsize=7)
+    fig.legend(fontsize=7, loc="outside right upper")
     fig.suptitle(title, fontsize=9)
     return fig
 
@@ -182,7 +263,7 @@ def curiosity_per_class(
     ]
     ax.set_xticks(np.arange(n_cls) + 0.4 - width / 2, labels, rotation=90, fontsize=6)
     ax.set_ylabel("mean curiosity u (true class)")
-    ax.legend(fontsize=7)
+    fig.legend(fontsize=7, loc="outside right upper")
     fig.suptitle(title, fontsize=9)
     return fig
 
@@ -209,7 +290,7 @@ def routing_distribution(routing: pd.DataFrame, title: str = "") -> Figure:
         )
     ax.set_xticks(np.arange(len(variants)) + 0.4 - width / 2, variants, rotation=20, fontsize=7)
     ax.set_ylabel("share of test samples routed")
-    ax.legend(title="expert", fontsize=7)
+    fig.legend(title="expert", fontsize=7, loc="outside right upper")
     fig.suptitle(title, fontsize=9)
     return fig
 
@@ -217,8 +298,13 @@ def routing_distribution(routing: pd.DataFrame, title: str = "") -> Figure:
 def routing_confidence(pred: pd.DataFrame, title: str = "") -> Figure:
     """pred: variant, expert_name, gate_prob; box plot of gate probability per expert."""
     variants = order(list(pred["variant"].unique()))
-    fig, axes = _panels(variants, width=3.5)
-    for ax, variant in zip(axes, variants):
+    cols = min(len(variants), 3)  # a grid: six panels in one row left no room for their labels
+    rows = -(-len(variants) // cols)
+    fig = Figure(figsize=(3.6 * cols, 3.2 * rows), layout="constrained")
+    grid = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in grid[len(variants) :]:
+        ax.set_visible(False)
+    for ax, variant in zip(grid, variants):
         part = pred[pred["variant"] == variant]
         experts = sorted(part["expert_name"].astype(str).unique())
         ax.boxplot(
@@ -226,9 +312,9 @@ def routing_confidence(pred: pd.DataFrame, title: str = "") -> Figure:
             tick_labels=experts,
             showfliers=False,
         )
-        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        ax.tick_params(axis="x", labelrotation=20, labelsize=7)
         ax.set_title(variant, fontsize=8)
-        ax.set_ylabel("gate probability of the chosen expert")
+    fig.supylabel("gate probability of the chosen expert", fontsize=9)
     fig.suptitle(title, fontsize=9)
     return fig
 
