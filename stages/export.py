@@ -12,8 +12,7 @@ import logging
 from pathlib import Path
 
 from qmoe.cli import read_params, run_stage
-from qmoe.deploy.folder import TreeSpec, deploy_tree, export_params
-from qmoe.executor import ExecutionConfig
+from qmoe.executor import ExecutionConfig, warm_pool
 from qmoe.io import from_section
 
 log = logging.getLogger("stages.export")
@@ -29,6 +28,10 @@ def main() -> None:
     args = ap.parse_args()
 
     params = read_params()
+    execution = from_section(ExecutionConfig, params.get("execution"), "execution")
+    warm_pool(execution, ["qmoe.deploy.folder"])  # its imports (torch, onnx) overlap ours
+    from qmoe.deploy.folder import TreeSpec, deploy_tree, export_params
+
     study = params.get("study") or {}
     variants = tuple(study.get("variants") or []) + tuple(study.get("moe_variants") or [])
     frame = deploy_tree(
@@ -37,7 +40,7 @@ def main() -> None:
         args.features,
         args.runs,
         args.out,
-        from_section(ExecutionConfig, params.get("execution"), "execution"),
+        execution,
     )
     for variant, part in frame.groupby("variant", sort=False):
         log.info(

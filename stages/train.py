@@ -5,16 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from qmoe.cli import read_params, run_stage
-from qmoe.energy import EnergyConfig
-from qmoe.executor import ExecutionConfig
+from qmoe.executor import ExecutionConfig, warm_pool
 from qmoe.io import ConfigError, from_section
-from qmoe.models import ModelConfig
-from qmoe.training.fit import TrainConfig
-from qmoe.training.grid import RunSpec, train_variant
-from qmoe.variants import MoEConfig, resolve
 
 
 def main() -> None:
@@ -27,8 +20,18 @@ def main() -> None:
     args = ap.parse_args()
 
     params = read_params()
+    execution = from_section(ExecutionConfig, params.get("execution"), "execution")
+    # torch.optim imports torch._dynamo at a worker's first optimizer (1.4 s): the server does
+    warm_pool(execution, ["qmoe.training.units", "torch._dynamo"])
+    # torch and the training code after the pool's server has started importing them: both
+    # imports run at once (stage overhead, issue 15)
+    from qmoe.energy import EnergyConfig
+    from qmoe.models import ModelConfig
+    from qmoe.training.fit import TrainConfig
+    from qmoe.training.grid import RunSpec, train_variant
+    from qmoe.variants import MoEConfig, resolve
+
     cfg = from_section(TrainConfig, params.get("train"), "train")
-    torch.set_num_threads(cfg.threads)
     variant = resolve(args.variant, params.get("variants"), experts=())
     if isinstance(variant, MoEConfig):
         raise ConfigError(
@@ -44,7 +47,7 @@ def main() -> None:
         args.features,
         args.out,
         from_section(EnergyConfig, params.get("energy"), "energy").country_iso_code,
-        from_section(ExecutionConfig, params.get("execution"), "execution"),
+        execution,
     )
 
 

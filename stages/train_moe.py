@@ -6,16 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from qmoe.cli import read_params, run_stage
-from qmoe.energy import EnergyConfig
-from qmoe.executor import ExecutionConfig
+from qmoe.executor import ExecutionConfig, warm_pool
 from qmoe.io import ConfigError, from_section
-from qmoe.models import ModelConfig
-from qmoe.training.fit import MoETrainConfig, TrainConfig
-from qmoe.training.grid import RunSpec, train_variant
-from qmoe.variants import MoEConfig, resolve
 
 
 def main() -> None:
@@ -41,8 +34,17 @@ def main() -> None:
             f"params of {args.experts}: give train_moe one expert slot per entry of "
             "study.experts (its --experts argument and its params list)"
         )
+    execution = from_section(ExecutionConfig, params.get("execution"), "execution")
+    # torch.optim imports torch._dynamo at a worker's first optimizer (1.4 s): the server does
+    warm_pool(execution, ["qmoe.training.units", "torch._dynamo"])
+    # torch and the training code after the pool's server has started importing them (see train)
+    from qmoe.energy import EnergyConfig
+    from qmoe.models import ModelConfig
+    from qmoe.training.fit import MoETrainConfig, TrainConfig
+    from qmoe.training.grid import RunSpec, train_variant
+    from qmoe.variants import MoEConfig, resolve
+
     cfg = from_section(TrainConfig, params.get("train"), "train")
-    torch.set_num_threads(cfg.threads)
     variant = resolve(args.variant, params.get("variants"), experts=pool)
     if not isinstance(variant, MoEConfig):
         raise ConfigError(
@@ -58,7 +60,7 @@ def main() -> None:
         args.features,
         args.out,
         from_section(EnergyConfig, params.get("energy"), "energy").country_iso_code,
-        from_section(ExecutionConfig, params.get("execution"), "execution"),
+        execution,
     )
 
 

@@ -45,6 +45,27 @@ def test_tracker_failure_is_an_error_not_a_zero(monkeypatch):
             pass
 
 
+def test_a_tracker_started_in_the_background_measures_and_its_failure_surfaces(monkeypatch):
+    with EnergyMeter("IRL").start_soon() as meter:
+        with meter.measure("busy") as r:
+            sum(i * i for i in range(200_000))
+    assert r.energy_kwh > 0 and r.method.startswith("codecarbon ")
+    assert meter._tracker is None  # stopped on exit
+
+    import codecarbon
+
+    class Broken:
+        def __init__(self, **kwargs):
+            raise OSError("no /proc/cpuinfo")
+
+    monkeypatch.setattr(codecarbon, "OfflineEmissionsTracker", Broken)
+    meter = EnergyMeter("IRL").start_soon()
+    with pytest.raises(RuntimeError, match="could not start its offline tracker: no /proc"):
+        with meter.measure("x"):
+            pass
+    meter.close()  # a failed background start leaves nothing to stop
+
+
 def test_task_that_returns_no_data_is_an_error(monkeypatch):
     meter = EnergyMeter("IRL")
 

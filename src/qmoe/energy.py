@@ -9,6 +9,7 @@ from a TDP table and the CPU load, and RAM power from its size: `method` says wh
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import math
@@ -137,28 +138,44 @@ class EnergyMeter:
         EnergyConfig(country_iso_code)  # validates the code
         self.country_iso_code = country_iso_code
         self._tracker: Any = None
+        self._starting: concurrent.futures.Future | None = None
         self.method = ""
+
+    def start_soon(self) -> EnergyMeter:
+        """Start the tracker in a background thread (its hardware probing takes ~1.4 s here) while
+        the caller reads its inputs; the first `measure` waits for it and raises its error."""
+        if self._tracker is None and self._starting is None:
+            pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="codecarbon-start")
+            self._starting = pool.submit(self._new_tracker)
+            pool.shutdown(wait=False)
+        return self
 
     def _start(self) -> Any:
         if self._tracker is None:
-            os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")
-            try:
-                from codecarbon import OfflineEmissionsTracker
-
-                tracker = OfflineEmissionsTracker(
-                    country_iso_code=self.country_iso_code, save_to_file=False, log_level="error"
-                )
-                tracker.start()
-            except Exception as e:
-                raise SetupError(f"CodeCarbon could not start its offline tracker: {e}") from e
-            try:
-                self.method = describe_method(tracker)
-            except Exception:
-                with contextlib.suppress(Exception):
-                    tracker.stop()
-                raise
-            self._tracker = tracker
+            starting, self._starting = self._starting, None
+            self._tracker, self.method = (
+                starting.result() if starting is not None else self._new_tracker()
+            )
         return self._tracker
+
+    def _new_tracker(self) -> tuple[Any, str]:
+        """A started OfflineEmissionsTracker and the description of its method."""
+        os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")
+        try:
+            from codecarbon import OfflineEmissionsTracker
+
+            tracker = OfflineEmissionsTracker(
+                country_iso_code=self.country_iso_code, save_to_file=False, log_level="error"
+            )
+            tracker.start()
+        except Exception as e:
+            raise SetupError(f"CodeCarbon could not start its offline tracker: {e}") from e
+        try:
+            return tracker, describe_method(tracker)
+        except Exception:
+            with contextlib.suppress(Exception):
+                tracker.stop()
+            raise
 
     @contextlib.contextmanager
     def measure(self, task: str) -> Iterator[EnergyReading]:
@@ -189,6 +206,10 @@ class EnergyMeter:
         reading.method = self.method
 
     def close(self) -> None:
+        if self._starting is not None:  # started in the background, never used: stop it too
+            starting, self._starting = self._starting, None
+            if starting.exception() is None:
+                self._tracker = starting.result()[0]
         if self._tracker is not None:
             try:
                 self._tracker.stop()

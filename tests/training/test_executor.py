@@ -191,6 +191,34 @@ def test_results_come_back_in_unit_order_and_errors_name_the_unit(execution):
         run_units(operator.truediv, 1.0, [1, 0, 3], execution, name=lambda u: f"u{u}")
 
 
+WARM = """
+import sys
+from qmoe.executor import ExecutionConfig, run_units, warm_pool
+def preloaded(shared, unit):
+    return "xml.dom.minidom" in sys.modules
+if __name__ == "__main__":
+    cores = int(sys.argv[1])
+    warm_pool(ExecutionConfig("local", cores), ["xml.dom.minidom"])
+    print(run_units(preloaded, None, [1, 2, 3], ExecutionConfig("local", cores)))
+"""
+
+
+@pytest.mark.parametrize(("workers", "seen"), [(2, True), (1, False)])
+def test_warm_pool_starts_the_server_with_its_modules_imported(tmp_path, workers, seen):
+    """A warmed pool's workers start with the modules imported (forked from a server that imported
+    them while the parent went on); with one worker there is no pool to warm (units run here)."""
+    (tmp_path / "warm.py").write_text(WARM)
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "warm.py"), str(workers)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str([seen] * 3)
+
+
 SLEEPER = """
 import time
 def nap(shared, seconds):

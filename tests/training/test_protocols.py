@@ -187,6 +187,7 @@ def test_faithful_learns_the_scrambled_five_way_task_on_esc50_only():
 def test_the_train_stage_refuses_a_projected_feature_table(tmp_path):
     import json
 
+    from qmoe.executor import ExecutionConfig
     from qmoe.io import ConfigError, from_section, load_params
     from qmoe.models import ModelConfig
     from qmoe.training.fit import TrainConfig
@@ -206,5 +207,6 @@ def test_the_train_stage_refuses_a_projected_feature_table(tmp_path):
             tmp_path,
             tmp_path / "out",
             "IRL",
+            from_section(ExecutionConfig, params["execution"], "execution"),
         )
     assert not (tmp_path / "out").exists()

@@ -37,7 +37,6 @@ class TrainConfig:
     label_smoothing: float
     patience: int
     lr_factor: float
-    threads: int
 
     def __post_init__(self) -> None:
         require(len(self.seeds) >= 1, "train.seeds", "needs at least one seed")
@@ -54,7 +53,6 @@ class TrainConfig:
         require(0 <= self.label_smoothing < 1, "train.label_smoothing", "must be in [0, 1)")
         require(self.patience >= 1, "train.patience", "must be >= 1")
         require(0 < self.lr_factor < 1, "train.lr_factor", f"{self.lr_factor} not in (0, 1)")
-        require(1 <= self.threads <= 256, "train.threads", f"{self.threads} not in [1, 256]")
 
 
 @dataclass(frozen=True)

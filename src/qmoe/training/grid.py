@@ -42,10 +42,25 @@ def train_variant(
     features: Path,
     out: Path,
     country_iso_code: str,
-    execution: ExecutionConfig = ExecutionConfig(),
+    execution: ExecutionConfig,
 ) -> None:
     """Train `variant` on every fold and seed of `spec.protocol` (one executor unit per model);
     write `out` atomically, in a fixed order, once every unit has succeeded."""
+    # the tracker probes the hardware (~1.4 s) while the features are read and split
+    with EnergyMeter(country_iso_code=country_iso_code).start_soon() as meter:
+        job = _job(spec, variant, model_cfg, cfg, moe_cfg, features)
+        _train_grid(job, meter, out, execution)
+
+
+def _job(
+    spec: RunSpec,
+    variant: VariantConfig,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    moe_cfg: MoETrainConfig | None,
+    features: Path,
+) -> units.TrainJob:
+    """The protocol's view of the feature table, with everything every unit shares."""
     protocol = make_protocol(spec.protocol, cfg)
     table_path = features / "features.parquet"
     if not table_path.is_file():
@@ -66,15 +81,20 @@ def train_variant(
         protocol.feature_table(pd.read_parquet(table_path)),
         protocol.label_set(spec.dataset, cfg.labels),
     )
-
-    job = units.TrainJob(
+    return units.TrainJob(
         spec.dataset, spec.protocol, spec.variant, data, variant, model_cfg, cfg, moe_cfg, protocol
     )
+
+
+def _train_grid(
+    job: units.TrainJob, meter: EnergyMeter, out: Path, execution: ExecutionConfig
+) -> None:
+    """Run every unit of `job`, then write `out` in a fixed order (atomically)."""
     grid = units.units_for(job)
     runs, history, predictions = [], [], []
-    with atomic_dir(out) as tmp, EnergyMeter(country_iso_code=country_iso_code) as meter:
+    with atomic_dir(out) as tmp:
         folder = RunFolder(tmp)
-        with meter.measure(f"train {spec.dataset}/{spec.protocol}/{spec.variant}") as energy:
+        with meter.measure(f"train {job.dataset}/{job.protocol}/{job.variant}") as energy:
             outputs = run_units(
                 units.train_unit, job, grid, execution, name=lambda u: units.unit_name(job, u)
             )
@@ -113,11 +133,11 @@ def train_variant(
         save_json(
             folder.metrics,
             {
-                "dataset": spec.dataset,
-                "protocol": spec.protocol,
-                "variant": spec.variant,
-                "variant_config": to_dict(variant),
-                "class_names": data.class_names,
+                "dataset": job.dataset,
+                "protocol": job.protocol,
+                "variant": job.variant,
+                "variant_config": to_dict(job.variant_cfg),
+                "class_names": job.data.class_names,
                 "runs": runs,
             },
         )

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from qmoe.io import InputError, choose, require
 
@@ -209,6 +208,8 @@ class Faithful:
         model_seed: int = 0,
     ) -> list[Split]:
         # The reference seeds the split once (42) whatever the model seed: folds are shared by runs.
+        from sklearn.model_selection import StratifiedKFold  # see grouped_validation
+
         skf = StratifiedKFold(n_splits=self.n_folds, shuffle=True, random_state=self.seed)
         idx = np.arange(len(labels))
         return [
@@ -224,6 +225,10 @@ def grouped_validation(
     with about 1 / val_fraction folds, so val is about `val_fraction` of `rest`, stratified by
     class and never sharing a source recording (`groups`) with train. Tiny sets get fewer, larger
     folds so validation can hold about one clip per class."""
+    # sklearn (1.3 s to import) only where splits are drawn: the stage's parent process, never
+    # its training workers
+    from sklearn.model_selection import StratifiedGroupKFold
+
     n_classes, n_groups = len(np.unique(labels[rest])), len(np.unique(groups[rest]))
     n_splits = max(2, min(round(1 / val_fraction), n_groups, len(rest) // max(n_classes, 1)))
     sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
@@ -278,6 +283,8 @@ def _official_or_grouped(
         raise InputError(
             "some clips have an official fold and others none (fold 0); fix the manifest"
         )
+    from sklearn.model_selection import StratifiedGroupKFold  # see grouped_validation
+
     sgkf = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     out = np.zeros(len(labels), dtype=int)
     for k, (_, te) in enumerate(sgkf.split(np.arange(len(labels)), labels, groups)):
