@@ -13,13 +13,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from qmoe.io import ConfigError, require
-from qmoe.moe.curiosity import make_strategy
+from qmoe.moe import curiosity
 from qmoe.moe.layer import MoE
 from qmoe.moe.router import BALANCE_LOSSES, Router
 from qmoe.quant import ptq
@@ -34,12 +34,17 @@ from qmoe.variants import (
     BitLinearConfig,
     BitNet158Config,
     CuriosityConfig,
+    EntropyCuriosity,
     FP32Config,
     HalfConfig,
+    KLCuriosity,
+    LogCuriosity,
     MoEConfig,
+    NoCuriosity,
     PTQInt8Config,
     Q16ReferenceConfig,
     RandomCuriosity,
+    RouteCuriosity,
     TernaryReferenceConfig,
     VariantConfig,
     facts,
@@ -168,32 +173,54 @@ def _bitnet158(cfg: BitNet158Config, mlp: MLPConfig) -> nn.Module:
 @register(MoEConfig)
 def _moe(cfg: MoEConfig, mlp: MLPConfig) -> nn.Module:
     bits = [facts(e.config).precision_bits for e in cfg.experts]
-    strategy = _strategy(cfg.curiosity, target=bits.index(max(bits)))
-    router = Router(mlp.in_dim, cfg.router_outputs, mlp.dropout, mc_dropout=strategy is not None)
-    mc_samples = getattr(cfg.curiosity, "mc_samples", 0)
-    draw_seed = cfg.curiosity.seed if isinstance(cfg.curiosity, RandomCuriosity) else None
+    cur = _curiosity(cfg.curiosity, target=bits.index(max(bits)))
+    router = Router(
+        mlp.in_dim, cfg.router_outputs, mlp.dropout, mc_dropout=cur.strategy is not None
+    )
     return MoE(
         [build(e.config, mlp) for e in cfg.experts],
         router,
         cfg.top_k,
         BALANCE_LOSSES[cfg.balance],
         cfg.balance_alpha,
-        strategy,
-        mc_samples,
-        getattr(cfg.curiosity, "score", "variance"),
-        draw_seed,
+        cur.strategy,
+        cur.mc_samples,
+        cur.score,
+        cur.draw_seed,
     )
 
 
-def _strategy(cfg: CuriosityConfig, target: int) -> nn.Module | None:
-    """The curiosity strategy module of `cfg`; None without curiosity (no MC passes at all)."""
-    return make_strategy(
-        cfg.mode,
-        kl_alpha=getattr(cfg, "alpha", 0.0),
-        entropy_alpha=getattr(cfg, "alpha", 0.0),
-        target=target,
-        quantile=getattr(cfg, "quantile", 0.5),
-    )
+class Curiosity(NamedTuple):
+    """What an MoE's curiosity config sets up in qmoe.moe.layer.MoE."""
+
+    strategy: nn.Module | None  # None: no MC passes at all
+    mc_samples: int  # MC-dropout passes per call (0: none)
+    score: str  # the uncertainty u(x) (qmoe.moe.router.UNCERTAINTY)
+    draw_seed: int | None  # the placebo's per-sample draw; None: no draw
+
+
+# curiosity config class -> (its config, the index of the most precise expert) -> Curiosity
+CURIOSITY_SETUP: dict[type, Callable[[Any, int], Curiosity]] = {
+    NoCuriosity: lambda c, target: Curiosity(None, 0, "variance", None),
+    LogCuriosity: lambda c, target: Curiosity(curiosity.LogOnly(), c.mc_samples, "variance", None),
+    KLCuriosity: lambda c, target: Curiosity(
+        curiosity.KLRescale(c.alpha), c.mc_samples, "variance", None
+    ),
+    EntropyCuriosity: lambda c, target: Curiosity(
+        curiosity.EntropyRescale(c.alpha), c.mc_samples, "variance", None
+    ),
+    RouteCuriosity: lambda c, target: Curiosity(
+        curiosity.Escalate(target, c.quantile), c.mc_samples, c.score, None
+    ),
+    RandomCuriosity: lambda c, target: Curiosity(
+        curiosity.RandomEscalate(target, c.quantile), 0, "variance", c.seed
+    ),
+}
+
+
+def _curiosity(cfg: CuriosityConfig, target: int) -> Curiosity:
+    """The MoE's curiosity set-up from its config (`target`: the expert `route` escalates to)."""
+    return CURIOSITY_SETUP[type(cfg)](cfg, target)
 
 
 # --- deployment ----------------------------------------------------------------------------------

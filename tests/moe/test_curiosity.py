@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from qmoe import models
+from qmoe import variants as v
 from qmoe.io import load_params
 from qmoe.moe import curiosity
 from qmoe.variants import resolve
@@ -156,12 +157,40 @@ def test_eval_uncertainty_uses_the_fixed_mask_bank_whatever_the_seed():
     assert torch.equal(_run(moe, x, seed=1).uncertainty, _run(moe, x, seed=2).uncertainty)
 
 
-def test_make_strategy():
-    kw = {"kl_alpha": 0.02, "entropy_alpha": 0.1, "target": 0, "quantile": 0.9}
-    assert curiosity.make_strategy("none", **kw) is None
-    assert isinstance(curiosity.make_strategy("route", **kw), curiosity.Escalate)
-    with pytest.raises(ValueError, match="unknown curiosity mode 'bayes'"):
-        curiosity.make_strategy("bayes", **kw)
+def test_each_curiosity_config_sets_up_its_strategy_with_its_own_knobs():
+    assert set(models.CURIOSITY_SETUP) == set(v.CURIOSITY.values())
+    setup = {
+        c.mode: models.CURIOSITY_SETUP[type(c)](c, 2)
+        for c in (
+            v.NoCuriosity(),
+            v.LogCuriosity(mc_samples=7),
+            v.KLCuriosity(mc_samples=7, alpha=0.02),
+            v.EntropyCuriosity(mc_samples=7, alpha=0.1),
+            v.RouteCuriosity(mc_samples=7, quantile=0.8, score="bald"),
+            v.RandomCuriosity(quantile=0.8, seed=3),
+        )
+    }
+    assert setup["none"] == (None, 0, "variance", None)
+    kinds = {m: type(s.strategy) for m, s in setup.items() if s.strategy is not None}
+    assert kinds == {
+        "log": curiosity.LogOnly,
+        "kl": curiosity.KLRescale,
+        "entropy": curiosity.EntropyRescale,
+        "route": curiosity.Escalate,
+        "random": curiosity.RandomEscalate,
+    }
+    assert [setup[m].mc_samples for m in ("log", "kl", "entropy", "route", "random")] == [
+        7,
+        7,
+        7,
+        7,
+        0,
+    ]
+    assert (setup["kl"].strategy.alpha, setup["entropy"].strategy.alpha) == (0.02, 0.1)
+    route, placebo = setup["route"], setup["random"]
+    assert (route.score, route.draw_seed, route.strategy.target) == ("bald", None, 2)
+    assert route.strategy.quantile == placebo.strategy.quantile == 0.8
+    assert (placebo.score, placebo.draw_seed) == ("variance", 3)
     with pytest.raises(ValueError, match=r"quantile 1.0 not in \(0, 1\)"):
         curiosity.Escalate(0, quantile=1.0)
 

@@ -152,21 +152,3 @@ def input_draw(x: Tensor, weights: Tensor) -> Tensor:
     q = torch.round(x.float() * DRAW_SCALE).clamp(-DRAW_CLIP, DRAW_CLIP).to(torch.int64)
     h = torch.remainder((q * weights).sum(dim=-1), DRAW_PRIME)  # (b,) int64
     return (h.to(torch.float64) / DRAW_PRIME).to(torch.float32)
-
-
-def make_strategy(
-    mode: str, *, kl_alpha: float, entropy_alpha: float, target: int, quantile: float
-) -> nn.Module | None:
-    """The strategy module of a curiosity mode; None for "none" (no MC passes at all)."""
-    if mode == "none":
-        return None
-    factories = {
-        "log": LogOnly,
-        "kl": lambda: KLRescale(kl_alpha),
-        "entropy": lambda: EntropyRescale(entropy_alpha),
-        "route": lambda: Escalate(target, quantile),
-        "random": lambda: RandomEscalate(target, quantile),
-    }
-    if mode not in factories:
-        raise ValueError(f"unknown curiosity mode {mode!r}; valid: {['none', *factories]}")
-    return factories[mode]()
