@@ -75,11 +75,6 @@ def embeddings_from_table(table: pd.DataFrame, labels: str) -> Embeddings:
     )
 
 
-def seeds_for(protocol: Protocol, cfg: TrainConfig) -> tuple[int, ...]:
-    """The model seeds `protocol` trains (kept for callers; the protocol owns the rule)."""
-    return protocol.seeds(cfg)
-
-
 class RunResult(NamedTuple):
     model: Standardized  # trained (not deployed) model, selected epoch
     fit: FitResult

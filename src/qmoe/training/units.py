@@ -65,7 +65,7 @@ def units_for(job: TrainJob) -> list[Unit]:
     split seed (the same for every model seed); the inner validation split may vary with the
     model seed (corrected)."""
     d, cfg = job.data, job.cfg
-    seeds = experiment.seeds_for(job.protocol_obj, cfg)
+    seeds = job.protocol_obj.seeds(cfg)
     per_seed = {
         s: job.protocol_obj.splits(
             d.y.numpy(), d.folds, d.groups, seed=cfg.split_seed, model_seed=s
