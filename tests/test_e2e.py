@@ -33,7 +33,7 @@ SMOKE = {
 }
 
 
-def _copy_repo(dst: Path) -> None:
+def _copy_repo(dst: Path, smoke: dict | None = None) -> None:
     files = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"],
         cwd=ROOT,
@@ -46,7 +46,7 @@ def _copy_repo(dst: Path) -> None:
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, dst / f)
     params = yaml.safe_load((dst / "params.yaml").read_text())
-    for section, values in SMOKE.items():
+    for section, values in (smoke or SMOKE).items():
         params[section].update(values)
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -127,3 +127,58 @@ def _edits_rerun_only_what_they_can_change(repo: Path) -> None:
     }
     assert changed == expected
     assert _changed(repo) == set()
+
+
+def _git(args: list[str], repo: Path) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True
+    )
+
+
+def _queue_states(repo: Path) -> list[str]:
+    """The Status column (the last) of `dvc queue status`: Queued, Running, Success, Failed."""
+    table = _dvc(["queue", "status"], repo).stdout.split("\n\n")[0].splitlines()
+    if not table or not table[0].startswith("Task"):
+        return []  # "No experiment tasks in the queue."
+    return [line.split()[-1] for line in table[1:] if line.strip()]
+
+
+@pytest.mark.slow
+def test_two_queued_experiments_run_at_once_and_both_land_in_exp_show(tmp_path):
+    """`dvc queue start -j 2` (README): both experiments run side by side and show their params
+    and metrics in `dvc exp show`. The benchmark's machine lock would serialise benchmarks;
+    these experiments change a stats knob, so they rerun aggregate, stats and report."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    smoke = {**SMOKE, "study": {**SMOKE["study"], "variants": ["fp32", "w4a8"], "moe_variants": []}}
+    _copy_repo(repo, smoke)
+    r = _dvc(["repro"], repo)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    _git(["add", "-f", "dvc.lock", "reports"], repo)
+    _git(["commit", "-qm", "results"], repo)
+    for name, margin in (("margin-2", "0.02"), ("margin-5", "0.05")):
+        queued = _dvc(
+            ["exp", "run", "--queue", "-n", name, "-S", f"stats.tost_margin={margin}"], repo
+        )
+        assert queued.returncode == 0, queued.stderr[-2000:]
+    started = _dvc(["queue", "start", "-j", "2"], repo)
+    assert started.returncode == 0, started.stderr[-2000:]
+    most_running, deadline = 0, time.time() + 900
+    while time.time() < deadline:
+        states = _queue_states(repo)
+        most_running = max(most_running, states.count("Running"))
+        if states and all(s in ("Success", "Failed") for s in states):
+            break
+        time.sleep(1)
+    assert _queue_states(repo) == ["Success", "Success"], _dvc(["queue", "logs", "margin-2"], repo)
+    assert most_running == 2  # side by side, not one after the other
+    shown = json.loads(_dvc(["exp", "show", "--json"], repo).stdout)
+    names = {
+        e["name"]: e["data"]["params"]["params.yaml"]["data"]["stats"]["tost_margin"]
+        for commit in shown
+        for e in (commit.get("experiments") or [])
+        for e in (e.get("revs") or [])
+        if e.get("name")
+    }
+    assert names == {"margin-2": 0.02, "margin-5": 0.05}
+    _dvc(["queue", "stop"], repo)
