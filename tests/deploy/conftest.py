@@ -12,6 +12,7 @@ import torch
 from qmoe import models, variants
 from qmoe.io import save_checkpoint, save_json
 from qmoe.training.artefacts import Standardized
+from qmoe.training.layout import CheckpointMeta
 
 TINY = {"in_dim": 24, "num_classes": 3, "hidden_sizes": (32, 16), "n_clips": 30}
 TINY_VARIANTS = {
@@ -70,19 +71,23 @@ def _write_variant(
         torch.manual_seed(fold)
         test = np.flatnonzero(table["fold"].to_numpy() == fold)
         model = Standardized(models.build(cfg, mlp), emb.mean(0), emb.std(0))
-        meta = {
-            "dataset": "tiny",
-            "protocol": "corrected",
-            "variant": name,
-            "variant_config": variants.to_dict(cfg),
-            "in_dim": TINY["in_dim"],
-            "num_classes": TINY["num_classes"],
-            "model": {"hidden_sizes": list(TINY["hidden_sizes"]), "dropout": 0.1},
-            "fold": fold,
-            "seed": seed,
-            "test_clip_ids": table["clip_id"].iloc[test].tolist(),
-        }
-        save_checkpoint(out / f"fold{fold}_seed{seed}.pt", model.state_dict(), meta)
+        meta = CheckpointMeta(
+            dataset="tiny",
+            protocol="corrected",
+            variant=name,
+            variant_config=cfg,
+            in_dim=TINY["in_dim"],
+            num_classes=TINY["num_classes"],
+            class_names=tuple(f"class{i}" for i in range(TINY["num_classes"])),
+            hidden_sizes=tuple(TINY["hidden_sizes"]),
+            dropout=0.1,
+            fold=fold,
+            seed=seed,
+            selected_epoch=1,
+            best_epoch=1,
+            test_clip_ids=tuple(table["clip_id"].iloc[test]),
+        )
+        save_checkpoint(out / f"fold{fold}_seed{seed}.pt", model.state_dict(), meta.to_dict())
         runs.append(
             {"fold": fold, "seed": seed, "macro_f1": 0.5, "n_params": 1, "train_energy_kwh": 1e-6}
         )

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from qmoe import models, variants
-from qmoe.io import InputError, save_checkpoint
+from qmoe.io import InputError, checkpoint_bytes, load_checkpoint, save_checkpoint
 from qmoe.training.artefacts import Standardized, load_trained
-from qmoe.training.layout import ModelKey
+from qmoe.training.layout import CheckpointMeta, ModelKey
 
 
 def test_model_key_stem_round_trips_any_integer_seed():
@@ -17,20 +17,63 @@ def test_model_key_stem_round_trips_any_integer_seed():
         ModelKey.parse("fold3")
 
 
+# a meta as the train stage writes it (docs/architecture.md section 3): the keys on disk
+META = {
+    "dataset": "toy",
+    "protocol": "corrected",
+    "variant": "fp32",
+    "variant_config": {"kind": "fp32"},
+    "in_dim": 6,
+    "num_classes": 3,
+    "class_names": ["a", "b", "c"],
+    "model": {"hidden_sizes": [4], "dropout": 0.1},
+    "fold": 1,
+    "seed": 0,
+    "selected_epoch": 7,
+    "best_epoch": 9,
+    "test_clip_ids": ["c1", "c2"],
+}
+
+
 def _checkpoint(path, **meta_changes):
     mlp = models.MLPConfig(in_dim=6, num_classes=3, hidden_sizes=(4,), dropout=0.1)
     net = Standardized(models.build(variants.FP32Config(), mlp), torch.zeros(6), torch.ones(6))
-    meta = {
-        "variant": "fp32",
-        "variant_config": {"kind": "fp32"},
-        "in_dim": 6,
-        "num_classes": 3,
-        "model": {"hidden_sizes": [4], "dropout": 0.1},
-        "protocol": "corrected",
-        **meta_changes,
-    }
+    meta = {k: v for k, v in {**META, **meta_changes}.items() if v is not None}
     save_checkpoint(path, net.state_dict(), meta)
     return path
+
+
+def test_a_checkpoint_written_the_current_way_loads_with_its_meta_typed(tmp_path):
+    path = _checkpoint(tmp_path / "fold1_seed0.pt")
+    meta = load_trained(path).meta
+    assert meta == CheckpointMeta(
+        "toy",
+        "corrected",
+        "fp32",
+        variants.FP32Config(),
+        6,
+        3,
+        ("a", "b", "c"),
+        (4,),
+        0.1,
+        1,
+        0,
+        7,
+        9,
+        ("c1", "c2"),
+    )
+    assert meta.key == ModelKey(1, 0)
+    assert meta.to_dict() == META and list(meta.to_dict()) == list(META)  # same keys, same order
+    # the same bytes as a checkpoint saved from the plain dict
+    state = load_checkpoint(path).state_dict
+    assert checkpoint_bytes(state, meta.to_dict()) == path.read_bytes()
+
+
+@pytest.mark.parametrize("key", ["protocol", "test_clip_ids", "model"])
+def test_a_meta_lacking_a_key_is_refused_naming_it_and_the_file(tmp_path, key):
+    path = _checkpoint(tmp_path / "fold1_seed0.pt", **{key: None})
+    with pytest.raises(InputError, match=f"checkpoint {path}: meta lacks '{key}'"):
+        load_trained(path)
 
 
 def test_a_checkpoint_loads_as_its_variant(tmp_path):

@@ -28,7 +28,7 @@ from qmoe import models
 from qmoe.deploy import runtime as ort_runtime
 from qmoe.io import ConfigError, InputError, load_checkpoint
 from qmoe.training.artefacts import LoadedModel, load_trained, rebuild
-from qmoe.training.layout import ModelKey
+from qmoe.training.layout import CheckpointMeta, ModelKey
 from qmoe.variants import HalfConfig
 
 RUNTIMES = ("onnxruntime", "torch", "torch_bf16")
@@ -82,7 +82,7 @@ def load(variant: str, key: ModelKey, runs: Path, deployed: Path, table: pd.Data
     checkpoint = runs / variant / f"{key.stem}.pt"
     loaded = load_trained(checkpoint)
     row_of = {cid: i for i, cid in enumerate(table["clip_id"].astype(str))}
-    ids = [str(c) for c in loaded.meta.get("test_clip_ids") or []]
+    ids = [str(c) for c in loaded.meta.test_clip_ids]
     if not ids or any(c not in row_of for c in ids):
         raise InputError(f"{checkpoint}: test clips absent from the feature table")
     emb = table[[c for c in table.columns if c.startswith("emb_")]].to_numpy(dtype=np.float32)
@@ -118,6 +118,6 @@ def calls(runner: object, runtime: str, x: np.ndarray, batch: int) -> list[Call]
 def _bf16(checkpoint: Path) -> nn.Module:
     """The FP32-trained weights of a `half` checkpoint deployed in bfloat16 (not via float16)."""
     ckpt = load_checkpoint(checkpoint)
-    model, _ = rebuild(ckpt.meta)
+    model, _ = rebuild(CheckpointMeta.from_dict(ckpt.meta, checkpoint))
     model.load_state_dict(ckpt.state_dict)
     return models.deploy(model, HalfConfig(dtype="bfloat16"))

@@ -81,12 +81,7 @@ def _static(model: Model, block: int) -> dict[str, float]:
     meta, net = model.loaded.meta, model.loaded.model.net
     fp32 = models.build(
         FP32Config(),
-        models.MLPConfig(
-            meta["in_dim"],
-            meta["num_classes"],
-            tuple(meta["model"]["hidden_sizes"]),
-            meta["model"]["dropout"],
-        ),
+        models.MLPConfig(meta.in_dim, meta.num_classes, meta.hidden_sizes, meta.dropout),
     )
     reference = packing.reference_size_bytes(net)
     return {

@@ -28,7 +28,7 @@ from qmoe.executor import ExecutionConfig, run_units
 from qmoe.io import ConfigError, InputError, atomic_dir, from_section, load_json, save_json
 from qmoe.quant import ptq
 from qmoe.training.artefacts import Standardized, load_trained
-from qmoe.training.layout import ModelKey
+from qmoe.training.layout import CheckpointMeta, ModelKey
 from qmoe.training.metrics import scores
 from qmoe.training.protocols import feature_table
 from qmoe.variants import FP32Config
@@ -120,9 +120,9 @@ def fp32_bytes(in_dim: int, num_classes: int, hidden: tuple[int, ...]) -> int:
     return len(export(model, ExportConfig(32, 4)).proto.SerializeToString())
 
 
-def _inputs(shared: TestFold, unit: Unit, meta: dict) -> tuple[np.ndarray, np.ndarray]:
+def _inputs(shared: TestFold, unit: Unit, meta: CheckpointMeta) -> tuple[np.ndarray, np.ndarray]:
     """(x (n, d) raw test embeddings, y (n,) labels) of the unit's test fold."""
-    ids = [str(c) for c in meta.get("test_clip_ids") or []]
+    ids = [str(c) for c in meta.test_clip_ids]
     labels = shared.labels.get((unit.variant, *unit.key), {})
     missing = [c for c in ids if c not in shared.row_of or c not in labels]
     if not ids or missing:
@@ -153,13 +153,12 @@ def deploy_unit(shared: TestFold, unit: Unit) -> Deployed:
         shared.params.check,
         context,
     )
-    c = loaded.meta["num_classes"]
+    c = loaded.meta.num_classes
     dep, tor = (
         scores(torch.from_numpy(y), torch.from_numpy(v.deployed_pred), c),
         scores(torch.from_numpy(y), torch.from_numpy(v.torch_pred), c),
     )
-    meta = loaded.meta
-    fp32 = fp32_bytes(meta["in_dim"], c, tuple(meta["model"]["hidden_sizes"]))
+    fp32 = fp32_bytes(loaded.meta.in_dim, c, loaded.meta.hidden_sizes)
     row = {
         "fold": unit.key.fold,
         "seed": unit.key.seed,
@@ -198,7 +197,7 @@ def _zclip(
     so one test clip far outside the training range cannot set the activation scale."""
     model = loaded.model
     mean, std = model.norm_mean.numpy(), model.norm_std.numpy()
-    test = set(str(c) for c in loaded.meta["test_clip_ids"])
+    test = set(str(c) for c in loaded.meta.test_clip_ids)
     rest = shared.emb[[i for cid, i in shared.row_of.items() if cid not in test]]
     bound = np.abs((rest - mean) / std).max(axis=0)  # (d,)
     exported = export(model, shared.params.graph, clip=bound)
@@ -214,7 +213,7 @@ def _zclip(
         f"{context} (z-clipped)",
         clip=bound,
     )
-    c = loaded.meta["num_classes"]
+    c = loaded.meta.num_classes
     f1 = scores(torch.from_numpy(y), torch.from_numpy(v.deployed_pred), c).macro_f1
     return data, {
         "zclip_deployed_macro_f1": f1,

@@ -1,7 +1,8 @@
 """A trained classifier as deployed: z-score normaliser + network, rebuilt from a checkpoint alone.
 
-The checkpoint's `meta` carries everything needed (variant configs, MLP shape), as nanoGPT's
-checkpoints carry `model_args`, so `benchmark` never reads params.yaml to rebuild a model.
+The checkpoint's `meta` (qmoe.training.layout.CheckpointMeta) carries everything needed (variant
+configs, MLP shape), as nanoGPT's checkpoints carry `model_args`, so `benchmark` never reads
+params.yaml to rebuild a model.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from qmoe import models, variants
+from qmoe import models
 from qmoe.io import InputError, load_checkpoint
+from qmoe.training.layout import CheckpointMeta
 from qmoe.training.protocols import protocol_class
 
 
@@ -43,8 +45,8 @@ def fit_zscore(x: Tensor) -> ZScore:
 
 class LoadedModel(NamedTuple):
     model: nn.Module  # deployed, eval mode: raw embeddings (b, d) -> logits or MoEOutput
-    meta: dict
-    variant: object  # the variant's config dataclass
+    meta: CheckpointMeta
+    variant: object  # the variant's config dataclass (= meta.variant_config)
 
 
 class Rebuilt(NamedTuple):
@@ -52,25 +54,20 @@ class Rebuilt(NamedTuple):
     variant: object
 
 
-def rebuild(meta: dict) -> Rebuilt:
+def rebuild(meta: CheckpointMeta) -> Rebuilt:
     """Untrained Standardized(network) with the architecture described by a checkpoint's meta."""
-    cfg = variants.from_dict(meta["variant_config"])
-    mlp = models.MLPConfig(
-        in_dim=meta["in_dim"],
-        num_classes=meta["num_classes"],
-        hidden_sizes=tuple(meta["model"]["hidden_sizes"]),
-        dropout=meta["model"]["dropout"],
-    )
+    cfg = meta.variant_config
+    mlp = models.MLPConfig(meta.in_dim, meta.num_classes, meta.hidden_sizes, meta.dropout)
     net = models.build(cfg, mlp)
-    d = meta["in_dim"]
+    d = meta.in_dim
     return Rebuilt(Standardized(net, torch.zeros(d), torch.ones(d)), cfg)
 
 
-def _check_shapes(meta: dict, state: dict, path: Path | str) -> None:
+def _check_shapes(meta: CheckpointMeta, state: dict, path: Path | str) -> None:
     """Refuse a meta whose shape disagrees with the weights before building anything from it
     (a checkpoint claiming in_dim 1e9 would otherwise allocate a network of that width)."""
     norm = state.get("norm_mean")
-    in_dim, classes = meta["in_dim"], meta["num_classes"]
+    in_dim, classes = meta.in_dim, meta.num_classes
     if not isinstance(in_dim, int) or norm is None or tuple(norm.shape) != (in_dim,):
         raise InputError(
             f"checkpoint {path}: meta in_dim {in_dim!r} does not match its "
@@ -88,17 +85,13 @@ def load_trained(path: Path | str, frozen: bool | None = None) -> LoadedModel:
     under `faithful` (the reference timed its fake-quantised training modules).
     """
     ckpt = load_checkpoint(path)
-    for key in ("variant", "variant_config", "in_dim", "num_classes", "model"):
-        if key not in ckpt.meta:
-            raise InputError(f"checkpoint {path}: meta lacks {key!r}")
-    _check_shapes(ckpt.meta, ckpt.state_dict, path)
-    model, cfg = rebuild(ckpt.meta)
+    meta = CheckpointMeta.from_dict(ckpt.meta, path)
+    _check_shapes(meta, ckpt.state_dict, path)
+    model, cfg = rebuild(meta)
     try:
         model.load_state_dict(ckpt.state_dict)
     except RuntimeError as e:
-        raise InputError(
-            f"checkpoint {path} does not match its variant {ckpt.meta['variant']}: {e}"
-        ) from e
+        raise InputError(f"checkpoint {path} does not match its variant {meta.variant}: {e}") from e
     if frozen is None:
-        frozen = protocol_class(ckpt.meta["protocol"]).frozen_deploy
-    return LoadedModel(models.deploy(model, cfg, freeze_quantized=frozen), ckpt.meta, cfg)
+        frozen = protocol_class(meta.protocol).frozen_deploy
+    return LoadedModel(models.deploy(model, cfg, freeze_quantized=frozen), meta, cfg)

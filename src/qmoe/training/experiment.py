@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from qmoe import models, variants
+from qmoe import models
 from qmoe.io import ConfigError, InputError, choose, seed_everything
 from qmoe.training import routing
 from qmoe.training.artefacts import Standardized, fit_zscore
@@ -28,6 +28,7 @@ from qmoe.training.fit import (
     predict,
     recipe_for,
 )
+from qmoe.training.layout import CheckpointMeta
 from qmoe.training.metrics import scores
 from qmoe.training.protocols import Protocol, Split
 from qmoe.variants import MoEConfig, VariantConfig
@@ -190,24 +191,25 @@ def checkpoint_meta(
     run: RunResult,
     variant: VariantConfig,
     model_cfg: models.ModelConfig,
-) -> dict[str, Any]:
-    """Everything `qmoe.training.artefacts.load_trained` and `benchmark` need, next to the weights:
-    the resolved variant config (experts included), so loading never reads params.yaml."""
-    return {
-        "dataset": spec.dataset,
-        "protocol": spec.protocol,
-        "variant": spec.variant,
-        "variant_config": variants.to_dict(variant),
-        "in_dim": int(data.x.shape[1]),
-        "num_classes": len(data.class_names),
-        "class_names": data.class_names,
-        "model": {"hidden_sizes": list(model_cfg.hidden_sizes), "dropout": model_cfg.dropout},
-        "fold": split.fold,
-        "seed": seed,
-        "selected_epoch": run.fit.selected_epoch,
-        "best_epoch": run.fit.best_epoch,
-        "test_clip_ids": [data.clip_ids[i] for i in split.test],
-    }
+) -> CheckpointMeta:
+    """Everything `qmoe.training.artefacts.load_trained` and `benchmark` need, next to the weights
+    (`spec`: the dataset, protocol and variant names)."""
+    return CheckpointMeta(
+        dataset=spec.dataset,
+        protocol=spec.protocol,
+        variant=spec.variant,
+        variant_config=variant,
+        in_dim=int(data.x.shape[1]),
+        num_classes=len(data.class_names),
+        class_names=tuple(data.class_names),
+        hidden_sizes=tuple(model_cfg.hidden_sizes),
+        dropout=model_cfg.dropout,
+        fold=split.fold,
+        seed=seed,
+        selected_epoch=run.fit.selected_epoch,
+        best_epoch=run.fit.best_epoch,
+        test_clip_ids=tuple(data.clip_ids[i] for i in split.test),
+    )
 
 
 def curiosity_record(

@@ -97,7 +97,7 @@ def train_unit(job: TrainJob, unit: Unit) -> UnitOutput:
         metrics=r.metrics,
         history=[{"fold": split.fold, "seed": seed, **h} for h in r.fit.history],
         predictions=experiment.prediction_frame(job.data, split, seed, r.prediction),
-        checkpoint=checkpoint_bytes(r.model.state_dict(), meta),
+        checkpoint=checkpoint_bytes(r.model.state_dict(), meta.to_dict()),
         curiosity=experiment.curiosity_record(job.data, split, r.prediction, r.routing),
         cpu_seconds=cpu_seconds,
     )
