@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from qmoe import variants
 
-ROOT = Path(__file__).resolve().parent.parent
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+# test modules import tests/repo_params.py (params.yaml and configs built from it) by name
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from repo_params import PARAMS  # noqa: E402
+
 CLASSES = ["dog", "rain", "siren"]
 SEEDS = {"corrected": [0, 1], "faithful": [42]}
 FOLDS, PER_FOLD = (1, 2, 3), 12

@@ -1,12 +1,15 @@
 """dvc.yaml <-> stages/ <-> params.yaml consistency, and every params section builds its config."""
 
+import copy
+import importlib
+import re
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from qmoe.io import load_params
+from qmoe.io import ConfigError, from_section, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -33,6 +36,49 @@ def test_stage_reads_its_own_params_section(name):
     assert name in groups or name in ("download", "aggregate") or name in PARAMS
     for g in groups:
         assert g in PARAMS, f"stage {name} declares params group {g!r} absent from params.yaml"
+
+
+# params section -> the config its stage builds from it with qmoe.io.from_section (none has a
+# default: a deleted key fails). Not here: `variants` (tests/test_variants.py), `export` (two
+# configs, qmoe.deploy.folder.export_params), `benchmark` (SuiteConfig keeps defaults, as yet).
+SECTION_CONFIGS = {
+    "download": "qmoe.datasets.registry:DownloadConfig",
+    "features": "qmoe.features.embed:FeaturesConfig",
+    "model": "qmoe.models:ModelConfig",
+    "train": "qmoe.training.fit:TrainConfig",
+    "train_moe": "qmoe.training.fit:MoETrainConfig",
+    "energy": "qmoe.energy:EnergyConfig",
+    "execution": "qmoe.executor:ExecutionConfig",
+    "stats": "qmoe.analysis.stats:StatsConfig",
+    "report": "qmoe.report.document:ReportConfig",
+}
+
+
+def _key_paths(entry: dict, prefix: str = "") -> list[str]:
+    """Every key of a params mapping, nested ones as dotted paths (mel, mel.n_fft, ...)."""
+    out = []
+    for k, v in entry.items():
+        out.append(prefix + k)
+        if isinstance(v, dict):
+            out += _key_paths(v, f"{prefix}{k}.")
+    return out
+
+
+@pytest.mark.parametrize(
+    "section,key", [(s, k) for s in SECTION_CONFIGS for k in _key_paths(PARAMS[s])]
+)
+def test_a_deleted_params_key_fails_naming_it_instead_of_falling_back(section, key):
+    module, name = SECTION_CONFIGS[section].split(":")
+    cls = getattr(importlib.import_module(module), name)
+    params = copy.deepcopy(PARAMS[section])
+    *parents, leaf = key.split(".")
+    entry = params
+    for part in parents:
+        entry = entry[part]
+    del entry[leaf]
+    where = ".".join([section, *parents])
+    with pytest.raises(ConfigError, match=f"^{re.escape(where)}: missing required key '{leaf}'$"):
+        from_section(cls, params, section)
 
 
 def test_train_config_builds_from_params():

@@ -47,7 +47,7 @@ def kg_to_grams(kg: float) -> float:
 class EnergyConfig:
     """params.yaml `energy`: the grid whose carbon intensity converts kWh to CO2-eq."""
 
-    country_iso_code: str = "IRL"
+    country_iso_code: str
 
     def __post_init__(self) -> None:
         code = self.country_iso_code
@@ -134,7 +134,7 @@ def check_reading(task: str, energy_kwh: Any, emissions_kg: Any, duration_s: Any
 class EnergyMeter:
     """One CodeCarbon OfflineEmissionsTracker for the process; `measure(task)` wraps one block."""
 
-    def __init__(self, country_iso_code: str = "IRL"):
+    def __init__(self, country_iso_code: str):
         EnergyConfig(country_iso_code)  # validates the code
         self.country_iso_code = country_iso_code
         self._tracker: Any = None

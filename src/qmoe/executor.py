@@ -36,8 +36,8 @@ class ExecutionConfig:
     """params.yaml `execution`: where a stage's units run. `workers` null: one per core here
     (local), or every CPU the Ray cluster offers (ray)."""
 
-    backend: Literal["local", "ray"] = "local"
-    workers: int | None = None
+    backend: Literal["local", "ray"]
+    workers: int | None
 
     def __post_init__(self) -> None:
         if self.workers is not None:

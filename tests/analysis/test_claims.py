@@ -5,6 +5,7 @@ import math
 
 import pandas as pd
 import pytest
+from repo_params import config
 
 from qmoe.analysis import claims
 from qmoe.analysis.stats import StatsConfig
@@ -25,7 +26,7 @@ FAMILIES = (
 def test_each_claim_is_one_entry_with_a_valid_criterion():
     ids = [c.id for c in claims.CLAIMS]
     assert len(ids) == len(set(ids)) == 25 and list(claims.BY_ID) == ids
-    cfg = VerdictConfig()
+    cfg = config(VerdictConfig, "report.verdict")
     for c in claims.CLAIMS:
         assert callable(c.extract) and c.source in ("v1", "v3", "v1+v3"), c.id
         if c.judge.rule in (Rule.INTERVAL, Rule.INTERVAL_SIGNIFICANT):
@@ -56,7 +57,7 @@ def test_abstract_claims_are_all_present():
 def _context(runs: pd.DataFrame) -> claims.Context:
     cols = ["family", "dataset", "protocol", "variant", "baseline", "status", "reason"]
     empty = {name: pd.DataFrame(columns=cols) for name in FAMILIES}
-    return claims.Context(empty, runs, None, StatsConfig(n_resamples=200))
+    return claims.Context(empty, runs, None, config(StatsConfig, "stats", n_resamples=200))
 
 
 def test_evidence_has_one_row_per_claim_and_scope(with_facts):
@@ -116,7 +117,9 @@ def test_judge_covers_every_protocol_and_applies_each_claims_criterion():
             _found("compression_4x", "corrected", computed=True, reason="", estimate=3.43),
         ]
     )
-    rows = claims.judge(found, VerdictConfig(), 0.05, ("corrected", "faithful"))
+    rows = claims.judge(
+        found, config(VerdictConfig, "report.verdict"), 0.05, ("corrected", "faithful")
+    )
     assert len(rows) == 2 * len(claims.CLAIMS)
     got = rows.set_index(["claim", "protocol"])
     assert got.loc[("f1_q4_vs_q16", "corrected"), "verdict"] == Verdict.REPRODUCED.value
@@ -146,7 +149,9 @@ def test_judge_reads_the_tolerance_from_the_verdict_config(tol, verdict):
             )
         ]
     )
-    rows = claims.judge(found, VerdictConfig(ratio_tol=tol), 0.05, ("corrected",))
+    rows = claims.judge(
+        found, config(VerdictConfig, "report.verdict", ratio_tol=tol), 0.05, ("corrected",)
+    )
     assert rows.set_index("claim").loc["f1_q4_vs_q16", "verdict"] == verdict
 
 
@@ -173,7 +178,9 @@ def test_energy_claims_are_not_testable_where_energy_is_a_power_model_times_time
     assert not ev.computed and ours == "not computed"
     assert ev.reason.startswith("not testable here: energy is estimated: power model x time")
     assert wrapped(ctx, "e", "c")[0].computed  # measured: judged
-    d = claims.decide(claims.BY_ID["energy_inference_v1"].judge, ev, VerdictConfig(), 0.05)
+    d = claims.decide(
+        claims.BY_ID["energy_inference_v1"].judge, ev, config(VerdictConfig, "report.verdict"), 0.05
+    )
     assert d.verdict is Verdict.NOT_TESTABLE and "power model x time" in d.reason
 
 
@@ -183,7 +190,11 @@ def test_energy_claims_are_not_testable_where_energy_is_a_power_model_times_time
 def _one(claim: str, dataset: str = "esc50", **kw) -> pd.Series:
     found = pd.DataFrame([_found(claim, "corrected", computed=True, reason="", **kw)])
     found["dataset"] = dataset
-    return claims.judge(found, VerdictConfig(), 0.05, ("corrected",)).set_index("claim").loc[claim]
+    return (
+        claims.judge(found, config(VerdictConfig, "report.verdict"), 0.05, ("corrected",))
+        .set_index("claim")
+        .loc[claim]
+    )
 
 
 def test_a_band_containing_no_effect_needs_a_significant_test():

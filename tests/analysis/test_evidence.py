@@ -4,6 +4,7 @@ the runs table, about the variants whose config plays each role."""
 import numpy as np
 import pandas as pd
 import pytest
+from repo_params import config
 
 from qmoe.analysis import evidence as ex
 from qmoe.analysis.stats import StatsConfig
@@ -44,7 +45,9 @@ def _runs(with_facts, variants=("fp32", "w4a8", "q16_reference"), configs=None) 
 def _context(runs: pd.DataFrame, families: dict | None = None, routing=None) -> ex.Context:
     cols = ["family", "dataset", "protocol", "variant", "baseline", "status", "reason"]
     tables = {name: pd.DataFrame(columns=cols) for name in FAMILIES}
-    return ex.Context({**tables, **(families or {})}, runs, routing, StatsConfig(n_resamples=200))
+    return ex.Context(
+        {**tables, **(families or {})}, runs, routing, config(StatsConfig, "stats", n_resamples=200)
+    )
 
 
 def test_f1_ratio_evidence_is_read_from_the_family_row(with_facts):

@@ -4,11 +4,12 @@ table's numbers and fact columns, in labelled units."""
 import numpy as np
 import pandas as pd
 import pytest
+from repo_params import config
 
 from qmoe.analysis import paper_tables
 from qmoe.analysis.stats import StatsConfig
 
-CFG = StatsConfig(n_resamples=300)
+CFG = config(StatsConfig, "stats", n_resamples=300)
 
 
 def _runs(with_facts, configs=None) -> pd.DataFrame:

@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from repo_params import config
 
 from qmoe.analysis import comparisons, families, results, routing
 from qmoe.analysis.stats import StatsConfig
 from qmoe.training.metrics import scores
 
 K, S, N, C = 5, 3, 12_000, 10  # folds, seeds, test clips per fold (many: to show a tie), classes
-CFG = StatsConfig()
+CFG = config(StatsConfig, "stats")
 
 
 def _model_f1(rng: np.random.Generator, u_informative: bool, escalate: str) -> float:

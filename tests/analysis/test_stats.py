@@ -4,6 +4,7 @@ on fixed inputs."""
 import numpy as np
 import pandas as pd
 import pytest
+from repo_params import config, section
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_paired
@@ -28,7 +29,7 @@ from qmoe.analysis.stats import (
 )
 from qmoe.io import ConfigError, from_section
 
-CFG = StatsConfig(n_resamples=300)
+CFG = config(StatsConfig, "stats", n_resamples=300)
 A = np.array([0.81, 0.79, 0.84, 0.80, 0.83])
 B = np.array([0.80, 0.80, 0.82, 0.78, 0.81])
 
@@ -156,7 +157,7 @@ def test_bootstrap_ci_is_seeded_and_degenerate_data_gives_nan():
 )
 def test_config_out_of_range_names_the_field(field, value):
     with pytest.raises(ConfigError, match=f"stats.{field}"):
-        from_section(StatsConfig, {field: value}, "stats")
+        from_section(StatsConfig, {**section("stats"), field: value}, "stats")
 
 
 # --- pairing by key -------------------------------------------------------------------------
@@ -206,9 +207,11 @@ def test_tost_verdict_flips_with_the_margin():
     pair = [Pair("tost_f1", "w4a8", "fp32")]
     d = A - B
     lo, hi = nadeau_bengio_ci(d, 0.25, 1 - 2 * 0.05)  # the 90 % interval TOST inverts
-    narrow = comparisons.equivalence(runs, pair, "macro_f1", StatsConfig(tost_margin=0.5 * hi))
+    narrow = comparisons.equivalence(
+        runs, pair, "macro_f1", config(StatsConfig, "stats", tost_margin=0.5 * hi)
+    )
     assert narrow.loc[0, "ci_holm_low"] == pytest.approx(lo)  # the only test: Holm p = p
-    wide_margin = StatsConfig(tost_margin=1.01 * max(-lo, hi))
+    wide_margin = config(StatsConfig, "stats", tost_margin=1.01 * max(-lo, hi))
     wide = comparisons.equivalence(runs, pair, "macro_f1", wide_margin)
     assert not bool(narrow.loc[0, "equivalent"]) and bool(wide.loc[0, "equivalent"])
     assert wide.loc[0, "p_tost"] == pytest.approx(
@@ -288,7 +291,9 @@ def test_tost_interval_matches_the_holm_p_it_prints():
     )
     pairs = [Pair("tost_f1", "w4a8", "fp32"), Pair("tost_f1", "w8a8", "fp32")]
     for margin in np.linspace(0.003, 0.02, 12):
-        out = comparisons.equivalence(runs, pairs, "macro_f1", StatsConfig(tost_margin=margin))
+        out = comparisons.equivalence(
+            runs, pairs, "macro_f1", config(StatsConfig, "stats", tost_margin=margin)
+        )
         for _, row in out.iterrows():
             inside = -margin < row["ci_holm_low"] and row["ci_holm_high"] < margin
             assert inside == (row["p_holm"] < 0.05), (margin, row.to_dict())
@@ -489,7 +494,10 @@ def test_levene_with_a_constant_baseline_is_not_computed_with_a_reason():
         for f in range(1, 6)
     ]
     out = levene(
-        pd.DataFrame(rows), [Pair("f1_variance", "w4a8", "fp32")], "macro_f1", StatsConfig()
+        pd.DataFrame(rows),
+        [Pair("f1_variance", "w4a8", "fp32")],
+        "macro_f1",
+        config(StatsConfig, "stats"),
     )
     assert (out["status"] == "not computed").all()
     assert out["reason"].str.contains("fp32 values are all equal").all()

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from repo_params import config, section
 
 from qmoe.analysis.verdict import (
     EQUIVALENT,
@@ -80,7 +81,7 @@ def test_no_gain_verdict():
 
 
 def test_decide_routes_each_rule_and_reports_missing_evidence():
-    cfg, ratio_rule = VerdictConfig(), interval(0.999, "ratio_tol")
+    cfg, ratio_rule = config(VerdictConfig, "report.verdict"), interval(0.999, "ratio_tol")
     missing = Evidence(False, "no runs of w4a8", NAN, NAN, NAN, NAN, NAN)
     d = decide(ratio_rule, missing, cfg, 0.05)
     assert d == (Verdict.NOT_TESTABLE, "not computed: no runs of w4a8")
@@ -90,7 +91,9 @@ def test_decide_routes_each_rule_and_reports_missing_evidence():
     )
     ratio = Evidence(True, "", 0.998, 0.995, 1.001, 0.3, NAN)
     assert decide(ratio_rule, ratio, cfg, 0.05).verdict is Verdict.REPRODUCED
-    tight = VerdictConfig(ratio_tol=0.002)  # 0.999 +- 0.002 excludes 0.995
+    tight = config(
+        VerdictConfig, "report.verdict", ratio_tol=0.002
+    )  # 0.999 +- 0.002 excludes 0.995
     assert decide(ratio_rule, ratio, tight, 0.05).verdict is Verdict.INCONCLUSIVE
     equiv = Evidence(True, "", 0.001, -0.004, 0.006, 0.01, 0.01)
     assert decide(EQUIVALENT, equiv, cfg, 0.05).verdict is Verdict.REPRODUCED
@@ -103,4 +106,4 @@ def test_decide_routes_each_rule_and_reports_missing_evidence():
 @pytest.mark.parametrize("field", ["proportion_tol", "ratio_tol", "f1_tol", "rel_tol", "log10_tol"])
 def test_verdict_config_range(field):
     with pytest.raises(ConfigError, match=f"report.verdict.{field}"):
-        from_section(VerdictConfig, {field: 0.0}, "report.verdict")
+        from_section(VerdictConfig, {**section("report.verdict"), field: 0.0}, "report.verdict")

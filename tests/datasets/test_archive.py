@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from repo_params import config
 
 from qmoe.datasets import ArchiveSource, ChecksumError, DatasetError, UnsafeArchiveError, extract
 from qmoe.datasets.fetch import download, obtain
@@ -234,7 +235,7 @@ def test_download_params_reach_the_extraction(tmp_path, monkeypatch):
     monkeypatch.setitem(SPECS, "urbansound8k", spec)
     (tmp_path / "mirror").mkdir()
     make_tar(tmp_path / "mirror" / "UrbanSound8K.tar.gz", {"UrbanSound8K/x.bin": bytes(1 << 20)})
-    cfg = DownloadConfig(max_extract_bytes=100_000)
+    cfg = config(DownloadConfig, "download", max_extract_bytes=100_000)
     with pytest.raises(UnsafeArchiveError, match=r"download\.max_extract_bytes = 100,000"):
         build("urbansound8k", tmp_path / "raw", cfg, env={"QMOE_MIRROR": str(tmp_path / "mirror")})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror"]

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import yaml
+from repo_params import section
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,6 +29,11 @@ def run_stage(
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
+def download_params(**changes) -> dict:
+    """A params file whose `download` section is the repository's with `changes`."""
+    return {"download": {**section("download"), **changes}}
+
+
 def test_unknown_dataset_exits_1_with_error_line(tmp_path):
     out = tmp_path / "raw" / "nope"
     res = run_stage(tmp_path, "--dataset", "nope", "--out", str(out))
@@ -38,7 +44,7 @@ def test_unknown_dataset_exits_1_with_error_line(tmp_path):
 
 
 def test_wrong_type_param_exits_1_naming_the_field(tmp_path):
-    params = {"download": {"on_bad_file": "fail", "synthetic": {"clips_per_class": "8"}}}
+    params = download_params(synthetic={**section("download.synthetic"), "clips_per_class": "8"})
     res = run_stage(tmp_path, "--dataset", "synthetic", "--out", str(tmp_path / "s"), params=params)
     assert res.returncode == 1
     assert res.stderr.strip().splitlines()[-1] == (
@@ -48,11 +54,8 @@ def test_wrong_type_param_exits_1_naming_the_field(tmp_path):
 
 
 def test_synthetic_stage_writes_the_contract_outputs(tmp_path):
-    params = {
-        "download": {
-            "synthetic": {"classes": 2, "clips_per_class": 5, "sample_rate": 8000, "seconds": 0.2}
-        }
-    }
+    small = {"classes": 2, "clips_per_class": 5, "sample_rate": 8000, "seconds": 0.2}
+    params = download_params(synthetic={**section("download.synthetic"), **small})
     res = run_stage(tmp_path, "--dataset", "synthetic", "--out", str(tmp_path / "s"), params=params)
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
@@ -77,7 +80,7 @@ def clip(path: Path, seconds: float = 0.2, sr: int = 8000) -> Path:
 
 
 def user_params(tmp_path: Path, **download) -> dict:
-    return {"download": {"user_data": str(tmp_path / "ud"), **download}}
+    return download_params(user_data=str(tmp_path / "ud"), **download)
 
 
 def audiofolder(tmp_path: Path) -> Path:

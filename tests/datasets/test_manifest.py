@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from repo_params import config
 
 from qmoe.datasets import DatasetError, DownloadConfig, build
 
@@ -29,7 +30,7 @@ def cut(path: Path, fraction: float) -> None:
 
 
 def cfg(tmp_path: Path, **changes) -> DownloadConfig:
-    return DownloadConfig(user_data=str(tmp_path / "ud"), **changes)
+    return config(DownloadConfig, "download", user_data=str(tmp_path / "ud"), **changes)
 
 
 def audiofolder(tmp_path: Path, classes=("dog", "rain"), per_class: int = 3) -> Path:

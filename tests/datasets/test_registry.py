@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from repo_params import config, section
 
 from qmoe.datasets import (
     BUILDERS,
@@ -27,7 +28,8 @@ from qmoe.datasets import (
 from qmoe.io import ConfigError, from_section
 
 ROOT = Path(__file__).resolve().parents[2]
-FAIL, SKIP = DownloadConfig(), DownloadConfig(on_bad_file="skip")
+FAIL = config(DownloadConfig, "download", on_bad_file="fail")
+SKIP = config(DownloadConfig, "download", on_bad_file="skip")
 
 
 def write_wav(path: Path, seconds: float = 0.05, sr: int = 8000, freq: float = 440.0) -> None:
@@ -122,15 +124,20 @@ def test_unknown_dataset_lists_valid_names(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def _download(**synthetic) -> dict:
+    """params `download` with changes to its `synthetic` entry."""
+    return {**section("download"), "synthetic": {**section("download.synthetic"), **synthetic}}
+
+
 def test_wrong_type_params_name_the_field():
     with pytest.raises(
         ConfigError, match=r"download\.synthetic\.clips_per_class: expected an integer, got str '8'"
     ):
-        from_section(DownloadConfig, {"synthetic": {"clips_per_class": "8"}}, "download")
+        from_section(DownloadConfig, _download(clips_per_class="8"), "download")
     with pytest.raises(ConfigError, match=r"download\.on_bad_file: 'ignore' is not one of"):
-        from_section(DownloadConfig, {"on_bad_file": "ignore"}, "download")
+        from_section(DownloadConfig, {**section("download"), "on_bad_file": "ignore"}, "download")
     with pytest.raises(ConfigError, match=r"download\.synthetic\.classes: must be 2\.\.50, got 1"):
-        from_section(DownloadConfig, {"synthetic": {"classes": 1}}, "download")
+        from_section(DownloadConfig, _download(classes=1), "download")
 
 
 def test_params_yaml_download_section_builds():
@@ -142,8 +149,17 @@ def test_params_yaml_download_section_builds():
 
 # --- synthetic -----------------------------------------------------------------------------------
 
-SMALL = DownloadConfig(
-    synthetic=SyntheticConfig(classes=3, clips_per_class=5, sample_rate=8000, seconds=0.5)
+SMALL = config(
+    DownloadConfig,
+    "download",
+    synthetic=config(
+        SyntheticConfig,
+        "download.synthetic",
+        classes=3,
+        clips_per_class=5,
+        sample_rate=8000,
+        seconds=0.5,
+    ),
 )
 
 

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from PIL import Image
+from repo_params import config
 
 from qmoe.datasets import COLUMNS, ChecksumError, DatasetError, DownloadConfig, build
 
 ROOT = Path(__file__).resolve().parents[2]
-FAIL = DownloadConfig()
+FAIL = config(DownloadConfig, "download", on_bad_file="fail")
 
 
 def write_png(path: Path, value: int) -> None:
@@ -31,7 +32,7 @@ def write_wav(path: Path, frames: int = 400, sr: int = 8000) -> None:
 
 def user(tmp_path: Path, **changes) -> DownloadConfig:
     """Download params reading user datasets from tmp_path/ud."""
-    return DownloadConfig(user_data=str(tmp_path / "ud"), **changes)
+    return config(DownloadConfig, "download", user_data=str(tmp_path / "ud"), **changes)
 
 
 def test_quinn_class_folders_label_alphabetically(tmp_path):

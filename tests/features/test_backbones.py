@@ -7,6 +7,7 @@ from urllib.error import URLError
 import pytest
 import torch
 import torch.nn.functional as F
+from repo_params import config, section
 from skimage import data
 
 from qmoe.features import FeaturesConfig, band_stats, build_backbone, load_lite0, random_projection
@@ -33,7 +34,9 @@ def test_lite0_weights_are_real_imagenet_weights():
 
 
 def test_lite0_backbone_gives_the_pooled_features_of_the_classifier():
-    bb = build_backbone(FeaturesConfig(backbone="efficientnet_lite0", normalize="none"))
+    bb = build_backbone(
+        config(FeaturesConfig, "features", backbone="efficientnet_lite0", normalize="none")
+    )
     assert (bb.name, bb.dim, bb.image_size) == ("efficientnet_lite0", 1280, 224)
     x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     model = load_lite0()
@@ -45,7 +48,7 @@ def test_lite0_backbone_gives_the_pooled_features_of_the_classifier():
 
 def test_unknown_backbone_lists_the_valid_names():
     with pytest.raises(ConfigError) as e:
-        from_section(FeaturesConfig, {"backbone": "resnet50"}, "features")
+        from_section(FeaturesConfig, {**section("features"), "backbone": "resnet50"}, "features")
     msg = str(e.value)
     assert "features.backbone 'resnet50'" in msg
     for name in ("efficientnet_lite0", "efficientnet_b3", "logmel_stats"):
@@ -60,7 +63,7 @@ def test_efficientnet_b3_fails_fast_and_clearly_without_network(tmp_path, monkey
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     with pytest.raises(RuntimeError) as e:
-        build_backbone(FeaturesConfig(backbone="efficientnet_b3"))
+        build_backbone(config(FeaturesConfig, "features", backbone="efficientnet_b3"))
     msg = str(e.value)
     assert msg.startswith(
         "efficientnet_b3 needs torchvision's IMAGENET1K_V1 weights, which could not be "
@@ -71,7 +74,7 @@ def test_efficientnet_b3_fails_fast_and_clearly_without_network(tmp_path, monkey
 
 
 def test_logmel_stats_summarises_each_band():
-    bb = build_backbone(FeaturesConfig(backbone="logmel_stats"))
+    bb = build_backbone(config(FeaturesConfig, "features", backbone="logmel_stats"))
     assert (bb.dim, bb.image_size) == (128 * 9, None)
     db = -80.0 * torch.rand(128, 500, generator=torch.Generator().manual_seed(0))
     v = band_stats(db)  # (1152,)
@@ -107,7 +110,9 @@ def test_efficientnet_b3_gives_the_pooled_features_of_its_classifier(monkeypatch
     torch.manual_seed(0)
     reference = efficientnet_b3().eval()  # random weights stand in for the downloaded ones
     monkeypatch.setattr(backbones, "b3_state_dict", lambda: reference.state_dict())
-    bb = build_backbone(FeaturesConfig(backbone="efficientnet_b3", normalize="none"))
+    bb = build_backbone(
+        config(FeaturesConfig, "features", backbone="efficientnet_b3", normalize="none")
+    )
     assert (bb.name, bb.dim, bb.image_size) == ("efficientnet_b3", 1536, 300)
     x = torch.rand(1, 3, 300, 300, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():

@@ -18,6 +18,7 @@ import soundfile
 import torch
 import yaml
 from PIL import Image
+from repo_params import config
 
 from qmoe.executor import ExecutionConfig
 from qmoe.features import (
@@ -62,9 +63,12 @@ def make_raw(root: Path) -> pd.DataFrame:
     return manifest
 
 
+EXECUTION = config(ExecutionConfig, "execution")
+
+
 @pytest.fixture(scope="module")
 def lite0():
-    return build_backbone(FeaturesConfig())
+    return build_backbone(config(FeaturesConfig, "features"))
 
 
 def test_params_yaml_features_section_builds():
@@ -74,12 +78,12 @@ def test_params_yaml_features_section_builds():
 
 def test_features_table_schema_and_determinism(tmp_path, lite0):
     manifest = make_raw(tmp_path)
-    cfg = FeaturesConfig()
-    first = embed_manifest(manifest, tmp_path, cfg, lite0)
-    second = embed_manifest(manifest, tmp_path, cfg, lite0)
+    cfg = config(FeaturesConfig, "features")
+    first = embed_manifest(manifest, tmp_path, cfg, EXECUTION, lite0)
+    second = embed_manifest(manifest, tmp_path, cfg, EXECUTION, lite0)
     assert np.array_equal(first.matrix, second.matrix)  # bitwise
     two_workers = embed_manifest(
-        manifest, tmp_path, replace(cfg, batch_size=1), lite0, ExecutionConfig("local", 2)
+        manifest, tmp_path, replace(cfg, batch_size=1), ExecutionConfig("local", 2), lite0
     )  # 3 units on 2 worker processes
     assert np.array_equal(first.matrix, two_workers.matrix)  # independent of the worker count
     table = features_table(manifest, first.matrix)
@@ -93,9 +97,11 @@ def test_features_table_schema_and_determinism(tmp_path, lite0):
 
 def test_random_projection_head_is_the_seeded_linear_map_of_the_pooled_features(tmp_path, lite0):
     manifest = make_raw(tmp_path)
-    pooled = embed_manifest(manifest, tmp_path, FeaturesConfig(), lite0).matrix
-    cfg = FeaturesConfig(head="random_projection", projection_seed=3)
-    projected = embed_manifest(manifest, tmp_path, cfg, lite0).matrix
+    pooled = embed_manifest(
+        manifest, tmp_path, config(FeaturesConfig, "features"), EXECUTION, lite0
+    ).matrix
+    cfg = config(FeaturesConfig, "features", head="random_projection", projection_seed=3)
+    projected = embed_manifest(manifest, tmp_path, cfg, EXECUTION, lite0).matrix
     with torch.inference_mode():
         expected = random_projection(1280, 3)(torch.from_numpy(pooled)).numpy()
     np.testing.assert_allclose(projected, expected, rtol=1e-5, atol=1e-5)
@@ -103,7 +109,9 @@ def test_random_projection_head_is_the_seeded_linear_map_of_the_pooled_features(
 
 def test_logmel_stats_and_image_rows(tmp_path):
     manifest = make_raw(tmp_path)
-    emb = embed_manifest(manifest, tmp_path, FeaturesConfig(backbone="logmel_stats"))
+    emb = embed_manifest(
+        manifest, tmp_path, config(FeaturesConfig, "features", backbone="logmel_stats"), EXECUTION
+    )
     assert emb.matrix.shape == (3, 128 * 9)
     blocks = emb.matrix.reshape(3, 9, 128)  # mean | std | min | max | 5 quantiles, per band
     assert (blocks[:, 3].max(axis=1) == 0.0).all()  # each clip's loudest band peaks at 0 dB
@@ -112,7 +120,9 @@ def test_logmel_stats_and_image_rows(tmp_path):
     Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "files" / "img.png")
     images = manifest.iloc[:1].assign(path="files/img.png", sample_rate=0)
     with pytest.raises(UserError, match=r"clips 1-.*img\.png: backbone logmel_stats needs audio"):
-        embed_manifest(images, tmp_path, FeaturesConfig(backbone="logmel_stats"))
+        embed_manifest(
+            images, tmp_path, config(FeaturesConfig, "features", backbone="logmel_stats"), EXECUTION
+        )
 
 
 def run_stage(raw: Path, out: Path, params: Path) -> subprocess.CompletedProcess:

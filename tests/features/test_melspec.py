@@ -11,6 +11,7 @@ import pytest
 import soundfile
 import torch
 import torchaudio
+from repo_params import config
 
 from qmoe.features import MelConfig, colorize, colormap_lut, load_audio, load_image, mel_db, render
 from qmoe.features.melspec import Audio, mel_power, mel_transform
@@ -29,7 +30,7 @@ def band_peak_hz(cfg: MelConfig, sr: int, band: int) -> float:
 
 
 def test_mel_of_a_sine_has_the_expected_shape_range_and_peak():
-    cfg, sr = MelConfig(), 22050
+    cfg, sr = config(MelConfig, "features.mel"), 22050
     wav = sine(1000.0, sr, 1.0)
     db = mel_db(Audio(wav, sr), cfg)
     assert db.shape == (128, 1 + wav.shape[0] // 32)
@@ -43,7 +44,7 @@ def test_mel_of_a_sine_has_the_expected_shape_range_and_peak():
 def test_blockwise_mel_equals_torchaudio_melspectrogram(pad_mode):
     sr, n = 16000, 16000 + 1234  # not a multiple of the block size
     wav = torch.randn(n, generator=torch.Generator().manual_seed(0))
-    cfg = MelConfig(hop_length=32, f_max=8000.0, pad_mode=pad_mode)
+    cfg = config(MelConfig, "features.mel", hop_length=32, f_max=8000.0, pad_mode=pad_mode)
     ref = torchaudio.transforms.MelSpectrogram(
         sr,
         n_fft=2048,
@@ -64,7 +65,7 @@ def test_blockwise_mel_equals_torchaudio_melspectrogram(pad_mode):
 
 
 def test_f_max_is_capped_at_nyquist_for_low_sample_rates():
-    cfg, sr = MelConfig(f_max=20000.0), 16000
+    cfg, sr = config(MelConfig, "features.mel", f_max=20000.0), 16000
     assert mel_transform(cfg, sr).mel_scale.f_max == 8000.0
     wav = torch.randn(sr, generator=torch.Generator().manual_seed(1))
     with warnings.catch_warnings():
@@ -75,9 +76,9 @@ def test_f_max_is_capped_at_nyquist_for_low_sample_rates():
 
 def test_mel_config_range_checks_name_the_field():
     with pytest.raises(ConfigError, match="features.mel.f_max"):
-        MelConfig(f_min=100.0, f_max=50.0)
+        config(MelConfig, "features.mel", f_min=100.0, f_max=50.0)
     with pytest.raises(ConfigError, match="features.mel.top_db"):
-        MelConfig(top_db=0.0)
+        config(MelConfig, "features.mel", top_db=0.0)
 
 
 def test_load_audio_mixes_down_to_mono(tmp_path):
@@ -155,7 +156,7 @@ def test_a_long_clip_is_read_only_up_to_max_seconds(tmp_path, caplog):
 def test_features_json_records_f_max_as_capped_at_nyquist(caplog):
     from qmoe.features import mel_used
 
-    cfg = MelConfig()
+    cfg = config(MelConfig, "features.mel")
     assert mel_used(cfg, [44100, 44100])["f_max"] == 20000.0 and not caplog.text
     with caplog.at_level("WARNING"):
         used = mel_used(cfg, [8000, 8000, 0])  # 0: an image row
@@ -175,4 +176,4 @@ def test_f_min_above_nyquist_is_a_config_error():
         match=r"features\.mel\.f_min 5000\.0 Hz is not below the "
         r"Nyquist frequency of 8000 Hz audio \(4000 Hz\)",
     ):
-        mel_transform(MelConfig(f_min=5000.0), 8000)
+        mel_transform(config(MelConfig, "features.mel", f_min=5000.0), 8000)

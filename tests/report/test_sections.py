@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from repo_params import config, section
 from scipy import stats as sps
 
 from qmoe.analysis import claims
@@ -98,7 +99,9 @@ def _evidence() -> pd.DataFrame:
 
 
 def test_verdict_table_has_every_claim_and_both_protocols_even_one_not_run():
-    rows = claims.judge(_evidence(), VerdictConfig(), 0.05, sections.PROTOCOLS)
+    rows = claims.judge(
+        _evidence(), config(VerdictConfig, "report.verdict"), 0.05, sections.PROTOCOLS
+    )
     faithful = rows[rows["protocol"] == "faithful"]
     assert set(faithful["verdict"]) == {Verdict.NOT_TESTABLE.value}
     assert faithful["reason"].str.contains("protocol faithful not in the study").sum() == len(
@@ -161,12 +164,20 @@ def test_variant_table_names_what_each_variant_is():
     ]
 
 
+def _report(formats=None, **verdict) -> dict:
+    """params `report` with other `formats` and changes to its `verdict` entry."""
+    out = {**section("report"), "verdict": {**section("report.verdict"), **verdict}}
+    return out if formats is None else {**out, "formats": formats}
+
+
 def test_report_config_validation():
     with pytest.raises(ConfigError, match="report.formats"):
-        from_section(document.ReportConfig, {"formats": ["pdf"]}, "report")
+        from_section(document.ReportConfig, _report(formats=["pdf"]), "report")
     with pytest.raises(ConfigError, match="report.verdict.ratio_tol"):
-        from_section(document.ReportConfig, {"verdict": {"ratio_tol": -1.0}}, "report")
-    cfg = from_section(document.ReportConfig, {"verdict": {"ratio_tol": 0.02}}, "report")
+        from_section(document.ReportConfig, _report(ratio_tol=-1.0), "report")
+    cfg = from_section(
+        document.ReportConfig, _report(ratio_tol=0.02, formats=["png", "pdf"]), "report"
+    )
     assert cfg.verdict.ratio_tol == 0.02 and cfg.formats == ("png", "pdf")
 
 

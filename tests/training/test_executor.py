@@ -288,13 +288,15 @@ def test_energy_is_apportioned_by_cpu_time_and_sums_to_the_reading():
 
 
 def test_execution_params_are_validated():
-    assert from_section(ExecutionConfig, PARAMS["execution"], "execution") == ExecutionConfig()
+    assert from_section(ExecutionConfig, PARAMS["execution"], "execution") == ExecutionConfig(
+        "local", None
+    )
     assert from_section(ExecutionConfig, {"backend": "ray", "workers": 4}).workers == 4
     with pytest.raises(ConfigError, match=r"execution.backend: 'dask' is not one of \['local', "):
         from_section(ExecutionConfig, {"backend": "dask"}, "execution")
     with pytest.raises(ConfigError, match=r"execution.workers: must be >= 1 or null .* got 0"):
-        from_section(ExecutionConfig, {"workers": 0}, "execution")
+        from_section(ExecutionConfig, {"backend": "local", "workers": 0}, "execution")
     with pytest.raises(ConfigError, match=r"execution.workers: '4' matches none of int \| None"):
-        from_section(ExecutionConfig, {"workers": "4"}, "execution")
+        from_section(ExecutionConfig, {"backend": "local", "workers": "4"}, "execution")
     with pytest.raises(ConfigError, match=r"execution: unknown key\(s\) \['threads'\]"):
         from_section(ExecutionConfig, {"threads": 2}, "execution")

@@ -43,12 +43,12 @@ COMPUTED, NOT_COMPUTED = "computed", "not computed"
 class StatsConfig:
     """params.yaml `stats`; the margin and alpha are fixed before any result is seen."""
 
-    alpha: float = 0.05
-    tost_margin: float = 0.01  # equivalence margin, in F1 units (0.01 = one F1 point)
-    f1_metric: str = "macro_f1"  # the score every F1 test and claim uses
-    confidence: float = 0.95  # bootstrap and t confidence intervals
-    n_resamples: int = 9999
-    bootstrap_seed: int = 0
+    alpha: float
+    tost_margin: float  # equivalence margin, in F1 units (0.01 = one F1 point)
+    f1_metric: str  # the score every F1 test and claim uses
+    confidence: float  # bootstrap and t confidence intervals
+    n_resamples: int
+    bootstrap_seed: int
 
     def __post_init__(self) -> None:
         require(0.0 < self.alpha < 0.5, "stats.alpha", f"{self.alpha} not in (0, 0.5)")

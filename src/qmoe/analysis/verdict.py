@@ -45,11 +45,11 @@ class Scale(Enum):
 class VerdictConfig:
     """params.yaml `report.verdict`: how close counts as reproduced."""
 
-    proportion_tol: float = 0.10  # savings, reductions, overheads: +- 10 percentage points
-    ratio_tol: float = 0.01  # F1 ratio 4-bit / 16-bit: +- 1 percentage point
-    f1_tol: float = 0.01  # an F1 difference: +- 0.01
-    rel_tol: float = 0.10  # exact quantities (compression, parameters): +- 10 %
-    log10_tol: float = 1.0  # orders of magnitude (deployment / training): +- 1
+    proportion_tol: float  # savings, reductions, overheads (a fraction: 0.1 = 10 points)
+    ratio_tol: float  # the F1 ratio 4-bit / 16-bit
+    f1_tol: float  # an F1 difference
+    rel_tol: float  # exact quantities (compression, parameters), relative
+    log10_tol: float  # orders of magnitude (deployment / training), in log10 units
 
     def __post_init__(self) -> None:
         for name in ("proportion_tol", "ratio_tol", "f1_tol", "rel_tol", "log10_tol"):

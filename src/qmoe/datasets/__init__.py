@@ -1,6 +1,7 @@
 """Datasets: registry, mirror-first downloads, safe extraction, manifests (docs/architecture.md 1).
-Use: `qmoe.datasets.build("esc10", Path("data/raw/esc10"), DownloadConfig())`; QMOE_MIRROR is
-searched before the network.
+Use: `qmoe.datasets.build("esc10", Path("data/raw/esc10"), cfg)` with `cfg` the
+`DownloadConfig` of params `download` (qmoe.io.from_section); QMOE_MIRROR is searched before the
+network.
 """
 
 from qmoe.datasets.archive import UnsafeArchiveError, extract

@@ -150,11 +150,11 @@ def get_spec(name: str) -> DatasetSpec:
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    classes: int = 5
-    clips_per_class: int = 8  # over all 5 folds
-    sample_rate: int = 22050
-    seconds: float = 1.0
-    seed: int = 0
+    classes: int
+    clips_per_class: int  # over all 5 folds
+    sample_rate: int
+    seconds: float
+    seed: int
 
     def __post_init__(self) -> None:
         where = "download.synthetic"
@@ -176,16 +176,16 @@ class SyntheticConfig:
 
 @dataclass(frozen=True)
 class DownloadConfig:
-    on_bad_file: Literal["fail", "skip"] = "fail"  # skip: drop bad clips, list them
+    on_bad_file: Literal["fail", "skip"]  # skip: drop bad clips, list them
     # Folder of the user-supplied datasets, <user_data>/<name>/; dvc.yaml makes it a dependency
     # of every download instance, so editing a label or a clip reruns the stage.
-    user_data: str = "user_data"
-    min_seconds: float = 0.1  # shorter user audio is a bad file
-    silence_dbfs: float = -80.0  # peak below this = silent: flagged (ESC-50: a bad file)
-    max_image_pixels: int = 50_000_000  # refused before decoding (a decompression bomb)
-    max_extract_bytes: int = 20_000_000_000  # extraction stops beyond this many bytes ...
-    max_extract_ratio: float = 100.0  # ... or this many times the archive's size
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    user_data: str
+    min_seconds: float  # shorter user audio is a bad file
+    silence_dbfs: float  # peak below this = silent: flagged (ESC-50: a bad file)
+    max_image_pixels: int  # refused before decoding (a decompression bomb)
+    max_extract_bytes: int  # extraction stops beyond this many bytes ...
+    max_extract_ratio: float  # ... or this many times the archive's size
+    synthetic: SyntheticConfig
 
     def __post_init__(self) -> None:
         require(bool(self.user_data.strip()), "download.user_data", "must name a folder")

@@ -15,7 +15,7 @@ import platform
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -42,17 +42,17 @@ PHASES = ("load", "mel", "render", "backbone")
 class FeaturesConfig:
     """params.yaml `features`."""
 
-    backbone: str = "efficientnet_lite0"
-    mel: MelConfig = field(default_factory=MelConfig)
-    image_size: int | None = None  # None: the backbone's native input (lite0 224, b3 300)
-    cmap: str = "magma"
-    normalize: Literal["imagenet", "none"] = "imagenet"
-    head: Literal["pooled", "random_projection"] = "pooled"
-    projection_seed: int = 0
-    batch_size: int = 4  # clips per executor unit (params `execution`: where units run)
+    backbone: str
+    mel: MelConfig
+    image_size: int | None  # None: the backbone's native input (lite0 224, b3 300)
+    cmap: str
+    normalize: Literal["imagenet", "none"]
+    head: Literal["pooled", "random_projection"]
+    projection_seed: int
+    batch_size: int  # clips per executor unit (params `execution`: where units run)
     # Longer clips use only their first max_seconds: a clip's mel image costs ~8 MB per second of
     # 44.1 kHz audio in each worker thread (measured), so memory stays bounded for any input.
-    max_seconds: float = 30.0
+    max_seconds: float
 
     def __post_init__(self) -> None:
         choose(self.backbone, BACKBONES, "features.backbone")
@@ -151,8 +151,8 @@ def embed_files(
     paths: list[Path],
     is_image: list[bool],
     cfg: FeaturesConfig,
+    execution: ExecutionConfig,
     backbone: Backbone | None = None,
-    execution: ExecutionConfig = ExecutionConfig(),
 ) -> Embeddings:
     """Embed clips (audio files, or images where `is_image`) in order: -> (N, D) float32.
 
@@ -194,13 +194,13 @@ def embed_manifest(
     manifest: pd.DataFrame,
     root: Path,
     cfg: FeaturesConfig,
+    execution: ExecutionConfig,
     backbone: Backbone | None = None,
-    execution: ExecutionConfig = ExecutionConfig(),
 ) -> Embeddings:
     """Embed every manifest row; `path` is relative to `root` (absolute paths are kept)."""
     paths = [root / p for p in manifest["path"]]
     is_image = [int(sr) == 0 for sr in manifest["sample_rate"]]
-    return embed_files(paths, is_image, cfg, backbone, execution)
+    return embed_files(paths, is_image, cfg, execution, backbone)
 
 
 def emb_columns(dim: int) -> list[str]:

@@ -44,14 +44,14 @@ AMIN = 1e-10  # librosa.power_to_db's floor on power values
 class MelConfig:
     """Mel spectrogram parameters (params.yaml `features.mel`)."""
 
-    n_fft: int = 2048  # also the Hann window length
-    hop_length: int = 32
-    n_mels: int = 128
-    f_min: float = 0.0
-    f_max: float = 20000.0  # capped at each clip's Nyquist frequency
-    top_db: float = 80.0
-    mel_scale: Literal["slaney", "htk"] = "slaney"  # librosa's default is Slaney (scale and norm)
-    pad_mode: Literal["constant", "reflect"] = "constant"  # librosa >= 0.10 pads with zeros
+    n_fft: int  # also the Hann window length
+    hop_length: int
+    n_mels: int
+    f_min: float
+    f_max: float  # capped at each clip's Nyquist frequency
+    top_db: float
+    mel_scale: Literal["slaney", "htk"]  # librosa's default is Slaney (scale and norm)
+    pad_mode: Literal["constant", "reflect"]  # librosa >= 0.10 pads with zeros
 
     def __post_init__(self) -> None:
         where = "features.mel"
