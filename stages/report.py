@@ -1,4 +1,5 @@
-"""Figures, paper tables, metrics.json, per-fold F1 plot data and report.md. DVC stage: report."""
+"""Figures, paper tables, metrics.json, per-fold F1 plot data, report.md and its summary.md.
+DVC stage: report."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from qmoe.analysis.paper_tables import PAPER_TABLES  # noqa: E402
 from qmoe.cli import read_params, run_stage  # noqa: E402
 from qmoe.io import atomic_dir, atomic_path, from_section, load_json  # noqa: E402
 from qmoe.report import (
+    deployment,  # noqa: E402
     document,  # noqa: E402
     figures,  # noqa: E402
     provenance,  # noqa: E402
@@ -52,7 +54,7 @@ def protocol_lines(params: dict, runs: pd.DataFrame) -> dict[str, list[str]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    flags = "table stats runs benchmarks raw metrics bench_metrics plots figures tables out"
+    flags = "table stats runs benchmarks raw metrics bench_metrics plots figures tables out summary"
     for flag in flags.split():
         ap.add_argument(f"--{flag}", type=Path, required=True)
     args = ap.parse_args()
@@ -72,34 +74,33 @@ def main() -> None:
             data = figures.load(args.runs, args.benchmarks, runs, dataset, f1)
             for name, fig in figures.build(data, f1).items():
                 figures.save(fig, fig_dir, f"{dataset}_{name}", cfg.formats, cfg.dpi)
-                pngs.append(rel(args.figures / "png" / f"{dataset}_{name}.png"))
+                png = rel(args.figures / "png" / f"{dataset}_{name}.png")
+                pngs.append(document.FigureRef(png, figures.FIGURES[name]))
         ptables = [tables.paper_table(t, stats[t.csv], f1) for t in PAPER_TABLES]
         for t in ptables:
             (tab_dir / f"{t.name}.md").write_text(f"# {t.title}\n\n{tables.markdown(t)}")
             (tab_dir / f"{t.name}.tex").write_text(tables.latex(t))
         datasets = provenance.dataset_rows(args.raw, sorted(runs["dataset"].unique()))
+        devices = provenance.devices(args.benchmarks)
         prov = provenance.markdown(
-            provenance.git_commit(),
-            params,
-            datasets,
-            provenance.devices(args.benchmarks),
-            provenance.energy_methods(runs),
+            provenance.git_commit(), params, datasets, devices, provenance.energy_methods(runs)
         )
-        text = document.render(
-            document.Document(
-                runs,
-                stats,
-                evidence,
-                summary["config"],
-                summary["methods"],
-                cfg.verdict,
-                pngs,
-                ptables,
-                rel(args.tables),
-                prov,
-                protocol_lines(params, runs),
-            )
+        doc = document.Document(
+            runs,
+            stats,
+            evidence,
+            summary["config"],
+            summary["methods"],
+            cfg.verdict,
+            pngs,
+            ptables,
+            rel(args.tables),
+            prov,
+            protocol_lines(params, runs),
+            devices=devices,
+            deployed=deployment.deployed_form(params.get("export")),
         )
+        text = document.render(doc)
         plot = stack.enter_context(atomic_path(args.plots))
         sections.f1_per_fold(runs, f1).to_csv(plot, index=False)
         metrics = stack.enter_context(atomic_path(args.metrics))
@@ -110,6 +111,8 @@ def main() -> None:
         )
         report = stack.enter_context(atomic_path(args.out))
         report.write_text(text)
+        brief = stack.enter_context(atomic_path(args.summary))
+        brief.write_text(document.summary_text(doc))  # copied into README by readme_summary.py
     log.info("report -> %s (%d figures)", args.out, len(pngs))
 
 

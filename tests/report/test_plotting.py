@@ -9,7 +9,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from qmoe.report import plotting  # noqa: E402
+from qmoe.catalog import VARIANTS  # noqa: E402
+from qmoe.report import plotting, style  # noqa: E402
 
 
 def _summary() -> pd.DataFrame:
@@ -66,11 +67,11 @@ def test_variants_at_one_bit_width_are_drawn_side_by_side_in_registry_order():
 
 
 def test_every_variant_keeps_one_colour_and_marker():
-    styles = [plotting.variant_style(v) for v in ("fp32", "moe", "w4a8", "not_a_variant")]
-    assert styles[0] == plotting.Style("C0", "o")
+    styles = [style.variant_style(v) for v in ("fp32", "moe", "w4a8", "not_a_variant")]
+    assert styles[0] == style.Style("C0", "o")
     assert styles[1].colour == "C0" and styles[1].marker != "o"  # colours repeat, markers not
-    assert plotting.variant_style("not_a_variant") == styles[3]  # stable for unknown names
-    assert len({plotting.variant_style(v) for v in plotting.VARIANTS}) == len(plotting.VARIANTS)
+    assert style.variant_style("not_a_variant") == styles[3]  # stable for unknown names
+    assert len({style.variant_style(v) for v in VARIANTS}) == len(VARIANTS)
 
 
 def test_pareto_front_keeps_points_no_other_beats():

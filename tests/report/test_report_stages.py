@@ -107,6 +107,8 @@ def pipeline(tmp: Path, params: Path) -> list[subprocess.CompletedProcess]:
                 f"{r}/tables/paper",
                 "--out",
                 f"{r}/report.md",
+                "--summary",
+                f"{r}/summary.md",
             ],
             params,
             tmp,
@@ -170,6 +172,8 @@ def _in_process(tmp: Path, params: Path, monkeypatch) -> None:
             f"{r}/tables/paper",
             "--out",
             f"{r}/report.md",
+            "--summary",
+            f"{r}/summary.md",
         ],
     }
     for name, args in argv.items():
@@ -398,3 +402,31 @@ def test_three_stages_as_subprocesses_give_identical_outputs_twice(tmp_path, res
     }
     assert again.keys() == snapshot.keys()
     assert [k for k in snapshot if snapshot[k] != again[k]] == []
+
+
+def test_every_figure_has_its_one_line_caption(study):
+    from qmoe.report.figures import FIGURES
+
+    report = (study / "reports" / "report.md").read_text()
+    for name, caption in FIGURES.items():
+        assert caption and "\n" not in caption
+        image = f"![toy_{name}](figures/png/toy_{name}.png)\n\n"
+        assert f"{image}*{caption}*\n" in report, name
+
+
+def test_the_report_opens_with_the_summary_that_summary_md_carries(study):
+    from qmoe.analysis.claims import BY_ID
+    from qmoe.report.summary import KEY_CLAIMS
+
+    report = (study / "reports" / "report.md").read_text()
+    brief = (study / "reports" / "summary.md").read_text()
+    headings = [line for line in report.splitlines() if line.startswith("## ")]
+    assert headings[:3] == ["## Summary", "## What was run", "## Claims verdict"]
+    assert report.index("## Summary\n\n" + brief) < report.index("## What was run")
+    claims = [line for line in brief.splitlines() if line.startswith("| ") and "[" in line]
+    assert [line.split(" | ")[0] for line in claims[1:]] == [
+        f"| {BY_ID[c].claim} [{BY_ID[c].source}]" for c in KEY_CLAIMS
+    ]
+    tally = report.split("Verdicts over claims x protocols: ", 1)[1].split(".\n", 1)[0]
+    assert f"Verdicts: {tally}." in brief  # the same counts as the full claims table
+    assert report.index("## Results, both protocols") < report.index("## Deployment\n")

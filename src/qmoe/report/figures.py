@@ -19,18 +19,29 @@ from qmoe.report.sections import variant_summary
 # Fixed metadata: no creation date, so two runs write identical files.
 _METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}
 
-FIGURES = (
-    "f1_vs_bits",
-    "size_vs_f1",
-    "latency_ecdf",
-    "moe_latency",
-    "energy_vs_f1",
-    "curiosity_histogram",
-    "curiosity_per_class",
-    "routing_distribution",
-    "routing_confidence",
-    "confusion_best",
-)
+# Every figure of a dataset, in report order, with its one-line caption: what to look at.
+FIGURES = {
+    "f1_vs_bits": "Does F1 fall as weight bits shrink? Overlapping 95 % intervals mean this study "
+    "cannot tell those bit-widths apart.",
+    "size_vs_f1": "Points on the grey Pareto front give the best F1 for their size; a point "
+    "well left of fp32 at the same height is compression that costs no measurable F1.",
+    "latency_ecdf": "Further left is faster; the right-hand tail of a curve is its slow "
+    "inferences (dashed: mixtures of experts).",
+    "moe_latency": "Compare the violins' widths (latency spread) and medians: if curiosity cut "
+    "latency variance, its violins would be narrower than `moe`'s.",
+    "energy_vs_f1": "Further left (less energy per inference) and higher (more F1) is better; "
+    "whether energy was measured or estimated is stated under Deployment.",
+    "curiosity_histogram": "Most clips sit at u near 0 (the router is sure); the right-hand "
+    "tail is what uncertainty-aware routing can escalate (the placebo's u is a random draw).",
+    "curiosity_per_class": "Taller bars are the classes the router is unsure about; compare "
+    "them with the confusion matrix's weak rows (the placebo's u is a random draw).",
+    "routing_distribution": "Share of test clips each expert receives (mean ± sd over models): "
+    "a mixture that sends nearly everything to one expert is that expert at extra cost.",
+    "routing_confidence": "Gate probability of the chosen expert: 'the 8-bit expert gets the "
+    "uncertain samples' needs the w8a8 box clearly lower than the others.",
+    "confusion_best": "The diagonal is each class's recall for the best model; bright "
+    "off-diagonal cells are the confusions that remain.",
+}
 
 
 class FigureData(NamedTuple):

@@ -6,33 +6,15 @@ absent is replaced by `placeholder`, which states why, so no figure silently dis
 
 from __future__ import annotations
 
-import zlib
-from typing import NamedTuple
-
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.ticker import NullFormatter
 
-from qmoe.catalog import VARIANTS, order
+from qmoe.catalog import order
+from qmoe.report import style
 
 PROTOCOL_MARKERS = {"corrected": "o", "faithful": "s"}
-_COLOURS = [f"C{i}" for i in range(10)]  # matplotlib's default (tab10) cycle
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-_GAP = 2**0.1  # x factor between variants drawn at the same bit-width (log2 axis)
-
-
-class Style(NamedTuple):
-    colour: str
-    marker: str
-
-
-def variant_style(variant: str) -> Style:
-    """One colour and marker per variant in every figure (registry order: fp32 = C0, 'o').
-    Colours repeat after 10 variants, markers after 8, so no two variants share both."""
-    known = list(VARIANTS)
-    i = known.index(variant) if variant in known else len(known) + zlib.crc32(variant.encode())
-    return Style(_COLOURS[i % len(_COLOURS)], _MARKERS[i % len(_MARKERS)])
 
 
 def plain(text: str) -> str:
@@ -48,18 +30,6 @@ def _panels(protocols: list[str], width: float = 5.0, height: float = 4.0) -> tu
     return fig, list(axes)
 
 
-def _variant_legend(fig: Figure, axes: list, title: str = "variant") -> None:
-    """One legend for the figure, right of the panels, each variant once in registry order."""
-    handles = {}
-    for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(label, handle)
-    labels = order(list(handles))  # unknown names ('Pareto front') after the variants
-    fig.legend(
-        [handles[k] for k in labels], labels, loc="outside right upper", fontsize=7, title=title
-    )
-
-
 def placeholder(title: str, reason: str) -> Figure:
     """A figure that says what is missing and why."""
     fig = Figure(figsize=(6, 2.5), layout="constrained")
@@ -67,36 +37,6 @@ def placeholder(title: str, reason: str) -> Figure:
     ax.axis("off")
     ax.text(0.5, 0.5, f"{title}\nnot computed: {reason}", ha="center", va="center", wrap=True)
     return fig
-
-
-def _errorbar(ax, x, part: pd.DataFrame, variant: str) -> None:
-    """One variant's mean and 95 % interval, in its own colour and marker, labelled for the
-    legend (no text next to the point: names of close points would overlap)."""
-    style = variant_style(variant)
-    yerr = np.vstack([part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]])
-    ax.errorbar(
-        x, part["mean"], yerr=yerr, fmt=style.marker, color=style.colour, capsize=3, label=variant
-    )
-
-
-def _spread(x: pd.Series, variants: pd.Series, gap: float = _GAP) -> np.ndarray:
-    """x of each variant, those within 3 % of each other spread apart by the factor `gap` in
-    registry order (log axes), so neither their markers nor their error bars cover each other."""
-    x = x.to_numpy(float)
-    names = list(variants)
-    out, idx = x.copy(), np.argsort(x, kind="stable")
-    groups: list[list[int]] = []
-    for i in idx:
-        if groups and x[i] <= x[groups[-1][0]] * 1.03:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    for group in groups:
-        centre = np.exp(np.mean(np.log(x[group])))
-        ranked = order([names[i] for i in group])
-        for i in group:
-            out[i] = centre * gap ** (ranked.index(names[i]) - (len(group) - 1) / 2)
-    return out
 
 
 def f1_vs_bits(summary: pd.DataFrame, metric_label: str) -> Figure:
@@ -108,37 +48,19 @@ def f1_vs_bits(summary: pd.DataFrame, metric_label: str) -> Figure:
         ax.sharey(axes[0])  # protocols compared on one scale
     for ax, protocol in zip(axes, protocols):
         part = summary[summary["protocol"] == protocol].dropna(subset=["weight_bits"])
-        part = part.assign(x=_spread(part["weight_bits"], part["variant"]))
+        part = part.assign(x=style.spread(part["weight_bits"], part["variant"]))
         for variant in order(list(part["variant"])):
             row = part[part["variant"] == variant]
-            _errorbar(ax, row["x"], row, variant)
+            style.errorbar(ax, row["x"], row, variant)
         bits = sorted(part["weight_bits"].unique())
         ax.set_xscale("log", base=2)
         ax.set_xticks(bits, [f"{b:.2g}" for b in bits])
         ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="x", labelsize=8)  # 1.6 and 2 sit close on a log2 axis
     fig.supxlabel("weight bits as configured (ternary = log2 3 = 1.6; q16_reference is FP32)")
     axes[0].set_ylabel(f"{metric_label} (mean, 95 % CI over folds x seeds)")
-    _variant_legend(fig, axes)
+    style.variant_legend(fig, axes)
     return fig
-
-
-def _short(value: float, _pos=None) -> str:
-    """A log-axis tick: 500, 2 k, 1 M, 0.5."""
-    for scale, suffix in ((1e6, " M"), (1e3, " k")):
-        if value >= scale:
-            return f"{value / scale:g}{suffix}"
-    return f"{value:g}"
-
-
-def _log_ticks(axis, values) -> None:
-    """Readable ticks on a log axis: 1-2-5 steps over a range wider than 5x (at least two of
-    them fall inside), else 3 plain steps; labels short; no minor labels (they collide)."""
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values) & (values > 0)]
-    wide = values.size and values.max() / values.min() > 5
-    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)) if wide else MaxNLocator(nbins=3))
-    axis.set_major_formatter(FuncFormatter(_short))
-    axis.set_minor_formatter(NullFormatter())
 
 
 def _pareto(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -160,10 +82,10 @@ def scatter_vs_f1(
     fig, axes = _panels(protocols, width=4.2)
     for ax, protocol in zip(axes, protocols):
         part = summary[summary["protocol"] == protocol].dropna(subset=[x_col, "mean"])
-        part = part.assign(x=_spread(part[x_col], part["variant"], 2**0.06))
+        part = part.assign(x=style.spread(part[x_col], part["variant"], 2**0.06))
         for variant in order(list(part["variant"])):
             row = part[part["variant"] == variant]
-            _errorbar(ax, row["x"], row, variant)
+            style.errorbar(ax, row["x"], row, variant)
         if pareto and len(part):
             front = _pareto(part[x_col].to_numpy(float), part["mean"].to_numpy(float))
             ax.step(
@@ -175,10 +97,10 @@ def scatter_vs_f1(
                 label="Pareto front",
             )
         ax.set_xscale("log")
-        _log_ticks(ax.xaxis, part["x"])
+        style.log_ticks(ax.xaxis, part["x"])
         ax.set_ylabel(metric_label)
     fig.supxlabel(f"{x_label} (near-equal values drawn side by side)", fontsize=10)
-    _variant_legend(fig, axes)
+    style.variant_legend(fig, axes)
     return fig
 
 
@@ -196,14 +118,14 @@ def latency_ecdf(latency: pd.DataFrame) -> Figure:
                 np.arange(1, values.size + 1) / values.size,
                 where="post",
                 label=variant,
-                color=variant_style(variant).colour,
+                color=style.variant_style(variant).colour,
                 linestyle="--" if part.loc[part["variant"] == variant, "is_moe"].any() else "-",
             )
         ax.set_xscale("log")
-        _log_ticks(ax.xaxis, part["latency_ms"])
+        style.log_ticks(ax.xaxis, part["latency_ms"])
         ax.set_xlabel("per-inference latency (ms, batch 1)")
         ax.set_ylabel("fraction of inferences")
-    _variant_legend(fig, axes)
+    style.variant_legend(fig, axes)
     return fig
 
 

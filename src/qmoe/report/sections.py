@@ -14,6 +14,7 @@ from qmoe.analysis.claims import BY_ID, Claim
 from qmoe.analysis.stats import COMPUTED
 from qmoe.analysis.verdict import Verdict
 from qmoe.catalog import info, order, paper_name
+from qmoe.report import tables
 
 PROTOCOLS = ("corrected", "faithful")  # always shown side by side, run or not
 METRIC_COLUMNS = ("macro_f1", "accuracy", "weighted_f1")
@@ -83,13 +84,18 @@ def _claim_label(claim: Claim, dataset: str, many: bool) -> str:
     return f"{claim.claim} [{claim.source}]" + (f" ({dataset})" if many else "")
 
 
-def verdict_markdown(rows: pd.DataFrame) -> str:
-    """The claims table: `rows` from `qmoe.analysis.claims.judge` over PROTOCOLS."""
+def verdict_table(rows: pd.DataFrame, only: tuple[str, ...] = (), reasons: bool = True) -> str:
+    """The claims table of `rows` (qmoe.analysis.claims.judge over PROTOCOLS); `only`: these
+    claims, in this order; `reasons`: with the reason column."""
     many = rows["dataset"].nunique() > 1
+    if only:
+        rows = rows[rows["claim"].isin(only)]
+        rows = rows.iloc[rows["claim"].map(list(only).index).argsort(kind="stable")]
     head = ["Claim [abstract]", "Paper"] + [
         f"{h} ({p})" for p in PROTOCOLS for h in ("Ours", "Verdict")
     ]
-    lines = ["| " + " | ".join(head + ["Reason"]) + " |", "|" + "---|" * (len(head) + 1)]
+    head += ["Reason"] if reasons else []
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (claim, d), part in rows.groupby(["claim", "dataset"], sort=False):
         spec, part = BY_ID[claim], part.set_index("protocol")
         cells = [_claim_label(spec, d, many), spec.paper]
@@ -97,13 +103,25 @@ def verdict_markdown(rows: pd.DataFrame) -> str:
             scope = part.loc[p, "scope"] if "scope" in part.columns else ""
             note = f" ({scope})" if isinstance(scope, str) and scope else ""
             cells += [str(part.loc[p, "ours"]), f"**{part.loc[p, 'verdict']}**{note}"]
-        reason = "; ".join(f"{p}: {part.loc[p, 'reason']}" for p in PROTOCOLS)
-        if spec.judge.note and spec.judge.note not in reason:
-            reason += f" ({spec.judge.note})"
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells + [reason]) + " |")
+        if reasons:
+            reason = "; ".join(f"{p}: {part.loc[p, 'reason']}" for p in PROTOCOLS)
+            if spec.judge.note and spec.judge.note not in reason:
+                reason += f" ({spec.judge.note})"
+            cells.append(reason)
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def verdict_tally(rows: pd.DataFrame) -> str:
+    """'0 reproduced, 12 not reproduced, ...' over every verdict, in Verdict order."""
     counts = rows["verdict"].value_counts()
-    tally = ", ".join(f"{counts.get(v.value, 0)} {v.value}" for v in Verdict)
-    return "\n".join(lines) + f"\n\nVerdicts over claims x protocols: {tally}.\n"
+    return ", ".join(f"{counts.get(v.value, 0)} {v.value}" for v in Verdict)
+
+
+def verdict_markdown(rows: pd.DataFrame) -> str:
+    """The claims table: `rows` from `qmoe.analysis.claims.judge` over PROTOCOLS."""
+    tally = verdict_tally(rows)
+    return verdict_table(rows) + f"\nVerdicts over claims x protocols: {tally}.\n"
 
 
 # --- other sections ---------------------------------------------------------------------------
@@ -129,15 +147,15 @@ def variant_table(variants: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def side_by_side(runs: pd.DataFrame, f1: str) -> str:
-    """Variant rows; F1, latency and inference energy under each protocol."""
+def side_by_side(runs: pd.DataFrame, f1: str, energy: str = "energy mJ") -> str:
+    """Variant rows; F1, latency and inference energy (header `energy`) under each protocol."""
     parts = {
         c: variant_summary(runs, c).set_index(["dataset", "protocol", "variant"])
         for c in (f1, "latency_median_ms", "energy_per_inference_mj")
         if c in runs
     }
     head = ["Dataset", "Variant"] + [
-        f"{h} ({p})" for p in PROTOCOLS for h in (f"{f1} mean ± sd (n)", "latency ms", "energy mJ")
+        f"{h} ({p})" for p in PROTOCOLS for h in (f"{f1} mean ± sd (n)", "latency ms", energy)
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for d in sorted(runs["dataset"].unique()):
@@ -196,3 +214,38 @@ def not_computed(stats_tables: dict[str, pd.DataFrame]) -> str:
         for reason, g in grouped.iterrows()
     ]
     return f"{len(frame)} planned tests were not computed:\n\n" + "\n".join(lines) + "\n"
+
+
+def routing_section(frame: pd.DataFrame) -> str:
+    """Escalating MoEs: escalation share and its stability over mask banks and T."""
+    if frame.empty:
+        return (
+            "### Uncertainty routing: escalation share and stability\n\nNo escalating MoE "
+            "(route, random) in this study.\n"
+        )
+    cols = [
+        tables.text("dataset", "Dataset"),
+        tables.text("protocol", "Protocol"),
+        tables.text("variant", "Variant"),
+        tables.Column(
+            "T", lambda r: "placebo" if r["mc_samples"] == 0 else str(int(r["mc_samples"]))
+        ),
+        tables.number("n_models", "Models", 0),
+        tables.text("calibration", "Threshold from"),
+        tables.number("n_calibration_min", "Clips (min)", 0),
+        tables.number("share_mean", "Escalated share", 3),
+        tables.number("share_sd_models", "sd over models", 3),
+        tables.number("share_sd_banks", "sd over banks", 3),
+        tables.number("jaccard_mean", "Overlap with deployed", 2),
+        tables.number("unstable_share", "Escalated in < half the banks", 2),
+        tables.number("f1_mean", "Macro-F1", 3),
+        tables.number("f1_sd_banks", "F1 sd banks", 3),
+    ]
+    table = tables.Table("routing_escalation", "Uncertainty routing", frame, cols)
+    return (
+        "### Uncertainty routing: escalation share and stability\n\n"
+        "The same trained weights re-measured with other dropout-mask banks and T (threshold "
+        "recalibrated on the same clips). A high 'escalated in < half the banks' share means "
+        "escalation is mostly the bank's doing. Route vs its random-escalation placebo: "
+        "`f1_route_vs_placebo` and `tost_route_vs_placebo` above.\n\n" + tables.markdown(table)
+    )
