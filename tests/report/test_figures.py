@@ -6,6 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import pytest  # noqa: E402
+from repo_params import config  # noqa: E402
 
 from qmoe.analysis import paper_tables, results  # noqa: E402
 from qmoe.analysis.stats import StatsConfig  # noqa: E402
@@ -39,7 +40,7 @@ def test_a_3_bit_w4a8_is_plotted_and_tabulated_at_3_bits(three_bit):
             "fp32": round(32 / gap**0.5, 6),
             "q16_reference": round(32 * gap**0.5, 6),
         }
-    std = paper_tables.std_tables(runs, StatsConfig(n_resamples=100))
+    std = paper_tables.std_tables(runs, config(StatsConfig, "stats", n_resamples=100))
     spec = next(t for t in paper_tables.PAPER_TABLES if t.stem == "table2_quantization")
     lines = tables.markdown(tables.paper_table(spec, std[spec.csv], "macro_f1")).splitlines()
     assert [line.split(" | ")[1:4] for line in lines[2:6]] == [

@@ -290,9 +290,9 @@ FIGURE_FORMATS = ("png", "pdf", "svg")
 class ReportConfig:
     """params.yaml `report`."""
 
-    formats: tuple[str, ...] = ("png", "pdf")
-    dpi: int = 150
-    verdict: VerdictConfig = VerdictConfig()
+    formats: tuple[str, ...]
+    dpi: int
+    verdict: VerdictConfig
 
     def __post_init__(self) -> None:
         bad = [f for f in self.formats if f not in FIGURE_FORMATS]
