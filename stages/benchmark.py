@@ -3,8 +3,10 @@
 One process, pinned to one core, under a machine-wide lock: every variant's deployed artefacts
 (ONNX Runtime) and torch models, round-robin in ABBA order (qmoe.bench.suite). Outputs
 (docs/architecture.md section 4): <out>/<variant>/{summary.csv, latency/, latency_<runtime>/,
-batch_latency.csv, energy.csv, routing.csv (MoE), device.json} and <out>/run.json (the order of
-the timed blocks, load average, CPU clock and steal time before and after).
+batch_latency.csv, energy.csv, routing.csv (MoE), device.json}, <out>/run.json (the order of
+the timed blocks, load average, CPU clock and steal time before and after), <out>/rounds.csv
+(each batch-1 block's median), <out>/ratios.csv (latency / deployed fp32 paired by round) and
+<out>/frontend.csv (decode, mel, image, backbone per clip at batch 1).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import logging
 from pathlib import Path
 
 from qmoe.bench.suite import SuiteConfig
-from qmoe.bench.tree import BenchSpec, benchmark_tree
+from qmoe.bench.tree import BenchSpec, FrontendSpec, benchmark_tree
 from qmoe.cli import read_params, run_stage
 from qmoe.energy import EnergyConfig
+from qmoe.features.embed import FeaturesConfig
 from qmoe.io import from_section
 
 log = logging.getLogger("stages.benchmark")
@@ -27,6 +30,9 @@ def main() -> None:
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--protocol", required=True)
     ap.add_argument("--features", type=Path, required=True, help="data/features/<dataset>")
+    ap.add_argument(
+        "--raw", type=Path, required=True, help="data/raw/<dataset> (front-end timing clips)"
+    )
     ap.add_argument("--runs", type=Path, required=True, help="data/runs/<dataset>/<protocol>")
     ap.add_argument(
         "--deployed", type=Path, required=True, help="data/deployed/<dataset>/<protocol>"
@@ -39,6 +45,7 @@ def main() -> None:
     variants = tuple(study.get("variants") or []) + tuple(study.get("moe_variants") or [])
     cfg = from_section(SuiteConfig, params.get("benchmark"), "benchmark")
     energy = from_section(EnergyConfig, params.get("energy"), "energy")
+    features = from_section(FeaturesConfig, params.get("features"), "features")
     summary = benchmark_tree(
         BenchSpec(args.dataset, args.protocol, variants),
         cfg,
@@ -47,6 +54,7 @@ def main() -> None:
         args.runs,
         args.deployed,
         args.out,
+        front=FrontendSpec(args.raw, features),
     )
     for row in summary.itertuples():
         log.info(

@@ -10,6 +10,7 @@ from pathlib import Path
 from qmoe.analysis import (
     claims,
     families,
+    latency,
     paper_tables,
     reference_tables,
     results,
@@ -34,8 +35,12 @@ def main() -> None:
 
     cfg = from_section(StatsConfig, read_params().get("stats"), "stats")
     runs = results.read_runs_table(args.table)
-    latency = results.load_latencies(args.benchmarks, runs)
-    tables = families.run_families(runs, latency, cfg)
+    samples = results.load_latencies(args.benchmarks, runs)
+    rounds = latency.load_bench_table(args.benchmarks, runs, "rounds")  # latency pairs by round
+    tables = families.run_families(runs, samples, cfg, rounds)
+    tables["latency_spread_routing"] = latency.spread_routing(samples, runs, args.benchmarks)
+    frontend = latency.load_bench_table(args.benchmarks, runs, "frontend")
+    tables["pipeline_cost"] = latency.pipeline_cost(frontend, runs)  # whole path per clip
     tables["routing_escalation"] = routing.escalation(routing.load(args.runs, runs), runs)
     v3 = roles.resolve(roles.CURIOSITY_V3, results.variant_facts(runs))  # its routing claim
     routed = results.routed_predictions(args.runs, args.benchmarks, runs, v3)

@@ -2,6 +2,8 @@
 
 import multiprocessing
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -68,3 +70,16 @@ def test_steal_ticks_read_from_proc_stat(tmp_path):
     assert machine.steal_ticks(tmp_path / "absent") is None
     snap = machine.snapshot(0)
     assert set(snap) == {"time", "load_average", "cpu_mhz", "steal_ticks"}
+
+
+def test_priority_sets_the_niceness_for_the_block_only():
+    # in a child process: a raised niceness may not be lowered again without CAP_SYS_NICE
+    code = (
+        "import os; from qmoe.bench import machine\n"
+        "b = os.getpriority(os.PRIO_PROCESS, 0)\n"
+        "with machine.priority(b + 3) as now:\n"
+        "    assert now == b + 3 == os.getpriority(os.PRIO_PROCESS, 0), now\n"
+        "print(os.getpriority(os.PRIO_PROCESS, 0) - b if os.geteuid() == 0 else 0)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"  # restored (checked where the process may lower it)

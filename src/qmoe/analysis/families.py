@@ -15,6 +15,8 @@ import pandas as pd
 
 from qmoe.analysis import roles
 from qmoe.analysis.comparisons import Method, Pair, compare, dispersion, equivalence, levene
+from qmoe.analysis.latency import TEST as ROUND_TEST
+from qmoe.analysis.latency import compare_rounds
 from qmoe.analysis.results import variant_facts
 from qmoe.analysis.stats import StatsConfig
 
@@ -44,8 +46,12 @@ METHODS = {
                 "value per fold, F interval for the ratio) for cross-fold F1 and fold-pass time; "
                 "on pooled per-inference samples only in the reference-style table (cluster "
                 "bootstrap over models; p optimistic)",
-    "measurements": "paired t-test on fold means of per-model median latency and energy; the "
-                    "log-ratio test for ratios",
+    "measurements": "paired t-test on fold means of per-model energy; the log-ratio test for "
+                    "ratios",
+    "latency": "median latency ratios " + ROUND_TEST + ": each timed block's median (the "
+               "benchmark's rounds.csv), per round the log-ratio of variant to baseline on the "
+               "same fold, averaged over folds; ratio = exp(mean), t interval over rounds (the "
+               "benchmark interleaves every variant in each round, so slow drift cancels)",
     "multiplicity": "Holm (statsmodels multipletests, method='holm') within each family x protocol",
 }
 # fmt: on
@@ -142,9 +148,14 @@ def fold_samples(runs: pd.DataFrame, value: str) -> pd.DataFrame:
 
 
 def run_families(
-    runs: pd.DataFrame, latency: pd.DataFrame, cfg: StatsConfig
+    runs: pd.DataFrame,
+    latency: pd.DataFrame,
+    cfg: StatsConfig,
+    rounds: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Every family's table, by output name (reports/stats/<name>.csv)."""
+    """Every family's table, by output name (reports/stats/<name>.csv). `rounds`: the
+    benchmarks' rounds.csv (qmoe.analysis.latency.load_bench_table); latency ratios are paired
+    by round with it, by fold means of per-model medians without it."""
     f1, pairs = cfg.f1_metric, plan(variant_facts(runs))
     fold_pass = runs.assign(reference_fold_pass_ms=runs["reference_fold_pass_s"] * 1e3)
     return {
@@ -160,7 +171,11 @@ def run_families(
             cfg,
         ),
         "latency_levene": levene(latency, pairs.latency_levene, "latency_ms", cfg),
-        "latency_paired": compare(runs, pairs.latency, "latency_median_ms", cfg, Method.PAIRED_T),
+        "latency_paired": (
+            compare_rounds(rounds, runs, pairs.latency, cfg)
+            if rounds is not None
+            else compare(runs, pairs.latency, "latency_median_ms", cfg, Method.PAIRED_T)
+        ),
         "energy_inference_paired": compare(
             runs, pairs.energy, "energy_per_inference_mj", cfg, Method.PAIRED_T
         ),

@@ -55,6 +55,10 @@ class SuiteConfig:
     batch_repeats: int  # ONNX Runtime calls per target and batch size > 1 (torch: fewer)
     energy_block_s: float
     energy_repeats: int
+    sessions: int = 1  # ONNX Runtime sessions per artefact, used in turn round by round
+    nice: int = 0  # niceness while timing (-20..19; < 0 needs CAP_SYS_NICE: less preemption)
+    frontend_clips: int = 5  # clips whose front end (decode, mel, image, backbone) is timed
+    frontend_repeats: int = 3  # passes over those clips
 
     def __post_init__(self) -> None:
         check_runtimes(self.runtimes)
@@ -86,6 +90,10 @@ class SuiteConfig:
             f"{self.energy_block_s} < 5 s (RAPL blocks must be long against its update rate)",
         )
         require(self.energy_repeats >= 1, "benchmark.energy_repeats", "must be >= 1")
+        require(1 <= self.sessions <= 16, "benchmark.sessions", f"{self.sessions} not in [1, 16]")
+        require(-20 <= self.nice <= 19, "benchmark.nice", f"{self.nice} not in [-20, 19]")
+        require(self.frontend_clips >= 1, "benchmark.frontend_clips", "must be >= 1")
+        require(self.frontend_repeats >= 1, "benchmark.frontend_repeats", "must be >= 1")
 
     @property
     def turns(self) -> int:
@@ -103,7 +111,14 @@ class SuiteConfig:
 
 class Prepared(NamedTuple):
     target: Target
-    calls: dict[int, list[Call]]  # batch size -> prepared calls
+    calls: dict[int, list[Call]]  # batch size -> prepared calls (the first session)
+    # every session's calls (the first included); round t times session t % len: each session
+    # lays the weights out at other addresses, and cache-set effects of one layout move a
+    # small model's latency by several %, so rotating them averages the layout out
+    rotation: tuple[dict[int, list[Call]], ...] = ()
+
+    def turn(self, t: int, batch: int) -> list[Call]:
+        return (self.rotation or (self.calls,))[t % max(1, len(self.rotation))][batch]
 
 
 class EnergyResult(NamedTuple):
@@ -126,13 +141,12 @@ def prepare(models: Sequence[Model], cfg: SuiteConfig) -> list[Prepared]:
     for m in models:
         for runtime in cfg.runtimes:
             if applies(m, runtime):
-                runner = engine(m, runtime, cfg.threads)
-                out.append(
-                    Prepared(
-                        Target(m.variant, m.key, runtime),
-                        {b: calls(runner, runtime, m.x, b) for b in sorted({1, *cfg.batch_sizes})},
-                    )
+                copies = cfg.sessions if runtime == "onnxruntime" else 1
+                rotation = tuple(
+                    {b: calls(runner, runtime, m.x, b) for b in sorted({1, *cfg.batch_sizes})}
+                    for runner in [engine(m, runtime, cfg.threads) for _ in range(copies)]
                 )
+                out.append(Prepared(Target(m.variant, m.key, runtime), rotation[0], rotation))
     return out
 
 
@@ -163,7 +177,7 @@ def round_robin(
     for t in range(turns):
         for p in prepared if t % 2 == 0 else prepared[::-1]:
             n = per_turn[p.target]
-            _timed(p.calls[batch], raw[p.target], t * n, n)
+            _timed(p.turn(t, batch), raw[p.target], t * n, n)
             order.append(
                 {
                     "turn": t,
@@ -182,9 +196,10 @@ def _latency(prepared: Sequence[Prepared], cfg: SuiteConfig, meter: EnergyMeter 
     t0 = time.perf_counter()
     for p in prepared:  # torch: fewer warm-up calls, in proportion to its samples
         share = cfg.per_turn(p.target) / cfg.block
-        _warm(p.calls[1], max(2, round(cfg.warmup * share)))
-        for b in cfg.batch_sizes:
-            _warm(p.calls[b], max(2, round(min(cfg.warmup, 10) * share)))
+        for each in p.rotation or (p.calls,):
+            _warm(each[1], max(2, round(cfg.warmup * share)))
+            for b in cfg.batch_sizes:
+                _warm(each[b], max(2, round(min(cfg.warmup, 10) * share)))
     t1 = time.perf_counter()
     per_turn = {p.target: cfg.per_turn(p.target) for p in prepared}
     with meter.measure("batch-1 round robin") if meter else contextlib.nullcontext() as reading:
@@ -266,7 +281,7 @@ def measure_rapl(
 def run(models: Sequence[Model], cfg: SuiteConfig, meter_factory) -> SuiteResult:
     """Everything above, under the lock and pinned; `meter_factory()` -> EnergyMeter (used only
     when no RAPL counter is readable)."""
-    with machine.MachineLock() as waited:
+    with machine.MachineLock() as waited, machine.priority(cfg.nice) as nice:
         before_affinity = os.sched_getaffinity(0)
         cpu = machine.pin_to_core(cfg.cpu)
         threads = torch.get_num_threads()
@@ -296,6 +311,7 @@ def run(models: Sequence[Model], cfg: SuiteConfig, meter_factory) -> SuiteResult
     info = {
         "cpu": cpu,
         "lock_wait_s": round(waited, 3),
+        "nice": nice,
         "start": start,
         "end": end,
         "threads": cfg.threads,

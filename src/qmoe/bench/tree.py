@@ -16,12 +16,14 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from qmoe.bench import runners, suite
+from qmoe.bench import frontend, rounds, runners, suite
 from qmoe.bench.device import device_id, device_info
 from qmoe.bench.suite import SuiteConfig, SuiteResult
 from qmoe.bench.tables import VariantTables, variant_tables
 from qmoe.deploy import runtime as ort_runtime
 from qmoe.energy import EnergyConfig, EnergyMeter
+from qmoe.features.backbones import Backbone
+from qmoe.features.embed import FeaturesConfig, build_backbone
 from qmoe.io import InputError, atomic_dir, load_json, save_json
 from qmoe.training.layout import ModelKey
 from qmoe.training.protocols import feature_table
@@ -33,6 +35,17 @@ class BenchSpec(NamedTuple):
     dataset: str
     protocol: str
     variants: tuple[str, ...]
+
+
+class FrontendSpec(NamedTuple):
+    """The front end timed beside the heads: data/raw/<dataset> and params `features`."""
+
+    raw: Path
+    features: FeaturesConfig
+    backbone: Callable[[FeaturesConfig], Backbone] = build_backbone
+
+
+BASELINE = "fp32"  # ratios.csv: every variant against this one under the deployment runtime
 
 
 def _runs(runs: Path, variant: str, spec: BenchSpec) -> list[dict]:
@@ -80,9 +93,11 @@ def benchmark_tree(
     deployed: Path,
     out: Path,
     meter_factory: Callable[[], Any] | None = None,
+    front: FrontendSpec | None = None,
 ) -> pd.DataFrame:
     """Measure and write; returns one line per variant (median over its timed models) for the
-    log. `meter_factory`: the CodeCarbon meter (tests pass a fake)."""
+    log. `meter_factory`: the CodeCarbon meter (tests pass a fake); `front`: time the front end
+    too (frontend.csv)."""
     table_path = features / "features.parquet"
     if not table_path.is_file():
         raise FileNotFoundError(f"{table_path}: feature table not found (run the features stage)")
@@ -117,8 +132,51 @@ def benchmark_tree(
         v: variant_tables(v, *inputs[v], chosen[v], result, cfg, int(export_info["block_size"]))
         for v in spec.variants
     }
-    _write(out, tables, info, result, inputs, cfg)
+    per_round = rounds.round_medians(result.order, _batch1_ms(result))
+    extra = {"rounds": per_round, "ratios": _ratios(per_round, cfg)}
+    if front is not None:
+        extra["frontend"] = frontend.frontend_latency(
+            front.raw,
+            front.features,
+            cfg.frontend_clips,
+            cfg.frontend_repeats,
+            cfg.cpu,
+            cfg.threads,
+            front.backbone,
+            cfg.nice,
+        )
+        log.info("front end per clip (median ms): %s", frontend.summary(extra["frontend"]))
+    _write(out, tables, info, result, inputs, cfg, extra)
     return _log_frame(tables, cfg)
+
+
+def _batch1_ms(result: SuiteResult) -> dict[tuple, np.ndarray]:
+    """(variant, fold, seed, runtime) -> batch-1 samples in ms, in the order measured."""
+    return {
+        (t.variant, t.key.fold, t.key.seed, t.runtime): ns / 1e6
+        for (t, b), ns in result.samples_ns.items()
+        if b == 1
+    }
+
+
+def _ratios(per_round: pd.DataFrame, cfg: SuiteConfig) -> pd.DataFrame:
+    """Every variant / deployed fp32 by interleaved round, and deployed fp32 / torch fp32."""
+    others = [(BASELINE, r) for r in cfg.runtimes[1:] if r == "torch"]
+    table = rounds.ratio_table(per_round, (BASELINE, cfg.runtimes[0]), others)
+    for r in table.itertuples():
+        log.info(
+            "%s/%s vs %s/%s: x%.3f [%.3f, %.3f] over %d rounds (median x%.3f)",
+            r.variant,
+            r.runtime,
+            r.baseline,
+            r.baseline_runtime,
+            r.ratio,
+            r.low,
+            r.high,
+            r.n_rounds,
+            r.median_ratio,
+        )
+    return table
 
 
 def _write(
@@ -128,9 +186,13 @@ def _write(
     result: SuiteResult,
     inputs: dict,
     cfg: SuiteConfig,
+    extra: dict[str, pd.DataFrame],
 ) -> None:
+    """`extra`: tables written beside run.json as <name>.csv (rounds, ratios, frontend)."""
     link = {"device_id": device_id(info)}
     with atomic_dir(out) as tmp:
+        for name, frame in extra.items():
+            frame.assign(**link).to_csv(tmp / f"{name}.csv", index=False)
         for v, t in tables.items():
             folder = tmp / v
             for runtime, samples in t.latency_ms.items():

@@ -1,0 +1,182 @@
+"""Latency on the benchmark's own pairing unit, the interleaved timing round; MoE latency spread
+beside routing; the whole path per clip (front end + head).
+
+- `compare_rounds` (reports/stats/latency_paired.csv): variant / baseline from per-round
+  log-ratios of per-round medians on the same fold (qmoe.bench.rounds), t interval over rounds,
+  Holm within family x protocol. Slow drift of the machine cancels within each round.
+- `spread_routing` (latency_spread_routing.csv): each timed MoE model's latency spread (sd, IQR,
+  MAD, p95 / median) beside the share of its test clips that the deployed graph sends to each
+  expert (routing.csv): an MoE's spread follows its routing mix, because experts differ in cost.
+- `pipeline_cost` (pipeline_cost.csv): per clip at batch 1, decode + mel + image + backbone
+  (the benchmark's frontend.csv) + each variant's head, and the head's share of that path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from qmoe.analysis import roles
+from qmoe.analysis.comparisons import Pair
+from qmoe.analysis.pairing import scopes
+from qmoe.analysis.results import Where, load_routing, variant_facts
+from qmoe.analysis.stats import COMPUTED, NOT_COMPUTED, StatsConfig, add_holm
+from qmoe.bench.rounds import round_ratio
+
+TEST = "paired by interleaved timing round: t on per-round log-ratios (fold-mean), df = rounds - 1"
+
+
+def load_bench_table(bench_root: Path, runs: pd.DataFrame, name: str) -> pd.DataFrame:
+    """<bench_root>/<dataset>/<protocol>/<name>.csv of every (dataset, protocol) in `runs`, with
+    dataset and protocol columns; benchmarks without it are left out (rows then say so)."""
+    parts = []
+    for d, p in runs[["dataset", "protocol"]].drop_duplicates().itertuples(index=False):
+        path = Path(bench_root) / d / p / f"{name}.csv"
+        if path.is_file():
+            parts.append(pd.read_csv(path).assign(dataset=d, protocol=p))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _runtime(runs: pd.DataFrame, d: str, p: str) -> str:
+    """The deployment runtime of a benchmark (summary.csv's latency_runtime)."""
+    sub = runs.loc[(runs["dataset"] == d) & (runs["protocol"] == p)]
+    col = sub["latency_runtime"].dropna() if "latency_runtime" in sub else pd.Series(dtype=str)
+    return str(col.iloc[0]) if len(col) else "onnxruntime"
+
+
+def _geo_ms(rounds: pd.DataFrame, variant: str, runtime: str) -> float:
+    part = rounds[(rounds["variant"] == variant) & (rounds["runtime"] == runtime)]
+    return float(np.exp(np.log(part["median_ms"].astype(float)).mean()))
+
+
+def compare_rounds(
+    rounds: pd.DataFrame, runs: pd.DataFrame, pairs: Iterable[Pair], cfg: StatsConfig
+) -> pd.DataFrame:
+    """One row per pair and (dataset, protocol) of `runs`; `rounds`: the benchmarks' rounds.csv
+    with dataset and protocol columns (`load_bench_table`)."""
+    rows = []
+    for scope in scopes(runs):
+        runtime = _runtime(runs, scope.dataset, scope.protocol)
+        here = scope.select(rounds) if not rounds.empty else rounds
+        for pair in pairs:
+            row = {
+                "family": pair.family,
+                "dataset": scope.dataset,
+                "protocol": scope.protocol,
+                "metric": "latency_median_ms",
+                "variant": pair.variant,
+                "baseline": pair.baseline,
+                "runtime": runtime,
+                "test": TEST,
+            }
+            if here.empty:
+                rr = None
+                reason = "no rounds.csv in this benchmark (rerun the benchmark stage)"
+            else:
+                rr = round_ratio(
+                    here, (pair.variant, runtime), (pair.baseline, runtime), cfg.confidence
+                )
+                reason = rr.reason
+            row.update(status=NOT_COMPUTED if reason else COMPUTED, reason=reason or "")
+            if not reason:
+                row.update(
+                    n_pairs=rr.n_rounds,
+                    n_models=rr.n_folds,
+                    mean_variant=_geo_ms(here, pair.variant, runtime),
+                    mean_baseline=_geo_ms(here, pair.baseline, runtime),
+                    ratio=rr.ratio,
+                    ratio_ci_low=rr.low,
+                    ratio_ci_high=rr.high,
+                    p_ratio=rr.p,
+                    median_ratio=rr.median_ratio,
+                    sd_log=rr.sd_log,
+                    df=rr.n_rounds - 1,
+                )
+            rows.append(row)
+    cols = [
+        *("family", "dataset", "protocol", "metric", "variant", "baseline", "runtime", "test"),
+        *("status", "reason", "n_pairs", "n_models", "mean_variant", "mean_baseline"),
+        *("ratio", "ratio_ci_low", "ratio_ci_high", "p_ratio", "median_ratio", "sd_log", "df"),
+    ]
+    return add_holm(pd.DataFrame(rows).reindex(columns=cols), "p_ratio", cfg.alpha, "ratio_")
+
+
+def _spread(x: np.ndarray) -> dict[str, float]:
+    q25, q50, q75, q95 = np.percentile(x, [25, 50, 75, 95])
+    return {
+        "n": x.size,
+        "median_ms": float(q50),
+        "sd_ms": float(np.std(x, ddof=1)),
+        "iqr_ms": float(q75 - q25),
+        "mad_ms": float(np.median(np.abs(x - q50))),
+        "p95_over_median": float(q95 / q50),
+    }
+
+
+def spread_routing(latency: pd.DataFrame, runs: pd.DataFrame, bench_root: Path) -> pd.DataFrame:
+    """One row per timed MoE model: its latency spread and `share_<expert>`: the share of its
+    test clips routed to each expert by the deployed graph (routing.csv `frequency`)."""
+    facts = variant_facts(runs)
+    rows = []
+    for d, p, v in (
+        runs[["dataset", "protocol", "variant"]].drop_duplicates().itertuples(index=False)
+    ):
+        if v not in roles.members(facts, moe=True):
+            continue
+        routing = load_routing(bench_root, Where(d, p, v))
+        mine = latency[
+            (latency["dataset"] == d) & (latency["protocol"] == p) & (latency["variant"] == v)
+        ]
+        for (fold, seed), part in mine.groupby(["fold", "seed"], sort=True):
+            row = {"dataset": d, "protocol": p, "variant": v, "fold": fold, "seed": seed}
+            row |= _spread(part["latency_ms"].to_numpy(float))
+            if routing is not None:
+                r = routing[(routing["fold"] == fold) & (routing["seed"] == seed)]
+                row |= {f"share_{n}": float(f) for n, f in zip(r["expert_name"], r["frequency"])}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+PHASES = ("load_ms", "mel_ms", "render_ms", "backbone_ms")
+
+
+def pipeline_cost(frontend: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, protocol, variant): front-end phases per clip (median over clips of
+    each clip's median over repeats, ms), the head (median over timed models of the deployed
+    batch-1 median), the whole path, the head's share of it, and the path against fp32's."""
+    if frontend.empty or "latency_median_ms" not in runs:
+        return pd.DataFrame()
+    fp32 = roles.resolve(roles.FP32, variant_facts(runs))
+    rows = []
+    for (d, p), part in runs.groupby(["dataset", "protocol"], sort=True):
+        front = frontend[(frontend["dataset"] == d) & (frontend["protocol"] == p)]
+        if front.empty:
+            continue
+        per_clip = front.groupby("clip_id")[[*PHASES, "total_ms"]].median()
+        phases = per_clip.median()
+        heads = part.groupby("variant")["latency_median_ms"].median().dropna()
+        for v, head in heads.items():
+            total = float(phases["total_ms"]) + float(head)
+            rows.append(
+                {
+                    "dataset": d,
+                    "protocol": p,
+                    "variant": v,
+                    "n_clips": len(per_clip),
+                    **{k: float(phases[k]) for k in PHASES},
+                    "frontend_ms": float(phases["total_ms"]),
+                    "head_ms": float(head),
+                    "total_ms": total,
+                    "head_share": float(head) / total,
+                }
+            )
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    base = out[out["variant"] == fp32].set_index(["dataset", "protocol"])["total_ms"]
+    ref = out.set_index(["dataset", "protocol"]).index.map(base.get)
+    out["total_vs_fp32"] = out["total_ms"].to_numpy() / np.asarray(ref, dtype=float)
+    return out

@@ -1,0 +1,163 @@
+"""Latency pairing by interleaved timing round (numpy and pandas only: the stats stage uses it).
+
+A benchmark times every target (variant x model x runtime) once per round, in ABBA order, so
+two targets timed in the same round saw the same state of the machine within about a second.
+The pairing unit of a latency comparison is therefore the round: each target's per-round median
+(`round_medians`, the benchmark's rounds.csv), then per round the log-ratio of the variant's
+median to the baseline's on the same fold, averaged over folds; the ratio is the exp of the
+mean of those per-round values with a t interval over rounds (df = rounds - 1). Drift of the
+machine that is slow against a round cancels in each log-ratio; a pooled median per target
+(a median over all rounds, then a ratio) does not cancel it when the drift is not symmetric.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+ROUND_COLUMNS = [
+    "variant",
+    "fold",
+    "seed",
+    "runtime",
+    "round",
+    "position",
+    "n",
+    "median_ms",
+]
+
+
+class Block(NamedTuple):
+    """One timed block of run.json's `order` (batch 1): which samples of which target."""
+
+    variant: str
+    fold: int
+    seed: int
+    runtime: str
+    round: int
+    position: int  # index of the block in the run's order (0 = first timed)
+    first: int  # index of its first call in the target's sample array
+    calls: int
+
+
+def blocks(order: Sequence[Mapping]) -> list[Block]:
+    """The batch-1 blocks of a run's `order`, with each block's first sample index (blocks of a
+    target fill its sample array in the order they ran)."""
+    filled: dict[tuple, int] = {}
+    out = []
+    for position, o in enumerate(order):
+        if int(o["batch_size"]) != 1:
+            continue
+        target = (o["variant"], int(o["fold"]), int(o["seed"]), o["runtime"])
+        first = filled.get(target, 0)
+        filled[target] = first + int(o["calls"])
+        out.append(Block(*target, int(o["turn"]), position, first, int(o["calls"])))
+    return out
+
+
+def round_medians(order: Sequence[Mapping], samples_ms: Mapping[tuple, np.ndarray]) -> pd.DataFrame:
+    """rounds.csv: one row per batch-1 block, its median; `samples_ms` maps (variant, fold, seed,
+    runtime) -> that target's batch-1 samples in ms, in the order measured."""
+    rows = []
+    for b in blocks(order):
+        x = samples_ms[(b.variant, b.fold, b.seed, b.runtime)][b.first : b.first + b.calls]
+        rows.append({**b._asdict(), "n": len(x), "median_ms": float(np.median(x))})
+    return pd.DataFrame(rows, columns=[*ROUND_COLUMNS, "first"]).drop(columns="first")
+
+
+class RoundRatio(NamedTuple):
+    """variant / baseline latency from per-round log-ratios."""
+
+    ratio: float  # exp(mean over rounds of the fold-mean log-ratio)
+    low: float  # t interval of that mean, exp-transformed
+    high: float
+    p: float  # two-sided t test of mean log-ratio = 0
+    median_ratio: float  # exp(median over rounds): the robust companion
+    n_rounds: int
+    n_folds: int
+    sd_log: float  # sd of the per-round values (the round-to-round noise)
+    reason: str | None  # why not computed; None when it was
+
+
+def per_round_logs(
+    rounds: pd.DataFrame, variant: tuple[str, str], baseline: tuple[str, str]
+) -> pd.Series | str:
+    """Per round: the mean over folds of log(variant median / baseline median) on the same fold
+    and round; `variant`, `baseline` = (variant name, runtime). A string names what is missing."""
+    cols = ["fold", "round"]
+    sides = []
+    for name, runtime in (variant, baseline):
+        part = rounds[(rounds["variant"] == name) & (rounds["runtime"] == runtime)]
+        if part.empty:
+            return f"no timed rounds of {name} under {runtime}"
+        # several models of one fold (models_per_fold > 1): their medians' geometric mean
+        sides.append(
+            np.log(part["median_ms"].astype(float)).groupby([part[c] for c in cols]).mean()
+        )
+    a, b = sides
+    common = a.index.intersection(b.index)
+    if missing := sorted(set(a.index).symmetric_difference(b.index)):
+        return f"{variant[0]} and {baseline[0]} were not timed in the same rounds: {missing[:4]}"
+    logs = (a.loc[common] - b.loc[common]).groupby(level="round").mean()
+    return logs.sort_index()
+
+
+def round_ratio(
+    rounds: pd.DataFrame,
+    variant: tuple[str, str],
+    baseline: tuple[str, str],
+    confidence: float = 0.95,
+) -> RoundRatio:
+    logs = per_round_logs(rounds, variant, baseline)
+    nan = math.nan
+    if isinstance(logs, str):
+        return RoundRatio(nan, nan, nan, nan, nan, 0, 0, nan, logs)
+    n_folds = int(rounds.loc[rounds["variant"] == variant[0], "fold"].nunique())
+    x = logs.to_numpy(float)
+    if x.size < 2:
+        return RoundRatio(nan, nan, nan, nan, nan, x.size, n_folds, nan, "fewer than 2 rounds")
+    mean, sd = float(x.mean()), float(x.std(ddof=1))
+    se = sd / math.sqrt(x.size)
+    half = float(sps.t.ppf(0.5 + confidence / 2, x.size - 1)) * se
+    p = float(2 * sps.t.sf(abs(mean) / se, x.size - 1)) if se > 0 else (0.0 if mean else 1.0)
+    return RoundRatio(
+        math.exp(mean),
+        math.exp(mean - half),
+        math.exp(mean + half),
+        p,
+        math.exp(float(np.median(x))),
+        x.size,
+        n_folds,
+        sd,
+        None,
+    )
+
+
+def ratio_table(
+    rounds: pd.DataFrame, baseline: tuple[str, str], others: Sequence[tuple[str, str]] = ()
+) -> pd.DataFrame:
+    """ratios.csv: every (variant, runtime) against `baseline` (the deployed fp32), plus the
+    extra pairs `others` ((variant, runtime) of the baseline's variant under another runtime,
+    compared the other way round: baseline / other, e.g. ONNX fp32 / torch eager fp32)."""
+    rows = []
+    targets = rounds[["variant", "runtime"]].drop_duplicates().itertuples(index=False)
+    pairs = [((v, r), baseline) for v, r in targets if (v, r) != baseline and r == baseline[1]]
+    pairs += [(baseline, o) for o in others]
+    for a, b in pairs:
+        rr = round_ratio(rounds, a, b)
+        rows.append(
+            {
+                "variant": a[0],
+                "runtime": a[1],
+                "baseline": b[0],
+                "baseline_runtime": b[1],
+                **rr._asdict(),
+                "reason": rr.reason or "",
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,108 @@
+"""Latency pairing by interleaved timing round (qmoe.bench.rounds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qmoe.bench import rounds
+
+
+def _order(targets: list[tuple], turns: int, calls: dict[str, int]) -> list[dict]:
+    """An ABBA run order over `targets` (variant, fold, seed, runtime), with a batch-8 block
+    after each turn (not part of the batch-1 rounds)."""
+    order = []
+    for t in range(turns):
+        for v, f, s, r in targets if t % 2 == 0 else targets[::-1]:
+            order.append(
+                dict(turn=t, batch_size=1, variant=v, fold=f, seed=s, runtime=r, calls=calls[r])
+            )
+        order.append(
+            dict(turn=t, batch_size=8, variant="fp32", fold=1, seed=0, runtime="x", calls=5)
+        )
+    return order
+
+
+def test_round_medians_cut_each_targets_samples_by_its_blocks():
+    targets = [("fp32", 1, 0, "onnxruntime"), ("fp32", 1, 0, "torch")]
+    order = _order(targets, 3, {"onnxruntime": 4, "torch": 2})
+    samples = {
+        targets[0]: np.array([1, 2, 3, 4, 10, 20, 30, 40, 5, 5, 5, 9.0]),
+        targets[1]: np.array([7, 8, 1, 1, 2, 2.0]),
+    }
+    out = rounds.round_medians(order, samples)
+    assert list(out.columns) == rounds.ROUND_COLUMNS
+    onnx = out[out["runtime"] == "onnxruntime"]
+    assert onnx["round"].tolist() == [0, 1, 2]
+    assert onnx["median_ms"].tolist() == [2.5, 25.0, 5.0]
+    assert out.loc[out["runtime"] == "torch", "median_ms"].tolist() == [7.5, 1.0, 2.0]
+    # positions index run.json's order, batch-8 blocks included: turn 1 runs backwards
+    assert onnx["position"].tolist() == [0, 4, 6]
+    assert out.loc[out["runtime"] == "torch", "position"].tolist() == [1, 3, 7]
+
+
+def _drifting_run(turns: int = 10, block: int = 100):
+    """Two variants on 2 folds, B truly 0.5x A; the machine slows by 2x from round 4 on (a step,
+    as when another job starts); B's per-call noise is wide (lognormal 0.3), A's tight."""
+    rng = np.random.default_rng(0)
+    targets = [(v, f, 0, "onnxruntime") for v in ("A", "B") for f in (1, 2)]
+    order = _order(targets, turns, {"onnxruntime": block})
+    samples = {t: np.zeros(turns * block) for t in targets}
+    for t in range(turns):
+        slow = 2.0 if t >= 4 else 1.0
+        for v, f, s, r in targets:
+            noise = rng.lognormal(0, 0.3 if v == "B" else 0.01, block)
+            base = 0.5 if v == "B" else 1.0
+            samples[(v, f, s, r)][t * block : (t + 1) * block] = base * slow * noise
+    return order, samples
+
+
+def test_pairing_by_round_cancels_a_drift_that_pooled_medians_do_not():
+    order, samples = _drifting_run()
+    per_round = rounds.round_medians(order, samples)
+    rr = rounds.round_ratio(per_round, ("B", "onnxruntime"), ("A", "onnxruntime"))
+    assert rr.reason is None and rr.n_rounds == 10 and rr.n_folds == 2
+    assert rr.ratio == pytest.approx(0.5, rel=0.03)
+    assert rr.low < 0.5 < rr.high
+    pooled = np.median(
+        [np.median(samples[("B", f, 0, "onnxruntime")]) for f in (1, 2)]
+    ) / np.median([np.median(samples[("A", f, 0, "onnxruntime")]) for f in (1, 2)])
+    assert abs(pooled / 0.5 - 1) > 0.10  # the same data, pooled: off by more than 10 %
+
+
+def test_ratio_table_lists_every_variant_and_the_runtime_pair():
+    targets = [(v, 1, 0, r) for v in ("fp32", "w4a8") for r in ("onnxruntime", "torch")]
+    order = _order(targets, 4, {"onnxruntime": 10, "torch": 2})
+    rng = np.random.default_rng(1)
+    scale = {("fp32", "onnxruntime"): 1.0, ("w4a8", "onnxruntime"): 0.2, ("fp32", "torch"): 2.0}
+    samples = {
+        t: scale.get((t[0], t[3]), 3.0) * rng.lognormal(0, 0.01, 40 if t[3] == "onnxruntime" else 8)
+        for t in targets
+    }
+    out = rounds.ratio_table(
+        rounds.round_medians(order, samples), ("fp32", "onnxruntime"), [("fp32", "torch")]
+    )
+    got = {(r.variant, r.baseline_runtime): r.ratio for r in out.itertuples()}
+    assert got.keys() == {("w4a8", "onnxruntime"), ("fp32", "torch")}
+    assert got[("w4a8", "onnxruntime")] == pytest.approx(0.2, rel=0.02)
+    assert got[("fp32", "torch")] == pytest.approx(0.5, rel=0.02)
+
+
+def test_a_variant_missing_from_some_rounds_is_not_compared():
+    per_round = pd.DataFrame(
+        {
+            "variant": ["A", "A", "B"],
+            "fold": [1, 1, 1],
+            "seed": [0, 0, 0],
+            "runtime": ["onnxruntime"] * 3,
+            "round": [0, 1, 0],
+            "position": [0, 1, 2],
+            "n": [5, 5, 5],
+            "median_ms": [1.0, 1.0, 0.5],
+        }
+    )
+    rr = rounds.round_ratio(per_round, ("B", "onnxruntime"), ("A", "onnxruntime"))
+    assert rr.reason == "B and A were not timed in the same rounds: [(1, 1)]"
+    rr = rounds.round_ratio(per_round, ("C", "onnxruntime"), ("A", "onnxruntime"))
+    assert rr.reason == "no timed rounds of C under onnxruntime"
