@@ -54,7 +54,10 @@ def protocol_lines(params: dict, runs: pd.DataFrame) -> dict[str, list[str]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    flags = "table stats runs benchmarks raw metrics bench_metrics plots figures tables out summary"
+    flags = (
+        "table stats runs benchmarks raw metrics bench_metrics verdicts plots figures tables out "
+        "summary"
+    )
     for flag in flags.split():
         ap.add_argument(f"--{flag}", type=Path, required=True)
     args = ap.parse_args()
@@ -105,6 +108,11 @@ def main() -> None:
         sections.f1_per_fold(runs, f1).to_csv(plot, index=False)
         metrics = stack.enter_context(atomic_path(args.metrics))
         metrics.write_text(json.dumps(sections.metrics(runs), indent=2, sort_keys=True) + "\n")
+        verdict = stack.enter_context(atomic_path(args.verdicts))
+        verdict.write_text(
+            json.dumps(sections.verdict_metrics(document.verdicts(doc)), indent=2, sort_keys=True)
+            + "\n"
+        )
         bench = stack.enter_context(atomic_path(args.bench_metrics))
         bench.write_text(
             json.dumps(sections.benchmark_metrics(runs), indent=2, sort_keys=True) + "\n"

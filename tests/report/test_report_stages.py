@@ -99,6 +99,8 @@ def pipeline(tmp: Path, params: Path) -> list[subprocess.CompletedProcess]:
                 f"{r}/metrics.json",
                 "--bench_metrics",
                 f"{r}/benchmark_metrics.json",
+                "--verdicts",
+                f"{r}/verdicts.json",
                 "--plots",
                 f"{r}/plots/f1_per_fold.csv",
                 "--figures",
@@ -164,6 +166,8 @@ def _in_process(tmp: Path, params: Path, monkeypatch) -> None:
             f"{r}/metrics.json",
             "--bench_metrics",
             f"{r}/benchmark_metrics.json",
+            "--verdicts",
+            f"{r}/verdicts.json",
             "--plots",
             f"{r}/plots/f1_per_fold.csv",
             "--figures",
@@ -333,6 +337,28 @@ def test_metrics_json_and_plot_data(study):
     metrics = json.loads((study / "reports" / "metrics.json").read_text())
     assert set(metrics["toy"]) == {"corrected", "faithful"}
     assert set(metrics["toy"]["corrected"]) == set(VARIANTS)
+    # the claims verdict as metrics: counts of every verdict, and each claim's, per protocol
+    verdicts = json.loads((study / "reports" / "verdicts.json").read_text())
+    claims = pd.read_csv(study / "reports" / "stats" / "claims.csv")
+    for protocol in ("corrected", "faithful"):
+        entry = verdicts["toy"][protocol]
+        assert set(entry["claims"]) == set(claims["claim"])
+        assert sum(entry["counts"].values()) == len(entry["claims"])
+        assert set(entry["counts"]) == {
+            "reproduced",
+            "not_reproduced",
+            "inconclusive",
+            "not_testable_here",
+            "holds_by_arithmetic",
+            "indicative_only",
+        }
+        # toy is not one of the paper's datasets: comparisons are indicative, never a verdict
+        assert entry["counts"]["reproduced"] == entry["counts"]["not_reproduced"] == 0
+        assert (
+            entry["counts"]["indicative_only"]
+            == list(entry["claims"].values()).count("indicative only")
+            > 0
+        )
     plot = pd.read_csv(study / "reports" / "plots" / "f1_per_fold.csv")
     runs = pd.read_csv(study / "reports" / "tables" / "runs.csv")
     assert len(plot) == len(runs) and plot["f1"].tolist() == runs["macro_f1"].round(6).tolist()

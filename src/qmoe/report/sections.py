@@ -51,6 +51,20 @@ def metrics(runs: pd.DataFrame) -> dict:
     return out
 
 
+def verdict_metrics(verdicts: pd.DataFrame) -> dict:
+    """The claims verdict as DVC metrics, so `dvc metrics diff` and `dvc exp show` show what a
+    knob does to the study's conclusion: per dataset and protocol, the count of each verdict
+    (every Verdict, zeros included) and each claim's verdict as text."""
+    out: dict = {}
+    for (d, p), part in verdicts.groupby(["dataset", "protocol"], sort=True):
+        counts = part["verdict"].value_counts()
+        out.setdefault(d, {})[p] = {
+            "counts": {v.value.replace(" ", "_"): int(counts.get(v.value, 0)) for v in Verdict},
+            "claims": dict(zip(part["claim"], part["verdict"], strict=True)),
+        }
+    return out
+
+
 BENCHMARK_METRICS = ("latency_median_ms", "latency_p99_ms", "energy_per_inference_mj")
 
 
