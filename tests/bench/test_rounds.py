@@ -73,11 +73,12 @@ def test_pairing_by_round_cancels_a_drift_that_pooled_medians_do_not():
 
 def test_ratio_table_lists_every_variant_and_the_runtime_pair():
     targets = [(v, 1, 0, r) for v in ("fp32", "w4a8") for r in ("onnxruntime", "torch")]
-    order = _order(targets, 4, {"onnxruntime": 10, "torch": 2})
+    order = _order(targets, 6, {"onnxruntime": 10, "torch": 2})
     rng = np.random.default_rng(1)
     scale = {("fp32", "onnxruntime"): 1.0, ("w4a8", "onnxruntime"): 0.2, ("fp32", "torch"): 2.0}
     samples = {
-        t: scale.get((t[0], t[3]), 3.0) * rng.lognormal(0, 0.01, 40 if t[3] == "onnxruntime" else 8)
+        t: scale.get((t[0], t[3]), 3.0)
+        * rng.lognormal(0, 0.01, 60 if t[3] == "onnxruntime" else 12)
         for t in targets
     }
     out = rounds.ratio_table(
@@ -106,3 +107,18 @@ def test_a_variant_missing_from_some_rounds_is_not_compared():
     assert rr.reason == "B and A were not timed in the same rounds: [(1, 1)]"
     rr = rounds.round_ratio(per_round, ("C", "onnxruntime"), ("A", "onnxruntime"))
     assert rr.reason == "no timed rounds of C under onnxruntime"
+
+
+def test_one_round_at_another_speed_does_not_move_the_ratio():
+    ms = [0.62, 0.61, 0.63, 0.36, 0.62, 0.64, 0.61, 0.63, 0.62, 0.81, 0.62, 0.63]  # MoE / fp32
+    rows = [
+        dict(variant=v, fold=1, seed=0, runtime="ort", round=r, position=0, n=50, median_ms=m)
+        for r, m in enumerate(ms)
+        for v, m in (("moe", m), ("fp32", 1.0))
+    ]
+    rr = rounds.round_ratio(pd.DataFrame(rows), ("moe", "ort"), ("fp32", "ort"))
+    assert rr.ratio == pytest.approx(0.62)  # the median; the (geometric) mean is pulled to 0.608
+    assert rr.mean_ratio == pytest.approx(0.6083, abs=1e-4)
+    # 12 rounds: the 3rd and 10th smallest bound the median at >= 95 % (96.1 %)
+    assert (rr.low, rr.high) == pytest.approx((0.61, 0.63))
+    assert rr.p == pytest.approx(2 * 0.5**12)  # every round below 1: the sign test's floor

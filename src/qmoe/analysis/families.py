@@ -50,8 +50,10 @@ METHODS = {
                     "ratios",
     "latency": "median latency ratios " + ROUND_TEST + ": each timed block's median (the "
                "benchmark's rounds.csv), per round the log-ratio of variant to baseline on the "
-               "same fold, averaged over folds; ratio = exp(mean), t interval over rounds (the "
-               "benchmark interleaves every variant in each round, so slow drift cancels)",
+               "same fold, averaged over folds; ratio = exp(median over rounds), order-statistic "
+               "interval of the median, sign test (the benchmark interleaves every variant in "
+               "each round, so slow drift cancels; the median resists a round that ran one "
+               "variant at another speed)",
     "multiplicity": "Holm (statsmodels multipletests, method='holm') within each family x protocol",
 }
 # fmt: on

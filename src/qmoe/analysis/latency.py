@@ -2,8 +2,9 @@
 beside routing; the whole path per clip (front end + head).
 
 - `compare_rounds` (reports/stats/latency_paired.csv): variant / baseline from per-round
-  log-ratios of per-round medians on the same fold (qmoe.bench.rounds), t interval over rounds,
-  Holm within family x protocol. Slow drift of the machine cancels within each round.
+  log-ratios of per-round medians on the same fold (qmoe.bench.rounds): median over rounds,
+  order-statistic interval, sign test, Holm within family x protocol. Slow drift of the
+  machine cancels within each round.
 - `spread_routing` (latency_spread_routing.csv): each timed MoE model's latency spread (sd, IQR,
   MAD, p95 / median) beside the share of its test clips that the deployed graph sends to each
   expert (routing.csv): an MoE's spread follows its routing mix, because experts differ in cost.
@@ -26,7 +27,7 @@ from qmoe.analysis.results import Where, load_routing, variant_facts
 from qmoe.analysis.stats import COMPUTED, NOT_COMPUTED, StatsConfig, add_holm
 from qmoe.bench.rounds import round_ratio
 
-TEST = "paired by interleaved timing round: t on per-round log-ratios (fold-mean), df = rounds - 1"
+TEST = "paired by interleaved timing round: median of per-round log-ratios (fold-mean), sign test"
 
 
 def load_bench_table(bench_root: Path, runs: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -91,7 +92,7 @@ def compare_rounds(
                     ratio_ci_low=rr.low,
                     ratio_ci_high=rr.high,
                     p_ratio=rr.p,
-                    median_ratio=rr.median_ratio,
+                    mean_ratio=rr.mean_ratio,
                     sd_log=rr.sd_log,
                     df=rr.n_rounds - 1,
                 )
@@ -99,7 +100,7 @@ def compare_rounds(
     cols = [
         *("family", "dataset", "protocol", "metric", "variant", "baseline", "runtime", "test"),
         *("status", "reason", "n_pairs", "n_models", "mean_variant", "mean_baseline"),
-        *("ratio", "ratio_ci_low", "ratio_ci_high", "p_ratio", "median_ratio", "sd_log", "df"),
+        *("ratio", "ratio_ci_low", "ratio_ci_high", "p_ratio", "mean_ratio", "sd_log", "df"),
     ]
     return add_holm(pd.DataFrame(rows).reindex(columns=cols), "p_ratio", cfg.alpha, "ratio_")
 

@@ -165,7 +165,7 @@ def _ratios(per_round: pd.DataFrame, cfg: SuiteConfig) -> pd.DataFrame:
     table = rounds.ratio_table(per_round, (BASELINE, cfg.runtimes[0]), others)
     for r in table.itertuples():
         log.info(
-            "%s/%s vs %s/%s: x%.3f [%.3f, %.3f] over %d rounds (median x%.3f)",
+            "%s/%s vs %s/%s: x%.3f [%.3f, %.3f] over %d rounds (mean x%.3f)",
             r.variant,
             r.runtime,
             r.baseline,
@@ -174,7 +174,7 @@ def _ratios(per_round: pd.DataFrame, cfg: SuiteConfig) -> pd.DataFrame:
             r.low,
             r.high,
             r.n_rounds,
-            r.median_ratio,
+            r.mean_ratio,
         )
     return table
 
