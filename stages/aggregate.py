@@ -1,4 +1,5 @@
-"""Join every run's metrics with its benchmark into one tidy table. DVC stage: aggregate."""
+"""Join every run's metrics with its training cost and its benchmark into one tidy table. DVC stage:
+aggregate."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ log = logging.getLogger("stages.aggregate")
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=Path, required=True, help="data/runs")
+    ap.add_argument("--costs", type=Path, required=True, help="data/train_cost")
     ap.add_argument("--benchmarks", type=Path, required=True, help="data/benchmarks")
     ap.add_argument("--out", type=Path, required=True, help="reports/tables/runs.csv")
     args = ap.parse_args()
 
     study = results.study_from_params(read_params().get("study"))
-    table = results.runs_table(args.runs, args.benchmarks, study)
+    table = results.runs_table(results.Roots(args.runs, args.costs, args.benchmarks), study)
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False)
     log.info("%d runs x %d columns -> %s", len(table), table.shape[1], args.out)

@@ -16,7 +16,8 @@ def main() -> None:
     ap.add_argument("--protocol", required=True)
     ap.add_argument("--variant", required=True)
     ap.add_argument("--features", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="the run folder (deterministic)")
+    ap.add_argument("--cost", type=Path, required=True, help="time and energy per model (JSON)")
     args = ap.parse_args()
 
     params = read_params()
@@ -46,6 +47,7 @@ def main() -> None:
         None,
         args.features,
         args.out,
+        args.cost,
         from_section(EnergyConfig, params.get("energy"), "energy").country_iso_code,
         execution,
     )

@@ -23,7 +23,8 @@ def main() -> None:
         help="the expert slots whose params dvc.yaml tracks (must equal study.experts)",
     )
     ap.add_argument("--features", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="the run folder (deterministic)")
+    ap.add_argument("--cost", type=Path, required=True, help="time and energy per model (JSON)")
     args = ap.parse_args()
 
     params = read_params()
@@ -59,6 +60,7 @@ def main() -> None:
         from_section(MoETrainConfig, params.get("train_moe"), "train_moe"),
         args.features,
         args.out,
+        args.cost,
         from_section(EnergyConfig, params.get("energy"), "energy").country_iso_code,
         execution,
     )

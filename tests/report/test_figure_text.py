@@ -67,7 +67,9 @@ def crowded(tmp_path_factory, results_tree):
     data = tmp_path_factory.mktemp("crowded")
     results_tree(data, SINGLES + MOES)
     study = results.Study(("toy",), ("corrected", "faithful"), tuple(SINGLES), tuple(MOES))
-    runs = results.runs_table(data / "runs", data / "benchmarks", study)
+    runs = results.runs_table(
+        results.Roots(data / "runs", data / "train_cost", data / "benchmarks"), study
+    )
     return figures.build(
         figures.load(data / "runs", data / "benchmarks", runs, "toy", "macro_f1"), "macro_f1"
     )

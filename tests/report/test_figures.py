@@ -22,7 +22,9 @@ def three_bit(tmp_path_factory, results_tree, config_of):
     data = tmp_path_factory.mktemp("three_bit")
     results_tree(data, SINGLES + MOES, configs={"w4a8": config_of("w4a8", weight_bits=3)})
     study = results.Study(("toy",), ("corrected", "faithful"), tuple(SINGLES), tuple(MOES))
-    runs = results.runs_table(data / "runs", data / "benchmarks", study)
+    runs = results.runs_table(
+        results.Roots(data / "runs", data / "train_cost", data / "benchmarks"), study
+    )
     return data, runs
 
 

@@ -59,6 +59,8 @@ def pipeline(tmp: Path, params: Path) -> list[subprocess.CompletedProcess]:
             [
                 "--runs",
                 f"{d}/runs",
+                "--costs",
+                f"{d}/train_cost",
                 "--benchmarks",
                 f"{d}/benchmarks",
                 "--out",
@@ -136,6 +138,8 @@ def _in_process(tmp: Path, params: Path, monkeypatch) -> None:
         "aggregate": [
             "--runs",
             f"{d}/runs",
+            "--costs",
+            f"{d}/train_cost",
             "--benchmarks",
             f"{d}/benchmarks",
             "--out",
@@ -369,7 +373,16 @@ def test_a_listed_run_without_a_folder_is_an_error_naming_it(tmp_path, results_t
     params = write_params(tmp_path / "params.yaml", variants=["fp32", "w2a8"])
     r = run_stage(
         "aggregate",
-        ["--runs", "data/runs", "--benchmarks", "data/benchmarks", "--out", "reports/runs.csv"],
+        [
+            "--runs",
+            "data/runs",
+            "--costs",
+            "data/train_cost",
+            "--benchmarks",
+            "data/benchmarks",
+            "--out",
+            "reports/runs.csv",
+        ],
         params,
         tmp_path,
     )
@@ -383,7 +396,16 @@ def test_margin_out_of_range_fails_before_any_output(tmp_path, results_tree):
     params = write_params(tmp_path / "params.yaml", variants=["fp32", "w4a8"], tost_margin=2.0)
     agg = run_stage(
         "aggregate",
-        ["--runs", "data/runs", "--benchmarks", "data/benchmarks", "--out", "runs.csv"],
+        [
+            "--runs",
+            "data/runs",
+            "--costs",
+            "data/train_cost",
+            "--benchmarks",
+            "data/benchmarks",
+            "--out",
+            "runs.csv",
+        ],
         params,
         tmp_path,
     )

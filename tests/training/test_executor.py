@@ -28,8 +28,9 @@ from qmoe.variants import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = load_params(ROOT / "params.yaml")
-# Measured, not computed: these vary between runs by nature (wall time and the energy CodeCarbon
-# derives from it on this machine). Every other byte of the run folder must match.
+# Measured, not computed: they vary between runs by nature (wall time and the energy CodeCarbon
+# derives from it on this machine), so they live in the cost file; the run folder must match byte
+# for byte (DVC hashes it: a rerun that trains the same models changes nothing downstream).
 MEASURED = {"train_seconds", "train_energy_kwh", "train_emissions_kg"}
 # A tiny grid: 3 official folds x 2 seeds, few epochs, narrow MLPs.
 CFG = from_section(
@@ -74,24 +75,28 @@ def train(features: Path, out: Path, variant: str, execution: ExecutionConfig) -
         moe_cfg,
         features,
         out,
+        cost_file(out),
         "IRL",
         execution,
     )
 
 
-def folder_bytes(folder: Path) -> dict[str, bytes | dict]:
-    """Every file of a run folder; metrics.json parsed, with the measured fields dropped."""
-    files = {
+def cost_file(out: Path) -> Path:
+    return out.parent / f"{out.name}.cost.json"
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file of a run folder, as bytes; the cost file beside it holds the measurements."""
+    cost = json.loads(cost_file(folder).read_text())
+    for run in cost["runs"]:
+        assert set(run) == {"fold", "seed"} | MEASURED and run["train_energy_kwh"] > 0
+    for run in json.loads((folder / "metrics.json").read_text())["runs"]:
+        assert not MEASURED & set(run)
+    return {
         p.relative_to(folder).as_posix(): p.read_bytes()
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
-    metrics = json.loads(files.pop("metrics.json"))
-    for run in metrics["runs"]:
-        assert MEASURED <= set(run) and run["train_energy_kwh"] > 0
-        for key in MEASURED:
-            del run[key]
-    return {**files, "metrics.json": metrics}
 
 
 def test_outputs_identical_with_1_and_2_workers_and_ray(tmp_path, monkeypatch):
@@ -120,7 +125,7 @@ def test_outputs_identical_with_1_and_2_workers_and_ray(tmp_path, monkeypatch):
             assert {f"curiosity/fold{k}_seed{s}.json" for k in (1, 2, 3) for s in (0, 1)} <= set(
                 reference
             )
-        runs = reference["metrics.json"]["runs"]
+        runs = json.loads(reference["metrics.json"])["runs"]
         assert [(r["fold"], r["seed"]) for r in runs] == [
             (1, 0),
             (1, 1),
@@ -129,7 +134,11 @@ def test_outputs_identical_with_1_and_2_workers_and_ray(tmp_path, monkeypatch):
             (3, 0),
             (3, 1),
         ]
-        assert "apportioned to each model by its CPU time" in runs[0]["energy_method"]
+        cost = json.loads(cost_file(tmp_path / "1 worker" / variant).read_text())
+        assert [(r["fold"], r["seed"]) for r in cost["runs"]] == [
+            (r["fold"], r["seed"]) for r in runs
+        ]
+        assert "apportioned to each model by its CPU time" in cost["energy_method"]
         for label in ("2 workers", "ray 2 CPUs"):
             assert outputs[label].keys() == reference.keys(), label
             for name, content in reference.items():
@@ -146,7 +155,8 @@ def test_a_failed_unit_names_the_unit_and_nothing_is_written(tmp_path):
         r"failed: FloatingPointError: .*loss became nan",
     ):
         train(features, out, "fp32", ExecutionConfig("local", 2))
-    assert list(out.parent.iterdir()) == []  # no run folder, no temporary copy
+    # no run folder, no cost file, no temporary copy
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
 
 
 def test_a_failed_unit_fails_the_stage_with_exit_1_naming_it(tmp_path):
@@ -172,6 +182,8 @@ def test_a_failed_unit_fails_the_stage_with_exit_1_naming_it(tmp_path):
             str(features),
             "--out",
             str(out),
+            "--cost",
+            str(cost_file(out)),
         ],
         capture_output=True,
         text=True,

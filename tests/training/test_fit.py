@@ -47,6 +47,8 @@ def test_the_train_stage_refuses_repeated_seeds_before_any_work(tmp_path):
         str(tmp_path / "no-features"),
         "--out",
         str(out),
+        "--cost",
+        str(tmp_path / "runs" / "cost.json"),
     ]
     r = subprocess.run(
         cmd,

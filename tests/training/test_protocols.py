@@ -206,6 +206,7 @@ def test_the_train_stage_refuses_a_projected_feature_table(tmp_path):
             None,
             tmp_path,
             tmp_path / "out",
+            tmp_path / "cost.json",
             "IRL",
             from_section(ExecutionConfig, params["execution"], "execution"),
         )

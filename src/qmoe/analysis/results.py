@@ -1,6 +1,8 @@
-"""Read the results tree (data/runs, data/benchmarks; docs/architecture.md 3-4) into tidy frames.
+"""Read the results tree (data/runs, data/train_cost, data/benchmarks; docs/architecture.md 3-4)
+into tidy frames.
 
-`runs_table` joins each trained model's metrics with its benchmark summary: one row per
+`runs_table` joins each trained model's metrics with its training cost (time, energy) and its
+benchmark summary, and derives what compares the two (break-even inferences, ...): one row per
 dataset x protocol x variant x fold x seed, with the variant's facts (kind, bit-widths, MoE-ness,
 curiosity mode) taken from the config the train stage recorded (metrics.json `variant_config`),
 never from its name. Everything else is loaded per (dataset, protocol, variant) on demand:
@@ -31,15 +33,12 @@ RUN_FIELDS = [
     "best_epoch",
     "selected_epoch",
     "epochs_run",
-    "train_seconds",
     "n_train",
     "n_val",
     "n_test",
     "n_params",
-    "train_energy_kwh",
-    "train_emissions_kg",
-    "energy_method",
 ]
+COST_FIELDS = ["fold", "seed", "train_seconds", "train_energy_kwh", "train_emissions_kg"]
 SUMMARY_FIELDS = [
     "fold",
     "seed",
@@ -55,17 +54,12 @@ SUMMARY_FIELDS = [
     "energy_block_kwh",
     "energy_per_inference_mj",
     "energy_method",
-    "train_energy_kwh",
-    "break_even_inferences",
-    "deploy_over_train_1e3",
-    "deploy_over_train_1e6",
     "size_packed_bytes",
     "size_fp32_state_dict_bytes",
     "size_reference_kb",
     "n_params",
     "macro_f1",
     "f1_per_inference_mj",
-    "f1_per_train_wh",
 ]
 BENCH_PREFIX = "bench_"  # summary.csv columns that repeat a metrics.json field (macro_f1, ...)
 FACTS = list(variants.VariantFacts._fields)  # kind, weight_bits, ..., is_moe, curiosity
@@ -166,25 +160,62 @@ def load_summary(bench_dir: Path) -> pd.DataFrame:
     return frame
 
 
-def _join(metrics: pd.DataFrame, summary: pd.DataFrame, where: str) -> pd.DataFrame:
-    left = set(zip(metrics["fold"], metrics["seed"]))
-    right = set(zip(summary["fold"], summary["seed"]))
-    if left != right:
+def load_cost(path: Path, dataset: str, protocol: str, variant: str) -> pd.DataFrame:
+    """data/train_cost/<d>/<p>/<v>.json -> one row per (fold, seed): train_seconds, energy and
+    emissions, and the file's `energy_method` (runs.csv `energy_method`; the benchmark's is
+    `bench_energy_method`)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (written by the train stage)")
+    data = json.loads(path.read_text())
+    for field, expected in (("dataset", dataset), ("protocol", protocol), ("variant", variant)):
+        if data.get(field) != expected:
+            raise InputError(f"{path}: {field} is {data.get(field)!r}, expected {expected!r}")
+    frame = pd.DataFrame(data.get("runs") or [])
+    _check_columns(frame, COST_FIELDS, str(path))
+    _unique_keys(frame, str(path))
+    return frame[COST_FIELDS].assign(energy_method=data.get("energy_method", ""))
+
+
+def _join(left: pd.DataFrame, right: pd.DataFrame, what: tuple[str, str], where: str):
+    """One-to-one join on (fold, seed); both sides must hold the same models."""
+    a, b = set(zip(left["fold"], left["seed"])), set(zip(right["fold"], right["seed"]))
+    if a != b:
         raise InputError(
-            f"{where}: (fold, seed) of metrics.json and summary.csv differ: only in "
-            f"runs {sorted(left - right)}, only in benchmarks {sorted(right - left)}"
+            f"{where}: (fold, seed) of {what[0]} and {what[1]} differ: only in the first "
+            f"{sorted(a - b)}, only in the second {sorted(b - a)}"
         )
-    shared = [c for c in summary.columns if c in metrics.columns and c not in ("fold", "seed")]
-    summary = summary.rename(columns={c: BENCH_PREFIX + c for c in shared})
-    return metrics.merge(summary, on=["fold", "seed"], how="inner", validate="one_to_one")
+    shared = [c for c in right.columns if c in left.columns and c not in ("fold", "seed")]
+    right = right.rename(columns={c: BENCH_PREFIX + c for c in shared})
+    return left.merge(right, on=["fold", "seed"], how="inner", validate="one_to_one")
 
 
-def runs_table(runs_root: Path, bench_root: Path, study: Study) -> pd.DataFrame:
+def with_training_cost_ratios(table: pd.DataFrame) -> pd.DataFrame:
+    """What one inference costs against the training that made the model (reference 10.3):
+    break-even inferences, deployment/training energy x1e3 and x1e6, F1 per training Wh."""
+    train_j = table["train_energy_kwh"] * 3.6e6
+    per_j = table["energy_per_inference_mj"] / 1e3
+    return table.assign(
+        break_even_inferences=train_j / per_j,
+        deploy_over_train_1e3=1e3 * per_j / train_j,
+        deploy_over_train_1e6=1e6 * per_j / train_j,
+        f1_per_train_wh=table["macro_f1"] / (table["train_energy_kwh"] * 1e3),
+    )
+
+
+class Roots(NamedTuple):
+    """The three trees `runs_table` reads (dvc.yaml's aggregate deps)."""
+
+    runs: Path  # data/runs/<d>/<p>/<v>/metrics.json
+    costs: Path  # data/train_cost/<d>/<p>/<v>.json
+    benchmarks: Path  # data/benchmarks/<d>/<p>/<v>/summary.csv
+
+
+def runs_table(roots: Roots, study: Study) -> pd.DataFrame:
     """One row per dataset x protocol x variant x fold x seed; an absent listed run raises."""
     parts = []
     for dataset, protocol, variant in study.combinations():
-        run_dir = Path(runs_root) / dataset / protocol / variant
-        bench_dir = Path(bench_root) / dataset / protocol / variant
+        where = Where(dataset, protocol, variant)
+        run_dir, bench_dir = where.under(roots.runs), where.under(roots.benchmarks)
         for folder, what in ((run_dir, "run"), (bench_dir, "benchmark")):
             if not folder.is_dir():
                 raise FileNotFoundError(
@@ -192,10 +223,13 @@ def runs_table(runs_root: Path, bench_root: Path, study: Study) -> pd.DataFrame:
                     f"protocol={protocol} variant={variant} (listed in params "
                     "study)"
                 )
+        label = f"{dataset}/{protocol}/{variant}"
         metrics = load_run_metrics(run_dir, dataset, protocol, variant)
-        joined = _join(metrics, load_summary(bench_dir), f"{dataset}/{protocol}/{variant}")
+        cost = load_cost(Path(f"{where.under(roots.costs)}.json"), *where)
+        joined = _join(metrics, cost, ("metrics.json", "the cost file"), label)
+        joined = _join(joined, load_summary(bench_dir), ("metrics.json", "summary.csv"), label)
         parts.append(joined.assign(dataset=dataset, protocol=protocol, variant=variant))
-    table = pd.concat(parts, ignore_index=True)
+    table = with_training_cost_ratios(pd.concat(parts, ignore_index=True))
     rest = [c for c in table.columns if c not in KEYS + FACTS]
     return table[KEYS + FACTS + rest].sort_values(KEYS, kind="stable").reset_index(drop=True)
 

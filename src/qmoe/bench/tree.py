@@ -64,14 +64,11 @@ def _runs(runs: Path, variant: str, spec: BenchSpec) -> list[dict]:
     missing = [
         i
         for i, r in enumerate(rows)
-        if any(
-            r.get(k) is None for k in ("fold", "seed", "macro_f1", "n_params", "train_energy_kwh")
-        )
+        if any(r.get(k) is None for k in ("fold", "seed", "macro_f1", "n_params"))
     ]
     if not rows or missing:
         raise InputError(
-            f"{path}: 'runs' empty or rows {missing} lack fold, seed, macro_f1, "
-            "n_params or train_energy_kwh"
+            f"{path}: 'runs' empty or rows {missing} lack fold, seed, macro_f1 or n_params"
         )
     return rows
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from qmoe.energy import EnergyMeter
 from qmoe.executor import ExecutionConfig, measures_all_work, run_units
-from qmoe.io import ConfigError, atomic_dir, load_json, save_json, write_bytes
+from qmoe.io import ConfigError, atomic_dir, atomic_path, load_json, save_json, write_bytes
 from qmoe.models import ModelConfig
 from qmoe.training import experiment, units
 from qmoe.training.fit import MoETrainConfig, TrainConfig
@@ -41,15 +41,17 @@ def train_variant(
     moe_cfg: MoETrainConfig | None,
     features: Path,
     out: Path,
+    cost: Path,
     country_iso_code: str,
     execution: ExecutionConfig,
 ) -> None:
     """Train `variant` on every fold and seed of `spec.protocol` (one executor unit per model);
-    write `out` atomically, in a fixed order, once every unit has succeeded."""
+    write the run folder `out` (deterministic: the same bytes on every run) and the cost file
+    `cost` (measured: wall time and energy per model) atomically, once every unit has succeeded."""
     # the tracker probes the hardware (~1.4 s) while the features are read and split
     with EnergyMeter(country_iso_code=country_iso_code).start_soon() as meter:
         job = _job(spec, variant, model_cfg, cfg, moe_cfg, features)
-        _train_grid(job, meter, out, execution)
+        _train_grid(job, meter, RunOutputs(out, cost), execution)
 
 
 def _job(
@@ -86,25 +88,30 @@ def _job(
     )
 
 
+class RunOutputs(NamedTuple):
+    folder: Path  # data/runs/<dataset>/<protocol>/<variant>: DVC hashes it, so no measurement
+    cost: Path  # data/train_cost/<dataset>/<protocol>/<variant>.json: time and energy per model
+
+
 def _train_grid(
-    job: units.TrainJob, meter: EnergyMeter, out: Path, execution: ExecutionConfig
+    job: units.TrainJob, meter: EnergyMeter, out: RunOutputs, execution: ExecutionConfig
 ) -> None:
-    """Run every unit of `job`, then write `out` in a fixed order (atomically)."""
+    """Run every unit of `job`, then write both outputs in a fixed order (atomically)."""
     grid = units.units_for(job)
-    runs, history, predictions = [], [], []
-    with atomic_dir(out) as tmp:
+    with meter.measure(f"train {job.dataset}/{job.protocol}/{job.variant}") as energy:
+        outputs = run_units(
+            units.train_unit, job, grid, execution, name=lambda u: units.unit_name(job, u)
+        )
+    shares = units.apportion_energy(
+        energy.energy_kwh, energy.emissions_kg, [o.cpu_seconds for o in outputs]
+    )
+    method = "; ".join(
+        [energy.method, units.APPORTIONED]
+        + ([] if measures_all_work(execution) else [units.OTHER_NODES])
+    )
+    history, predictions, costs = [], [], []
+    with atomic_dir(out.folder) as tmp, atomic_path(out.cost) as cost_tmp:
         folder = RunFolder(tmp)
-        with meter.measure(f"train {job.dataset}/{job.protocol}/{job.variant}") as energy:
-            outputs = run_units(
-                units.train_unit, job, grid, execution, name=lambda u: units.unit_name(job, u)
-            )
-        shares = units.apportion_energy(
-            energy.energy_kwh, energy.emissions_kg, [o.cpu_seconds for o in outputs]
-        )
-        method = "; ".join(
-            [energy.method, units.APPORTIONED]
-            + ([] if measures_all_work(execution) else [units.OTHER_NODES])
-        )
         for unit, r, share in zip(grid, outputs, shares, strict=True):  # fixed order
             key = ModelKey(unit.split.fold, unit.seed)
             log.info(
@@ -113,14 +120,15 @@ def _train_grid(
                 r.metrics["macro_f1"],
                 r.metrics["selected_epoch"],
                 r.metrics["epochs_run"],
-                r.metrics["train_seconds"],
+                r.train_seconds,
             )
-            runs.append(
+            costs.append(
                 {
-                    **r.metrics,
+                    "fold": key.fold,
+                    "seed": key.seed,
+                    "train_seconds": r.train_seconds,
                     "train_energy_kwh": share.energy_kwh,
                     "train_emissions_kg": share.emissions_kg,
-                    "energy_method": method,
                 }
             )
             history += r.history
@@ -130,14 +138,14 @@ def _train_grid(
                 save_json(folder.curiosity(key), r.curiosity)
         pd.DataFrame(history).to_csv(folder.history, index=False)
         pd.concat(predictions).to_csv(folder.predictions, index=False)
+        header = {"dataset": job.dataset, "protocol": job.protocol, "variant": job.variant}
         save_json(
             folder.metrics,
             {
-                "dataset": job.dataset,
-                "protocol": job.protocol,
-                "variant": job.variant,
+                **header,
                 "variant_config": to_dict(job.variant_cfg),
                 "class_names": job.data.class_names,
-                "runs": runs,
+                "runs": [o.metrics for o in outputs],
             },
         )
+        save_json(cost_tmp, {**header, "energy_method": method, "runs": costs})

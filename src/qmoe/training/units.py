@@ -48,12 +48,13 @@ class Unit(NamedTuple):
 
 
 class UnitOutput(NamedTuple):
-    metrics: dict[str, Any]  # one metrics.json `runs` entry, without the energy fields
+    metrics: dict[str, Any]  # one metrics.json `runs` entry (deterministic)
     history: list[dict[str, Any]]  # history.csv rows
     predictions: pd.DataFrame  # predictions.csv rows
     checkpoint: bytes  # the .pt file, as qmoe.io.save_checkpoint writes it
     curiosity: dict[str, list] | None  # curiosity/<stem>.json; None when u is not computed
     cpu_seconds: float  # CPU time of the unit's thread: its share of the energy
+    train_seconds: float  # wall time of the fit (the cost file, not metrics.json)
 
 
 def unit_name(job: TrainJob, unit: Unit) -> str:
@@ -100,6 +101,7 @@ def train_unit(job: TrainJob, unit: Unit) -> UnitOutput:
         checkpoint=checkpoint_bytes(r.model.state_dict(), meta.to_dict()),
         curiosity=experiment.curiosity_record(job.data, split, r.prediction, r.routing),
         cpu_seconds=cpu_seconds,
+        train_seconds=r.train_seconds,
     )
 
 
