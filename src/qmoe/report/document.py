@@ -16,7 +16,7 @@ from qmoe.analysis import claims
 from qmoe.analysis.stats import COMPUTED
 from qmoe.analysis.verdict import VerdictConfig
 from qmoe.io import require
-from qmoe.report import deployment, summary, tables
+from qmoe.report import deployment, latency, summary, tables
 from qmoe.report.sections import (
     PROTOCOLS,
     not_computed,
@@ -145,7 +145,8 @@ TEST_VIEWS = [
         ],
     ),
     TestView(
-        "Median latency per model (paired t on fold means; log-ratio test)",
+        "Median latency ratio, paired by interleaved timing round (median over rounds, "
+        "order-statistic CI, sign test)",
         "latency_paired",
         [tables.text("family", "Family")]
         + _KEYS
@@ -231,7 +232,7 @@ def render(doc: Document) -> str:
         "result). Every test's unit is the fold (seeds averaged within it). On ESC-10, a "
         "10-class subset of the paper's ESC-50, verdicts are labelled 'on ESC-10' and absolute "
         "F1 values are indicative; on a dataset outside the paper's, comparisons are "
-        "'indicative only'.\n",
+        "'indicative only'. " + latency.HEAD_ONLY + "\n",
         verdict_markdown(verdicts(doc)),
         "### Disclosures\n",
         "\n".join(f"- {d}" for d in DISCLOSURES) + "\n",
@@ -239,6 +240,10 @@ def render(doc: Document) -> str:
         side_by_side(doc.runs, f1, "energy mJ" + (" (estimate)" if estimated else "")),
         "## Deployment\n",
         deployment.markdown(doc.runs, doc.devices, doc.deployed, PROTOCOLS),
+        "### Whole path per clip\n",
+        latency.whole_path(doc.stats_tables.get("pipeline_cost", pd.DataFrame())),
+        "### MoE latency spread beside routing\n",
+        latency.moe_spread(doc.stats_tables.get("latency_spread_routing", pd.DataFrame())),
         "## Paper tables\n",
         f"Markdown and LaTeX copies: `{doc.tables_dir}/`.\n",
     ]
