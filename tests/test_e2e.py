@@ -55,15 +55,18 @@ def _copy_repo(dst: Path, smoke: dict | None = None) -> None:
     subprocess.run(git + ["commit", "-qm", "smoke"], cwd=dst, check=True)
 
 
-def _dvc(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {
+def _dvc_env() -> dict[str, str]:
+    return {
         **os.environ,
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
         "DVC_NO_ANALYTICS": "1",
         "CODECARBON_LOG_LEVEL": "error",
     }
+
+
+def _dvc(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(VENV_BIN / "dvc"), *args], cwd=cwd, env=env, capture_output=True, text=True
+        [str(VENV_BIN / "dvc"), *args], cwd=cwd, env=_dvc_env(), capture_output=True, text=True
     )
 
 
@@ -161,8 +164,17 @@ def test_two_queued_experiments_run_at_once_and_both_land_in_exp_show(tmp_path):
             ["exp", "run", "--queue", "-n", name, "-S", f"stats.tost_margin={margin}"], repo
         )
         assert queued.returncode == 0, queued.stderr[-2000:]
-    started = _dvc(["queue", "start", "-j", "2"], repo)
-    assert started.returncode == 0, started.stderr[-2000:]
+    # the queue's workers inherit the starter's stdout: into a file, not a pipe that
+    # subprocess.run would wait on until the workers exit (the whole queue)
+    with open(tmp_path / "queue_start.log", "w") as log:
+        started = subprocess.run(
+            [str(VENV_BIN / "dvc"), "queue", "start", "-j", "2"],
+            cwd=repo,
+            env=_dvc_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    assert started.returncode == 0, (tmp_path / "queue_start.log").read_text()[-2000:]
     most_running, deadline = 0, time.time() + 900
     while time.time() < deadline:
         states = _queue_states(repo)
