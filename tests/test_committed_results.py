@@ -20,6 +20,9 @@ def _recorded_outs() -> dict[str, str]:
     "path",
     [
         "reports/metrics.json",
+        "reports/benchmark_metrics.json",
+        "reports/verdicts.json",
+        "reports/summary.md",
         "reports/report.md",
         "reports/plots/f1_per_fold.csv",
         "reports/tables/runs.csv",
