@@ -51,90 +51,10 @@ def run_stage(name: str, args: list[str], params: Path, cwd: Path) -> subprocess
     )
 
 
-def pipeline(tmp: Path, params: Path) -> list[subprocess.CompletedProcess]:
+def stage_argv(tmp: Path) -> dict[str, list[str]]:
+    """The three stages' arguments, as dvc.yaml gives them, for a study under `tmp`."""
     d, r = tmp / "data", tmp / "reports"
-    return [
-        run_stage(
-            "aggregate",
-            [
-                "--runs",
-                f"{d}/runs",
-                "--costs",
-                f"{d}/train_cost",
-                "--benchmarks",
-                f"{d}/benchmarks",
-                "--out",
-                f"{r}/tables/runs.csv",
-            ],
-            params,
-            tmp,
-        ),
-        run_stage(
-            "stats",
-            [
-                "--table",
-                f"{r}/tables/runs.csv",
-                "--runs",
-                f"{d}/runs",
-                "--benchmarks",
-                f"{d}/benchmarks",
-                "--out",
-                f"{r}/stats",
-            ],
-            params,
-            tmp,
-        ),
-        run_stage(
-            "report",
-            [
-                "--table",
-                f"{r}/tables/runs.csv",
-                "--stats",
-                f"{r}/stats",
-                "--runs",
-                f"{d}/runs",
-                "--benchmarks",
-                f"{d}/benchmarks",
-                "--raw",
-                f"{d}/raw",
-                "--metrics",
-                f"{r}/metrics.json",
-                "--bench_metrics",
-                f"{r}/benchmark_metrics.json",
-                "--verdicts",
-                f"{r}/verdicts.json",
-                "--plots",
-                f"{r}/plots/f1_per_fold.csv",
-                "--figures",
-                f"{r}/figures",
-                "--tables",
-                f"{r}/tables/paper",
-                "--out",
-                f"{r}/report.md",
-                "--summary",
-                f"{r}/summary.md",
-            ],
-            params,
-            tmp,
-        ),
-    ]
-
-
-# --- tests ------------------------------------------------------------------------------------
-
-
-def _stage_main(name: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-def _in_process(tmp: Path, params: Path, monkeypatch) -> None:
-    """The three stages' main() in this process (what `pipeline` runs as subprocesses)."""
-    monkeypatch.setenv("QMOE_PARAMS", str(params))
-    d, r = tmp / "data", tmp / "reports"
-    argv = {
+    return {
         "aggregate": [
             "--runs",
             f"{d}/runs",
@@ -184,7 +104,26 @@ def _in_process(tmp: Path, params: Path, monkeypatch) -> None:
             f"{r}/summary.md",
         ],
     }
-    for name, args in argv.items():
+
+
+def pipeline(tmp: Path, params: Path) -> list[subprocess.CompletedProcess]:
+    return [run_stage(name, args, params, tmp) for name, args in stage_argv(tmp).items()]
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+
+def _stage_main(name: str):
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def _in_process(tmp: Path, params: Path, monkeypatch) -> None:
+    """The three stages' main() in this process (what `pipeline` runs as subprocesses)."""
+    monkeypatch.setenv("QMOE_PARAMS", str(params))
+    for name, args in stage_argv(tmp).items():
         monkeypatch.setattr(sys, "argv", [name, *args])
         _stage_main(name)()
 
