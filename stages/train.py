@@ -1,4 +1,6 @@
-"""Train one single-model variant on every fold (and seed) of one protocol. DVC stage: train."""
+"""Train every variant of the study (single models and MoEs) on every fold (and seed) of one
+protocol; variants whose inputs are unchanged keep their models (qmoe.training.reuse).
+DVC stage: train (params `train`; `train.moe` is the MoE recipe)."""
 
 from __future__ import annotations
 
@@ -14,10 +16,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--protocol", required=True)
-    ap.add_argument("--variant", required=True)
     ap.add_argument("--features", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True, help="the run folder (deterministic)")
-    ap.add_argument("--cost", type=Path, required=True, help="time and energy per model (JSON)")
+    ap.add_argument("--out", type=Path, required=True, help="run folders, one per variant")
+    ap.add_argument("--cost", type=Path, required=True, help="time, energy, inputs per variant")
+    ap.add_argument("--lock", type=Path, required=True, help="the pinned libraries (an input)")
     args = ap.parse_args()
 
     params = read_params()
@@ -29,25 +31,30 @@ def main() -> None:
     from qmoe.energy import EnergyConfig
     from qmoe.models import ModelConfig
     from qmoe.training.fit import TrainConfig
-    from qmoe.training.grid import RunSpec, train_variant
+    from qmoe.training.grid import RunSpec, train_protocol
+    from qmoe.training.reuse import Inputs, Outputs
     from qmoe.variants import MoEConfig, resolve
 
-    cfg = from_section(TrainConfig, params.get("train"), "train")
-    variant = resolve(args.variant, params.get("variants"), experts=())
-    if isinstance(variant, MoEConfig):
-        raise ConfigError(
-            f"variants.{args.variant} is an MoE: list it in study.moe_variants "
-            "(stage train_moe), not study.variants"
-        )
-    train_variant(
-        RunSpec(args.dataset, args.protocol, args.variant),
-        variant,
+    study = params.get("study") or {}
+    singles, moes = list(study.get("variants") or []), list(study.get("moe_variants") or [])
+    both = sorted(set(singles) & set(moes))
+    if both:
+        raise ConfigError(f"study.variants and study.moe_variants both list {both}")
+    pool = study.get("experts") or ()
+    variants = {v: resolve(v, params.get("variants"), experts=pool) for v in singles + moes}
+    for name, cfg in variants.items():
+        if isinstance(cfg, MoEConfig) != (name in moes):
+            raise ConfigError(
+                f"variants.{name} is {'an' if isinstance(cfg, MoEConfig) else 'not an'} MoE: "
+                f"list it in study.{'moe_variants' if isinstance(cfg, MoEConfig) else 'variants'}"
+            )
+    train_protocol(
+        RunSpec(args.dataset, args.protocol),
+        variants,
         from_section(ModelConfig, params.get("model"), "model"),
-        cfg,
-        None,
-        args.features,
-        args.out,
-        args.cost,
+        from_section(TrainConfig, params.get("train"), "train"),
+        Inputs(args.features, Path(__file__), args.lock),
+        Outputs(args.out, args.cost),
         from_section(EnergyConfig, params.get("energy"), "energy").country_iso_code,
         execution,
     )

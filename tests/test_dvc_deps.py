@@ -3,57 +3,16 @@ requirements.lock where it computes, and nothing more: an edit reruns only what 
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 import yaml
 
+from qmoe.sources import closure
+
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 PKG = SRC / "qmoe"
-
-
-def _module_file(name: str) -> Path | None:
-    """src/qmoe/a/b.py or src/qmoe/a/b/__init__.py for the dotted name qmoe.a.b."""
-    base = SRC.joinpath(*name.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _imports(path: Path) -> set[str]:
-    """qmoe modules imported anywhere in `path` (lazy imports inside functions included)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.split(".")[0] == "qmoe"}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module.split(".")[0] != "qmoe":
-                continue
-            found.add(node.module)
-            found |= {
-                f"{node.module}.{a.name}"
-                for a in node.names
-                if _module_file(f"{node.module}.{a.name}") is not None
-            }
-    return found
-
-
-def closure(script: Path) -> set[Path]:
-    """Every src/qmoe file that running `script` can import, with the packages' __init__ files
-    (importing qmoe.a.b runs qmoe/__init__.py and qmoe/a/__init__.py)."""
-    todo, files = list(_imports(script)), set()
-    while todo:
-        name = todo.pop()
-        parts = name.split(".")
-        for i in range(1, len(parts) + 1):
-            f = _module_file(".".join(parts[:i]))
-            if f is not None and f not in files:
-                files.add(f)
-                todo += _imports(f)
-    return files
 
 
 def _package_data(folder: Path) -> set[Path]:

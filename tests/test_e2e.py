@@ -117,19 +117,34 @@ def _w4a8_at_3_bits(text: str) -> str:
 
 def _edits_rerun_only_what_they_can_change(repo: Path) -> None:
     """A docstring edit in report code reruns only `report`; one in analysis `stats` and `report`;
-    editing variants.w4a8 the w4a8 instances and the MoE instances whose pool holds w4a8."""
+    editing variants.w4a8 the train instances (which retrain w4a8 and the MoEs only)."""
     doc = lambda text: text.replace('"""', '"""Edited. ', 1)  # noqa: E731
     assert _edited(repo, "src/qmoe/report/plotting.py", doc) == {"report"}
     assert _edited(repo, "src/qmoe/analysis/stats.py", doc) == {"stats", "report"}
+    # one train instance per protocol; inside it only w4a8 and the MoEs retrain (tests/training/
+    # test_reuse.py), so nothing else of the study changes
     changed = _edited(repo, "params.yaml", _w4a8_at_3_bits)
-    expected = {f"train@synthetic-{p}-w4a8" for p in ("corrected", "faithful")}
-    expected |= {
-        f"train_moe@synthetic-{p}-{m}"
-        for p in ("corrected", "faithful")
-        for m in ("moe", "moe_curiosity_route")
-    }
-    assert changed == expected
+    assert changed == {f"train@synthetic-{p}" for p in ("corrected", "faithful")}
     assert _changed(repo) == set()
+    _a_variant_edit_retrains_only_its_models(repo)
+
+
+def _a_variant_edit_retrains_only_its_models(repo: Path) -> None:
+    """Through DVC (persisted outputs): the faithful instance retrains w4a8 and the two MoEs,
+    whose pool holds w4a8, and leaves the other variants' files untouched."""
+    runs = repo / "data" / "runs" / "synthetic" / "faithful"
+    stamps = lambda v: {f: f.stat().st_mtime_ns for f in (runs / v).rglob("*")}  # noqa: E731
+    kept = {v: stamps(v) for v in ("fp32", "ptq_int8", "ternary_reference")}
+    params = repo / "params.yaml"
+    params.write_text(_w4a8_at_3_bits(params.read_text()))
+    r = _dvc(["repro", "--single-item", "train@synthetic-faithful"], repo)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    log = r.stdout + r.stderr
+    for v in kept:
+        assert f"synthetic/faithful/{v}: kept (its inputs are unchanged)" in log
+        assert stamps(v) == kept[v], f"{v} was rewritten"
+    for v in ("w4a8", "moe", "moe_curiosity_route"):
+        assert f"synthetic/faithful/{v} fold 1 seed 42: macro-F1" in log
 
 
 def _git(args: list[str], repo: Path) -> None:

@@ -46,7 +46,6 @@ SECTION_CONFIGS = {
     "features": "qmoe.features.embed:FeaturesConfig",
     "model": "qmoe.models:ModelConfig",
     "train": "qmoe.training.fit:TrainConfig",
-    "train_moe": "qmoe.training.fit:MoETrainConfig",
     "energy": "qmoe.energy:EnergyConfig",
     "execution": "qmoe.executor:ExecutionConfig",
     "stats": "qmoe.analysis.stats:StatsConfig",

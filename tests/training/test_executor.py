@@ -1,4 +1,4 @@
-"""The executor (qmoe.executor) and the train grid on it (qmoe.training.units, grid.train_variant):
+"""The executor (qmoe.executor) and the train grid on it (qmoe.training.units, grid.train_protocol):
 every output byte is the same with 1 worker, 2 workers and a local 2-CPU Ray; a failed unit fails
 the stage naming the unit and writes nothing; `execution` params are validated."""
 
@@ -14,15 +14,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
+from synthetic_features import feature_folder  # noqa: E402  (tests/, on sys.path)
 
 from qmoe.executor import ExecutionConfig, UnitFailed, run_units
 from qmoe.io import ConfigError, from_section, load_params
 from qmoe.models import ModelConfig
-from qmoe.training.fit import MoETrainConfig, TrainConfig
-from qmoe.training.grid import RunSpec, train_variant
+from qmoe.training.fit import TrainConfig
+from qmoe.training.grid import RunSpec, train_protocol
+from qmoe.training.reuse import Inputs, Outputs
 from qmoe.training.units import apportion_energy
 from qmoe.variants import resolve
 
@@ -33,61 +33,39 @@ PARAMS = load_params(ROOT / "params.yaml")
 # for byte (DVC hashes it: a rerun that trains the same models changes nothing downstream).
 MEASURED = {"train_seconds", "train_energy_kwh", "train_emissions_kg"}
 # A tiny grid: 3 official folds x 2 seeds, few epochs, narrow MLPs.
-CFG = from_section(
-    TrainConfig, {**PARAMS["train"], "seeds": [0, 1], "epochs": 6, "patience": 3}, "train"
-)
-MOE_CFG = from_section(MoETrainConfig, {**PARAMS["train_moe"], "patience": 3}, "train_moe")
+TRAIN = {
+    **PARAMS["train"],
+    "seeds": [0, 1],
+    "epochs": 6,
+    "patience": 3,
+    "moe": {**PARAMS["train"]["moe"], "patience": 3},
+}
+CFG = from_section(TrainConfig, TRAIN, "train")
 MODEL = ModelConfig(hidden_sizes=(16, 8), dropout=0.1)
 
 
-def feature_folder(root: Path, nan_clip: int | None = None) -> Path:
-    """features.parquet as the features stage writes it: 3 classes x 3 folds x 6 clips, 12-d."""
-    rng = np.random.default_rng(0)
-    n, classes = 54, 3
-    labels = np.arange(n) % classes
-    x = (3 * rng.standard_normal((classes, 12)))[labels] + rng.standard_normal((n, 12))
-    if nan_clip is not None:
-        x[nan_clip] = np.nan
-    table = pd.DataFrame(
-        {
-            "clip_id": [f"c{i:02d}" for i in range(n)],
-            "label_id": labels,
-            "label_name": [f"class{k}" for k in labels],
-            "fold": np.arange(n) // 18 + 1,
-            "source_id": [f"s{i}" for i in range(n)],
-        }
-    )
-    emb = pd.DataFrame(x.astype(np.float32), columns=[f"emb_{i:04d}" for i in range(12)])
-    folder = root / "features"
-    folder.mkdir(parents=True, exist_ok=True)
-    pd.concat([table, emb], axis=1).to_parquet(folder / "features.parquet", index=False)
-    return folder
-
-
-def train(features: Path, out: Path, variant: str, execution: ExecutionConfig) -> None:
-    cfg = resolve(variant, PARAMS["variants"], PARAMS["study"]["experts"])
-    moe_cfg = MOE_CFG if variant.startswith("moe") else None
-    train_variant(
-        RunSpec("synthetic", "corrected", variant),
-        cfg,
+def train(
+    features: Path, out: Path, variants: list[str], execution: ExecutionConfig, cfg=CFG
+) -> Outputs:
+    """Train `variants` (single models and MoEs) into out/runs and out/cost, as the stage does."""
+    outputs = Outputs(out / "runs", out / "cost")
+    train_protocol(
+        RunSpec("synthetic", "corrected"),
+        {v: resolve(v, PARAMS["variants"], PARAMS["study"]["experts"]) for v in variants},
         MODEL,
-        CFG,
-        moe_cfg,
-        features,
-        out,
-        cost_file(out),
+        cfg,
+        Inputs(features, ROOT / "stages" / "train.py", ROOT / "requirements.lock"),
+        outputs,
         "IRL",
         execution,
     )
+    return outputs
 
 
-def cost_file(out: Path) -> Path:
-    return out.parent / f"{out.name}.cost.json"
-
-
-def folder_bytes(folder: Path) -> dict[str, bytes]:
+def folder_bytes(outputs: Outputs, variant: str) -> dict[str, bytes]:
     """Every file of a run folder, as bytes; the cost file beside it holds the measurements."""
-    cost = json.loads(cost_file(folder).read_text())
+    folder = outputs.folder(variant)
+    cost = json.loads(outputs.cost(variant).read_text())
     for run in cost["runs"]:
         assert set(run) == {"fold", "seed"} | MEASURED and run["train_energy_kwh"] > 0
     for run in json.loads((folder / "metrics.json").read_text())["runs"]:
@@ -111,12 +89,12 @@ def test_outputs_identical_with_1_and_2_workers_and_ray(tmp_path, monkeypatch):
         "2 workers": ExecutionConfig("local", 2),
         "ray 2 CPUs": ExecutionConfig("ray", 2),
     }
+    trained = {
+        label: train(features, tmp_path / label, ["w4a8", "moe_curiosity_route"], execution)
+        for label, execution in backends.items()
+    }
     for variant in ("w4a8", "moe_curiosity_route"):
-        outputs = {}
-        for label, execution in backends.items():
-            out = tmp_path / label / variant
-            train(features, out, variant, execution)
-            outputs[label] = folder_bytes(out)
+        outputs = {label: folder_bytes(out, variant) for label, out in trained.items()}
         reference = outputs["1 worker"]
         expected = {f"fold{k}_seed{s}.pt" for k in (1, 2, 3) for s in (0, 1)}
         assert expected <= set(reference)
@@ -134,7 +112,7 @@ def test_outputs_identical_with_1_and_2_workers_and_ray(tmp_path, monkeypatch):
             (3, 0),
             (3, 1),
         ]
-        cost = json.loads(cost_file(tmp_path / "1 worker" / variant).read_text())
+        cost = json.loads(trained["1 worker"].cost(variant).read_text())
         assert [(r["fold"], r["seed"]) for r in cost["runs"]] == [
             (r["fold"], r["seed"]) for r in runs
         ]
@@ -148,26 +126,28 @@ def test_outputs_identical_with_1_and_2_workers_and_ray(tmp_path, monkeypatch):
 def test_a_failed_unit_names_the_unit_and_nothing_is_written(tmp_path):
     # clip c20 (fold 2) is NaN: every model that trains on it (folds 1 and 3) fails.
     features = feature_folder(tmp_path, nan_clip=20)
-    out = tmp_path / "runs" / "fp32"
     with pytest.raises(
         UnitFailed,
-        match=r"unit synthetic/corrected/fp32 fold [13] seed [01] "
+        match=r"unit synthetic/corrected/(fp32|w4a8) fold [13] seed [01] "
         r"failed: FloatingPointError: .*loss became nan",
     ):
-        train(features, out, "fp32", ExecutionConfig("local", 2))
-    # no run folder, no cost file, no temporary copy
-    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+        train(features, tmp_path / "out", ["fp32", "w4a8"], ExecutionConfig("local", 2))
+    # no run folder, no cost file, no temporary copy: of the failed variant or of the other one
+    for root in ("runs", "cost"):
+        folder = tmp_path / "out" / root
+        assert not folder.exists() or list(folder.iterdir()) == []
 
 
 def test_a_failed_unit_fails_the_stage_with_exit_1_naming_it(tmp_path):
     features = feature_folder(tmp_path, nan_clip=20)
     params = {
         **PARAMS,
+        "study": {**PARAMS["study"], "variants": ["fp32"], "moe_variants": []},
         "train": {**PARAMS["train"], "seeds": [0], "epochs": 3},
         "execution": {"backend": "local", "workers": 2},
     }
     (tmp_path / "params.yaml").write_text(json.dumps(params))
-    out = tmp_path / "runs" / "fp32"
+    out = tmp_path / "runs"
     proc = subprocess.run(
         [
             sys.executable,
@@ -176,14 +156,14 @@ def test_a_failed_unit_fails_the_stage_with_exit_1_naming_it(tmp_path):
             "synthetic",
             "--protocol",
             "corrected",
-            "--variant",
-            "fp32",
             "--features",
             str(features),
+            "--lock",
+            str(ROOT / "requirements.lock"),
             "--out",
             str(out),
             "--cost",
-            str(cost_file(out)),
+            str(tmp_path / "cost"),
         ],
         capture_output=True,
         text=True,
@@ -193,7 +173,8 @@ def test_a_failed_unit_fails_the_stage_with_exit_1_naming_it(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert "UnitFailed: unit synthetic/corrected/fp32 fold" in proc.stderr
     assert "loss became nan" in proc.stderr
-    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+    for folder in (out, tmp_path / "cost"):
+        assert not folder.exists() or list(folder.iterdir()) == []
 
 
 @pytest.mark.parametrize("execution", [ExecutionConfig("local", 1), ExecutionConfig("local", 2)])

@@ -33,7 +33,7 @@ def test_seeds_must_be_unique_and_non_negative(seeds, message):
 def test_the_train_stage_refuses_repeated_seeds_before_any_work(tmp_path):
     params = {**PARAMS, "train": {**PARAMS["train"], "seeds": [0, 0]}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    out = tmp_path / "runs" / "fp32"
+    out = tmp_path / "runs" / "corrected"
     cmd = [
         sys.executable,
         "stages/train.py",
@@ -41,14 +41,14 @@ def test_the_train_stage_refuses_repeated_seeds_before_any_work(tmp_path):
         "toy",
         "--protocol",
         "corrected",
-        "--variant",
-        "fp32",
         "--features",
         str(tmp_path / "no-features"),
+        "--lock",
+        "requirements.lock",
         "--out",
         str(out),
         "--cost",
-        str(tmp_path / "runs" / "cost.json"),
+        str(tmp_path / "runs" / "cost"),
     ]
     r = subprocess.run(
         cmd,

@@ -191,22 +191,22 @@ def test_the_train_stage_refuses_a_projected_feature_table(tmp_path):
     from qmoe.io import ConfigError, from_section, load_params
     from qmoe.models import ModelConfig
     from qmoe.training.fit import TrainConfig
-    from qmoe.training.grid import RunSpec, train_variant
+    from qmoe.training.grid import RunSpec, train_protocol
+    from qmoe.training.reuse import Inputs, Outputs
     from qmoe.variants import FP32Config
 
-    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    root = Path(__file__).resolve().parents[2]
+    params = load_params(root / "params.yaml")
     pd.DataFrame({"emb_0000": [0.0]}).to_parquet(tmp_path / "features.parquet")
     (tmp_path / "features.json").write_text(json.dumps({"head": "random_projection"}))
     with pytest.raises(ConfigError, match="features.head: 'random_projection': keep 'pooled'"):
-        train_variant(
-            RunSpec("esc10", "faithful", "fp32"),
-            FP32Config(),
+        train_protocol(
+            RunSpec("esc10", "faithful"),
+            {"fp32": FP32Config()},
             from_section(ModelConfig, params["model"], "model"),
             from_section(TrainConfig, params["train"], "train"),
-            None,
-            tmp_path,
-            tmp_path / "out",
-            tmp_path / "cost.json",
+            Inputs(tmp_path, root / "stages" / "train.py", root / "requirements.lock"),
+            Outputs(tmp_path / "out", tmp_path / "cost"),
             "IRL",
             from_section(ExecutionConfig, params["execution"], "execution"),
         )

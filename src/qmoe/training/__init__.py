@@ -1,1 +1,1 @@
-"""Stages `train`, `train_moe`: protocols, fit recipes, one run, the grid, artefacts, metrics."""
+"""Stage `train`: protocols, fit recipes, one run, the grid, artefacts, metrics."""

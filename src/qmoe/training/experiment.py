@@ -106,7 +106,7 @@ def run_one(
     # keep their last epoch, the MoE its best held-out (= test) epoch.
     moe = isinstance(variant, MoEConfig)
     if moe and moe_cfg is None:
-        raise ValueError(f"{context}: an MoE variant needs the train_moe recipe")
+        raise ValueError(f"{context}: an MoE variant needs the train.moe recipe")
     recipe = recipe_for(cfg, moe_cfg if moe else None, select_best=protocol.select_best(moe))
     t0 = time.perf_counter()
     result = fit(

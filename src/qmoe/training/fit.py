@@ -22,6 +22,29 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class MoETrainConfig:
+    """params.yaml `train.moe`: the reference's MoE recipe (8.5: Adam, no label smoothing)."""
+
+    lr: float
+    patience: int
+    min_delta: float
+    check_mc_samples: tuple[int, ...]  # escalating MoEs: T values the routing check re-measures
+    check_banks: int  # ... with this many dropout-mask banks each
+
+    def __post_init__(self) -> None:
+        few = [t for t in self.check_mc_samples if t < 2]
+        require(
+            not few,
+            "train.moe.check_mc_samples",
+            f"{list(self.check_mc_samples)}: {few} < 2 (a variance needs 2 passes)",
+        )
+        require(self.check_banks >= 1, "train.moe.check_banks", f"{self.check_banks} < 1")
+        require(self.lr > 0, "train.moe.lr", f"{self.lr} must be > 0")
+        require(self.patience >= 1, "train.moe.patience", f"{self.patience} < 1")
+        require(self.min_delta >= 0, "train.moe.min_delta", f"{self.min_delta} < 0")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """params.yaml `train`: the reference's hyper-parameters (6.4) and the protocols' knobs."""
 
@@ -37,6 +60,7 @@ class TrainConfig:
     label_smoothing: float
     patience: int
     lr_factor: float
+    moe: MoETrainConfig  # the MoE recipe (train.moe); single models ignore it
 
     def __post_init__(self) -> None:
         require(len(self.seeds) >= 1, "train.seeds", "needs at least one seed")
@@ -53,29 +77,6 @@ class TrainConfig:
         require(0 <= self.label_smoothing < 1, "train.label_smoothing", "must be in [0, 1)")
         require(self.patience >= 1, "train.patience", "must be >= 1")
         require(0 < self.lr_factor < 1, "train.lr_factor", f"{self.lr_factor} not in (0, 1)")
-
-
-@dataclass(frozen=True)
-class MoETrainConfig:
-    """params.yaml `train_moe`: the reference's MoE recipe (8.5: Adam, no label smoothing)."""
-
-    lr: float
-    patience: int
-    min_delta: float
-    check_mc_samples: tuple[int, ...]  # escalating MoEs: T values the routing check re-measures
-    check_banks: int  # ... with this many dropout-mask banks each
-
-    def __post_init__(self) -> None:
-        few = [t for t in self.check_mc_samples if t < 2]
-        require(
-            not few,
-            "train_moe.check_mc_samples",
-            f"{list(self.check_mc_samples)}: {few} < 2 (a variance needs 2 passes)",
-        )
-        require(self.check_banks >= 1, "train_moe.check_banks", f"{self.check_banks} < 1")
-        require(self.lr > 0, "train_moe.lr", f"{self.lr} must be > 0")
-        require(self.patience >= 1, "train_moe.patience", f"{self.patience} < 1")
-        require(self.min_delta >= 0, "train_moe.min_delta", f"{self.min_delta} < 0")
 
 
 @dataclass(frozen=True)

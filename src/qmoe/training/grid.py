@@ -1,12 +1,15 @@
-"""One train stage instance: every (fold, seed) model of one variant under one protocol.
+"""One train stage instance: every (fold, seed) model of every variant under one protocol.
 
-`stages/train.py` (single models) and `stages/train_moe.py` (MoEs) parse their arguments and
-params and call `train_variant`, which writes the run folder (docs/architecture.md section 3).
+`stages/train.py` parses its arguments and params and calls `train_protocol`, which keeps the
+variants whose inputs are unchanged (qmoe.training.reuse), trains the others' models on one pool of
+workers (the longest units first, so no core idles at the end) and writes one run folder
+(docs/architecture.md section 3) and one cost file per trained variant.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -16,11 +19,11 @@ from qmoe.energy import EnergyMeter
 from qmoe.executor import ExecutionConfig, measures_all_work, run_units
 from qmoe.io import ConfigError, atomic_dir, atomic_path, load_json, save_json, write_bytes
 from qmoe.models import ModelConfig
-from qmoe.training import experiment, units
-from qmoe.training.fit import MoETrainConfig, TrainConfig
+from qmoe.training import experiment, reuse, units
+from qmoe.training.fit import TrainConfig
 from qmoe.training.layout import ModelKey, RunFolder
 from qmoe.training.protocols import make_protocol
-from qmoe.variants import VariantConfig, to_dict
+from qmoe.variants import MoEConfig, VariantConfig, to_dict
 
 log = logging.getLogger("qmoe.training")
 
@@ -30,39 +33,42 @@ class RunSpec(NamedTuple):
 
     dataset: str
     protocol: str
-    variant: str
 
 
-def train_variant(
+def train_protocol(
     spec: RunSpec,
-    variant: VariantConfig,
+    variants: Mapping[str, VariantConfig],
     model_cfg: ModelConfig,
     cfg: TrainConfig,
-    moe_cfg: MoETrainConfig | None,
-    features: Path,
-    out: Path,
-    cost: Path,
+    inputs: reuse.Inputs,
+    outputs: reuse.Outputs,
     country_iso_code: str,
     execution: ExecutionConfig,
-) -> None:
-    """Train `variant` on every fold and seed of `spec.protocol` (one executor unit per model);
-    write the run folder `out` (deterministic: the same bytes on every run) and the cost file
-    `cost` (measured: wall time and energy per model) atomically, once every unit has succeeded."""
+) -> reuse.Plan:
+    """Train every variant of `variants` whose inputs changed on every fold and seed of
+    `spec.protocol` (one executor unit per model); write each one's run folder (deterministic: the
+    same bytes on every run) and cost file (measured: wall time and energy per model) atomically,
+    once every unit has succeeded. Returns which variants were trained and which kept."""
     # the tracker probes the hardware (~1.4 s) while the features are read and split
     with EnergyMeter(country_iso_code=country_iso_code).start_soon() as meter:
-        job = _job(spec, variant, model_cfg, cfg, moe_cfg, features)
-        _train_grid(job, meter, RunOutputs(out, cost), execution)
+        jobs = _jobs(spec, variants, model_cfg, cfg, inputs.features)
+        records = reuse.records(jobs, inputs, country_iso_code)
+        todo = reuse.plan(outputs, records)
+        for v in todo.keep:
+            log.info("%s/%s/%s: kept (its inputs are unchanged)", spec.dataset, spec.protocol, v)
+        if todo.train:
+            _train_grid({v: jobs[v] for v in todo.train}, records, meter, outputs, execution)
+    return todo
 
 
-def _job(
+def _jobs(
     spec: RunSpec,
-    variant: VariantConfig,
+    variants: Mapping[str, VariantConfig],
     model_cfg: ModelConfig,
     cfg: TrainConfig,
-    moe_cfg: MoETrainConfig | None,
     features: Path,
-) -> units.TrainJob:
-    """The protocol's view of the feature table, with everything every unit shares."""
+) -> dict[str, units.TrainJob]:
+    """The protocol's view of the feature table, once, in one job per variant."""
     protocol = make_protocol(spec.protocol, cfg)
     table_path = features / "features.parquet"
     if not table_path.is_file():
@@ -83,36 +89,74 @@ def _job(
         protocol.feature_table(pd.read_parquet(table_path)),
         protocol.label_set(spec.dataset, cfg.labels),
     )
-    return units.TrainJob(
-        spec.dataset, spec.protocol, spec.variant, data, variant, model_cfg, cfg, moe_cfg, protocol
-    )
-
-
-class RunOutputs(NamedTuple):
-    folder: Path  # data/runs/<dataset>/<protocol>/<variant>: DVC hashes it, so no measurement
-    cost: Path  # data/train_cost/<dataset>/<protocol>/<variant>.json: time and energy per model
+    return {
+        name: units.TrainJob(
+            spec.dataset,
+            spec.protocol,
+            name,
+            data,
+            variant,
+            model_cfg,
+            cfg,
+            cfg.moe if isinstance(variant, MoEConfig) else None,
+            protocol,
+        )
+        for name, variant in variants.items()
+    }
 
 
 def _train_grid(
-    job: units.TrainJob, meter: EnergyMeter, out: RunOutputs, execution: ExecutionConfig
+    jobs: dict[str, units.TrainJob],
+    records: dict[str, dict],
+    meter: EnergyMeter,
+    outputs: reuse.Outputs,
+    execution: ExecutionConfig,
 ) -> None:
-    """Run every unit of `job`, then write both outputs in a fixed order (atomically)."""
-    grid = units.units_for(job)
-    with meter.measure(f"train {job.dataset}/{job.protocol}/{job.variant}") as energy:
-        outputs = run_units(
-            units.train_unit, job, grid, execution, name=lambda u: units.unit_name(job, u)
+    """Run every unit of `jobs` (MoEs' first: the longest, so the pool ends together), then write
+    each variant's outputs in a fixed order (atomically)."""
+    # the splits depend on the data, the protocol and the seeds, never on the variant: drawn once
+    # (the corrected protocol's inner splits took ~1 s per variant)
+    base = units.units_for(next(iter(jobs.values())))
+    grids = {v: [u._replace(variant=v) for u in base] for v in jobs}
+    # (variant, index in its grid), MoEs first; sorted() is stable: study order otherwise
+    order = sorted(
+        ((v, i) for v, grid in grids.items() for i in range(len(grid))),
+        key=lambda vi: jobs[vi[0]].moe_cfg is None,
+    )
+    label = ", ".join(jobs)
+    with meter.measure(f"train {next(iter(jobs.values())).protocol}: {label}") as energy:
+        results = run_units(
+            units.train_unit,
+            jobs,
+            [grids[v][i] for v, i in order],
+            execution,
+            name=lambda u: units.unit_name(jobs[u.variant], u),
         )
     shares = units.apportion_energy(
-        energy.energy_kwh, energy.emissions_kg, [o.cpu_seconds for o in outputs]
+        energy.energy_kwh, energy.emissions_kg, [o.cpu_seconds for o in results]
     )
     method = "; ".join(
         [energy.method, units.APPORTIONED]
         + ([] if measures_all_work(execution) else [units.OTHER_NODES])
     )
+    done_at = dict(zip(order, zip(results, shares, strict=True), strict=True))
+    for v, job in jobs.items():
+        done = [(u, *done_at[v, i]) for i, u in enumerate(grids[v])]
+        _write_variant(job, done, {reuse.INPUTS: records[v], "energy_method": method}, outputs)
+
+
+def _write_variant(
+    job: units.TrainJob,
+    done: list[tuple[units.Unit, units.UnitOutput, units.UnitEnergy]],
+    cost_header: dict,
+    outputs: reuse.Outputs,
+) -> None:
+    """One variant's run folder and cost file, units in grid order (folds, then seeds)."""
     history, predictions, costs = [], [], []
-    with atomic_dir(out.folder) as tmp, atomic_path(out.cost) as cost_tmp:
+    folder_path, cost_path = outputs.folder(job.variant), outputs.cost(job.variant)
+    with atomic_dir(folder_path) as tmp, atomic_path(cost_path) as cost_tmp:
         folder = RunFolder(tmp)
-        for unit, r, share in zip(grid, outputs, shares, strict=True):  # fixed order
+        for unit, r, share in done:
             key = ModelKey(unit.split.fold, unit.seed)
             log.info(
                 "%s: macro-F1 %.4f (epoch %d of %d, %.2f s)",
@@ -145,7 +189,7 @@ def _train_grid(
                 **header,
                 "variant_config": to_dict(job.variant_cfg),
                 "class_names": job.data.class_names,
-                "runs": [o.metrics for o in outputs],
+                "runs": [r.metrics for _, r, _ in done],
             },
         )
-        save_json(cost_tmp, {**header, "energy_method": method, "runs": costs})
+        save_json(cost_tmp, {**header, **cost_header, "runs": costs})

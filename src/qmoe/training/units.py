@@ -1,8 +1,9 @@
 """The train stages' work units: one model (fold, seed) -> everything the stage writes for it.
 
-`train_unit` runs in an executor worker (qmoe.executor): the `TrainJob` (features, configs) travels
-once to each worker, a `Unit` per model, and the result carries the checkpoint as bytes plus the
-records, so the stage writes its outputs in a fixed order whatever ran where. Energy: parallel
+`train_unit` runs in an executor worker (qmoe.executor): the stage's `TrainJob`s (one per variant,
+sharing one feature matrix: pickle sends it once) travel once to each worker, a `Unit` per model
+(variant, fold, seed), and the result carries the checkpoint as bytes plus the records, so the
+stage writes its outputs in a fixed order whatever ran where. Energy: parallel
 units share the machine, so one meter covers the whole grid and `apportion_energy` splits it over
 the models by their CPU time.
 """
@@ -10,6 +11,7 @@ the models by their CPU time.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import pandas as pd
@@ -28,8 +30,8 @@ OTHER_NODES = "Ray cluster: only this machine's energy is measured, not other no
 
 
 class TrainJob(NamedTuple):
-    """What every unit of one train stage instance shares (dataset/protocol/variant: the names
-    checkpoint_meta records)."""
+    """What every unit of one variant shares (dataset/protocol/variant: the names checkpoint_meta
+    records; `moe_cfg`: the MoE recipe, None for a single model)."""
 
     dataset: str
     protocol: str
@@ -43,6 +45,7 @@ class TrainJob(NamedTuple):
 
 
 class Unit(NamedTuple):
+    variant: str  # a key of the stage's TrainJob mapping
     split: Split
     seed: int
 
@@ -62,9 +65,9 @@ def unit_name(job: TrainJob, unit: Unit) -> str:
 
 
 def units_for(job: TrainJob) -> list[Unit]:
-    """The grid in the order the stage writes it: folds, then seeds. The test folds come from the
-    split seed (the same for every model seed); the inner validation split may vary with the
-    model seed (corrected)."""
+    """One variant's grid in the order the stage writes it: folds, then seeds. The test folds come
+    from the split seed (the same for every model seed); the inner validation split may vary with
+    the model seed (corrected)."""
     d, cfg = job.data, job.cfg
     seeds = job.protocol_obj.seeds(cfg)
     per_seed = {
@@ -74,12 +77,12 @@ def units_for(job: TrainJob) -> list[Unit]:
         for s in seeds
     }
     n_folds = len(per_seed[seeds[0]])
-    return [Unit(per_seed[s][i], s) for i in range(n_folds) for s in seeds]
+    return [Unit(job.variant, per_seed[s][i], s) for i in range(n_folds) for s in seeds]
 
 
-def train_unit(job: TrainJob, unit: Unit) -> UnitOutput:
+def train_unit(jobs: Mapping[str, TrainJob], unit: Unit) -> UnitOutput:
     """Train and evaluate one model (top-level: executor workers import it by name)."""
-    split, seed = unit
+    job, split, seed = jobs[unit.variant], unit.split, unit.seed
     cpu0 = time.thread_time()  # torch on one thread runs its ops in this thread
     r = experiment.run_one(
         job.data,
