@@ -126,6 +126,8 @@ def test_whole_run_writes_every_variant_side_by_side(exported_tree, tmp_path):
     key = ("variant", "fold", "runtime")
     assert [turns[i][k] for i in (15, 16) for k in key] == ["moe", 2, "torch"] * 2  # ABBA: B B
     assert [turns[i]["variant"] for i in (0, 31, 32)] == ["fp32"] * 3  # A A
+    # grouped by runtime: an ONNX Runtime block never follows a torch eager one inside a turn
+    assert [o["runtime"] for o in turns[:16]] == ["onnxruntime"] * 8 + ["torch"] * 8
     dev = json.loads((out / "fp32" / "device.json").read_text())
     assert dev["runtimes"] == ["onnxruntime", "torch"] and "onnxruntime" in dev
 
