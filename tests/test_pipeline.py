@@ -40,7 +40,7 @@ def test_stage_reads_its_own_params_section(name):
 
 # params section -> the config its stage builds from it with qmoe.io.from_section (none has a
 # default: a deleted key fails). Not here: `variants` (tests/test_variants.py), `export` (two
-# configs, qmoe.deploy.folder.export_params), `benchmark` (SuiteConfig keeps defaults, as yet).
+# configs, qmoe.deploy.folder.export_params).
 SECTION_CONFIGS = {
     "download": "qmoe.datasets.registry:DownloadConfig",
     "features": "qmoe.features.embed:FeaturesConfig",
@@ -50,6 +50,7 @@ SECTION_CONFIGS = {
     "execution": "qmoe.executor:ExecutionConfig",
     "stats": "qmoe.analysis.stats:StatsConfig",
     "report": "qmoe.report.document:ReportConfig",
+    "benchmark": "qmoe.bench.suite:SuiteConfig",
 }
 
 

@@ -26,6 +26,10 @@ CFG = dict(
     batch_repeats=5,
     energy_block_s=5.0,
     energy_repeats=1,
+    sessions=1,
+    nice=0,
+    frontend_clips=2,
+    frontend_repeats=1,
 )
 
 

@@ -55,10 +55,10 @@ class SuiteConfig:
     batch_repeats: int  # ONNX Runtime calls per target and batch size > 1 (torch: fewer)
     energy_block_s: float
     energy_repeats: int
-    sessions: int = 1  # ONNX Runtime sessions per artefact, used in turn round by round
-    nice: int = 0  # niceness while timing (-20..19; < 0 needs CAP_SYS_NICE: less preemption)
-    frontend_clips: int = 5  # clips whose front end (decode, mel, image, backbone) is timed
-    frontend_repeats: int = 3  # passes over those clips
+    sessions: int  # ONNX Runtime sessions per artefact, used in turn round by round
+    nice: int  # niceness while timing (-20..19; < 0 needs CAP_SYS_NICE: less preemption)
+    frontend_clips: int  # clips whose front end (decode, mel, image, backbone) is timed
+    frontend_repeats: int  # passes over those clips
 
     def __post_init__(self) -> None:
         check_runtimes(self.runtimes)
