@@ -310,62 +310,21 @@ def test_metrics_json_and_plot_data(study):
 def test_a_listed_run_without_a_folder_is_an_error_naming_it(tmp_path, results_tree):
     results_tree(tmp_path / "data", ["fp32"])
     params = write_params(tmp_path / "params.yaml", variants=["fp32", "w2a8"])
-    r = run_stage(
-        "aggregate",
-        [
-            "--runs",
-            "data/runs",
-            "--costs",
-            "data/train_cost",
-            "--benchmarks",
-            "data/benchmarks",
-            "--out",
-            "reports/runs.csv",
-        ],
-        params,
-        tmp_path,
-    )
+    r = run_stage("aggregate", stage_argv(tmp_path)["aggregate"], params, tmp_path)
     assert r.returncode == 1
     assert "error: " in r.stderr and "variant=w2a8" in r.stderr and "protocol=corrected" in r.stderr
-    assert not (tmp_path / "reports" / "runs.csv").exists()
+    assert not (tmp_path / "reports" / "tables" / "runs.csv").exists()
 
 
 def test_margin_out_of_range_fails_before_any_output(tmp_path, results_tree):
     results_tree(tmp_path / "data", ["fp32", "w4a8"])
     params = write_params(tmp_path / "params.yaml", variants=["fp32", "w4a8"], tost_margin=2.0)
-    agg = run_stage(
-        "aggregate",
-        [
-            "--runs",
-            "data/runs",
-            "--costs",
-            "data/train_cost",
-            "--benchmarks",
-            "data/benchmarks",
-            "--out",
-            "runs.csv",
-        ],
-        params,
-        tmp_path,
-    )
+    argv = stage_argv(tmp_path)
+    agg = run_stage("aggregate", argv["aggregate"], params, tmp_path)
     assert agg.returncode == 0, agg.stderr
-    r = run_stage(
-        "stats",
-        [
-            "--table",
-            "runs.csv",
-            "--runs",
-            "data/runs",
-            "--benchmarks",
-            "data/benchmarks",
-            "--out",
-            "stats",
-        ],
-        params,
-        tmp_path,
-    )
+    r = run_stage("stats", argv["stats"], params, tmp_path)
     assert r.returncode == 1 and "stats.tost_margin" in r.stderr
-    assert not (tmp_path / "stats").exists()
+    assert not (tmp_path / "reports" / "stats").exists()
 
 
 @pytest.mark.slow

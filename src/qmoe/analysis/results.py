@@ -138,10 +138,7 @@ def load_run_metrics(run_dir: Path, dataset: str, protocol: str, variant: str) -
     path = Path(run_dir) / "metrics.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found")
-    data = json.loads(path.read_text())
-    for field, expected in (("dataset", dataset), ("protocol", protocol), ("variant", variant)):
-        if data.get(field) != expected:
-            raise InputError(f"{path}: {field} is {data.get(field)!r}, expected {expected!r}")
+    data = _read_headed(path, Where(dataset, protocol, variant))
     frame = pd.DataFrame(data.get("runs") or [])
     if frame.empty:
         raise InputError(f"{path}: 'runs' is empty")
@@ -166,14 +163,20 @@ def load_cost(path: Path, dataset: str, protocol: str, variant: str) -> pd.DataF
     `bench_energy_method`)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found (written by the train stage)")
-    data = json.loads(path.read_text())
-    for field, expected in (("dataset", dataset), ("protocol", protocol), ("variant", variant)):
-        if data.get(field) != expected:
-            raise InputError(f"{path}: {field} is {data.get(field)!r}, expected {expected!r}")
+    data = _read_headed(path, Where(dataset, protocol, variant))
     frame = pd.DataFrame(data.get("runs") or [])
     _check_columns(frame, COST_FIELDS, str(path))
     _unique_keys(frame, str(path))
     return frame[COST_FIELDS].assign(energy_method=data.get("energy_method", ""))
+
+
+def _read_headed(path: Path, where: Where) -> dict:
+    """A per-variant JSON file (metrics.json, a cost file) whose header must name this very run."""
+    data = json.loads(path.read_text())
+    for field, expected in where._asdict().items():
+        if data.get(field) != expected:
+            raise InputError(f"{path}: {field} is {data.get(field)!r}, expected {expected!r}")
+    return data
 
 
 def _join(left: pd.DataFrame, right: pd.DataFrame, what: tuple[str, str], where: str):
