@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from qmoe import models
-from qmoe.deploy import runtime
+from qmoe.deploy import dispatch, runtime
 from qmoe.deploy.export import ExportConfig, Exported, ExportError, export
 from qmoe.deploy.graph import OPSET, initializers
 from qmoe.deploy.verify import CheckConfig, verify
@@ -73,6 +73,7 @@ class Deployed(NamedTuple):
     row: dict[str, Any]  # one row of deployed.csv
     routing: list[dict[str, Any]]  # MoE: rows of routing.csv (share of test clips per expert)
     zclip: bytes | None  # int8 models: the z-clipped artefact
+    parts: dict[str, bytes]  # MoE: router and expert graphs for host dispatch, by part name
 
 
 def units(runs: Path, variant_names: list[str]) -> list[Unit]:
@@ -175,11 +176,27 @@ def deploy_unit(shared: TestFold, unit: Unit) -> Deployed:
         if "fp16" in exported.artefact
         else None,
     }
-    zclip = None
+    zclip, parts = None, {}
     if any(ptq.is_dynamic_int8(m) for m in loaded.model.modules()):
         zclip, more = _zclip(shared, loaded, x, y, context)
         row |= more
-    return Deployed(data, row, _routing(loaded.variant, unit.key, v.deployed_expert), zclip)
+    if v.deployed_expert is not None:
+        parts, more = _parts(loaded.model, shared.params.graph, sess, x, v.check.bound, context)
+        row |= more
+    return Deployed(data, row, _routing(loaded.variant, unit.key, v.deployed_expert), zclip, parts)
+
+
+def _parts(
+    model: Any, graph: ExportConfig, one: Any, x: np.ndarray, bound: float, context: str
+) -> tuple[dict[str, bytes], dict[str, float]]:
+    """An MoE's host-dispatch parts (router graph, one artefact per expert), refused unless they
+    route every test clip like the one-graph artefact and give its logits within `bound`."""
+    parts = {n: p.SerializeToString() for n, p in dispatch.split(model, graph).named().items()}
+    sessions = {n: runtime.session(b) for n, b in parts.items()}
+    experts = [sessions[runtime.expert_part(i)] for i in range(len(parts) - 1)]
+    host = runtime.HostDispatch(sessions[runtime.ROUTER], experts)
+    found = dispatch.agree(one, host, x, bound, context)
+    return parts, {f"dispatch_{k}": v for k, v in found._asdict().items()}
 
 
 def _batch_f1(sess: Any, x: np.ndarray, y: np.ndarray, c: int) -> float:
@@ -269,7 +286,8 @@ def deploy_tree(
     execution: ExecutionConfig,
 ) -> pd.DataFrame:
     """Export every model of `runs` (= data/runs/<dataset>/<protocol>) into `out`, atomically:
-    <variant>/<fold{k}_seed{s}>.onnx, <variant>/deployed.csv and export.json. Returns all rows."""
+    <variant>/<fold{k}_seed{s}>.onnx (MoE: and its .router / .expert<i> parts),
+    <variant>/deployed.csv and export.json. Returns all rows."""
     table_path = features / "features.parquet"
     if not table_path.is_file():
         raise FileNotFoundError(f"{table_path}: feature table not found (run the features stage)")
@@ -285,6 +303,8 @@ def deploy_tree(
             (tmp / unit.variant / f"{unit.key.stem}.onnx").write_bytes(res.onnx)
             if res.zclip is not None:
                 (tmp / unit.variant / f"{unit.key.stem}.zclip.onnx").write_bytes(res.zclip)
+            for part, data in res.parts.items():
+                (tmp / unit.variant / runtime.part_file(unit.key.stem, part)).write_bytes(data)
             rows.append({"variant": unit.variant, **res.row})
             routing += [{"variant": unit.variant, **r} for r in res.routing]
         frame = pd.DataFrame(rows)
