@@ -18,6 +18,7 @@ from qmoe.analysis import effects as fx
 from qmoe.analysis import evidence as ex
 from qmoe.analysis import roles
 from qmoe.analysis.evidence import Context, Extractor
+from qmoe.analysis.latency_scope import Timing, measurement
 from qmoe.analysis.verdict import (
     EQUIVALENT,
     NO_GAIN,
@@ -42,6 +43,7 @@ class Claim(NamedTuple):
     paper: str  # the paper's statement, as displayed
     extract: Extractor  # our evidence for it on one (dataset, protocol)
     judge: Criterion  # the rule, the paper's value and the tolerance
+    timing: Timing | None = None  # latency claims: how the latency was measured (their scope)
 
 
 _UNTESTABLE_EFF = (
@@ -73,7 +75,7 @@ CLAIMS = [
     Claim("latency_q4_vs_q8", "4-bit faster than 8-bit on real kernels (the latency form of the "
           "41 % / 31 % energy claims; deployed latency)", "v1+v3", "41 % / 31 % (energy)",
           ex.saving("latency_paired", "median ms", "latency_w4a8_vs_w8a8"),
-          interval(0.41, _P, null=0.0)),
+          interval(0.41, _P, null=0.0), Timing.CALLS),
     Claim("energy_train_v1", "41 % energy saving, 4-bit vs 8-bit (training energy, the "
           "reference's measure)", "v1", "41 %",
           _TRAIN(ex.saving("energy_train_paired", "training kWh")), interval(0.41, _P, null=0.0)),
@@ -90,20 +92,21 @@ CLAIMS = [
           ex.equivalence(roles.Q8, roles.Q16), EQUIVALENT),
     Claim("latency_variance_82", "curiosity cuts MoE latency variance by 82 % (per-inference "
           "latency)", "v1", "-82 %, Levene p = 0.008", fx.variance(*_LAT_LEVENE),
-          significant(0.82, _P, null=0.0)),
+          significant(0.82, _P, null=0.0), Timing.CALLS),
     Claim("latency_variance_82_route", "the same, judged on routing that uses u (route) against "
           "its random-escalation placebo", "v1", "-82 %, Levene p = 0.008",
-          fx.variance(*_ROUTE_LAT), significant(0.82, _P, null=0.0)),
+          fx.variance(*_ROUTE_LAT), significant(0.82, _P, null=0.0), Timing.CALLS),
     Claim("latency_variance_82_reference", "the same, the reference's way (fold-pass times, "
           "1 - std ratio)", "v1", "-82 %, Levene p = 0.008",
           fx.variance("fold_latency_levene", "fold_latency_levene_curiosity_vs_moe",
                       roles.CURIOSITY_V1, fx.Spread(reference_std=True)),
-          significant(0.82, _P, null=0.0)),
+          significant(0.82, _P, null=0.0), Timing.FOLD_PASS),
     Claim("latency_std_230_29", "MoE latency std 230 ms -> 29 ms with curiosity (std ratio)",
           "v1", "230 -> 29 ms (ratio 0.126)", fx.variance(*_LAT_LEVENE, fx.Spread(std_ratio=True)),
-          interval(29 / 230, _P, note="absolute ms depend on the machine; the ratio is compared")),
+          interval(29 / 230, _P, note="absolute ms depend on the machine; the ratio is compared"),
+          Timing.CALLS),
     Claim("moe_overhead_11", "MoE +11 % latency vs Q8-Base", "v1", "+11 %, p < 0.001",
-          fx.moe_overhead, significant(0.11, _P, null=0.0)),
+          fx.moe_overhead, significant(0.11, _P, null=0.0), Timing.MOE_FORM),
     Claim("moe_no_gain", "MoE brings no accuracy gain vs Q8-Base", "v1", "no gain",
           ex.moe_no_gain, NO_GAIN),
     Claim("params_1_2m", "1.2 M parameters", "v1+v3", "1.2 M", ex.params,
@@ -134,8 +137,12 @@ CLAIMS = [
 BY_ID = {c.id: c for c in CLAIMS}
 
 
+MEASURED = ("runtime", "regime", "batch")  # what a latency verdict was measured in ('' otherwise)
+
+
 def evidence(ctx: Context) -> pd.DataFrame:
-    """claims.csv: one row per claim x dataset x protocol, in CLAIMS order."""
+    """claims.csv: one row per claim x dataset x protocol, in CLAIMS order; latency claims carry
+    their measurement (runtime, regime, batch) and its scope text."""
     rows = []
     scopes = (
         ctx.runs[["dataset", "protocol"]].drop_duplicates().sort_values(["dataset", "protocol"])
@@ -143,8 +150,18 @@ def evidence(ctx: Context) -> pd.DataFrame:
     for claim in CLAIMS:
         for d, p in scopes.itertuples(index=False):
             ev, ours = claim.extract(ctx, d, p)
+            m = measurement(ctx, claim.timing, d, p)
+            measured = dict(zip(MEASURED, m)) if m else dict.fromkeys(MEASURED, "")
             rows.append(
-                {"claim": claim.id, "dataset": d, "protocol": p, "ours": ours, **ev._asdict()}
+                {
+                    "claim": claim.id,
+                    "dataset": d,
+                    "protocol": p,
+                    "ours": ours,
+                    **measured,
+                    "measured_scope": m.scope() if m else "",
+                    **ev._asdict(),
+                }
             )
     return pd.DataFrame(rows)
 
@@ -186,11 +203,21 @@ def scoped(dec: Decision, dataset: str) -> tuple[Decision, str]:
     ), ""
 
 
+def _measured(hit: pd.DataFrame) -> dict[str, str]:
+    """runtime, regime, batch and scope text of a claims.csv row ('' where absent)."""
+    row = hit.iloc[0] if len(hit) else pd.Series(dtype=object)
+    text = lambda c: str(row[c]) if c in row and pd.notna(row[c]) else ""  # noqa: E731
+    return {c: text(c) for c in (*MEASURED, "measured_scope")}
+
+
 def judge(
     found: pd.DataFrame, cfg: VerdictConfig, alpha: float, protocols: Sequence[str]
 ) -> pd.DataFrame:
-    """Verdict rows (claim, dataset, protocol, ours, verdict, scope, reason) for every claim x
-    dataset of claims.csv `found` x every protocol of `protocols`, run or not."""
+    """Verdict rows (claim, dataset, protocol, ours, verdict, scope, runtime, regime, batch,
+    reason) for every claim x dataset of claims.csv `found` x every protocol of `protocols`, run
+    or not. A latency claim's scope is its measurement ('ORT 1.31.1, after_backbone, batch 1,
+    this CPU'), whatever the dataset: latency depends on the runtime, cache and batch, not on the
+    clips."""
     rows = []
     datasets = list(dict.fromkeys(found["dataset"])) or ["(no dataset)"]
     for claim in CLAIMS:
@@ -207,7 +234,10 @@ def judge(
                 else:
                     ours = hit.iloc[0]["ours"]
                     dec = decide(claim.judge, _evidence(hit.iloc[0]), cfg, alpha)
-                dec, scope = scoped(dec, d)
+                measured = _measured(hit)
+                scope = measured.pop("measured_scope")
+                if claim.timing is None:
+                    dec, scope = scoped(dec, d)
                 rows.append(
                     {
                         "claim": claim.id,
@@ -216,6 +246,7 @@ def judge(
                         "ours": ours,
                         "verdict": dec.verdict.value,
                         "scope": scope,
+                        **measured,
                         "reason": dec.reason,
                     }
                 )

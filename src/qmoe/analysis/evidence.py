@@ -42,8 +42,11 @@ def _name(ctx: Context, role: roles.Role) -> str:
     return roles.resolve(role, variant_facts(ctx.runs))
 
 
-def _row(ctx: Context, table: str, family: str, variant: str, d: str, p: str) -> pd.Series | str:
-    """The family row, or the reason it is missing / not computed."""
+def _row(
+    ctx: Context, table: str, family: str, variant: str, d: str, p: str, regime: str | None = None
+) -> pd.Series | str:
+    """The family row, or the reason it is missing / not computed; in a table with a cache regime
+    per row, the row of `regime` (default: the claims', `stats.latency_regime`)."""
     if variant not in set(ctx.runs["variant"]):
         return f"no runs of {variant} (variant not in the study)"
     frame = ctx.families[table]
@@ -53,6 +56,8 @@ def _row(ctx: Context, table: str, family: str, variant: str, d: str, p: str) ->
         & (frame["dataset"] == d)
         & (frame["protocol"] == p)
     ]
+    if "regime" in hit:
+        hit = hit[hit["regime"] == (regime or ctx.cfg.latency_regime)]
     if hit.empty:
         return f"no {family} row for {variant} in {d}/{p}"
     row = hit.iloc[0]
@@ -95,13 +100,34 @@ def _mean_of(ctx: Context, variant: str, value: str, d: str, p: str) -> float:
     return float(sel[value].mean()) if value in sel and not sel.empty else NAN
 
 
+def other_regime(ctx: Context, table: str) -> str | None:
+    """The cache regime beside the claims' in a latency table (None: one regime, or no regimes)."""
+    frame = ctx.families.get(table)
+    if frame is None or "regime" not in frame:
+        return None
+    others = [r for r in dict.fromkeys(frame["regime"]) if r != ctx.cfg.latency_regime]
+    return others[0] if others else None
+
+
+def beside(ctx: Context, table: str, family: str, variant: str, d: str, p: str, show) -> str:
+    """'; warm: <show(row)>': the same comparison in the other cache regime, when timed."""
+    regime = other_regime(ctx, table)
+    row = _row(ctx, table, family, variant, d, p, regime) if regime else "one regime"
+    return "" if isinstance(row, str) else f"; {regime}: {show(row)}"
+
+
 def saving(table: str, unit: str, family: str = "energy_w4a8_vs_w8a8") -> Extractor:
-    """1 - the 4-bit's measure / the 8-bit BitLinear's, from a paired family `table`."""
+    """1 - the 4-bit's measure / the 8-bit BitLinear's, from a paired family `table` (latency:
+    in the claims' regime, the other beside)."""
+
+    def ratio(row: pd.Series) -> str:
+        return f"x{row['ratio']:.2f}{_ci(row['ratio_ci_low'], row['ratio_ci_high'], _x)}"
 
     def extract(ctx: Context, d: str, p: str) -> Found:
         row = _row(ctx, table, family, _name(ctx, roles.Q4), d, p)
         if isinstance(row, str):
             return _missing(row)
+        other = beside(ctx, table, family, _name(ctx, roles.Q4), d, p, ratio)
         saved = 1 - row["ratio"]
         ev = Evidence(
             True,
@@ -114,11 +140,15 @@ def saving(table: str, unit: str, family: str = "energy_w4a8_vs_w8a8") -> Extrac
         )
         return ev, (
             f"{times(row['ratio'], '4-bit/8-bit', 'a saving')}"
-            f"{_ci(row['ratio_ci_low'], row['ratio_ci_high'], lambda x: f'x{x:.2f}')} ({unit}: "
-            f"{row['mean_variant']:.3g} vs {row['mean_baseline']:.3g})"
+            f"{_ci(row['ratio_ci_low'], row['ratio_ci_high'], _x)} ({unit}: "
+            f"{row['mean_variant']:.3g} vs {row['mean_baseline']:.3g}){other}"
         )
 
     return extract
+
+
+def _x(x: float) -> str:
+    return f"x{x:.2f}"
 
 
 ESTIMATED = "estimated"

@@ -39,6 +39,7 @@ class Form(Enum):
     HOST_DISPATCH = "host_dispatch"
 
 
+REFERENCE_BATCH = 64  # the reference's whole-fold pass runs batches of 64 (reference-method 10.2)
 MOE_FORMS = (Form.WHOLE, Form.ROUTER, Form.EXPERT, Form.HOST_DISPATCH)
 EXACT_FORMS = (Form.WHOLE, Form.HOST_DISPATCH)  # the two that compute the MoE's output
 

@@ -120,8 +120,8 @@ def per_round_logs(rounds: pd.DataFrame, variant: Side, baseline: Side) -> pd.Se
     for side in (variant, baseline):
         part = side_rows(rounds, side)
         if part.empty:
-            what = " ".join(side[2:])
-            return f"no timed rounds of {side[0]}{' ' + what if what else ''} under {side[1]}"
+            form = "".join(f" {f}" for f in side[2:] if f != "whole")
+            return f"no timed rounds of {side[0]}{form} under {side[1]}"
         # several models of one fold (models_per_fold > 1): their medians' geometric mean
         sides.append(
             np.log(part["median_ms"].astype(float)).groupby([part[c] for c in cols]).mean()
