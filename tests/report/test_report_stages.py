@@ -295,8 +295,13 @@ def test_metrics_json_and_plot_data(study):
             "holds_by_arithmetic",
             "indicative_only",
         }
-        # toy is not one of the paper's datasets: comparisons are indicative, never a verdict
-        assert entry["counts"]["reproduced"] == entry["counts"]["not_reproduced"] == 0
+        # toy is not one of the paper's datasets: comparisons are indicative, never a verdict,
+        # except latency's: it depends on the runtime, cache and batch, not on the clips
+        from qmoe.analysis.claims import BY_ID
+
+        decisive = ("reproduced", "not reproduced")
+        judged = {c for c, v in entry["claims"].items() if v in decisive}
+        assert judged and all(BY_ID[c].timing is not None for c in judged)
         assert (
             entry["counts"]["indicative_only"]
             == list(entry["claims"].values()).count("indicative only")

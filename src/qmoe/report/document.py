@@ -63,6 +63,7 @@ _KEYS = [
     tables.text("variant", "Variant"),
     tables.text("baseline", "Baseline"),
 ]
+_LATENCY_KEYS = _KEYS + [tables.text("runtime", "Runtime"), tables.text("regime", "Regime")]
 TEST_VIEWS = [
     TestView(
         "Equivalence (TOST) of F1, on fold means",
@@ -101,7 +102,7 @@ TEST_VIEWS = [
     TestView(
         "Per-inference latency spread, per model (fold-level log-ratios)",
         "latency_dispersion",
-        _KEYS
+        _LATENCY_KEYS
         + [
             tables.number("n_pairs", "Folds", 0),
             tables.number("sd_variant", "sd (ms, geo. mean)", 4),
@@ -118,7 +119,7 @@ TEST_VIEWS = [
         "Per-inference latency variance, pooled samples (Brown-Forsythe; reference-style, p "
         "optimistic)",
         "latency_levene",
-        _KEYS
+        _LATENCY_KEYS
         + [
             tables.number("sd_variant", "sd (ms)", 4),
             tables.number("sd_baseline", "sd base (ms)", 4),
@@ -149,7 +150,7 @@ TEST_VIEWS = [
         "order-statistic CI, sign test)",
         "latency_paired",
         [tables.text("family", "Family")]
-        + _KEYS
+        + _LATENCY_KEYS
         + [
             tables.number("ratio", "Ratio", 3),
             _ci("ratio_ci_low", "ratio_ci_high", "95 % CI", 3),
@@ -242,6 +243,10 @@ def render(doc: Document) -> str:
         deployment.markdown(doc.runs, doc.devices, doc.deployed, PROTOCOLS),
         "### Whole path per clip\n",
         latency.whole_path(doc.stats_tables.get("pipeline_cost", pd.DataFrame())),
+        "### MoE overhead, decomposed\n",
+        latency.moe_decomposition(doc.stats_tables.get("latency_moe_forms", pd.DataFrame())),
+        "### The machine while timing\n",
+        latency.machine_state(doc.stats_tables.get("latency_scope", pd.DataFrame())),
         "### MoE latency spread beside routing\n",
         latency.moe_spread(doc.stats_tables.get("latency_spread_routing", pd.DataFrame())),
         "## Paper tables\n",
