@@ -28,13 +28,39 @@ from qmoe.analysis.evidence import (
     _name,
     _pct,
     _row,
-    beside,
-    other_regime,
+    ratio_text,
+    saving,
     times,
 )
 from qmoe.analysis.moe_forms import FORM_WORDS
 from qmoe.analysis.stats import pval
 from qmoe.analysis.verdict import Evidence
+
+
+def other_regime(ctx: Context, table: str) -> str | None:
+    """The cache regime beside the claims' in a latency table (None: one regime, or no regimes)."""
+    frame = ctx.families.get(table)
+    if frame is None or "regime" not in frame:
+        return None
+    others = [r for r in dict.fromkeys(frame["regime"]) if r != ctx.cfg.latency_regime]
+    return others[0] if others else None
+
+
+def beside(ctx: Context, table: str, family: str, variant: str, d: str, p: str, show) -> str:
+    """'; warm: <show(row)>': the same comparison in the other cache regime, when timed."""
+    regime = other_regime(ctx, table)
+    row = _row(ctx, table, family, variant, d, p, regime) if regime else "one regime"
+    return "" if isinstance(row, str) else f"; {regime}: {show(row)}"
+
+
+def latency_saving(ctx: Context, d: str, p: str) -> Found:
+    """4-bit / 8-bit latency (the latency form of the energy claims) in the claims' regime, the
+    other regime beside."""
+    family, q4 = "latency_w4a8_vs_w8a8", _name(ctx, roles.Q4)
+    ev, ours = saving("latency_paired", "median ms", family)(ctx, d, p)
+    if not ev.computed:
+        return ev, ours
+    return ev, ours + beside(ctx, "latency_paired", family, q4, d, p, ratio_text)
 
 
 def compression(ctx: Context, d: str, p: str) -> Found:

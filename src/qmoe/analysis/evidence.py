@@ -100,34 +100,14 @@ def _mean_of(ctx: Context, variant: str, value: str, d: str, p: str) -> float:
     return float(sel[value].mean()) if value in sel and not sel.empty else NAN
 
 
-def other_regime(ctx: Context, table: str) -> str | None:
-    """The cache regime beside the claims' in a latency table (None: one regime, or no regimes)."""
-    frame = ctx.families.get(table)
-    if frame is None or "regime" not in frame:
-        return None
-    others = [r for r in dict.fromkeys(frame["regime"]) if r != ctx.cfg.latency_regime]
-    return others[0] if others else None
-
-
-def beside(ctx: Context, table: str, family: str, variant: str, d: str, p: str, show) -> str:
-    """'; warm: <show(row)>': the same comparison in the other cache regime, when timed."""
-    regime = other_regime(ctx, table)
-    row = _row(ctx, table, family, variant, d, p, regime) if regime else "one regime"
-    return "" if isinstance(row, str) else f"; {regime}: {show(row)}"
-
-
 def saving(table: str, unit: str, family: str = "energy_w4a8_vs_w8a8") -> Extractor:
     """1 - the 4-bit's measure / the 8-bit BitLinear's, from a paired family `table` (latency:
-    in the claims' regime, the other beside)."""
-
-    def ratio(row: pd.Series) -> str:
-        return f"x{row['ratio']:.2f}{_ci(row['ratio_ci_low'], row['ratio_ci_high'], _x)}"
+    the claims' regime)."""
 
     def extract(ctx: Context, d: str, p: str) -> Found:
         row = _row(ctx, table, family, _name(ctx, roles.Q4), d, p)
         if isinstance(row, str):
             return _missing(row)
-        other = beside(ctx, table, family, _name(ctx, roles.Q4), d, p, ratio)
         saved = 1 - row["ratio"]
         ev = Evidence(
             True,
@@ -141,7 +121,7 @@ def saving(table: str, unit: str, family: str = "energy_w4a8_vs_w8a8") -> Extrac
         return ev, (
             f"{times(row['ratio'], '4-bit/8-bit', 'a saving')}"
             f"{_ci(row['ratio_ci_low'], row['ratio_ci_high'], _x)} ({unit}: "
-            f"{row['mean_variant']:.3g} vs {row['mean_baseline']:.3g}){other}"
+            f"{row['mean_variant']:.3g} vs {row['mean_baseline']:.3g})"
         )
 
     return extract
@@ -149,6 +129,11 @@ def saving(table: str, unit: str, family: str = "energy_w4a8_vs_w8a8") -> Extrac
 
 def _x(x: float) -> str:
     return f"x{x:.2f}"
+
+
+def ratio_text(row: pd.Series) -> str:
+    """'x0.85 [x0.81, x0.91]' of a paired family row."""
+    return f"x{row['ratio']:.2f}{_ci(row['ratio_ci_low'], row['ratio_ci_high'], _x)}"
 
 
 ESTIMATED = "estimated"

@@ -26,6 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from qmoe.io import ConfigError
+
 
 class Regime(Enum):
     WARM = "warm"
@@ -42,6 +44,18 @@ class Form(Enum):
 REFERENCE_BATCH = 64  # the reference's whole-fold pass runs batches of 64 (reference-method 10.2)
 MOE_FORMS = (Form.WHOLE, Form.ROUTER, Form.EXPERT, Form.HOST_DISPATCH)
 EXACT_FORMS = (Form.WHOLE, Form.HOST_DISPATCH)  # the two that compute the MoE's output
+
+
+def check_regimes(names: tuple[str, ...]) -> None:
+    """params `benchmark.regimes`: distinct known names, `warm` first (summary.csv's unprefixed
+    columns and the energy estimate are warm)."""
+    valid = [r.value for r in Regime]
+    distinct = len(set(names)) == len(names) and set(names) <= set(valid)
+    if not (names and names[0] == Regime.WARM.value and distinct):
+        raise ConfigError(
+            f"benchmark.regimes: {list(names)}: distinct names of {valid}, `warm` first "
+            "(summary.csv's unprefixed columns and the energy estimate are warm)"
+        )
 
 
 def latency_prefix(runtime: str | None, regime: Regime) -> str:

@@ -32,7 +32,7 @@ import torch
 
 from qmoe.bench import machine, rapl
 from qmoe.bench.blocks import Prepared, round_robin, warm
-from qmoe.bench.regimes import Flush, Form, Regime, l2_cache
+from qmoe.bench.regimes import Flush, Form, Regime, check_regimes, l2_cache
 from qmoe.bench.runners import Model, Target, applies, check_runtimes, forms
 from qmoe.bench.timing import reference_fold_pass
 from qmoe.energy import EnergyMeter, kwh_to_joules
@@ -68,16 +68,7 @@ class SuiteConfig:
 
     def __post_init__(self) -> None:
         check_runtimes(self.runtimes)
-        valid = [r.value for r in Regime]
-        require(
-            bool(self.regimes)
-            and self.regimes[0] == Regime.WARM.value
-            and len(set(self.regimes)) == len(self.regimes)
-            and set(self.regimes) <= set(valid),
-            "benchmark.regimes",
-            f"{list(self.regimes)}: distinct names of {valid}, `warm` first (summary.csv's "
-            "unprefixed columns and the energy estimate are warm)",
-        )
+        check_regimes(self.regimes)
         require(
             self.flush_l2_multiple >= 4,
             "benchmark.flush_l2_multiple",

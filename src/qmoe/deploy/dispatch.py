@@ -21,7 +21,7 @@ from torch import nn
 from qmoe.deploy import graph as G
 from qmoe.deploy import moe_graph
 from qmoe.deploy.export import ExportConfig, export
-from qmoe.deploy.runtime import ROUTER, HostDispatch, expert_part, run_rows
+from qmoe.deploy.runtime import ROUTER, HostDispatch, expert_part, run_rows, session
 from qmoe.io import InputError
 from qmoe.moe.layer import MoE
 from qmoe.training.artefacts import Standardized
@@ -88,3 +88,16 @@ def agree(one_graph, host: HostDispatch, x: np.ndarray, bound: float, context: s
             f"|logit diff| {found.max_abs_diff:.3g} (bound {bound:.3g})"
         )
     return found
+
+
+def host_parts(
+    model: nn.Module, cfg: ExportConfig, one_graph, x: np.ndarray, bound: float, context: str
+) -> tuple[dict[str, bytes], dict[str, float]]:
+    """The export stage's unit of work for an MoE's parts: the serialised graphs by part name,
+    refused (DispatchError) unless they agree with the one-graph session on every row of x; and
+    deployed.csv's `dispatch_expert_agreement`, `dispatch_max_abs_diff`."""
+    parts = {n: p.SerializeToString() for n, p in split(model, cfg).named().items()}
+    sessions = {n: session(b) for n, b in parts.items()}
+    experts = [sessions[expert_part(i)] for i in range(len(parts) - 1)]
+    found = agree(one_graph, HostDispatch(sessions[ROUTER], experts), x, bound, context)
+    return parts, {f"dispatch_{k}": v for k, v in found._asdict().items()}

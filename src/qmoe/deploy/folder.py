@@ -181,22 +181,11 @@ def deploy_unit(shared: TestFold, unit: Unit) -> Deployed:
         zclip, more = _zclip(shared, loaded, x, y, context)
         row |= more
     if v.deployed_expert is not None:
-        parts, more = _parts(loaded.model, shared.params.graph, sess, x, v.check.bound, context)
+        parts, more = dispatch.host_parts(
+            loaded.model, shared.params.graph, sess, x, v.check.bound, context
+        )
         row |= more
     return Deployed(data, row, _routing(loaded.variant, unit.key, v.deployed_expert), zclip, parts)
-
-
-def _parts(
-    model: Any, graph: ExportConfig, one: Any, x: np.ndarray, bound: float, context: str
-) -> tuple[dict[str, bytes], dict[str, float]]:
-    """An MoE's host-dispatch parts (router graph, one artefact per expert), refused unless they
-    route every test clip like the one-graph artefact and give its logits within `bound`."""
-    parts = {n: p.SerializeToString() for n, p in dispatch.split(model, graph).named().items()}
-    sessions = {n: runtime.session(b) for n, b in parts.items()}
-    experts = [sessions[runtime.expert_part(i)] for i in range(len(parts) - 1)]
-    host = runtime.HostDispatch(sessions[runtime.ROUTER], experts)
-    found = dispatch.agree(one, host, x, bound, context)
-    return parts, {f"dispatch_{k}": v for k, v in found._asdict().items()}
 
 
 def _batch_f1(sess: Any, x: np.ndarray, y: np.ndarray, c: int) -> float:
