@@ -49,9 +49,7 @@ def _cell(rows: pd.DataFrame, claim: str, protocol: str = "corrected") -> str:
 
 def test_a_faster_but_smaller_effect_reads_direction_reproduced_size_not_reproduced():
     """4-bit 15.4 % faster than 8-bit (x0.85 [0.81, 0.91]) against the paper's 41 %."""
-    rows = _judge(
-        [_found("latency_q4_vs_q8", estimate=0.154, ci_low=0.09, ci_high=0.19, p=0.003)]
-    )
+    rows = _judge([_found("latency_q4_vs_q8", estimate=0.154, ci_low=0.09, ci_high=0.19, p=0.003)])
     row = _row(rows, "latency_q4_vs_q8")
     assert (row["verdict"], row["direction"], row["size"]) == (
         "not reproduced",
