@@ -176,7 +176,7 @@ def test_energy_claims_are_not_testable_where_energy_is_a_power_model_times_time
     ctx = ex.Context({}, runs, None, None)
     wrapped = ex.measured_energy("bench_energy_method", found)
     ev, ours = wrapped(ctx, "d", "c")
-    assert not ev.computed and ours == "not computed"
+    assert not ev.computed and ours == "not measured here"
     assert ev.not_testable == ev.reason
     assert ev.reason.startswith("energy is estimated: power model x time")
     assert wrapped(ctx, "e", "c")[0].computed  # measured: judged

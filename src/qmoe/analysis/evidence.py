@@ -40,7 +40,8 @@ def _missing(reason: str) -> Found:
 
 def _untestable(reason: str) -> Found:
     """Nothing this machine or study can measure: 'not testable here', not 'not computed'."""
-    return Evidence(False, reason, NAN, NAN, NAN, NAN, NAN, not_testable=reason), "not computed"
+    ev = Evidence(False, reason, NAN, NAN, NAN, NAN, NAN, not_testable=reason)
+    return ev, "not measured here"
 
 
 DEPLOYED = "_deployed"  # a stats table of the same families on the deployed artefacts' F1
@@ -56,7 +57,12 @@ def clips(ctx: Context, d: str, p: str) -> float:
     return float(sel.groupby("fold")["n_test"].max().sum())
 
 
-def deployed(ctx: Context, table: str, pick: Callable[[str], pd.Series | str], show) -> str:
+def deployed(
+    ctx: Context,
+    table: str,
+    pick: Callable[[str], pd.Series | str],
+    show: Callable[[pd.Series], str],
+) -> str:
     """'; deployed artefacts: <show(row)>' from `table`'s twin on the deployed F1 (`pick` reads
     a row of the named table); '' where the stats stage made no such twin."""
     if table + DEPLOYED not in ctx.families:
