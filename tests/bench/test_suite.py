@@ -271,3 +271,21 @@ def test_torch_bf16_runtime_times_half_variants_in_bfloat16_from_the_fp32_weight
     assert {p.dtype for p in net.net.parameters()} == {torch.bfloat16}
     logits = runners.calls(net, "torch_bf16", m.x, 2)[0]()
     assert logits.shape == (2, 3) and logits.dtype == torch.float32
+
+
+def test_an_moe_without_its_host_dispatch_parts_is_refused(exported_tree):
+    from qmoe.bench import runners
+    from qmoe.io import InputError
+
+    table = pd.read_parquet(exported_tree["features"] / "features.parquet")
+    args = (ModelKey(1, 0), exported_tree["runs"], exported_tree["deployed"], table)
+    found = runners.load("moe", *args)
+    assert found.parts.router.name == "fold1_seed0.router.onnx"
+    assert [p.name for p in found.parts.experts] == [
+        "fold1_seed0.expert0.onnx",
+        "fold1_seed0.expert1.onnx",
+    ]
+    assert runners.load("w4a8", *args).parts is None
+    (exported_tree["deployed"] / "moe" / "fold1_seed0.expert1.onnx").unlink()
+    with pytest.raises(InputError, match=r"no MoE parts \['fold1_seed0.expert1.onnx'\] \(rerun"):
+        runners.load("moe", *args)

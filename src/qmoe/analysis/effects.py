@@ -28,6 +28,8 @@ from qmoe.analysis.evidence import (
     _name,
     _pct,
     _row,
+    beside,
+    deployed,
     ratio_text,
     saving,
     times,
@@ -46,7 +48,9 @@ def other_regime(ctx: Context, table: str) -> str | None:
     return others[0] if others else None
 
 
-def beside(ctx: Context, table: str, family: str, variant: str, d: str, p: str, show) -> str:
+def in_other_regime(
+    ctx: Context, table: str, family: str, variant: str, d: str, p: str, show
+) -> str:
     """'; warm: <show(row)>': the same comparison in the other cache regime, when timed."""
     regime = other_regime(ctx, table)
     row = _row(ctx, table, family, variant, d, p, regime) if regime else "one regime"
@@ -60,7 +64,7 @@ def latency_saving(ctx: Context, d: str, p: str) -> Found:
     ev, ours = saving("latency_paired", "median ms", family)(ctx, d, p)
     if not ev.computed:
         return ev, ours
-    return ev, ours + beside(ctx, "latency_paired", family, q4, d, p, ratio_text)
+    return ev, ours + in_other_regime(ctx, "latency_paired", family, q4, d, p, ratio_text)
 
 
 def compression(ctx: Context, d: str, p: str) -> Found:
@@ -96,50 +100,69 @@ class Spread(NamedTuple):
     std_ratio: bool = False
 
 
+def _spread_text(row: pd.Series, spread: Spread) -> tuple[float, tuple[float, float], str]:
+    """A variance family row read as `spread`: the estimate, its interval and its display."""
+    ratio, lo, hi = (
+        row["variance_ratio"],
+        row["variance_ratio_ci_low"],
+        row["variance_ratio_ci_high"],
+    )
+    test = f"p = {pval(row['p_holm'])} (Holm)"
+    if spread.std_ratio:
+        est, ci = np.sqrt(ratio), (np.sqrt(lo), np.sqrt(hi))
+        return (
+            est,
+            ci,
+            (
+                f"{times(est, 'std', 'a reduction')}{_ci(*ci, lambda x: f'x{x:.2f}')} "
+                f"(geometric mean model sd {row['sd_baseline']:.3g} -> "
+                f"{row['sd_variant']:.3g} {row['metric']})"
+            ),
+        )
+    if spread.reference_std:
+        return (
+            1 - np.sqrt(ratio),
+            (1 - np.sqrt(hi), 1 - np.sqrt(lo)),
+            (
+                f"{times(np.sqrt(ratio), 'std', 'a reduction')}"
+                f"{_ci(np.sqrt(lo), np.sqrt(hi), lambda x: f'x{x:.2f}')}, {test}"
+            ),
+        )
+    spreads = "".join(
+        f", {m.upper()} x{row[f'{m}_ratio']:.2f}"
+        for m in ("iqr", "mad")
+        if np.isfinite(row.get(f"{m}_ratio", NAN))
+    )
+    return (
+        1 - ratio,
+        (1 - hi, 1 - lo),
+        (
+            f"{times(ratio, 'variance', 'a reduction')}"
+            f"{_ci(lo, hi, lambda x: f'x{x:.2f}')}{spreads}, {test}"
+        ),
+    )
+
+
 def variance(table: str, family: str, variant: roles.Role, spread: Spread = Spread()) -> Extractor:
     """A variance family row (dispersion or Levene) of the variant playing `variant`, read as
-    `spread`; the display says in the paper's words whether it is a reduction at all."""
+    `spread`; the display says in the paper's words whether it is a reduction at all. Its unit is
+    the fold (one variance ratio per fold, or one value per fold)."""
+
+    def extract(ctx: Context, d: str, p: str) -> Found:
+        pick = lambda t: _row(ctx, t, family, _name(ctx, variant), d, p)  # noqa: E731
+        row = pick(table)
+        if isinstance(row, str):
+            return _missing(row)
+        est, ci, text = _spread_text(row, spread)
+        folds = next((row[c] for c in ("n_pairs", "n_models") if pd.notna(row.get(c))), NAN)
+        also = deployed(ctx, table, pick, lambda r: _spread_text(r, spread)[2])
+        ev = Evidence(True, "", est, ci[0], ci[1], row["p_holm"], NAN, n=float(folds), unit="folds")
+        cache = in_other_regime(ctx, table, family, _name(ctx, variant), d, p, other)
+        return ev, beside(text, also) + cache
 
     def other(row: pd.Series) -> str:
         ratio = np.sqrt(row["variance_ratio"]) if spread.std_ratio else row["variance_ratio"]
         return times(ratio, "std" if spread.std_ratio else "variance", "a reduction")
-
-    def extract(ctx: Context, d: str, p: str) -> Found:
-        row = _row(ctx, table, family, _name(ctx, variant), d, p)
-        if isinstance(row, str):
-            return _missing(row)
-        also = beside(ctx, table, family, _name(ctx, variant), d, p, other)
-        ratio, lo, hi = (
-            row["variance_ratio"],
-            row["variance_ratio_ci_low"],
-            row["variance_ratio_ci_high"],
-        )
-        spreads = "".join(
-            f", {m.upper()} x{row[f'{m}_ratio']:.2f}"
-            for m in ("iqr", "mad")
-            if np.isfinite(row.get(f"{m}_ratio", NAN))
-        )
-        test = f"p = {pval(row['p_holm'])} (Holm)"
-        if spread.std_ratio:
-            est, ci = np.sqrt(ratio), (np.sqrt(lo), np.sqrt(hi))
-            text = (
-                f"{times(est, 'std', 'a reduction')}{_ci(*ci, lambda x: f'x{x:.2f}')} "
-                f"(geometric mean model sd {row['sd_baseline']:.3g} -> "
-                f"{row['sd_variant']:.3g} {row['metric']})"
-            )
-        elif spread.reference_std:
-            est, ci = 1 - np.sqrt(ratio), (1 - np.sqrt(hi), 1 - np.sqrt(lo))
-            text = (
-                f"{times(np.sqrt(ratio), 'std', 'a reduction')}"
-                f"{_ci(np.sqrt(lo), np.sqrt(hi), lambda x: f'x{x:.2f}')}, {test}"
-            )
-        else:
-            est, ci = 1 - ratio, (1 - hi, 1 - lo)
-            text = (
-                f"{times(ratio, 'variance', 'a reduction')}"
-                f"{_ci(lo, hi, lambda x: f'x{x:.2f}')}{spreads}, {test}"
-            )
-        return Evidence(True, "", est, ci[0], ci[1], row["p_holm"], NAN), text + also
 
     return extract
 
