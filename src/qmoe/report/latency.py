@@ -29,7 +29,8 @@ def whole_path(cost: pd.DataFrame) -> str:
     path against fp32's (what quantising the head buys end to end)."""
     if cost.empty:
         return (
-            "No front-end timing in these benchmarks (frontend.csv): whole-path cost not shown.\n"
+            "No front-end timing (frontend.csv) or no after_backbone head times in these "
+            "benchmarks: whole-path cost not shown.\n"
         )
     phases = [
         tables.number("load_ms", "Decode (ms)", 2),
