@@ -175,3 +175,15 @@ def test_scope_table_states_the_flush_load_and_steal_of_each_benchmark(runs, tmp
     assert row["steal_s"] == 2.5  # 250 ticks at 100 a second
     assert row["steal_share"] == pytest.approx(2.5 / (50.0 * 2))
     assert row["regimes"] == "warm;after_backbone"
+
+
+def test_a_claims_regime_the_benchmark_did_not_time_is_not_computed_and_says_why(runs, tmp_path):
+    ctx = _context(runs, tmp_path)
+    paired = ctx.families["latency_paired"]
+    ctx.families["latency_paired"] = paired[paired["regime"] == "warm"]
+    found = claims.evidence(ctx).set_index(["claim", "protocol"])
+    q4 = found.loc[("latency_q4_vs_q8", "corrected")]
+    assert not q4["computed"]
+    assert (
+        q4["reason"] == "w4a8: not timed in the after_backbone regime (benchmark.regimes: ['warm'])"
+    )

@@ -95,7 +95,10 @@ def _row(
         & (frame["protocol"] == p)
     ]
     if "regime" in hit:
-        hit = hit[hit["regime"] == (regime or ctx.cfg.latency_regime)]
+        want, timed = regime or ctx.cfg.latency_regime, sorted(set(hit["regime"]))
+        hit = hit[hit["regime"] == want]
+        if hit.empty and timed:
+            return f"{variant}: not timed in the {want} regime (benchmark.regimes: {timed})"
     if hit.empty:
         return f"no {family} row for {variant} in {d}/{p}"
     row = hit.iloc[0]
