@@ -62,6 +62,22 @@ def _split(row: dict, router: float, expert: float) -> dict:
     }
 
 
+def _rows(timed: pd.DataFrame, where: dict, pair: Pair, cfg: StatsConfig) -> list[dict]:
+    """One pair's rows in one regime's rounds (`where`: dataset, protocol, runtime, regime)."""
+    runtime = where["runtime"]
+    router, expert = (
+        geo_ms(timed, pair.variant, runtime, f.value) if not timed.empty else np.nan
+        for f in (Form.ROUTER, Form.EXPERT)
+    )
+    forms = [f.value for f in EXACT_FORMS if _timed(timed, pair.variant, runtime, f.value)]
+    rows = []
+    for form in forms or [Form.WHOLE.value]:
+        row = {"family": pair.family, "variant": pair.variant, "baseline": pair.baseline}
+        row |= where | {"form": form, **round_row(timed, pair, runtime, form, cfg)}
+        rows.append(row | (_split(row, router, expert) if row["status"] == COMPUTED else {}))
+    return rows
+
+
 def decompose(
     rounds: pd.DataFrame, runs: pd.DataFrame, pairs: Iterable[Pair], cfg: StatsConfig
 ) -> pd.DataFrame:
@@ -72,33 +88,13 @@ def decompose(
         here = scope.select(rounds) if not rounds.empty else rounds
         for regime in regimes_in(here) if not here.empty else [cfg.latency_regime]:
             timed = in_regime(here, regime) if not here.empty else here
-            for pair in pairs:
-                router, expert = (
-                    geo_ms(timed, pair.variant, runtime, f.value) if not timed.empty else np.nan
-                    for f in (Form.ROUTER, Form.EXPERT)
-                )
-                forms = [
-                    f.value for f in EXACT_FORMS if _timed(timed, pair.variant, runtime, f.value)
-                ]
-                for form in forms or [Form.WHOLE.value]:
-                    row = {
-                        "family": pair.family,
-                        "dataset": scope.dataset,
-                        "protocol": scope.protocol,
-                        "variant": pair.variant,
-                        "baseline": pair.baseline,
-                        "runtime": runtime,
-                        "regime": regime,
-                        "form": form,
-                        **round_row(timed, pair, runtime, form, cfg),
-                    }
-                    if row["status"] == COMPUTED:
-                        row |= _split(row, router, expert)
-                    rows.append(row)
+            where = dict(
+                dataset=scope.dataset, protocol=scope.protocol, runtime=runtime, regime=regime
+            )
+            rows += [row for pair in pairs for row in _rows(timed, where, pair, cfg)]
     frame = pd.DataFrame(rows).reindex(columns=COLUMNS)
-    frame = add_holm(
-        frame, "p_ratio", cfg.alpha, "ratio_", ("family", "protocol", "regime", "form")
-    )
+    by = ("family", "protocol", "regime", "form")
+    frame = add_holm(frame, "p_ratio", cfg.alpha, "ratio_", by)
     return frame.assign(fastest=_fastest(frame))
 
 
