@@ -209,11 +209,8 @@ def moe_overhead(ctx: Context, d: str, p: str) -> Found:
     other = other_regime(ctx, "latency_moe_forms")
     there = _form_rows(ctx, moe, d, p, other) if other else found[:0]
     fast = there[there["fastest"].astype(bool)]
-    also = (
-        f"; {other}: {_overhead(fast.iloc[0])} ({FORM_WORDS[fast.iloc[0]['form']]})"
-        if len(fast)
-        else ""
-    )
+    named = f" ({FORM_WORDS[fast.iloc[0]['form']]})" if len(there) > 1 else ""
+    also = f"; {other}: {_overhead(fast.iloc[0])}{named}" if len(fast) else ""
     return ev, (
         f"{_overhead(row)}{_ci(ev.ci_low, ev.ci_high, _pct)} (median ms {row['mean_variant']:.3g} "
         f"vs {row['mean_baseline']:.3g}{forms}), Holm p = {pval(ev.p)}{also}"
