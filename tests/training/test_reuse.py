@@ -85,7 +85,7 @@ def test_the_cost_file_records_the_inputs_and_the_run_folder_does_not(study):
 
 def test_editing_a_variant_retrains_it_and_the_moes_whose_pool_holds_it(study):
     kept = _stamps(study.outputs, "fp32")
-    study.variants["w4a8"] = {**study.variants["w4a8"], "weight_bits": 3}
+    study.variants["w4a8"] = {**study.variants["w4a8"], "weight_bits": 2}
     try:
         assert study.run() == Plan(train=["w4a8", "moe"], keep=["fp32"])
     finally:
