@@ -20,13 +20,14 @@ LAYERS = {
     "catalog": 3,
     "variants": 3,
     "models": 3,
-    "datasets": 4,
-    "features": 4,
-    "training": 5,
-    "deploy": 6,
-    "bench": 7,
-    "analysis": 8,
-    "report": 9,
+    "contract": 4,
+    "datasets": 5,
+    "features": 5,
+    "training": 6,
+    "deploy": 7,
+    "bench": 8,
+    "analysis": 9,
+    "report": 10,
 }
 
 

@@ -38,6 +38,14 @@ def test_stage_reads_its_own_params_section(name):
         assert g in PARAMS, f"stage {name} declares params group {g!r} absent from params.yaml"
 
 
+def test_params_sections_are_exactly_those_the_stages_declare():
+    """qmoe.cli refuses any other top-level section: no stage would read it."""
+    from qmoe.cli import SECTIONS
+
+    declared = {p.split(".")[0] for s in DVC["stages"].values() for p in _body(s).get("params", [])}
+    assert set(SECTIONS) == declared == set(PARAMS)
+
+
 # params section -> the config its stage builds from it with qmoe.io.from_section (none has a
 # default: a deleted key fails). Not here: `variants` (tests/test_variants.py), `export` (two
 # configs, qmoe.deploy.folder.export_params).

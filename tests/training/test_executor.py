@@ -168,7 +168,7 @@ def test_a_failed_unit_fails_the_stage_with_exit_1_naming_it(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "QMOE_PARAMS": str(tmp_path / "params.yaml")},
+        cwd=tmp_path,  # the stage reads the params.yaml of its working folder, as under DVC
     )
     assert proc.returncode == 1, proc.stderr
     assert "UnitFailed: unit synthetic/corrected/fp32 fold" in proc.stderr
