@@ -14,6 +14,7 @@ LAYERS = {
     "cli": 0,
     "energy": 0,
     "executor": 0,
+    "ray_backend": 0,
     "sources": 0,
     "quant": 1,
     "moe": 2,

@@ -1,13 +1,13 @@
 """dvc.yaml <-> stages/ <-> params.yaml consistency, and every params section builds its config."""
 
 import copy
-import importlib
 import re
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from repo_params import SECTION_CONFIGS, section_config
 
 from qmoe.io import ConfigError, from_section, load_params
 
@@ -46,22 +46,6 @@ def test_params_sections_are_exactly_those_the_stages_declare():
     assert set(SECTIONS) == declared == set(PARAMS)
 
 
-# params section -> the config its stage builds from it with qmoe.io.from_section (none has a
-# default: a deleted key fails). Not here: `variants` (tests/test_variants.py), `export` (two
-# configs, qmoe.deploy.folder.export_params).
-SECTION_CONFIGS = {
-    "download": "qmoe.datasets.registry:DownloadConfig",
-    "features": "qmoe.features.embed:FeaturesConfig",
-    "model": "qmoe.models:ModelConfig",
-    "train": "qmoe.training.fit:TrainConfig",
-    "energy": "qmoe.energy:EnergyConfig",
-    "execution": "qmoe.executor:ExecutionConfig",
-    "stats": "qmoe.analysis.stats:StatsConfig",
-    "report": "qmoe.report.document:ReportConfig",
-    "benchmark": "qmoe.bench.suite:SuiteConfig",
-}
-
-
 def _key_paths(entry: dict, prefix: str = "") -> list[str]:
     """Every key of a params mapping, nested ones as dotted paths (mel, mel.n_fft, ...)."""
     out = []
@@ -76,8 +60,7 @@ def _key_paths(entry: dict, prefix: str = "") -> list[str]:
     "section,key", [(s, k) for s in SECTION_CONFIGS for k in _key_paths(PARAMS[s])]
 )
 def test_a_deleted_params_key_fails_naming_it_instead_of_falling_back(section, key):
-    module, name = SECTION_CONFIGS[section].split(":")
-    cls = getattr(importlib.import_module(module), name)
+    cls = section_config(section)
     params = copy.deepcopy(PARAMS[section])
     *parents, leaf = key.split(".")
     entry = params

@@ -4,12 +4,14 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from repo_params import section
 
 from qmoe import models
 from qmoe import variants as V
 from qmoe.deploy import export as E
 from qmoe.deploy import runtime as R
 from qmoe.deploy import verify as VF
+from qmoe.io import ConfigError, from_section
 from qmoe.training.artefacts import Standardized
 
 MLP = models.MLPConfig(in_dim=40, num_classes=5, hidden_sizes=(64, 48), dropout=0.1)  # K=40 pads
@@ -219,3 +221,17 @@ def test_at_batch_1_only_the_chosen_experts_matmuls_run(tmp_path):
     ran = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
     kinds = [e["args"]["op_name"] for e in ran]
     assert kinds.count("MatMulNBits") == 2 and kinds.count("If") == 3
+
+
+@pytest.mark.parametrize("key", list(VF.TOLERANCE_CEILINGS))
+def test_a_tolerance_typo_cannot_switch_the_check_off(key):
+    check = section("export.check")
+    most = VF.TOLERANCE_CEILINGS[key]
+    assert from_section(VF.CheckConfig, {**check, key: most}, "export.check")  # the ceiling: kept
+    for bad in (1000.0, -most):
+        with pytest.raises(ConfigError) as e:
+            from_section(VF.CheckConfig, {**check, key: bad}, "export.check")
+        assert str(e.value) == (
+            f"export.check.{key}: {bad} not in [0, {most}]: a wider tolerance would pass a "
+            "wrong graph"
+        )
