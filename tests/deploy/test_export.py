@@ -11,7 +11,7 @@ from qmoe import variants as V
 from qmoe.deploy import export as E
 from qmoe.deploy import runtime as R
 from qmoe.deploy import verify as VF
-from qmoe.io import ConfigError, from_section
+from qmoe.io import ConfigError, InputError, from_section
 from qmoe.training.artefacts import Standardized
 
 MLP = models.MLPConfig(in_dim=40, num_classes=5, hidden_sizes=(64, 48), dropout=0.1)  # K=40 pads
@@ -235,3 +235,20 @@ def test_a_tolerance_typo_cannot_switch_the_check_off(key):
             f"export.check.{key}: {bad} not in [0, {most}]: a wider tolerance would pass a "
             "wrong graph"
         )
+
+
+@pytest.mark.parametrize("damage", ["cut", "garbage"])
+def test_a_corrupted_artefact_file_is_named_in_one_line(tmp_path, damage):
+    """The benchmark loads a file that a disk, a copy or a hand can damage: an InputError
+    (one `error:` line from the stage), not ONNX Runtime's traceback."""
+    _, ex, _ = _export("w4a8")
+    data = ex.proto.SerializeToString()
+    path = tmp_path / "fold1_seed0.onnx"
+    path.write_bytes(data[: len(data) // 2] if damage == "cut" else b"not a model" * 10)
+    with pytest.raises(InputError) as e:
+        R.session(path)
+    assert str(e.value) == (
+        f"{path}: not a loadable ONNX model (Protobuf parsing failed.); rerun the export stage"
+    )
+    path.write_bytes(data)
+    assert R.run(R.session(path), X[:1].numpy())["logits"].shape == (1, MLP.num_classes)
