@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qmoe.cli import read_params, run_stage
+from qmoe.cli import forced_by_dvc, read_params, run_stage
 from qmoe.contract.study import Study
 from qmoe.executor import ExecutionConfig, warm_pool
 from qmoe.io import from_section
@@ -46,6 +46,7 @@ def main() -> None:
         Outputs(args.out, args.cost),
         from_section(EnergyConfig, params.get("energy"), "energy").country_iso_code,
         execution,
+        force=forced_by_dvc(),  # dvc repro -f: every variant is trained, none kept
     )
 
 

@@ -104,3 +104,13 @@ def test_a_section_no_stage_reads_is_refused_naming_it(tmp_path, monkeypatch):
     assert str(e.value) == (
         f"params.yaml: unknown section(s) ['trian'], read by no stage; valid: {list(SECTIONS)}"
     )
+
+
+def test_a_run_outside_dvc_is_never_forced(monkeypatch):
+    """forced_by_dvc asks DVC only when DVC runs the stage (DVC_STAGE and DVC_ROOT set); the
+    forced case itself is checked through `dvc repro -f` in tests/test_e2e.py."""
+    from qmoe.cli import forced_by_dvc
+
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    assert forced_by_dvc() is False
