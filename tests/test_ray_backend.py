@@ -139,7 +139,7 @@ def test_the_train_stage_on_a_bad_cluster_exits_1_with_one_line(tmp_path, env, l
         "execution": {"backend": "ray", "workers": 2},
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    path = [*sys.path]
+    path = [p for p in [os.environ.get("PYTHONPATH")] if p]  # not pytest's sys.path: test folders
     if env.pop("NO_RAY", None):
         (tmp_path / "noray" / "ray").mkdir(parents=True)
         (tmp_path / "noray" / "ray" / "__init__.py").write_text(NO_RAY)

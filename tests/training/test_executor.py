@@ -242,7 +242,7 @@ def test_ctrl_c_stops_the_workers(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])},
+        env={**os.environ, "PYTHONPATH": _path(tmp_path)},
     )
     assert proc.stdout.readline().strip() == "started"
     time.sleep(3)  # the pool's workers are asleep in their units
@@ -273,7 +273,7 @@ def test_the_pool_ends_with_its_stage_however_the_stage_is_killed(tmp_path, sign
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])},
+        env={**os.environ, "PYTHONPATH": _path(tmp_path)},
     )
     assert proc.stdout.readline().strip() == "started"
     pool = []
@@ -323,6 +323,12 @@ def test_workers_beyond_the_cores_are_capped_with_a_log_line(monkeypatch, caplog
     assert "5 units on a local pool of 2 single-threaded workers" in lines
     assert executor.local_workers(None) == executor.local_workers(2) == 2
     assert executor.local_workers(1) == 1
+
+
+def _path(folder: Path) -> str:
+    """PYTHONPATH with `folder` first (the caller's own PYTHONPATH kept: it may name the qmoe
+    under test)."""
+    return os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH")) if p)
 
 
 def children(pid: int) -> list[int]:
