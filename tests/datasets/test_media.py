@@ -92,14 +92,32 @@ def _id3_tagged(path: Path) -> Path:
 @NEEDS_MP3
 @pytest.mark.parametrize("tagged", [False, True])
 def test_mp3_cut_mid_frame_is_truncated(tmp_path, tagged):
+    """Without a Xing tag (not every encoder writes one) the frame chain runs past the end."""
     mp3 = write(tmp_path / "clip.mp3", noise(2.0, sr=22050), sr=22050, format="MP3")
+    mp3.write_bytes(mp3.read_bytes().replace(b"Xing", bytes(4), 1))  # a plain first frame
     if tagged:
         _id3_tagged(mp3)
-    assert probe_audio(mp3).duration_s == pytest.approx(2.0, abs=0.1)  # whole: accepted
+    assert probe_audio(mp3).duration_s > 0  # whole: accepted
     data = mp3.read_bytes()
     mp3.write_bytes(data[: len(data) // 2])
     with pytest.raises(BadFile, match=r"^truncated: the MP3 frame at byte \d+ needs \d+ bytes, "):
         probe_audio(mp3)
+
+
+@NEEDS_MP3
+def test_mp3_cut_at_a_frame_boundary_is_truncated_by_its_xing_tag(tmp_path):
+    """The frame chain ends cleanly; the Xing/Info tag LAME writes still states the size."""
+    mp3 = write(tmp_path / "clip.mp3", noise(2.0, sr=22050), sr=22050, format="MP3")
+    assert probe_audio(_id3_tagged(mp3)).duration_s == pytest.approx(2.0, abs=0.1)  # whole: kept
+    mp3 = write(tmp_path / "clip.mp3", noise(2.0, sr=22050), sr=22050, format="MP3")
+    data = mp3.read_bytes()
+    last = data.rfind(data[:2])  # the last frame's header (this file has no sync in its data)
+    mp3.write_bytes(data[:last])
+    with pytest.raises(BadFile) as e:
+        probe_audio(mp3)
+    assert str(e.value) == (
+        f"truncated: the MP3 header declares {len(data)} bytes, the file holds {last}"
+    )
 
 
 @pytest.mark.parametrize("fmt, ext", [*HEADED, ("WAV", "wav"), ("FLAC", "flac")])

@@ -3,7 +3,8 @@
 A clip must decode to its end with as many frames as its header declares (a WAV whose data chunk
 claims more bytes than the file holds, an AIFF whose COMM chunk or an AU whose header declares
 more frames than it holds, an Ogg stream whose last page is cut or lacks the end-of-stream flag,
-a FLAC that loses sync, an MP3 whose last frame is cut are truncated), hold only finite samples
+a FLAC that loses sync, an MP3 shorter than its Xing/Info tag says or whose last frame is cut
+are truncated), hold only finite samples
 and last at least `AudioRules.min_seconds`; a near-silent clip is flagged (or, where the dataset
 defines its clips, refused with any other departure from the definition: ESC-50 is 5.0 s,
 44.1 kHz mono). An image's size is read from its header and capped before any pixel is decoded.
@@ -160,9 +161,23 @@ def _mpeg_frame_bytes(h: bytes) -> int | None:
     return (144 if v1 or layer == 2 else 72) * bits_s // rate + pad
 
 
+def _xing_bytes(frame: bytes) -> int | None:
+    """The stream size a Xing/Info tag (LAME's) in a first layer III frame declares, or None."""
+    if len(frame) < 4 or (frame[1] >> 1) & 3 != 1:  # not layer III
+        return None
+    v1, mono, crc = (frame[1] >> 3) & 3 == 3, frame[3] >> 6 == 3, not frame[1] & 1
+    at = 4 + 2 * crc + ((17 if mono else 32) if v1 else (9 if mono else 17))  # after side info
+    tag = frame[at : at + 8]
+    if len(tag) < 8 or tag[:4] not in (b"Xing", b"Info") or not tag[7] & 2:  # 2: byte count
+        return None
+    at += 8 + 4 * (tag[7] & 1)  # the frame count comes first when present
+    return int.from_bytes(frame[at : at + 4], "big") if len(frame) >= at + 4 else None
+
+
 def _mp3_shortfall(path: Path) -> str | None:
-    """'truncated: ...' when an MPEG audio file's frame chain runs past its end (a cut file); None
-    for other files, or where the chain breaks (trailing data this walk cannot judge)."""
+    """'truncated: ...' when an MPEG audio file holds fewer bytes than its Xing/Info tag declares
+    or its frame chain runs past its end (a cut file); None for other files, or where the chain
+    breaks (trailing data this walk cannot judge)."""
     if path.suffix.lower() not in (".mp3", ".mp2", ".mpga"):
         return None
     size = path.stat().st_size
@@ -172,6 +187,10 @@ def _mp3_shortfall(path: Path) -> str | None:
         if head[:3] == b"ID3" and len(head) == 10:  # ID3v2 tag: 28-bit size, optional footer
             pos = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
             pos += 10 if head[5] & 0x10 else 0
+        f.seek(pos)
+        declared = _xing_bytes(f.read(64))
+        if declared is not None and declared > size:  # tags around it only add bytes
+            return f"truncated: the MP3 header declares {declared} bytes, the file holds {size}"
         f.seek(max(size - 128, 0))
         end = size - 128 if f.read(3) == b"TAG" else size  # ID3v1 tag at the end
         while pos + 4 <= end:
