@@ -4,10 +4,10 @@ A clip must decode to its end with as many frames as its header declares (a WAV 
 claims more bytes than the file holds, an AIFF whose COMM chunk or an AU whose header declares
 more frames than it holds, an Ogg stream whose last page is cut or lacks the end-of-stream flag,
 a FLAC that loses sync, an MP3 shorter than its Xing/Info tag says or whose last frame is cut
-are truncated), hold only finite samples
-and last at least `AudioRules.min_seconds`; a near-silent clip is flagged (or, where the dataset
-defines its clips, refused with any other departure from the definition: ESC-50 is 5.0 s,
-44.1 kHz mono). An image's size is read from its header and capped before any pixel is decoded.
+are truncated), hold only finite samples and last at least `AudioRules.min_seconds`; a
+near-silent clip is flagged (or, where the dataset defines its clips, refused with any other
+departure from the definition: ESC-50 is 5.0 s, 44.1 kHz mono). An image's size is read from
+its header and capped before any pixel is decoded.
 """
 
 from __future__ import annotations
