@@ -86,6 +86,9 @@ def connect(workers: int | None) -> bool:
         ray.init(num_cpus=local_workers(workers), include_dashboard=False)
         return True
     probe(address)
+    # a gRPC server that is not Ray's GCS passes the probe; Ray then retries for ~1 s per
+    # attempt, 20 by default: this many attempts instead (an operator's own setting wins)
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(int(CONNECT_TIMEOUT_S)))
     try:
         ray.init()  # reads RAY_ADDRESS; the cluster's size is its own
     except (ConnectionError, ValueError) as e:
