@@ -85,7 +85,7 @@ def test_machine_state_states_load_steal_and_the_flush():
     )  # fmt: skip
     line = latency.machine_state(scope).splitlines()[-1]
     assert line == (
-        "| esc10 | corrected | ORT 1.31.1 | 61 | 0.52 -> 1.75 | 2.50 | 2 % | "
+        "| esc10 | corrected | ORT 1.31.1 | 61 | 0.52 -> 1.75 | 2.50 | 2.0 % | "
         "2.0 MiB written per call (L2 512 KiB) |"
     )
     assert "unknown" in latency.machine_state(pd.DataFrame())

@@ -52,8 +52,8 @@ def whole_path(cost: pd.DataFrame) -> str:
     )
 
 
-def _share(col: str) -> tables.Cell:
-    return lambda r: f"{100 * r[col]:.0f} %" if pd.notna(r.get(col)) else ""
+def _share(col: str, digits: int = 0) -> tables.Cell:
+    return lambda r: f"{100 * r[col]:.{digits}f} %" if pd.notna(r.get(col)) else ""
 
 
 def _ratio(r: pd.Series) -> str:
@@ -114,7 +114,7 @@ def machine_state(scope: pd.DataFrame) -> str:
         tables.number("duration_s", "Timed for (s)", 0),
         tables.Column("Load average (1 min) start -> end", _load),
         tables.number("steal_s", "Steal (CPU s)", 2),
-        tables.Column("Steal share", _share("steal_share")),
+        tables.Column("Steal share", _share("steal_share", 1)),
         tables.Column("after_backbone flush", _flush),
     ]
     return (
