@@ -112,7 +112,7 @@ def test_protocols_own_their_seeds_selection_rule_and_deploy_form():
 
     from qmoe.io import from_section, load_params
     from qmoe.training.fit import TrainConfig
-    from qmoe.training.protocols import make_protocol
+    from qmoe.training.protocols import Monitor, make_protocol
 
     params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
     cfg = from_section(TrainConfig, {**params["train"], "seeds": [3, 5], "split_seed": 7}, "train")
@@ -123,8 +123,9 @@ def test_protocols_own_their_seeds_selection_rule_and_deploy_form():
         True,
     )
     assert (faithful.name, faithful.seeds(cfg), faithful.frozen_deploy) == ("faithful", (7,), False)
-    assert corrected.select_best(moe=False) and corrected.select_best(moe=True)
-    assert not faithful.select_best(moe=False) and faithful.select_best(moe=True)
+    loss, f1 = Monitor.VAL_LOSS, Monitor.WEIGHTED_F1
+    assert [corrected.selection(moe) for moe in (False, True)] == [(loss, True), (loss, True)]
+    assert [faithful.selection(moe) for moe in (False, True)] == [(f1, False), (f1, True)]
 
 
 # --- faithful = the reference's task; the docs say what the code does (issue 12 item 6) -------
