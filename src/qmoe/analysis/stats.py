@@ -49,6 +49,8 @@ class StatsConfig:
     confidence: float  # bootstrap and t confidence intervals
     n_resamples: int
     bootstrap_seed: int
+    permutation_draws: int  # random escalation sets per route model (qmoe.analysis.escalation)
+    permutation_seed: int
 
     def __post_init__(self) -> None:
         require(0.0 < self.alpha < 0.5, "stats.alpha", f"{self.alpha} not in (0, 0.5)")
@@ -66,6 +68,11 @@ class StatsConfig:
             0.5 < self.confidence < 1.0, "stats.confidence", f"{self.confidence} not in (0.5, 1)"
         )
         require(self.n_resamples >= 100, "stats.n_resamples", f"{self.n_resamples} < 100")
+        require(
+            self.permutation_draws >= 1000,
+            "stats.permutation_draws",
+            f"{self.permutation_draws} < 1000",
+        )
 
 
 class Alternative(Enum):

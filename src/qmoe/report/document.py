@@ -16,7 +16,7 @@ from qmoe.analysis import claims
 from qmoe.analysis.stats import COMPUTED
 from qmoe.analysis.verdict import VerdictConfig
 from qmoe.io import require
-from qmoe.report import deployment, latency, summary, tables
+from qmoe.report import deployment, latency, routing, summary, tables
 from qmoe.report.sections import (
     PROTOCOLS,
     not_computed,
@@ -238,6 +238,8 @@ def render(doc: Document) -> str:
         "\n".join(f"- {d}" for d in DISCLOSURES) + "\n",
         "## Results, both protocols\n",
         side_by_side(doc.runs, f1, "energy mJ" + (" (estimate)" if estimated else "")),
+        "### Selected epochs\n",
+        routing.selected_epochs(doc.runs),
         "## Deployment\n",
         deployment.markdown(doc.runs, doc.devices, doc.deployed, PROTOCOLS),
         "### Whole path per clip\n",
@@ -256,6 +258,8 @@ def render(doc: Document) -> str:
     ]
     if "routing_escalation" in doc.stats_tables:
         out.append(routing_section(doc.stats_tables["routing_escalation"]))
+    if "routing_same_weights" in doc.stats_tables:
+        out.append(routing.same_weights(doc.stats_tables["routing_same_weights"]))
     out.append("## Figures\n")
     out += [f"![{_stem(f.path)}]({f.path})\n\n*{f.caption}*\n" for f in doc.figures]
     out += ["## Not computed\n", not_computed(doc.stats_tables), "## Methods\n"]
