@@ -64,3 +64,25 @@ def test_model_opsets():
     m = G.to_model(g, [G.value("x", G.FLOAT, [1])], [G.value("y", G.FLOAT, [1])])
     assert {(o.domain, o.version) for o in m.opset_import} == {("", 17), ("com.microsoft", 1)}
     assert [n.op_type for n in m.graph.node] == ["Identity"]
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_int8_layer_accumulates_exactly_with_full_range_activations(batch):
+    """7-bit activation codes: ONNX Runtime's int8 GEMM equals exact integer arithmetic even where
+    a u8 x s8 kernel would saturate (AVX2 without VNNI: 255 * 127 * 2 > 32767); the float output
+    equals (codes - zero point) @ weights x both scales."""
+    rng = np.random.default_rng(0)
+    codes = rng.integers(-127, 128, (64, 1280))  # (n, k) extreme weights: pairs overflow int16
+    g = G.Graph()
+    y = G.int8_linear(g, "x", codes, 0.01, None).y
+    g.alias(y, "y")
+    model = G.to_model(g, [G.value("x", G.FLOAT, ["b", 1280])], [G.value("y", G.FLOAT, ["b", 64])])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((batch, 1280)).astype(np.float32)
+    lo, hi = min(x.min(), 0.0), max(x.max(), 0.0)
+    s = np.float32((hi - lo) / G.ACT_LEVELS)
+    zp = np.clip(np.round(-lo / s), 0, G.ACT_LEVELS)
+    q = np.clip(np.round(x / s) + zp, 0, 255)
+    assert q.max() <= G.ACT_LEVELS + 1  # 7-bit codes (a rounding at the top may give 128)
+    expected = ((q - zp).astype(np.int64) @ codes.T).astype(np.float32) * (s * np.float32(0.01))
+    assert np.allclose(sess.run(None, {"x": x})[0], expected, rtol=1e-6, atol=1e-4)

@@ -10,7 +10,7 @@ Driven by the module tree, layer by layer, so the graph is the model that was tr
 | BitLinear k = 1 (sign codes)          | LayerNormalization, MatMulNBits bits 2 holding +-1 codes |
 | BitNet158Linear (ternary codes)       | LayerNormalization, MatMulNBits bits 2 holding {-1,0,1}  |
 | TernaryReferenceLinear                | LayerNormalization, threshold-ternary ops, MatMulNBits 2 |
-| dynamic int8 Linear (ptq_int8)        | DynamicQuantizeLinear, MatMulInteger (int8 codes), scale |
+| dynamic int8 Linear (ptq_int8)        | 7-bit QuantizeLinear, MatMulInteger (int8 codes), scale  |
 | LayerNorm, ReLU, Dropout (eval)       | LayerNormalization, Relu, nothing                        |
 | MoE                                   | router, curiosity, TopK, one `If` per expert (moe_graph) |
 

@@ -173,13 +173,32 @@ def matmul_nbits(
     return QuantOut(y, blob, scales)
 
 
+# Activations of the int8 layers take 7 bits (0..127), as torch's fbgemm dynamic int8 does
+# (reduce_range): ONNX Runtime's u8s8 kernel on AVX2 without VNNI sums pairs of u8 x s8 products in
+# int16 with saturation (vpmaddubsw), which 8-bit activations overflow (255 * 127 * 2 > 32767).
+ACT_LEVELS = 127
+
+
+def uint7_quantize(g: Graph, x: str) -> tuple[str, str, str]:
+    """x (b, k) float -> (codes uint8 in 0..ACT_LEVELS, scale (), zero point () uint8): asymmetric,
+    one scale for the tensor (a batch-1 call: per clip), range including 0 like ONNX
+    DynamicQuantizeLinear but over ACT_LEVELS steps."""
+    zero, levels = g.const(np.float32(0.0), "zero"), g.const(np.float32(ACT_LEVELS), "levels")
+    lo = g.op("Min", [g.op("ReduceMin", [x], keepdims=0), zero])
+    hi = g.op("Max", [g.op("ReduceMax", [x], keepdims=0), zero])
+    # an all-zero input has scale 0: a tiny scale quantises it to the zero point, exactly 0 after
+    xs = g.op("Max", [g.op("Div", [g.op("Sub", [hi, lo]), levels]), g.const(np.float32(1e-30))])
+    zp = g.op("Clip", [g.op("Round", [g.op("Div", [g.op("Neg", [lo]), xs])]), zero, levels])
+    xz = g.op("Cast", [zp], to=TensorProto.UINT8)
+    return g.op("QuantizeLinear", [x, xs, xz], "xq"), xs, xz
+
+
 def int8_linear(
     g: Graph, x: str, codes: np.ndarray, scale: float, bias: np.ndarray | None
 ) -> QuantOut:
-    """Dynamic int8 linear: x quantised per call to uint8 (asymmetric, per tensor, ONNX
-    DynamicQuantizeLinear), int8 weight codes (n, k) with one symmetric scale, int32 MatMulInteger,
-    then rescaled to float. ONNX Runtime fuses the chain into one int8 kernel."""
-    xq, xs, xz = g.op("DynamicQuantizeLinear", [x], "xq", outputs=3)
+    """Dynamic int8 linear: x quantised per call to 7-bit unsigned codes (`uint7_quantize`), int8
+    weight codes (n, k) with one symmetric scale, int32 MatMulInteger, then rescaled to float."""
+    xq, xs, xz = uint7_quantize(g, x)
     w = g.const(np.ascontiguousarray(codes.T).astype(np.int8), "w_int8")
     s = g.const(np.float32(scale), "w_scale")
     acc = g.op("MatMulInteger", [xq, w, xz])  # (b, n) int32
