@@ -42,6 +42,7 @@ FAMILY = "routing_same_weights"
 BASELINE = "random escalation, same count, same weights"
 FIELDS = ("u", "label", "pred", "escalated", "pred_none", "pred_escalated")
 SHARES = tuple(i / 20 for i in range(21))  # the curve's escalated shares: every 5 %
+TIE = 1e-12  # the same F1 summed in another order still counts as reaching the observed value
 
 
 class Arms(NamedTuple):
@@ -122,12 +123,12 @@ def permutation_test(models: Sequence[Arms], draws: int, seed: int) -> Permutati
         for a, (n, k) in zip(models, sizes):  # every joint set: outer sums of per-model F1
             total = (total[:, None] + macro_f1(a, every_mask(n, k))[None, :]).ravel()
         null = total / len(models)
-        return Permutation(observed, null, float(np.mean(null >= observed - 1e-12)), True)
+        return Permutation(observed, null, float(np.mean(null >= observed - TIE)), True)
     rng = np.random.default_rng(seed)
     null = np.mean(
         [macro_f1(a, random_ranks(n, draws, rng) < k) for a, (n, k) in zip(models, sizes)], axis=0
     )
-    p = (1 + np.sum(null >= observed - 1e-12)) / (1 + draws)
+    p = (1 + np.sum(null >= observed - TIE)) / (1 + draws)
     return Permutation(observed, null, float(p), False)
 
 

@@ -55,6 +55,13 @@ METHODS = {
                "each round, so slow drift cancels; the median resists a round that ran one "
                "variant at another speed)",
     "multiplicity": "Holm (statsmodels multipletests, method='holm') within each family x protocol",
+    "same_weights": "uncertainty routing on each route model's own weights: F1 escalating the "
+                    "clips u picks against random sets of as many test clips (a one-sided "
+                    "permutation test on the mean over models; p = (1 + hits) / (1 + draws), "
+                    "exact where every set can be enumerated; Holm over the route variants), "
+                    "against none, and u's AUROC for the unescalated model's errors "
+                    "(qmoe.analysis.escalation); conditional on the trained weights, so it says "
+                    "whether u picks better clips, not how route trains",
 }
 # fmt: on
 
