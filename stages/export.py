@@ -2,18 +2,20 @@
 checkpoint and score it at batch 1 on its test fold. DVC stage: export.
 
 Outputs (docs/architecture.md section 4): <out>/<variant>/fold{k}_seed{s}.onnx, deployed.csv per
-variant, export.json. A model whose artefact disagrees with it fails the stage, naming it.
+variant, export.json (nothing measured: identical artefacts never rerun the benchmark); the
+seconds taken go to --timings. A model whose artefact disagrees with it fails the stage, naming it.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 
 from qmoe.cli import read_params, run_stage
 from qmoe.executor import ExecutionConfig, warm_pool
-from qmoe.io import from_section
+from qmoe.io import atomic_path, from_section, save_json
 
 log = logging.getLogger("stages.export")
 
@@ -25,6 +27,7 @@ def main() -> None:
     ap.add_argument("--features", type=Path, required=True, help="data/features/<dataset>")
     ap.add_argument("--runs", type=Path, required=True, help="data/runs/<dataset>/<protocol>")
     ap.add_argument("--out", type=Path, required=True, help="data/deployed/<dataset>/<protocol>")
+    ap.add_argument("--timings", type=Path, required=True, help="seconds taken (read by no stage)")
     args = ap.parse_args()
 
     params = read_params()
@@ -34,6 +37,7 @@ def main() -> None:
 
     study = params.get("study") or {}
     variants = tuple(study.get("variants") or []) + tuple(study.get("moe_variants") or [])
+    t0 = time.perf_counter()
     frame = deploy_tree(
         TreeSpec(args.dataset, args.protocol, variants),
         export_params(params.get("export")),
@@ -42,6 +46,9 @@ def main() -> None:
         args.out,
         execution,
     )
+    seconds = round(time.perf_counter() - t0, 2)
+    with atomic_path(args.timings) as tmp:
+        save_json(tmp, {"dataset": args.dataset, "protocol": args.protocol, "seconds": seconds})
     for variant, part in frame.groupby("variant", sort=False):
         log.info(
             "%s: deployed macro-F1 %.4f (torch, batch 1: %.4f), %.0f kB (%.3f of fp32), "

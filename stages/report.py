@@ -24,9 +24,11 @@ from qmoe.report import (
     deployment,  # noqa: E402
     document,  # noqa: E402
     figures,  # noqa: E402
+    leakage,  # noqa: E402
     provenance,  # noqa: E402
     sections,  # noqa: E402
     tables,  # noqa: E402
+    verdicts,  # noqa: E402
 )
 from qmoe.training.fit import TrainConfig  # noqa: E402
 from qmoe.training.protocols import make_protocol  # noqa: E402
@@ -85,8 +87,9 @@ def main() -> None:
             (tab_dir / f"{t.name}.tex").write_text(tables.latex(t))
         datasets = provenance.dataset_rows(args.raw, sorted(runs["dataset"].unique()))
         devices = provenance.devices(args.benchmarks)
+        commit = provenance.git_commit()
         prov = provenance.markdown(
-            provenance.git_commit(), params, datasets, devices, provenance.energy_methods(runs)
+            commit, params, datasets, devices, provenance.energy_methods(runs)
         )
         doc = document.Document(
             runs,
@@ -102,6 +105,8 @@ def main() -> None:
             protocol_lines(params, runs),
             devices=devices,
             deployed=deployment.deployed_form(params.get("export")),
+            leaks=leakage.load(args.raw, args.runs, runs),
+            commit=commit,
         )
         text = document.render(doc)
         plot = stack.enter_context(atomic_path(args.plots))
@@ -110,7 +115,7 @@ def main() -> None:
         metrics.write_text(json.dumps(sections.metrics(runs), indent=2, sort_keys=True) + "\n")
         verdict = stack.enter_context(atomic_path(args.verdicts))
         verdict.write_text(
-            json.dumps(sections.verdict_metrics(document.verdicts(doc)), indent=2, sort_keys=True)
+            json.dumps(verdicts.verdict_metrics(document.verdicts(doc)), indent=2, sort_keys=True)
             + "\n"
         )
         bench = stack.enter_context(atomic_path(args.bench_metrics))

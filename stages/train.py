@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qmoe.cli import read_params, run_stage
+from qmoe.cli import forced_by_dvc, read_params, run_stage
 from qmoe.executor import ExecutionConfig, warm_pool
 from qmoe.io import ConfigError, from_section
 
@@ -57,6 +57,7 @@ def main() -> None:
         Outputs(args.out, args.cost),
         from_section(EnergyConfig, params.get("energy"), "energy").country_iso_code,
         execution,
+        force=forced_by_dvc(),  # dvc repro -f: every variant is trained, none kept
     )
 
 

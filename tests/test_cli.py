@@ -80,3 +80,13 @@ def test_a_signal_unwinds_and_leaves_no_partial_output(tmp_path, sig, code):
         f"error: interrupted by {signal.Signals(sig).name}; partial output removed"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_outside_dvc_is_never_forced(monkeypatch):
+    """forced_by_dvc asks DVC only when DVC runs the stage (DVC_STAGE and DVC_ROOT set); the
+    forced case itself is checked through `dvc repro -f` in tests/test_e2e.py."""
+    from qmoe.cli import forced_by_dvc
+
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    assert forced_by_dvc() is False

@@ -33,3 +33,15 @@ def test_committed_report_files_match_the_committed_lock(path):
     assert path in recorded, f"dvc.lock records no output {path}"
     md5 = hashlib.md5((ROOT / path).read_bytes()).hexdigest()
     assert md5 == recorded[path], f"{path} differs from what dvc.lock records: edited by hand?"
+
+
+@pytest.mark.parametrize("path", ["reports/report.md", "reports/summary.md"])
+def test_committed_results_come_from_a_clean_commit(path):
+    """Results whose provenance says '-dirty' came from code that no commit holds: regenerate
+    them from a clean checkout (`git status` empty) before committing them."""
+    from qmoe.report.provenance import commits_named
+
+    commits = commits_named((ROOT / path).read_text())
+    assert commits, f"{path} names no code commit"
+    dirty = [c for c in commits if c.endswith("-dirty") or c == "unknown"]
+    assert not dirty, f"{path}: provenance names {dirty}: regenerate from a clean commit"

@@ -109,24 +109,35 @@ def _edited(repo: Path, rel: str, edit) -> set[str]:
         path.write_text(before)
 
 
-def _w4a8_at_3_bits(text: str) -> str:
+def _w4a8_at_2_bits(text: str) -> str:
     params = yaml.safe_load(text)
-    params["variants"]["w4a8"]["weight_bits"] = 3
+    params["variants"]["w4a8"]["weight_bits"] = 2
     return yaml.safe_dump(params, sort_keys=False)
 
 
 def _edits_rerun_only_what_they_can_change(repo: Path) -> None:
-    """A docstring edit in report code reruns only `report`; one in analysis `stats` and `report`;
-    editing variants.w4a8 the train instances (which retrain w4a8 and the MoEs only)."""
+    """A forced export that writes identical artefacts reruns nothing below it; a docstring edit
+    in report code reruns only `report`; one in analysis `stats` and `report`; editing
+    variants.w4a8 the train instances (which retrain w4a8 and the MoEs only)."""
+    r = _dvc(["repro", "-f", "--single-item", "export@synthetic-corrected"], repo)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert _changed(repo) == set()  # export.json holds no seconds: the benchmark stays valid
     doc = lambda text: text.replace('"""', '"""Edited. ', 1)  # noqa: E731
     assert _edited(repo, "src/qmoe/report/plotting.py", doc) == {"report"}
     assert _edited(repo, "src/qmoe/analysis/stats.py", doc) == {"stats", "report"}
     # one train instance per protocol; inside it only w4a8 and the MoEs retrain (tests/training/
     # test_reuse.py), so nothing else of the study changes
-    changed = _edited(repo, "params.yaml", _w4a8_at_3_bits)
+    changed = _edited(repo, "params.yaml", _w4a8_at_2_bits)
     assert changed == {f"train@synthetic-{p}" for p in ("corrected", "faithful")}
     assert _changed(repo) == set()
     _a_variant_edit_retrains_only_its_models(repo)
+    _a_swapped_checkpoint_and_a_forced_run_retrain(repo)
+
+
+def _train_faithful(repo: Path, *flags: str) -> str:
+    r = _dvc(["repro", *flags, "--single-item", "train@synthetic-faithful"], repo)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r.stdout + r.stderr
 
 
 def _a_variant_edit_retrains_only_its_models(repo: Path) -> None:
@@ -136,15 +147,30 @@ def _a_variant_edit_retrains_only_its_models(repo: Path) -> None:
     stamps = lambda v: {f: f.stat().st_mtime_ns for f in (runs / v).rglob("*")}  # noqa: E731
     kept = {v: stamps(v) for v in ("fp32", "ptq_int8", "ternary_reference")}
     params = repo / "params.yaml"
-    params.write_text(_w4a8_at_3_bits(params.read_text()))
-    r = _dvc(["repro", "--single-item", "train@synthetic-faithful"], repo)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    log = r.stdout + r.stderr
+    params.write_text(_w4a8_at_2_bits(params.read_text()))
+    log = _train_faithful(repo)
     for v in kept:
-        assert f"synthetic/faithful/{v}: kept (its inputs are unchanged)" in log
+        assert f"synthetic/faithful/{v}: kept (its inputs and files are unchanged)" in log
         assert stamps(v) == kept[v], f"{v} was rewritten"
     for v in ("w4a8", "moe", "moe_curiosity_route"):
+        assert f"synthetic/faithful/{v}: training: its inputs changed" in log
         assert f"synthetic/faithful/{v} fold 1 seed 42: macro-F1" in log
+
+
+def _a_swapped_checkpoint_and_a_forced_run_retrain(repo: Path) -> None:
+    """`cp w4a8/fold1_seed42.pt fp32/fold1_seed42.pt` makes DVC rerun the instance, which
+    retrains fp32 (its file is not as written) and keeps the rest; `dvc repro -f` retrains all."""
+    runs = repo / "data" / "runs" / "synthetic" / "faithful"
+    shutil.copy(runs / "w4a8" / "fold1_seed42.pt", runs / "fp32" / "fold1_seed42.pt")
+    assert "train@synthetic-faithful" in _changed(repo)
+    log = _train_faithful(repo)
+    assert f"synthetic/faithful/fp32: training: its run folder {Path('data/runs')}" in log
+    assert "altered: fold1_seed42.pt" in log
+    assert "synthetic/faithful/w4a8: kept (its inputs and files are unchanged)" in log
+    assert "train@synthetic-faithful" not in _changed(repo)
+    log = _train_faithful(repo, "-f")
+    for v in ("fp32", "w4a8", "moe"):
+        assert f"synthetic/faithful/{v}: training: forced: DVC ran the stage" in log
 
 
 def _git(args: list[str], repo: Path) -> None:

@@ -197,3 +197,16 @@ def test_estimated_methods_never_use_the_words_of_a_measurement():
 def test_tracker_without_hardware_is_an_error():
     with pytest.raises(RuntimeError, match="exposes no hardware"):
         energy.describe_method(type("T", (), {"_hardware": []})())
+
+
+def test_grid_emissions_follow_codecarbons_offline_country_mix():
+    """What the offline tracker multiplies a reading by: recomputing emissions for another
+    country needs no new measurement (the train stage does so for kept models)."""
+    from codecarbon.input import DataSource
+
+    mix = DataSource().get_global_energy_mix_data()
+    for code in ("IRL", "FRA"):
+        kg_per_kwh = mix[code]["carbon_intensity"] / 1e3  # g/kWh in CodeCarbon's table
+        assert energy.grid_emissions_kg(2.0, code) == pytest.approx(2.0 * kg_per_kwh, rel=1e-9)
+    with pytest.raises(ConfigError, match="energy.country_iso_code"):
+        energy.grid_emissions_kg(1.0, "ireland")

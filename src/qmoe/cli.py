@@ -44,6 +44,26 @@ def read_params() -> dict[str, Any]:
     return load_params(params_path())
 
 
+def forced_by_dvc() -> bool:
+    """True when DVC runs this stage although it sees no change to its command, dependencies or
+    outputs, which only `dvc repro -f` / `dvc exp run -f` does; False outside DVC (no DVC_STAGE).
+    DVC passes no force flag to the command, so the stage asks DVC what it sees."""
+    name, root = os.environ.get("DVC_STAGE"), os.environ.get("DVC_ROOT")
+    if not name or not root:
+        return False
+    from dvc.repo import Repo
+
+    # DVC releases its repository lock while the command runs but keeps the stage's read and
+    # write locks, which Stage.changed() would take again: ask each dependency and output directly
+    with Repo(root) as repo, repo.lock:
+        stage = repo.stage.collect(name)[0]
+        return not (
+            stage.changed_stage()
+            or any(d.status() for d in stage.deps)
+            or any(o.status() for o in stage.outs)
+        )
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's `main` with logging configured; a user error exits 1 with `error: ...`, and
     SIGTERM is handled like SIGINT (outputs are cleaned up, exit 143 / 130)."""

@@ -58,6 +58,22 @@ class EnergyConfig:
         )
 
 
+def grid_emissions_kg(energy_kwh: float, country_iso_code: str) -> float:
+    """kg CO2-eq of `energy_kwh` on the grid of `country_iso_code`, from CodeCarbon's offline
+    country energy mix (what its OfflineEmissionsTracker multiplies a reading by): emissions follow
+    a country change without measuring the energy again."""
+    from codecarbon.core.emissions import Emissions
+    from codecarbon.core.units import Energy
+    from codecarbon.external.geography import GeoMetadata
+    from codecarbon.input import DataSource
+
+    EnergyConfig(country_iso_code)  # validates the code
+    geo = GeoMetadata(country_iso_code=country_iso_code)
+    return float(
+        Emissions(DataSource()).get_private_infra_emissions(Energy.from_energy(kWh=energy_kwh), geo)
+    )
+
+
 @dataclass
 class EnergyReading:
     """Filled when a `measure` block exits; NaN-free by construction (failures raise)."""

@@ -249,9 +249,15 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        if path.exists():  # swapped by two renames; a kill leaves the old copy as a stale part
+            old = tempfile.mkdtemp(
+                prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent
+            )
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -81,7 +81,9 @@ def test_evidence_has_one_row_per_claim_and_scope(with_facts):
     q4 = ev[(ev["claim"] == "f1_q4_vs_q16") & (ev["protocol"] == "corrected")].iloc[0]
     assert q4["reason"] == "no runs of 4-bit BitLinear (variant not in the study)"
     quinn = ev[ev["claim"] == "quinn_f1"].iloc[0]
-    assert not quinn["computed"] and quinn["reason"] == "Quinn (ABGQI) is another dataset"
+    assert not quinn["computed"] and quinn["not_testable"] == (
+        "Quinn (ABGQI) is another dataset, obtainable only from its authors"
+    )
 
 
 def _found(claim: str, protocol: str, **kw) -> dict:
@@ -127,9 +129,8 @@ def test_judge_covers_every_protocol_and_applies_each_claims_criterion():
         "exact value 3.43 outside paper 4 band [3.6, 4.4]"
     )
     assert got.loc[("f1_q4_vs_q16", "faithful"), "ours"] == "not run"
-    assert got.loc[("f1_q4_vs_q16", "faithful"), "reason"] == (
-        "not computed: protocol faithful not in the study"
-    )
+    assert got.loc[("f1_q4_vs_q16", "faithful"), "verdict"] == Verdict.NOT_COMPUTED.value
+    assert got.loc[("f1_q4_vs_q16", "faithful"), "reason"] == "protocol faithful not in the study"
     assert got.loc[("f1_per_mj", "corrected"), "reason"] == claims.BY_ID["f1_per_mj"].judge.note
 
 
@@ -175,8 +176,9 @@ def test_energy_claims_are_not_testable_where_energy_is_a_power_model_times_time
     ctx = ex.Context({}, runs, None, None)
     wrapped = ex.measured_energy("bench_energy_method", found)
     ev, ours = wrapped(ctx, "d", "c")
-    assert not ev.computed and ours == "not computed"
-    assert ev.reason.startswith("not testable here: energy is estimated: power model x time")
+    assert not ev.computed and ours == "not measured here"
+    assert ev.not_testable == ev.reason
+    assert ev.reason.startswith("energy is estimated: power model x time")
     assert wrapped(ctx, "e", "c")[0].computed  # measured: judged
     d = claims.decide(
         claims.BY_ID["energy_inference_v1"].judge, ev, config(VerdictConfig, "report.verdict"), 0.05

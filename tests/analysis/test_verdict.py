@@ -1,10 +1,12 @@
-"""Generic verdict rules (qmoe.analysis.verdict): bands, intervals, TOST, no-gain, decide."""
+"""Generic verdict rules (qmoe.analysis.verdict): bands, intervals, TOST, no-gain; and decide
+(qmoe.analysis.judgement), which picks the rule."""
 
 import math
 
 import pytest
 from repo_params import config, section
 
+from qmoe.analysis.judgement import decide
 from qmoe.analysis.verdict import (
     EQUIVALENT,
     Evidence,
@@ -12,7 +14,6 @@ from qmoe.analysis.verdict import (
     Verdict,
     VerdictConfig,
     band,
-    decide,
     equivalence_verdict,
     interval,
     interval_verdict,
@@ -48,7 +49,7 @@ def test_interval_without_ci_is_inconclusive_unless_exact():
         interval_verdict(1.2e6, 1.19e6, (NAN, NAN), 0.1, Scale.RELATIVE, exact=True).verdict
         is Verdict.REPRODUCED
     )
-    assert interval_verdict(0.5, NAN, (NAN, NAN), 0.1).verdict is Verdict.NOT_TESTABLE
+    assert interval_verdict(0.5, NAN, (NAN, NAN), 0.1).verdict is Verdict.NOT_COMPUTED
 
 
 def test_bands_by_scale():
@@ -71,7 +72,7 @@ def test_equivalence_verdict():
     assert equivalence_verdict((-0.05, -0.02), 0.01, 0.99, 0.05).verdict is Verdict.NOT_REPRODUCED
     undecided = equivalence_verdict((-0.02, 0.005), 0.01, 0.4, 0.05)
     assert undecided.verdict is Verdict.INCONCLUSIVE and "not parity" in undecided.reason
-    assert equivalence_verdict((NAN, NAN), 0.01, NAN, 0.05).verdict is Verdict.NOT_TESTABLE
+    assert equivalence_verdict((NAN, NAN), 0.01, NAN, 0.05).verdict is Verdict.NOT_COMPUTED
 
 
 def test_no_gain_verdict():
@@ -84,8 +85,13 @@ def test_decide_routes_each_rule_and_reports_missing_evidence():
     cfg, ratio_rule = config(VerdictConfig, "report.verdict"), interval(0.999, "ratio_tol")
     missing = Evidence(False, "no runs of w4a8", NAN, NAN, NAN, NAN, NAN)
     d = decide(ratio_rule, missing, cfg, 0.05)
-    assert d == (Verdict.NOT_TESTABLE, "not computed: no runs of w4a8")
-    assert decide(untestable("unit mislabelled"), missing, cfg, 0.05) == (
+    assert d[:2] == (Verdict.NOT_COMPUTED, "no runs of w4a8")
+    unmeasurable = missing._replace(not_testable="energy is estimated")
+    assert decide(ratio_rule, unmeasurable, cfg, 0.05)[:2] == (
+        Verdict.NOT_TESTABLE,
+        "energy is estimated",
+    )
+    assert decide(untestable("unit mislabelled"), missing, cfg, 0.05)[:2] == (
         Verdict.NOT_TESTABLE,
         "unit mislabelled",
     )

@@ -45,3 +45,10 @@ def test_unverified_mirror_folder_and_folds_are_shown(tmp_path):
     text = provenance.markdown("abc", {}, rows.reset_index(), [], [])
     assert "| Folds | Content |" in text
     assert "| official (meta/esc50.csv) | **unverified**: mirror folder" in text
+
+
+def test_the_commit_provenance_names_is_read_back_dirty_or_not():
+    text = provenance.markdown("abc123-dirty", {}, pd.DataFrame(columns=["dataset"]), [], [])
+    assert provenance.commits_named(text) == ["abc123-dirty"]
+    assert provenance.commits_named("- " + provenance.commit_line("abc123")) == ["abc123"]
+    assert provenance.commits_named("no provenance here") == []

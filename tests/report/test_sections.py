@@ -7,12 +7,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from repo_params import config, section
+from repo_params import section
 from scipy import stats as sps
 
-from qmoe.analysis import claims
-from qmoe.analysis.claims import CLAIMS
-from qmoe.analysis.verdict import Verdict, VerdictConfig
 from qmoe.io import ConfigError, from_section
 from qmoe.report import document, provenance, sections
 
@@ -76,57 +73,6 @@ def test_f1_per_fold_plot_data_has_a_stable_y_field():
         "f1",
     ]
     assert plot["run"].iloc[0] == "d/corrected/fp32/f1s0" and plot["run"].is_unique
-
-
-def _evidence() -> pd.DataFrame:
-    rows = [
-        {
-            "claim": s.id,
-            "dataset": "d",
-            "protocol": "corrected",
-            "ours": f"ours {s.id}",
-            "computed": False,
-            "reason": "no data",
-            "estimate": np.nan,
-            "ci_low": np.nan,
-            "ci_high": np.nan,
-            "p": np.nan,
-            "margin": np.nan,
-        }
-        for s in CLAIMS
-    ]
-    return pd.DataFrame(rows)
-
-
-def test_verdict_table_has_every_claim_and_both_protocols_even_one_not_run():
-    rows = claims.judge(
-        _evidence(), config(VerdictConfig, "report.verdict"), 0.05, sections.PROTOCOLS
-    )
-    faithful = rows[rows["protocol"] == "faithful"]
-    assert set(faithful["verdict"]) == {Verdict.NOT_TESTABLE.value}
-    assert faithful["reason"].str.contains("protocol faithful not in the study").sum() == len(
-        [c for c in CLAIMS if c.judge.rule.value != "not_testable"]
-    )
-    md = sections.verdict_markdown(rows).splitlines()
-    assert md[0] == (
-        "| Claim [abstract] | Paper | Ours (corrected) | Verdict (corrected) | "
-        "Ours (faithful) | Verdict (faithful) | Reason |"
-    )
-    assert len(md) == 2 + len(CLAIMS) + 2
-    q4 = md[2]
-    assert q4 == (
-        "| 4-bit keeps the F1 of '16-bit' [v1+v3] | 0.858 vs 0.859 (99.9 %) | "
-        "ours f1_q4_vs_q16 | **not testable here** | not run | **not testable here** | "
-        "corrected: not computed: no data; faithful: not computed: protocol faithful "
-        "not in the study |"
-    )
-    std = next(line for line in md if line.startswith("| MoE latency std 230 ms"))
-    assert std.endswith("(absolute ms depend on the machine; the ratio is compared) |")
-    assert md[-1] == (
-        f"Verdicts over claims x protocols: 0 reproduced, 0 not reproduced, "
-        f"0 inconclusive, {len(CLAIMS) * 2} not testable here, 0 holds by "
-        f"arithmetic, 0 indicative only."
-    )
 
 
 def test_not_computed_groups_by_reason_and_drops_nothing():

@@ -4,7 +4,7 @@ qmoe.report.deployment): every number and verdict comes from the rows they are g
 import pandas as pd
 import pytest
 
-from qmoe.analysis.claims import CLAIMS
+from qmoe.analysis.claims import CLAIMS, EXTENSIONS
 from qmoe.analysis.verdict import Verdict
 from qmoe.io import ConfigError
 from qmoe.report import deployment, summary
@@ -32,6 +32,7 @@ def _verdicts() -> pd.DataFrame:
             "verdict": kinds[i % 3].value,
             "scope": "",
             "reason": "r",
+            "extension": c.id in EXTENSIONS,
         }
         for i, c in enumerate(CLAIMS)
         for p in ("corrected", "faithful")
@@ -70,13 +71,17 @@ def _runs() -> pd.DataFrame:
 
 def test_summary_counts_every_verdict_and_shows_the_key_claims_in_order():
     text = summary.markdown(_verdicts(), _runs(), [DEVICE])
-    n = len(CLAIMS)
-    counts = [2 * len(range(k, n, 3)) for k in range(3)]  # two protocols per claim
+    paper = [i for i, c in enumerate(CLAIMS) if c.id not in EXTENSIONS]  # extensions: uncounted
+    counts = [2 * sum(i % 3 == k for i in paper) for k in range(3)]  # two protocols per claim
     assert text.splitlines()[0] == (
-        f"{n} claims of the paper x 2 protocols (corrected, faithful) on `esc10`, 12 trained "
-        f"models of 3 variants. Verdicts: {counts[0]} reproduced, {counts[1]} not reproduced, "
-        f"{counts[2]} inconclusive, 0 not testable here, 0 holds by arithmetic, 0 indicative "
-        "only."
+        f"{len(paper)} claims of the paper x 2 protocols (corrected, faithful) on `esc10`, 12 "
+        f"trained models of 3 variants. Verdicts: {counts[0]} reproduced, {counts[1]} not "
+        f"reproduced, {counts[2]} inconclusive, 0 not testable here, 0 not computed, 0 holds "
+        f"by arithmetic, 0 indicative only. Of the {counts[1]} not reproduced, 0 reproduce the "
+        f"paper's direction but not its size; 0 of the {counts[2]} inconclusive verdicts are "
+        "inconclusive by design (the interval this design gives is wider than the stated band "
+        "or margin even at the paper's value or no difference). Our 2 extension rows (claims "
+        "the paper did not make) are judged apart and not counted."
     )
     rows = [line for line in text.splitlines() if line.startswith("| ") and "ours " in line]
     index = {c.id: i for i, c in enumerate(CLAIMS)}
@@ -151,3 +156,9 @@ def test_deployed_form_reads_the_two_graph_keys_of_params_export():
 def test_a_matmulnbits_study_without_its_export_form_says_so():
     lines = deployment.kernel_lines(_runs(), None, deployment.machines([DEVICE]))
     assert lines[0] == "MatMulNBits artefacts were built, but their `export` form was not given."
+
+
+def test_the_summary_names_the_code_commit_last():
+    lines = summary.markdown(_verdicts(), _runs(), [DEVICE], commit="abc123").splitlines()
+    assert lines[-1] == "- Code: git commit `abc123` (the report's Provenance has the rest)."
+    assert "git commit" not in summary.markdown(_verdicts(), _runs(), [DEVICE])

@@ -128,6 +128,35 @@ def test_protocols_own_their_seeds_selection_rule_and_deploy_form():
     assert [faithful.selection(moe) for moe in (False, True)] == [(f1, False), (f1, True)]
 
 
+@pytest.mark.parametrize("name", ["corrected", "faithful"])
+def test_train_fields_a_protocol_calls_unused_change_none_of_its_splits_or_seeds(name):
+    """The train stage's reuse record leaves these fields out (qmoe.training.reuse): editing one
+    must not change the protocol's folds, validation splits, seeds or checkpoint rule."""
+    import dataclasses
+
+    from qmoe.io import from_section, load_params
+    from qmoe.training.fit import TrainConfig
+    from qmoe.training.protocols import make_protocol
+
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    base = from_section(TrainConfig, params["train"], "train")
+    edits = {"seeds": (11, 12), "val_fraction": 0.3, "faithful_folds": 4}
+    labels, folds, groups = _data()
+
+    def view(cfg):
+        p = make_protocol(name, cfg)
+        per_seed = [p.splits(labels, folds, groups, cfg.split_seed, s) for s in p.seeds(cfg)]
+        arrays = [(s.fold, *map(tuple, (s.train, s.val, s.test))) for x in per_seed for s in x]
+        return p.seeds(cfg), p.select_best(False), p.select_best(True), arrays
+
+    unused = make_protocol(name, base).unused_train_fields
+    assert unused and set(unused) <= set(edits)
+    for field in unused:
+        assert view(dataclasses.replace(base, **{field: edits[field]})) == view(base), field
+    for field in set(edits) - set(unused):  # the fields it reads do change something
+        assert view(dataclasses.replace(base, **{field: edits[field]})) != view(base), field
+
+
 # --- faithful = the reference's task; the docs say what the code does (issue 12 item 6) -------
 
 

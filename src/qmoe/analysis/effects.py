@@ -28,6 +28,8 @@ from qmoe.analysis.evidence import (
     _name,
     _pct,
     _row,
+    beside,
+    deployed,
     times,
 )
 from qmoe.analysis.stats import pval
@@ -67,45 +69,64 @@ class Spread(NamedTuple):
     std_ratio: bool = False
 
 
-def variance(table: str, family: str, variant: roles.Role, spread: Spread = Spread()) -> Extractor:
-    """A variance family row (dispersion or Levene) of the variant playing `variant`, read as
-    `spread`; the display says in the paper's words whether it is a reduction at all."""
-
-    def extract(ctx: Context, d: str, p: str) -> Found:
-        row = _row(ctx, table, family, _name(ctx, variant), d, p)
-        if isinstance(row, str):
-            return _missing(row)
-        ratio, lo, hi = (
-            row["variance_ratio"],
-            row["variance_ratio_ci_low"],
-            row["variance_ratio_ci_high"],
-        )
-        spreads = "".join(
-            f", {m.upper()} x{row[f'{m}_ratio']:.2f}"
-            for m in ("iqr", "mad")
-            if np.isfinite(row.get(f"{m}_ratio", NAN))
-        )
-        test = f"p = {pval(row['p_holm'])} (Holm)"
-        if spread.std_ratio:
-            est, ci = np.sqrt(ratio), (np.sqrt(lo), np.sqrt(hi))
-            text = (
+def _spread_text(row: pd.Series, spread: Spread) -> tuple[float, tuple[float, float], str]:
+    """A variance family row read as `spread`: the estimate, its interval and its display."""
+    ratio, lo, hi = (
+        row["variance_ratio"],
+        row["variance_ratio_ci_low"],
+        row["variance_ratio_ci_high"],
+    )
+    test = f"p = {pval(row['p_holm'])} (Holm)"
+    if spread.std_ratio:
+        est, ci = np.sqrt(ratio), (np.sqrt(lo), np.sqrt(hi))
+        return (
+            est,
+            ci,
+            (
                 f"{times(est, 'std', 'a reduction')}{_ci(*ci, lambda x: f'x{x:.2f}')} "
                 f"(geometric mean model sd {row['sd_baseline']:.3g} -> "
                 f"{row['sd_variant']:.3g} {row['metric']})"
-            )
-        elif spread.reference_std:
-            est, ci = 1 - np.sqrt(ratio), (1 - np.sqrt(hi), 1 - np.sqrt(lo))
-            text = (
+            ),
+        )
+    if spread.reference_std:
+        return (
+            1 - np.sqrt(ratio),
+            (1 - np.sqrt(hi), 1 - np.sqrt(lo)),
+            (
                 f"{times(np.sqrt(ratio), 'std', 'a reduction')}"
                 f"{_ci(np.sqrt(lo), np.sqrt(hi), lambda x: f'x{x:.2f}')}, {test}"
-            )
-        else:
-            est, ci = 1 - ratio, (1 - hi, 1 - lo)
-            text = (
-                f"{times(ratio, 'variance', 'a reduction')}"
-                f"{_ci(lo, hi, lambda x: f'x{x:.2f}')}{spreads}, {test}"
-            )
-        return Evidence(True, "", est, ci[0], ci[1], row["p_holm"], NAN), text
+            ),
+        )
+    spreads = "".join(
+        f", {m.upper()} x{row[f'{m}_ratio']:.2f}"
+        for m in ("iqr", "mad")
+        if np.isfinite(row.get(f"{m}_ratio", NAN))
+    )
+    return (
+        1 - ratio,
+        (1 - hi, 1 - lo),
+        (
+            f"{times(ratio, 'variance', 'a reduction')}"
+            f"{_ci(lo, hi, lambda x: f'x{x:.2f}')}{spreads}, {test}"
+        ),
+    )
+
+
+def variance(table: str, family: str, variant: roles.Role, spread: Spread = Spread()) -> Extractor:
+    """A variance family row (dispersion or Levene) of the variant playing `variant`, read as
+    `spread`; the display says in the paper's words whether it is a reduction at all. Its unit is
+    the fold (one variance ratio per fold, or one value per fold)."""
+
+    def extract(ctx: Context, d: str, p: str) -> Found:
+        pick = lambda t: _row(ctx, t, family, _name(ctx, variant), d, p)  # noqa: E731
+        row = pick(table)
+        if isinstance(row, str):
+            return _missing(row)
+        est, ci, text = _spread_text(row, spread)
+        folds = next((row[c] for c in ("n_pairs", "n_models") if pd.notna(row.get(c))), NAN)
+        also = deployed(ctx, table, pick, lambda r: _spread_text(r, spread)[2])
+        ev = Evidence(True, "", est, ci[0], ci[1], row["p_holm"], NAN, n=float(folds), unit="folds")
+        return ev, beside(text, also)
 
     return extract
 
@@ -149,7 +170,17 @@ def route_same_weights(ctx: Context, d: str, p: str) -> Found:
     if hit.empty:
         return _missing(f"no routing_same_weights row for {route} in {d}/{p}")
     row = hit.iloc[0]
-    ev = Evidence(True, "", row["diff"], row["ci_low"], row["ci_high"], row["p_holm"], NAN)
+    ev = Evidence(
+        True,
+        "",
+        row["diff"],
+        row["ci_low"],
+        row["ci_high"],
+        row["p_holm"],
+        ctx.cfg.tost_margin,  # where the power statement puts 'equivalent'
+        n=float(row["n_clips"]),
+        unit="test clips (same weights)",
+    )
     exact = "exact" if bool(row["exact"]) else f"{int(row['draws'])} draws"
     return ev, (
         f"F1 by u {row['f1_u']:.3f} vs the same count at random {row['f1_random']:.3f}: diff "

@@ -38,6 +38,44 @@ def _missing(reason: str) -> Found:
     return Evidence(False, reason, NAN, NAN, NAN, NAN, NAN), "not computed"
 
 
+def _untestable(reason: str) -> Found:
+    """Nothing this machine or study can measure: 'not testable here', not 'not computed'."""
+    ev = Evidence(False, reason, NAN, NAN, NAN, NAN, NAN, not_testable=reason)
+    return ev, "not measured here"
+
+
+DEPLOYED = "_deployed"  # a stats table of the same families on the deployed artefacts' F1
+
+
+def clips(ctx: Context, d: str, p: str) -> float:
+    """Test clips over the folds of (d, p) (each clip is tested once): the unit an F1 interval
+    rests on, since more folds of the same clips cannot narrow a corrected t interval."""
+    r = ctx.runs
+    sel = r[(r["dataset"] == d) & (r["protocol"] == p)]
+    if "n_test" not in sel or sel["n_test"].isna().all():
+        return NAN
+    return float(sel.groupby("fold")["n_test"].max().sum())
+
+
+def deployed(
+    ctx: Context,
+    table: str,
+    pick: Callable[[str], pd.Series | str],
+    show: Callable[[pd.Series], str],
+) -> str:
+    """'; deployed artefacts: <show(row)>' from `table`'s twin on the deployed F1 (`pick` reads
+    a row of the named table); '' where the stats stage made no such twin."""
+    if table + DEPLOYED not in ctx.families:
+        return ""
+    row = pick(table + DEPLOYED)
+    return f"; deployed artefacts: {row if isinstance(row, str) else show(row)}"
+
+
+def beside(training: str, also: str) -> str:
+    """The training form's display, labelled as such where the deployed artefacts' follows."""
+    return f"training form: {training}{also}" if also else training
+
+
 def _name(ctx: Context, role: roles.Role) -> str:
     return roles.resolve(role, variant_facts(ctx.runs))
 
@@ -74,19 +112,6 @@ def times(ratio: float, noun: str, effect: str) -> str:
 
 def _ci(lo: float, hi: float, fmt: Callable[[float], str]) -> str:
     return f" [{fmt(lo)}, {fmt(hi)}]" if np.isfinite(lo) and np.isfinite(hi) else ""
-
-
-def f1_ratio(ctx: Context, d: str, p: str) -> Found:
-    row = _row(ctx, "f1_paired", "f1_vs_q16_reference", _name(ctx, roles.Q4), d, p)
-    if isinstance(row, str):
-        return _missing(row)
-    ev = Evidence(
-        True, "", row["ratio"], row["ratio_ci_low"], row["ratio_ci_high"], row["p_holm"], NAN
-    )
-    return ev, (
-        f"{row['mean_variant']:.3f} vs {row['mean_baseline']:.3f} ({_pct(row['ratio'])}"
-        f"{_ci(row['ratio_ci_low'], row['ratio_ci_high'], _pct)})"
-    )
 
 
 def _mean_of(ctx: Context, variant: str, value: str, d: str, p: str) -> float:
@@ -134,68 +159,18 @@ def measured_energy(column: str, extract: Extractor) -> Extractor:
     def wrapped(ctx: Context, d: str, p: str) -> Found:
         r = ctx.runs
         if column not in r.columns:
-            return _missing(f"no {column} in the runs table: the energy source is unknown")
+            return _untestable(f"no {column} in the runs table: the energy source is unknown")
         methods = r.loc[(r["dataset"] == d) & (r["protocol"] == p), column].dropna().astype(str)
         if methods.empty or any(
             methods.str.contains(m, regex=False).any() for m in ESTIMATED_MARKS
         ):
-            return _missing(
-                f"not testable here: energy is {ESTIMATED}: power model x time "
+            return _untestable(
+                f"energy is {ESTIMATED}: power model x time "
                 f"({column}: no power counter readable on this machine)"
             )
         return extract(ctx, d, p)
 
     return wrapped
-
-
-def equivalence(variant: roles.Role, baseline: roles.Role) -> Extractor:
-    """The TOST row of the variant playing `variant` vs the one playing `baseline`."""
-
-    def extract(ctx: Context, d: str, p: str) -> Found:
-        frame = ctx.families["tost_f1"]
-        hit = frame[
-            (frame["variant"] == _name(ctx, variant))
-            & (frame["baseline"] == _name(ctx, baseline))
-            & (frame["dataset"] == d)
-            & (frame["protocol"] == p)
-        ]
-        if hit.empty or hit.iloc[0]["status"] != COMPUTED:
-            return _missing(hit.iloc[0]["reason"] if not hit.empty else "no TOST row")
-        row = hit.iloc[0]
-        # the interval that matches the Holm p printed beside it (qmoe.analysis.comparisons)
-        ev = Evidence(
-            True,
-            "",
-            row["mean_diff"],
-            row["ci_holm_low"],
-            row["ci_holm_high"],
-            row["p_holm"],
-            row["margin"],
-        )
-        return ev, (
-            f"diff {row['mean_diff']:+.4f}, {100 * row['holm_level']:.1f} % CI "
-            f"[{row['ci_holm_low']:+.4f}, {row['ci_holm_high']:+.4f}], TOST Holm p = "
-            f"{pval(row['p_holm'])}; smallest margin showable {row['min_margin']:.3f} "
-            f"(one clip = {row['resolution']:.4f})"
-        )
-
-    return extract
-
-
-def moe_no_gain(ctx: Context, d: str, p: str) -> Found:
-    row = _row(ctx, "f1_paired", "f1_moe_vs_w8a8", _name(ctx, roles.PLAIN_MOE), d, p)
-    if isinstance(row, str):
-        return _missing(row)
-    ev = Evidence(
-        True,
-        "",
-        row["mean_diff"],
-        row["ci_low"],
-        row["ci_high"],
-        row["p_holm"],
-        ctx.cfg.tost_margin,
-    )
-    return ev, f"F1 diff {row['mean_diff']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
 
 
 def params(ctx: Context, d: str, p: str) -> Found:
@@ -235,20 +210,11 @@ def deploy_ratio(ctx: Context, d: str, p: str) -> Found:
         return _missing(f"no {q4} {col}")
     est, lo, hi = fold_log_interval(sel.dropna(subset=[col]), col, ctx.cfg.confidence)
     breakeven = _mean_of(ctx, q4, "break_even_inferences", d, p)
-    return Evidence(True, "", est, lo, hi, NAN, NAN), (
+    folds = float(sel["fold"].nunique())
+    return Evidence(True, "", est, lo, hi, NAN, NAN, n=folds, unit="folds"), (
         f"{q4} deployment/training energy at 1,000 inferences: {est:.3g}"
         f"{_ci(lo, hi, lambda x: f'{x:.3g}')}; break-even after {breakeven:,.0f} inferences"
     )
-
-
-def quinn(ctx: Context, d: str, p: str) -> Found:
-    if d != "quinn":
-        return _missing("Quinn (ABGQI) is another dataset")
-    row = _row(ctx, "f1_paired", "f1_curiosity_vs_moe", _name(ctx, roles.CURIOSITY_V3), d, p)
-    if isinstance(row, str):
-        return _missing(row)
-    ev = Evidence(True, "", row["mean_diff"], row["ci_low"], row["ci_high"], row["p_holm"], NAN)
-    return ev, f"{row['mean_baseline']:.3f} -> {row['mean_variant']:.3f} ({row['mean_diff']:+.4f})"
 
 
 def fold_log_interval(rows: pd.DataFrame, col: str, confidence: float) -> tuple[float, ...]:
@@ -293,7 +259,7 @@ def routing_confidence(ctx: Context, d: str, p: str) -> Found:
         per_fold[True].to_numpy(float), per_fold[False].to_numpy(float), 0.0, ctx.cfg.confidence
     )
     est, lo, hi = 1 - rt.ratio, 1 - rt.high, 1 - rt.low
-    return Evidence(True, "", est, lo, hi, rt.p, NAN), (
+    return Evidence(True, "", est, lo, hi, rt.p, NAN, n=float(len(per_fold)), unit="folds"), (
         f"{_pct(est)}{_ci(lo, hi, _pct)} lower gate probability ({len(per_fold)} folds, paired t "
         f"on per-fold log-ratios), p = {pval(rt.p)}"
     )

@@ -15,6 +15,7 @@ import pandas as pd
 
 from qmoe.analysis import roles
 from qmoe.analysis.comparisons import Method, Pair, compare, dispersion, equivalence, levene
+from qmoe.analysis.evidence import DEPLOYED
 from qmoe.analysis.latency import TEST as ROUND_TEST
 from qmoe.analysis.latency import compare_rounds
 from qmoe.analysis.results import variant_facts
@@ -153,7 +154,7 @@ def run_families(
     by round with it, by fold means of per-model medians without it."""
     f1, pairs = cfg.f1_metric, plan(variant_facts(runs))
     fold_pass = runs.assign(reference_fold_pass_ms=runs["reference_fold_pass_s"] * 1e3)
-    return {
+    return deployed_twins(runs, pairs, cfg) | {
         "f1_paired": compare(runs, pairs.f1, f1, cfg, Method.NADEAU_BENGIO),
         "tost_f1": equivalence(runs, pairs.tost, f1, cfg),
         "latency_dispersion": dispersion(
@@ -183,5 +184,21 @@ def run_families(
             pairs.fold_latency,
             "reference_fold_pass_ms",
             cfg,
+        ),
+    }
+
+
+def deployed_twins(runs: pd.DataFrame, pairs: Plan, cfg: StatsConfig) -> dict[str, pd.DataFrame]:
+    """The F1 families again on the deployed artefacts' F1 (`deployed_<f1_metric>`, one call per
+    test clip), each its own table (its own Holm): shown beside the training form's, which the
+    claims are judged on. None where the runs table has no such column."""
+    col = f"deployed_{cfg.f1_metric}"
+    if col not in runs or runs[col].isna().all():
+        return {}
+    return {
+        "f1_paired" + DEPLOYED: compare(runs, pairs.f1, col, cfg, Method.NADEAU_BENGIO),
+        "tost_f1" + DEPLOYED: equivalence(runs, pairs.tost, col, cfg),
+        "f1_variance_levene" + DEPLOYED: levene(
+            fold_samples(runs, col), pairs.f1_variance, col, cfg
         ),
     }

@@ -2,9 +2,10 @@
 against a paper's number (reference-method.md 2).
 
 A `Criterion` names one rule and, for interval rules, the paper's value and the tolerance (a field
-of params.yaml `report.verdict`, fixed before any result is seen). `decide` maps it and our
-`Evidence` to one of four verdicts with a one-line reason. Nothing here knows a claim: the claims
-themselves (wording, paper value, extractor, criterion) are entries of `qmoe.analysis.claims`.
+of params.yaml `report.verdict`, fixed before any result is seen); each rule maps our `Evidence` to
+a `Decision`: a verdict with a one-line reason (`qmoe.analysis.judgement.decide` picks the rule
+and adds an effect's direction and size). Nothing here knows a claim: the claims themselves
+(wording, paper value, extractor, criterion) are entries of `qmoe.analysis.claims`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ class Verdict(Enum):
     REPRODUCED = "reproduced"
     NOT_REPRODUCED = "not reproduced"
     INCONCLUSIVE = "inconclusive"
-    NOT_TESTABLE = "not testable here"
+    NOT_TESTABLE = "not testable here"  # cannot be measured on this machine or data
+    NOT_COMPUTED = "not computed"  # measurable here, but not under this protocol or study
     ARITHMETIC = "holds by arithmetic"  # a count or a ratio of nominal sizes: no experiment
     INDICATIVE = "indicative only"  # a dataset outside the paper's: no verdict either way
 
@@ -33,6 +35,16 @@ class Rule(Enum):
     NO_GAIN = "no_gain"  # gain excluded beyond the margin
     SUPERIORITY = "superiority"  # a significant gain over a placebo; equivalence refutes it
     NOT_TESTABLE = "not_testable"
+
+
+class Effect(Enum):
+    """What an estimate is, relative to a ratio of two measurements: how it is printed, and the
+    scale on which its interval is symmetric (the log of the ratio; a difference as it is)."""
+
+    DIFF = "diff"  # an additive difference (F1 points)
+    RATIO = "ratio"  # a ratio
+    FALL = "fall"  # 1 - ratio: a saving, a reduction
+    RISE = "rise"  # ratio - 1: an overhead
 
 
 class Scale(Enum):
@@ -69,27 +81,19 @@ class Criterion(NamedTuple):
     note: str = ""  # why the claim cannot be tested here (Rule.NOT_TESTABLE), or a caveat
     null: float = math.nan  # the no-effect value of an effect claim (NaN: a parity claim)
     arithmetic: bool = False  # holds by counting, whatever any experiment shows
+    effect: Effect = Effect.DIFF  # what the estimate is (display, and the scale of its interval)
+    proxy: str = ""  # judged through another measurand: which for which ("latency for energy")
 
 
-def interval(
-    value: float,
-    tolerance: str,
-    scale: Scale = Scale.ABSOLUTE,
-    exact: bool = False,
-    note: str = "",
-    null: float = math.nan,
-    arithmetic: bool = False,
-) -> Criterion:
+def interval(value: float, tolerance: str, scale: Scale = Scale.ABSOLUTE, **more) -> Criterion:
     """Our value within the paper's value +- the tolerance; when that band contains the no-effect
-    value `null`, a significant test in the claimed direction is needed as well."""
-    return Criterion(Rule.INTERVAL, value, tolerance, scale, exact, note, null, arithmetic)
+    value `null`, a significant test is needed as well. `more`: Criterion fields."""
+    return Criterion(Rule.INTERVAL, value, tolerance, scale, **more)
 
 
-def significant(
-    value: float, tolerance: str, scale: Scale = Scale.ABSOLUTE, null: float = math.nan
-) -> Criterion:
+def significant(value: float, tolerance: str, scale: Scale = Scale.ABSOLUTE, **more) -> Criterion:
     """`interval`, and the claimed test rejects (Holm p < alpha) in the claimed direction."""
-    return Criterion(Rule.INTERVAL_SIGNIFICANT, value, tolerance, scale, null=null)
+    return Criterion(Rule.INTERVAL_SIGNIFICANT, value, tolerance, scale, **more)
 
 
 EQUIVALENT = Criterion(Rule.EQUIVALENCE)  # TOST within the stats margin
@@ -104,6 +108,8 @@ def untestable(note: str) -> Criterion:
 class Decision(NamedTuple):
     verdict: Verdict
     reason: str
+    direction: Verdict | None = None  # an effect claim: in the paper's direction from no effect?
+    size: Verdict | None = None  # ... and of the paper's size (its band)?
 
 
 def _f(x: float) -> str:
@@ -129,7 +135,7 @@ def interval_verdict(
     """CI inside the band: reproduced; CI clear of it: not; straddling: inconclusive. An exact
     quantity (a parameter count, a file size) has no CI: the estimate alone decides."""
     if not math.isfinite(estimate):
-        return Decision(Verdict.NOT_TESTABLE, "no estimate")
+        return Decision(Verdict.NOT_COMPUTED, "no estimate")
     lo, hi = band(paper, tol, scale)
     where = f"paper {_f(paper)} band [{_f(lo)}, {_f(hi)}]"
     if not exact and not all(math.isfinite(c) for c in ci):
@@ -189,7 +195,7 @@ def superiority_verdict(
     or a two-sided one) with the CI above 0 -> reproduced; equivalent within +-margin (TOST Holm
     p < alpha) or the CI below 0 (worse) -> not reproduced."""
     if not all(math.isfinite(c) for c in (estimate, *ci, p)):
-        return Decision(Verdict.NOT_TESTABLE, "difference not computed")
+        return Decision(Verdict.NOT_COMPUTED, "difference not computed")
     ci_txt = f"diff {estimate:+.4f}, 95 % CI [{ci[0]:+.4f}, {ci[1]:+.4f}]"
     if p < alpha and ci[0] > 0:
         return Decision(Verdict.REPRODUCED, f"{ci_txt}, Holm p = {_f(p)}: better than placebo")
@@ -216,7 +222,7 @@ def equivalence_verdict(
     exactly when Holm p < alpha."""
     ci_txt = f"CI matching the Holm p [{_f(ci[0])}, {_f(ci[1])}]"
     if not all(math.isfinite(c) for c in (*ci, p_holm)):
-        return Decision(Verdict.NOT_TESTABLE, "TOST not computed")
+        return Decision(Verdict.NOT_COMPUTED, "TOST not computed")
     if p_holm < alpha:
         return Decision(
             Verdict.REPRODUCED, f"TOST Holm p = {_f(p_holm)}: {ci_txt} within +-{margin}"
@@ -233,7 +239,7 @@ def equivalence_verdict(
 def no_gain_verdict(ci: tuple[float, float], margin: float) -> Decision:
     """'No accuracy gain': a significant gain refutes it; a CI below +margin supports it."""
     if not all(math.isfinite(c) for c in ci):
-        return Decision(Verdict.NOT_TESTABLE, "difference not computed")
+        return Decision(Verdict.NOT_COMPUTED, "difference not computed")
     ci_txt = f"CI of the F1 gain [{_f(ci[0])}, {_f(ci[1])}]"
     if ci[0] > 0:
         return Decision(Verdict.NOT_REPRODUCED, f"{ci_txt} above 0: a significant gain")
@@ -253,37 +259,6 @@ class Evidence(NamedTuple):
     p: float
     margin: float
     p_equivalence: float = math.nan  # SUPERIORITY: the TOST Holm p of the same pair
-    not_testable: str = ""  # computed, but no verdict can rest on it here (e.g. estimated energy)
-
-
-def decide(c: Criterion, ev: Evidence, cfg: VerdictConfig, alpha: float) -> Decision:
-    """The verdict of one claim on one (dataset, protocol)."""
-    if c.rule is Rule.NOT_TESTABLE:
-        return Decision(Verdict.NOT_TESTABLE, c.note)
-    if not ev.computed:
-        return Decision(Verdict.NOT_TESTABLE, f"not computed: {ev.reason}")
-    if ev.not_testable:
-        return Decision(Verdict.NOT_TESTABLE, ev.not_testable)
-    ci = (ev.ci_low, ev.ci_high)
-    if c.rule is Rule.EQUIVALENCE:
-        return equivalence_verdict(ci, ev.margin, ev.p, alpha)
-    if c.rule is Rule.NO_GAIN:
-        return no_gain_verdict(ci, ev.margin)
-    if c.rule is Rule.SUPERIORITY:
-        return superiority_verdict(ev.estimate, ci, ev.p, ev.p_equivalence, ev.margin, alpha)
-    tol = getattr(cfg, c.tolerance)
-    lo, hi = band(c.value, tol, c.scale)
-    if c.rule is Rule.INTERVAL_SIGNIFICANT or (math.isfinite(c.null) and lo <= c.null <= hi):
-        dec = significant_interval_verdict(
-            c.value, ev.estimate, ci, tol, ev.p, alpha, c.scale, c.null
-        )
-        if c.rule is Rule.INTERVAL:  # the band admits no effect at all: say why p matters
-            dec = dec._replace(
-                reason=f"{dec.reason} (the band contains the no-effect value "
-                f"{_f(c.null)}, so a significant test is needed)"
-            )
-        return dec
-    dec = interval_verdict(c.value, ev.estimate, ci, tol, c.scale, c.exact)
-    if c.arithmetic and dec.verdict is Verdict.REPRODUCED:
-        return Decision(Verdict.ARITHMETIC, f"{dec.reason} (a count, not an experimental result)")
-    return dec
+    not_testable: str = ""  # no verdict can rest on it here (e.g. energy estimated, not measured)
+    n: float = math.nan  # how many units the interval rests on (qmoe.analysis.power)
+    unit: str = ""  # what they are: "clips", "folds"

@@ -106,12 +106,22 @@ def energy_estimated(runs: pd.DataFrame) -> bool:
     return not methods or not all(_measured(m) for m in methods)
 
 
+def _inference_methods(runs: pd.DataFrame) -> list[str]:
+    col = runs["bench_energy_method"] if "bench_energy_method" in runs else pd.Series(dtype=str)
+    return sorted(str(m) for m in col.dropna().unique())
+
+
+def inference_energy_measured(runs: pd.DataFrame) -> bool:
+    """Every model's inference energy read from a power counter (else a power model x time)."""
+    methods = _inference_methods(runs)
+    return bool(methods) and all(_measured(m) for m in methods)
+
+
 def energy_line(runs: pd.DataFrame, detail: bool = True) -> str:
     """How inference energy was obtained (runs `bench_energy_method`; `detail`: quoted)."""
-    col = runs["bench_energy_method"] if "bench_energy_method" in runs else pd.Series(dtype=str)
-    methods = sorted(str(m) for m in col.dropna().unique())
+    methods = _inference_methods(runs)
     listed = f" ({'; '.join(f'`{m}`' for m in methods) or 'none recorded'})" if detail else ""
-    if methods and all(_measured(m) for m in methods):
+    if inference_energy_measured(runs):
         return f"Energy per inference was read from hardware power counters{listed}."
     return (
         "Energy per inference (the energy columns and figure) is a CodeCarbon **estimate**: a "

@@ -13,162 +13,17 @@ from typing import NamedTuple
 import pandas as pd
 
 from qmoe.analysis import claims
-from qmoe.analysis.stats import COMPUTED
 from qmoe.analysis.verdict import VerdictConfig
 from qmoe.io import require
-from qmoe.report import deployment, latency, routing, summary, tables
+from qmoe.report import deployment, latency, leakage, routing, stat_tests, summary, tables
 from qmoe.report.sections import (
-    PROTOCOLS,
     not_computed,
     routing_section,
     side_by_side,
     variant_table,
-    verdict_markdown,
     what_was_run,
 )
-
-
-class TestView(NamedTuple):
-    title: str
-    table: str  # stats CSV name
-    columns: list[tables.Column]
-
-
-def test_section(view: TestView, frame: pd.DataFrame) -> str:
-    done = frame[frame["status"] == COMPUTED]
-    table = tables.Table(view.table, view.title, done, view.columns)
-    skipped = len(frame) - len(done)
-    note = f"\n{skipped} planned test(s) not computed: see 'Not computed'.\n" if skipped else ""
-    return f"### {view.title}\n\n" + tables.markdown(table) + note
-
-
-def _p(col: str, header: str) -> tables.Column:
-    return tables.Column(header, lambda r: tables.pval(r.get(col)))
-
-
-def _ci(lo: str, hi: str, header: str, digits: int = 4) -> tables.Column:
-    return tables.Column(
-        header,
-        lambda r: (
-            f"[{r[lo]:.{digits}f}, {r[hi]:.{digits}f}]"
-            if pd.notna(r.get(lo)) and pd.notna(r.get(hi))
-            else "n/a"
-        ),
-    )
-
-
-_KEYS = [
-    tables.text("dataset", "Dataset"),
-    tables.text("protocol", "Protocol"),
-    tables.text("variant", "Variant"),
-    tables.text("baseline", "Baseline"),
-]
-TEST_VIEWS = [
-    TestView(
-        "Equivalence (TOST) of F1, on fold means",
-        "tost_f1",
-        _KEYS
-        + [
-            tables.number("n_pairs", "Folds", 0),
-            tables.number("mean_diff", "Mean diff", 4),
-            _ci("ci_tost_low", "ci_tost_high", "90 % CI (NB)"),
-            tables.number("holm_level", "Level matching Holm p", 4),
-            _ci("ci_holm_low", "ci_holm_high", "CI matching Holm p (NB)"),
-            _p("p_tost", "p TOST (plain)"),
-            _p("p_tost_nb", "p TOST (NB)"),
-            _p("p_holm", "Holm p (NB)"),
-            tables.text("equivalent", "Equivalent"),
-            tables.number("min_margin", "Smallest margin showable", 4),
-            tables.number("resolution", "One clip (1/n_test)", 4),
-        ],
-    ),
-    TestView(
-        "F1 paired comparisons (Nadeau-Bengio corrected t on fold means)",
-        "f1_paired",
-        [tables.text("family", "Family")]
-        + _KEYS
-        + [
-            tables.number("n_pairs", "Folds", 0),
-            tables.number("mean_diff", "Mean diff", 4),
-            _ci("ci_low", "ci_high", "95 % CI (NB, t)"),
-            tables.number("ratio", "Ratio", 4),
-            _ci("ratio_ci_low", "ratio_ci_high", "95 % CI (per-fold log-ratios)", 4),
-            tables.number("cohens_dz", "dz", 2),
-            _p("p", "p"),
-            _p("p_holm", "Holm p"),
-        ],
-    ),
-    TestView(
-        "Per-inference latency spread, per model (fold-level log-ratios)",
-        "latency_dispersion",
-        _KEYS
-        + [
-            tables.number("n_pairs", "Folds", 0),
-            tables.number("sd_variant", "sd (ms, geo. mean)", 4),
-            tables.number("sd_baseline", "sd base (ms)", 4),
-            tables.number("variance_ratio", "Variance ratio", 3),
-            _ci("variance_ratio_ci_low", "variance_ratio_ci_high", "95 % CI", 3),
-            tables.number("iqr_ratio", "IQR ratio", 3),
-            tables.number("mad_ratio", "MAD ratio", 3),
-            _p("p", "p"),
-            _p("p_holm", "Holm p"),
-        ],
-    ),
-    TestView(
-        "Per-inference latency variance, pooled samples (Brown-Forsythe; reference-style, p "
-        "optimistic)",
-        "latency_levene",
-        _KEYS
-        + [
-            tables.number("sd_variant", "sd (ms)", 4),
-            tables.number("sd_baseline", "sd base (ms)", 4),
-            tables.number("variance_ratio", "Variance ratio", 3),
-            _ci(
-                "variance_ratio_ci_low", "variance_ratio_ci_high", "95 % CI (cluster bootstrap)", 3
-            ),
-            tables.number("std_reduction_reference", "1 - std ratio (reference's)", 3),
-            _p("p", "p"),
-            _p("p_holm", "Holm p"),
-        ],
-    ),
-    TestView(
-        "Fold-pass latency variance, the reference's protocol (fold means)",
-        "fold_latency_levene",
-        _KEYS
-        + [
-            tables.number("sd_variant", "sd (ms)", 3),
-            tables.number("sd_baseline", "sd base (ms)", 3),
-            tables.number("variance_ratio", "Variance ratio", 3),
-            tables.number("std_reduction_reference", "1 - std ratio (reference's)", 3),
-            _p("p", "p"),
-            _p("p_holm", "Holm p"),
-        ],
-    ),
-    TestView(
-        "Median latency ratio, paired by interleaved timing round (median over rounds, "
-        "order-statistic CI, sign test)",
-        "latency_paired",
-        [tables.text("family", "Family")]
-        + _KEYS
-        + [
-            tables.number("ratio", "Ratio", 3),
-            _ci("ratio_ci_low", "ratio_ci_high", "95 % CI", 3),
-            _p("p_ratio", "p"),
-            _p("ratio_p_holm", "Holm p"),
-        ],
-    ),
-    TestView(
-        "Energy per inference (paired t on fold means, log-ratio test; estimates)",
-        "energy_inference_paired",
-        _KEYS
-        + [
-            tables.number("ratio", "Ratio", 3),
-            _ci("ratio_ci_low", "ratio_ci_high", "95 % CI", 3),
-            _p("p_ratio", "p"),
-            _p("ratio_p_holm", "Holm p"),
-        ],
-    ),
-]
+from qmoe.report.verdicts import PROTOCOLS, verdict_markdown
 
 
 class FigureRef(NamedTuple):
@@ -190,6 +45,8 @@ class Document(NamedTuple):
     protocols: dict[str, list[str]] = {}  # protocol -> its describe() lines (training.protocols)
     devices: list[dict] = []  # device.json records (qmoe.report.provenance.devices)
     deployed: deployment.DeployedForm | None = None  # params `export` (graph form)
+    leaks: list[leakage.Leak] = []  # same-recording siblings across each protocol's split
+    commit: str = ""  # the code's git commit, as provenance names it
 
 
 def verdicts(doc: Document) -> pd.DataFrame:
@@ -200,12 +57,44 @@ def verdicts(doc: Document) -> pd.DataFrame:
 
 def summary_text(doc: Document) -> str:
     """The opening summary; reports/summary.md and the README carry the same text."""
-    return summary.markdown(verdicts(doc), doc.runs, doc.devices)
+    return summary.markdown(verdicts(doc), doc.runs, doc.devices, doc.commit)
+
+
+def rules_text(doc: Document) -> str:
+    """How the verdicts are reached and worded (fixed before the results)."""
+    f1, alpha, v = doc.stats_config["f1_metric"], doc.stats_config["alpha"], doc.verdict_cfg
+    return (
+        f"Rules (fixed before the results): F1 = `{f1}`; alpha = {alpha}; TOST margin = "
+        f"±{doc.stats_config['tost_margin']}; values within ±{v.proportion_tol} (proportions), "
+        f"±{v.ratio_tol} (F1 ratio), ±{v.f1_tol} (F1), ±{100 * v.rel_tol:.0f} % (exact "
+        f"quantities) or ±{v.log10_tol} order(s) of magnitude of the paper. 'Reproduced' needs "
+        "the whole confidence interval inside that band (and the claimed test significant after "
+        "Holm); an interval clear of it is 'not reproduced'; anything else 'inconclusive'. A "
+        "band that contains the no-effect value also needs a significant test in the paper's "
+        "direction. A claim of an effect (a saving, a reduction, an overhead) is judged twice: "
+        "its direction (the interval clear of no effect on the paper's side) and its size (the "
+        "band); the counts take the claim as stated (its size, and its test where one is "
+        "claimed). A claim judged through another measurand says 'proxy' (latency for energy). "
+        "Effects are printed in the paper's direction and words ('variance x2.02, not a "
+        "reduction'). Counts at fixed shapes 'hold by arithmetic' (not an experimental result). "
+        "'Not testable here': this machine or study cannot measure it (no power counter, data "
+        "only from the paper's authors); 'not computed under <protocol>': measurable here, not "
+        "computed under that protocol. Accuracy claims are judged on the training form's F1 "
+        "(as the paper scored it), with the deployed artefacts' F1 beside it. Every test's unit "
+        "is the fold (seeds averaged within it). On ESC-10, a 10-class subset of the paper's "
+        "ESC-50, verdicts are labelled 'on ESC-10' and absolute F1 values are indicative; on a "
+        "dataset outside the paper's, comparisons are 'indicative only'. " + latency.HEAD_ONLY
+    )
+
+
+def disclosures(doc: Document) -> list[str]:
+    """What a reader must know to weigh the verdicts: DISCLOSURES and the measured sibling leak."""
+    leak = leakage.markdown(doc.leaks)
+    return DISCLOSURES + ([leak] if leak else [])
 
 
 def render(doc: Document) -> str:
-    f1, alpha = doc.stats_config["f1_metric"], doc.stats_config["alpha"]
-    v = doc.verdict_cfg
+    f1 = doc.stats_config["f1_metric"]
     estimated = deployment.energy_estimated(doc.runs)
     energy = "CodeCarbon estimates" if estimated else "read from power counters"
     out = [
@@ -220,22 +109,10 @@ def render(doc: Document) -> str:
         what_was_run(doc.runs),
         variant_table(list(doc.runs["variant"].unique())),
         "## Claims verdict\n",
-        f"Rules (fixed before the results): F1 = `{f1}`; alpha = {alpha}; TOST margin = "
-        f"±{doc.stats_config['tost_margin']}; values within ±{v.proportion_tol} (proportions), "
-        f"±{v.ratio_tol} (F1 ratio), ±{v.f1_tol} (F1), ±{100 * v.rel_tol:.0f} % (exact "
-        f"quantities) or ±{v.log10_tol} order(s) of magnitude of the paper. 'Reproduced' needs "
-        "the whole confidence interval inside that band (and the claimed test significant after "
-        "Holm); an interval clear of it is 'not reproduced'; anything else 'inconclusive'. A "
-        "band that contains the no-effect value also needs a significant test in the paper's "
-        "direction. Effects are printed in the paper's direction and words ('variance x2.02, "
-        "not a reduction'). Counts at fixed shapes 'hold by arithmetic' (not an experimental "
-        "result). Every test's unit is the fold (seeds averaged within it). On ESC-10, a "
-        "10-class subset of the paper's ESC-50, verdicts are labelled 'on ESC-10' and absolute "
-        "F1 values are indicative; on a dataset outside the paper's, comparisons are "
-        "'indicative only'. " + latency.HEAD_ONLY + "\n",
+        rules_text(doc) + "\n",
         verdict_markdown(verdicts(doc)),
         "### Disclosures\n",
-        "\n".join(f"- {d}" for d in DISCLOSURES) + "\n",
+        "\n".join(f"- {d}" for d in disclosures(doc)) + "\n",
         "## Results, both protocols\n",
         side_by_side(doc.runs, f1, "energy mJ" + (" (estimate)" if estimated else "")),
         "### Selected epochs\n",
@@ -251,11 +128,7 @@ def render(doc: Document) -> str:
     ]
     out += [f"### {t.title}\n\n{tables.markdown(t)}" for t in doc.paper_tables]
     out.append("## Statistical tests\n")
-    out += [
-        test_section(view, doc.stats_tables[view.table])
-        for view in TEST_VIEWS
-        if view.table in doc.stats_tables
-    ]
+    out += stat_tests.test_sections(doc.stats_tables, doc.runs)
     if "routing_escalation" in doc.stats_tables:
         out.append(routing_section(doc.stats_tables["routing_escalation"]))
     if "routing_same_weights" in doc.stats_tables:

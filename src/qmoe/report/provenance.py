@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -28,6 +29,16 @@ def git_commit(cwd: Path | None = None) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{head}-dirty" if dirty else head or "unknown"
+
+
+def commit_line(commit: str) -> str:
+    """How provenance names the code (`commits_named` reads it back)."""
+    return f"Code: git commit `{commit}`"
+
+
+def commits_named(text: str) -> list[str]:
+    """Every commit a generated text names as its code ('...-dirty': uncommitted changes)."""
+    return re.findall(r"Code: git commit `([^`]*)`", text)
 
 
 def manifest_digest(manifest: pd.DataFrame) -> str:
@@ -126,7 +137,7 @@ def markdown(
 ) -> str:
     """The report's Provenance section."""
     lines = [
-        f"- Code: git commit `{commit}`",
+        f"- {commit_line(commit)}",
         "- " + energy_statement(methods),
         "",
         "Datasets (manifest digest = sha256 over sorted `clip_id  sha256` lines):",

@@ -10,13 +10,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from qmoe.analysis.claims import BY_ID, Claim
 from qmoe.analysis.stats import COMPUTED
-from qmoe.analysis.verdict import Verdict
 from qmoe.catalog import info, order, paper_name
 from qmoe.report import tables
+from qmoe.report.verdicts import PROTOCOLS
 
-PROTOCOLS = ("corrected", "faithful")  # always shown side by side, run or not
 METRIC_COLUMNS = ("macro_f1", "accuracy", "weighted_f1")
 
 
@@ -51,20 +49,6 @@ def metrics(runs: pd.DataFrame) -> dict:
     return out
 
 
-def verdict_metrics(verdicts: pd.DataFrame) -> dict:
-    """The claims verdict as DVC metrics, so `dvc metrics diff` and `dvc exp show` show what a
-    knob does to the study's conclusion: per dataset and protocol, the count of each verdict
-    (every Verdict, zeros included) and each claim's verdict as text."""
-    out: dict = {}
-    for (d, p), part in verdicts.groupby(["dataset", "protocol"], sort=True):
-        counts = part["verdict"].value_counts()
-        out.setdefault(d, {})[p] = {
-            "counts": {v.value.replace(" ", "_"): int(counts.get(v.value, 0)) for v in Verdict},
-            "claims": dict(zip(part["claim"], part["verdict"], strict=True)),
-        }
-    return out
-
-
 BENCHMARK_METRICS = ("latency_median_ms", "latency_p99_ms", "energy_per_inference_mj")
 
 
@@ -89,53 +73,6 @@ def f1_per_fold(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     runs_id = [f"{d}/{p}/{v}/f{f}s{s}" for d, p, v, f, s in frame.itertuples(index=False)]
     frame.insert(0, "run", runs_id)
     return frame.assign(metric=metric, f1=runs[metric].round(6).to_numpy())
-
-
-# --- claims verdict ---------------------------------------------------------------------------
-
-
-def _claim_label(claim: Claim, dataset: str, many: bool) -> str:
-    return f"{claim.claim} [{claim.source}]" + (f" ({dataset})" if many else "")
-
-
-def verdict_table(rows: pd.DataFrame, only: tuple[str, ...] = (), reasons: bool = True) -> str:
-    """The claims table of `rows` (qmoe.analysis.claims.judge over PROTOCOLS); `only`: these
-    claims, in this order; `reasons`: with the reason column."""
-    many = rows["dataset"].nunique() > 1
-    if only:
-        rows = rows[rows["claim"].isin(only)]
-        rows = rows.iloc[rows["claim"].map(list(only).index).argsort(kind="stable")]
-    head = ["Claim [abstract]", "Paper"] + [
-        f"{h} ({p})" for p in PROTOCOLS for h in ("Ours", "Verdict")
-    ]
-    head += ["Reason"] if reasons else []
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (claim, d), part in rows.groupby(["claim", "dataset"], sort=False):
-        spec, part = BY_ID[claim], part.set_index("protocol")
-        cells = [_claim_label(spec, d, many), spec.paper]
-        for p in PROTOCOLS:
-            scope = part.loc[p, "scope"] if "scope" in part.columns else ""
-            note = f" ({scope})" if isinstance(scope, str) and scope else ""
-            cells += [str(part.loc[p, "ours"]), f"**{part.loc[p, 'verdict']}**{note}"]
-        if reasons:
-            reason = "; ".join(f"{p}: {part.loc[p, 'reason']}" for p in PROTOCOLS)
-            if spec.judge.note and spec.judge.note not in reason:
-                reason += f" ({spec.judge.note})"
-            cells.append(reason)
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def verdict_tally(rows: pd.DataFrame) -> str:
-    """'0 reproduced, 12 not reproduced, ...' over every verdict, in Verdict order."""
-    counts = rows["verdict"].value_counts()
-    return ", ".join(f"{counts.get(v.value, 0)} {v.value}" for v in Verdict)
-
-
-def verdict_markdown(rows: pd.DataFrame) -> str:
-    """The claims table: `rows` from `qmoe.analysis.claims.judge` over PROTOCOLS."""
-    tally = verdict_tally(rows)
-    return verdict_table(rows) + f"\nVerdicts over claims x protocols: {tally}.\n"
 
 
 # --- other sections ---------------------------------------------------------------------------

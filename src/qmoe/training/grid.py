@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from qmoe.energy import EnergyMeter
+from qmoe.energy import EnergyMeter, grid_emissions_kg
 from qmoe.executor import ExecutionConfig, measures_all_work, run_units
 from qmoe.io import ConfigError, atomic_dir, atomic_path, load_json, save_json, write_bytes
 from qmoe.models import ModelConfig
@@ -26,6 +26,8 @@ from qmoe.training.protocols import make_protocol
 from qmoe.variants import MoEConfig, VariantConfig, to_dict
 
 log = logging.getLogger("qmoe.training")
+
+COUNTRY = "energy_country"  # the cost file's grid: its emissions are for this country
 
 
 class RunSpec(NamedTuple):
@@ -44,21 +46,40 @@ def train_protocol(
     outputs: reuse.Outputs,
     country_iso_code: str,
     execution: ExecutionConfig,
+    *,
+    force: bool = False,
 ) -> reuse.Plan:
-    """Train every variant of `variants` whose inputs changed on every fold and seed of
-    `spec.protocol` (one executor unit per model); write each one's run folder (deterministic: the
-    same bytes on every run) and cost file (measured: wall time and energy per model) atomically,
-    once every unit has succeeded. Returns which variants were trained and which kept."""
+    """Train every variant of `variants` whose outputs cannot be kept (qmoe.training.reuse; all of
+    them with `force`) on every fold and seed of `spec.protocol` (one executor unit per model);
+    write each one's run folder (deterministic: the same bytes on every run) and then its cost file
+    (measured: wall time and energy per model; the record of inputs and files), once every unit has
+    succeeded. Kept variants whose emissions were computed for another country get them again
+    from their recorded energy. Returns which variants were trained (and why) and which kept."""
     # the tracker probes the hardware (~1.4 s) while the features are read and split
     with EnergyMeter(country_iso_code=country_iso_code).start_soon() as meter:
         jobs = _jobs(spec, variants, model_cfg, cfg, inputs.features)
-        records = reuse.records(jobs, inputs, country_iso_code)
-        todo = reuse.plan(outputs, records)
+        records = reuse.records(jobs, inputs)
+        todo = reuse.plan(outputs, records, force)
         for v in todo.keep:
-            log.info("%s/%s/%s: kept (its inputs are unchanged)", spec.dataset, spec.protocol, v)
+            log.info("%s/%s/%s: kept (its inputs and files are unchanged)", *spec, v)
+            _recount_emissions(outputs.cost(v), country_iso_code)
+        for v, why in todo.why.items():
+            log.info("%s/%s/%s: training: %s", *spec, v, why)
         if todo.train:
             _train_grid({v: jobs[v] for v in todo.train}, records, meter, outputs, execution)
     return todo
+
+
+def _recount_emissions(cost: Path, country_iso_code: str) -> None:
+    """Emissions of a kept variant for today's `energy.country_iso_code` (energy is unchanged)."""
+    data = load_json(cost)
+    if data.get(COUNTRY) == country_iso_code:
+        return
+    for run in data["runs"]:
+        run["train_emissions_kg"] = grid_emissions_kg(run["train_energy_kwh"], country_iso_code)
+    log.info("%s: emissions recomputed for %s (were %s)", cost, country_iso_code, data.get(COUNTRY))
+    with atomic_path(cost) as tmp:
+        save_json(tmp, {**data, COUNTRY: country_iso_code})
 
 
 def _jobs(
@@ -142,7 +163,22 @@ def _train_grid(
     done_at = dict(zip(order, zip(results, shares, strict=True), strict=True))
     for v, job in jobs.items():
         done = [(u, *done_at[v, i]) for i, u in enumerate(grids[v])]
-        _write_variant(job, done, {reuse.INPUTS: records[v], "energy_method": method}, outputs)
+        header = {
+            reuse.INPUTS: records[v],
+            COUNTRY: meter.country_iso_code,
+            "energy_method": method,
+        }
+        _write_variant(job, done, header, outputs)
+
+
+# The write points of one variant's outputs, in order; `_reached` is called after each (a no-op
+# that tests replace to kill the stage there): the record goes first and comes back last, so an
+# interruption anywhere leaves either the old folder with its record, or no record (retrained).
+STEPS = ("record removed", "folder staged", "folder replaced", "record written")
+
+
+def _reached(step: str, variant: str) -> None:
+    """A write point passed (STEPS)."""
 
 
 def _write_variant(
@@ -151,45 +187,63 @@ def _write_variant(
     cost_header: dict,
     outputs: reuse.Outputs,
 ) -> None:
-    """One variant's run folder and cost file, units in grid order (folds, then seeds)."""
-    history, predictions, costs = [], [], []
+    """One variant's run folder, then its cost file, units in grid order (folds, then seeds)."""
     folder_path, cost_path = outputs.folder(job.variant), outputs.cost(job.variant)
-    with atomic_dir(folder_path) as tmp, atomic_path(cost_path) as cost_tmp:
-        folder = RunFolder(tmp)
-        for unit, r, share in done:
-            key = ModelKey(unit.split.fold, unit.seed)
-            log.info(
-                "%s: macro-F1 %.4f (epoch %d of %d, %.2f s)",
-                units.unit_name(job, unit),
-                r.metrics["macro_f1"],
-                r.metrics["selected_epoch"],
-                r.metrics["epochs_run"],
-                r.train_seconds,
-            )
-            costs.append(
-                {
-                    "fold": key.fold,
-                    "seed": key.seed,
-                    "train_seconds": r.train_seconds,
-                    "train_energy_kwh": share.energy_kwh,
-                    "train_emissions_kg": share.emissions_kg,
-                }
-            )
-            history += r.history
-            predictions.append(r.predictions)
-            write_bytes(folder.checkpoint(key), r.checkpoint)
-            if r.curiosity is not None:
-                save_json(folder.curiosity(key), r.curiosity)
-        pd.DataFrame(history).to_csv(folder.history, index=False)
-        pd.concat(predictions).to_csv(folder.predictions, index=False)
-        header = {"dataset": job.dataset, "protocol": job.protocol, "variant": job.variant}
-        save_json(
-            folder.metrics,
-            {
-                **header,
-                "variant_config": to_dict(job.variant_cfg),
-                "class_names": job.data.class_names,
-                "runs": [r.metrics for _, r, _ in done],
-            },
+    cost_path.unlink(missing_ok=True)
+    _reached(STEPS[0], job.variant)
+    with atomic_dir(folder_path) as tmp:
+        _write_folder(job, done, RunFolder(tmp))
+        files = reuse.folder_digests(tmp)
+        _reached(STEPS[1], job.variant)
+    _reached(STEPS[2], job.variant)
+    costs = [
+        {
+            "fold": unit.split.fold,
+            "seed": unit.seed,
+            "train_seconds": r.train_seconds,
+            "train_energy_kwh": share.energy_kwh,
+            "train_emissions_kg": share.emissions_kg,
+        }
+        for unit, r, share in done
+    ]
+    header = {"dataset": job.dataset, "protocol": job.protocol, "variant": job.variant}
+    with atomic_path(cost_path) as tmp_cost:
+        save_json(tmp_cost, {**header, **cost_header, reuse.FILES: files, "runs": costs})
+    _reached(STEPS[3], job.variant)
+
+
+def _write_folder(
+    job: units.TrainJob,
+    done: list[tuple[units.Unit, units.UnitOutput, units.UnitEnergy]],
+    folder: RunFolder,
+) -> None:
+    """The run folder's files (docs/architecture.md section 3): no measurement in them."""
+    history, predictions = [], []
+    for unit, r, _ in done:
+        key = ModelKey(unit.split.fold, unit.seed)
+        log.info(
+            "%s: macro-F1 %.4f (epoch %d of %d, %.2f s)",
+            units.unit_name(job, unit),
+            r.metrics["macro_f1"],
+            r.metrics["selected_epoch"],
+            r.metrics["epochs_run"],
+            r.train_seconds,
         )
-        save_json(cost_tmp, {**header, **cost_header, "runs": costs})
+        history += r.history
+        predictions.append(r.predictions)
+        write_bytes(folder.checkpoint(key), r.checkpoint)
+        if r.curiosity is not None:
+            save_json(folder.curiosity(key), r.curiosity)
+    pd.DataFrame(history).to_csv(folder.history, index=False)
+    pd.concat(predictions).to_csv(folder.predictions, index=False)
+    save_json(
+        folder.metrics,
+        {
+            "dataset": job.dataset,
+            "protocol": job.protocol,
+            "variant": job.variant,
+            "variant_config": to_dict(job.variant_cfg),
+            "class_names": job.data.class_names,
+            "runs": [r.metrics for _, r, _ in done],
+        },
+    )

@@ -73,6 +73,8 @@ class Corrected:
     # every reported score at batch 1, as deployed: no prediction depends on another test clip
     eval_batch: ClassVar[int] = 1
     calibration: ClassVar[str] = "validation split"  # see calibration_rows
+    # TrainConfig fields it never reads: editing them cannot change its models (qmoe.training.reuse)
+    unused_train_fields: ClassVar[tuple[str, ...]] = ("faithful_folds",)
 
     @classmethod
     def from_train(cls, cfg: TrainConfig) -> Corrected:
@@ -157,6 +159,8 @@ class Faithful:
     # is computed over each batch of 64 test clips
     eval_batch: ClassVar[int] = 64
     calibration: ClassVar[str] = "training part"  # see calibration_rows
+    # TrainConfig fields it never reads: editing them cannot change its models (qmoe.training.reuse)
+    unused_train_fields: ClassVar[tuple[str, ...]] = ("seeds", "val_fraction")
 
     @classmethod
     def from_train(cls, cfg: TrainConfig) -> Faithful:
