@@ -160,7 +160,7 @@ class Faithful:
     eval_batch: ClassVar[int] = 64
     calibration: ClassVar[str] = "training part"  # see calibration_rows
     # TrainConfig fields it never reads: editing them cannot change its models (qmoe.training.reuse)
-    unused_train_fields: ClassVar[tuple[str, ...]] = ("seeds", "val_fraction")
+    unused_train_fields: ClassVar[tuple[str, ...]] = ("seeds", "val_fraction", "loss_min_delta")
 
     @classmethod
     def from_train(cls, cfg: TrainConfig) -> Faithful:
