@@ -39,9 +39,10 @@ FIGURES = {
     "a mixture that sends nearly everything to one expert is that expert at extra cost.",
     "routing_confidence": "Gate probability of the chosen expert: 'the 8-bit expert gets the "
     "uncertain samples' needs the w8a8 box clearly lower than the others.",
-    "routing_share_curve": "Each route model's own weights: if u picks the clips worth "
-    "escalating, the solid curve (highest u first) lies above the dashed one (as many clips at "
-    "random, shaded: its 95 % range); the dotted line is the share the threshold escalates.",
+    "routing_share_curve": "Each route model's own weights, from escalating no clip (left) to "
+    "every clip (right): if u picks the clips worth escalating, the solid curve (highest u first) "
+    "lies above the dashed one (as many clips at random, shaded: its 95 % range) and rises above "
+    "its left end; the dotted line is the share the threshold escalates.",
     "confusion_best": "The diagonal is each class's recall for the best model; bright "
     "off-diagonal cells are the confusions that remain.",
 }
