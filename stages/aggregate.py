@@ -9,7 +9,8 @@ from pathlib import Path
 
 from qmoe.analysis import results
 from qmoe.cli import read_params, run_stage
-from qmoe.io import atomic_path
+from qmoe.contract.study import Study
+from qmoe.io import atomic_path, from_section
 
 log = logging.getLogger("stages.aggregate")
 
@@ -22,7 +23,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="reports/tables/runs.csv")
     args = ap.parse_args()
 
-    study = results.study_from_params(read_params().get("study"))
+    study = from_section(Study, read_params().get("study"), "study")
     table = results.runs_table(results.Roots(args.runs, args.costs, args.benchmarks), study)
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False)

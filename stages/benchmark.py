@@ -18,6 +18,7 @@ from pathlib import Path
 from qmoe.bench.suite import SuiteConfig
 from qmoe.bench.tree import BenchSpec, FrontendSpec, benchmark_tree
 from qmoe.cli import read_params, run_stage
+from qmoe.contract.study import Study
 from qmoe.energy import EnergyConfig
 from qmoe.features.embed import FeaturesConfig
 from qmoe.io import from_section
@@ -41,13 +42,12 @@ def main() -> None:
     args = ap.parse_args()
 
     params = read_params()
-    study = params.get("study") or {}
-    variants = tuple(study.get("variants") or []) + tuple(study.get("moe_variants") or [])
+    study = from_section(Study, params.get("study"), "study")
     cfg = from_section(SuiteConfig, params.get("benchmark"), "benchmark")
     energy = from_section(EnergyConfig, params.get("energy"), "energy")
     features = from_section(FeaturesConfig, params.get("features"), "features")
     summary = benchmark_tree(
-        BenchSpec(args.dataset, args.protocol, variants),
+        BenchSpec(args.dataset, args.protocol, study.all_variants),
         cfg,
         energy,
         args.features,

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from qmoe.cli import read_params, run_stage
+from qmoe.contract.study import Study
 from qmoe.executor import ExecutionConfig, warm_pool
 from qmoe.io import atomic_path, from_section, save_json
 
@@ -31,15 +32,14 @@ def main() -> None:
     args = ap.parse_args()
 
     params = read_params()
+    study = from_section(Study, params.get("study"), "study")
     execution = from_section(ExecutionConfig, params.get("execution"), "execution")
     warm_pool(execution, ["qmoe.deploy.folder"])  # its imports (torch, onnx) overlap ours
     from qmoe.deploy.folder import TreeSpec, deploy_tree, export_params
 
-    study = params.get("study") or {}
-    variants = tuple(study.get("variants") or []) + tuple(study.get("moe_variants") or [])
     t0 = time.perf_counter()
     frame = deploy_tree(
-        TreeSpec(args.dataset, args.protocol, variants),
+        TreeSpec(args.dataset, args.protocol, study.all_variants),
         export_params(params.get("export")),
         args.features,
         args.runs,

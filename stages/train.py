@@ -8,8 +8,9 @@ import argparse
 from pathlib import Path
 
 from qmoe.cli import forced_by_dvc, read_params, run_stage
+from qmoe.contract.study import Study
 from qmoe.executor import ExecutionConfig, warm_pool
-from qmoe.io import ConfigError, from_section
+from qmoe.io import from_section
 
 
 def main() -> None:
@@ -23,6 +24,8 @@ def main() -> None:
     args = ap.parse_args()
 
     params = read_params()
+    study = from_section(Study, params.get("study"), "study")  # before anything is deleted
+    variants = study.configs(params.get("variants"))
     execution = from_section(ExecutionConfig, params.get("execution"), "execution")
     # torch.optim imports torch._dynamo at a worker's first optimizer (1.4 s): the server does
     warm_pool(execution, ["qmoe.training.units", "torch._dynamo"])
@@ -33,21 +36,7 @@ def main() -> None:
     from qmoe.training.fit import TrainConfig
     from qmoe.training.grid import RunSpec, train_protocol
     from qmoe.training.reuse import Inputs, Outputs
-    from qmoe.variants import MoEConfig, resolve
 
-    study = params.get("study") or {}
-    singles, moes = list(study.get("variants") or []), list(study.get("moe_variants") or [])
-    both = sorted(set(singles) & set(moes))
-    if both:
-        raise ConfigError(f"study.variants and study.moe_variants both list {both}")
-    pool = study.get("experts") or ()
-    variants = {v: resolve(v, params.get("variants"), experts=pool) for v in singles + moes}
-    for name, cfg in variants.items():
-        if isinstance(cfg, MoEConfig) != (name in moes):
-            raise ConfigError(
-                f"variants.{name} is {'an' if isinstance(cfg, MoEConfig) else 'not an'} MoE: "
-                f"list it in study.{'moe_variants' if isinstance(cfg, MoEConfig) else 'variants'}"
-            )
     train_protocol(
         RunSpec(args.dataset, args.protocol),
         variants,

@@ -82,6 +82,30 @@ def test_a_signal_unwinds_and_leaves_no_partial_output(tmp_path, sig, code):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_params_come_from_the_working_folder_only_whatever_the_environment(tmp_path, monkeypatch):
+    """DVC records ./params.yaml: no variable may point a stage at another file."""
+    from qmoe.cli import read_params
+
+    (tmp_path / "params.yaml").write_text("train: {epochs: 3}\n")
+    (tmp_path / "other.yaml").write_text("train: {epochs: 999}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QMOE_PARAMS", str(tmp_path / "other.yaml"))  # the retired test hook
+    assert read_params() == {"train": {"epochs": 3}}
+
+
+def test_a_section_no_stage_reads_is_refused_naming_it(tmp_path, monkeypatch):
+    from qmoe.cli import SECTIONS, read_params
+    from qmoe.io import ConfigError
+
+    (tmp_path / "params.yaml").write_text("train: {epochs: 3}\ntrian: {epochs: 5}\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as e:
+        read_params()
+    assert str(e.value) == (
+        f"params.yaml: unknown section(s) ['trian'], read by no stage; valid: {list(SECTIONS)}"
+    )
+
+
 def test_a_run_outside_dvc_is_never_forced(monkeypatch):
     """forced_by_dvc asks DVC only when DVC runs the stage (DVC_STAGE and DVC_ROOT set); the
     forced case itself is checked through `dvc repro -f` in tests/test_e2e.py."""

@@ -1,13 +1,13 @@
 """dvc.yaml <-> stages/ <-> params.yaml consistency, and every params section builds its config."""
 
 import copy
-import importlib
 import re
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from repo_params import SECTION_CONFIGS, section_config
 
 from qmoe.io import ConfigError, from_section, load_params
 
@@ -38,20 +38,12 @@ def test_stage_reads_its_own_params_section(name):
         assert g in PARAMS, f"stage {name} declares params group {g!r} absent from params.yaml"
 
 
-# params section -> the config its stage builds from it with qmoe.io.from_section (none has a
-# default: a deleted key fails). Not here: `variants` (tests/test_variants.py), `export` (two
-# configs, qmoe.deploy.folder.export_params).
-SECTION_CONFIGS = {
-    "download": "qmoe.datasets.registry:DownloadConfig",
-    "features": "qmoe.features.embed:FeaturesConfig",
-    "model": "qmoe.models:ModelConfig",
-    "train": "qmoe.training.fit:TrainConfig",
-    "energy": "qmoe.energy:EnergyConfig",
-    "execution": "qmoe.executor:ExecutionConfig",
-    "stats": "qmoe.analysis.stats:StatsConfig",
-    "report": "qmoe.report.document:ReportConfig",
-    "benchmark": "qmoe.bench.suite:SuiteConfig",
-}
+def test_params_sections_are_exactly_those_the_stages_declare():
+    """qmoe.cli refuses any other top-level section: no stage would read it."""
+    from qmoe.cli import SECTIONS
+
+    declared = {p.split(".")[0] for s in DVC["stages"].values() for p in _body(s).get("params", [])}
+    assert set(SECTIONS) == declared == set(PARAMS)
 
 
 def _key_paths(entry: dict, prefix: str = "") -> list[str]:
@@ -68,8 +60,7 @@ def _key_paths(entry: dict, prefix: str = "") -> list[str]:
     "section,key", [(s, k) for s in SECTION_CONFIGS for k in _key_paths(PARAMS[s])]
 )
 def test_a_deleted_params_key_fails_naming_it_instead_of_falling_back(section, key):
-    module, name = SECTION_CONFIGS[section].split(":")
-    cls = getattr(importlib.import_module(module), name)
+    cls = section_config(section)
     params = copy.deepcopy(PARAMS[section])
     *parents, leaf = key.split(".")
     entry = params

@@ -41,10 +41,12 @@ def test_wrong_types_and_keys_name_the_field():
         V.resolve("x", {"x": {"kind": "half", "dtype": "float8"}}, ())
 
 
-@pytest.mark.parametrize("bits", [0, 9, 16])
-def test_unsupported_weight_bits_are_refused_naming_the_value(bits):
+@pytest.mark.parametrize("bits", [0, 3, 5, 6, 7, 9, 16])
+def test_weight_bits_the_deployment_cannot_export_are_refused_listing_the_exportable(bits):
     with pytest.raises(
-        ConfigError, match=f"variants.x.weight_bits: {bits} not supported; use 1..8"
+        ConfigError,
+        match=rf"^variants.x.weight_bits: {bits} cannot be exported \(no ONNX Runtime kernel\); "
+        r"use one of \[1, 2, 4, 8\] \(the reference's 16 is kind q16_reference\)$",
     ):
         V.resolve("x", {"x": {"kind": "bitlinear", "weight_bits": bits}}, ())
 
@@ -93,8 +95,8 @@ def test_moe_holds_its_experts_configs_and_derives_router_outputs():
     assert [e.name for e in cfg.experts] == ["ternary_reference", "w4a8", "w8a8"]
     assert cfg.experts[1].config == V.BitLinearConfig(weight_bits=4)
     assert cfg.router_outputs == 3
-    edited = {**VARIANTS, "w4a8": {"kind": "bitlinear", "weight_bits": 3}}
-    assert V.resolve("moe", edited, EXPERTS).experts[1].config.weight_bits == 3
+    edited = {**VARIANTS, "w4a8": {"kind": "bitlinear", "weight_bits": 2}}
+    assert V.resolve("moe", edited, EXPERTS).experts[1].config.weight_bits == 2
 
 
 def test_moe_listed_as_an_expert_of_another_moe_is_refused_naming_it():
@@ -121,8 +123,8 @@ def test_to_dict_round_trips_every_variant(name):
 
 
 def test_facts_come_from_the_config():
-    f = V.facts(V.BitLinearConfig(weight_bits=3))
-    assert (f.kind, f.weight_bits, f.activation_bits, f.precision_bits) == ("bitlinear", 3, 8, 3)
+    f = V.facts(V.BitLinearConfig(weight_bits=2))
+    assert (f.kind, f.weight_bits, f.activation_bits, f.precision_bits) == ("bitlinear", 2, 8, 2)
     assert not f.is_moe and f.curiosity == ""
     assert V.facts(V.BitNet158Config()).weight_bits == pytest.approx(math.log2(3))
     moe = V.facts(V.resolve("moe_curiosity_kl", VARIANTS, EXPERTS))

@@ -8,10 +8,9 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from qmoe.io import UserError, load_params
+from qmoe.io import ConfigError, UserError, load_params
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +34,33 @@ def _raise_interrupted(signum: int, frame: object) -> None:
     raise Interrupted(signum)
 
 
-def params_path() -> Path:
-    """params.yaml of the current DVC working directory (QMOE_PARAMS overrides, for tests)."""
-    return Path(os.environ.get("QMOE_PARAMS", "params.yaml"))
+# params.yaml's sections, each read by the stages that declare it in dvc.yaml: any other
+# top-level key (a typo such as `trian:`) is refused, since no stage would ever read it
+SECTIONS = (
+    "study",
+    "download",
+    "features",
+    "model",
+    "train",
+    "variants",
+    "energy",
+    "execution",
+    "export",
+    "benchmark",
+    "stats",
+    "report",
+)
 
 
 def read_params() -> dict[str, Any]:
-    return load_params(params_path())
+    """params.yaml of the working directory, the file DVC records (never another one)."""
+    params = load_params("params.yaml")
+    unknown = [k for k in params if k not in SECTIONS]
+    if unknown:
+        raise ConfigError(
+            f"params.yaml: unknown section(s) {unknown}, read by no stage; valid: {list(SECTIONS)}"
+        )
+    return params
 
 
 def forced_by_dvc() -> bool:

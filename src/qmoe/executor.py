@@ -5,7 +5,8 @@ top-level function of an importable module; `shared` (the features, the configs)
 each worker (local: pickled into each pool process at start; Ray: one `ray.put`), never per unit.
 Every worker runs torch on one thread, so a unit computes the same bits wherever it runs and the
 results do not depend on the backend or the worker count. A failed unit stops the others and
-raises `UnitFailed` naming the unit; Ctrl-C stops the workers. Ray is imported only when chosen.
+raises `UnitFailed` naming the unit; Ctrl-C stops the workers, and a pool's workers end with the
+stage however it ends (kill -9 included). Ray (`qmoe.ray_backend`) is imported only when chosen.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import logging
 import multiprocessing
 import os
 import pickle
+import select
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -57,7 +60,7 @@ class UnitUserError(UnitFailed, UserError):
     """One unit failed on bad input (its error was a UserError or OSError): one `error:` line."""
 
 
-def _failed(unit_name: str, error: BaseException) -> UnitFailed:
+def unit_failed(unit_name: str, error: BaseException) -> UnitFailed:
     cause = getattr(error, "cause", None) or error  # Ray's RayTaskError wraps the unit's error
     cls = UnitUserError if isinstance(cause, (UserError, OSError)) else UnitFailed
     return cls(f"unit {unit_name} failed: {type(cause).__name__}: {cause}")
@@ -66,6 +69,17 @@ def _failed(unit_name: str, error: BaseException) -> UnitFailed:
 def available_cores() -> int:
     """Cores this process may run on (the affinity mask, not the machine's total)."""
     return len(os.sched_getaffinity(0))
+
+
+def local_workers(requested: int | None) -> int:
+    """Workers on this machine: `requested` (null: one per core), at most one per core (more
+    single-threaded workers would only time-share the cores, each with its own memory)."""
+    cores = available_cores()
+    if requested is not None and requested > cores:
+        log.warning(
+            "execution.workers: %d > the %d cores available; using %d", requested, cores, cores
+        )
+    return min(requested or cores, cores)
 
 
 def measures_all_work(cfg: ExecutionConfig) -> bool:
@@ -90,17 +104,17 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-class _Timed(NamedTuple):
+class Timed(NamedTuple):
     result: Any
     start: float  # time.time() in the worker: comparable across the processes of one machine
     end: float
 
 
-def _call(fn: Callable[[S, U], R], shared: S, unit: U) -> _Timed:
+def call_timed(fn: Callable[[S, U], R], shared: S, unit: U) -> Timed:
     with one_thread():
         start = time.time()
         result = fn(shared, unit)
-        return _Timed(result, start, time.time())
+        return Timed(result, start, time.time())
 
 
 def run_units(
@@ -115,8 +129,10 @@ def run_units(
         return []
     t0 = time.time()
     if cfg.backend == "ray":
-        timed = _run_ray(fn, shared, units, cfg.workers, name)
-    elif (workers := min(cfg.workers or available_cores(), len(units))) == 1:
+        from qmoe.ray_backend import run_ray
+
+        timed = run_ray(fn, shared, units, cfg.workers, name)
+    elif (workers := min(local_workers(cfg.workers), len(units))) == 1:
         # in this process: no pool to start, same bits
         timed = [_in_process(fn, shared, unit, name, i, len(units)) for i, unit in enumerate(units)]
     else:
@@ -136,16 +152,16 @@ def run_units(
 
 def _in_process(
     fn: Callable[[S, U], R], shared: S, unit: U, name: Callable[[U], str], i: int, n: int
-) -> _Timed:
+) -> Timed:
     try:
-        result = _call(fn, shared, unit)
+        result = call_timed(fn, shared, unit)
     except Exception as e:
-        raise _failed(name(unit), e) from e
-    _progress(i + 1, n, name(unit))
+        raise unit_failed(name(unit), e) from e
+    progress(i + 1, n, name(unit))
     return result
 
 
-def _progress(done: int, total: int, unit_name: str) -> None:
+def progress(done: int, total: int, unit_name: str) -> None:
     """Every unit at DEBUG; about every tenth at INFO (a features stage has thousands)."""
     every = max(1, total // 10)
     level = logging.INFO if done == total or done % every == 0 else logging.DEBUG
@@ -161,7 +177,7 @@ def warm_pool(cfg: ExecutionConfig, modules: Sequence[str]) -> None:
     imports then overlap on two cores instead of running one after the other (about 4 s a stage
     here), and every worker forks with them imported. A no-op where no local pool will run (Ray,
     one worker)."""
-    if cfg.backend != "local" or (cfg.workers or available_cores()) < 2:
+    if cfg.backend != "local" or min(cfg.workers or available_cores(), available_cores()) < 2:
         return
     import multiprocessing.forkserver
 
@@ -173,23 +189,42 @@ def warm_pool(cfg: ExecutionConfig, modules: Sequence[str]) -> None:
 _WORKER: tuple[Callable[[Any, Any], Any], Any] | None = None  # (fn, shared) of this pool process
 
 
-def _init_worker(payload: bytes) -> None:
-    """Pool process start: keep (fn, shared); Ctrl-C is the parent's to handle (it kills us)."""
+def _init_worker(payload: bytes, stage: int) -> None:
+    """Pool process start: keep (fn, shared); Ctrl-C is the parent's to handle (it kills us);
+    end with process `stage`, however it ends."""
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["OMP_NUM_THREADS"] = "1"
+    _die_with(stage)
     _WORKER = pickle.loads(payload)
+
+
+def _die_with(pid: int) -> None:
+    """Exit this process as soon as process `pid` ends. A pool worker's parent is the forkserver,
+    not the stage, and a killed stage's forkserver waits for its workers (they hold its pipe),
+    so neither a parent-death signal nor os.getppid() would ever see the stage go."""
+
+    try:
+        fd = os.pidfd_open(pid)  # readable once the process has ended (Linux >= 5.3)
+    except ProcessLookupError:  # already gone
+        os._exit(1)
+
+    def watch() -> None:
+        select.select([fd], [], [])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-stage", daemon=True).start()
 
 
 def _run_in_worker(unit: Any) -> Any:
     assert _WORKER is not None, "pool process was not initialised"
     fn, shared = _WORKER
-    return _call(fn, shared, unit)
+    return call_timed(fn, shared, unit)
 
 
 def _run_pool(
     fn: Callable[[S, U], R], shared: S, units: Sequence[U], workers: int, name: Callable[[U], str]
-) -> list[_Timed]:
+) -> list[Timed]:
     # forkserver: workers fork from a clean server that imported fn's module once (torch included),
     # not from this process, whose threads (CodeCarbon's sampler) must not be forked. A server
     # already started by `warm_pool` keeps its own preload.
@@ -200,10 +235,10 @@ def _run_pool(
     # forkserver may pass ("too many fds").
     payload = pickle.dumps((fn, shared), protocol=pickle.HIGHEST_PROTOCOL)
     pool = ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_init_worker, initargs=(payload,)
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(payload, os.getpid())
     )
     log.info("%d units on a local pool of %d single-threaded workers", len(units), workers)
-    results: dict[int, _Timed] = {}
+    results: dict[int, Timed] = {}
     try:
         futures = {pool.submit(_run_in_worker, unit): i for i, unit in enumerate(units)}
         pending: set[Future] = set(futures)
@@ -213,9 +248,9 @@ def _run_pool(
                 i = futures[future]
                 error = future.exception()
                 if error is not None:
-                    raise _failed(name(units[i]), error) from error
+                    raise unit_failed(name(units[i]), error) from error
                 results[i] = future.result()
-                _progress(len(results), len(units), name(units[i]))
+                progress(len(results), len(units), name(units[i]))
     except BaseException:
         _kill(pool)
         raise
@@ -233,69 +268,3 @@ def _kill(pool: ProcessPoolExecutor) -> None:
     for process in list((getattr(pool, "_processes", None) or {}).values()):
         process.terminate()
     pool.shutdown(wait=True, cancel_futures=True)
-
-
-# --- Ray -----------------------------------------------------------------------------------------
-
-
-def _ray_connect(workers: int | None) -> bool:
-    """Join the cluster named by RAY_ADDRESS, else start a local Ray of `workers` CPUs (default:
-    every core) for this run. False when this process was already connected (leave it so)."""
-    try:
-        import ray
-    except ImportError:
-        raise RuntimeError("execution.backend: 'ray' needs Ray (pip install -e '.[ray]')") from None
-    if ray.is_initialized():
-        return False
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init()  # reads RAY_ADDRESS; the cluster's size is its own
-    else:
-        ray.init(num_cpus=workers or available_cores(), include_dashboard=False)
-    return True
-
-
-def _run_ray(
-    fn: Callable[[S, U], R],
-    shared: S,
-    units: Sequence[U],
-    workers: int | None,
-    name: Callable[[U], str],
-) -> list[_Timed]:
-    """One Ray task (1 CPU) per unit; `shared` goes to the object store once; at most `workers`
-    tasks in flight (all of them when null: Ray's scheduler fills the cluster's CPUs)."""
-    import ray
-
-    started = _ray_connect(workers)
-    try:
-        remote = ray.remote(num_cpus=1)(_call)
-        shared_ref = ray.put(shared)
-        log.info(
-            "%d units as Ray tasks (%s CPUs in the cluster)",
-            len(units),
-            ray.cluster_resources().get("CPU"),
-        )
-        limit = workers or len(units)
-        in_flight: dict[Any, int] = {}
-        results: dict[int, _Timed] = {}
-        submitted = 0
-        try:
-            while len(results) < len(units):
-                while submitted < len(units) and len(in_flight) < limit:
-                    ref = remote.remote(fn, shared_ref, units[submitted])
-                    in_flight[ref] = submitted
-                    submitted += 1
-                done, _ = ray.wait(list(in_flight), num_returns=1)
-                i = in_flight.pop(done[0])
-                try:
-                    results[i] = ray.get(done[0])
-                except ray.exceptions.RayError as e:
-                    raise _failed(name(units[i]), e) from e
-                _progress(len(results), len(units), name(units[i]))
-        except BaseException:
-            for ref in in_flight:
-                ray.cancel(ref, force=True)
-            raise
-    finally:
-        if started:
-            ray.shutdown()
-    return [results[i] for i in range(len(units))]

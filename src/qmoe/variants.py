@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NamedTuple
 
 from qmoe.io import ConfigError, from_section, require
+from qmoe.quant.bits import EXPORTABLE_BITS
 
 NAN = float("nan")
 
@@ -47,17 +48,18 @@ class HalfConfig:
 
 @dataclass(frozen=True)
 class BitLinearConfig:
-    """`bitlinear`: reference k-bit BitLinear hidden layers (7.1), 8-bit activations, FP32 head."""
+    """`bitlinear`: reference k-bit BitLinear hidden layers (7.1), 8-bit activations, FP32 head;
+    only widths the deployment can export (a study that cannot be deployed fails at load)."""
 
     weight_bits: int
     kind: ClassVar[str] = "bitlinear"
 
     def __post_init__(self) -> None:
         require(
-            1 <= self.weight_bits <= 8,
+            self.weight_bits in EXPORTABLE_BITS,
             "weight_bits",
-            f"{self.weight_bits} not supported; "
-            "use 1..8 (the reference's 16 is kind q16_reference)",
+            f"{self.weight_bits} cannot be exported (no ONNX Runtime kernel); use one of "
+            f"{list(EXPORTABLE_BITS)} (the reference's 16 is kind q16_reference)",
         )
 
 

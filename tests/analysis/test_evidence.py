@@ -73,10 +73,10 @@ def test_a_not_computed_family_row_passes_its_reason_on(with_facts):
     assert ev.reason == "w4a8 vs q16_reference: incomplete pairs: w4a8 lacks fold 2"
 
 
-def test_a_3_bit_w4a8_is_not_the_papers_4_bit_model(with_facts, config_of):
-    """With variants.w4a8.weight_bits=3 no variant plays '4-bit': the 4-bit claims say so
+def test_a_2_bit_w4a8_is_not_the_papers_4_bit_model(with_facts, config_of):
+    """With variants.w4a8.weight_bits=2 no variant plays '4-bit': the 4-bit claims say so
     instead of reading w4a8's rows."""
-    runs = _runs(with_facts, configs={"w4a8": config_of("w4a8", weight_bits=3)})
+    runs = _runs(with_facts, configs={"w4a8": config_of("w4a8", weight_bits=2)})
     row = _family_row(
         ratio=0.97,
         ratio_ci_low=0.95,

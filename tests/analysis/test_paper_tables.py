@@ -76,8 +76,8 @@ def test_std_tables_use_ddof_1_and_labelled_units(with_facts):
 
 
 def test_table2_holds_q_base_by_kind_with_configured_bits(with_facts, config_of):
-    runs = _runs(with_facts, {"w4a8": config_of("w4a8", weight_bits=3)})
+    runs = _runs(with_facts, {"w4a8": config_of("w4a8", weight_bits=2)})
     t2 = paper_tables.std_tables(runs, CFG)["std_table2_quantization"]
-    assert t2.groupby("variant")["bits"].first().to_dict() == {"q16_reference": 32.0, "w4a8": 3.0}
+    assert t2.groupby("variant")["bits"].first().to_dict() == {"q16_reference": 32.0, "w4a8": 2.0}
     q16 = t2[t2["variant"] == "q16_reference"]
     assert (q16["percent_of_16bit"] == 100.0).all()

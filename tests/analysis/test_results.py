@@ -1,5 +1,5 @@
-"""The results tree read into tidy frames (qmoe.analysis.results): study lists, facts from each
-run's recorded config, keys of latency files."""
+"""The results tree read into tidy frames (qmoe.analysis.results): facts from each run's recorded
+config, keys of latency files."""
 
 import json
 from pathlib import Path
@@ -9,69 +9,29 @@ import pandas as pd
 import pytest
 
 from qmoe.analysis import results
-from qmoe.io import ConfigError, InputError
+from qmoe.contract.study import Study
+from qmoe.io import InputError
 
-STUDY = {
-    "datasets": ["toy"],
-    "protocols": ["corrected", "faithful"],
-    "variants": ["fp32", "w4a8"],
-    "moe_variants": ["moe"],
-    "experts": ["ternary_reference", "w4a8", "w8a8"],
-}
-
-
-def test_study_combines_single_and_moe_variants_but_not_the_expert_pool():
-    study = results.study_from_params(STUDY)
-    assert study.all_variants == ("fp32", "w4a8", "moe")
-    assert study.combinations() == [
-        ("toy", p, v) for p in ("corrected", "faithful") for v in ("fp32", "w4a8", "moe")
-    ]
-    assert results.study_from_params({**STUDY, "moe_variants": []}).combinations()[-1] == (
-        "toy",
-        "faithful",
-        "w4a8",
-    )
-
-
-@pytest.mark.parametrize(
-    "change, message",
-    [
-        ({"moe_variants": None}, "study: missing required key 'moe_variants'"),
-        (
-            {"variants": ["fp32", "moe"]},
-            r"study.moe_variants: \['moe'\] also listed in study.variants",
-        ),
-        ({"variants": ["fp32", "fp32"]}, r"study.variants: duplicate names"),
-        (
-            {"variants": [], "moe_variants": []},
-            "study.variants: study.variants and study.moe_variants list no variant",
-        ),
-        ({"datasets": []}, "study.datasets: must list at least one name"),
-    ],
-)
-def test_study_errors_name_the_field(change, message):
-    section = {k: v for k, v in {**STUDY, **change}.items() if v is not None}
-    with pytest.raises(ConfigError, match=message):
-        results.study_from_params(section)
+EXPERTS = ("ternary_reference", "w4a8", "w8a8")
 
 
 def _roots(tree: Path) -> results.Roots:
     return results.Roots(tree / "runs", tree / "train_cost", tree / "benchmarks")
 
 
-def _study(variants: list[str], moe: list[str] = ()) -> results.Study:
-    return results.Study(("toy",), ("corrected", "faithful"), tuple(variants), tuple(moe))
+def _study(variants: list[str], moe: list[str] = ()) -> Study:
+    return Study(("toy",), ("corrected", "faithful"), tuple(variants), tuple(moe), EXPERTS)
 
 
 def test_facts_come_from_the_recorded_config_not_the_name(tmp_path, results_tree, config_of):
     results_tree(
         tmp_path,
         ["fp32", "w4a8", "moe_curiosity_kl"],
-        configs={"w4a8": config_of("w4a8", weight_bits=3)},
+        configs={"w4a8": config_of("w4a8", weight_bits=2)},
     )
     runs = results.runs_table(_roots(tmp_path), _study(["fp32", "w4a8"], ["moe_curiosity_kl"]))
     facts = results.variant_facts(runs)
-    assert facts.loc["w4a8"].tolist() == ["bitlinear", 3.0, 8.0, 3.0, False, ""]
+    assert facts.loc["w4a8"].tolist() == ["bitlinear", 2.0, 8.0, 2.0, False, ""]
     assert facts.loc["fp32"].tolist() == ["fp32", 32.0, 32.0, 32.0, False, ""]
     kl = facts.loc["moe_curiosity_kl"]
     assert kl["is_moe"] and kl["curiosity"] == "kl" and np.isnan(kl["weight_bits"])

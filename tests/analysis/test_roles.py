@@ -23,7 +23,7 @@ def test_roles_resolve_by_config_in_study_order(with_facts, config_of):
     # two 8-bit BitLinears: the first in study order; none at 4 bits: the role's label
     swapped = _facts(
         with_facts,
-        {"w2a8": config_of("w2a8", weight_bits=8), "w4a8": config_of("w4a8", weight_bits=3)},
+        {"w2a8": config_of("w2a8", weight_bits=8), "w4a8": config_of("w4a8", weight_bits=2)},
     )
     assert roles.resolve(roles.Q8, swapped) == "w2a8"
     assert roles.resolve(roles.Q4, swapped) == "4-bit BitLinear"

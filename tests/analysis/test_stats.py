@@ -432,8 +432,8 @@ def test_the_plan_chooses_variants_by_their_facts(study_runs, config_of, with_fa
         "moe",
         "moe_curiosity_log",
     ]
-    # w4a8 retrained at 3 bits: no 4-bit variant; the 4-bit vs 8-bit test names the missing role
-    three = with_facts(_study_runs(), {"w4a8": config_of("w4a8", weight_bits=3)})
+    # w4a8 retrained at 2 bits: no 4-bit variant; the 4-bit vs 8-bit test names the missing role
+    three = with_facts(_study_runs(), {"w4a8": config_of("w4a8", weight_bits=2)})
     plan3 = families.plan(results.variant_facts(three))
     assert plan3.energy[-1] == Pair("energy_w4a8_vs_w8a8", "4-bit BitLinear", "w8a8")
     out = comparisons.compare(

@@ -2,9 +2,12 @@
 
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +86,58 @@ def test_priority_sets_the_niceness_for_the_block_only():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"  # restored (checked where the process may lower it)
+
+
+def test_the_lock_file_is_created_usable_by_every_user_whatever_the_umask(tmp_path):
+    path = tmp_path / "bench.lock"
+    before = os.umask(0o022)
+    try:
+        with machine.MachineLock(path):
+            pass
+    finally:
+        os.umask(before)
+    assert path.stat().st_mode & 0o777 == 0o666
+
+
+def _as_nobody(fn) -> int:
+    """Exit status of fn() run in a forked child as user nobody (65534): 0 when it returns True."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (child)
+        code = 1
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            code = 0 if fn() else 2
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def _locked_out(path) -> bool:
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as a second user")
+@pytest.mark.parametrize("mode", [None, 0o644])  # made by MachineLock; an older 0644 file
+def test_a_second_user_shares_the_lock_of_the_first(mode):
+    shared = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's tmp_path is private to its user
+    try:
+        os.chmod(shared, 0o1777)  # like /tmp
+        path = shared / "bench.lock"
+        if mode is not None:
+            path.write_text("")
+            os.chmod(path, mode)
+        with machine.MachineLock(path):
+            assert _as_nobody(lambda: _locked_out(path)) == 0  # excluded while root times
+        assert _as_nobody(lambda: machine.MachineLock(path).__enter__() is not None) == 0
+    finally:
+        shutil.rmtree(shared)

@@ -19,14 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_stage(
     tmp_path: Path, *args: str, params: dict | None = None
 ) -> subprocess.CompletedProcess:
+    """The stage in the folder of its params.yaml: `params` written to tmp_path, else the repo's."""
     env = {**os.environ, "QMOE_MIRROR": str(tmp_path / "empty-mirror"), "QMOE_LOG_LEVEL": "WARNING"}
+    cwd = ROOT
     if params is not None:
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-        env["QMOE_PARAMS"] = str(tmp_path / "params.yaml")
-    else:
-        env["QMOE_PARAMS"] = str(ROOT / "params.yaml")
-    cmd = [sys.executable, "stages/download.py", *args]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        cwd = tmp_path
+    cmd = [sys.executable, str(ROOT / "stages" / "download.py"), *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
 def download_params(**changes) -> dict:
@@ -185,7 +185,6 @@ def _dvc(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
         "DVC_NO_ANALYTICS": "1",
         "QMOE_LOG_LEVEL": "WARNING",
     }
-    env.pop("QMOE_PARAMS", None)
     return subprocess.run(
         [str(VENV_BIN / "dvc"), *args],
         cwd=cwd,

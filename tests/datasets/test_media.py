@@ -66,6 +66,66 @@ def test_flac_cut_short_is_refused(tmp_path):
         probe_audio(flac)
 
 
+HEADED = [("AIFF", "aiff"), ("AU", "au")]  # formats whose header states the length
+NEEDS_MP3 = pytest.mark.skipif("MP3" not in sf.available_formats(), reason="no MP3 in libsndfile")
+
+
+@pytest.mark.parametrize("fmt, ext", HEADED)
+def test_aiff_and_au_cut_in_half_are_truncated_by_their_header(tmp_path, fmt, ext):
+    clip = cut(write(tmp_path / f"half.{ext}", noise(5.0), format=fmt, subtype="PCM_16"), 0.5)
+    held = sf.info(clip).frames  # libsndfile trims its count to the data held: a shorter clip
+    assert 0 < held < 40000
+    with pytest.raises(BadFile) as e:
+        probe_audio(clip)
+    assert str(e.value) == (
+        f"truncated: the {fmt} header declares 40000 frames (5.000 s), the file holds {held}"
+    )
+
+
+def _id3_tagged(path: Path) -> Path:
+    """The clip with an ID3v2 tag in front (size 300, syncsafe) and an ID3v1 tag behind."""
+    v2 = b"ID3\x03\x00\x00" + bytes([0, 0, 2, 300 - 256]) + b"\x00" * 300
+    path.write_bytes(v2 + path.read_bytes() + b"TAG" + b"\x00" * 125)
+    return path
+
+
+@NEEDS_MP3
+@pytest.mark.parametrize("tagged", [False, True])
+def test_mp3_cut_mid_frame_is_truncated(tmp_path, tagged):
+    """Without a Xing tag (not every encoder writes one) the frame chain runs past the end."""
+    mp3 = write(tmp_path / "clip.mp3", noise(2.0, sr=22050), sr=22050, format="MP3")
+    mp3.write_bytes(mp3.read_bytes().replace(b"Xing", bytes(4), 1))  # a plain first frame
+    if tagged:
+        _id3_tagged(mp3)
+    assert probe_audio(mp3).duration_s > 0  # whole: accepted
+    data = mp3.read_bytes()
+    mp3.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BadFile, match=r"^truncated: the MP3 frame at byte \d+ needs \d+ bytes, "):
+        probe_audio(mp3)
+
+
+@NEEDS_MP3
+def test_mp3_cut_at_a_frame_boundary_is_truncated_by_its_xing_tag(tmp_path):
+    """The frame chain ends cleanly; the Xing/Info tag LAME writes still states the size."""
+    mp3 = write(tmp_path / "clip.mp3", noise(2.0, sr=22050), sr=22050, format="MP3")
+    assert probe_audio(_id3_tagged(mp3)).duration_s == pytest.approx(2.0, abs=0.1)  # whole: kept
+    mp3 = write(tmp_path / "clip.mp3", noise(2.0, sr=22050), sr=22050, format="MP3")
+    data = mp3.read_bytes()
+    last = data.rfind(data[:2])  # the last frame's header (this file has no sync in its data)
+    mp3.write_bytes(data[:last])
+    with pytest.raises(BadFile) as e:
+        probe_audio(mp3)
+    assert str(e.value) == (
+        f"truncated: the MP3 header declares {len(data)} bytes, the file holds {last}"
+    )
+
+
+@pytest.mark.parametrize("fmt, ext", [*HEADED, ("WAV", "wav"), ("FLAC", "flac")])
+def test_whole_clips_of_each_format_pass(tmp_path, fmt, ext):
+    info = probe_audio(write(tmp_path / f"ok.{ext}", noise(0.5), format=fmt, subtype="PCM_16"))
+    assert (info.duration_s, info.sample_rate) == (0.5, SR)
+
+
 def test_one_sample_clip_is_below_the_floor(tmp_path):
     clip = write(tmp_path / "one.wav", noise(1 / SR), subtype="PCM_16")
     with pytest.raises(BadFile, match=r"^too short: 0\.0001 s < download\.min_seconds 0\.1$"):

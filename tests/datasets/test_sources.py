@@ -318,21 +318,49 @@ def test_csv_that_is_not_utf8_is_named(tmp_path):
         build("audiofolder", tmp_path / "raw", user(tmp_path), env={})
 
 
-def test_symlink_out_of_the_user_folder_is_refused(tmp_path):
-    secret = tmp_path / "secret.wav"
-    write_wav(secret, frames=1600)
-    write_csv(tmp_path, "path,label\nclips/a.wav,x\nclips/link.wav,y\n", names=("clips/a.wav",))
-    (tmp_path / "ud/audiofolder/clips/link.wav").symlink_to(secret)
-    with pytest.raises(
-        DatasetError,
-        match=rf"labels\.csv:3: path 'clips/link\.wav': link\.wav "
-        rf"resolves to {secret}, outside {tmp_path / 'ud' / 'audiofolder'}$",
-    ):
+def _audio_classes(root: Path) -> None:
+    for name in ("a/x.wav", "a/y.wav", "b/x.wav", "b/y.wav"):
+        write_wav(root / name, frames=1600)
+
+
+@pytest.mark.parametrize(
+    "link, target",
+    [
+        ("audiofolder", "."),  # the dataset folder itself
+        ("audiofolder/b", "b"),  # a class folder
+        ("audiofolder/a/z.wav", "b/x.wav"),  # one clip
+        ("audiofolder/labels.csv", "labels.csv"),  # the labels
+    ],
+)
+def test_a_symbolic_link_in_the_user_data_is_refused_naming_it(tmp_path, link, target):
+    """DVC hashes the dependency's files, not what a link inside it points at: a changed label or
+    clip behind a link would leave dvc status up to date with stale results."""
+    real = tmp_path / "elsewhere"
+    _audio_classes(real)
+    (real / "labels.csv").write_text("path,label\na/x.wav,a\na/y.wav,a\nb/x.wav,b\nb/y.wav,b\n")
+    folder = tmp_path / "ud" / "audiofolder"
+    if link != "audiofolder":
+        _audio_classes(folder)
+        if link.endswith("/b"):
+            shutil.rmtree(folder / "b")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "ud" / link).symlink_to(real / target)
+    with pytest.raises(DatasetError) as e:
         build("audiofolder", tmp_path / "raw", user(tmp_path), env={})
-    (tmp_path / "ud/audiofolder/labels.csv").unlink()
-    with pytest.raises(DatasetError, match=rf"clips/link\.wav: link\.wav resolves to {secret}"):
-        build("audiofolder", tmp_path / "raw", user(tmp_path), env={})
-    assert sorted(os.listdir(tmp_path)) == ["secret.wav", "ud"]
+    assert str(e.value) == (
+        f"{tmp_path / 'ud' / link}: a symbolic link, and DVC does not see the data behind a link "
+        f"in a dependency: copy the data into {folder}, or set download.user_data to the real "
+        f"folder that holds audiofolder/ (now {str(tmp_path / 'ud')!r})"
+    )
+    assert not (tmp_path / "raw").exists()
+
+
+def test_download_user_data_may_itself_be_a_link(tmp_path):
+    """DVC follows a dependency's own path: a link as download.user_data is seen through."""
+    _audio_classes(tmp_path / "real" / "audiofolder")
+    (tmp_path / "ud").symlink_to(tmp_path / "real")
+    meta = build("audiofolder", tmp_path / "raw", user(tmp_path), env={})
+    assert meta["file_count"] == 4
 
 
 # --- ESC-50 mirror folder: no per-file checksums, so metadata and format are checked -------------

@@ -21,7 +21,6 @@ TINY_VARIANTS = {
     "fp16": {"kind": "half", "dtype": "float16"},
     "w4a8": {"kind": "bitlinear", "weight_bits": 4},
     "w8a8": {"kind": "bitlinear", "weight_bits": 8},
-    "w3a8": {"kind": "bitlinear", "weight_bits": 3},  # no MatMulNBits kernel: export refuses
     "ternary_reference": {
         "kind": "ternary_reference",
         "act_threshold": 0.05,
@@ -111,7 +110,7 @@ def _write_variant(
 
 @pytest.fixture
 def run_tree(tmp_path):
-    return write_run_tree(tmp_path, [v for v in TINY_VARIANTS if v not in ("w3a8", "fp16")])
+    return write_run_tree(tmp_path, [v for v in TINY_VARIANTS if v != "fp16"])
 
 
 @pytest.fixture

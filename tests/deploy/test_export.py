@@ -4,12 +4,14 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from repo_params import section
 
 from qmoe import models
 from qmoe import variants as V
 from qmoe.deploy import export as E
 from qmoe.deploy import runtime as R
 from qmoe.deploy import verify as VF
+from qmoe.io import ConfigError, InputError, from_section
 from qmoe.training.artefacts import Standardized
 
 MLP = models.MLPConfig(in_dim=40, num_classes=5, hidden_sizes=(64, 48), dropout=0.1)  # K=40 pads
@@ -181,7 +183,9 @@ def test_logits_off_by_more_than_the_tolerance_are_refused():
 
 
 def test_unsupported_bit_width_is_refused_naming_the_layer_and_the_supported_ones():
-    model = _deployed(V.BitLinearConfig(3))
+    """Configs refuse such widths (qmoe.variants); a layer built without one still is, here."""
+    model = _deployed(V.BitLinearConfig(4))
+    model.net.body[0].bits = 3
     with pytest.raises(
         E.ExportError,
         match=r"net.body.0: weight bits 3 has no MatMulNBits "
@@ -217,3 +221,34 @@ def test_at_batch_1_only_the_chosen_experts_matmuls_run(tmp_path):
     ran = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
     kinds = [e["args"]["op_name"] for e in ran]
     assert kinds.count("MatMulNBits") == 2 and kinds.count("If") == 3
+
+
+@pytest.mark.parametrize("key", list(VF.TOLERANCE_CEILINGS))
+def test_a_tolerance_typo_cannot_switch_the_check_off(key):
+    check = section("export.check")
+    most = VF.TOLERANCE_CEILINGS[key]
+    assert from_section(VF.CheckConfig, {**check, key: most}, "export.check")  # the ceiling: kept
+    for bad in (1000.0, -most):
+        with pytest.raises(ConfigError) as e:
+            from_section(VF.CheckConfig, {**check, key: bad}, "export.check")
+        assert str(e.value) == (
+            f"export.check.{key}: {bad} not in [0, {most}]: a wider tolerance would pass a "
+            "wrong graph"
+        )
+
+
+@pytest.mark.parametrize("damage", ["cut", "garbage"])
+def test_a_corrupted_artefact_file_is_named_in_one_line(tmp_path, damage):
+    """The benchmark loads a file that a disk, a copy or a hand can damage: an InputError
+    (one `error:` line from the stage), not ONNX Runtime's traceback."""
+    _, ex, _ = _export("w4a8")
+    data = ex.proto.SerializeToString()
+    path = tmp_path / "fold1_seed0.onnx"
+    path.write_bytes(data[: len(data) // 2] if damage == "cut" else b"not a model" * 10)
+    with pytest.raises(InputError) as e:
+        R.session(path)
+    assert str(e.value) == (
+        f"{path}: not a loadable ONNX model (Protobuf parsing failed.); rerun the export stage"
+    )
+    path.write_bytes(data)
+    assert R.run(R.session(path), X[:1].numpy())["logits"].shape == (1, MLP.num_classes)

@@ -12,7 +12,7 @@ from qmoe.deploy import folder
 from qmoe.deploy.export import ExportConfig
 from qmoe.deploy.verify import CheckConfig
 from qmoe.executor import ExecutionConfig, UnitUserError
-from qmoe.io import ConfigError, InputError
+from qmoe.io import ConfigError, InputError, load_checkpoint, save_checkpoint
 from qmoe.training.metrics import scores
 
 PARAMS = folder.ExportParams(
@@ -71,18 +71,24 @@ def test_sizes_follow_bit_width(run_tree, tmp_path):
     ] == 32 * 32 // 2 + 16 * 32 // 2 + 4 * (32 * 2 + 16 * 2)
 
 
-def test_a_model_that_cannot_be_exported_is_named_and_nothing_is_written(run_tree_of, tmp_path):
-    tree = run_tree_of(["fp32", "w3a8"])
+def test_a_checkpoint_of_a_width_without_a_kernel_is_named_and_nothing_is_written(
+    run_tree_of, tmp_path
+):
+    """A run folder trained before configs refused 3 bits: refused at load, naming the file."""
+    tree = run_tree_of(["fp32", "w4a8"])
+    path = tree["runs"] / "w4a8" / "fold1_seed0.pt"
+    ckpt = load_checkpoint(path)
+    ckpt.meta["variant_config"]["weight_bits"] = 3
+    save_checkpoint(path, ckpt.state_dict, ckpt.meta)
     out = tmp_path / "deployed"
     with pytest.raises(
         UnitUserError,
-        match=r"ExportError: tiny/corrected/w3a8 fold 1 seed 0: "
-        r"export failed: net.body.0: weight bits 3 has no "
-        r"MatMulNBits kernel; "
-        r"supported: 1 \(sign, as 2-bit\), ternary",
+        match=r"unit w4a8 fold 1 seed 0 failed: InputError: checkpoint .*/w4a8/fold1_seed0.pt: "
+        r"variant_config.weight_bits: 3 cannot be exported \(no ONNX Runtime kernel\); "
+        r"use one of \[1, 2, 4, 8\]",
     ):
         folder.deploy_tree(
-            folder.TreeSpec("tiny", "corrected", ("fp32", "w3a8")),
+            folder.TreeSpec("tiny", "corrected", ("fp32", "w4a8")),
             PARAMS,
             tree["features"],
             tree["runs"],

@@ -4,6 +4,9 @@ import pytest
 
 from qmoe.deploy import graph as G
 from qmoe.deploy import nbits
+from qmoe.io import ConfigError
+from qmoe.quant.bits import QUANTISER_BITS
+from qmoe.variants import BitLinearConfig
 
 
 @pytest.mark.parametrize("bits", [2, 4, 8])
@@ -49,6 +52,18 @@ def test_unsupported_bits_name_the_supported_ones():
     assert nbits.container_bits(8, ternary=True) == 2
     with pytest.raises(nbits.UnsupportedBits, match=r"supported: \[2, 4, 8\]"):
         nbits.pack(np.zeros((1, 16)), np.float32(1), 3, 16)
+
+
+@pytest.mark.parametrize("bits", list(QUANTISER_BITS))
+def test_a_width_a_config_accepts_is_one_the_export_packs_and_no_other(bits):
+    """The quantisers implement 1..8 bits; a variant config accepts exactly the exportable ones."""
+    try:
+        BitLinearConfig(weight_bits=bits)
+    except ConfigError:
+        with pytest.raises(nbits.UnsupportedBits):
+            nbits.container_bits(bits)
+    else:
+        assert nbits.container_bits(bits) in nbits.SUPPORTED_BITS
 
 
 def test_codes_out_of_range_and_bad_block_are_refused():

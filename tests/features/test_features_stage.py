@@ -126,7 +126,7 @@ def test_logmel_stats_and_image_rows(tmp_path):
 
 
 def run_stage(raw: Path, out: Path, params: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "QMOE_PARAMS": str(params)}
+    env = dict(os.environ)
     script = str(ROOT / "stages" / "features.py")
     cmd = [
         sys.executable,
@@ -138,7 +138,10 @@ def run_stage(raw: Path, out: Path, params: Path) -> subprocess.CompletedProcess
         "--timings",
         str(out.parent.parent / "timings" / f"{out.name}.json"),
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    # in the folder of its params.yaml, as DVC runs it
+    return subprocess.run(
+        cmd, capture_output=True, text=True, env=env, cwd=params.parent, timeout=300
+    )
 
 
 def test_stage_writes_the_feature_table(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,9 @@ pytestmark = pytest.mark.skipif(MIRROR is None, reason="no esc10 folder under QM
 
 
 def _stage(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "QMOE_MIRROR": str(MIRROR), "QMOE_PARAMS": str(ROOT / "params.yaml")}
+    env = {**os.environ, "QMOE_MIRROR": str(MIRROR)}
+    if not (cwd / "params.yaml").exists():  # the stage reads its working folder's params.yaml
+        shutil.copy(ROOT / "params.yaml", cwd / "params.yaml")
     return subprocess.run(
         [sys.executable, str(ROOT / "stages" / script), *args],
         cwd=cwd,

@@ -136,7 +136,7 @@ def test_ste_input_gradient_treats_the_activation_quantiser_as_identity(name):
 
 
 def test_bitlinear_rejects_unsupported_bits():
-    with pytest.raises(ValueError, match="weight_bits=16 not supported"):
+    with pytest.raises(ValueError, match=r"^weight bits 16 not supported; use 1..8$"):
         BitLinear(4, 4, weight_bits=16)
 
 

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
 from qmoe.analysis import results  # noqa: E402
+from qmoe.contract.study import Study  # noqa: E402
 from qmoe.report import figures  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SINGLES = ["fp32", "ptq_int8", "w2a8", "w4a8", "w8a8", "q16_reference", "ternary_reference"]
 SINGLES += ["bitnet158"]
 MOES = ["moe", "moe_curiosity_log", "moe_curiosity_kl", "moe_curiosity_route"]
+EXPERTS = ("ternary_reference", "w4a8", "w8a8")
 
 
 def _drawn_texts(fig: Figure) -> list[Text]:
@@ -66,7 +68,7 @@ def test_the_check_finds_two_labels_drawn_on_top_of_each_other():
 def crowded(tmp_path_factory, results_tree):
     data = tmp_path_factory.mktemp("crowded")
     results_tree(data, SINGLES + MOES)
-    study = results.Study(("toy",), ("corrected", "faithful"), tuple(SINGLES), tuple(MOES))
+    study = Study(("toy",), ("corrected", "faithful"), tuple(SINGLES), tuple(MOES), EXPERTS)
     runs = results.runs_table(
         results.Roots(data / "runs", data / "train_cost", data / "benchmarks"), study
     )

@@ -10,26 +10,28 @@ from repo_params import config  # noqa: E402
 
 from qmoe.analysis import paper_tables, results  # noqa: E402
 from qmoe.analysis.stats import StatsConfig  # noqa: E402
+from qmoe.contract.study import Study  # noqa: E402
 from qmoe.report import figures, tables  # noqa: E402
 
 SINGLES = ["fp32", "w4a8", "w8a8", "q16_reference"]
 MOES = ["moe", "moe_curiosity_log"]
+EXPERTS = ("ternary_reference", "w4a8", "w8a8")
 
 
 @pytest.fixture(scope="module")
-def three_bit(tmp_path_factory, results_tree, config_of):
-    """A study whose w4a8 was trained as `dvc exp run -S 'variants.w4a8.weight_bits=3'` does."""
-    data = tmp_path_factory.mktemp("three_bit")
-    results_tree(data, SINGLES + MOES, configs={"w4a8": config_of("w4a8", weight_bits=3)})
-    study = results.Study(("toy",), ("corrected", "faithful"), tuple(SINGLES), tuple(MOES))
+def two_bit(tmp_path_factory, results_tree, config_of):
+    """A study whose w4a8 was trained as `dvc exp run -S 'variants.w4a8.weight_bits=2'` does."""
+    data = tmp_path_factory.mktemp("two_bit")
+    results_tree(data, SINGLES + MOES, configs={"w4a8": config_of("w4a8", weight_bits=2)})
+    study = Study(("toy",), ("corrected", "faithful"), tuple(SINGLES), tuple(MOES), EXPERTS)
     runs = results.runs_table(
         results.Roots(data / "runs", data / "train_cost", data / "benchmarks"), study
     )
     return data, runs
 
 
-def test_a_3_bit_w4a8_is_plotted_and_tabulated_at_3_bits(three_bit):
-    data, runs = three_bit
+def test_a_2_bit_w4a8_is_plotted_and_tabulated_at_2_bits(two_bit):
+    data, runs = two_bit
     figs = figures.build(
         figures.load(data / "runs", data / "benchmarks", runs, "toy", "macro_f1"), "macro_f1"
     )
@@ -37,7 +39,7 @@ def test_a_3_bit_w4a8_is_plotted_and_tabulated_at_3_bits(three_bit):
     for ax in figs["f1_vs_bits"].axes:  # one panel per protocol
         x = {c.get_label(): round(float(c.lines[0].get_xdata()[0]), 6) for c in ax.containers}
         assert x == {
-            "w4a8": 3.0,
+            "w4a8": 2.0,
             "w8a8": 8.0,
             "fp32": round(32 / gap**0.5, 6),
             "q16_reference": round(32 * gap**0.5, 6),
@@ -46,15 +48,15 @@ def test_a_3_bit_w4a8_is_plotted_and_tabulated_at_3_bits(three_bit):
     spec = next(t for t in paper_tables.PAPER_TABLES if t.stem == "table2_quantization")
     lines = tables.markdown(tables.paper_table(spec, std[spec.csv], "macro_f1")).splitlines()
     assert [line.split(" | ")[1:4] for line in lines[2:6]] == [
-        ["toy", "3", "w4a8"],
+        ["toy", "2", "w4a8"],
         ["toy", "8", "w8a8"],
         ["toy", "32", "q16_reference"],
-        ["toy", "3", "w4a8"],
+        ["toy", "2", "w4a8"],
     ]
 
 
-def test_moe_and_curiosity_figures_take_their_variants_from_the_facts(three_bit):
-    data, runs = three_bit
+def test_moe_and_curiosity_figures_take_their_variants_from_the_facts(two_bit):
+    data, runs = two_bit
     loaded = figures.load(data / "runs", data / "benchmarks", runs, "toy", "macro_f1")
     assert set(loaded.routing["variant"]) == set(MOES)
     figs = figures.build(loaded, "macro_f1")
@@ -74,8 +76,8 @@ def test_moe_and_curiosity_figures_take_their_variants_from_the_facts(three_bit)
     assert [t.get_text() for t in legend.get_texts()] == ["moe_curiosity_log"]
 
 
-def test_best_model_prefers_the_corrected_protocol(three_bit):
-    _, runs = three_bit
+def test_best_model_prefers_the_corrected_protocol(two_bit):
+    _, runs = two_bit
     means = runs[runs["protocol"] == "corrected"].groupby("variant")["macro_f1"].mean()
     assert figures.best_model(runs, "macro_f1") == ("corrected", means.idxmax())
     faithful = runs[runs["protocol"] == "faithful"]

@@ -41,10 +41,11 @@ def write_params(path: Path, dataset: str = "toy", variants=VARIANTS, **stats) -
 
 
 def run_stage(name: str, args: list[str], params: Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "QMOE_PARAMS": str(params), "MPLBACKEND": "Agg"}
+    """The stage run as DVC runs it: in the folder of its params.yaml."""
+    env = {**os.environ, "MPLBACKEND": "Agg"}
     return subprocess.run(
         [sys.executable, str(ROOT / "stages" / f"{name}.py"), *args],
-        cwd=cwd,
+        cwd=params.parent,
         env=env,
         capture_output=True,
         text=True,
@@ -122,7 +123,7 @@ def _stage_main(name: str):
 
 def _in_process(tmp: Path, params: Path, monkeypatch) -> None:
     """The three stages' main() in this process (what `pipeline` runs as subprocesses)."""
-    monkeypatch.setenv("QMOE_PARAMS", str(params))
+    monkeypatch.chdir(params.parent)
     for name, args in stage_argv(tmp).items():
         monkeypatch.setattr(sys, "argv", [name, *args])
         _stage_main(name)()

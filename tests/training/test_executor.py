@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import operator
 import os
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from synthetic_features import feature_folder  # noqa: E402  (tests/, on sys.path)
 
+from qmoe import executor
 from qmoe.executor import ExecutionConfig, UnitFailed, run_units
 from qmoe.io import ConfigError, from_section, load_params
 from qmoe.models import ModelConfig
@@ -168,7 +170,7 @@ def test_a_failed_unit_fails_the_stage_with_exit_1_naming_it(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "QMOE_PARAMS": str(tmp_path / "params.yaml")},
+        cwd=tmp_path,  # the stage reads the params.yaml of its working folder, as under DVC
     )
     assert proc.returncode == 1, proc.stderr
     assert "UnitFailed: unit synthetic/corrected/fp32 fold" in proc.stderr
@@ -240,7 +242,7 @@ def test_ctrl_c_stops_the_workers(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        env={**os.environ, "PYTHONPATH": _path(tmp_path)},
     )
     assert proc.stdout.readline().strip() == "started"
     time.sleep(3)  # the pool's workers are asleep in their units
@@ -257,6 +259,76 @@ def test_ctrl_c_stops_the_workers(tmp_path):
         and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
     ]
     assert alive == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGHUP, signal.SIGTERM])
+def test_the_pool_ends_with_its_stage_however_the_stage_is_killed(tmp_path, signum):
+    """kill -9 (or a signal the stage does not handle) leaves no forkserver or worker behind: a
+    worker exits when the stage ends (qmoe.executor._die_with), then the forkserver (EOF)."""
+    (tmp_path / "sleeper.py").write_text(SLEEPER)
+    (tmp_path / "main.py").write_text(MAIN)
+    proc = subprocess.Popen(
+        [sys.executable, "main.py"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": _path(tmp_path)},
+    )
+    assert proc.stdout.readline().strip() == "started"
+    pool = []
+    for _ in range(300):  # the forkserver, the resource tracker and 2 workers, once started
+        pool = children(proc.pid)
+        if len(pool) >= 4:
+            break
+        time.sleep(0.1)
+    assert len(pool) >= 4, pool
+    proc.send_signal(signum)
+    proc.wait(timeout=30)
+    for _ in range(100):  # a few seconds at most (the units would sleep 60 s)
+        if not _running(pool):
+            break
+        time.sleep(0.1)
+    left = _running(pool)
+    for pid in left:  # never leave them to the next test
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+
+
+def _running(pids: list[int]) -> list[int]:
+    """Those of `pids` still running (a zombie waiting for its reaper has ended)."""
+    out = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            out.append(pid)
+    return out
+
+
+def test_workers_beyond_the_cores_are_capped_with_a_log_line(monkeypatch, caplog):
+    monkeypatch.setattr(executor, "available_cores", lambda: 2)
+    caplog.set_level(logging.INFO, logger="qmoe.executor")
+    assert run_units(operator.truediv, 12.0, [1, 2, 3, 4, 6], ExecutionConfig("local", 1000)) == [
+        12,
+        6,
+        4,
+        3,
+        2,
+    ]
+    lines = [r.getMessage() for r in caplog.records]
+    assert "execution.workers: 1000 > the 2 cores available; using 2" in lines
+    assert "5 units on a local pool of 2 single-threaded workers" in lines
+    assert executor.local_workers(None) == executor.local_workers(2) == 2
+    assert executor.local_workers(1) == 1
+
+
+def _path(folder: Path) -> str:
+    """PYTHONPATH with `folder` first (the caller's own PYTHONPATH kept: it may name the qmoe
+    under test)."""
+    return os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH")) if p)
 
 
 def children(pid: int) -> list[int]:

@@ -1,6 +1,5 @@
 """params `train` is validated at load time, before any work (qmoe.training.fit.TrainConfig)."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +36,7 @@ def test_the_train_stage_refuses_repeated_seeds_before_any_work(tmp_path):
     out = tmp_path / "runs" / "corrected"
     cmd = [
         sys.executable,
-        "stages/train.py",
+        str(ROOT / "stages" / "train.py"),
         "--dataset",
         "toy",
         "--protocol",
@@ -45,20 +44,15 @@ def test_the_train_stage_refuses_repeated_seeds_before_any_work(tmp_path):
         "--features",
         str(tmp_path / "no-features"),
         "--lock",
-        "requirements.lock",
+        str(ROOT / "requirements.lock"),
         "--out",
         str(out),
         "--cost",
         str(tmp_path / "runs" / "cost"),
     ]
     r = subprocess.run(
-        cmd,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "QMOE_PARAMS": str(tmp_path / "params.yaml")},
-    )
+        cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )  # in the folder of its params.yaml, as DVC runs it
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1] == "error: train.seeds: [0, 0]: seed(s) [0] repeated"
     assert not (tmp_path / "runs").exists()

@@ -12,7 +12,6 @@ per-inference latency samples, predictions, routing frequencies.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from qmoe import variants
-from qmoe.io import ConfigError, InputError, from_section, require
+from qmoe.contract.study import Study
+from qmoe.io import ConfigError, InputError
 from qmoe.training.layout import ModelKey
 
 KEYS = ["dataset", "protocol", "variant", "fold", "seed"]
@@ -63,50 +63,6 @@ SUMMARY_FIELDS = [
 ]
 BENCH_PREFIX = "bench_"  # summary.csv columns that repeat a metrics.json field (macro_f1, ...)
 FACTS = list(variants.VariantFacts._fields)  # kind, weight_bits, ..., is_moe, curiosity
-
-
-@dataclass(frozen=True)
-class Study:
-    """params.yaml `study`: the combinations every downstream stage expects to find. Single
-    models (`variants`) and MoEs (`moe_variants`) are both trained and benchmarked; `experts`
-    is the MoEs' expert pool, not a combination of its own."""
-
-    datasets: tuple[str, ...]
-    protocols: tuple[str, ...]
-    variants: tuple[str, ...]
-    moe_variants: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        for field in ("datasets", "protocols"):
-            require(len(getattr(self, field)) > 0, f"study.{field}", "must list at least one name")
-        require(
-            len(self.all_variants) > 0,
-            "study.variants",
-            "study.variants and study.moe_variants list no variant",
-        )
-        for field in ("datasets", "protocols", "variants", "moe_variants"):
-            values = getattr(self, field)
-            require(
-                len(set(values)) == len(values), f"study.{field}", f"duplicate names in {values}"
-            )
-        both = sorted(set(self.variants) & set(self.moe_variants))
-        require(not both, "study.moe_variants", f"{both} also listed in study.variants")
-
-    @property
-    def all_variants(self) -> tuple[str, ...]:
-        return (*self.variants, *self.moe_variants)
-
-    def combinations(self) -> list[tuple[str, str, str]]:
-        return [(d, p, v) for d in self.datasets for p in self.protocols for v in self.all_variants]
-
-
-def study_from_params(section: dict | None) -> Study:
-    """The combination lists of params `study`; `experts` there belongs to MoE resolution."""
-    section = section or {}
-    if not isinstance(section, dict):
-        raise ConfigError(f"study: expected a mapping, got {type(section).__name__}")
-    keys = [f.name for f in Study.__dataclass_fields__.values()]
-    return from_section(Study, {k: section[k] for k in keys if k in section}, "study")
 
 
 def _check_columns(frame: pd.DataFrame, needed: list[str], where: str) -> None:

@@ -9,7 +9,9 @@
 The lock is an `fcntl.flock` on a file every benchmark of this machine opens (QMOE_BENCH_LOCK, else
 /tmp/qmoe-benchmark.lock): `dvc queue start -j 2` runs two stages at once, and two benchmarks
 timing side by side would each measure the other. The kernel drops the lock when the process
-ends, even when it is killed.
+ends, even when it is killed. Every user of the machine shares the one file: its creator makes it
+mode 0666 whatever the umask, and others open it without O_CREAT (Linux's fs.protected_regular
+refuses O_CREAT on another user's file in sticky /tmp, even a writable one).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def MachineLock(path: Path | None = None, poll_s: float = 0.5) -> Iterator[float
     """Hold the machine-wide benchmark lock for the block; yields the seconds spent waiting."""
     path = path or lock_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = _open_shared(path)
     t0, told = time.monotonic(), False
     try:
         while True:
@@ -49,13 +51,32 @@ def MachineLock(path: Path | None = None, poll_s: float = 0.5) -> Iterator[float
                     log.info("another benchmark holds %s; waiting for it", path)
                     told = True
                 time.sleep(poll_s)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        with contextlib.suppress(OSError):  # who holds it, for a curious reader; opened read-only
+            os.ftruncate(fd, 0)  # where another user made it 0644 (flock needs no write access)
+            os.write(fd, f"{os.getpid()}\n".encode())
         yield time.monotonic() - t0
     finally:
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def _open_shared(path: Path) -> int:
+    """Open the lock file (read-only where another user's is not writable: flock needs no write
+    access), creating it mode 0666 whatever the umask if it does not exist."""
+    while True:
+        try:
+            return os.open(path, os.O_RDWR)
+        except PermissionError:
+            return os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            pass
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:  # another benchmark created it meanwhile: open that one
+            continue
+        os.fchmod(fd, 0o666)  # open() applies the umask (0644 under the usual 022)
+        return fd
 
 
 def pin_to_core(index: int) -> int:

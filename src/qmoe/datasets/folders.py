@@ -1,9 +1,10 @@
 """User-supplied datasets (quinn, imagefolder, audiofolder): `<download.user_data>/<name>/`.
 
 That folder holds class sub-folders of media files, or a `labels.csv` with columns
-`path,label[,fold]` (paths relative to the CSV's folder, which they must stay below once symbolic
-links are followed; UTF-8, a byte-order mark is tolerated). dvc.yaml makes `download.user_data` a
-dependency of the download stage, so any change to a clip or a label reruns it. Labels are numbered
+`path,label[,fold]` (paths relative to the CSV's folder, below it; UTF-8, a byte-order mark is
+tolerated). dvc.yaml makes `download.user_data` a dependency of the download stage, so any change
+to a clip or a label reruns it; DVC hashes the files inside it but not what a symbolic link there
+points at, so no path inside `<download.user_data>/<name>/` may be a link. Labels are numbered
 alphabetically (the reference's class_id). Folds: the CSV's `fold` column (numbered 1..K without
 gaps, on every row) or none (fold 0: the corrected protocol makes grouped folds by source_id, which
 is one per file here; a speaker or recording split must come from the CSV).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -55,6 +57,7 @@ def user_source(spec: DatasetSpec, user_data: str, env: Mapping[str, str]) -> So
             f"stale results): put the data in {folder}, or set download.user_data in params.yaml "
             f"to the folder that holds {spec.name}/"
         )
+    _refuse_links(folder, user_data)
     if not folder.is_dir():
         raise DatasetError(
             f"dataset {spec.name!r} is user-supplied: put class sub-folders (or a {CSV_NAME} "
@@ -64,18 +67,28 @@ def user_source(spec: DatasetSpec, user_data: str, env: Mapping[str, str]) -> So
     return Source(folder, "user folder", None)
 
 
-def _inside(path: Path, root: Path, where: str) -> None:
-    """Refuse a file whose real location (symbolic links followed) is outside `root`."""
-    real = path.resolve()
-    if real != root and root not in real.parents:
-        raise DatasetError(f"{where}: {path.name} resolves to {real}, outside {root}")
+def _refuse_links(folder: Path, user_data: str) -> None:
+    """Refuse `folder` if it, or anything inside it, is a symbolic link: DVC would hash the link,
+    not the data, so a change there would leave the results stale (a link as user_data itself is
+    fine: DVC follows a dependency's own path)."""
+    if folder.is_symlink():
+        links = [folder]
+    else:  # os.walk lists a linked folder but does not enter it
+        walk = sorted((Path(p) / n for p, dirs, files in os.walk(folder) for n in dirs + files))
+        links = [p for p in walk if p.is_symlink()]
+    if links:
+        more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
+        raise DatasetError(
+            f"{links[0]}: a symbolic link{more}, and DVC does not see the data behind a link in "
+            f"a dependency: copy the data into {folder}, or set download.user_data to the real "
+            f"folder that holds {folder.name}/ (now {user_data!r})"
+        )
 
 
 def scan_class_folders(root: Path, suffixes: frozenset[str]) -> list[tuple[str, str]]:
     """(relative posix path, class name) for every media file under root/<class>/..., sorted."""
     if not root.is_dir():
         raise DatasetError(f"{root}: not a folder")
-    real_root = root.resolve()
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DatasetError(f"{root}: no class subfolders (expected {root}/<class>/<file>)")
@@ -90,8 +103,6 @@ def scan_class_folders(root: Path, suffixes: frozenset[str]) -> list[tuple[str, 
         ignored += len(files) - len(media)
         if not media:
             raise DatasetError(f"{cls}: class folder has no files of type {sorted(suffixes)}")
-        for p in media:
-            _inside(p, real_root, str(p))
         found += [(p.relative_to(root).as_posix(), cls.name) for p in media]
     if ignored:
         log.warning("%s: ignored %d files that are not %s", root, ignored, sorted(suffixes))
@@ -118,7 +129,6 @@ def _csv_entry(rec: dict[str, str | None], line: int, csv_path: Path) -> CsvEntr
     if not label:
         raise DatasetError(f"{where}: empty label")
     fold = _fold((rec.get("fold") or "").strip(), where)
-    _inside(csv_path.parent / rel, csv_path.parent.resolve(), f"{where}: path {rel!r}")
     return CsvEntry(PurePosixPath(*parts).as_posix(), label, fold, line)
 
 

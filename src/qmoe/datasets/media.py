@@ -1,11 +1,13 @@
 """Decode checks for one clip or image, at `download` (where `on_bad_file: skip` can drop it).
 
 A clip must decode to its end with as many frames as its header declares (a WAV whose data chunk
-claims more bytes than the file holds, an Ogg stream whose last page is cut or lacks the
-end-of-stream flag, a FLAC that loses sync are truncated), hold only finite samples and last at
-least `AudioRules.min_seconds`; a near-silent clip is flagged (or, where the dataset defines its
-clips, refused with any other departure from the definition: ESC-50 is 5.0 s, 44.1 kHz mono).
-An image's size is read from its header and capped before any pixel is decoded.
+claims more bytes than the file holds, an AIFF whose COMM chunk or an AU whose header declares
+more frames than it holds, an Ogg stream whose last page is cut or lacks the end-of-stream flag,
+a FLAC that loses sync, an MP3 shorter than its Xing/Info tag says or whose last frame is cut
+are truncated), hold only finite samples and last at least `AudioRules.min_seconds`; a
+near-silent clip is flagged (or, where the dataset defines its clips, refused with any other
+departure from the definition: ESC-50 is 5.0 s, 44.1 kHz mono). An image's size is read from
+its header and capped before any pixel is decoded.
 """
 
 from __future__ import annotations
@@ -93,8 +95,119 @@ def _ogg_shortfall(path: Path) -> str | None:
     return None
 
 
+def _aiff_declared(path: Path) -> int | None:
+    """Sample frames an AIFF/AIFC's COMM chunk declares (libsndfile trims its count to the data
+    held), or None."""
+    with path.open("rb") as f:
+        head = f.read(12)
+        if head[:4] != b"FORM" or head[8:12] not in (b"AIFF", b"AIFC"):
+            return None
+        while len(chunk := f.read(8 + 6)) >= 8:
+            n = int.from_bytes(chunk[4:8], "big")
+            if chunk[:4] == b"COMM" and len(chunk) == 14:
+                return int.from_bytes(chunk[10:14], "big")  # after numChannels
+            f.seek(n + (n & 1) - (len(chunk) - 8), 1)
+    return None
+
+
+_AU_BYTES = {1: 1, 2: 1, 3: 2, 4: 3, 5: 4, 6: 4, 7: 8, 27: 1}  # encoding -> bytes per sample
+
+
+def _au_declared(path: Path) -> int | None:
+    """Sample frames an AU (.snd) header declares (data size / frame size), or None."""
+    with path.open("rb") as f:
+        head = f.read(24)
+    if len(head) < 24 or head[:4] != b".snd":
+        return None
+    size, encoding, channels = (int.from_bytes(head[i : i + 4], "big") for i in (8, 12, 20))
+    if size == 0xFFFFFFFF or encoding not in _AU_BYTES or channels == 0:  # length unknown
+        return None
+    return size // (_AU_BYTES[encoding] * channels)
+
+
+def _declared_shortfall(what: str, declared: int | None, frames: int, sr: int) -> str | None:
+    if declared is None or declared <= frames:
+        return None
+    return (
+        f"truncated: the {what} header declares {declared} frames ({declared / sr:.3f} s), the "
+        f"file holds {frames}"
+    )
+
+
+# MPEG audio frame headers: kbit/s per bitrate index 1..14, by (MPEG-1?, layer); sample rates
+_KBPS = {
+    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 3): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _mpeg_frame_bytes(h: bytes) -> int | None:
+    """Length of the MPEG audio frame whose 4-byte header is `h`, or None if it is not one."""
+    version, layer = (h[1] >> 3) & 3, 4 - ((h[1] >> 1) & 3)  # version 1: reserved; layer 4: ditto
+    rate_i, kbps_i = (h[2] >> 2) & 3, h[2] >> 4
+    if h[0] != 0xFF or h[1] & 0xE0 != 0xE0 or version == 1 or layer == 4:
+        return None
+    if rate_i == 3 or not 1 <= kbps_i <= 14:  # reserved rate; free-format or bad bitrate
+        return None
+    v1, pad = version == 3, (h[2] >> 1) & 1
+    bits_s, rate = _KBPS[v1, layer][kbps_i - 1] * 1000, _RATES[version][rate_i]
+    if layer == 1:
+        return (12 * bits_s // rate + pad) * 4
+    return (144 if v1 or layer == 2 else 72) * bits_s // rate + pad
+
+
+def _xing_bytes(frame: bytes) -> int | None:
+    """The stream size a Xing/Info tag (LAME's) in a first layer III frame declares, or None."""
+    if len(frame) < 4 or (frame[1] >> 1) & 3 != 1:  # not layer III
+        return None
+    v1, mono, crc = (frame[1] >> 3) & 3 == 3, frame[3] >> 6 == 3, not frame[1] & 1
+    at = 4 + 2 * crc + ((17 if mono else 32) if v1 else (9 if mono else 17))  # after side info
+    tag = frame[at : at + 8]
+    if len(tag) < 8 or tag[:4] not in (b"Xing", b"Info") or not tag[7] & 2:  # 2: byte count
+        return None
+    at += 8 + 4 * (tag[7] & 1)  # the frame count comes first when present
+    return int.from_bytes(frame[at : at + 4], "big") if len(frame) >= at + 4 else None
+
+
+def _mp3_shortfall(path: Path) -> str | None:
+    """'truncated: ...' when an MPEG audio file holds fewer bytes than its Xing/Info tag declares
+    or its frame chain runs past its end (a cut file); None for other files, or where the chain
+    breaks (trailing data this walk cannot judge)."""
+    if path.suffix.lower() not in (".mp3", ".mp2", ".mpga"):
+        return None
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(10)
+        pos = 0
+        if head[:3] == b"ID3" and len(head) == 10:  # ID3v2 tag: 28-bit size, optional footer
+            pos = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
+            pos += 10 if head[5] & 0x10 else 0
+        f.seek(pos)
+        declared = _xing_bytes(f.read(64))
+        if declared is not None and declared > size:  # tags around it only add bytes
+            return f"truncated: the MP3 header declares {declared} bytes, the file holds {size}"
+        f.seek(max(size - 128, 0))
+        end = size - 128 if f.read(3) == b"TAG" else size  # ID3v1 tag at the end
+        while pos + 4 <= end:
+            f.seek(pos)
+            n = _mpeg_frame_bytes(f.read(4))
+            if n is None:
+                return None
+            if pos + n > end:
+                return f"truncated: the MP3 frame at byte {pos} needs {n} bytes, {end - pos} remain"
+            pos += n
+    return None
+
+
 def _decode(path: Path) -> tuple[int, int, int, float, str]:
     """(sample rate, channels, frames, peak |sample|, container problem or '') of a whole clip."""
+    if problem := _mp3_shortfall(path):  # before decoding: a cut frame decodes to noise or NaN
+        return 0, 0, 0, 0.0, problem
     with sf.SoundFile(path) as f:
         sr, channels, declared, fmt = f.samplerate, f.channels, f.frames, f.format
         frames, peak = 0, 0.0
@@ -111,6 +224,10 @@ def _decode(path: Path) -> tuple[int, int, int, float, str]:
         problem = _wav_shortfall(path, sr) or ""
     elif fmt == "OGG":
         problem = _ogg_shortfall(path) or ""
+    elif fmt == "AIFF":
+        problem = _declared_shortfall("AIFF", _aiff_declared(path), frames, sr) or ""
+    elif fmt == "AU":
+        problem = _declared_shortfall("AU", _au_declared(path), frames, sr) or ""
     return sr, channels, frames, peak, problem
 
 

@@ -19,7 +19,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-SUPPORTED_BITS = (2, 4, 8)  # MatMulNBits kernels on CPU (bits attribute)
+from qmoe.quant.bits import EXPORTABLE_BITS, KERNEL_BITS
+
+SUPPORTED_BITS = KERNEL_BITS  # MatMulNBits kernels on CPU (bits attribute)
 SUPPORTED_BLOCKS = (16, 32, 64, 128, 256)
 
 
@@ -29,10 +31,10 @@ class UnsupportedBits(ValueError):
 
 def container_bits(bits: int, ternary: bool = False) -> int:
     """The MatMulNBits `bits` that stores codes of `bits` bits (ternary: 3 levels -> 2)."""
-    if ternary or bits in (1, 2):
-        return 2
-    if bits in SUPPORTED_BITS:
-        return bits
+    if ternary:
+        return min(SUPPORTED_BITS)
+    if bits in EXPORTABLE_BITS:
+        return max(bits, min(SUPPORTED_BITS))
     raise UnsupportedBits(
         f"weight bits {bits} has no MatMulNBits kernel; supported: 1 (sign, as "
         f"2-bit), ternary (as 2-bit) and {', '.join(map(str, SUPPORTED_BITS))}"

@@ -8,12 +8,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from qmoe.io import InputError
+
 SessionSource = onnx.ModelProto | bytes | Path | str
 
 
 def session(source: SessionSource, threads: int = 1):
     """An InferenceSession on the CPU provider with `threads` intra-op threads, one inter-op
-    thread, sequential execution and every graph optimisation (the fusions are the deployment)."""
+    thread, sequential execution and every graph optimisation (the fusions are the deployment).
+    A file that is not a loadable model (truncated, corrupted) is an InputError naming it."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -24,9 +27,17 @@ def session(source: SessionSource, threads: int = 1):
     so.log_severity_level = 3  # warnings about optimised-model serialisation: not ours
     if isinstance(source, onnx.ModelProto):
         source = source.SerializeToString()
-    return ort.InferenceSession(
-        source if isinstance(source, bytes) else str(source), so, providers=["CPUExecutionProvider"]
-    )
+    if isinstance(source, bytes):  # a graph built here: a failure is a bug, with its traceback
+        return ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    try:
+        return ort.InferenceSession(str(source), so, providers=["CPUExecutionProvider"])
+    except (state.InvalidProtobuf, state.InvalidGraph, state.Fail, state.NoSuchFile) as e:
+        reason = str(e).rsplit("failed:", 1)[-1].strip()  # ORT repeats the path before it
+        raise InputError(
+            f"{source}: not a loadable ONNX model ({reason}); rerun the export stage"
+        ) from None
 
 
 def run(sess, x: np.ndarray) -> dict[str, np.ndarray]:

@@ -39,6 +39,12 @@ from qmoe.moe.router import top_k
 from qmoe.quant import ptq
 from qmoe.quant.layers import PreNormLinear, QuantLinear, TernaryReferenceLinear
 
+# Plausibility ceilings of the check's tolerances, so that a typo (1000 for 1e-3) cannot switch it
+# off: logits differ by ~1e-6 from float rounding and a wrong graph moves them by a large part of
+# their range, so no sound check needs an atol above 1e-2, a tight rtol above a tenth of the range
+# (rtol, fp16_rtol) or a bound on every sample above half of it (loose_rtol).
+TOLERANCE_CEILINGS = {"atol": 1e-2, "rtol": 0.1, "fp16_rtol": 0.1, "loose_rtol": 0.5}
+
 
 @dataclass(frozen=True)
 class CheckConfig:
@@ -57,8 +63,13 @@ class CheckConfig:
             "export.check.min_exact_share",
             f"{self.min_exact_share} not in (0, 1]",
         )
-        for name in ("atol", "rtol", "fp16_rtol", "loose_rtol"):
-            require(getattr(self, name) >= 0, f"export.check.{name}", "must be >= 0")
+        for name, most in TOLERANCE_CEILINGS.items():
+            value = getattr(self, name)
+            require(
+                0 <= value <= most,
+                f"export.check.{name}",
+                f"{value} not in [0, {most}]: a wider tolerance would pass a wrong graph",
+            )
         require(
             0.0 < self.min_routing_agreement <= 1.0,
             "export.check.min_routing_agreement",

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qmoe.quant import primitives
+from qmoe.quant.bits import check_quantiser_bits
 from qmoe.quant.primitives import QuantizedWeight
 
 
@@ -123,8 +124,7 @@ class BitLinear(QuantLinear):
     centred weights (1-bit: sign, no scale; k >= 2: absmax with 2^(k-1) - 1 positive levels)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, weight_bits: int):
-        if not 1 <= weight_bits <= 8:
-            raise ValueError(f"weight_bits={weight_bits} not supported; use 1..8")
+        check_quantiser_bits(weight_bits)
         self.bits = weight_bits
         super().__init__(in_features, out_features, bias=bias)
 

@@ -22,6 +22,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from qmoe.quant.bits import check_quantiser_bits
+
 ABSMAX_EPS = 1e-5  # reference 7.1: max(max|.|, 1e-5)
 ACT_QMAX, ACT_QMIN = 127, -128
 
@@ -111,8 +113,7 @@ def kbit_codes(w: Tensor, bits: int) -> tuple[Tensor, Tensor]:
     bits >= 2: s = max(max|W_c|, 1e-5) / (2^(k-1) - 1); codes = clip(round(W_c / s), -2^(k-1),
     2^(k-1) - 1). Returns codes (out, in) as float and scale (), float32.
     """
-    if not 1 <= bits <= 8:
-        raise ValueError(f"weight bits {bits} not supported; use 1..8")
+    check_quantiser_bits(bits)
     w = w.detach()
     mean = w.mean()
     if bits == 1:  # W - mean >= 0 exactly when W >= mean (IEEE subtraction)

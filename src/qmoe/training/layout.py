@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from qmoe import variants
-from qmoe.io import InputError
+from qmoe.io import ConfigError, InputError
 from qmoe.variants import VariantConfig
 
 _STEM = re.compile(r"fold(\d+)_seed(-?\d+)")
@@ -131,10 +131,14 @@ class CheckpointMeta:
         model = meta["model"]
         if not isinstance(model, Mapping) or not {"hidden_sizes", "dropout"} <= set(model):
             raise InputError(f"checkpoint {where}: meta model {model!r} lacks hidden_sizes/dropout")
+        try:  # a config valid when trained but refused today (a removed bit-width) names the file
+            config = variants.from_dict(meta["variant_config"])
+        except ConfigError as e:
+            raise InputError(f"checkpoint {where}: {e}") from None
         return cls(
             **{k: meta[k] for k in META_KEYS if k != "model"}
             | {
-                "variant_config": variants.from_dict(meta["variant_config"]),
+                "variant_config": config,
                 "class_names": tuple(meta["class_names"]),
                 "hidden_sizes": tuple(model["hidden_sizes"]),
                 "dropout": model["dropout"],

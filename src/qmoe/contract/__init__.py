@@ -1,0 +1,1 @@
+"""The data contract as code: what the stages agree on, torch-free (params `study` first)."""
