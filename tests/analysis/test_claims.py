@@ -240,5 +240,6 @@ def test_curiosity_is_judged_against_random_escalation_on_the_same_weights():
         "inconclusive",
     ]
     assert "worse than the placebo" in worse["reason"]
+    assert unsure["reason"].endswith("Holm p = 0.2: not shown better")  # no equivalence tested
     note = claims.BY_ID["curiosity_beats_placebo"].judge.note  # the rule, shown beside reasons
     assert "one-sided permutation test" in note and "Holm" in note

@@ -207,6 +207,8 @@ def superiority_verdict(
         )
     if ci[1] < 0:
         return Decision(Verdict.NOT_REPRODUCED, f"{ci_txt}: worse than the placebo")
+    if not math.isfinite(p_equivalence):  # no equivalence test (a one-sided design)
+        return Decision(Verdict.INCONCLUSIVE, f"{ci_txt}, Holm p = {_f(p)}: not shown better")
     return Decision(
         Verdict.INCONCLUSIVE,
         f"{ci_txt}, Holm p = {_f(p)}: neither better than the "
