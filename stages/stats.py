@@ -9,6 +9,7 @@ from pathlib import Path
 
 from qmoe.analysis import (
     claims,
+    escalation,
     families,
     latency,
     latency_scope,
@@ -43,7 +44,11 @@ def main() -> None:
     tables["latency_spread_routing"] = latency.spread_routing(samples, runs, args.benchmarks)
     frontend = latency.load_bench_table(args.benchmarks, runs, "frontend")
     tables["pipeline_cost"] = latency.pipeline_cost(frontend, runs)  # whole path per clip
-    tables["routing_escalation"] = routing.escalation(routing.load(args.runs, runs), runs)
+    records = routing.load(args.runs, runs)  # escalating MoEs' curiosity records
+    tables["routing_escalation"] = routing.escalation(records, runs)
+    route = escalation.route_models(records, runs)  # u vs random escalation, same weights
+    tables["routing_same_weights"] = escalation.same_weights(route, cfg)
+    tables["routing_share_curve"] = escalation.share_curve(route, cfg)
     v3 = roles.resolve(roles.CURIOSITY_V3, results.variant_facts(runs))  # its routing claim
     routed = results.routed_predictions(args.runs, args.benchmarks, runs, v3)
     sizes = layer_bytes(args.runs, runs, ("bitlinear", "half"))  # compression, like with like

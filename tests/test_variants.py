@@ -74,7 +74,7 @@ def test_a_deleted_params_key_fails_instead_of_falling_back_to_a_default(name, k
 
 def test_curiosity_is_a_tagged_config_with_only_its_modes_knobs():
     cfg = V.resolve("moe_curiosity_route", VARIANTS, EXPERTS)
-    assert cfg.curiosity == V.RouteCuriosity(mc_samples=10, quantile=0.9, score="variance")
+    assert cfg.curiosity == V.RouteCuriosity(mc_samples=50, quantile=0.9, score="variance")
     assert V.resolve("moe", VARIANTS, EXPERTS).curiosity == V.NoCuriosity()
     bad = {
         **VARIANTS,

@@ -224,37 +224,22 @@ def test_verdicts_on_esc10_are_labelled_and_outside_the_papers_data_only_indicat
     assert "would be 'reproduced'" in digits["reason"]
 
 
-def test_curiosity_is_judged_against_its_placebo():
-    better = _one(
-        "curiosity_beats_placebo",
-        estimate=0.03,
-        ci_low=0.02,
-        ci_high=0.04,
-        p=0.001,
-        margin=0.01,
-        p_equivalence=0.9,
-    )
-    tie = _one(
-        "curiosity_beats_placebo",
-        estimate=0.001,
-        ci_low=-0.004,
-        ci_high=0.006,
-        p=0.7,
-        margin=0.01,
-        p_equivalence=0.01,
-    )
-    unsure = _one(
-        "curiosity_beats_placebo",
-        estimate=0.01,
-        ci_low=-0.01,
-        ci_high=0.03,
-        p=0.3,
-        margin=0.01,
-        p_equivalence=0.4,
-    )
-    assert [r["verdict"] for r in (better, tie, unsure)] == [
+def test_curiosity_is_judged_against_random_escalation_on_the_same_weights():
+    """One-sided permutation p (u better) and the permutation range of the difference: better,
+    worse (the range below 0, whatever the one-sided p) and unsure; the rule is stated."""
+    kw = {"margin": float("nan"), "p_equivalence": float("nan")}
+    better = _one("curiosity_beats_placebo", estimate=0.03, ci_low=0.02, ci_high=0.04, p=1e-4, **kw)
+    worse = _one("curiosity_beats_placebo", estimate=-0.03, ci_low=-0.04, ci_high=-0.02, p=1, **kw)
+    unsure = _one("curiosity_beats_placebo", estimate=0.01, ci_low=-0.01, ci_high=0.03, p=0.2, **kw)
+    # significant but the range reaches 0: not shown better
+    edge = _one("curiosity_beats_placebo", estimate=0.01, ci_low=0.0, ci_high=0.02, p=0.01, **kw)
+    assert [r["verdict"] for r in (better, worse, unsure, edge)] == [
         "reproduced",
         "not reproduced",
         "inconclusive",
+        "inconclusive",
     ]
-    assert "equivalent to the placebo" in tie["reason"]
+    assert "worse than the placebo" in worse["reason"]
+    assert unsure["reason"].endswith("Holm p = 0.2: not shown better")  # no equivalence tested
+    note = claims.BY_ID["curiosity_beats_placebo"].judge.note  # the rule, shown beside reasons
+    assert "one-sided permutation test" in note and "Holm" in note

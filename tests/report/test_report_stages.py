@@ -277,8 +277,9 @@ def test_stats_outputs_and_claims(study):
     stats = study / "reports" / "stats"
     summary = json.loads((stats / "stats.json").read_text())
     assert summary["config"]["tost_margin"] == 0.01 and summary["config"]["n_resamples"] == 500
-    # w4a8 lacks fold 2; route vs its placebo: neither is in this study (one row per protocol)
-    assert summary["families"]["tost_f1"] == {"computed": 4, "not_computed": 6}
+    # w4a8 lacks fold 2 (its two pairs per protocol); no route model: an empty same-weights table
+    assert summary["families"]["tost_f1"] == {"computed": 4, "not_computed": 4}
+    assert summary["families"]["routing_same_weights"] == {"computed": 0, "not_computed": 0}
     claims = pd.read_csv(stats / "claims.csv")
     assert claims[["claim", "protocol"]].apply(tuple, axis=1).tolist() == [
         (c.id, p) for c in CLAIMS for p in ("corrected", "faithful")

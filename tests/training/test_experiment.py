@@ -98,7 +98,7 @@ def test_non_finite_loss_names_the_run_and_epoch():
     model = torch.nn.Linear(12, 4)
     with torch.no_grad():
         model.weight.fill_(float("nan"))
-    recipe = recipe_for(CFG, None, select_best=True)
+    recipe = recipe_for(CFG, None, Corrected(val_fraction=0.1).selection(moe=False))
     with pytest.raises(
         FloatingPointError, match=r"esc10/corrected/fp32 fold 1 seed 0: loss became nan at epoch 1"
     ):
@@ -228,13 +228,38 @@ def test_route_threshold_comes_from_validation_corrected_and_training_part_faith
         assert len(rec["escalated"]) == len(split.test) and routing.escalates(r.model)
         sens = rec["sensitivity"]
         assert [(s["mc_samples"], s["bank"]) for s in sens] == [(10, 0), (10, 1), (50, 0), (50, 1)]
-        own = sens[0]  # T = 10 (the model's), bank 0: the deployed routing
+        assert model.net.mc_samples == 50  # params: route deploys T = 50
+        own = sens[2]  # T = 50 (the model's), bank 0: the deployed routing
         assert own["jaccard_vs_deployed"] == 1.0 and own["tau"] == pytest.approx(rec["tau"])
         assert own["share"] == pytest.approx(np.mean(rec["escalated"]))
         assert own["macro_f1"] == pytest.approx(r.metrics["macro_f1"])
         counts = np.array(rec["bank_counts"]["10"])
         assert sorted(rec["bank_counts"]) == ["10", "50"] and counts.max() <= 2
         assert counts.sum() == round(len(split.test) * (sens[0]["share"] + sens[1]["share"]))
+
+
+def test_route_records_both_predictions_of_the_same_weights_per_test_clip():
+    """pred_none (nothing escalates) and pred_escalated (everything does): the deployed
+    prediction is pred_escalated where u > tau and pred_none elsewhere; a clip whose router
+    already picks the most precise expert predicts the same either way."""
+    import copy
+
+    data, split, r = _route_run(Corrected(val_fraction=0.1))
+    rec = experiment.curiosity_record(data, split, r.prediction, r.routing)
+    n = len(split.test)
+    assert [len(rec[k]) for k in ("pred_none", "pred_escalated", "escalated", "u")] == [n] * 4
+    up, none, pred = (np.array(rec[k]) for k in ("pred_escalated", "pred_none", "pred"))
+    escalated = np.array(rec["escalated"])
+    assert 0 < escalated.sum() < n
+    assert np.array_equal(np.where(escalated, up, none), pred)  # batch 1: exactly the deployed
+    model = copy.deepcopy(r.model).eval()
+    with torch.no_grad():
+        z = (data.x[split.test] - model.norm_mean) / model.norm_std
+        top = model.net.router(z).argmax(dim=-1).numpy()
+    target = model.net.strategy.target
+    assert np.array_equal(up[top == target], none[top == target])
+    assert (up != none).any()  # escalation changes some predictions
+    assert r.model.net.strategy.tau.item() == pytest.approx(rec["tau"])  # the model is unchanged
 
 
 def test_the_placebo_records_its_escalations_without_a_sensitivity_check():

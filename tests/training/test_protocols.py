@@ -112,7 +112,7 @@ def test_protocols_own_their_seeds_selection_rule_and_deploy_form():
 
     from qmoe.io import from_section, load_params
     from qmoe.training.fit import TrainConfig
-    from qmoe.training.protocols import make_protocol
+    from qmoe.training.protocols import Monitor, make_protocol
 
     params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
     cfg = from_section(TrainConfig, {**params["train"], "seeds": [3, 5], "split_seed": 7}, "train")
@@ -123,8 +123,9 @@ def test_protocols_own_their_seeds_selection_rule_and_deploy_form():
         True,
     )
     assert (faithful.name, faithful.seeds(cfg), faithful.frozen_deploy) == ("faithful", (7,), False)
-    assert corrected.select_best(moe=False) and corrected.select_best(moe=True)
-    assert not faithful.select_best(moe=False) and faithful.select_best(moe=True)
+    loss, f1 = Monitor.VAL_LOSS, Monitor.WEIGHTED_F1
+    assert [corrected.selection(moe) for moe in (False, True)] == [(loss, True), (loss, True)]
+    assert [faithful.selection(moe) for moe in (False, True)] == [(f1, False), (f1, True)]
 
 
 @pytest.mark.parametrize("name", ["corrected", "faithful"])
@@ -134,19 +135,20 @@ def test_train_fields_a_protocol_calls_unused_change_none_of_its_splits_or_seeds
     import dataclasses
 
     from qmoe.io import from_section, load_params
-    from qmoe.training.fit import TrainConfig
+    from qmoe.training.fit import TrainConfig, recipe_for
     from qmoe.training.protocols import make_protocol
 
     params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
     base = from_section(TrainConfig, params["train"], "train")
-    edits = {"seeds": (11, 12), "val_fraction": 0.3, "faithful_folds": 4}
+    edits = {"seeds": (11, 12), "val_fraction": 0.3, "faithful_folds": 4, "loss_min_delta": 0.05}
     labels, folds, groups = _data()
 
     def view(cfg):
         p = make_protocol(name, cfg)
         per_seed = [p.splits(labels, folds, groups, cfg.split_seed, s) for s in p.seeds(cfg)]
         arrays = [(s.fold, *map(tuple, (s.train, s.val, s.test))) for x in per_seed for s in x]
-        return p.seeds(cfg), p.select_best(False), p.select_best(True), arrays
+        recipes = [recipe_for(cfg, m, p.selection(m is not None)) for m in (None, cfg.moe)]
+        return p.seeds(cfg), recipes, arrays
 
     unused = make_protocol(name, base).unused_train_fields
     assert unused and set(unused) <= set(edits)

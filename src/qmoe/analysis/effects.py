@@ -217,33 +217,37 @@ def moe_overhead(ctx: Context, d: str, p: str) -> Found:
     )
 
 
-def route_vs_placebo(ctx: Context, d: str, p: str) -> Found:
-    """F1 of uncertainty routing minus its random-escalation placebo: the corrected t on fold
-    means (two-sided, Holm) and the TOST of the same pair."""
-    route, placebo = _name(ctx, roles.ROUTE), _name(ctx, roles.PLACEBO)
-    row = _row(ctx, "f1_paired", "f1_route_vs_placebo", route, d, p)
-    if isinstance(row, str):
-        return _missing(row)
-    tost = ctx.families["tost_f1"]
-    hit = tost[
-        (tost["family"] == "tost_route_vs_placebo")
-        & (tost["variant"] == route)
-        & (tost["dataset"] == d)
-        & (tost["protocol"] == p)
-    ]
-    p_eq = float(hit.iloc[0]["p_holm"]) if not hit.empty else NAN
+def route_same_weights(ctx: Context, d: str, p: str) -> Found:
+    """F1 escalating by u minus escalating as many clips at random, on the route models' own
+    weights (qmoe.analysis.escalation): one-sided permutation p, Holm over the route variants."""
+    route = _name(ctx, roles.ROUTE)
+    if route not in set(ctx.runs["variant"]):
+        return _missing(f"no runs of {route} (variant not in the study)")
+    frame = ctx.families.get("routing_same_weights")
+    hit = (
+        frame[(frame["variant"] == route) & (frame["dataset"] == d) & (frame["protocol"] == p)]
+        if frame is not None and not frame.empty
+        else pd.DataFrame()
+    )
+    if hit.empty:
+        return _missing(f"no routing_same_weights row for {route} in {d}/{p}")
+    row = hit.iloc[0]
     ev = Evidence(
         True,
         "",
-        row["mean_diff"],
+        row["diff"],
         row["ci_low"],
         row["ci_high"],
         row["p_holm"],
-        ctx.cfg.tost_margin,
-        p_eq,
+        ctx.cfg.tost_margin,  # where the power statement puts 'equivalent'
+        n=float(row["n_clips"]),
+        unit="test clips (same weights)",
     )
+    exact = "exact" if bool(row["exact"]) else f"{int(row['draws'])} draws"
     return ev, (
-        f"{row['mean_variant']:.3f} vs {row['mean_baseline']:.3f} ({placebo}): diff "
-        f"{row['mean_diff']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}], Holm p = "
-        f"{pval(row['p_holm'])}, TOST Holm p = {pval(p_eq)}"
+        f"F1 by u {row['f1_u']:.3f} vs the same count at random {row['f1_random']:.3f}: diff "
+        f"{row['diff']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}], one-sided "
+        f"permutation Holm p = {pval(row['p_holm'])} ({exact}); none escalated "
+        f"{row['f1_none']:.3f} (u vs none {row['diff_vs_none']:+.4f}); AUROC of u for the "
+        f"unescalated errors {row['auroc']:.2f}; {int(row['n_models'])} models, same weights"
     )

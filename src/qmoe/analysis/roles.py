@@ -37,7 +37,6 @@ PLAIN_MOE = Role("MoE without curiosity", "moe", curiosity="none")
 CURIOSITY_V1 = Role("MoE with curiosity log", "moe", curiosity="log")  # v1 abstract, reference 9.3
 CURIOSITY_V3 = Role("MoE with curiosity kl", "moe", curiosity="kl")  # v3 abstract, reference 9.6
 ROUTE = Role("MoE with curiosity route", "moe", curiosity="route")  # ours: routing that uses u
-PLACEBO = Role("MoE with curiosity random", "moe", curiosity="random")  # route's placebo
 
 
 def plays(role: Role, kind: str, weight_bits: float, curiosity: str) -> bool:

@@ -51,6 +51,8 @@ class StatsConfig:
     n_resamples: int
     bootstrap_seed: int
     latency_regime: str  # the cache regime latency claims are judged in (qmoe.bench.regimes)
+    permutation_draws: int  # random escalation sets per route model (qmoe.analysis.escalation)
+    permutation_seed: int
 
     def __post_init__(self) -> None:
         require(0.0 < self.alpha < 0.5, "stats.alpha", f"{self.alpha} not in (0, 0.5)")
@@ -73,6 +75,11 @@ class StatsConfig:
             self.latency_regime in regimes,
             "stats.latency_regime",
             f"{self.latency_regime!r} is not one of {regimes}",
+        )
+        require(
+            self.permutation_draws >= 1000,
+            "stats.permutation_draws",
+            f"{self.permutation_draws} < 1000",
         )
 
 

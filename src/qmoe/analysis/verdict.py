@@ -191,8 +191,9 @@ def superiority_verdict(
     margin: float,
     alpha: float,
 ) -> Decision:
-    """Better than a placebo: significant (Holm p < alpha) with the CI above 0 -> reproduced;
-    equivalent within +-margin (TOST Holm p < alpha) or significantly worse -> not reproduced."""
+    """Better than a placebo: significant (Holm p < alpha; a one-sided p in the claimed direction
+    or a two-sided one) with the CI above 0 -> reproduced; equivalent within +-margin (TOST Holm
+    p < alpha) or the CI below 0 (worse) -> not reproduced."""
     if not all(math.isfinite(c) for c in (estimate, *ci, p)):
         return Decision(Verdict.NOT_COMPUTED, "difference not computed")
     ci_txt = f"diff {estimate:+.4f}, 95 % CI [{ci[0]:+.4f}, {ci[1]:+.4f}]"
@@ -204,8 +205,10 @@ def superiority_verdict(
             f"{ci_txt}: equivalent to the placebo within "
             f"+-{margin} (TOST Holm p = {_f(p_equivalence)})",
         )
-    if p < alpha and ci[1] < 0:
+    if ci[1] < 0:
         return Decision(Verdict.NOT_REPRODUCED, f"{ci_txt}: worse than the placebo")
+    if not math.isfinite(p_equivalence):  # no equivalence test (a one-sided design)
+        return Decision(Verdict.INCONCLUSIVE, f"{ci_txt}, Holm p = {_f(p)}: not shown better")
     return Decision(
         Verdict.INCONCLUSIVE,
         f"{ci_txt}, Holm p = {_f(p)}: neither better than the "

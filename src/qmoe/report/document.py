@@ -15,7 +15,7 @@ import pandas as pd
 from qmoe.analysis import claims
 from qmoe.analysis.verdict import VerdictConfig
 from qmoe.io import require
-from qmoe.report import deployment, latency, leakage, stat_tests, summary, tables
+from qmoe.report import deployment, latency, leakage, routing, stat_tests, summary, tables
 from qmoe.report.sections import (
     not_computed,
     routing_section,
@@ -115,6 +115,8 @@ def render(doc: Document) -> str:
         "\n".join(f"- {d}" for d in disclosures(doc)) + "\n",
         "## Results, both protocols\n",
         side_by_side(doc.runs, f1, "energy mJ" + (" (estimate)" if estimated else "")),
+        "### Selected epochs\n",
+        routing.selected_epochs(doc.runs),
         "## Deployment\n",
         deployment.markdown(doc.runs, doc.devices, doc.deployed, PROTOCOLS),
         "### Whole path per clip\n",
@@ -133,6 +135,8 @@ def render(doc: Document) -> str:
     out += stat_tests.test_sections(doc.stats_tables, doc.runs)
     if "routing_escalation" in doc.stats_tables:
         out.append(routing_section(doc.stats_tables["routing_escalation"]))
+    if "routing_same_weights" in doc.stats_tables:
+        out.append(routing.same_weights(doc.stats_tables["routing_same_weights"]))
     out.append("## Figures\n")
     out += [f"![{_stem(f.path)}]({f.path})\n\n*{f.caption}*\n" for f in doc.figures]
     out += ["## Not computed\n", not_computed(doc.stats_tables), "## Methods\n"]

@@ -33,13 +33,17 @@ FIGURES = {
     "energy_vs_f1": "Further left (less energy per inference) and higher (more F1) is better; "
     "whether energy was measured or estimated is stated under Deployment.",
     "curiosity_histogram": "Most clips sit at u near 0 (the router is sure); the right-hand "
-    "tail is what uncertainty-aware routing can escalate (the placebo's u is a random draw).",
+    "tail is what uncertainty-aware routing can escalate.",
     "curiosity_per_class": "Taller bars are the classes the router is unsure about; compare "
-    "them with the confusion matrix's weak rows (the placebo's u is a random draw).",
+    "them with the confusion matrix's weak rows.",
     "routing_distribution": "Share of test clips each expert receives (mean ± sd over models): "
     "a mixture that sends nearly everything to one expert is that expert at extra cost.",
     "routing_confidence": "Gate probability of the chosen expert: 'the 8-bit expert gets the "
     "uncertain samples' needs the w8a8 box clearly lower than the others.",
+    "routing_share_curve": "Each route model's own weights, from escalating no clip (left) to "
+    "every clip (right): if u picks the clips worth escalating, the solid curve (highest u first) "
+    "lies above the dashed one (as many clips at random, shaded: its 95 % range) and rises above "
+    "its left end; the dotted line is the share the threshold escalates.",
     "confusion_best": "The diagonal is each class's recall for the best model; bright "
     "off-diagonal cells are the confusions that remain.",
 }
@@ -52,6 +56,8 @@ class FigureData(NamedTuple):
     routing: pd.DataFrame  # routing.csv rows of every MoE variant
     class_names: list[str] | None
     best: tuple[str, str] | None  # (protocol, variant) with the highest mean F1
+    share_curve: pd.DataFrame = pd.DataFrame()  # stats routing_share_curve.csv rows
+    same_weights: pd.DataFrame = pd.DataFrame()  # stats routing_same_weights.csv rows
 
 
 def best_model(runs: pd.DataFrame, f1: str) -> tuple[str, str] | None:
@@ -64,11 +70,21 @@ def best_model(runs: pd.DataFrame, f1: str) -> tuple[str, str] | None:
 
 
 def load(
-    runs_root: Path, bench_root: Path, runs: pd.DataFrame, dataset: str, f1: str, regime: str
+    runs_root: Path,
+    bench_root: Path,
+    runs: pd.DataFrame,
+    dataset: str,
+    f1: str,
+    regime: str,
+    stats: dict[str, pd.DataFrame] | None = None,
 ) -> FigureData:
-    """What the figures of `dataset` show; latency samples of the cache regime `regime` (the
-    claims', stats.latency_regime) in each protocol's runtime."""
+    """One dataset's figure inputs; `regime`: the cache regime of its latency samples (the
+    claims', stats.latency_regime), in each protocol's runtime; `stats`: the stats stage's tables
+    (the routing curve)."""
     runs = runs[runs["dataset"] == dataset]
+    curve, same = (
+        (stats or {}).get(f"routing_{t}", pd.DataFrame()) for t in ("share_curve", "same_weights")
+    )
     best = best_model(runs, f1)
     moe = runs.loc[runs["is_moe"].astype(bool), ["protocol", "variant"]].drop_duplicates()
     wanted = set(moe.itertuples(index=False, name=None)) | ({best} if best else set())
@@ -97,6 +113,8 @@ def load(
         pd.concat(routing, ignore_index=True) if routing else pd.DataFrame(),
         names,
         best,
+        curve[curve["dataset"] == dataset] if not curve.empty else curve,
+        same[same["dataset"] == dataset] if not same.empty else same,
     )
 
 
@@ -168,6 +186,12 @@ def _summary_figures(data: FigureData, f1: str) -> dict[str, Figure]:
             lambda: plotting.latency_violin(moe_lat),
             "MoE latency",
             "no MoE latency samples",
+        ),
+        "routing_share_curve": _either(
+            _has(data.share_curve, "f1_u"),
+            lambda: plotting.routing_share_curve(data.share_curve, data.same_weights),
+            "F1 against escalated share",
+            "no route model in this study",
         ),
     }
 

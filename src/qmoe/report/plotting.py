@@ -241,6 +241,34 @@ def routing_confidence(pred: pd.DataFrame, title: str = "") -> Figure:
     return fig
 
 
+def routing_share_curve(curve: pd.DataFrame, shares: pd.DataFrame) -> Figure:
+    """curve: protocol, variant, share, f1_u, f1_random(_low, _high) (route models, same
+    weights); shares: protocol, variant, share (deployed). One panel per protocol: F1 escalating
+    the highest-u clips (solid) or as many random ones (dashed, with its range)."""
+    protocols = sorted(curve["protocol"].unique())
+    fig, axes = _panels(protocols, width=4.6, height=3.8)
+    for ax in axes[1:]:
+        ax.sharey(axes[0])  # protocols compared on one scale
+    for ax, protocol in zip(axes, protocols):
+        part = curve[curve["protocol"] == protocol]
+        for variant in order(list(part["variant"].unique())):
+            row = part[part["variant"] == variant].sort_values("share")
+            colour = style.variant_style(variant).colour
+            ax.plot(row["share"], row["f1_u"], color=colour, label=f"{variant}: by u")
+            ax.plot(row["share"], row["f1_random"], "--", color=colour, label="random, same count")
+            ax.fill_between(
+                row["share"], row["f1_random_low"], row["f1_random_high"], color=colour, alpha=0.15
+            )
+            at = shares[(shares["protocol"] == protocol) & (shares["variant"] == variant)]
+            for x in at["share"]:
+                ax.axvline(x, color=colour, linestyle=":", linewidth=1, label="deployed share")
+    fig.supxlabel("share of test clips escalated to the most precise expert")
+    axes[0].set_ylabel("macro-F1, mean over models (same weights)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=7)
+    return fig
+
+
 def confusion(matrix: np.ndarray, class_names: list[str] | None, title: str) -> Figure:
     """Row-normalised confusion matrix (rows = true class) of summed counts."""
     rows = matrix.sum(axis=1, keepdims=True)

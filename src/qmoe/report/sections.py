@@ -204,6 +204,6 @@ def routing_section(frame: pd.DataFrame) -> str:
         "### Uncertainty routing: escalation share and stability\n\n"
         "The same trained weights re-measured with other dropout-mask banks and T (threshold "
         "recalibrated on the same clips). A high 'escalated in < half the banks' share means "
-        "escalation is mostly the bank's doing. Route vs its random-escalation placebo: "
-        "`f1_route_vs_placebo` and `tost_route_vs_placebo` above.\n\n" + tables.markdown(table)
+        "escalation is mostly the bank's doing. Route against random escalation on the same "
+        "weights: the next section.\n\n" + tables.markdown(table)
     )

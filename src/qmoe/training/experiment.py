@@ -102,12 +102,12 @@ def run_one(
     generator = seed_everything(seed * 1000 + split.fold)  # model init, shuffling, MC dropout
     zs = fit_zscore(data.x[split.train])
     model = Standardized(models.build(variant, mlp), zs.mean, zs.std)
-    # Corrected: every variant keeps its best validation epoch. Faithful (6.3, 8.5): single models
-    # keep their last epoch, the MoE its best held-out (= test) epoch.
+    # Corrected: every variant keeps its epoch of lowest validation loss. Faithful (6.3, 8.5):
+    # single models keep their last epoch, the MoE its best held-out (= test) epoch by F1.
     moe = isinstance(variant, MoEConfig)
     if moe and moe_cfg is None:
         raise ValueError(f"{context}: an MoE variant needs the train.moe recipe")
-    recipe = recipe_for(cfg, moe_cfg if moe else None, select_best=protocol.select_best(moe))
+    recipe = recipe_for(cfg, moe_cfg if moe else None, protocol.selection(moe))
     t0 = time.perf_counter()
     result = fit(
         model,

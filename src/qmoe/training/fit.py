@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 
 from qmoe.io import require
 from qmoe.training.metrics import scores
+from qmoe.training.protocols import Monitor, Selection
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class TrainConfig:
     label_smoothing: float
     patience: int
     lr_factor: float
+    loss_min_delta: float  # a validation-loss improvement must exceed this (loss-monitored models)
     moe: MoETrainConfig  # the MoE recipe (train.moe); single models ignore it
 
     def __post_init__(self) -> None:
@@ -77,6 +80,7 @@ class TrainConfig:
         require(0 <= self.label_smoothing < 1, "train.label_smoothing", "must be in [0, 1)")
         require(self.patience >= 1, "train.patience", "must be >= 1")
         require(0 < self.lr_factor < 1, "train.lr_factor", f"{self.lr_factor} not in (0, 1)")
+        require(self.loss_min_delta >= 0, "train.loss_min_delta", f"{self.loss_min_delta} < 0")
 
 
 @dataclass(frozen=True)
@@ -87,41 +91,49 @@ class Recipe:
     weight_decay: float
     label_smoothing: float
     patience: int
-    min_delta: float  # improvement needed to reset early stopping / count as best
-    use_scheduler: bool  # ReduceLROnPlateau(max) on validation weighted-F1
+    min_delta: float  # improvement of the monitored value needed to reset early stopping / be best
+    use_scheduler: bool  # ReduceLROnPlateau on the monitored value
     lr_factor: float
-    select_best: bool  # True: best validation epoch; False: last epoch (reference singles)
+    select_best: bool  # True: best epoch by `monitor`; False: last epoch (reference singles)
     epochs: int
     batch_size: int
+    monitor: Monitor  # what judges an epoch: checkpoint, early stopping, LR schedule
 
 
-def recipe_for(cfg: TrainConfig, moe: MoETrainConfig | None, select_best: bool) -> Recipe:
+def recipe_for(cfg: TrainConfig, moe: MoETrainConfig | None, selection: Selection) -> Recipe:
     """Single models: AdamW + label smoothing + plateau LR (6.3); MoE (`moe` given): Adam, no
-    smoothing, no scheduler (8.5)."""
+    smoothing, no scheduler (8.5). `selection` (the protocol's) says what judges an epoch; the
+    reference's F1 improvement is strict for single models and `train.moe.min_delta` for MoEs."""
+    if selection.monitor is Monitor.VAL_LOSS:
+        min_delta = cfg.loss_min_delta
+    else:
+        min_delta = moe.min_delta if moe is not None else 0.0
     if moe is not None:
         return Recipe(
             moe.lr,
             0.0,
             0.0,
             moe.patience,
-            moe.min_delta,
+            min_delta,
             False,
             cfg.lr_factor,
-            select_best,
+            selection.keep_best,
             cfg.epochs,
             cfg.batch_size,
+            selection.monitor,
         )
     return Recipe(
         cfg.lr,
         cfg.weight_decay,
         cfg.label_smoothing,
         cfg.patience,
-        0.0,
+        min_delta,
         True,
         cfg.lr_factor,
-        select_best,
+        selection.keep_best,
         cfg.epochs,
         cfg.batch_size,
+        selection.monitor,
     )
 
 
@@ -164,16 +176,23 @@ def fit(
     generator: torch.Generator,
     context: str = "",
 ) -> FitResult:
-    """Train in place; on return `model` holds the selected epoch's weights."""
+    """Train in place; on return `model` holds the selected epoch's weights. An epoch is best
+    when its monitored value beats the best so far by more than `recipe.min_delta` (a tie keeps
+    the earlier epoch)."""
     # fused: one kernel for the whole step (about a third of an MoE epoch otherwise)
     opt = torch.optim.AdamW(
         model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True
     )
+    loss_monitor = recipe.monitor is Monitor.VAL_LOSS
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="max", patience=recipe.patience, factor=recipe.lr_factor
+        opt,
+        mode="min" if loss_monitor else "max",
+        patience=recipe.patience,
+        factor=recipe.lr_factor,
     )
     weights = class_weights(y_tr, num_classes)
-    best, best_epoch, bad, best_state, history = -1.0, 0, 0, None, []
+    # `best` is higher-is-better: the negated loss when the loss is monitored
+    best, best_epoch, bad, best_state, history = -math.inf, 0, 0, None, []
     for epoch in range(1, recipe.epochs + 1):
         train_loss = _train_epoch(
             model, opt, x_tr, y_tr, weights, recipe, generator, context, epoch
@@ -189,14 +208,15 @@ def fit(
                 "lr": opt.param_groups[0]["lr"],
             }
         )
-        if s.weighted_f1 > best + recipe.min_delta:
-            best, best_epoch, bad = s.weighted_f1, epoch, 0
+        value = -val_loss if loss_monitor else s.weighted_f1
+        if value > best + recipe.min_delta:
+            best, best_epoch, bad = value, epoch, 0
             if recipe.select_best:
                 best_state = copy.deepcopy(model.state_dict())
         else:
             bad += 1
         if recipe.use_scheduler:
-            sched.step(s.weighted_f1)
+            sched.step(val_loss if loss_monitor else s.weighted_f1)
         if bad >= recipe.patience:
             break
     if recipe.select_best and best_state is not None:

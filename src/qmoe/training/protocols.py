@@ -4,7 +4,8 @@
   recording where a dataset has none); an inner validation split (about `val_fraction` of the
   training part, stratified by class and grouped by source recording, so no recording has clips
   on both sides; drawn anew for every model seed) drives early stopping, LR scheduling, checkpoint
-  choice and the curiosity threshold, so no test sample influences any choice. Normalisation is
+  choice (on its loss: continuous, where F1 on ~32 clips moves in one-clip steps and plateaus
+  early) and the curiosity threshold, so no test sample influences any choice. Normalisation is
   fitted on the training part only (experiment.py).
   Test clips are scored one at a time (batch 1), as deployed.
 - `faithful`: what the reference code does (reference-method.md 6.3, 6.5): StratifiedKFold(5,
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import numpy as np
@@ -35,6 +37,20 @@ if TYPE_CHECKING:
 
 REFERENCE_PROJECTION_SEED = 0  # the reference's random head was unseeded (5.2); ours is seeded
 SCRAMBLED_DATASETS = ("esc50",)  # where the reference trained its scrambled 5-way task (4.1)
+
+
+class Monitor(Enum):
+    """What each epoch is judged on: checkpoint choice, early stopping and the LR schedule."""
+
+    VAL_LOSS = "validation loss"  # class-weighted cross-entropy, lower is better (continuous)
+    WEIGHTED_F1 = "validation weighted F1"  # the reference's (6.3, 8.5); higher is better
+
+
+class Selection(NamedTuple):
+    """Which epoch a model keeps: the best by `monitor`, or (keep_best False) its last."""
+
+    monitor: Monitor
+    keep_best: bool
 
 
 class Split(NamedTuple):
@@ -68,9 +84,9 @@ class Corrected:
         """Every model seed of `train.seeds`."""
         return cfg.seeds
 
-    def select_best(self, moe: bool) -> bool:
-        """Every variant keeps its best validation epoch."""
-        return True
+    def selection(self, moe: bool) -> Selection:
+        """Every variant keeps its epoch of lowest validation loss."""
+        return Selection(Monitor.VAL_LOSS, keep_best=True)
 
     def calibration_rows(self, split: Split) -> np.ndarray:
         """Where the `route` threshold is calibrated: the validation split."""
@@ -92,7 +108,9 @@ class Corrected:
             "source recording where a dataset has none).",
             f"Validation: about {self.val_fraction:.0%} of the training part, stratified by "
             "class and grouped by source recording, drawn anew for every model seed.",
-            "Checkpoint: the best validation epoch (weighted F1) of every variant.",
+            "Checkpoint: the epoch of lowest validation loss (class-weighted cross-entropy; an "
+            "improvement must exceed `train.loss_min_delta`) of every variant; early stopping "
+            "and the LR schedule follow the same loss.",
             "Seeds: every seed of `train.seeds`.",
             "Features: the pooled backbone embeddings, z-scored on the training part.",
             "Labels: `train.labels`.",
@@ -142,7 +160,7 @@ class Faithful:
     eval_batch: ClassVar[int] = 64
     calibration: ClassVar[str] = "training part"  # see calibration_rows
     # TrainConfig fields it never reads: editing them cannot change its models (qmoe.training.reuse)
-    unused_train_fields: ClassVar[tuple[str, ...]] = ("seeds", "val_fraction")
+    unused_train_fields: ClassVar[tuple[str, ...]] = ("seeds", "val_fraction", "loss_min_delta")
 
     @classmethod
     def from_train(cls, cfg: TrainConfig) -> Faithful:
@@ -152,10 +170,10 @@ class Faithful:
         """The reference's single seed (the split seed)."""
         return (self.seed,)
 
-    def select_best(self, moe: bool) -> bool:
-        """The reference (6.3, 8.5): single models keep their last epoch, the MoE its best
-        held-out (= test) epoch."""
-        return moe
+    def selection(self, moe: bool) -> Selection:
+        """The reference (6.3, 8.5): weighted F1 on the held-out (= test) fold; single models keep
+        their last epoch, the MoE its best."""
+        return Selection(Monitor.WEIGHTED_F1, keep_best=moe)
 
     def calibration_rows(self, split: Split) -> np.ndarray:
         """Where the `route` threshold is calibrated: the training part (the validation split is
@@ -190,7 +208,8 @@ class Faithful:
             f"Test folds: StratifiedKFold({self.n_folds}, shuffle, seed {self.seed}) on the "
             "labels; the official folds are ignored.",
             "Validation: the test fold itself (the reference's held-out fold).",
-            "Checkpoint: single models at their last epoch, MoEs at their best test-fold epoch.",
+            "Checkpoint: single models at their last epoch, MoEs at their best test-fold epoch "
+            "(weighted F1).",
             f"Seeds: one, the split seed {self.seed}.",
             "Features: the reference's head, a random Linear(D, D) of the pooled embeddings "
             f"(seeded: {REFERENCE_PROJECTION_SEED}), z-scored on the training part.",

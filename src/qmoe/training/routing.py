@@ -7,6 +7,10 @@ For a deployed MoE whose curiosity strategy escalates (`route`, or its `random` 
 - `tau`, `calibration` (which part), `n_calibration` (how many clips set the threshold);
 - per test sample `escalated` (u > tau) and `moved` (escalated and routed away from its top
   expert), so the escalation share is read off the record;
+- per test sample `pred_none` and `pred_escalated`: the same weights' prediction when no sample
+  escalates (tau = +inf) and when every sample does (tau = -inf). Any escalation set's
+  predictions follow from these two, so the analysis compares escalating by u with escalating
+  other clips (at random, or none) on the same weights without loading a checkpoint;
 - `sensitivity` (route only): for each T of `check_mc_samples` and each of `check_banks` mask
   banks, the threshold recalibrated on the same clips, the escalation share, the macro-F1 and the
   Jaccard overlap of the escalated set with the deployed one (T = the model's own, bank 0). Same
@@ -43,6 +47,14 @@ def _escalation(model: nn.Module, x: torch.Tensor, batch: int) -> tuple[np.ndarr
     over = (pred.uncertainty > s.tau).numpy()
     moved = over & (top.numpy() != s.target)
     return pred.pred.numpy(), over, moved
+
+
+def forced(model: nn.Module, x: torch.Tensor, batch: int, tau: float) -> np.ndarray:
+    """Predictions (n,) of a copy of the escalating MoE `model` with its threshold set to `tau`
+    (+inf: nothing escalates; -inf: everything does); `model` is not changed."""
+    probe = copy.deepcopy(model).eval()
+    probe.net.strategy.tau.fill_(tau)
+    return predict(probe, x, batch).pred.numpy()
 
 
 def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -108,6 +120,8 @@ def routing_record(
         "n_calibration": int(len(x_cal)),
         "escalated": over.tolist(),
         "moved": moved.tolist(),
+        "pred_none": forced(model, x_test, batch, float("inf")).tolist(),
+        "pred_escalated": forced(model, x_test, batch, float("-inf")).tolist(),
         "sensitivity": [],
         "bank_counts": {},
     }
