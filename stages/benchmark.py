@@ -1,12 +1,13 @@
 """Benchmark every variant of one (dataset, protocol) side by side. DVC stage: benchmark.
 
 One process, pinned to one core, under a machine-wide lock: every variant's deployed artefacts
-(ONNX Runtime) and torch models, round-robin in ABBA order (qmoe.bench.suite). Outputs
-(docs/architecture.md section 4): <out>/<variant>/{summary.csv, latency/, latency_<runtime>/,
+(ONNX Runtime; an MoE's also in its parts) and torch models, round-robin in ABBA order, each in
+every cache regime of `benchmark.regimes` (qmoe.bench.suite). Outputs (docs/architecture.md
+section 4): <out>/<variant>/{summary.csv, latency[_<runtime>][_<form>]/<regime>/,
 batch_latency.csv, energy.csv, routing.csv (MoE), device.json}, <out>/run.json (the order of
-the timed blocks, load average, CPU clock and steal time before and after), <out>/rounds.csv
-(each batch-1 block's median), <out>/ratios.csv (latency / deployed fp32 paired by round) and
-<out>/frontend.csv (decode, mel, image, backbone per clip at batch 1).
+the timed blocks, the flush, load average, CPU clock and steal time before and after),
+<out>/rounds.csv (each batch-1 block's median), <out>/ratios.csv (latency / deployed fp32 paired
+by round, per regime) and <out>/frontend.csv (decode, mel, image, backbone per clip at batch 1).
 """
 
 from __future__ import annotations

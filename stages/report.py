@@ -76,7 +76,8 @@ def main() -> None:
         tab_dir = stack.enter_context(atomic_dir(args.tables))
         pngs = []
         for dataset in sorted(runs["dataset"].unique()):
-            data = figures.load(args.runs, args.benchmarks, runs, dataset, f1, stats)
+            regime = summary["config"]["latency_regime"]  # the claims' cache regime
+            data = figures.load(args.runs, args.benchmarks, runs, dataset, f1, regime, stats)
             for name, fig in figures.build(data, f1).items():
                 figures.save(fig, fig_dir, f"{dataset}_{name}", cfg.formats, cfg.dpi)
                 png = rel(args.figures / "png" / f"{dataset}_{name}.png")

@@ -12,6 +12,7 @@ from qmoe.analysis import (
     escalation,
     families,
     latency,
+    latency_scope,
     paper_tables,
     reference_tables,
     results,
@@ -36,9 +37,10 @@ def main() -> None:
 
     cfg = from_section(StatsConfig, read_params().get("stats"), "stats")
     runs = results.read_runs_table(args.table)
-    samples = results.load_latencies(args.benchmarks, runs)
+    samples = latency.load_samples(args.benchmarks, runs)  # each protocol's runtime, per regime
     rounds = latency.load_bench_table(args.benchmarks, runs, "rounds")  # latency pairs by round
     tables = families.run_families(runs, samples, cfg, rounds)
+    tables["latency_scope"] = latency_scope.scope_table(args.benchmarks, runs, cfg)
     tables["latency_spread_routing"] = latency.spread_routing(samples, runs, args.benchmarks)
     frontend = latency.load_bench_table(args.benchmarks, runs, "frontend")
     tables["pipeline_cost"] = latency.pipeline_cost(frontend, runs)  # whole path per clip

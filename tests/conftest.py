@@ -135,13 +135,26 @@ def _predictions(rng, variant: str, fold: int, seed: int) -> pd.DataFrame:
     return frame
 
 
+# per-inference samples of each (runtime folder, regime): the warm ONNX ones times these factors
+SAMPLE_SCALES = {
+    ("latency", "warm"): 1.0,
+    ("latency", "after_backbone"): 1.5,
+    ("latency_torch", "warm"): 5.0,
+    ("latency_torch", "after_backbone"): 6.0,
+}
+
+
 def _bench_row(rng, variant: str, m: dict, lat: np.ndarray) -> dict:
     e_mj = 0.3 + 0.05 * rng.random() + (0.1 if variant == "w8a8" else 0)
     return {
         "fold": m["fold"],
         "seed": m["seed"],
+        "latency_runtime": "onnxruntime",
         "latency_n": lat.size,
         "latency_median_ms": float(np.median(lat)),
+        "after_backbone_latency_median_ms": 1.5 * float(np.median(lat)),
+        "torch_latency_median_ms": 5.0 * float(np.median(lat)),
+        "torch_after_backbone_latency_median_ms": 6.0 * float(np.median(lat)),
         "latency_mean_ms": float(lat.mean()),
         "latency_std_ms": float(lat.std(ddof=1)),
         "latency_iqr_ms": 0.01,
@@ -181,7 +194,8 @@ def make_tree(
             run, bench = (
                 data / kind / dataset / protocol / variant for kind in ("runs", "benchmarks")
             )
-            (bench / "latency").mkdir(parents=True)
+            for folder, regime in SAMPLE_SCALES:
+                (bench / folder / regime).mkdir(parents=True)
             run.mkdir(parents=True)
             metrics, costs, preds, summary, routing = [], [], [], [], []
             for fold in FOLDS:
@@ -192,7 +206,8 @@ def make_tree(
                     lat = rng.lognormal(
                         np.log(0.2), 0.1 if "curiosity" in variant else 0.3, n_latency
                     )
-                    np.save(bench / "latency" / f"fold{fold}_seed{s}.npy", lat)
+                    for (folder, regime), k in SAMPLE_SCALES.items():
+                        np.save(bench / folder / regime / f"fold{fold}_seed{s}.npy", k * lat)
                     metrics.append(m)
                     costs.append(_cost(rng, fold, s))
                     preds.append(_predictions(rng, variant, fold, s))
@@ -232,6 +247,24 @@ def make_tree(
             if variant.startswith("moe"):
                 pd.DataFrame(routing).to_csv(bench / "routing.csv", index=False)
             (bench / "device.json").write_text(json.dumps({"cpu": "toy CPU", "threads": 1}))
+            _run_json(bench.parent)
+
+
+def _run_json(folder: Path) -> None:
+    """run.json of a benchmark: what the stats stage reads for the latency claims' scope."""
+    snap = {"time": 0.0, "load_average": [0.5, 0.5, 0.5], "steal_ticks": 0}
+    run = {
+        "machine": {
+            "start": snap,
+            "end": snap | {"time": 60.0, "steal_ticks": 30},
+            "clock_ticks_per_s": 100,
+            "logical_cpus": 2,
+            "after_backbone": {"l2_bytes": 524288, "buffer_bytes": 2097152},
+        },
+        "config": {"regimes": ["warm", "after_backbone"]},
+        "versions": {"onnxruntime": "1.31.1", "torch": "2.9.1"},
+    }
+    (folder / "run.json").write_text(json.dumps(run))
 
 
 @pytest.fixture(scope="session")

@@ -405,9 +405,12 @@ def _study_runs() -> pd.DataFrame:
 
 def test_families_cover_every_planned_pair_for_every_scope(study_runs):
     runs = study_runs
-    latency = runs[["dataset", "protocol", "variant", "fold", "seed"]].assign(latency_ms=1.0)
+    latency = runs[["dataset", "protocol", "variant", "fold", "seed"]].assign(
+        runtime="onnxruntime", regime="warm"
+    )  # qmoe.analysis.latency.load_samples' frame
     latency = pd.concat([latency.assign(latency_ms=1.0 + 0.1 * i) for i in range(3)])
     out = families.run_families(runs, latency, CFG)
+    assert set(out["latency_dispersion"]["regime"]) == {"warm"}
     plan = families.plan(results.variant_facts(runs))
     assert len(out["f1_paired"]) == 2 * len(plan.f1)
     assert len(out["tost_f1"]) == 2 * len(plan.tost)

@@ -24,6 +24,11 @@ def _order(targets: list[tuple], turns: int, calls: dict[str, int]) -> list[dict
     return order
 
 
+def _keyed(samples: dict) -> dict:
+    """(variant, fold, seed, runtime) -> the full key of a whole model timed warm."""
+    return {(*k, "whole", "warm"): v for k, v in samples.items()}
+
+
 def test_round_medians_cut_each_targets_samples_by_its_blocks():
     targets = [("fp32", 1, 0, "onnxruntime"), ("fp32", 1, 0, "torch")]
     order = _order(targets, 3, {"onnxruntime": 4, "torch": 2})
@@ -31,8 +36,9 @@ def test_round_medians_cut_each_targets_samples_by_its_blocks():
         targets[0]: np.array([1, 2, 3, 4, 10, 20, 30, 40, 5, 5, 5, 9.0]),
         targets[1]: np.array([7, 8, 1, 1, 2, 2.0]),
     }
-    out = rounds.round_medians(order, samples)
+    out = rounds.round_medians(order, _keyed(samples))
     assert list(out.columns) == rounds.ROUND_COLUMNS
+    assert set(out["form"]) == {"whole"} and set(out["regime"]) == {"warm"}
     onnx = out[out["runtime"] == "onnxruntime"]
     assert onnx["round"].tolist() == [0, 1, 2]
     assert onnx["median_ms"].tolist() == [2.5, 25.0, 5.0]
@@ -60,7 +66,7 @@ def _drifting_run(turns: int = 10, block: int = 100):
 
 def test_pairing_by_round_cancels_a_drift_that_pooled_medians_do_not():
     order, samples = _drifting_run()
-    per_round = rounds.round_medians(order, samples)
+    per_round = rounds.round_medians(order, _keyed(samples))
     rr = rounds.round_ratio(per_round, ("B", "onnxruntime"), ("A", "onnxruntime"))
     assert rr.reason is None and rr.n_rounds == 10 and rr.n_folds == 2
     assert rr.ratio == pytest.approx(0.5, rel=0.03)
@@ -82,7 +88,7 @@ def test_ratio_table_lists_every_variant_and_the_runtime_pair():
         for t in targets
     }
     out = rounds.ratio_table(
-        rounds.round_medians(order, samples), ("fp32", "onnxruntime"), [("fp32", "torch")]
+        rounds.round_medians(order, _keyed(samples)), ("fp32", "onnxruntime"), [("fp32", "torch")]
     )
     got = {(r.variant, r.baseline_runtime): r.ratio for r in out.itertuples()}
     assert got.keys() == {("w4a8", "onnxruntime"), ("fp32", "torch")}
@@ -122,3 +128,44 @@ def test_one_round_at_another_speed_does_not_move_the_ratio():
     # 12 rounds: the 3rd and 10th smallest bound the median at >= 95 % (96.1 %)
     assert (rr.low, rr.high) == pytest.approx((0.61, 0.63))
     assert rr.p == pytest.approx(2 * 0.5**12)  # every round below 1: the sign test's floor
+
+
+def test_regimes_and_forms_are_blocks_of_their_own_and_are_paired_apart():
+    """Two regimes of one target fill two sample arrays; a side names its form; rounds of two
+    regimes at once are refused (a ratio pairs within one regime)."""
+    order = []
+    for t in range(2):
+        for form, regime in (("whole", "warm"), ("whole", "after_backbone"), ("router", "warm")):
+            order.append(
+                dict(
+                    turn=t,
+                    batch_size=1,
+                    variant="moe",
+                    fold=1,
+                    seed=0,
+                    runtime="ort",
+                    form=form,
+                    regime=regime,
+                    calls=2,
+                )
+            )
+    samples = {
+        ("moe", 1, 0, "ort", "whole", "warm"): np.array([1.0, 1.0, 2.0, 2.0]),
+        ("moe", 1, 0, "ort", "whole", "after_backbone"): np.array([3.0, 3.0, 4.0, 4.0]),
+        ("moe", 1, 0, "ort", "router", "warm"): np.array([0.5, 0.5, 0.25, 0.25]),
+    }
+    out = rounds.round_medians(order, samples)
+    got = {(r.form, r.regime, r.round): r.median_ms for r in out.itertuples()}
+    assert got == {
+        ("whole", "warm", 0): 1.0,
+        ("whole", "after_backbone", 0): 3.0,
+        ("router", "warm", 0): 0.5,
+        ("whole", "warm", 1): 2.0,
+        ("whole", "after_backbone", 1): 4.0,
+        ("router", "warm", 1): 0.25,
+    }
+    warm = out[out["regime"] == "warm"]
+    logs = rounds.per_round_logs(warm, ("moe", "ort", "router"), ("moe", "ort"))
+    assert np.exp(logs).tolist() == pytest.approx([0.5, 0.125])
+    with pytest.raises(ValueError, match=r"regimes \['after_backbone', 'warm'\]: select one"):
+        rounds.per_round_logs(out, ("moe", "ort", "router"), ("moe", "ort"))

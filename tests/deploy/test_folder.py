@@ -30,7 +30,11 @@ def test_every_model_is_exported_checked_and_scored_at_batch_1(run_tree, tmp_pat
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.onnx")) == sorted(
         [f"{v}/fold{k}_seed0.onnx" for v in SPEC.variants for k in (1, 2)]
         + [f"ptq_int8/fold{k}_seed0.zclip.onnx" for k in (1, 2)]
+        + [f"moe/fold{k}_seed0.{p}.onnx" for k in (1, 2) for p in ("router", "expert0", "expert1")]
     )
+    moe = pd.read_csv(out / "moe" / "deployed.csv")
+    assert (moe["dispatch_expert_agreement"] == 1.0).all()
+    assert (moe["dispatch_max_abs_diff"] <= 1e-6).all()
     assert list(frame["variant"]) == [v for v in SPEC.variants for _ in (1, 2)]
     w4 = pd.read_csv(out / "w4a8" / "deployed.csv")
     assert list(w4["fold"]) == [1, 2] and (w4["artefact"] == "MatMulNBits 4-bit").all()

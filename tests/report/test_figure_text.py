@@ -73,7 +73,8 @@ def crowded(tmp_path_factory, results_tree):
         results.Roots(data / "runs", data / "train_cost", data / "benchmarks"), study
     )
     return figures.build(
-        figures.load(data / "runs", data / "benchmarks", runs, "toy", "macro_f1"), "macro_f1"
+        figures.load(data / "runs", data / "benchmarks", runs, "toy", "macro_f1", "after_backbone"),
+        "macro_f1",
     )
 
 

@@ -33,7 +33,8 @@ def two_bit(tmp_path_factory, results_tree, config_of):
 def test_a_2_bit_w4a8_is_plotted_and_tabulated_at_2_bits(two_bit):
     data, runs = two_bit
     figs = figures.build(
-        figures.load(data / "runs", data / "benchmarks", runs, "toy", "macro_f1"), "macro_f1"
+        figures.load(data / "runs", data / "benchmarks", runs, "toy", "macro_f1", "warm"),
+        "macro_f1",
     )
     gap = 2**0.1  # fp32 and q16_reference share 32 bits: drawn side by side around it
     for ax in figs["f1_vs_bits"].axes:  # one panel per protocol
@@ -57,7 +58,7 @@ def test_a_2_bit_w4a8_is_plotted_and_tabulated_at_2_bits(two_bit):
 
 def test_moe_and_curiosity_figures_take_their_variants_from_the_facts(two_bit):
     data, runs = two_bit
-    loaded = figures.load(data / "runs", data / "benchmarks", runs, "toy", "macro_f1")
+    loaded = figures.load(data / "runs", data / "benchmarks", runs, "toy", "macro_f1", "warm")
     assert set(loaded.routing["variant"]) == set(MOES)
     figs = figures.build(loaded, "macro_f1")
     assert list(figs) == list(figures.FIGURES)

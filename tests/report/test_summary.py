@@ -14,6 +14,7 @@ DEVICE = {
     "platform": "Linux-6.1-x86_64-with-glibc2.36",
     "isa": {"avx2": True, "avx512f": True, "avx512_vnni": False},
     "onnxruntime": "1.31.1",
+    "torch": "2.9.1",
     "threads": 1,
 }
 ESTIMATED = "estimated: power model x time (codecarbon CPU estimated)"
@@ -101,9 +102,12 @@ def test_summary_states_the_largest_deployment_gap_the_scope_and_the_energy_meth
         "per variant (largest: `w4a8`, faithful, 0.8500 -> 0.8300); every variant's gap is in "
         "the report's Deployment section."
     )
-    assert (
-        "ONNX Runtime 1.31.1 (CPU execution provider) on Test CPU 9000 (x86-64, 1 thread)"
-        in (lines[-2])
+    assert lines[-2] == (
+        "- The latency columns and latency claims measure ONNX Runtime 1.31.1 (CPU execution "
+        "provider) for `corrected`; torch 2.9.1 eager (the fake-quantised training modules) for "
+        "`faithful`, on Test CPU 9000 (x86-64, 1 thread), at batch 1 (each claim names its "
+        "cache regime): they hold for x86-64 CPUs of this kind only; no GPU, phone, "
+        "microcontroller or other instruction set was measured."
     )
     assert lines[-1].startswith("- Energy per inference (the energy columns and figure) is a ")
     assert "**estimate**" in lines[-1] and ESTIMATED not in lines[-1]  # details in Deployment

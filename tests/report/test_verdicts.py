@@ -15,12 +15,21 @@ from qmoe.report import summary, verdicts
 NAN = math.nan
 
 
+MEASURED = ("ORT 1.31.1", "after_backbone", "1")  # a latency claim's measurement (claims.csv)
+
+
 def _found(claim: str, dataset: str = "esc10", protocol: str = "corrected", **kw) -> dict:
+    latency = claims.BY_ID[claim].timing is not None
+    runtime, regime, batch = MEASURED if latency else ("", "", "")
     row = {
         "claim": claim,
         "dataset": dataset,
         "protocol": protocol,
         "ours": f"ours {claim}",
+        "runtime": runtime,
+        "regime": regime,
+        "batch": batch,
+        "measured_scope": f"{runtime}, {regime}, batch {batch}, this CPU" if latency else "",
         "computed": True,
         "reason": "",
         "estimate": NAN,
@@ -58,7 +67,7 @@ def test_a_faster_but_smaller_effect_reads_direction_reproduced_size_not_reprodu
     )
     assert _cell(rows, "latency_q4_vs_q8") == (
         "proxy (latency for energy): **direction reproduced** (x0.85 [x0.81, x0.91]), "
-        "**size not reproduced** (15.4 % vs 41 %) (on ESC-10)"
+        "**size not reproduced** (15.4 % vs 41 %) (ORT 1.31.1, after_backbone, batch 1, this CPU)"
     )
 
 
@@ -74,11 +83,13 @@ def test_an_effect_the_other_way_or_unsure_says_so_and_a_matching_one_is_reprodu
     )
     assert _cell(rows, "moe_overhead_11") == (
         "**direction not reproduced** (x0.80 [x0.70, x0.90]), "
-        "**size not reproduced** (-20.0 % vs +11 %) (on ESC-10)"
+        "**size not reproduced** (-20.0 % vs +11 %) (ORT 1.31.1, after_backbone, batch 1, this "
+        "CPU)"
     )
     assert _cell(rows, "latency_variance_82") == (
         "**direction inconclusive** (x1.12 [x0.87, x1.44]), "
-        "**size not reproduced** (-12.0 % vs 82 %) (on ESC-10)"
+        "**size not reproduced** (-12.0 % vs 82 %) (ORT 1.31.1, after_backbone, batch 1, this "
+        "CPU)"
     )
     assert _cell(rows, "routing_q8_confidence").startswith(
         "**direction reproduced** (x0.80 [x0.75, x0.85]), **size reproduced** (20.0 % vs 20 %)"
@@ -95,6 +106,7 @@ def test_not_computed_names_its_protocol_and_not_testable_is_for_what_cannot_be_
         ("corrected", "faithful"),
     )
     assert _cell(rows, "latency_variance_82_reference") == "**not computed under corrected**"
+    assert _row(rows, "latency_variance_82_reference")["regime"] == "after_backbone"  # the data
     assert _cell(rows, "f1_q4_vs_q16", "faithful") == "**not computed under faithful**"
     assert _cell(rows, "energy_inference_v1") == "**not testable here**"
     assert _row(rows, "energy_inference_v1")["reason"] == "no RAPL"

@@ -22,6 +22,7 @@ from qmoe.analysis import evidence as ex
 from qmoe.analysis import roles
 from qmoe.analysis.evidence import Context, Extractor
 from qmoe.analysis.judgement import NO_POWER, decide, power
+from qmoe.analysis.latency_scope import Timing, measurement
 from qmoe.analysis.verdict import (
     EQUIVALENT,
     NO_GAIN,
@@ -46,6 +47,7 @@ class Claim(NamedTuple):
     paper: str  # the paper's statement, as displayed
     extract: Extractor  # our evidence for it on one (dataset, protocol)
     judge: Criterion  # the rule, the paper's value and the tolerance
+    timing: Timing | None = None  # latency claims: how the latency was measured (their scope)
 
 
 _UNTESTABLE_EFF = (
@@ -85,8 +87,8 @@ CLAIMS = [
           interval(0.31, _P, null=0.0, effect=_FALL)),
     Claim("latency_q4_vs_q8", "4-bit faster than 8-bit on real kernels (the latency form of the "
           "41 % / 31 % energy claims; deployed latency)", "v1+v3", "41 % / 31 % (energy)",
-          ex.saving("latency_paired", "median ms", "latency_w4a8_vs_w8a8"),
-          interval(0.41, _P, null=0.0, effect=_FALL, proxy="latency for energy")),
+          fx.latency_saving,
+          interval(0.41, _P, null=0.0, effect=_FALL, proxy="latency for energy"), Timing.CALLS),
     Claim("energy_train_v1", "41 % energy saving, 4-bit vs 8-bit (training energy, the "
           "reference's measure)", "v1", "41 %",
           _TRAIN(ex.saving("energy_train_paired", "training kWh")),
@@ -104,22 +106,22 @@ CLAIMS = [
           acc.equivalence(roles.Q8, roles.Q16), EQUIVALENT),
     Claim("latency_variance_82", "curiosity cuts MoE latency variance by 82 % (per-inference "
           "latency)", "v1", "-82 %, Levene p = 0.008", fx.variance(*_LAT_LEVENE),
-          significant(0.82, _P, null=0.0, effect=_FALL)),
+          significant(0.82, _P, null=0.0, effect=_FALL), Timing.CALLS),
     Claim("latency_variance_82_route", "curiosity's 82 % cut in latency variance, judged on "
           "routing that uses u (route) against the plain MoE", "v1",
           "-82 %, Levene p = 0.008",
-          fx.variance(*_ROUTE_LAT), significant(0.82, _P, null=0.0, effect=_FALL)),
+          fx.variance(*_ROUTE_LAT), significant(0.82, _P, null=0.0, effect=_FALL), Timing.CALLS),
     Claim("latency_variance_82_reference", "the same, the reference's way (fold-pass times, "
           "1 - std ratio)", "v1", "-82 %, Levene p = 0.008",
           fx.variance("fold_latency_levene", "fold_latency_levene_curiosity_vs_moe",
                       roles.CURIOSITY_V1, fx.Spread(reference_std=True)),
-          significant(0.82, _P, null=0.0, effect=_FALL)),
+          significant(0.82, _P, null=0.0, effect=_FALL), Timing.FOLD_PASS),
     Claim("latency_std_230_29", "MoE latency std 230 ms -> 29 ms with curiosity (std ratio)",
           "v1", "230 -> 29 ms (ratio 0.126)", fx.variance(*_LAT_LEVENE, fx.Spread(std_ratio=True)),
           interval(29 / 230, _P, note="absolute ms depend on the machine; the ratio is compared",
-                   null=1.0, effect=_RATIO)),
+                   null=1.0, effect=_RATIO), Timing.CALLS),
     Claim("moe_overhead_11", "MoE +11 % latency vs Q8-Base", "v1", "+11 %, p < 0.001",
-          fx.moe_overhead, significant(0.11, _P, null=0.0, effect=_RISE)),
+          fx.moe_overhead, significant(0.11, _P, null=0.0, effect=_RISE), Timing.MOE_FORM),
     Claim("moe_no_gain", "MoE brings no accuracy gain vs Q8-Base", "v1", "no gain",
           acc.moe_no_gain, NO_GAIN),
     Claim("params_1_2m", "1.2 M parameters", "v1+v3", "1.2 M", ex.params,
@@ -155,8 +157,12 @@ BY_ID = {c.id: c for c in CLAIMS}
 EXTENSIONS = frozenset({"latency_variance_82_route", "f1_variance_85_route"})
 
 
+MEASURED = ("runtime", "regime", "batch")  # what a latency verdict was measured in ('' otherwise)
+
+
 def evidence(ctx: Context) -> pd.DataFrame:
-    """claims.csv: one row per claim x dataset x protocol, in CLAIMS order."""
+    """claims.csv: one row per claim x dataset x protocol, in CLAIMS order; latency claims carry
+    their measurement (runtime, regime, batch) and its scope text."""
     rows = []
     scopes = (
         ctx.runs[["dataset", "protocol"]].drop_duplicates().sort_values(["dataset", "protocol"])
@@ -164,10 +170,31 @@ def evidence(ctx: Context) -> pd.DataFrame:
     for claim in CLAIMS:
         for d, p in scopes.itertuples(index=False):
             ev, ours = claim.extract(ctx, d, p)
+            m = measurement(ctx, claim.timing, d, p)
             rows.append(
-                {"claim": claim.id, "dataset": d, "protocol": p, "ours": ours, **ev._asdict()}
+                {
+                    "claim": claim.id,
+                    "dataset": d,
+                    "protocol": p,
+                    "ours": ours,
+                    **(dict(zip(MEASURED, m)) if m else dict.fromkeys(MEASURED, "")),
+                    "measured_scope": m.scope() if m else "",
+                    **ev._asdict(),
+                }
             )
     return pd.DataFrame(rows)
+
+
+def _measured(hit: pd.DataFrame) -> dict[str, str]:
+    """runtime, regime, batch and scope text of a claims.csv row ('' where absent; a batch read
+    back from CSV as 1.0 is '1')."""
+    row = hit.iloc[0] if len(hit) else pd.Series(dtype=object)
+
+    def text(col: str) -> str:
+        value = row[col] if col in row and pd.notna(row[col]) else ""
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+    return {c: text(c) for c in (*MEASURED, "measured_scope")}
 
 
 def _evidence(row: pd.Series) -> Evidence:
@@ -230,17 +257,32 @@ def judge(
                     ours = "not run"
                 else:
                     ev, ours = _evidence(hit.iloc[0]), hit.iloc[0]["ours"]
-                rows.append(verdict_row(claim, d, p, ours, ev, cfg, alpha))
+                rows.append(verdict_row(claim, d, p, ours, ev, cfg, alpha, _measured(hit)))
     return pd.DataFrame(rows)
 
 
 def verdict_row(
-    claim: Claim, d: str, p: str, ours: str, ev: Evidence, cfg: VerdictConfig, alpha: float
+    claim: Claim,
+    d: str,
+    p: str,
+    ours: str,
+    ev: Evidence,
+    cfg: VerdictConfig,
+    alpha: float,
+    measured: dict[str, str] | None = None,
 ) -> dict:
     """One verdict as data: the verdict, an effect claim's direction and size, the proxy, the
-    numbers they rest on and, for an inconclusive verdict, its power (qmoe.analysis.judgement)."""
+    numbers they rest on and, for an inconclusive verdict, its power (qmoe.analysis.judgement).
+    A latency claim's scope is its measurement (`measured`: runtime, regime, batch and
+    measured_scope, 'ORT 1.31.1, after_backbone, batch 1, this CPU'), whatever the dataset:
+    latency depends on the runtime, cache and batch, not on the clips."""
     c = claim.judge
-    dec, scope = scoped(decide(c, ev, cfg, alpha), d)
+    measured = measured or dict.fromkeys((*MEASURED, "measured_scope"), "")
+    if claim.timing is None:
+        dec, scope = scoped(decide(c, ev, cfg, alpha), d)
+    else:  # a verdict that rests on the measurement names it
+        dec = decide(c, ev, cfg, alpha)
+        scope = measured["measured_scope"] if dec.verdict in _VERDICTS else ""
     sized = power(c, ev, cfg) if dec.verdict is Verdict.INCONCLUSIVE else None
     return {
         "claim": claim.id,
@@ -249,6 +291,7 @@ def verdict_row(
         "ours": ours,
         "verdict": dec.verdict.value,
         "scope": scope,
+        **{k: measured[k] for k in MEASURED},
         "reason": dec.reason,
         "extension": claim.id in EXTENSIONS,
         "proxy": c.proxy,

@@ -80,8 +80,11 @@ def _name(ctx: Context, role: roles.Role) -> str:
     return roles.resolve(role, variant_facts(ctx.runs))
 
 
-def _row(ctx: Context, table: str, family: str, variant: str, d: str, p: str) -> pd.Series | str:
-    """The family row, or the reason it is missing / not computed."""
+def _row(
+    ctx: Context, table: str, family: str, variant: str, d: str, p: str, regime: str | None = None
+) -> pd.Series | str:
+    """The family row, or the reason it is missing / not computed; in a table with a cache regime
+    per row, the row of `regime` (default: the claims', `stats.latency_regime`)."""
     if variant not in set(ctx.runs["variant"]):
         return f"no runs of {variant} (variant not in the study)"
     frame = ctx.families[table]
@@ -91,6 +94,11 @@ def _row(ctx: Context, table: str, family: str, variant: str, d: str, p: str) ->
         & (frame["dataset"] == d)
         & (frame["protocol"] == p)
     ]
+    if "regime" in hit:
+        want, timed = regime or ctx.cfg.latency_regime, sorted(set(hit["regime"]))
+        hit = hit[hit["regime"] == want]
+        if hit.empty and timed:
+            return f"{variant}: not timed in the {want} regime (benchmark.regimes: {timed})"
     if hit.empty:
         return f"no {family} row for {variant} in {d}/{p}"
     row = hit.iloc[0]
@@ -121,7 +129,8 @@ def _mean_of(ctx: Context, variant: str, value: str, d: str, p: str) -> float:
 
 
 def saving(table: str, unit: str, family: str = "energy_w4a8_vs_w8a8") -> Extractor:
-    """1 - the 4-bit's measure / the 8-bit BitLinear's, from a paired family `table`."""
+    """1 - the 4-bit's measure / the 8-bit BitLinear's, from a paired family `table` (latency:
+    the claims' regime)."""
 
     def extract(ctx: Context, d: str, p: str) -> Found:
         row = _row(ctx, table, family, _name(ctx, roles.Q4), d, p)
@@ -139,11 +148,20 @@ def saving(table: str, unit: str, family: str = "energy_w4a8_vs_w8a8") -> Extrac
         )
         return ev, (
             f"{times(row['ratio'], '4-bit/8-bit', 'a saving')}"
-            f"{_ci(row['ratio_ci_low'], row['ratio_ci_high'], lambda x: f'x{x:.2f}')} ({unit}: "
+            f"{_ci(row['ratio_ci_low'], row['ratio_ci_high'], _x)} ({unit}: "
             f"{row['mean_variant']:.3g} vs {row['mean_baseline']:.3g})"
         )
 
     return extract
+
+
+def _x(x: float) -> str:
+    return f"x{x:.2f}"
+
+
+def ratio_text(row: pd.Series) -> str:
+    """'x0.85 [x0.81, x0.91]' of a paired family row."""
+    return f"x{row['ratio']:.2f}{_ci(row['ratio_ci_low'], row['ratio_ci_high'], _x)}"
 
 
 ESTIMATED = "estimated"

@@ -18,6 +18,7 @@ from qmoe.analysis.comparisons import Method, Pair, compare, dispersion, equival
 from qmoe.analysis.evidence import DEPLOYED
 from qmoe.analysis.latency import TEST as ROUND_TEST
 from qmoe.analysis.latency import compare_rounds
+from qmoe.analysis.moe_forms import decompose
 from qmoe.analysis.results import variant_facts
 from qmoe.analysis.stats import StatsConfig
 
@@ -54,8 +55,12 @@ METHODS = {
                "same fold, averaged over folds; ratio = exp(median over rounds), order-statistic "
                "interval of the median, sign test (the benchmark interleaves every variant in "
                "each round, so slow drift cancels; the median resists a round that ran one "
-               "variant at another speed)",
-    "multiplicity": "Holm (statsmodels multipletests, method='holm') within each family x protocol",
+               "variant at another speed); every latency test is computed in each cache regime "
+               "timed (warm, after_backbone), under the protocol's runtime (faithful: torch eager "
+               "on the fake-quantised training modules, as the reference timed them; corrected: "
+               "the ONNX Runtime artefacts)",
+    "multiplicity": "Holm (statsmodels multipletests, method='holm') within each family x protocol "
+                    "(x cache regime for latency)",
     "same_weights": "uncertainty routing on each route model's own weights: F1 escalating the "
                     "clips u picks against random sets of as many test clips (a one-sided "
                     "permutation test on the mean over models; p = (1 + hits) / (1 + draws), "
@@ -78,6 +83,7 @@ class Plan(NamedTuple):
     tost: list[Pair]
     latency_levene: list[Pair]
     latency: list[Pair]
+    moe_forms: list[Pair]
     energy: list[Pair]
     f1_variance: list[Pair]
     fold_latency: list[Pair]
@@ -112,6 +118,7 @@ def plan(facts: pd.DataFrame) -> Plan:
             Pair("latency_w4a8_vs_w8a8", q4, q8),  # the latency form of the energy claims
             *_pairs("latency_curiosity_vs_moe", curious, moe),
         ],
+        moe_forms=_pairs("latency_moe_forms_vs_w8a8", mixtures, q8),  # overhead, decomposed
         energy=[
             *_pairs("energy_vs_fp32", others, fp32),
             Pair("energy_w4a8_vs_w8a8", q4, q8),
@@ -143,30 +150,40 @@ def fold_samples(runs: pd.DataFrame, value: str) -> pd.DataFrame:
     return kept.assign(seed=0)[[*keys, "seed", value]].reset_index(drop=True)
 
 
+def per_regime(samples: pd.DataFrame, test) -> pd.DataFrame:
+    """`test(samples of one regime)` for every cache regime of `samples` (qmoe.analysis.latency
+    .load_samples), with `runtime` and `regime` columns; Holm then runs within each regime."""
+    parts = []
+    for (runtime, regime), part in samples.groupby(["runtime", "regime"], sort=True):
+        found = test(part.drop(columns=["runtime", "regime"]))
+        parts.append(found.assign(runtime=runtime, regime=regime))
+    return pd.concat(parts, ignore_index=True) if parts else test(samples)
+
+
 def run_families(
     runs: pd.DataFrame,
     latency: pd.DataFrame,
     cfg: StatsConfig,
     rounds: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Every family's table, by output name (reports/stats/<name>.csv). `rounds`: the
-    benchmarks' rounds.csv (qmoe.analysis.latency.load_bench_table); latency ratios are paired
-    by round with it, by fold means of per-model medians without it."""
+    """Every family's table, by output name (reports/stats/<name>.csv). `latency`: per-inference
+    samples (qmoe.analysis.latency.load_samples); `rounds`: the benchmarks' rounds.csv
+    (qmoe.analysis.latency.load_bench_table): latency ratios are paired by round with it, by fold
+    means of per-model medians without it."""
     f1, pairs = cfg.f1_metric, plan(variant_facts(runs))
     fold_pass = runs.assign(reference_fold_pass_ms=runs["reference_fold_pass_s"] * 1e3)
-    return deployed_twins(runs, pairs, cfg) | {
+    spread = [
+        p._replace(family=p.family.replace("levene", "dispersion")) for p in pairs.latency_levene
+    ]
+    out = deployed_twins(runs, pairs, cfg) | {
         "f1_paired": compare(runs, pairs.f1, f1, cfg, Method.NADEAU_BENGIO),
         "tost_f1": equivalence(runs, pairs.tost, f1, cfg),
-        "latency_dispersion": dispersion(
-            latency,
-            [
-                p._replace(family=p.family.replace("levene", "dispersion"))
-                for p in pairs.latency_levene
-            ],
-            "latency_ms",
-            cfg,
+        "latency_dispersion": per_regime(
+            latency, lambda s: dispersion(s, spread, "latency_ms", cfg)
         ),
-        "latency_levene": levene(latency, pairs.latency_levene, "latency_ms", cfg),
+        "latency_levene": per_regime(
+            latency, lambda s: levene(s, pairs.latency_levene, "latency_ms", cfg)
+        ),
         "latency_paired": (
             compare_rounds(rounds, runs, pairs.latency, cfg)
             if rounds is not None
@@ -186,6 +203,9 @@ def run_families(
             cfg,
         ),
     }
+    if rounds is not None:
+        out["latency_moe_forms"] = decompose(rounds, runs, pairs.moe_forms, cfg)
+    return out
 
 
 def deployed_twins(runs: pd.DataFrame, pairs: Plan, cfg: StatsConfig) -> dict[str, pd.DataFrame]:

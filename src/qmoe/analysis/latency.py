@@ -1,15 +1,22 @@
 """Latency on the benchmark's own pairing unit, the interleaved timing round; MoE latency spread
 beside routing; the whole path per clip (front end + head).
 
+Each protocol's latency is timed its own way (`CLAIMS_RUNTIME`): `faithful` in the reference's
+execution form, its fake-quantised training modules in torch eager (reference-method.md 10.2:
+the reference timed those); `corrected` as deployed, the ONNX Runtime artefacts. Every latency
+table has one set of rows per cache regime the benchmark timed (qmoe.bench.regimes); the claims
+read `stats.latency_regime`'s.
+
 - `compare_rounds` (reports/stats/latency_paired.csv): variant / baseline from per-round
   log-ratios of per-round medians on the same fold (qmoe.bench.rounds): median over rounds,
-  order-statistic interval, sign test, Holm within family x protocol. Slow drift of the
+  order-statistic interval, sign test, Holm within family x protocol x regime. Slow drift of the
   machine cancels within each round.
 - `spread_routing` (latency_spread_routing.csv): each timed MoE model's latency spread (sd, IQR,
   MAD, p95 / median) beside the share of its test clips that the deployed graph sends to each
   expert (routing.csv): an MoE's spread follows its routing mix, because experts differ in cost.
 - `pipeline_cost` (pipeline_cost.csv): per clip at batch 1, decode + mel + image + backbone
-  (the benchmark's frontend.csv) + each variant's head, and the head's share of that path.
+  (the benchmark's frontend.csv) + each variant's deployed head after the backbone (its
+  `after_backbone` median: a head never runs warm behind a backbone), and the head's share.
 """
 
 from __future__ import annotations
@@ -23,11 +30,19 @@ import pandas as pd
 from qmoe.analysis import roles
 from qmoe.analysis.comparisons import Pair
 from qmoe.analysis.pairing import scopes
-from qmoe.analysis.results import Where, load_routing, variant_facts
+from qmoe.analysis.results import Where, load_latency, load_routing, variant_facts
 from qmoe.analysis.stats import COMPUTED, NOT_COMPUTED, StatsConfig, add_holm
+from qmoe.bench.regimes import Form, Regime, latency_folder, latency_prefix
 from qmoe.bench.rounds import round_ratio
 
 TEST = "paired by interleaved timing round: median of per-round log-ratios (fold-mean), sign test"
+# the runtime each protocol's latency is timed in (qmoe.bench.runners.RUNTIMES)
+CLAIMS_RUNTIME = {"faithful": "torch", "corrected": "onnxruntime"}
+
+
+def claims_runtime(protocol: str) -> str:
+    """The runtime a protocol's latency claims are timed in (the deployment for any other)."""
+    return CLAIMS_RUNTIME.get(protocol, "onnxruntime")
 
 
 def load_bench_table(bench_root: Path, runs: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -41,68 +56,109 @@ def load_bench_table(bench_root: Path, runs: pd.DataFrame, name: str) -> pd.Data
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def _runtime(runs: pd.DataFrame, d: str, p: str) -> str:
+def deployment_runtime(runs: pd.DataFrame, d: str, p: str) -> str:
     """The deployment runtime of a benchmark (summary.csv's latency_runtime)."""
     sub = runs.loc[(runs["dataset"] == d) & (runs["protocol"] == p)]
     col = sub["latency_runtime"].dropna() if "latency_runtime" in sub else pd.Series(dtype=str)
     return str(col.iloc[0]) if len(col) else "onnxruntime"
 
 
-def _geo_ms(rounds: pd.DataFrame, variant: str, runtime: str) -> float:
-    part = rounds[(rounds["variant"] == variant) & (rounds["runtime"] == runtime)]
-    return float(np.exp(np.log(part["median_ms"].astype(float)).mean()))
+def geo_ms(rounds: pd.DataFrame, variant: str, runtime: str, form: str = "whole") -> float:
+    """Geometric mean of a target's per-round medians (ms), over rounds and folds."""
+    hit = (rounds["variant"] == variant) & (rounds["runtime"] == runtime)
+    part = rounds[hit & (rounds["form"] == form)] if "form" in rounds else rounds[hit]
+    return float(np.exp(np.log(part["median_ms"].astype(float)).mean())) if len(part) else np.nan
+
+
+def regimes_in(rounds: pd.DataFrame) -> list[str]:
+    """The cache regimes of a rounds table, in qmoe.bench.regimes.Regime order."""
+    found = set(rounds["regime"]) if "regime" in rounds else {Regime.WARM.value}
+    return [r.value for r in Regime if r.value in found]
+
+
+def in_regime(rounds: pd.DataFrame, regime: str) -> pd.DataFrame:
+    return rounds[rounds["regime"] == regime] if "regime" in rounds else rounds
+
+
+ROUND_COLUMNS = [
+    *("family", "dataset", "protocol", "metric", "variant", "baseline", "runtime", "regime"),
+    *("test", "status", "reason", "n_pairs", "n_models", "mean_variant", "mean_baseline"),
+    *("ratio", "ratio_ci_low", "ratio_ci_high", "p_ratio", "mean_ratio", "sd_log", "df"),
+]
+
+
+def round_row(here: pd.DataFrame, pair: Pair, runtime: str, form: str, cfg: StatsConfig) -> dict:
+    """The comparison of one pair in one regime's rounds: variant in `form` / baseline whole."""
+    if here.empty:
+        reason = "no rounds.csv in this benchmark (rerun the benchmark stage)"
+        return {"status": NOT_COMPUTED, "reason": reason}
+    rr = round_ratio(here, (pair.variant, runtime, form), (pair.baseline, runtime), cfg.confidence)
+    if rr.reason:
+        return {"status": NOT_COMPUTED, "reason": rr.reason}
+    return {
+        "status": COMPUTED,
+        "reason": "",
+        "n_pairs": rr.n_rounds,
+        "n_models": rr.n_folds,
+        "mean_variant": geo_ms(here, pair.variant, runtime, form),
+        "mean_baseline": geo_ms(here, pair.baseline, runtime),
+        "ratio": rr.ratio,
+        "ratio_ci_low": rr.low,
+        "ratio_ci_high": rr.high,
+        "p_ratio": rr.p,
+        "mean_ratio": rr.mean_ratio,
+        "sd_log": rr.sd_log,
+        "df": rr.n_rounds - 1,
+    }
 
 
 def compare_rounds(
     rounds: pd.DataFrame, runs: pd.DataFrame, pairs: Iterable[Pair], cfg: StatsConfig
 ) -> pd.DataFrame:
-    """One row per pair and (dataset, protocol) of `runs`; `rounds`: the benchmarks' rounds.csv
-    with dataset and protocol columns (`load_bench_table`)."""
+    """One row per pair, (dataset, protocol) of `runs` and cache regime timed, under the
+    protocol's runtime (`claims_runtime`); `rounds`: the benchmarks' rounds.csv with dataset and
+    protocol columns (`load_bench_table`)."""
     rows = []
     for scope in scopes(runs):
-        runtime = _runtime(runs, scope.dataset, scope.protocol)
+        runtime = claims_runtime(scope.protocol)
         here = scope.select(rounds) if not rounds.empty else rounds
-        for pair in pairs:
-            row = {
-                "family": pair.family,
-                "dataset": scope.dataset,
-                "protocol": scope.protocol,
-                "metric": "latency_median_ms",
-                "variant": pair.variant,
-                "baseline": pair.baseline,
-                "runtime": runtime,
-                "test": TEST,
-            }
-            if here.empty:
-                rr = None
-                reason = "no rounds.csv in this benchmark (rerun the benchmark stage)"
-            else:
-                rr = round_ratio(
-                    here, (pair.variant, runtime), (pair.baseline, runtime), cfg.confidence
+        for regime in regimes_in(here) if not here.empty else [cfg.latency_regime]:
+            timed = in_regime(here, regime) if not here.empty else here
+            for pair in pairs:
+                rows.append(
+                    {
+                        "family": pair.family,
+                        "dataset": scope.dataset,
+                        "protocol": scope.protocol,
+                        "metric": "latency_median_ms",
+                        "variant": pair.variant,
+                        "baseline": pair.baseline,
+                        "runtime": runtime,
+                        "regime": regime,
+                        "test": TEST,
+                        **round_row(timed, pair, runtime, Form.WHOLE.value, cfg),
+                    }
                 )
-                reason = rr.reason
-            row.update(status=NOT_COMPUTED if reason else COMPUTED, reason=reason or "")
-            if not reason:
-                row.update(
-                    n_pairs=rr.n_rounds,
-                    n_models=rr.n_folds,
-                    mean_variant=_geo_ms(here, pair.variant, runtime),
-                    mean_baseline=_geo_ms(here, pair.baseline, runtime),
-                    ratio=rr.ratio,
-                    ratio_ci_low=rr.low,
-                    ratio_ci_high=rr.high,
-                    p_ratio=rr.p,
-                    mean_ratio=rr.mean_ratio,
-                    sd_log=rr.sd_log,
-                    df=rr.n_rounds - 1,
-                )
-            rows.append(row)
-    cols = [
-        *("family", "dataset", "protocol", "metric", "variant", "baseline", "runtime", "test"),
-        *("status", "reason", "n_pairs", "n_models", "mean_variant", "mean_baseline"),
-        *("ratio", "ratio_ci_low", "ratio_ci_high", "p_ratio", "mean_ratio", "sd_log", "df"),
-    ]
-    return add_holm(pd.DataFrame(rows).reindex(columns=cols), "p_ratio", cfg.alpha, "ratio_")
+    frame = pd.DataFrame(rows).reindex(columns=ROUND_COLUMNS)
+    return add_holm(frame, "p_ratio", cfg.alpha, "ratio_", ("family", "protocol", "regime"))
+
+
+def load_samples(bench_root: Path, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per-inference batch-1 latencies of every (dataset, protocol, variant) of `runs` under the
+    protocol's runtime, every regime timed: dataset, protocol, variant, fold, seed, runtime,
+    regime, latency_ms."""
+    parts = []
+    for (d, p, v), _ in runs.groupby(["dataset", "protocol", "variant"], sort=True):
+        runtime = claims_runtime(p)
+        named = None if runtime == deployment_runtime(runs, d, p) else runtime
+        for regime in Regime:
+            folder = latency_folder(named, Form.WHOLE, regime)
+            found = load_latency(bench_root, Where(d, p, v), folder)
+            if not found.empty:
+                meta = dict(dataset=d, protocol=p, variant=v, runtime=runtime, regime=regime.value)
+                parts.append(found.assign(**meta))
+    cols = ["dataset", "protocol", "variant", "fold", "seed", "runtime", "regime", "latency_ms"]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
 def _spread(x: np.ndarray) -> dict[str, float]:
@@ -118,21 +174,24 @@ def _spread(x: np.ndarray) -> dict[str, float]:
 
 
 def spread_routing(latency: pd.DataFrame, runs: pd.DataFrame, bench_root: Path) -> pd.DataFrame:
-    """One row per timed MoE model: its latency spread and `share_<expert>`: the share of its
-    test clips routed to each expert by the deployed graph (routing.csv `frequency`)."""
+    """One row per timed MoE model and regime (`load_samples`): its latency spread and
+    `share_<expert>`: the share of its test clips routed to each expert by the deployed graph
+    (routing.csv `frequency`)."""
     facts = variant_facts(runs)
     rows = []
     for d, p, v in (
         runs[["dataset", "protocol", "variant"]].drop_duplicates().itertuples(index=False)
     ):
-        if v not in roles.members(facts, moe=True):
+        if v not in roles.members(facts, moe=True) or latency.empty:
             continue
         routing = load_routing(bench_root, Where(d, p, v))
         mine = latency[
             (latency["dataset"] == d) & (latency["protocol"] == p) & (latency["variant"] == v)
         ]
-        for (fold, seed), part in mine.groupby(["fold", "seed"], sort=True):
-            row = {"dataset": d, "protocol": p, "variant": v, "fold": fold, "seed": seed}
+        keys = ["runtime", "regime", "fold", "seed"]
+        for (runtime, regime, fold, seed), part in mine.groupby(keys, sort=True):
+            row = {"dataset": d, "protocol": p, "variant": v, "runtime": runtime}
+            row |= {"regime": regime, "fold": fold, "seed": seed}
             row |= _spread(part["latency_ms"].to_numpy(float))
             if routing is not None:
                 r = routing[(routing["fold"] == fold) & (routing["seed"] == seed)]
@@ -142,13 +201,15 @@ def spread_routing(latency: pd.DataFrame, runs: pd.DataFrame, bench_root: Path) 
 
 
 PHASES = ("load_ms", "mel_ms", "render_ms", "backbone_ms")
+HEAD = latency_prefix(None, Regime.AFTER_BACKBONE) + "latency_median_ms"
 
 
 def pipeline_cost(frontend: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (dataset, protocol, variant): front-end phases per clip (median over clips of
     each clip's median over repeats, ms), the head (median over timed models of the deployed
-    batch-1 median), the whole path, the head's share of it, and the path against fp32's."""
-    if frontend.empty or "latency_median_ms" not in runs:
+    batch-1 median after the backbone), the whole path, the head's share of it, and the path
+    against fp32's. Empty without front-end timing or after_backbone heads."""
+    if frontend.empty or HEAD not in runs:
         return pd.DataFrame()
     fp32 = roles.resolve(roles.FP32, variant_facts(runs))
     rows = []
@@ -158,7 +219,7 @@ def pipeline_cost(frontend: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
             continue
         per_clip = front.groupby("clip_id")[[*PHASES, "total_ms"]].median()
         phases = per_clip.median()
-        heads = part.groupby("variant")["latency_median_ms"].median().dropna()
+        heads = part.groupby("variant")[HEAD].median().dropna()
         for v, head in heads.items():
             total = float(phases["total_ms"]) + float(head)
             rows.append(

@@ -228,9 +228,10 @@ class Where(NamedTuple):
         return Path(root) / self.dataset / self.protocol / self.variant
 
 
-def load_latency(bench_root: Path, where: Where) -> pd.DataFrame:
-    """Per-inference latencies (ms) of every model of a variant: columns fold, seed, latency_ms."""
-    folder = where.under(bench_root) / "latency"
+def load_latency(bench_root: Path, where: Where, folder: str) -> pd.DataFrame:
+    """Per-inference latencies (ms) of every model of a variant in its benchmark's `folder`
+    (e.g. latency/warm: qmoe.bench.regimes.latency_folder): columns fold, seed, latency_ms."""
+    folder = where.under(bench_root) / folder
     parts = []
     for path in sorted(folder.glob("*.npy")) if folder.is_dir() else []:
         try:
@@ -248,17 +249,6 @@ def load_latency(bench_root: Path, where: Where) -> pd.DataFrame:
             }
         )
     return pd.concat(parts, ignore_index=True)
-
-
-def load_latencies(bench_root: Path, runs: pd.DataFrame) -> pd.DataFrame:
-    """Latency samples of every (dataset, protocol, variant) in `runs`, long format."""
-    parts = []
-    for (d, p, v), _ in runs.groupby(["dataset", "protocol", "variant"], sort=True):
-        parts.append(
-            load_latency(bench_root, Where(d, p, v)).assign(dataset=d, protocol=p, variant=v)
-        )
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=KEYS)
-    return frame[KEYS + ["latency_ms"]] if not frame.empty else frame
 
 
 def load_predictions(runs_root: Path, where: Where) -> pd.DataFrame | None:

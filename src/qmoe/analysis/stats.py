@@ -33,6 +33,7 @@ import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.weightstats import ttost_paired
 
+from qmoe.bench.regimes import Regime
 from qmoe.io import require
 
 SCORE_METRICS = ("macro_f1", "weighted_f1", "accuracy")
@@ -49,6 +50,7 @@ class StatsConfig:
     confidence: float  # bootstrap and t confidence intervals
     n_resamples: int
     bootstrap_seed: int
+    latency_regime: str  # the cache regime latency claims are judged in (qmoe.bench.regimes)
     permutation_draws: int  # random escalation sets per route model (qmoe.analysis.escalation)
     permutation_seed: int
 
@@ -68,6 +70,12 @@ class StatsConfig:
             0.5 < self.confidence < 1.0, "stats.confidence", f"{self.confidence} not in (0.5, 1)"
         )
         require(self.n_resamples >= 100, "stats.n_resamples", f"{self.n_resamples} < 100")
+        regimes = [r.value for r in Regime]
+        require(
+            self.latency_regime in regimes,
+            "stats.latency_regime",
+            f"{self.latency_regime!r} is not one of {regimes}",
+        )
         require(
             self.permutation_draws >= 1000,
             "stats.permutation_draws",

@@ -125,6 +125,13 @@ def steal_ticks(stat: Path = Path("/proc/stat")) -> int | None:
     return None
 
 
+def clock_ticks() -> int | None:
+    """USER_HZ: the unit of steal_ticks (ticks per second)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return int(os.sysconf("SC_CLK_TCK"))
+    return None
+
+
 def snapshot(cpu: int | None = None) -> dict:
     """Load average, clock and steal ticks now (JSON-able; None for what is not readable)."""
     return {

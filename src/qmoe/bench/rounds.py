@@ -28,6 +28,8 @@ ROUND_COLUMNS = [
     "fold",
     "seed",
     "runtime",
+    "form",
+    "regime",
     "round",
     "position",
     "n",
@@ -42,6 +44,8 @@ class Block(NamedTuple):
     fold: int
     seed: int
     runtime: str
+    form: str  # qmoe.bench.regimes.Form value
+    regime: str  # qmoe.bench.regimes.Regime value
     round: int
     position: int  # index of the block in the run's order (0 = first timed)
     first: int  # index of its first call in the target's sample array
@@ -56,7 +60,14 @@ def blocks(order: Sequence[Mapping]) -> list[Block]:
     for position, o in enumerate(order):
         if int(o["batch_size"]) != 1:
             continue
-        target = (o["variant"], int(o["fold"]), int(o["seed"]), o["runtime"])
+        target = (
+            o["variant"],
+            int(o["fold"]),
+            int(o["seed"]),
+            o["runtime"],
+            o.get("form", "whole"),
+            o.get("regime", "warm"),
+        )
         first = filled.get(target, 0)
         filled[target] = first + int(o["calls"])
         out.append(Block(*target, int(o["turn"]), position, first, int(o["calls"])))
@@ -65,10 +76,11 @@ def blocks(order: Sequence[Mapping]) -> list[Block]:
 
 def round_medians(order: Sequence[Mapping], samples_ms: Mapping[tuple, np.ndarray]) -> pd.DataFrame:
     """rounds.csv: one row per batch-1 block, its median; `samples_ms` maps (variant, fold, seed,
-    runtime) -> that target's batch-1 samples in ms, in the order measured."""
+    runtime, form, regime) -> that target's batch-1 samples in ms, in the order measured."""
     rows = []
     for b in blocks(order):
-        x = samples_ms[(b.variant, b.fold, b.seed, b.runtime)][b.first : b.first + b.calls]
+        x = samples_ms[(b.variant, b.fold, b.seed, b.runtime, b.form, b.regime)]
+        x = x[b.first : b.first + b.calls]
         rows.append({**b._asdict(), "n": len(x), "median_ms": float(np.median(x))})
     return pd.DataFrame(rows, columns=[*ROUND_COLUMNS, "first"]).drop(columns="first")
 
@@ -87,17 +99,29 @@ class RoundRatio(NamedTuple):
     reason: str | None  # why not computed; None when it was
 
 
-def per_round_logs(
-    rounds: pd.DataFrame, variant: tuple[str, str], baseline: tuple[str, str]
-) -> pd.Series | str:
+Side = tuple[str, ...]  # (variant, runtime) or (variant, runtime, form); form default `whole`
+
+
+def side_rows(rounds: pd.DataFrame, side: Side) -> pd.DataFrame:
+    """The rows of one side; rounds of several cache regimes are refused (pair within one)."""
+    if "regime" in rounds and rounds["regime"].nunique() > 1:
+        raise ValueError(f"rounds of regimes {sorted(rounds['regime'].unique())}: select one")
+    name, runtime, form = (*side, "whole")[:3]
+    hit = (rounds["variant"] == name) & (rounds["runtime"] == runtime)
+    return rounds[hit & (rounds["form"] == form)] if "form" in rounds else rounds[hit]
+
+
+def per_round_logs(rounds: pd.DataFrame, variant: Side, baseline: Side) -> pd.Series | str:
     """Per round: the mean over folds of log(variant median / baseline median) on the same fold
-    and round; `variant`, `baseline` = (variant name, runtime). A string names what is missing."""
+    and round; `variant`, `baseline` = (variant name, runtime[, form]), in one cache regime. A
+    string names what is missing."""
     cols = ["fold", "round"]
     sides = []
-    for name, runtime in (variant, baseline):
-        part = rounds[(rounds["variant"] == name) & (rounds["runtime"] == runtime)]
+    for side in (variant, baseline):
+        part = side_rows(rounds, side)
         if part.empty:
-            return f"no timed rounds of {name} under {runtime}"
+            form = "".join(f" {f}" for f in side[2:] if f != "whole")
+            return f"no timed rounds of {side[0]}{form} under {side[1]}"
         # several models of one fold (models_per_fold > 1): their medians' geometric mean
         sides.append(
             np.log(part["median_ms"].astype(float)).groupby([part[c] for c in cols]).mean()
@@ -111,10 +135,7 @@ def per_round_logs(
 
 
 def round_ratio(
-    rounds: pd.DataFrame,
-    variant: tuple[str, str],
-    baseline: tuple[str, str],
-    confidence: float = 0.95,
+    rounds: pd.DataFrame, variant: Side, baseline: Side, confidence: float = 0.95
 ) -> RoundRatio:
     logs = per_round_logs(rounds, variant, baseline)
     nan = math.nan

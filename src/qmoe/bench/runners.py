@@ -10,6 +10,10 @@ Runtimes (params `benchmark.runtimes`):
   training modules, what the reference timed).
 - `torch_bf16`: `half` variants only: the FP32-trained weights in bfloat16 (torch computes bf16
   on CPUs with AVX512-BF16/AMX; ONNX Runtime's CPU provider does not).
+
+An MoE under ONNX Runtime is also timed in its parts (qmoe.bench.regimes.Form): the router graph
+alone, the chosen expert's artefact alone, and both called by the host (the export stage writes
+and checks them, qmoe.deploy.dispatch), so its overhead splits into router, dispatch and expert.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ import torch
 from torch import nn
 
 from qmoe import models
+from qmoe.bench.regimes import Form
 from qmoe.deploy import runtime as ort_runtime
 from qmoe.io import ConfigError, InputError, load_checkpoint
 from qmoe.training.artefacts import LoadedModel, load_trained, rebuild
 from qmoe.training.layout import CheckpointMeta, ModelKey
-from qmoe.variants import HalfConfig
+from qmoe.variants import HalfConfig, MoEConfig
 
 RUNTIMES = ("onnxruntime", "torch", "torch_bf16")
 Call = Callable[[], object]
@@ -39,9 +44,17 @@ class Target(NamedTuple):
     variant: str
     key: ModelKey
     runtime: str
+    form: Form = Form.WHOLE
 
     def label(self) -> str:
-        return f"{self.variant}/{self.key.stem}/{self.runtime}"
+        return f"{self.variant}/{self.key.stem}/{self.runtime}/{self.form.value}"
+
+
+class Parts(NamedTuple):
+    """An MoE artefact's parts for host dispatch (the export stage's <stem>.<part>.onnx)."""
+
+    router: Path
+    experts: tuple[Path, ...]
 
 
 class Model(NamedTuple):
@@ -53,6 +66,7 @@ class Model(NamedTuple):
     x: np.ndarray  # (n_test, d) raw test embeddings
     artefact: Path  # the export stage's .onnx
     checkpoint: Path  # the train stage's .pt
+    parts: Parts | None = None  # MoE: router and expert artefacts
 
 
 def check_runtimes(runtimes: tuple[str, ...]) -> None:
@@ -86,7 +100,23 @@ def load(variant: str, key: ModelKey, runs: Path, deployed: Path, table: pd.Data
     if not ids or any(c not in row_of for c in ids):
         raise InputError(f"{checkpoint}: test clips absent from the feature table")
     emb = table[[c for c in table.columns if c.startswith("emb_")]].to_numpy(dtype=np.float32)
-    return Model(variant, key, loaded, emb[[row_of[c] for c in ids]], artefact, checkpoint)
+    x = emb[[row_of[c] for c in ids]]
+    return Model(variant, key, loaded, x, artefact, checkpoint, _parts(loaded, artefact))
+
+
+def _parts(loaded: LoadedModel, artefact: Path) -> Parts | None:
+    if not isinstance(loaded.variant, MoEConfig):
+        return None
+
+    def name(part: str) -> Path:
+        return artefact.with_name(ort_runtime.part_file(artefact.stem, part))
+
+    experts = [name(ort_runtime.expert_part(i)) for i in range(len(loaded.variant.experts))]
+    found = Parts(name(ort_runtime.ROUTER), tuple(experts))
+    missing = [p.name for p in (found.router, *found.experts) if not p.is_file()]
+    if missing:
+        raise InputError(f"{artefact.parent}: no MoE parts {missing} (rerun the export stage)")
+    return found
 
 
 def batches(x: np.ndarray, batch: int) -> list[np.ndarray]:
@@ -105,6 +135,26 @@ def engine(model: Model, runtime: str, threads: int) -> object:
     if runtime == "onnxruntime":
         return ort_runtime.session(model.artefact, threads)
     return model.loaded.model if runtime == "torch" else _bf16(model.checkpoint)
+
+
+def forms(model: Model, runtime: str, threads: int, sizes: list[int]) -> dict[Form, dict]:
+    """One fresh copy of every form's prepared calls, by form then batch size: `whole` at every
+    size in `sizes`; an MoE's parts (ONNX Runtime) at batch 1, each call on one test clip."""
+    whole = engine(model, runtime, threads)
+    out = {Form.WHOLE: {b: calls(whole, runtime, model.x, b) for b in sizes}}
+    if runtime != "onnxruntime" or model.parts is None:
+        return out
+    router = ort_runtime.session(model.parts.router, threads)
+    experts = [ort_runtime.session(p, threads) for p in model.parts.experts]
+    host = ort_runtime.HostDispatch(router, experts)
+    rows = batches(model.x, 1)
+    chosen = [int(router.run(["index"], {"x": r})[0][0, 0]) for r in rows]  # the routing, once
+    out[Form.ROUTER] = {1: calls(router, runtime, model.x, 1)}
+    out[Form.EXPERT] = {
+        1: [functools.partial(experts[e].run, None, {"x": r}) for e, r in zip(chosen, rows)]
+    }
+    out[Form.HOST_DISPATCH] = {1: [functools.partial(host, r) for r in rows]}
+    return out
 
 
 def calls(runner: object, runtime: str, x: np.ndarray, batch: int) -> list[Call]:

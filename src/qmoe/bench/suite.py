@@ -2,13 +2,15 @@
 
 Order of work (all under the machine-wide lock, pinned, `threads` intra-op threads):
 1. the reference's own latency (10.2): one cold pass over each torch model's test fold, batch 64;
-2. warm-up: every target (variant x chosen model x runtime) `warmup` batch-1 calls (torch: in
-   proportion to its samples) and a few at each larger batch;
-3. batch 1: `samples` calls per ONNX Runtime target (`torch_samples` per torch target) in timed
-   blocks, round-robin across all targets in ABBA order (turn t forwards, turn t+1 backwards), so
-   drift of the machine reaches every variant alike; every call's time is kept;
+2. warm-up: every target (variant x chosen model x runtime x MoE form) `warmup` batch-1 calls
+   (torch: in proportion to its samples) and a few at each larger batch;
+3. batch 1: per cache regime (qmoe.bench.regimes: `warm`, `after_backbone`), `samples` calls per
+   ONNX Runtime target (`torch_samples` per torch target) in timed blocks, round-robin across all
+   targets and regimes in ABBA order (turn t forwards, turn t+1 backwards; a target's regimes
+   side by side), so drift of the machine reaches every variant and regime alike; every call's
+   time is kept;
 4. batch 8, 64, ...: `batch_repeats` calls per ONNX Runtime target (torch: scaled down like its
-   batch-1 samples), ABBA round-robin likewise;
+   batch-1 samples), warm, ABBA round-robin likewise;
 5. energy: with readable RAPL, blocks of `energy_block_s` seconds per variant and idle blocks of
    the same length, interleaved (qmoe.bench.rapl); without it CodeCarbon estimates the batch-1
    phase's power from a model and the result is labelled "estimated: power model x time".
@@ -29,7 +31,9 @@ import numpy as np
 import torch
 
 from qmoe.bench import machine, rapl
-from qmoe.bench.runners import Call, Model, Target, applies, calls, check_runtimes, engine
+from qmoe.bench.blocks import Prepared, round_robin, warm
+from qmoe.bench.regimes import Flush, Form, Regime, check_regimes, l2_cache
+from qmoe.bench.runners import Model, Target, applies, check_runtimes, forms
 from qmoe.bench.timing import reference_fold_pass
 from qmoe.energy import EnergyMeter, kwh_to_joules
 from qmoe.io import require
@@ -44,6 +48,8 @@ class SuiteConfig:
     """params.yaml `benchmark`."""
 
     runtimes: tuple[str, ...]  # first = the deployment (summary.csv's latency_* columns)
+    regimes: tuple[str, ...]  # cache regimes every batch-1 target is timed in (warm first)
+    flush_l2_multiple: float  # after_backbone: bytes written before each call, x the core's L2
     threads: int
     cpu: int  # index into the allowed CPUs (-1: the last)
     models_per_fold: int
@@ -62,6 +68,12 @@ class SuiteConfig:
 
     def __post_init__(self) -> None:
         check_runtimes(self.runtimes)
+        check_regimes(self.regimes)
+        require(
+            self.flush_l2_multiple >= 4,
+            "benchmark.flush_l2_multiple",
+            f"{self.flush_l2_multiple} < 4 (a smaller write leaves part of L2 as it was)",
+        )
         require(1 <= self.threads <= 256, "benchmark.threads", f"{self.threads} not in [1, 256]")
         require(self.models_per_fold >= 1, "benchmark.models_per_fold", "must be >= 1")
         require(self.warmup >= 0, "benchmark.warmup", "must be >= 0")
@@ -99,6 +111,10 @@ class SuiteConfig:
     def turns(self) -> int:
         return self.samples // self.block
 
+    @property
+    def timed_regimes(self) -> tuple[Regime, ...]:
+        return tuple(Regime(r) for r in self.regimes)
+
     def per_turn(self, target: Target) -> int:
         return self.block if target.runtime == "onnxruntime" else self.torch_samples // self.turns
 
@@ -109,18 +125,6 @@ class SuiteConfig:
         return max(5, self.batch_repeats * self.torch_samples // self.samples)
 
 
-class Prepared(NamedTuple):
-    target: Target
-    calls: dict[int, list[Call]]  # batch size -> prepared calls (the first session)
-    # every session's calls (the first included); round t times session t % len: each session
-    # lays the weights out at other addresses, and cache-set effects of one layout move a
-    # small model's latency by several %, so rotating them averages the layout out
-    rotation: tuple[dict[int, list[Call]], ...] = ()
-
-    def turn(self, t: int, batch: int) -> list[Call]:
-        return (self.rotation or (self.calls,))[t % max(1, len(self.rotation))][batch]
-
-
 class EnergyResult(NamedTuple):
     method: str  # starts with "measured" or ESTIMATED
     watts: float | None  # estimate: the power model's mean watts
@@ -128,8 +132,16 @@ class EnergyResult(NamedTuple):
     blocks: list[dict]  # energy.csv rows (every block as measured)
 
 
+class Timed(NamedTuple):
+    """What one array of samples measured."""
+
+    target: Target
+    batch: int
+    regime: Regime
+
+
 class SuiteResult(NamedTuple):
-    samples_ns: dict[tuple[Target, int], np.ndarray]  # (target, batch) -> per-call ns
+    samples_ns: dict[Timed, np.ndarray]  # per-call ns, in the order measured
     order: list[dict]  # timed blocks in the order run
     energy: EnergyResult
     machine: dict  # cpu, lock wait, snapshots before/after
@@ -137,88 +149,52 @@ class SuiteResult(NamedTuple):
 
 
 def prepare(models: Sequence[Model], cfg: SuiteConfig) -> list[Prepared]:
-    """Targets grouped by runtime (then model): in a round, an ONNX Runtime block follows another
-    one, not a torch eager call whose temporaries (the faithful forms re-quantise every weight per
-    call) evict the next model's weights. Interleaved, the faithful MoE / fp32 ratio moved 6-12 %
-    between two runs of one commit; the corrected one (lighter torch forms) within 4 %."""
+    """Targets grouped by runtime (then model, then MoE form): in a round, an ONNX Runtime block
+    follows another one, not a torch eager call whose temporaries (the faithful forms re-quantise
+    every weight per call) evict the next model's weights. Interleaved, the faithful MoE / fp32
+    ratio moved 6-12 % between two runs of one commit; the corrected one (lighter torch forms)
+    within 4 %."""
     out = []
+    sizes = sorted({1, *cfg.batch_sizes})
     for runtime in cfg.runtimes:
         for m in models:
             if applies(m, runtime):
                 copies = cfg.sessions if runtime == "onnxruntime" else 1
-                rotation = tuple(
-                    {b: calls(runner, runtime, m.x, b) for b in sorted({1, *cfg.batch_sizes})}
-                    for runner in [engine(m, runtime, cfg.threads) for _ in range(copies)]
-                )
-                out.append(Prepared(Target(m.variant, m.key, runtime), rotation[0], rotation))
+                sets = [forms(m, runtime, cfg.threads, sizes) for _ in range(copies)]
+                for form in sets[0]:
+                    rotation = tuple(s[form] for s in sets)
+                    target = Target(m.variant, m.key, runtime, form)
+                    out.append(Prepared(target, rotation[0], rotation))
     return out
 
 
-@torch.inference_mode()
-def _timed(fns: Sequence[Call], out: np.ndarray, start: int, count: int) -> None:
-    """`count` calls timed into out[start:start + count] (ns); nothing else inside the timer."""
-    clock, n = time.perf_counter_ns, len(fns)
-    for i in range(start, start + count):
-        f = fns[i % n]
-        t0 = clock()
-        f()
-        out[i] = clock() - t0
-
-
-@torch.inference_mode()
-def _warm(fns: Sequence[Call], count: int) -> None:
-    for i in range(count):
-        fns[i % len(fns)]()
-
-
-def round_robin(
-    prepared: Sequence[Prepared], batch: int, per_turn: dict[Target, int], turns: int
-) -> tuple[dict[Target, np.ndarray], list[dict]]:
-    """ABBA round-robin of timed blocks: turn t runs every target, forwards when t is even and
-    backwards when odd; each block is `per_turn[target]` calls."""
-    raw = {p.target: np.zeros(turns * per_turn[p.target], dtype=np.int64) for p in prepared}
-    order = []
-    for t in range(turns):
-        for p in prepared if t % 2 == 0 else prepared[::-1]:
-            n = per_turn[p.target]
-            _timed(p.turn(t, batch), raw[p.target], t * n, n)
-            order.append(
-                {
-                    "turn": t,
-                    "batch_size": batch,
-                    "variant": p.target.variant,
-                    "fold": p.target.key.fold,
-                    "seed": p.target.key.seed,
-                    "runtime": p.target.runtime,
-                    "calls": n,
-                }
-            )
-    return raw, order
-
-
-def _latency(prepared: Sequence[Prepared], cfg: SuiteConfig, meter: EnergyMeter | None):
+def _latency(
+    prepared: Sequence[Prepared], cfg: SuiteConfig, meter: EnergyMeter | None, flush: Flush | None
+):
     t0 = time.perf_counter()
     for p in prepared:  # torch: fewer warm-up calls, in proportion to its samples
         share = cfg.per_turn(p.target) / cfg.block
         for each in p.rotation or (p.calls,):
-            _warm(each[1], max(2, round(cfg.warmup * share)))
-            for b in cfg.batch_sizes:
-                _warm(each[b], max(2, round(min(cfg.warmup, 10) * share)))
+            warm(each[1], max(2, round(cfg.warmup * share)))
+            for b in [b for b in each if b != 1]:
+                warm(each[b], max(2, round(min(cfg.warmup, 10) * share)))
     t1 = time.perf_counter()
     per_turn = {p.target: cfg.per_turn(p.target) for p in prepared}
     with meter.measure("batch-1 round robin") if meter else contextlib.nullcontext() as reading:
-        raw, order = round_robin(prepared, 1, per_turn, cfg.turns)
-    samples = {(t, 1): v for t, v in raw.items()}
+        raw, order = round_robin(prepared, 1, per_turn, cfg.turns, cfg.timed_regimes, flush)
+    samples = {Timed(t, 1, r): v for (t, r), v in raw.items()}
     t2 = time.perf_counter()
     turns = min(cfg.batch_repeats, 5)
     for b in [b for b in cfg.batch_sizes if b != 1]:
-        each = {p.target: math.ceil(cfg.repeats(p.target) / turns) for p in prepared}
-        raw, more = round_robin(prepared, b, each, turns)
-        samples |= {(t, b): v for t, v in raw.items()}
+        at_b = [p for p in prepared if b in p.calls]
+        each = {p.target: math.ceil(cfg.repeats(p.target) / turns) for p in at_b}
+        raw, more = round_robin(at_b, b, each, turns)
+        samples |= {Timed(t, b, r): v for (t, r), v in raw.items()}
         order += more
     log.info(
-        "%d targets: warm-up %.1f s, batch 1 %.1f s, batch %s %.1f s",
+        "%d targets x %d regimes: warm-up %.1f s, batch 1 %.1f s, batch %s %.1f s",
         len(prepared),
+        len(cfg.regimes),
         t1 - t0,
         t2 - t1,
         [b for b in cfg.batch_sizes if b != 1],
@@ -247,7 +223,7 @@ def measure_rapl(
     blocks of the same length between rounds, ABBA across variants."""
     first = {}
     for p in prepared:
-        if p.target.runtime == cfg.runtimes[0]:
+        if p.target.runtime == cfg.runtimes[0] and p.target.form is Form.WHOLE:
             first.setdefault(p.target.variant, p)
     idle, busy, rows = [], {v: [] for v in first}, []
     for r in range(cfg.energy_repeats):
@@ -262,9 +238,9 @@ def measure_rapl(
             }
         )
         for v, p in list(first.items()) if r % 2 == 0 else list(first.items())[::-1]:
-            median_s = float(np.median(samples[(p.target, 1)])) / 1e9
+            median_s = float(np.median(samples[Timed(p.target, 1, Regime.WARM)])) / 1e9
             n = max(1, math.ceil(cfg.energy_block_s / median_s))
-            block = rapl.measure(counter, lambda p=p, n=n: _warm(p.calls[1], n), n)
+            block = rapl.measure(counter, lambda p=p, n=n: warm(p.calls[1], n), n)
             busy[v].append(block)
             rows.append(
                 {
@@ -282,6 +258,16 @@ def measure_rapl(
     )
 
 
+def after_backbone(cpu: int, cfg: SuiteConfig) -> tuple[Flush | None, dict]:
+    """The flush of the `after_backbone` regime on `cpu` and its run.json record ({} when the
+    regime is not timed)."""
+    if Regime.AFTER_BACKBONE not in cfg.timed_regimes:
+        return None, {}
+    cache = l2_cache(cpu)
+    flush = Flush(round(cfg.flush_l2_multiple * cache.l2_bytes), cache.line_bytes)
+    return flush, flush.record(cache)
+
+
 def run(models: Sequence[Model], cfg: SuiteConfig, meter_factory) -> SuiteResult:
     """Everything above, under the lock and pinned; `meter_factory()` -> EnergyMeter (used only
     when no RAPL counter is readable)."""
@@ -291,6 +277,7 @@ def run(models: Sequence[Model], cfg: SuiteConfig, meter_factory) -> SuiteResult
         threads = torch.get_num_threads()
         torch.set_num_threads(cfg.threads)
         try:
+            flush, flushed = after_backbone(cpu, cfg)
             prepared = prepare(models, cfg)
             start = machine.snapshot(cpu)
             fold_pass = {
@@ -302,7 +289,7 @@ def run(models: Sequence[Model], cfg: SuiteConfig, meter_factory) -> SuiteResult
             }
             counter = rapl.find_rapl()
             with meter_factory() if counter is None else contextlib.nullcontext() as meter:
-                samples, order, reading = _latency(prepared, cfg, meter)
+                samples, order, reading = _latency(prepared, cfg, meter, flush)
                 energy = (
                     measure_rapl(prepared, samples, cfg, counter)
                     if counter is not None
@@ -319,5 +306,8 @@ def run(models: Sequence[Model], cfg: SuiteConfig, meter_factory) -> SuiteResult
         "start": start,
         "end": end,
         "threads": cfg.threads,
+        "logical_cpus": os.cpu_count(),
+        "clock_ticks_per_s": machine.clock_ticks(),
+        "after_backbone": flushed,
     }
     return SuiteResult(samples, order, energy, info, fold_pass)

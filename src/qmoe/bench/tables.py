@@ -2,9 +2,12 @@
 
 summary.csv has one row per trained model (as metrics.json lists them); models that were not
 timed (`benchmark.models_per_fold`) carry NaN latency and `timed` False. Latency columns without
-a prefix are the deployment runtime's (`benchmark.runtimes[0]`); other runtimes are prefixed
-(`torch_latency_median_ms`). Energy is either measured (RAPL, idle baseline subtracted) or the
-power model's watts times the model's median latency, labelled "estimated: power model x time".
+a prefix are the deployment runtime's (`benchmark.runtimes[0]`) in the `warm` regime; other
+runtimes and regimes are prefixed (`torch_latency_median_ms`, `after_backbone_latency_median_ms`,
+`torch_after_backbone_latency_median_ms`: qmoe.bench.regimes.latency_prefix). An MoE's parts
+(router, expert, host dispatch) are in rounds.csv and their own sample folders, not here.
+Energy is either measured (RAPL, idle baseline subtracted) or the power model's watts times the
+model's warm median latency, labelled "estimated: power model x time".
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import pandas as pd
 
 from qmoe import models
 from qmoe.bench import opcount
+from qmoe.bench.regimes import Form, Regime, latency_prefix
 from qmoe.bench.runners import Model, Target
-from qmoe.bench.suite import SuiteConfig, SuiteResult
+from qmoe.bench.suite import SuiteConfig, SuiteResult, Timed
 from qmoe.bench.timing import summarize
 from qmoe.energy import joules_to_millijoules
 from qmoe.quant import packing
@@ -31,7 +35,8 @@ J_PER_KWH = 3.6e6
 class VariantTables(NamedTuple):
     summary: pd.DataFrame
     batch: pd.DataFrame
-    latency_ms: dict[str, dict[ModelKey, np.ndarray]]  # runtime -> model -> batch-1 samples
+    # (runtime, form, regime) -> model -> batch-1 samples (ms)
+    latency_ms: dict[tuple[str, Form, Regime], dict[ModelKey, np.ndarray]]
     energy: pd.DataFrame
 
 
@@ -109,7 +114,8 @@ def variant_tables(
     timed = {m.key: m for m in chosen}
     static = _static(chosen[0], block)
     primary = cfg.runtimes[0]
-    rows, latency = [], {r: {} for r in cfg.runtimes}
+    rows: list[dict] = []
+    latency: dict[tuple[str, Form, Regime], dict[ModelKey, np.ndarray]] = {}
     for run in runs:
         key = ModelKey(int(run["fold"]), int(run["seed"]))
         if key not in dep.index:
@@ -122,10 +128,12 @@ def variant_tables(
             "latency_runtime": primary,
         }
         for r in cfg.runtimes:
-            ns = result.samples_ns.get((Target(variant, key, r), 1))
-            if ns is not None:
-                latency[r][key] = ns / 1e6
-            row |= _latency_cols(ns, "" if r == primary else f"{r}_")
+            for regime in cfg.timed_regimes:
+                ns = result.samples_ns.get(Timed(Target(variant, key, r), 1, regime))
+                row |= _latency_cols(ns, latency_prefix(None if r == primary else r, regime))
+        for (t, batch, regime), ns in result.samples_ns.items():
+            if t.variant == variant and t.key == key and batch == 1:
+                latency.setdefault((t.runtime, t.form, regime), {})[key] = ns / 1e6
         row["reference_fold_pass_s"] = result.fold_pass_s.get(
             Target(variant, key, "torch"), math.nan
         )
@@ -148,21 +156,22 @@ def variant_tables(
     return VariantTables(
         pd.DataFrame(rows),
         _batch(variant, result),
-        {r: v for r, v in latency.items() if v},
+        latency,
         _energy_rows(variant, result),
     )
 
 
 def _batch(variant: str, result: SuiteResult) -> pd.DataFrame:
     rows = []
-    for (t, b), ns in result.samples_ns.items():
-        if t.variant == variant:
+    for (t, b, regime), ns in result.samples_ns.items():
+        if t.variant == variant and t.form is Form.WHOLE:
             s = summarize(ns / 1e6)
             rows.append(
                 {
                     "fold": t.key.fold,
                     "seed": t.key.seed,
                     "runtime": t.runtime,
+                    "regime": regime.value,
                     "batch_size": b,
                     "n": s.n,
                     "median_ms": s.median_ms,
@@ -171,7 +180,7 @@ def _batch(variant: str, result: SuiteResult) -> pd.DataFrame:
             )
     return (
         pd.DataFrame(rows)
-        .sort_values(["runtime", "fold", "seed", "batch_size"], kind="stable")
+        .sort_values(["runtime", "fold", "seed", "batch_size", "regime"], kind="stable")
         .reset_index(drop=True)
     )
 

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from qmoe.bench.regimes import REFERENCE_BATCH
+
 Model = Callable[[Tensor], object]
 
 
@@ -42,7 +44,7 @@ def summarize(samples_ms: np.ndarray) -> LatencySummary:
 
 
 @torch.inference_mode()
-def reference_fold_pass(model: Model, x: Tensor, batch: int = 64) -> float:
+def reference_fold_pass(model: Model, x: Tensor, batch: int = REFERENCE_BATCH) -> float:
     """The reference's protocol (10.2): wall-clock seconds of one pass over the whole test fold in
     batches of 64, predictions converted to Python lists, no warm-up."""
     t0 = time.perf_counter()

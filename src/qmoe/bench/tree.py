@@ -18,6 +18,7 @@ import pandas as pd
 
 from qmoe.bench import frontend, rounds, runners, suite
 from qmoe.bench.device import device_id, device_info
+from qmoe.bench.regimes import Form, latency_folder
 from qmoe.bench.suite import SuiteConfig, SuiteResult
 from qmoe.bench.tables import VariantTables, variant_tables
 from qmoe.deploy import runtime as ort_runtime
@@ -124,6 +125,7 @@ def benchmark_tree(
     info = device_info(cfg.threads) | {
         "onnxruntime": ort_runtime.ort_version(),
         "runtimes": list(cfg.runtimes),
+        "after_backbone": result.machine["after_backbone"],
     }
     tables = {
         v: variant_tables(v, *inputs[v], chosen[v], result, cfg, int(export_info["block_size"]))
@@ -148,32 +150,38 @@ def benchmark_tree(
 
 
 def _batch1_ms(result: SuiteResult) -> dict[tuple, np.ndarray]:
-    """(variant, fold, seed, runtime) -> batch-1 samples in ms, in the order measured."""
+    """(variant, fold, seed, runtime, form, regime) -> batch-1 samples in ms, in the order
+    measured."""
     return {
-        (t.variant, t.key.fold, t.key.seed, t.runtime): ns / 1e6
-        for (t, b), ns in result.samples_ns.items()
+        (t.variant, t.key.fold, t.key.seed, t.runtime, t.form.value, regime.value): ns / 1e6
+        for (t, b, regime), ns in result.samples_ns.items()
         if b == 1
     }
 
 
 def _ratios(per_round: pd.DataFrame, cfg: SuiteConfig) -> pd.DataFrame:
-    """Every variant / deployed fp32 by interleaved round, and deployed fp32 / torch fp32."""
+    """Per regime: every variant / deployed fp32 by interleaved round, and deployed fp32 / torch
+    fp32 (whole models only)."""
     others = [(BASELINE, r) for r in cfg.runtimes[1:] if r == "torch"]
-    table = rounds.ratio_table(per_round, (BASELINE, cfg.runtimes[0]), others)
-    for r in table.itertuples():
-        log.info(
-            "%s/%s vs %s/%s: x%.3f [%.3f, %.3f] over %d rounds (mean x%.3f)",
-            r.variant,
-            r.runtime,
-            r.baseline,
-            r.baseline_runtime,
-            r.ratio,
-            r.low,
-            r.high,
-            r.n_rounds,
-            r.mean_ratio,
-        )
-    return table
+    parts = []
+    for regime in cfg.regimes:
+        here = per_round[(per_round["regime"] == regime) & (per_round["form"] == Form.WHOLE.value)]
+        table = rounds.ratio_table(here, (BASELINE, cfg.runtimes[0]), others)
+        parts.append(table.assign(regime=regime))
+        for r in table.itertuples():
+            log.info(
+                "%s %s/%s vs %s/%s: x%.3f [%.3f, %.3f] over %d rounds",
+                regime,
+                r.variant,
+                r.runtime,
+                r.baseline,
+                r.baseline_runtime,
+                r.ratio,
+                r.low,
+                r.high,
+                r.n_rounds,
+            )
+    return pd.concat(parts, ignore_index=True)
 
 
 def _write(
@@ -192,8 +200,9 @@ def _write(
             frame.assign(**link).to_csv(tmp / f"{name}.csv", index=False)
         for v, t in tables.items():
             folder = tmp / v
-            for runtime, samples in t.latency_ms.items():
-                sub = folder / ("latency" if runtime == cfg.runtimes[0] else f"latency_{runtime}")
+            for (runtime, form, regime), samples in t.latency_ms.items():
+                named = None if runtime == cfg.runtimes[0] else runtime
+                sub = folder / latency_folder(named, form, regime)
                 sub.mkdir(parents=True, exist_ok=True)
                 for key, ms in samples.items():
                     np.save(sub / f"{key.stem}.npy", ms.astype(np.float64))
@@ -215,6 +224,7 @@ def _write(
                 "energy_method": result.energy.method,
                 "estimated_watts": result.energy.watts,
                 "config": dataclasses.asdict(cfg),
+                "versions": {"onnxruntime": info["onnxruntime"], "torch": info["torch"]},
                 "order": result.order,
             },
         )

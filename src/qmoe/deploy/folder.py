@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from qmoe import models
-from qmoe.deploy import runtime
+from qmoe.deploy import dispatch, runtime
 from qmoe.deploy.export import ExportConfig, Exported, ExportError, export
 from qmoe.deploy.graph import OPSET, initializers
 from qmoe.deploy.verify import CheckConfig, verify
@@ -72,6 +72,7 @@ class Deployed(NamedTuple):
     row: dict[str, Any]  # one row of deployed.csv
     routing: list[dict[str, Any]]  # MoE: rows of routing.csv (share of test clips per expert)
     zclip: bytes | None  # int8 models: the z-clipped artefact
+    parts: dict[str, bytes]  # MoE: router and expert graphs for host dispatch, by part name
 
 
 def units(runs: Path, variant_names: list[str]) -> list[Unit]:
@@ -174,11 +175,16 @@ def deploy_unit(shared: TestFold, unit: Unit) -> Deployed:
         if "fp16" in exported.artefact
         else None,
     }
-    zclip = None
+    zclip, parts = None, {}
     if any(ptq.is_dynamic_int8(m) for m in loaded.model.modules()):
         zclip, more = _zclip(shared, loaded, x, y, context)
         row |= more
-    return Deployed(data, row, _routing(loaded.variant, unit.key, v.deployed_expert), zclip)
+    if v.deployed_expert is not None:
+        parts, more = dispatch.host_parts(
+            loaded.model, shared.params.graph, sess, x, v.check.bound, context
+        )
+        row |= more
+    return Deployed(data, row, _routing(loaded.variant, unit.key, v.deployed_expert), zclip, parts)
 
 
 def _batch_f1(sess: Any, x: np.ndarray, y: np.ndarray, c: int) -> float:
@@ -268,7 +274,8 @@ def deploy_tree(
     execution: ExecutionConfig,
 ) -> pd.DataFrame:
     """Export every model of `runs` (= data/runs/<dataset>/<protocol>) into `out`, atomically:
-    <variant>/<fold{k}_seed{s}>.onnx, <variant>/deployed.csv and export.json. Returns all rows."""
+    <variant>/<fold{k}_seed{s}>.onnx (MoE: and its .router / .expert<i> parts),
+    <variant>/deployed.csv and export.json. Returns all rows."""
     table_path = features / "features.parquet"
     if not table_path.is_file():
         raise FileNotFoundError(f"{table_path}: feature table not found (run the features stage)")
@@ -283,6 +290,8 @@ def deploy_tree(
             (tmp / unit.variant / f"{unit.key.stem}.onnx").write_bytes(res.onnx)
             if res.zclip is not None:
                 (tmp / unit.variant / f"{unit.key.stem}.zclip.onnx").write_bytes(res.zclip)
+            for part, data in res.parts.items():
+                (tmp / unit.variant / runtime.part_file(unit.key.stem, part)).write_bytes(data)
             rows.append({"variant": unit.variant, **res.row})
             routing += [{"variant": unit.variant, **r} for r in res.routing]
         frame = pd.DataFrame(rows)

@@ -13,7 +13,7 @@ Legend: b batch, e experts, k chosen per sample, c classes, t MC passes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from torch import nn
@@ -163,9 +163,16 @@ def _escalate(g: G.Graph, probs: str, u: str, s: curiosity.Escalate, e: int) -> 
     return g.op("Where", [at_top, p_target, g.op("Where", [at_target, p_top, probs])])
 
 
-def emit(g: G.Graph, x: str, moe: MoE, em: Any) -> dict[str, str]:
-    """x (b, d) standardised -> {logits (b, c), expert (b,), [uncertainty (b,)]}; `em` writes the
-    experts (qmoe.deploy.export._Emitter)."""
+class Routed(NamedTuple):
+    """The routing part of the MoE graph: value names of its outputs."""
+
+    weights: str  # (b, k) gate of each chosen expert, best first
+    index: str  # (b, k) int64 chosen experts
+    extra: dict[str, str]  # {"uncertainty": (b,)} with curiosity, else {}
+
+
+def route(g: G.Graph, x: str, moe: MoE) -> Routed:
+    """x (b, d) standardised -> router, curiosity strategy and TopK (qmoe.moe.layer.MoE.forward)."""
     r = moe.router
     e = r.num_experts
     h1 = g.op("Relu", [_linear(g, x, r.fc1)])  # (b, 128)
@@ -181,6 +188,14 @@ def emit(g: G.Graph, x: str, moe: MoE, em: Any) -> dict[str, str]:
     weights, index = g.op(
         "TopK", [probs, _const(g, [moe.k], np.int64)], outputs=2, axis=-1, largest=1, sorted=1
     )  # (b, k) x 2
+    return Routed(weights, index, outs)
+
+
+def emit(g: G.Graph, x: str, moe: MoE, em: Any) -> dict[str, str]:
+    """x (b, d) standardised -> {logits (b, c), expert (b,), [uncertainty (b,)]}; `em` writes the
+    experts (qmoe.deploy.export._Emitter)."""
+    e = moe.router.num_experts
+    weights, index, outs = route(g, x, moe)
     hit = g.op(
         "Equal",
         [

@@ -76,3 +76,41 @@ def keeps_fp16(proto: onnx.ModelProto) -> bool:
         n.op_type == "Cast" and any(a.name == "to" and a.i == half for a in n.attribute)
         for n in optimised.graph.node
     )
+
+
+# --- an MoE split into a router graph and one artefact per expert (qmoe.deploy.dispatch) --------
+
+ROUTER = "router"  # part names: <stem>.router.onnx, <stem>.expert<i>.onnx beside <stem>.onnx
+
+
+def part_file(stem: str, part: str) -> str:
+    return f"{stem}.{part}.onnx"
+
+
+def expert_part(i: int) -> str:
+    return f"expert{i}"
+
+
+class HostDispatch:
+    """The MoE run by the host: the router graph's call, then only the chosen experts' artefacts,
+    their logits scaled by the gates and summed / k in numpy (qmoe.moe.layer.MoE._combine). No
+    `If` subgraph, gather or scatter runs: at batch 1 it costs router + one expert + a multiply."""
+
+    def __init__(self, router, experts: list):
+        self.router, self.experts = router, experts
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """x (b, d) float32 -> {logits (b, c), expert (b,) top-1, gates (b, k)}."""
+        index, gates = self.router.run(["index", "gates"], {"x": x})  # (b, k) x 2
+        k = index.shape[1]
+        if index.shape[0] == 1 and k == 1:  # the deployment's call: one expert, no gathering
+            y = self.experts[int(index[0, 0])].run(None, {"x": x})[0]
+            return {"logits": y * gates, "expert": index[:, 0], "gates": gates}
+        out = None
+        for e in np.unique(index):
+            hit = index == e  # (b, k)
+            rows = np.flatnonzero(hit.any(axis=1))
+            y = self.experts[int(e)].run(None, {"x": x[rows]})[0]  # (n_e, c)
+            out = np.zeros((len(x), y.shape[1]), np.float32) if out is None else out
+            out[rows] += (gates * hit).sum(axis=1)[rows, None] * y
+        return {"logits": out / np.float32(k), "expert": index[:, 0], "gates": gates}

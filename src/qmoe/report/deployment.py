@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from qmoe.analysis.latency import claims_runtime
 from qmoe.catalog import order
 from qmoe.io import from_section
 from qmoe.report.provenance import MEASURED_ENERGY, energy_methods
@@ -44,6 +45,7 @@ class Machine(NamedTuple):
     isa: tuple[str, ...]  # ISA flags device.json found true
     onnxruntime: str
     threads: str
+    torch: str = "unknown"
 
 
 def machines(records: list[dict]) -> list[Machine]:
@@ -60,14 +62,15 @@ def machines(records: list[dict]) -> list[Machine]:
                 isa,
                 str(r.get("onnxruntime", "unknown")),
                 str(r.get("threads", "?")),
+                str(r.get("torch", "unknown")),
             )
         )
     return list(dict.fromkeys(out))
 
 
-def scope_line(found: list[Machine], runtimes: list[str], isa: bool = False) -> str:
-    """The hardware and runtime the latencies hold for (`runtimes`: runs `latency_runtime`;
-    `isa`: with the ISA flags), in one sentence."""
+def scope_line(found: list[Machine], runtimes: dict[str, str], isa: bool = False) -> str:
+    """The hardware and runtimes the latencies hold for (`runtimes`: protocol -> the runtime its
+    latency is timed in, `runtimes(runs)`; `isa`: with the ISA flags), in one sentence."""
     if not found:
         return "No device.json was found: the hardware of the latency numbers is not recorded."
     cpus = "; ".join(
@@ -78,21 +81,23 @@ def scope_line(found: list[Machine], runtimes: list[str], isa: bool = False) -> 
     )
     archs = " and ".join(sorted({m.arch for m in found}))
     ort = ", ".join(sorted({m.onnxruntime for m in found}))
-    used = (
-        f"ONNX Runtime {ort} (CPU execution provider)"
-        if runtimes == ["onnxruntime"]
-        else ", ".join(runtimes) or "an unrecorded runtime"
-    )
+    torch = ", ".join(sorted({m.torch for m in found}))
+    words = {
+        "onnxruntime": f"ONNX Runtime {ort} (CPU execution provider)",
+        "torch": f"torch {torch} eager (the fake-quantised training modules)",
+    }
+    used = "; ".join(f"{words.get(r, r)} for `{p}`" for p, r in runtimes.items())
     return (
-        f"The latency columns and latency claims measure {used} on {cpus}: they hold for "
+        f"The latency columns and latency claims measure {used or 'an unrecorded runtime'}, on "
+        f"{cpus}, at batch 1 (each claim names its cache regime): they hold for "
         f"{archs} CPUs of this kind only; no GPU, phone, microcontroller or other instruction "
         "set was measured."
     )
 
 
-def runtimes(runs: pd.DataFrame) -> list[str]:
-    col = runs["latency_runtime"] if "latency_runtime" in runs else pd.Series(dtype=str)
-    return sorted(str(r) for r in col.dropna().unique())
+def runtimes(runs: pd.DataFrame) -> dict[str, str]:
+    """protocol -> the runtime its latency claims are timed in (qmoe.analysis.latency)."""
+    return {str(p): claims_runtime(str(p)) for p in sorted(runs["protocol"].unique())}
 
 
 def _measured(method: str) -> bool:

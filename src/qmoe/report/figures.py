@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from qmoe.analysis import results
+from qmoe.analysis import latency, results
 from qmoe.report import plotting
 from qmoe.report.sections import variant_summary
 
@@ -26,7 +26,8 @@ FIGURES = {
     "size_vs_f1": "Points on the grey Pareto front give the best F1 for their size; a point "
     "well left of fp32 at the same height is compression that costs no measurable F1.",
     "latency_ecdf": "Further left is faster; the right-hand tail of a curve is its slow "
-    "inferences (dashed: mixtures of experts).",
+    "inferences (dashed: mixtures of experts; each protocol's runtime, the claims' cache "
+    "regime).",
     "moe_latency": "Compare the violins' widths (latency spread) and medians: if curiosity cut "
     "latency variance, its violins would be narrower than `moe`'s.",
     "energy_vs_f1": "Further left (less energy per inference) and higher (more F1) is better; "
@@ -74,9 +75,12 @@ def load(
     runs: pd.DataFrame,
     dataset: str,
     f1: str,
+    regime: str,
     stats: dict[str, pd.DataFrame] | None = None,
 ) -> FigureData:
-    """One dataset's figure inputs; `stats`: the stats stage's tables (the routing curve)."""
+    """One dataset's figure inputs; `regime`: the cache regime of its latency samples (the
+    claims', stats.latency_regime), in each protocol's runtime; `stats`: the stats stage's tables
+    (the routing curve)."""
     runs = runs[runs["dataset"] == dataset]
     curve, same = (
         (stats or {}).get(f"routing_{t}", pd.DataFrame()) for t in ("share_curve", "same_weights")
@@ -104,7 +108,7 @@ def load(
     names = results.class_names(runs_root, results.Where(dataset, *best)) if best else None
     return FigureData(
         runs,
-        results.load_latencies(bench_root, runs),
+        _in_regime(latency.load_samples(bench_root, runs), regime),
         pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(),
         pd.concat(routing, ignore_index=True) if routing else pd.DataFrame(),
         names,
@@ -112,6 +116,10 @@ def load(
         curve[curve["dataset"] == dataset] if not curve.empty else curve,
         same[same["dataset"] == dataset] if not same.empty else same,
     )
+
+
+def _in_regime(samples: pd.DataFrame, regime: str) -> pd.DataFrame:
+    return samples[samples["regime"] == regime].reset_index(drop=True)
 
 
 def _has(frame: pd.DataFrame, *cols: str) -> bool:

@@ -47,6 +47,7 @@ _KEYS = [
     tables.text("variant", "Variant"),
     tables.text("baseline", "Baseline"),
 ]
+_LATENCY_KEYS = _KEYS + [tables.text("runtime", "Runtime"), tables.text("regime", "Regime")]
 TEST_VIEWS = [
     TestView(
         "Equivalence (TOST) of F1, on fold means",
@@ -85,7 +86,7 @@ TEST_VIEWS = [
     TestView(
         "Per-inference latency spread, per model (fold-level log-ratios)",
         "latency_dispersion",
-        _KEYS
+        _LATENCY_KEYS
         + [
             tables.number("n_pairs", "Folds", 0),
             tables.number("sd_variant", "sd (ms, geo. mean)", 4),
@@ -102,7 +103,7 @@ TEST_VIEWS = [
         "Per-inference latency variance, pooled samples (Brown-Forsythe; reference-style, p "
         "optimistic)",
         "latency_levene",
-        _KEYS
+        _LATENCY_KEYS
         + [
             tables.number("sd_variant", "sd (ms)", 4),
             tables.number("sd_baseline", "sd base (ms)", 4),
@@ -133,7 +134,7 @@ TEST_VIEWS = [
         "order-statistic CI, sign test)",
         "latency_paired",
         [tables.text("family", "Family")]
-        + _KEYS
+        + _LATENCY_KEYS
         + [
             tables.number("ratio", "Ratio", 3),
             _ci("ratio_ci_low", "ratio_ci_high", "95 % CI", 3),
