@@ -8,7 +8,7 @@ table has one set of rows per cache regime the benchmark timed (qmoe.bench.regim
 read `stats.latency_regime`'s.
 
 - `compare_rounds` (reports/stats/latency_paired.csv): variant / baseline from per-round
-  log-ratios of per-round medians on the same fold (qmoe.bench.rounds): median over rounds,
+  log-ratios of per-round medians on the same fold (qmoe.analysis.rounds): median over rounds,
   order-statistic interval, sign test, Holm within family x protocol x regime. Slow drift of the
   machine cancels within each round.
 - `spread_routing` (latency_spread_routing.csv): each timed MoE model's latency spread (sd, IQR,
@@ -31,9 +31,9 @@ from qmoe.analysis import roles
 from qmoe.analysis.comparisons import Pair
 from qmoe.analysis.pairing import scopes
 from qmoe.analysis.results import Where, load_latency, load_routing, variant_facts
+from qmoe.analysis.rounds import round_ratio
 from qmoe.analysis.stats import COMPUTED, NOT_COMPUTED, StatsConfig, add_holm
 from qmoe.bench.regimes import Form, Regime, latency_folder, latency_prefix
-from qmoe.bench.rounds import round_ratio
 
 TEST = "paired by interleaved timing round: median of per-round log-ratios (fold-mean), sign test"
 # the runtime each protocol's latency is timed in (qmoe.bench.runners.RUNTIMES)

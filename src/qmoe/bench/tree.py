@@ -18,7 +18,7 @@ import pandas as pd
 
 from qmoe.bench import frontend, rounds, runners, suite
 from qmoe.bench.device import device_id, device_info
-from qmoe.bench.regimes import Form, latency_folder
+from qmoe.bench.regimes import latency_folder
 from qmoe.bench.suite import SuiteConfig, SuiteResult
 from qmoe.bench.tables import VariantTables, variant_tables
 from qmoe.deploy import runtime as ort_runtime
@@ -44,9 +44,6 @@ class FrontendSpec(NamedTuple):
     raw: Path
     features: FeaturesConfig
     backbone: Callable[[FeaturesConfig], Backbone] = build_backbone
-
-
-BASELINE = "fp32"  # ratios.csv: every variant against this one under the deployment runtime
 
 
 def _runs(runs: Path, variant: str, spec: BenchSpec) -> list[dict]:
@@ -132,7 +129,7 @@ def benchmark_tree(
         for v in spec.variants
     }
     per_round = rounds.round_medians(result.order, _batch1_ms(result))
-    extra = {"rounds": per_round, "ratios": _ratios(per_round, cfg)}
+    extra = {"rounds": per_round}
     if front is not None:
         extra["frontend"] = frontend.frontend_latency(
             front.raw,
@@ -159,31 +156,6 @@ def _batch1_ms(result: SuiteResult) -> dict[tuple, np.ndarray]:
     }
 
 
-def _ratios(per_round: pd.DataFrame, cfg: SuiteConfig) -> pd.DataFrame:
-    """Per regime: every variant / deployed fp32 by interleaved round, and deployed fp32 / torch
-    fp32 (whole models only)."""
-    others = [(BASELINE, r) for r in cfg.runtimes[1:] if r == "torch"]
-    parts = []
-    for regime in cfg.regimes:
-        here = per_round[(per_round["regime"] == regime) & (per_round["form"] == Form.WHOLE.value)]
-        table = rounds.ratio_table(here, (BASELINE, cfg.runtimes[0]), others)
-        parts.append(table.assign(regime=regime))
-        for r in table.itertuples():
-            log.info(
-                "%s %s/%s vs %s/%s: x%.3f [%.3f, %.3f] over %d rounds",
-                regime,
-                r.variant,
-                r.runtime,
-                r.baseline,
-                r.baseline_runtime,
-                r.ratio,
-                r.low,
-                r.high,
-                r.n_rounds,
-            )
-    return pd.concat(parts, ignore_index=True)
-
-
 def _write(
     out: Path,
     tables: dict[str, VariantTables],
@@ -193,7 +165,7 @@ def _write(
     cfg: SuiteConfig,
     extra: dict[str, pd.DataFrame],
 ) -> None:
-    """`extra`: tables written beside run.json as <name>.csv (rounds, ratios, frontend)."""
+    """`extra`: tables written beside run.json as <name>.csv (rounds, frontend)."""
     link = {"device_id": device_id(info)}
     with atomic_dir(out) as tmp:
         for name, frame in extra.items():
