@@ -30,8 +30,9 @@ import torch
 import yaml
 
 from qmoe import models, variants
-from qmoe.bench import blocks, machine, regimes, suite, tree
+from qmoe.bench import blocks, machine, suite, tree
 from qmoe.bench.runners import Target
+from qmoe.contract.regimes import Regime
 from qmoe.deploy import graph as G
 from qmoe.deploy import runtime
 from qmoe.deploy.folder import TreeSpec, deploy_tree, export_params
@@ -73,7 +74,7 @@ def regimes_check(turns: int, block: int) -> None:
             target = Target(name, ModelKey(1, 0), "onnxruntime")
             blocks.warm(fns, 200)
             prepared.append(blocks.Prepared(target, {1: fns}))
-        timed = (regimes.Regime.WARM, regimes.Regime.AFTER_BACKBONE)
+        timed = (Regime.WARM, Regime.AFTER_BACKBONE)
         per_turn = {p.target: block for p in prepared}
         start = machine.snapshot(cpu)
         raw, _ = blocks.round_robin(prepared, 1, per_turn, turns, timed, flush)

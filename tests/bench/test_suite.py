@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from qmoe.bench import blocks, suite, tree
-from qmoe.bench.regimes import Cache, Flush, Regime
+from qmoe.bench.regimes import Cache, Flush
 from qmoe.bench.runners import Target, choose
+from qmoe.contract.regimes import Regime
 from qmoe.energy import EnergyConfig
 from qmoe.io import ConfigError
 from qmoe.training.layout import ModelKey

@@ -4,7 +4,7 @@ beside routing; the whole path per clip (front end + head).
 Each protocol's latency is timed its own way (`CLAIMS_RUNTIME`): `faithful` in the reference's
 execution form, its fake-quantised training modules in torch eager (reference-method.md 10.2:
 the reference timed those); `corrected` as deployed, the ONNX Runtime artefacts. Every latency
-table has one set of rows per cache regime the benchmark timed (qmoe.bench.regimes); the claims
+table has one set of rows per cache regime the benchmark timed (qmoe.contract.regimes); the claims
 read `stats.latency_regime`'s.
 
 - `compare_rounds` (reports/stats/latency_paired.csv): variant / baseline from per-round
@@ -33,7 +33,7 @@ from qmoe.analysis.pairing import scopes
 from qmoe.analysis.results import Where, load_latency, load_routing, variant_facts
 from qmoe.analysis.rounds import round_ratio
 from qmoe.analysis.stats import COMPUTED, NOT_COMPUTED, StatsConfig, add_holm
-from qmoe.bench.regimes import Form, Regime, latency_folder, latency_prefix
+from qmoe.contract.regimes import Form, Regime, latency_folder, latency_prefix
 
 TEST = "paired by interleaved timing round: median of per-round log-ratios (fold-mean), sign test"
 # the runtime each protocol's latency is timed in (qmoe.bench.runners.RUNTIMES)
@@ -71,7 +71,7 @@ def geo_ms(rounds: pd.DataFrame, variant: str, runtime: str, form: str = "whole"
 
 
 def regimes_in(rounds: pd.DataFrame) -> list[str]:
-    """The cache regimes of a rounds table, in qmoe.bench.regimes.Regime order."""
+    """The cache regimes of a rounds table, in qmoe.contract.regimes.Regime order."""
     found = set(rounds["regime"]) if "regime" in rounds else {Regime.WARM.value}
     return [r.value for r in Regime if r.value in found]
 

@@ -24,7 +24,7 @@ from qmoe.analysis.latency import claims_runtime
 from qmoe.analysis.moe_forms import FORM_WORDS
 from qmoe.analysis.results import variant_facts
 from qmoe.analysis.stats import StatsConfig
-from qmoe.bench.regimes import REFERENCE_BATCH, Form
+from qmoe.contract.regimes import REFERENCE_BATCH, Form
 from qmoe.io import InputError
 
 

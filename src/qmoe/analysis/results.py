@@ -230,7 +230,7 @@ class Where(NamedTuple):
 
 def load_latency(bench_root: Path, where: Where, folder: str) -> pd.DataFrame:
     """Per-inference latencies (ms) of every model of a variant in its benchmark's `folder`
-    (e.g. latency/warm: qmoe.bench.regimes.latency_folder): columns fold, seed, latency_ms."""
+    (e.g. latency/warm: qmoe.contract.regimes.latency_folder): columns fold, seed, latency_ms."""
     folder = where.under(bench_root) / folder
     parts = []
     for path in sorted(folder.glob("*.npy")) if folder.is_dir() else []:

@@ -4,7 +4,7 @@ summary.csv has one row per trained model (as metrics.json lists them); models t
 timed (`benchmark.models_per_fold`) carry NaN latency and `timed` False. Latency columns without
 a prefix are the deployment runtime's (`benchmark.runtimes[0]`) in the `warm` regime; other
 runtimes and regimes are prefixed (`torch_latency_median_ms`, `after_backbone_latency_median_ms`,
-`torch_after_backbone_latency_median_ms`: qmoe.bench.regimes.latency_prefix). An MoE's parts
+`torch_after_backbone_latency_median_ms`: qmoe.contract.regimes.latency_prefix). An MoE's parts
 (router, expert, host dispatch) are in rounds.csv and their own sample folders, not here.
 Energy is either measured (RAPL, idle baseline subtracted) or the power model's watts times the
 model's warm median latency, labelled "estimated: power model x time".
@@ -20,10 +20,10 @@ import pandas as pd
 
 from qmoe import models
 from qmoe.bench import opcount
-from qmoe.bench.regimes import Form, Regime, latency_prefix
 from qmoe.bench.runners import Model, Target
 from qmoe.bench.suite import SuiteConfig, SuiteResult, Timed
 from qmoe.bench.timing import summarize
+from qmoe.contract.regimes import Form, Regime, latency_prefix
 from qmoe.energy import joules_to_millijoules
 from qmoe.quant import packing
 from qmoe.training.layout import ModelKey

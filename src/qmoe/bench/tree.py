@@ -18,9 +18,9 @@ import pandas as pd
 
 from qmoe.bench import frontend, rounds, runners, suite
 from qmoe.bench.device import device_id, device_info
-from qmoe.bench.regimes import latency_folder
 from qmoe.bench.suite import SuiteConfig, SuiteResult
 from qmoe.bench.tables import VariantTables, variant_tables
+from qmoe.contract.regimes import latency_folder
 from qmoe.deploy import runtime as ort_runtime
 from qmoe.energy import EnergyConfig, EnergyMeter
 from qmoe.features.backbones import Backbone
