@@ -73,6 +73,8 @@ def stage_argv(tmp: Path) -> dict[str, list[str]]:
             f"{d}/runs",
             "--benchmarks",
             f"{d}/benchmarks",
+            "--deployed",
+            f"{d}/deployed",
             "--out",
             f"{r}/stats",
         ],

@@ -22,6 +22,7 @@ from qmoe import models
 from qmoe.deploy import dispatch, runtime
 from qmoe.deploy.export import ExportConfig, Exported, ExportError, export
 from qmoe.deploy.graph import OPSET, initializers
+from qmoe.deploy.sizes import layer_bytes
 from qmoe.deploy.verify import CheckConfig, verify
 from qmoe.executor import ExecutionConfig, run_units
 from qmoe.io import ConfigError, InputError, atomic_dir, from_section, load_json, save_json
@@ -170,6 +171,7 @@ def deploy_unit(shared: TestFold, unit: Unit) -> Deployed:
         "torch_b1_macro_f1": tor.macro_f1,
         "batch_macro_f1": _batch_f1(sess, x, y, c),
         **_sizes(exported, data, fp32),
+        **layer_bytes(loaded.model),
         **v.check._asdict(),
         "ort_keeps_fp16": runtime.keeps_fp16(exported.proto)
         if "fp16" in exported.artefact

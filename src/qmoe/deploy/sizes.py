@@ -1,0 +1,40 @@
+"""Deployed weight bytes split into the hidden layers and the head (deployed.csv's
+`size_body_bytes`, `size_head_bytes`), so compression can be compared like with like.
+
+The study's k-bit BitLinear models keep an FP32 head (reference 7.1) while the half-precision model
+stores its head in 16 bits, so whole-file sizes compare different things. A single MLP is packed as
+it is deployed (`qmoe.quant.packing.pack_state`: k-bit codes packed densely with their scales;
+everything else as stored) and the tensor bytes of its hidden layers (`body.*`, pre-LayerNorms
+included) are counted apart from its head (`head.*`). An MoE or a dynamic int8 model has no such
+split (the cells stay empty).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from qmoe.models import MLP
+from qmoe.quant.packing import pack_state
+from qmoe.quant.ptq import is_dynamic_int8
+
+LAYER_COLUMNS = ["size_body_bytes", "size_head_bytes"]
+
+
+def split_bytes(net: nn.Module) -> tuple[int, int]:
+    """(hidden-layer bytes, head bytes) of a deployed MLP's packed tensors."""
+    body = head = 0
+    for key, t in pack_state(net).items():
+        n = t.numel() * t.element_size()
+        if key.startswith("head."):
+            head += n
+        else:
+            body += n
+    return body, head
+
+
+def layer_bytes(model: nn.Module) -> dict[str, int | None]:
+    """deployed.csv's layer columns of a loaded model (qmoe.training.artefacts.Standardized)."""
+    net = model.net
+    if not isinstance(net, MLP) or any(is_dynamic_int8(m) for m in net.modules()):
+        return dict.fromkeys(LAYER_COLUMNS)
+    return dict(zip(LAYER_COLUMNS, split_bytes(net), strict=True))
