@@ -10,7 +10,7 @@ from pathlib import Path
 from qmoe.cli import forced_by_dvc, read_params, run_stage
 from qmoe.contract.study import Study
 from qmoe.executor import ExecutionConfig, warm_pool
-from qmoe.io import from_section
+from qmoe.io import atomic_path, from_section, save_json
 
 
 def main() -> None:
@@ -48,6 +48,17 @@ def main() -> None:
         execution,
         force=forced_by_dvc(),  # dvc repro -f: every variant is trained, none kept
     )
+    _save_protocol(Outputs(args.out, args.cost).protocol, args.dataset, args.protocol, params)
+
+
+def _save_protocol(path: Path, dataset: str, protocol: str, params: dict) -> None:
+    """What the protocol does, in its own words: the report's text (it imports no training code)."""
+    from qmoe.training.fit import TrainConfig
+    from qmoe.training.protocols import make_protocol
+
+    describe = make_protocol(protocol, from_section(TrainConfig, params.get("train"), "train"))
+    with atomic_path(path) as tmp:
+        save_json(tmp, {"dataset": dataset, "protocol": protocol, "describe": describe.describe()})
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from qmoe import variants
 
 # test modules import tests/repo_params.py (params.yaml and configs built from it) by name
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from repo_params import PARAMS  # noqa: E402
+from repo_params import PARAMS, config  # noqa: E402
 
 CLASSES = ["dog", "rain", "siren"]
 SEEDS = {"corrected": [0, 1], "faithful": [42]}
@@ -248,6 +248,17 @@ def make_tree(
                 pd.DataFrame(routing).to_csv(bench / "routing.csv", index=False)
             (bench / "device.json").write_text(json.dumps({"cpu": "toy CPU", "threads": 1}))
             _run_json(bench.parent)
+        _protocol_record(data / "train_cost" / dataset / protocol, dataset, protocol)
+
+
+def _protocol_record(folder: Path, dataset: str, protocol: str) -> None:
+    """The train stage's protocol.json: what the report says the protocol does."""
+    from qmoe.training.fit import TrainConfig
+    from qmoe.training.protocols import make_protocol
+
+    lines = make_protocol(protocol, config(TrainConfig, "train")).describe()
+    record = {"dataset": dataset, "protocol": protocol, "describe": lines}
+    (folder / "protocol.json").write_text(json.dumps(record))
 
 
 def _run_json(folder: Path) -> None:

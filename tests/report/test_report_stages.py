@@ -85,6 +85,8 @@ def stage_argv(tmp: Path) -> dict[str, list[str]]:
             f"{r}/stats",
             "--runs",
             f"{d}/runs",
+            "--costs",
+            f"{d}/train_cost",
             "--benchmarks",
             f"{d}/benchmarks",
             "--raw",

@@ -37,6 +37,9 @@ FILES = "files"  # ... and the one holding {path in the run folder: sha256} as w
 FORCED = "forced: DVC ran the stage though it sees no change (dvc repro -f)"
 
 
+PROTOCOL_RECORD = "protocol.json"  # beside the cost files: {dataset, protocol, describe}
+
+
 class Outputs(NamedTuple):
     """One train stage instance's two outputs (DVC `persist: true`: kept between runs)."""
 
@@ -48,6 +51,11 @@ class Outputs(NamedTuple):
 
     def cost(self, variant: str) -> Path:
         return self.costs / f"{variant}.json"
+
+    @property
+    def protocol(self) -> Path:
+        """What the protocol does, in its own words (the report reads it: no training code)."""
+        return self.costs / PROTOCOL_RECORD
 
 
 class Inputs(NamedTuple):
@@ -186,7 +194,8 @@ def _file_changes(recorded: dict[str, str], found: dict[str, str]) -> str:
 def _remove_unlisted(outputs: Outputs, variants: set[str]) -> None:
     """A variant dropped from the study leaves no folder or cost file behind (aggregate reads
     every folder), and neither does anything else in the two outputs."""
-    for root, own in ((outputs.runs, variants), (outputs.costs, {f"{v}.json" for v in variants})):
+    costs = {f"{v}.json" for v in variants} | {PROTOCOL_RECORD}
+    for root, own in ((outputs.runs, variants), (outputs.costs, costs)):
         if not root.is_dir():
             continue
         for entry in sorted(root.iterdir()):
