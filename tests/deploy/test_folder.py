@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from qmoe.contract.study import runs_of
 from qmoe.deploy import folder
 from qmoe.deploy.export import ExportConfig
 from qmoe.deploy.verify import CheckConfig
@@ -19,9 +20,7 @@ PARAMS = folder.ExportParams(
     ExportConfig(block_size=16, accuracy_level=4), CheckConfig(1e-5, 1e-4, 5e-3, 1e-2, 0.95, 0.99)
 )
 ONE = ExecutionConfig(backend="local", workers=1)
-SPEC = folder.TreeSpec(
-    "tiny", "corrected", ("fp32", "ptq_int8", "w4a8", "ternary_reference", "moe")
-)
+SPEC = runs_of("tiny", "corrected", ("fp32", "ptq_int8", "w4a8", "ternary_reference", "moe"))
 
 
 def test_every_model_is_exported_checked_and_scored_at_batch_1(run_tree, tmp_path):
@@ -92,7 +91,7 @@ def test_a_checkpoint_of_a_width_without_a_kernel_is_named_and_nothing_is_writte
         r"use one of \[1, 2, 4, 8\]",
     ):
         folder.deploy_tree(
-            folder.TreeSpec("tiny", "corrected", ("fp32", "w4a8")),
+            runs_of("tiny", "corrected", ("fp32", "w4a8")),
             PARAMS,
             tree["features"],
             tree["runs"],
@@ -106,7 +105,7 @@ def test_missing_run_or_labels_are_named(run_tree_of, tmp_path):
     tree = run_tree_of(["fp32"])
     with pytest.raises(InputError, match=r"runs/w4a8/metrics.json: not found \(train w4a8 first\)"):
         folder.deploy_tree(
-            folder.TreeSpec("tiny", "corrected", ("fp32", "w4a8")),
+            runs_of("tiny", "corrected", ("fp32", "w4a8")),
             PARAMS,
             tree["features"],
             tree["runs"],
@@ -122,7 +121,7 @@ def test_missing_run_or_labels_are_named(run_tree_of, tmp_path):
         r"or a label in predictions.csv, e.g. \['c00'\]",
     ):
         folder.deploy_tree(
-            folder.TreeSpec("tiny", "corrected", ("fp32",)),
+            runs_of("tiny", "corrected", ("fp32",)),
             PARAMS,
             tree["features"],
             tree["runs"],
@@ -158,7 +157,7 @@ def test_export_params_refuse_unknown_and_missing_keys():
 def test_moe_routing_of_the_deployed_graph_is_written(run_tree, tmp_path):
     out = tmp_path / "deployed"
     folder.deploy_tree(
-        folder.TreeSpec("tiny", "corrected", ("fp32", "moe")),
+        runs_of("tiny", "corrected", ("fp32", "moe")),
         PARAMS,
         run_tree["features"],
         run_tree["runs"],
@@ -187,7 +186,7 @@ def test_zclipped_int8_artefact_survives_an_outlier_clip_that_swamps_the_batch_s
     table.to_parquet(path)
     out = tmp_path / "d"
     frame = folder.deploy_tree(
-        folder.TreeSpec("tiny", "corrected", ("ptq_int8",)),
+        runs_of("tiny", "corrected", ("ptq_int8",)),
         PARAMS,
         tree["features"],
         tree["runs"],

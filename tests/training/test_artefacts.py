@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from qmoe import models, variants
+from qmoe.contract.runs import CheckpointMeta, ModelKey
 from qmoe.io import InputError, checkpoint_bytes, load_checkpoint, save_checkpoint
 from qmoe.training.artefacts import Standardized, load_trained
-from qmoe.training.layout import CheckpointMeta, ModelKey
 
 
 def test_model_key_stem_round_trips_any_integer_seed():
