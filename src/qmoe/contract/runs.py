@@ -16,7 +16,7 @@ import pandas as pd
 
 from qmoe import variants
 from qmoe.contract.study import RunId
-from qmoe.io import ConfigError, InputError
+from qmoe.io import ConfigError, InputError, save_json
 from qmoe.variants import VariantConfig
 
 _STEM = re.compile(r"fold(\d+)_seed(-?\d+)")
@@ -128,6 +128,15 @@ class Metrics(NamedTuple):
             return variants.from_dict(self.data["variant_config"])
         except (ConfigError, KeyError, TypeError) as e:
             raise InputError(f"{self.path}: variant_config: {e}") from None
+
+
+def write_metrics(
+    folder: Path, run: RunId, config: dict, class_names: list[str] | None, rows: list[dict]
+) -> None:
+    """metrics.json: the run's header, its resolved config (variants.to_dict), the class names
+    and one row per model in grid order (no measurement: the same bytes on every run)."""
+    header = run._asdict() | {"variant_config": config, "class_names": class_names}
+    save_json(RunFolder(Path(folder)).metrics, header | {"runs": rows})
 
 
 def read_metrics(folder: Path, run: RunId) -> Metrics:

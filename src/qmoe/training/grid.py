@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from qmoe.contract.features import FeatureFolder, read_table
-from qmoe.contract.runs import ModelKey, RunFolder, TrainOutputs
+from qmoe.contract.runs import ModelKey, RunFolder, TrainOutputs, write_metrics
 from qmoe.contract.study import RunId, instance
 from qmoe.energy import EnergyMeter, grid_emissions_kg
 from qmoe.executor import ExecutionConfig, measures_all_work, run_units
@@ -227,14 +227,6 @@ def _write_folder(
             save_json(folder.curiosity(key), r.curiosity)
     pd.DataFrame(history).to_csv(folder.history, index=False)
     pd.concat(predictions).to_csv(folder.predictions, index=False)
-    save_json(
-        folder.metrics,
-        {
-            "dataset": job.dataset,
-            "protocol": job.protocol,
-            "variant": job.variant,
-            "variant_config": to_dict(job.variant_cfg),
-            "class_names": job.data.class_names,
-            "runs": [r.metrics for _, r, _ in done],
-        },
-    )
+    run = RunId(job.dataset, job.protocol, job.variant)
+    rows = [r.metrics for _, r, _ in done]
+    write_metrics(folder.root, run, to_dict(job.variant_cfg), job.data.class_names, rows)
