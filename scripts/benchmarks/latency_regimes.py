@@ -32,14 +32,15 @@ import yaml
 from qmoe import models, variants
 from qmoe.bench import blocks, machine, regimes, suite, tree
 from qmoe.bench.runners import Target
-from qmoe.contract.runs import CheckpointMeta, ModelKey
+from qmoe.contract.checkpoint import CheckpointMeta, save_checkpoint
+from qmoe.contract.runs import ModelKey
 from qmoe.contract.study import runs_of
 from qmoe.deploy import graph as G
 from qmoe.deploy import runtime
 from qmoe.deploy.folder import deploy_tree, export_params
 from qmoe.energy import EnergyConfig
 from qmoe.executor import ExecutionConfig
-from qmoe.io import from_section, save_checkpoint, save_json
+from qmoe.io import from_section, save_json
 from qmoe.training.artefacts import Standardized
 
 ROOT = Path(__file__).resolve().parents[2]

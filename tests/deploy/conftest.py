@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from qmoe import models, variants
-from qmoe.contract.runs import CheckpointMeta
-from qmoe.io import save_checkpoint, save_json
+from qmoe.contract.checkpoint import CheckpointMeta, save_checkpoint
+from qmoe.io import save_json
 from qmoe.training.artefacts import Standardized
 
 TINY = {"in_dim": 24, "num_classes": 3, "hidden_sizes": (32, 16), "n_clips": 30}

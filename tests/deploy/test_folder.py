@@ -8,12 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
+from qmoe.contract.checkpoint import load_checkpoint, save_checkpoint
 from qmoe.contract.study import runs_of
 from qmoe.deploy import folder
 from qmoe.deploy.export import ExportConfig
 from qmoe.deploy.verify import CheckConfig
 from qmoe.executor import ExecutionConfig, UnitUserError
-from qmoe.io import ConfigError, InputError, load_checkpoint, save_checkpoint
+from qmoe.io import ConfigError, InputError
 from qmoe.training.metrics import scores
 
 PARAMS = folder.ExportParams(

@@ -4,8 +4,14 @@ import pytest
 import torch
 
 from qmoe import models, variants
-from qmoe.contract.runs import CheckpointMeta, ModelKey
-from qmoe.io import InputError, checkpoint_bytes, load_checkpoint, save_checkpoint
+from qmoe.contract.checkpoint import (
+    CheckpointMeta,
+    checkpoint_bytes,
+    load_checkpoint,
+    save_checkpoint,
+)
+from qmoe.contract.runs import ModelKey
+from qmoe.io import InputError
 from qmoe.training.artefacts import Standardized, load_trained
 
 

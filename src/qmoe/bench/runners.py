@@ -30,10 +30,11 @@ from torch import nn
 
 from qmoe import models
 from qmoe.bench.regimes import Form
+from qmoe.contract.checkpoint import CheckpointMeta, load_checkpoint
 from qmoe.contract.deployed import DeployedFolder
-from qmoe.contract.runs import CheckpointMeta, ModelKey, RunFolder
+from qmoe.contract.runs import ModelKey, RunFolder
 from qmoe.deploy import runtime as ort_runtime
-from qmoe.io import ConfigError, InputError, load_checkpoint
+from qmoe.io import ConfigError, InputError
 from qmoe.training.artefacts import LoadedModel, load_trained, rebuild
 from qmoe.variants import HalfConfig, MoEConfig
 

@@ -18,9 +18,10 @@ import pandas as pd
 import torch
 
 from qmoe import models
+from qmoe.contract.checkpoint import CheckpointMeta
 from qmoe.contract.deployed import ROUTING_COLUMNS, DeployedFolder, write_tables
 from qmoe.contract.features import read_table
-from qmoe.contract.runs import CheckpointMeta, ModelKey, RunFolder, read_metrics
+from qmoe.contract.runs import ModelKey, RunFolder, read_metrics
 from qmoe.contract.study import RunId, instance, variant_names
 from qmoe.deploy import dispatch, runtime
 from qmoe.deploy.export import ExportConfig, Exported, ExportError, export

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from qmoe import models
-from qmoe.contract.runs import CheckpointMeta
+from qmoe.contract.checkpoint import CheckpointMeta
 from qmoe.io import ConfigError, InputError, choose, seed_everything
 from qmoe.training import routing
 from qmoe.training.artefacts import Standardized, fit_zscore

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from qmoe import sources
+from qmoe.contract.checkpoint import CheckpointMeta, load_checkpoint
 from qmoe.contract.features import FeatureFolder
-from qmoe.contract.runs import CheckpointMeta, TrainOutputs
-from qmoe.io import InputError, load_checkpoint, load_json
+from qmoe.contract.runs import TrainOutputs
+from qmoe.io import InputError, load_json
 from qmoe.training.units import TrainJob
 from qmoe.variants import to_dict
 
