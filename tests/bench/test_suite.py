@@ -157,7 +157,7 @@ def test_whole_run_writes_every_variant_side_by_side(exported_tree, tmp_path, mo
         out,
         FakeMeter,
     )
-    assert list(frame["variant"]) == list(spec.variants)
+    assert list(frame["variant"]) == [r.variant for r in spec]
     s = pd.read_csv(out / "w4a8" / "summary.csv")
     assert list(s["fold"]) == [1, 2] and s["timed"].all()  # 1 seed per fold: all timed
     assert (s["latency_n"] == 100).all() and (s["torch_latency_n"] == 20).all()

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from qmoe.contract import deployed
 from qmoe.contract.checkpoint import load_checkpoint, save_checkpoint
 from qmoe.contract.study import runs_of
 from qmoe.deploy import folder
@@ -28,14 +29,19 @@ def test_every_model_is_exported_checked_and_scored_at_batch_1(run_tree, tmp_pat
     out = tmp_path / "deployed"
     frame = folder.deploy_tree(SPEC, PARAMS, run_tree["features"], run_tree["runs"], out, ONE)
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.onnx")) == sorted(
-        [f"{v}/fold{k}_seed0.onnx" for v in SPEC.variants for k in (1, 2)]
+        [f"{r.variant}/fold{k}_seed0.onnx" for r in SPEC for k in (1, 2)]
         + [f"ptq_int8/fold{k}_seed0.zclip.onnx" for k in (1, 2)]
         + [f"moe/fold{k}_seed0.{p}.onnx" for k in (1, 2) for p in ("router", "expert0", "expert1")]
     )
     moe = pd.read_csv(out / "moe" / "deployed.csv")
+    int8 = pd.read_csv(out / "ptq_int8" / "deployed.csv")
+    # the columns qmoe.contract.deployed (and docs/architecture.md 3b) promise, in their order
+    assert list(moe.columns) == deployed.DEPLOYED_COLUMNS + deployed.DISPATCH_COLUMNS
+    assert list(int8.columns) == deployed.DEPLOYED_COLUMNS + deployed.ZCLIP_COLUMNS
+    assert list(pd.read_csv(out / "moe" / "routing.csv").columns) == deployed.ROUTING_COLUMNS
     assert (moe["dispatch_expert_agreement"] == 1.0).all()
     assert (moe["dispatch_max_abs_diff"] <= 1e-6).all()
-    assert list(frame["variant"]) == [v for v in SPEC.variants for _ in (1, 2)]
+    assert list(frame["variant"]) == [r.variant for r in SPEC for _ in (1, 2)]
     w4 = pd.read_csv(out / "w4a8" / "deployed.csv")
     assert list(w4["fold"]) == [1, 2] and (w4["artefact"] == "MatMulNBits 4-bit").all()
     assert (w4["exact_share"] >= 0.95).all() and (w4["layers_checked"] == 2).all()

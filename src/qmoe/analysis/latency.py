@@ -34,7 +34,7 @@ from qmoe.analysis.results import variant_facts
 from qmoe.analysis.stats import COMPUTED, NOT_COMPUTED, StatsConfig, add_holm
 from qmoe.bench.regimes import Form, Regime, latency_folder, latency_prefix
 from qmoe.bench.rounds import round_ratio
-from qmoe.contract.benchmarks import read_routing, read_samples
+from qmoe.contract.benchmarks import BenchFolder, read_routing, read_samples
 from qmoe.contract.study import RunId
 
 TEST = "paired by interleaved timing round: median of per-round log-ratios (fold-mean), sign test"
@@ -52,7 +52,7 @@ def load_bench_table(bench_root: Path, runs: pd.DataFrame, name: str) -> pd.Data
     dataset and protocol columns; benchmarks without it are left out (rows then say so)."""
     parts = []
     for d, p in runs[["dataset", "protocol"]].drop_duplicates().itertuples(index=False):
-        path = Path(bench_root) / d / p / f"{name}.csv"
+        path = BenchFolder(Path(bench_root) / d / p).table(name)
         if path.is_file():
             parts.append(pd.read_csv(path).assign(dataset=d, protocol=p))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

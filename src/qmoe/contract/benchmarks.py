@@ -39,6 +39,7 @@ SUMMARY_FIELDS = [
 ]
 ROUTING_FIELDS = ["fold", "seed", "expert", "expert_name", "frequency"]  # + device_id
 SAMPLES = "{stem}.npy"  # one model's per-call latencies (ms, float64) in a latency folder
+DEVICE = "device.json"  # the machine that timed a variant
 
 
 class BenchFolder(NamedTuple):
@@ -66,7 +67,7 @@ class BenchFolder(NamedTuple):
         return self.root / variant / "routing.csv"
 
     def device(self, variant: str) -> Path:
-        return self.root / variant / "device.json"
+        return self.root / variant / DEVICE
 
     def table(self, name: str) -> Path:
         """A table beside the variant folders: rounds, frontend (<name>.csv)."""
@@ -75,6 +76,11 @@ class BenchFolder(NamedTuple):
     @property
     def run_json(self) -> Path:
         return self.root / "run.json"
+
+
+def device_files(root: Path) -> list[Path]:
+    """Every variant's device.json under the benchmarks tree `root`, in path order."""
+    return sorted(Path(root).glob(f"*/*/*/{DEVICE}"))
 
 
 def _folder(root: Path, run: RunId) -> BenchFolder:

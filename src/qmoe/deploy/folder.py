@@ -261,8 +261,7 @@ def deploy_tree(
     variant's tables and export.json. Returns all rows."""
     dataset, protocol = instance(run_ids)
     table = feature_table(protocol, read_table(features))  # the protocol's inputs
-    todo = units(runs, run_ids)
-    names = variant_names(run_ids)
+    todo, names = units(runs, run_ids), variant_names(run_ids)
     shared = test_fold(table, runs, names, params, f"{dataset}/{protocol}")
     results = run_units(deploy_unit, shared, todo, execution, name=Unit.name)
     with atomic_dir(out) as tmp:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from qmoe.contract.benchmarks import device_files
 from qmoe.contract.raw import RawFolder
 
 # Energy methods that read a hardware power counter; anything else is an estimate.
@@ -94,7 +95,7 @@ def _short(value) -> str:
 def devices(bench_root: Path) -> list[dict]:
     """The distinct device.json records under the benchmarks tree."""
     seen, out = set(), []
-    for path in sorted(Path(bench_root).glob("*/*/*/device.json")):
+    for path in device_files(bench_root):
         record = json.loads(path.read_text())
         key = json.dumps(record, sort_keys=True)
         if key not in seen:
