@@ -89,7 +89,7 @@ def _run_rows(roots: Roots, run: RunId) -> pd.DataFrame:
                 f"protocol={run.protocol} variant={run.variant} (listed in params study)"
             )
     metrics = load_run_metrics(run.under(roots.runs), run)
-    cost = run_files.read_cost(Path(f"{run.under(roots.costs)}.json"), run)
+    cost = run_files.read_cost(run_files.cost_file(roots.costs, run), run)
     joined = _join(metrics, cost, (run_files.METRICS_FILE, "the cost file"), run.label)
     summary = benchmarks.read_summary(roots.benchmarks, run)
     joined = _join(joined, summary, (run_files.METRICS_FILE, "summary.csv"), run.label)
@@ -152,7 +152,8 @@ def routed_predictions(
             continue
         names = routing[["expert", "expert_name"]].drop_duplicates()
         if names["expert"].duplicated().any():
-            raise InputError(f"{where.under(bench_root)}/routing.csv: one expert id has two names")
+            path = benchmarks.bench_folder(bench_root, where).routing(variant)
+            raise InputError(f"{path}: one expert id has two names")
         routed = pred.merge(names, on="expert", how="left")
         parts.append(routed.merge(expert_facts(runs_root, where), on="expert_name", how="left"))
     return pd.concat(parts, ignore_index=True) if parts else None

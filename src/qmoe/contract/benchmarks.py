@@ -83,13 +83,14 @@ def device_files(root: Path) -> list[Path]:
     return sorted(Path(root).glob(f"*/*/*/{DEVICE}"))
 
 
-def _folder(root: Path, run: RunId) -> BenchFolder:
+def bench_folder(root: Path, run: RunId) -> BenchFolder:
+    """The benchmark folder of `run`'s (dataset, protocol) under the benchmarks tree `root`."""
     return BenchFolder(Path(root) / run.dataset / run.protocol)
 
 
 def read_summary(root: Path, run: RunId) -> pd.DataFrame:
     """summary.csv of `run` under the benchmarks tree `root`: SUMMARY_FIELDS, one row per model."""
-    path = _folder(root, run).summary(run.variant)
+    path = bench_folder(root, run).summary(run.variant)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found")
     frame = pd.read_csv(path)
@@ -101,7 +102,7 @@ def read_summary(root: Path, run: RunId) -> pd.DataFrame:
 def read_samples(root: Path, run: RunId, folder: str) -> pd.DataFrame:
     """Per-inference latencies (ms) of every model of `run` in its latency `folder`: columns
     fold, seed, latency_ms (none when the folder is absent)."""
-    where = _folder(root, run).variant(run.variant) / folder
+    where = bench_folder(root, run).variant(run.variant) / folder
     parts = []
     for path in sorted(where.glob(SAMPLES.format(stem="*"))) if where.is_dir() else []:
         try:
@@ -123,7 +124,7 @@ def read_samples(root: Path, run: RunId, folder: str) -> pd.DataFrame:
 
 def read_routing(root: Path, run: RunId) -> pd.DataFrame | None:
     """routing.csv of one MoE benchmark, with the run's names (None when absent)."""
-    path = _folder(root, run).routing(run.variant)
+    path = bench_folder(root, run).routing(run.variant)
     if not path.is_file():
         return None
     frame = pd.read_csv(path)

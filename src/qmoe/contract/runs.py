@@ -77,6 +77,11 @@ class TrainOutputs(NamedTuple):
         return self.costs / f"{variant}.json"
 
 
+def cost_file(costs_root: Path, run: RunId) -> Path:
+    """data/train_cost/<dataset>/<protocol>/<variant>.json: the cost file of `run`."""
+    return TrainOutputs(Path(), Path(costs_root) / run.dataset / run.protocol).cost(run.variant)
+
+
 # metrics.json `runs` fields (one entry per model, grid order); the cost file's
 METRICS_FIELDS = [
     "fold",
