@@ -8,9 +8,10 @@ import argparse
 from pathlib import Path
 
 from qmoe.cli import forced_by_dvc, read_params, run_stage
+from qmoe.contract.runs import TrainOutputs, write_protocol
 from qmoe.contract.study import Study
 from qmoe.executor import ExecutionConfig, warm_pool
-from qmoe.io import atomic_path, from_section, save_json
+from qmoe.io import from_section
 
 
 def main() -> None:
@@ -34,31 +35,30 @@ def main() -> None:
     from qmoe.energy import EnergyConfig
     from qmoe.models import ModelConfig
     from qmoe.training.fit import TrainConfig
-    from qmoe.training.grid import RunSpec, train_protocol
-    from qmoe.training.reuse import Inputs, Outputs
+    from qmoe.training.grid import train_protocol
+    from qmoe.training.reuse import Inputs
 
     train_protocol(
-        RunSpec(args.dataset, args.protocol),
+        study.runs(args.dataset, args.protocol),
         variants,
         from_section(ModelConfig, params.get("model"), "model"),
         from_section(TrainConfig, params.get("train"), "train"),
         Inputs(args.features, Path(__file__), args.lock),
-        Outputs(args.out, args.cost),
+        TrainOutputs(args.out, args.cost),
         from_section(EnergyConfig, params.get("energy"), "energy").country_iso_code,
         execution,
         force=forced_by_dvc(),  # dvc repro -f: every variant is trained, none kept
     )
-    _save_protocol(Outputs(args.out, args.cost).protocol, args.dataset, args.protocol, params)
+    _save_protocol(TrainOutputs(args.out, args.cost), args.dataset, args.protocol, params)
 
 
-def _save_protocol(path: Path, dataset: str, protocol: str, params: dict) -> None:
+def _save_protocol(outputs: TrainOutputs, dataset: str, protocol: str, params: dict) -> None:
     """What the protocol does, in its own words: the report's text (it imports no training code)."""
     from qmoe.training.fit import TrainConfig
     from qmoe.training.protocols import make_protocol
 
-    describe = make_protocol(protocol, from_section(TrainConfig, params.get("train"), "train"))
-    with atomic_path(path) as tmp:
-        save_json(tmp, {"dataset": dataset, "protocol": protocol, "describe": describe.describe()})
+    cfg = from_section(TrainConfig, params.get("train"), "train")
+    write_protocol(outputs, dataset, protocol, make_protocol(protocol, cfg).describe())
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from qmoe import models, variants
-from qmoe.io import save_checkpoint, save_json
+from qmoe.contract.checkpoint import CheckpointMeta, save_checkpoint
+from qmoe.io import save_json
 from qmoe.training.artefacts import Standardized
-from qmoe.training.layout import CheckpointMeta
 
 TINY = {"in_dim": 24, "num_classes": 3, "hidden_sizes": (32, 16), "n_clips": 30}
 TINY_VARIANTS = {

@@ -1,5 +1,5 @@
-"""Deployed weight bytes split into the hidden layers and the head (deployed.csv's
-`size_body_bytes`, `size_head_bytes`), so compression can be compared like with like.
+"""Deployed weight bytes split into the hidden layers and the head (the deployed table's
+qmoe.contract.deployed.LAYER_COLUMNS), so compression can be compared like with like.
 
 The study's k-bit BitLinear models keep an FP32 head (reference 7.1) while the half-precision model
 stores its head in 16 bits, so whole-file sizes compare different things. A single MLP is packed as
@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from qmoe.contract.deployed import LAYER_COLUMNS
 from qmoe.models import MLP
 from qmoe.quant.packing import pack_state
 from qmoe.quant.ptq import is_dynamic_int8
-
-LAYER_COLUMNS = ["size_body_bytes", "size_head_bytes"]
 
 
 def split_bytes(net: nn.Module) -> tuple[int, int]:
@@ -33,7 +32,7 @@ def split_bytes(net: nn.Module) -> tuple[int, int]:
 
 
 def layer_bytes(model: nn.Module) -> dict[str, int | None]:
-    """deployed.csv's layer columns of a loaded model (qmoe.training.artefacts.Standardized)."""
+    """The deployed table's layer columns of a loaded model (a training.artefacts.Standardized)."""
     net = model.net
     if not isinstance(net, MLP) or any(is_dynamic_int8(m) for m in net.modules()):
         return dict.fromkeys(LAYER_COLUMNS)

@@ -1,6 +1,6 @@
-"""The report stage's work: figures, paper tables, metrics.json, per-fold F1 plot data, report.md
-and its summary, from the runs table, the stats stage's tables and the results tree. Every output
-appears together, or none (atomic files and folders in one exit stack)."""
+"""The report stage's work: figures, paper tables, the DVC metrics file, per-fold F1 plot data,
+report.md and its summary, from the runs table, the stats stage's tables and the results tree.
+Every output appears together, or none (atomic files and folders in one exit stack)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pandas as pd
 
 from qmoe.analysis import results
 from qmoe.analysis.paper_tables import PAPER_TABLES
+from qmoe.contract.runs import protocol_file, read_protocol
 from qmoe.io import InputError, atomic_dir, atomic_path, from_section, load_json
 from qmoe.report import (
     deployment,
@@ -25,8 +26,6 @@ from qmoe.report import (
     tables,
     verdicts,
 )
-
-PROTOCOL_RECORD = "protocol.json"  # the train stage's, beside its cost files (qmoe.training.reuse)
 
 
 class Inputs(NamedTuple):
@@ -43,8 +42,8 @@ class Inputs(NamedTuple):
 class Outputs(NamedTuple):
     """What the report writes."""
 
-    metrics: Path  # reports/metrics.json
-    bench_metrics: Path  # reports/benchmark_metrics.json
+    metrics: Path  # DVC metrics: per variant
+    bench_metrics: Path  # DVC metrics: per variant, the benchmark's
     verdicts: Path  # reports/verdicts.json
     plots: Path  # reports/plots/f1_per_fold.csv
     figures: Path  # reports/figures
@@ -73,16 +72,12 @@ def read_stats(folder: Path) -> Stats:
 
 def protocol_lines(costs: Path, runs: pd.DataFrame) -> dict[str, list[str]]:
     """What each protocol of the study does, in its own words, as the train stage recorded it
-    (data/train_cost/<dataset>/<protocol>/protocol.json)."""
+    (qmoe.contract.runs.read_protocol)."""
     found: dict[str, list[str]] = {}
     for d, p in sorted(set(zip(runs["dataset"], runs["protocol"], strict=True))):
-        path = Path(costs) / d / p / PROTOCOL_RECORD
-        if not path.is_file():
-            raise InputError(f"{path}: not found (run the train stage)")
-        lines = load_json(path).get("describe")
-        if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
-            raise InputError(f"{path}: 'describe' is not a list of lines")
+        lines = read_protocol(costs, d, p)
         if found.setdefault(p, lines) != lines:
+            path = protocol_file(costs, d, p)
             raise InputError(f"{path}: describes {p} otherwise than another dataset's record")
     return {p: found[p] for p in sorted(found)}
 

@@ -13,6 +13,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from qmoe.analysis import latency, results
+from qmoe.contract.benchmarks import read_routing
+from qmoe.contract.runs import read_predictions
+from qmoe.contract.study import RunId
 from qmoe.report import plotting
 from qmoe.report.sections import variant_summary
 
@@ -90,10 +93,10 @@ def load(
     wanted = set(moe.itertuples(index=False, name=None)) | ({best} if best else set())
     preds, routing = [], []
     for p, v in sorted(wanted):
-        where = results.Where(dataset, p, v)
+        where = RunId(dataset, p, v)
         pred, rout = (
-            results.load_predictions(runs_root, where),
-            results.load_routing(bench_root, where),
+            read_predictions(where.under(runs_root), where),
+            read_routing(bench_root, where),
         )
         if rout is not None:
             routing.append(rout)
@@ -105,7 +108,7 @@ def load(
             )
         if pred is not None:
             preds.append(pred)
-    names = results.class_names(runs_root, results.Where(dataset, *best)) if best else None
+    names = results.class_names(runs_root, RunId(dataset, *best)) if best else None
     return FigureData(
         runs,
         _in_regime(latency.load_samples(bench_root, runs), regime),
