@@ -22,7 +22,7 @@ from qmoe.models import ModelConfig
 from qmoe.training import experiment, reuse, units
 from qmoe.training.fit import TrainConfig
 from qmoe.training.layout import ModelKey, RunFolder
-from qmoe.training.protocols import make_protocol
+from qmoe.training.protocols import Protocol, make_protocol
 from qmoe.variants import MoEConfig, VariantConfig, to_dict
 
 log = logging.getLogger("qmoe.training")
@@ -91,25 +91,7 @@ def _jobs(
 ) -> dict[str, units.TrainJob]:
     """The protocol's view of the feature table, once, in one job per variant."""
     protocol = make_protocol(spec.protocol, cfg)
-    table_path = features / "features.parquet"
-    if not table_path.is_file():
-        raise FileNotFoundError(f"{table_path}: feature table not found (run the features stage)")
-    head = (
-        load_json(features / "features.json").get("head", "pooled")
-        if (features / "features.json").is_file()
-        else "pooled"
-    )
-    if head != "pooled":
-        raise ConfigError(
-            f"features.head: {head!r}: keep 'pooled'; the faithful protocol applies "
-            "the reference's random head itself (it would project twice)"
-        )
-    # the protocol's view: faithful projects with the reference's head and, on ESC-50, learns its
-    # scrambled 5-way labels
-    data = experiment.embeddings_from_table(
-        protocol.feature_table(pd.read_parquet(table_path)),
-        protocol.label_set(spec.dataset, cfg.labels),
-    )
+    data = _embeddings(spec, protocol, cfg, features)
     return {
         name: units.TrainJob(
             spec.dataset,
@@ -126,6 +108,31 @@ def _jobs(
     }
 
 
+def _embeddings(
+    spec: RunSpec, protocol: Protocol, cfg: TrainConfig, features: Path
+) -> experiment.Embeddings:
+    """The feature table as the protocol's models see it."""
+    table_path = features / "features.parquet"
+    if not table_path.is_file():
+        raise FileNotFoundError(f"{table_path}: feature table not found (run the features stage)")
+    head = (
+        load_json(features / "features.json").get("head", "pooled")
+        if (features / "features.json").is_file()
+        else "pooled"
+    )
+    if head != "pooled":
+        raise ConfigError(
+            f"features.head: {head!r}: keep 'pooled'; the faithful protocol applies "
+            "the reference's random head itself (it would project twice)"
+        )
+    # the protocol's view: faithful projects with the reference's head and, on ESC-50, learns its
+    # scrambled 5-way labels
+    return experiment.embeddings_from_table(
+        protocol.feature_table(pd.read_parquet(table_path)),
+        protocol.label_set(spec.dataset, cfg.labels),
+    )
+
+
 def _train_grid(
     jobs: dict[str, units.TrainJob],
     records: dict[str, dict],
@@ -135,15 +142,7 @@ def _train_grid(
 ) -> None:
     """Run every unit of `jobs` (MoEs' first: the longest, so the pool ends together), then write
     each variant's outputs in a fixed order (atomically)."""
-    # the splits depend on the data, the protocol and the seeds, never on the variant: drawn once
-    # (the corrected protocol's inner splits took ~1 s per variant)
-    base = units.units_for(next(iter(jobs.values())))
-    grids = {v: [u._replace(variant=v) for u in base] for v in jobs}
-    # (variant, index in its grid), MoEs first; sorted() is stable: study order otherwise
-    order = sorted(
-        ((v, i) for v, grid in grids.items() for i in range(len(grid))),
-        key=lambda vi: jobs[vi[0]].moe_cfg is None,
-    )
+    grids, order = _grids(jobs)
     label = ", ".join(jobs)
     with meter.measure(f"train {next(iter(jobs.values())).protocol}: {label}") as energy:
         results = run_units(
@@ -156,19 +155,34 @@ def _train_grid(
     shares = units.apportion_energy(
         energy.energy_kwh, energy.emissions_kg, [o.cpu_seconds for o in results]
     )
-    method = "; ".join(
-        [energy.method, units.APPORTIONED]
-        + ([] if measures_all_work(execution) else [units.OTHER_NODES])
-    )
     done_at = dict(zip(order, zip(results, shares, strict=True), strict=True))
     for v, job in jobs.items():
         done = [(u, *done_at[v, i]) for i, u in enumerate(grids[v])]
         header = {
             reuse.INPUTS: records[v],
             COUNTRY: meter.country_iso_code,
-            "energy_method": method,
+            "energy_method": _energy_method(energy.method, execution),
         }
         _write_variant(job, done, header, outputs)
+
+
+def _grids(jobs: dict[str, units.TrainJob]):
+    """Each variant's units in grid order, and the run order: (variant, index in its grid), MoEs
+    first (sorted() is stable: study order otherwise)."""
+    # the splits depend on the data, the protocol and the seeds, never on the variant: drawn once
+    base = units.units_for(next(iter(jobs.values())))
+    grids = {v: [u._replace(variant=v) for u in base] for v in jobs}
+    order = sorted(
+        ((v, i) for v, grid in grids.items() for i in range(len(grid))),
+        key=lambda vi: jobs[vi[0]].moe_cfg is None,
+    )
+    return grids, order
+
+
+def _energy_method(measured: str, execution: ExecutionConfig) -> str:
+    """How a cost file's energy was obtained: the meter's method, then how it was shared out."""
+    others = [] if measures_all_work(execution) else [units.OTHER_NODES]
+    return "; ".join([measured, units.APPORTIONED, *others])
 
 
 # The write points of one variant's outputs, in order; `_reached` is called after each (a no-op
