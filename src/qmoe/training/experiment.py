@@ -1,7 +1,8 @@
-"""One training run of the study: (dataset embeddings, protocol split, seed, variant) -> results.
+"""One training run of the study: a `TrainJob` (one variant on the protocol's embeddings), a split
+and a seed -> the trained model, its deployed predictions and metrics.
 
-Ties splits, models, training and evaluation together; the `train` stage loops over folds and
-seeds and writes what this returns.
+`run_one` is fit (`fit_model`), deploy (`deploy_model`), then score (`routing_check`,
+`run_metrics`); the train stage's units (qmoe.training.units) call it once per fold and seed.
 """
 
 from __future__ import annotations
