@@ -193,7 +193,7 @@ def run_metrics(
     pred: Prediction,
     routed: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """One metrics.json `runs` entry: scores of the deployed model on the test fold."""
+    """One `runs` entry of the run metrics: scores of the deployed model on the test fold."""
     s = scores(data.y[split.test], pred.pred, fitted.mlp.num_classes)
     metrics = {
         "fold": split.fold,
