@@ -22,7 +22,7 @@ from qmoe.models import ModelConfig
 from qmoe.training import experiment, reuse, units
 from qmoe.training.fit import TrainConfig
 from qmoe.training.layout import ModelKey, RunFolder
-from qmoe.training.protocols import Protocol, make_protocol
+from qmoe.training.protocols import make_protocol
 from qmoe.variants import MoEConfig, VariantConfig, to_dict
 
 log = logging.getLogger("qmoe.training")
@@ -91,27 +91,6 @@ def _jobs(
 ) -> dict[str, units.TrainJob]:
     """The protocol's view of the feature table, once, in one job per variant."""
     protocol = make_protocol(spec.protocol, cfg)
-    data = _embeddings(spec, protocol, cfg, features)
-    return {
-        name: units.TrainJob(
-            spec.dataset,
-            spec.protocol,
-            name,
-            data,
-            variant,
-            model_cfg,
-            cfg,
-            cfg.moe if isinstance(variant, MoEConfig) else None,
-            protocol,
-        )
-        for name, variant in variants.items()
-    }
-
-
-def _embeddings(
-    spec: RunSpec, protocol: Protocol, cfg: TrainConfig, features: Path
-) -> experiment.Embeddings:
-    """The feature table as the protocol's models see it."""
     table_path = features / "features.parquet"
     if not table_path.is_file():
         raise FileNotFoundError(f"{table_path}: feature table not found (run the features stage)")
@@ -127,10 +106,24 @@ def _embeddings(
         )
     # the protocol's view: faithful projects with the reference's head and, on ESC-50, learns its
     # scrambled 5-way labels
-    return experiment.embeddings_from_table(
+    data = experiment.embeddings_from_table(
         protocol.feature_table(pd.read_parquet(table_path)),
         protocol.label_set(spec.dataset, cfg.labels),
     )
+    return {
+        name: units.TrainJob(
+            spec.dataset,
+            spec.protocol,
+            name,
+            data,
+            variant,
+            model_cfg,
+            cfg,
+            cfg.moe if isinstance(variant, MoEConfig) else None,
+            protocol,
+        )
+        for name, variant in variants.items()
+    }
 
 
 def _train_grid(

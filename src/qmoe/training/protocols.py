@@ -63,8 +63,7 @@ class Corrected:
     fallback_folds: int = 5  # grouped stratified folds for datasets without official folds
     name: ClassVar[str] = "corrected"
     frozen_deploy: ClassVar[bool] = True  # deployed models store their quantised weights once
-    # every reported score at batch 1, as deployed: no prediction depends on another test clip
-    eval_batch: ClassVar[int] = 1
+    eval_batch: ClassVar[int] = 1  # as deployed: no prediction depends on another test clip
     calibration: ClassVar[str] = "validation split"  # see calibration_rows
     # TrainConfig fields it never reads: editing them cannot change its models (qmoe.training.reuse)
     unused_train_fields: ClassVar[tuple[str, ...]] = ("faithful_folds",)
@@ -277,7 +276,8 @@ def reference_projection(dim: int, seed: int):
 
 
 def feature_table(protocol: str, table: pd.DataFrame) -> pd.DataFrame:
-    """The feature table as the models of `protocol` see it (train, export, benchmark)."""
+    """The feature table (features.parquet) as the models of `protocol` see it; every stage that
+    feeds test clips to a model (train, export, benchmark) reads it through this."""
     return protocol_class(protocol).feature_table(table)
 
 
