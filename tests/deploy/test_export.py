@@ -135,6 +135,11 @@ def test_fp16_graph_stores_float16_and_onnx_runtime_says_how_it_computes():
     assert isinstance(R.keeps_fp16(ex.proto), bool)
 
 
+def test_only_a_float16_graph_is_marked_half():
+    """`Exported.half` selects the fp16 tolerance: a typed field, not the artefact's wording."""
+    assert [name for name in SINGLES if _export(name)[1].half] == ["fp16"]
+
+
 def test_moe_graph_has_routing_inside_and_one_if_per_expert():
     _, ex, sess = _export("moe_route")
     types = [n.op_type for n in ex.proto.graph.node]
