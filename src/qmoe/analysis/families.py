@@ -14,13 +14,14 @@ from typing import NamedTuple
 import pandas as pd
 
 from qmoe.analysis import roles
-from qmoe.analysis.comparisons import Method, Pair, compare, dispersion, equivalence, levene
+from qmoe.analysis.comparisons import Method, Pair, compare, equivalence
 from qmoe.analysis.evidence import DEPLOYED
 from qmoe.analysis.latency import TEST as ROUND_TEST
 from qmoe.analysis.latency import compare_rounds
 from qmoe.analysis.moe_forms import decompose
 from qmoe.analysis.results import variant_facts
 from qmoe.analysis.stats import StatsConfig
+from qmoe.analysis.variances import dispersion, levene
 
 # fmt: off
 METHODS = {
