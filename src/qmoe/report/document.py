@@ -13,6 +13,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from qmoe.analysis import claims
+from qmoe.analysis.names import Table
 from qmoe.analysis.verdict import VerdictConfig
 from qmoe.io import require
 from qmoe.report import deployment, latency, leakage, routing, stat_tests, summary, tables
@@ -120,23 +121,23 @@ def render(doc: Document) -> str:
         "## Deployment\n",
         deployment.markdown(doc.runs, doc.devices, doc.deployed, PROTOCOLS),
         "### Whole path per clip\n",
-        latency.whole_path(doc.stats_tables.get("pipeline_cost", pd.DataFrame())),
+        latency.whole_path(doc.stats_tables.get(Table.PIPELINE_COST, pd.DataFrame())),
         "### MoE overhead, decomposed\n",
-        latency.moe_decomposition(doc.stats_tables.get("latency_moe_forms", pd.DataFrame())),
+        latency.moe_decomposition(doc.stats_tables.get(Table.LATENCY_MOE_FORMS, pd.DataFrame())),
         "### The machine while timing\n",
-        latency.machine_state(doc.stats_tables.get("latency_scope", pd.DataFrame())),
+        latency.machine_state(doc.stats_tables.get(Table.LATENCY_SCOPE, pd.DataFrame())),
         "### MoE latency spread beside routing\n",
-        latency.moe_spread(doc.stats_tables.get("latency_spread_routing", pd.DataFrame())),
+        latency.moe_spread(doc.stats_tables.get(Table.LATENCY_SPREAD_ROUTING, pd.DataFrame())),
         "## Paper tables\n",
         f"Markdown and LaTeX copies: `{doc.tables_dir}/`.\n",
     ]
     out += [f"### {t.title}\n\n{tables.markdown(t)}" for t in doc.paper_tables]
     out.append("## Statistical tests\n")
     out += stat_tests.test_sections(doc.stats_tables, doc.runs)
-    if "routing_escalation" in doc.stats_tables:
-        out.append(routing_section(doc.stats_tables["routing_escalation"]))
-    if "routing_same_weights" in doc.stats_tables:
-        out.append(routing.same_weights(doc.stats_tables["routing_same_weights"]))
+    if Table.ROUTING_ESCALATION in doc.stats_tables:
+        out.append(routing_section(doc.stats_tables[Table.ROUTING_ESCALATION]))
+    if Table.ROUTING_SAME_WEIGHTS in doc.stats_tables:
+        out.append(routing.same_weights(doc.stats_tables[Table.ROUTING_SAME_WEIGHTS]))
     out.append("## Figures\n")
     out += [f"![{_stem(f.path)}]({f.path})\n\n*{f.caption}*\n" for f in doc.figures]
     out += ["## Not computed\n", not_computed(doc.stats_tables), "## Methods\n"]

@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from qmoe.analysis import latency, results
+from qmoe.analysis.names import Table
 from qmoe.report import plotting
 from qmoe.report.sections import variant_summary
 
@@ -40,7 +41,7 @@ FIGURES = {
     "a mixture that sends nearly everything to one expert is that expert at extra cost.",
     "routing_confidence": "Gate probability of the chosen expert: 'the 8-bit expert gets the "
     "uncertain samples' needs the w8a8 box clearly lower than the others.",
-    "routing_share_curve": "Each route model's own weights, from escalating no clip (left) to "
+    Table.ROUTING_SHARE_CURVE: "Each route model's own weights, from escalating no clip (left) to "
     "every clip (right): if u picks the clips worth escalating, the solid curve (highest u first) "
     "lies above the dashed one (as many clips at random, shaded: its 95 % range) and rises above "
     "its left end; the dotted line is the share the threshold escalates.",
@@ -187,7 +188,7 @@ def _summary_figures(data: FigureData, f1: str) -> dict[str, Figure]:
             "MoE latency",
             "no MoE latency samples",
         ),
-        "routing_share_curve": _either(
+        Table.ROUTING_SHARE_CURVE: _either(
             _has(data.share_curve, "f1_u"),
             lambda: plotting.routing_share_curve(data.share_curve, data.same_weights),
             "F1 against escalated share",

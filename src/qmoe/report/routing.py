@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from qmoe.analysis.names import Table
 from qmoe.analysis.stats import pval
 from qmoe.catalog import order
 from qmoe.report import tables
@@ -83,7 +84,7 @@ def same_weights(frame: pd.DataFrame) -> str:
             "Null", lambda r: "exact" if bool(r["exact"]) else f"{int(r['draws'])} draws"
         ),
     ]
-    table = tables.Table("routing_same_weights", "Same-weights routing", frame, cols)
+    table = tables.Table(Table.ROUTING_SAME_WEIGHTS, "Same-weights routing", frame, cols)
     mismatch = int(frame["mismatch"].sum())
     check = "Every arm's predictions are composed from the two recorded per-clip predictions; " + (
         "for every clip the u arm equals the deployed prediction."
