@@ -21,7 +21,7 @@ from qmoe.analysis import effects as fx
 from qmoe.analysis import evidence as ex
 from qmoe.analysis import roles
 from qmoe.analysis.evidence import Context, Extractor
-from qmoe.analysis.judgement import NO_POWER, decide, power
+from qmoe.analysis.judgement import JUDGED, NO_POWER, decide, power, scoped
 from qmoe.analysis.latency_scope import Timing, measurement
 from qmoe.analysis.names import Family, Table
 from qmoe.analysis.verdict import (
@@ -217,28 +217,6 @@ def _evidence(row: pd.Series) -> Evidence:
     )
 
 
-# reference-method.md 4: the paper's datasets; ESC-10 is a 10-class subset of its ESC-50
-PAPER_DATASETS = ("esc50", "quinn", "urbansound8k")
-SUBSETS = {"esc10": "on ESC-10"}
-_VERDICTS = (Verdict.REPRODUCED, Verdict.NOT_REPRODUCED, Verdict.INCONCLUSIVE)
-
-
-def scoped(dec: Decision, dataset: str) -> tuple[Decision, str]:
-    """A verdict as it may be stated on `dataset`, and its scope note: on a subset of the paper's
-    data the verdict stands, labelled ('on ESC-10'; absolute F1 values are indicative); on a
-    dataset outside the paper's, comparisons are indicative and no verdict is given either way."""
-    if dataset in PAPER_DATASETS or dec.verdict not in _VERDICTS:
-        return dec, ""
-    if dataset in SUBSETS:
-        return dec, SUBSETS[dataset]
-    return Decision(
-        Verdict.INDICATIVE,
-        f"{dataset} is not one of the paper's datasets "
-        f"({', '.join(PAPER_DATASETS)}): would be '{dec.verdict.value}': "
-        f"{dec.reason}",
-    ), ""
-
-
 def judge(
     found: pd.DataFrame, cfg: VerdictConfig, alpha: float, protocols: Sequence[str]
 ) -> pd.DataFrame:
@@ -274,18 +252,13 @@ def verdict_row(
     alpha: float,
     measured: dict[str, str] | None = None,
 ) -> dict:
-    """One verdict as data: the verdict, an effect claim's direction and size, the proxy, the
-    numbers they rest on and, for an inconclusive verdict, its power (qmoe.analysis.judgement).
-    A latency claim's scope is its measurement (`measured`: runtime, regime, batch and
-    measured_scope, 'ORT 1.31.1, after_backbone, batch 1, this CPU'), whatever the dataset:
-    latency depends on the runtime, cache and batch, not on the clips."""
+    """One verdict as data: the verdict and its scope, an effect claim's direction and size, the
+    proxy, the numbers they rest on and, for an inconclusive verdict, its power
+    (qmoe.analysis.judgement); `measured`: a latency claim's runtime, regime, batch and
+    measured_scope ('ORT 1.31.1, after_backbone, batch 1, this CPU')."""
     c = claim.judge
     measured = measured or dict.fromkeys((*MEASURED, "measured_scope"), "")
-    if claim.timing is None:
-        dec, scope = scoped(decide(c, ev, cfg, alpha), d)
-    else:  # a verdict that rests on the measurement names it
-        dec = decide(c, ev, cfg, alpha)
-        scope = measured["measured_scope"] if dec.verdict in _VERDICTS else ""
+    dec, scope = _scoped(claim, d, ev, cfg, alpha, measured["measured_scope"])
     sized = power(c, ev, cfg) if dec.verdict is Verdict.INCONCLUSIVE else None
     return {
         "claim": claim.id,
@@ -308,3 +281,15 @@ def verdict_row(
         "size": dec.size.value if dec.size else "",
         **{f"power_{k}": v for k, v in (sized or NO_POWER)._asdict().items()},
     }
+
+
+def _scoped(
+    claim: Claim, d: str, ev: Evidence, cfg: VerdictConfig, alpha: float, measured_scope: str
+) -> tuple[Decision, str]:
+    """The verdict and its scope: a latency claim's is its measurement, whatever the dataset
+    (latency depends on the runtime, cache and batch, not on the clips); any other's, the
+    dataset's standing (`qmoe.analysis.judgement.scoped`)."""
+    dec = decide(claim.judge, ev, cfg, alpha)
+    if claim.timing is None:
+        return scoped(dec, d)
+    return dec, measured_scope if dec.verdict in JUDGED else ""
