@@ -33,6 +33,7 @@ from qmoe.analysis.evidence import (
     ratio_text,
     saving,
     times,
+    times_x,
 )
 from qmoe.analysis.moe_forms import FORM_WORDS
 from qmoe.analysis.names import Family, Table
@@ -103,45 +104,24 @@ class Spread(NamedTuple):
 
 def _spread_text(row: pd.Series, spread: Spread) -> tuple[float, tuple[float, float], str]:
     """A variance family row read as `spread`: the estimate, its interval and its display."""
-    ratio, lo, hi = (
-        row["variance_ratio"],
-        row["variance_ratio_ci_low"],
-        row["variance_ratio_ci_high"],
-    )
+    ratio, lo, hi = (row[f"variance_ratio{end}"] for end in ("", "_ci_low", "_ci_high"))
     test = f"p = {pval(row['p_holm'])} (Holm)"
     if spread.std_ratio:
         est, ci = np.sqrt(ratio), (np.sqrt(lo), np.sqrt(hi))
-        return (
-            est,
-            ci,
-            (
-                f"{times(est, 'std', 'a reduction')}{ci_text(*ci, lambda x: f'x{x:.2f}')} "
-                f"(geometric mean model sd {row['sd_baseline']:.3g} -> "
-                f"{row['sd_variant']:.3g} {row['metric']})"
-            ),
-        )
+        sds = f"{row['sd_baseline']:.3g} -> {row['sd_variant']:.3g} {row['metric']}"
+        text = f"{times(est, 'std', 'a reduction')}{ci_text(*ci, times_x)} "
+        return est, ci, text + f"(geometric mean model sd {sds})"
     if spread.reference_std:
-        return (
-            1 - np.sqrt(ratio),
-            (1 - np.sqrt(hi), 1 - np.sqrt(lo)),
-            (
-                f"{times(np.sqrt(ratio), 'std', 'a reduction')}"
-                f"{ci_text(np.sqrt(lo), np.sqrt(hi), lambda x: f'x{x:.2f}')}, {test}"
-            ),
-        )
+        text = f"{times(np.sqrt(ratio), 'std', 'a reduction')}"
+        text += f"{ci_text(np.sqrt(lo), np.sqrt(hi), times_x)}, {test}"
+        return 1 - np.sqrt(ratio), (1 - np.sqrt(hi), 1 - np.sqrt(lo)), text
     spreads = "".join(
         f", {m.upper()} x{row[f'{m}_ratio']:.2f}"
         for m in ("iqr", "mad")
         if np.isfinite(row.get(f"{m}_ratio", NAN))
     )
-    return (
-        1 - ratio,
-        (1 - hi, 1 - lo),
-        (
-            f"{times(ratio, 'variance', 'a reduction')}"
-            f"{ci_text(lo, hi, lambda x: f'x{x:.2f}')}{spreads}, {test}"
-        ),
-    )
+    text = f"{times(ratio, 'variance', 'a reduction')}{ci_text(lo, hi, times_x)}{spreads}, {test}"
+    return 1 - ratio, (1 - hi, 1 - lo), text
 
 
 def variance(table: str, family: str, variant: roles.Role, spread: Spread = Spread()) -> Extractor:

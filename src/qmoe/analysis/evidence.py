@@ -146,20 +146,21 @@ def saving(table: str, unit: str, family: str = Family.ENERGY_W4A8_VS_W8A8) -> E
         )
         return ev, (
             f"{times(row['ratio'], '4-bit/8-bit', 'a saving')}"
-            f"{ci_text(row['ratio_ci_low'], row['ratio_ci_high'], _x)} ({unit}: "
+            f"{ci_text(row['ratio_ci_low'], row['ratio_ci_high'], times_x)} ({unit}: "
             f"{row['mean_variant']:.3g} vs {row['mean_baseline']:.3g})"
         )
 
     return extract
 
 
-def _x(x: float) -> str:
+def times_x(x: float) -> str:
+    """A ratio as a factor: 'x0.85'."""
     return f"x{x:.2f}"
 
 
 def ratio_text(row: pd.Series) -> str:
     """'x0.85 [x0.81, x0.91]' of a paired family row."""
-    return f"x{row['ratio']:.2f}{ci_text(row['ratio_ci_low'], row['ratio_ci_high'], _x)}"
+    return f"x{row['ratio']:.2f}{ci_text(row['ratio_ci_low'], row['ratio_ci_high'], times_x)}"
 
 
 ESTIMATED = "estimated"
