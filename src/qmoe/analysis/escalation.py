@@ -33,12 +33,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from qmoe.analysis.names import Family
 from qmoe.analysis.results import Where, variant_facts
 from qmoe.analysis.stats import COMPUTED, StatsConfig, holm
 from qmoe.io import InputError
 from qmoe.training.layout import ModelKey
 
-FAMILY = "routing_same_weights"
+FAMILY = Family.ROUTING_SAME_WEIGHTS
 BASELINE = "random escalation, same count, same weights"
 FIELDS = ("u", "label", "pred", "escalated", "pred_none", "pred_escalated")
 SHARES = tuple(i / 20 for i in range(21))  # the curve's escalated shares: every 5 %
