@@ -24,12 +24,10 @@ from qmoe.bench.regimes import Form, Regime, latency_prefix
 from qmoe.bench.runners import Model, Target
 from qmoe.bench.suite import SuiteConfig, SuiteResult, Timed
 from qmoe.bench.timing import summarize
-from qmoe.energy import joules_to_millijoules
+from qmoe.energy import J_PER_KWH, joules_to_millijoules
 from qmoe.quant import packing
 from qmoe.training.layout import ModelKey
 from qmoe.variants import FP32Config
-
-J_PER_KWH = 3.6e6
 
 
 class VariantTables(NamedTuple):
