@@ -187,9 +187,7 @@ def _row(
         **sizes.file_bytes(exported, data, fp32),
         **sizes.layer_bytes(loaded.model),
         **v.check._asdict(),
-        "ort_keeps_fp16": runtime.keeps_fp16(exported.proto)
-        if "fp16" in exported.artefact
-        else None,
+        "ort_keeps_fp16": runtime.keeps_fp16(exported.proto) if exported.half else None,
     }
 
 
