@@ -19,6 +19,7 @@ from qmoe.analysis import (
     roles,
     routing,
 )
+from qmoe.analysis.names import Table
 from qmoe.analysis.sizes import layer_bytes
 from qmoe.analysis.stats import COMPUTED, StatsConfig
 from qmoe.cli import read_params, run_stage
@@ -40,15 +41,15 @@ def main() -> None:
     samples = latency.load_samples(args.benchmarks, runs)  # each protocol's runtime, per regime
     rounds = latency.load_bench_table(args.benchmarks, runs, "rounds")  # latency pairs by round
     tables = families.run_families(runs, samples, cfg, rounds)
-    tables["latency_scope"] = latency_scope.scope_table(args.benchmarks, runs, cfg)
-    tables["latency_spread_routing"] = latency.spread_routing(samples, runs, args.benchmarks)
+    tables[Table.LATENCY_SCOPE] = latency_scope.scope_table(args.benchmarks, runs, cfg)
+    tables[Table.LATENCY_SPREAD_ROUTING] = latency.spread_routing(samples, runs, args.benchmarks)
     frontend = latency.load_bench_table(args.benchmarks, runs, "frontend")
-    tables["pipeline_cost"] = latency.pipeline_cost(frontend, runs)  # whole path per clip
+    tables[Table.PIPELINE_COST] = latency.pipeline_cost(frontend, runs)  # whole path per clip
     records = routing.load(args.runs, runs)  # escalating MoEs' curiosity records
-    tables["routing_escalation"] = routing.escalation(records, runs)
+    tables[Table.ROUTING_ESCALATION] = routing.escalation(records, runs)
     route = escalation.route_models(records, runs)  # u vs random escalation, same weights
-    tables["routing_same_weights"] = escalation.same_weights(route, cfg)
-    tables["routing_share_curve"] = escalation.share_curve(route, cfg)
+    tables[Table.ROUTING_SAME_WEIGHTS] = escalation.same_weights(route, cfg)
+    tables[Table.ROUTING_SHARE_CURVE] = escalation.share_curve(route, cfg)
     v3 = roles.resolve(roles.CURIOSITY_V3, results.variant_facts(runs))  # its routing claim
     routed = results.routed_predictions(args.runs, args.benchmarks, runs, v3)
     sizes = layer_bytes(args.runs, runs, ("bitlinear", "half"))  # compression, like with like

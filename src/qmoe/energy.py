@@ -23,7 +23,10 @@ from qmoe.io import SetupError, require
 
 log = logging.getLogger(__name__)
 
+# Every energy and mass unit conversion of the package, in one home.
 J_PER_KWH = 3.6e6
+MJ_PER_J = 1e3
+WH_PER_KWH = 1e3
 G_PER_KG = 1e3
 
 
@@ -32,11 +35,11 @@ def kwh_to_joules(kwh: float) -> float:
 
 
 def joules_to_millijoules(joules: float) -> float:
-    return joules * 1e3
+    return joules * MJ_PER_J
 
 
 def kwh_to_wh(kwh: float) -> float:
-    return kwh * 1e3
+    return kwh * WH_PER_KWH
 
 
 def kg_to_grams(kg: float) -> float:

@@ -91,9 +91,8 @@ def measures_all_work(cfg: ExecutionConfig) -> bool:
 @contextmanager
 def one_thread() -> Iterator[None]:
     """torch on one thread for the block (restored after): the results' bits must not depend on
-    the thread count, and one single-threaded worker per core has no OpenMP barriers (measured
-    on the features stage: with 2-thread teams, while another process held one core, the mel
-    phase and the CNN ran ~10x slower; single-threaded workers are as fast on an idle machine)."""
+    the thread count, and single-threaded workers have no OpenMP barriers to stall when another
+    process holds a core."""
     import torch
 
     before = torch.get_num_threads()

@@ -116,28 +116,36 @@ def run_ray(
             len(units),
             ray.cluster_resources().get("CPU"),
         )
-        limit = workers or len(units)
-        in_flight: dict[Any, int] = {}
-        results: dict[int, Timed] = {}
-        submitted = 0
-        try:
-            while len(results) < len(units):
-                while submitted < len(units) and len(in_flight) < limit:
-                    ref = remote.remote(fn, shared_ref, units[submitted])
-                    in_flight[ref] = submitted
-                    submitted += 1
-                done, _ = ray.wait(list(in_flight), num_returns=1)
-                i = in_flight.pop(done[0])
-                try:
-                    results[i] = ray.get(done[0])
-                except ray.exceptions.RayError as e:
-                    raise unit_failed(name(units[i]), e) from e
-                progress(len(results), len(units), name(units[i]))
-        except BaseException:
-            for ref in in_flight:
-                ray.cancel(ref, force=True)
-            raise
+        results = _submit_all(remote, fn, shared_ref, units, workers or len(units), name)
     finally:
         if started:
             ray.shutdown()
     return [results[i] for i in range(len(units))]
+
+
+def _submit_all(remote, fn, shared_ref, units: Sequence[U], limit: int, name) -> dict[int, Timed]:
+    """Every unit's result by index, at most `limit` tasks in flight; on any failure (or an
+    interrupt) the tasks still in flight are cancelled."""
+    import ray
+
+    in_flight: dict[Any, int] = {}
+    results: dict[int, Timed] = {}
+    submitted = 0
+    try:
+        while len(results) < len(units):
+            while submitted < len(units) and len(in_flight) < limit:
+                ref = remote.remote(fn, shared_ref, units[submitted])
+                in_flight[ref] = submitted
+                submitted += 1
+            done, _ = ray.wait(list(in_flight), num_returns=1)
+            i = in_flight.pop(done[0])
+            try:
+                results[i] = ray.get(done[0])
+            except ray.exceptions.RayError as e:
+                raise unit_failed(name(units[i]), e) from e
+            progress(len(results), len(units), name(units[i]))
+    except BaseException:
+        for ref in in_flight:
+            ray.cancel(ref, force=True)
+        raise
+    return results

@@ -4,9 +4,8 @@
     facts(cfg).weight_bits            # what figures, tables and claims read (never the name)
     from_dict(to_dict(cfg)) == cfg    # checkpoints store the resolved config and rebuild from it
 
-Every field is read from params.yaml: no dataclass here has a default, so a deleted key fails
-instead of silently falling back. An MoE holds its experts' configs (the study's expert pool,
-`study.experts`, one expert per router output) and a tagged curiosity config (mode + its knobs).
+No dataclass here has a default, so a deleted params key fails instead of falling back. An MoE
+holds its experts' configs (`study.experts`) and a tagged curiosity config (mode + its knobs).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple, get_args
 
 from qmoe.io import ConfigError, from_section, require
 from qmoe.quant.bits import EXPORTABLE_BITS
@@ -49,7 +48,7 @@ class HalfConfig:
 @dataclass(frozen=True)
 class BitLinearConfig:
     """`bitlinear`: reference k-bit BitLinear hidden layers (7.1), 8-bit activations, FP32 head;
-    only widths the deployment can export (a study that cannot be deployed fails at load)."""
+    only exportable widths (a study that cannot be deployed fails at load)."""
 
     weight_bits: int
     kind: ClassVar[str] = "bitlinear"
@@ -142,9 +141,9 @@ class EntropyCuriosity:
 
 @dataclass(frozen=True)
 class RouteCuriosity:
-    """Ours: samples whose uncertainty `score` (from `mc_samples` banked MC passes: the
-    reference's summed variance, the predictive entropy of the MC-mean routing distribution, or
-    BALD) exceeds the calibrated `quantile` escalate to the most precise expert."""
+    """Ours: samples whose uncertainty `score` over `mc_samples` banked MC passes (summed
+    variance, entropy of the mean routing, or BALD) exceeds the calibrated `quantile` escalate to
+    the most precise expert."""
 
     mc_samples: int
     quantile: float
@@ -157,9 +156,8 @@ class RouteCuriosity:
 
 @dataclass(frozen=True)
 class RandomCuriosity:
-    """The placebo of `route`: the same escalation rule on a seeded pseudo-random draw per sample
-    (a hash of its input: deterministic, batch-independent) instead of an uncertainty, so about
-    1 - `quantile` of the samples escalate at random. No MC passes."""
+    """The placebo of `route`: its escalation rule on a seeded hash of each input instead of an
+    uncertainty (batch-independent), so about 1 - `quantile` of the samples escalate at random."""
 
     quantile: float
     seed: int
@@ -173,17 +171,7 @@ class RandomCuriosity:
 CuriosityConfig = (
     NoCuriosity | LogCuriosity | KLCuriosity | EntropyCuriosity | RouteCuriosity | RandomCuriosity
 )
-CURIOSITY: dict[str, type] = {
-    c.mode: c
-    for c in (
-        NoCuriosity,
-        LogCuriosity,
-        KLCuriosity,
-        EntropyCuriosity,
-        RouteCuriosity,
-        RandomCuriosity,
-    )
-}
+CURIOSITY: dict[str, type] = {c.mode: c for c in get_args(CuriosityConfig)}
 
 
 class Expert(NamedTuple):
@@ -212,8 +200,7 @@ class MoEConfig:
 
     @property
     def router_outputs(self) -> int:
-        """One router output per expert (reference-method.md 8.8: more experts than outputs
-        would leave some never selected)."""
+        """One per expert (reference-method.md 8.8: surplus experts would never be selected)."""
         return len(self.experts)
 
 
@@ -227,22 +214,7 @@ class _MoEKnobs:
 
 
 VariantConfig = SingleConfig | MoEConfig
-KINDS: dict[str, type] = {
-    c.kind: c
-    for c in (
-        FP32Config,
-        PTQInt8Config,
-        HalfConfig,
-        BitLinearConfig,
-        Q16ReferenceConfig,
-        TernaryReferenceConfig,
-        BitNet158Config,
-        MoEConfig,
-    )
-}
-
-
-# --- resolution from params ----------------------------------------------------------------------
+KINDS: dict[str, type] = {c.kind: c for c in get_args(VariantConfig)}
 
 
 def _mapping(entry: Any, where: str) -> Mapping[str, Any]:

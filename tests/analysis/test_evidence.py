@@ -199,3 +199,15 @@ def test_effects_are_printed_in_the_papers_direction_and_words(with_facts):
     ctx = _context(runs, {"latency_dispersion": pd.DataFrame([row])})
     assert extract(ctx, "d", "corrected")[1].startswith("variance x0.18, a reduction of 82.0 %")
     assert ex.times(1.05, "4-bit/8-bit", "a saving") == "4-bit/8-bit x1.05, not a saving"
+
+
+@pytest.mark.parametrize(
+    "shape", [(1536, (640, 320), 50), (7, (3,), 2), (16, (8, 4, 2), 5)], ids=str
+)
+def test_mlp_params_counts_the_models_mlp_without_building_it(shape):
+    from qmoe import models
+
+    in_dim, hidden, classes = shape
+    built = models.MLP(models.MLPConfig(in_dim, classes, hidden, 0.0))
+    assert ex.mlp_params(*shape) == sum(t.numel() for t in built.parameters())
+    assert ex.mlp_params(*ex.PAPER_MLP) == 1_206_770

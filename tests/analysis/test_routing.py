@@ -22,7 +22,14 @@ def test_route_is_paired_with_the_plain_moe_and_never_with_a_placebo(with_facts)
     against_moes = {p for p in pairs if p[1] == "moe_curiosity_route" and p[2].startswith("moe")}
     assert against_moes == {
         (f"{family}_curiosity_vs_moe", "moe_curiosity_route", "moe")
-        for family in ("f1", "latency_levene", "latency", "f1_variance", "fold_latency_levene")
+        for family in (
+            "f1",
+            "latency_levene",
+            "latency_dispersion",
+            "latency",
+            "f1_variance",
+            "fold_latency_levene",
+        )
     }
     assert not [p for p in pairs if "moe_route_random" in p[2:]]  # no pair has it as baseline
 

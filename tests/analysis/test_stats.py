@@ -9,7 +9,7 @@ from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_paired
 
-from qmoe.analysis import comparisons, families, reference_tables, results
+from qmoe.analysis import comparisons, families, reference_tables, results, variances
 from qmoe.analysis.comparisons import Method, Pair
 from qmoe.analysis.pairing import Scope, pair_folds, pair_up
 from qmoe.analysis.stats import (
@@ -331,7 +331,7 @@ def test_dispersion_compares_each_models_own_spread_at_the_fold_level():
                     )
                 )
     samples = pd.concat(rows, ignore_index=True)
-    out = comparisons.dispersion(
+    out = variances.dispersion(
         samples, [Pair("v", "moe_curiosity_log", "moe")], "latency_ms", CFG
     ).iloc[0]
     var = samples.groupby(["variant", "fold", "seed"])["latency_ms"].var()
@@ -345,7 +345,7 @@ def test_dispersion_compares_each_models_own_spread_at_the_fold_level():
 
 def test_levene_family_on_pooled_samples_matches_scipy():
     samples = _samples(0.3, 0.1)
-    out = comparisons.levene(samples, [Pair("v", "moe_curiosity_log", "moe")], "latency_ms", CFG)
+    out = variances.levene(samples, [Pair("v", "moe_curiosity_log", "moe")], "latency_ms", CFG)
     a = samples.loc[samples["variant"] == "moe_curiosity_log", "latency_ms"]
     b = samples.loc[samples["variant"] == "moe", "latency_ms"]
     ref = sps.levene(a, b, center="median")
@@ -362,7 +362,7 @@ def test_levene_family_on_pooled_samples_matches_scipy():
 def test_pooled_variance_from_moments_equals_numpy():
     x = np.random.default_rng(2).normal(size=(3, 50))
     n, s1, s2 = np.full(3, 50.0), x.sum(1), (x**2).sum(1)
-    assert comparisons._pooled_var(n, s1, s2) == pytest.approx(x.ravel().var(ddof=1))
+    assert variances._pooled_var(n, s1, s2) == pytest.approx(x.ravel().var(ddof=1))
 
 
 # --- the planned families and the reference's tables -----------------------------------------
@@ -477,8 +477,9 @@ def test_reference_tables_fix_units_and_keep_both_variance_definitions(study_run
 def test_levene_with_a_constant_baseline_is_not_computed_with_a_reason():
     import pandas as pd
 
-    from qmoe.analysis.comparisons import Pair, levene
+    from qmoe.analysis.comparisons import Pair
     from qmoe.analysis.stats import StatsConfig
+    from qmoe.analysis.variances import levene
 
     rows = [
         {

@@ -8,6 +8,7 @@ from repo_params import section
 
 from qmoe import models
 from qmoe import variants as V
+from qmoe.deploy import emulate as EM
 from qmoe.deploy import export as E
 from qmoe.deploy import runtime as R
 from qmoe.deploy import verify as VF
@@ -134,6 +135,11 @@ def test_fp16_graph_stores_float16_and_onnx_runtime_says_how_it_computes():
     assert isinstance(R.keeps_fp16(ex.proto), bool)
 
 
+def test_only_a_float16_graph_is_marked_half():
+    """`Exported.half` selects the fp16 tolerance: a typed field, not the artefact's wording."""
+    assert [name for name in SINGLES if _export(name)[1].half] == ["fp16"]
+
+
 def test_moe_graph_has_routing_inside_and_one_if_per_expert():
     _, ex, sess = _export("moe_route")
     types = [n.op_type for n in ex.proto.graph.node]
@@ -198,8 +204,8 @@ def test_block_emulation_equals_training_quantiser_when_one_block_spans_the_row(
     from qmoe.quant.primitives import act_absmax8
 
     x = torch.randn(4, 32)
-    assert torch.allclose(VF.act_absmax8_blocks(x, 32), act_absmax8(x), atol=1e-6)
-    assert not torch.allclose(VF.act_absmax8_blocks(x, 16), act_absmax8(x), atol=1e-6)
+    assert torch.allclose(EM.act_absmax8_blocks(x, 32), act_absmax8(x), atol=1e-6)
+    assert not torch.allclose(EM.act_absmax8_blocks(x, 16), act_absmax8(x), atol=1e-6)
 
 
 def test_at_batch_1_only_the_chosen_experts_matmuls_run(tmp_path):

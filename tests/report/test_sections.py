@@ -3,6 +3,8 @@ qmoe.report.provenance)."""
 
 import hashlib
 import json
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -158,3 +160,42 @@ def test_energy_statement_says_estimated_unless_counters_were_read():
 
 def test_git_commit_outside_git_is_unknown(tmp_path):
     assert provenance.git_commit(tmp_path) == "unknown"
+
+
+def _repo(tmp_path: Path) -> Path:
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "code.py").write_text("x = 1\n")
+    (tmp_path / "reports" / "tables").mkdir(parents=True)
+    (tmp_path / "reports" / "report.md").write_text("old\n")
+    (tmp_path / "reports" / "tables" / "esc10.csv").write_text("old\n")
+    (tmp_path / "dvc.lock").write_text("old\n")
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  report:\n    cmd: python r.py\n    outs: [reports/report.md]\n"
+        "  table:\n    foreach: [esc10]\n    do:\n      cmd: python t.py\n"
+        "      metrics:\n      - reports/tables/${item}.csv:\n          cache: false\n"
+    )
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run(git + ["commit", "-qm", "c"], cwd=tmp_path, check=True)
+    return tmp_path
+
+
+def test_git_commit_is_clean_while_the_pipeline_rewrites_its_own_outputs(tmp_path):
+    repo = _repo(tmp_path)
+    head = provenance._git(["rev-parse", "HEAD"], repo)
+    for rel in ("reports/report.md", "reports/tables/esc10.csv", "dvc.lock"):
+        (repo / rel).write_text("new\n")
+    assert provenance.git_commit(repo) == head
+    (repo / "reports" / "report.md").unlink()  # DVC deletes an out before its stage runs
+    assert provenance.git_commit(repo) == head
+
+
+def test_git_commit_is_dirty_when_code_or_params_changed(tmp_path):
+    repo = _repo(tmp_path)
+    head = provenance._git(["rev-parse", "HEAD"], repo)
+    (repo / "src" / "code.py").write_text("x = 2\n")
+    assert provenance.git_commit(repo) == f"{head}-dirty"
+    (repo / "src" / "code.py").write_text("x = 1\n")
+    (repo / "dvc.yaml").write_text((repo / "dvc.yaml").read_text() + "# edited\n")
+    assert provenance.git_commit(repo) == f"{head}-dirty"

@@ -38,9 +38,14 @@ CFG = from_section(
 )
 
 
+def _run_one(data, split, seed, variant, cfg, moe_cfg, protocol):
+    job = experiment.TrainJob("d", protocol.name, "v", data, variant, MLP, cfg, moe_cfg, protocol)
+    return experiment.run_one(job, split, seed)
+
+
 def _run(data, protocol, seed=0):
     split = protocol.splits(data.y.numpy(), data.folds, data.groups, seed=42)[0]
-    return experiment.run_one(data, split, seed, FP32, MLP, CFG, None, protocol, "test"), split
+    return _run_one(data, split, seed, FP32, CFG, None, protocol), split
 
 
 def test_fp32_learns_planted_classes_and_is_deterministic():
@@ -183,7 +188,7 @@ def test_corrected_scores_every_test_clip_alone_faithful_in_batches_of_64():
     protocol = Corrected(val_fraction=0.1)
     split = protocol.splits(data.y.numpy(), data.folds, data.groups, seed=42)[0]
     ptq = PTQInt8Config("auto")
-    r = experiment.run_one(data, split, 0, ptq, MLP, CFG, None, protocol, "test")
+    r = _run_one(data, split, 0, ptq, CFG, None, protocol)
     deployed = models.deploy(copy.deepcopy(r.model), ptq)
     one_by_one = torch.stack([predict(deployed, data.x[[i]]).pred[0] for i in split.test])
     assert torch.equal(r.prediction.pred, one_by_one)
@@ -203,7 +208,7 @@ def _route_run(protocol, name="moe_curiosity_route"):
     )
     variant = resolve(name, PARAMS["variants"], PARAMS["study"]["experts"])
     split = protocol.splits(data.y.numpy(), data.folds, data.groups, seed=42)[0]
-    r = experiment.run_one(data, split, 0, variant, MLP, cfg, moe_cfg, protocol, "test")
+    r = _run_one(data, split, 0, variant, cfg, moe_cfg, protocol)
     return data, split, r
 
 

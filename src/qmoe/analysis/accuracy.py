@@ -14,37 +14,38 @@ from qmoe.analysis.evidence import (
     Context,
     Extractor,
     Found,
-    _ci,
-    _missing,
-    _name,
-    _pct,
-    _row,
-    _untestable,
     beside,
+    ci_text,
     clips,
     deployed,
+    family_row,
+    missing,
+    name_of,
+    not_testable,
+    pct,
 )
+from qmoe.analysis.names import Family, Table
 from qmoe.analysis.stats import COMPUTED, pval
 from qmoe.analysis.verdict import Evidence
 
 
 def f1_ratio(ctx: Context, d: str, p: str) -> Found:
     def pick(table: str) -> pd.Series | str:
-        return _row(ctx, table, "f1_vs_q16_reference", _name(ctx, roles.Q4), d, p)
+        return family_row(ctx, table, Family.F1_VS_Q16, name_of(ctx, roles.Q4), d, p)
 
     def show(row: pd.Series) -> str:
         return (
-            f"{row['mean_variant']:.3f} vs {row['mean_baseline']:.3f} ({_pct(row['ratio'])}"
-            f"{_ci(row['ratio_ci_low'], row['ratio_ci_high'], _pct)})"
+            f"{row['mean_variant']:.3f} vs {row['mean_baseline']:.3f} ({pct(row['ratio'])}"
+            f"{ci_text(row['ratio_ci_low'], row['ratio_ci_high'], pct)})"
         )
 
-    row = pick("f1_paired")
+    row = pick(Table.F1_PAIRED)
     if isinstance(row, str):
-        return _missing(row)
+        return missing(row)
     ev = Evidence(
         True, "", row["ratio"], row["ratio_ci_low"], row["ratio_ci_high"], row["p_holm"], NAN
     )
-    also = deployed(ctx, "f1_paired", pick, show)
+    also = deployed(ctx, Table.F1_PAIRED, pick, show)
     return ev._replace(n=clips(ctx, d, p), unit="clips"), beside(show(row), also)
 
 
@@ -74,10 +75,10 @@ def equivalence(variant: roles.Role, baseline: roles.Role) -> Extractor:
     """The TOST row of the variant playing `variant` vs the one playing `baseline`."""
 
     def extract(ctx: Context, d: str, p: str) -> Found:
-        pair = (_name(ctx, variant), _name(ctx, baseline))
-        row = _tost_row(ctx, "tost_f1", pair, d, p)
+        pair = (name_of(ctx, variant), name_of(ctx, baseline))
+        row = _tost_row(ctx, Table.TOST_F1, pair, d, p)
         if isinstance(row, str):
-            return _missing(row)
+            return missing(row)
         # the interval that matches the Holm p printed beside it (qmoe.analysis.comparisons)
         ev = Evidence(
             True,
@@ -90,7 +91,7 @@ def equivalence(variant: roles.Role, baseline: roles.Role) -> Extractor:
             n=clips(ctx, d, p),
             unit="clips",
         )
-        also = deployed(ctx, "tost_f1", lambda t: _tost_row(ctx, t, pair, d, p), _tost_text)
+        also = deployed(ctx, Table.TOST_F1, lambda t: _tost_row(ctx, t, pair, d, p), _tost_text)
         one = f" (one clip = {row['resolution']:.4f})"
         return ev, beside(_tost_text(row) + one, also)
 
@@ -102,10 +103,10 @@ def _diff_text(row: pd.Series) -> str:
 
 
 def moe_no_gain(ctx: Context, d: str, p: str) -> Found:
-    moe = _name(ctx, roles.PLAIN_MOE)
-    row = _row(ctx, "f1_paired", "f1_moe_vs_w8a8", moe, d, p)
+    moe = name_of(ctx, roles.PLAIN_MOE)
+    row = family_row(ctx, Table.F1_PAIRED, Family.F1_MOE_VS_W8A8, moe, d, p)
     if isinstance(row, str):
-        return _missing(row)
+        return missing(row)
     ev = Evidence(
         True,
         "",
@@ -117,23 +118,23 @@ def moe_no_gain(ctx: Context, d: str, p: str) -> Found:
         n=clips(ctx, d, p),
         unit="clips",
     )
-    pick = lambda t: _row(ctx, t, "f1_moe_vs_w8a8", moe, d, p)  # noqa: E731
-    also = deployed(ctx, "f1_paired", pick, _diff_text)
+    pick = lambda t: family_row(ctx, t, Family.F1_MOE_VS_W8A8, moe, d, p)  # noqa: E731
+    also = deployed(ctx, Table.F1_PAIRED, pick, _diff_text)
     return ev, beside(_diff_text(row), also)
 
 
 def quinn(ctx: Context, d: str, p: str) -> Found:
     if d != "quinn":
-        return _untestable("Quinn (ABGQI) is another dataset, obtainable only from its authors")
-    v3 = _name(ctx, roles.CURIOSITY_V3)
-    row = _row(ctx, "f1_paired", "f1_curiosity_vs_moe", v3, d, p)
+        return not_testable("Quinn (ABGQI) is another dataset, obtainable only from its authors")
+    v3 = name_of(ctx, roles.CURIOSITY_V3)
+    row = family_row(ctx, Table.F1_PAIRED, Family.F1_CURIOSITY_VS_MOE, v3, d, p)
     if isinstance(row, str):
-        return _missing(row)
+        return missing(row)
     ev = Evidence(True, "", row["mean_diff"], row["ci_low"], row["ci_high"], row["p_holm"], NAN)
 
     def show(r: pd.Series) -> str:
         return f"{r['mean_baseline']:.3f} -> {r['mean_variant']:.3f} ({r['mean_diff']:+.4f})"
 
-    pick = lambda t: _row(ctx, t, "f1_curiosity_vs_moe", v3, d, p)  # noqa: E731
-    also = deployed(ctx, "f1_paired", pick, show)
+    pick = lambda t: family_row(ctx, t, Family.F1_CURIOSITY_VS_MOE, v3, d, p)  # noqa: E731
+    also = deployed(ctx, Table.F1_PAIRED, pick, show)
     return ev._replace(n=clips(ctx, d, p), unit="clips"), beside(show(row), also)

@@ -21,8 +21,9 @@ from qmoe.analysis import effects as fx
 from qmoe.analysis import evidence as ex
 from qmoe.analysis import roles
 from qmoe.analysis.evidence import Context, Extractor
-from qmoe.analysis.judgement import NO_POWER, decide, power
+from qmoe.analysis.judgement import JUDGED, NO_POWER, decide, power, scoped
 from qmoe.analysis.latency_scope import Timing, measurement
+from qmoe.analysis.names import Family, Table
 from qmoe.analysis.verdict import (
     EQUIVALENT,
     NO_GAIN,
@@ -59,8 +60,10 @@ _P = "proportion_tol"
 # training: the train stage's); a CodeCarbon power model x time makes them not testable here
 _INFER = lambda e: ex.measured_energy("bench_energy_method", e)  # noqa: E731
 _TRAIN = lambda e: ex.measured_energy("energy_method", e)  # noqa: E731
-_LAT_LEVENE = ("latency_dispersion", "latency_dispersion_curiosity_vs_moe", roles.CURIOSITY_V1)
-_ROUTE_LAT = ("latency_dispersion", "latency_dispersion_curiosity_vs_moe", roles.ROUTE)
+_LAT_SPREAD = (Table.LATENCY_DISPERSION, Family.LATENCY_DISPERSION_CURIOSITY_VS_MOE)
+_LAT_LEVENE = (*_LAT_SPREAD, roles.CURIOSITY_V1)
+_ROUTE_LAT = (*_LAT_SPREAD, roles.ROUTE)
+_F1_SPREAD = (Table.F1_VARIANCE_LEVENE, Family.F1_VARIANCE_CURIOSITY_VS_MOE)
 _ARITH = "a count at fixed shapes: true by arithmetic, not an experimental finding"
 # the premise, judged on the route models' own weights (qmoe.analysis.escalation)
 _SAME_WEIGHTS = Criterion(
@@ -80,10 +83,10 @@ CLAIMS = [
           "v1+v3", "4x", fx.compression,
           interval(4.0, "rel_tol", Scale.RELATIVE, exact=True, note=_ARITH, arithmetic=True)),
     Claim("energy_inference_v1", "41 % energy saving, 4-bit vs 8-bit (inference energy)", "v1",
-          "41 %", _INFER(ex.saving("energy_inference_paired", "mJ per inference")),
+          "41 %", _INFER(ex.saving(Table.ENERGY_INFERENCE_PAIRED, "mJ per inference")),
           interval(0.41, _P, null=0.0, effect=_FALL)),
     Claim("energy_inference_v3", "31 % energy saving, 4-bit vs 8-bit (inference energy)", "v3",
-          "31 %", _INFER(ex.saving("energy_inference_paired", "mJ per inference")),
+          "31 %", _INFER(ex.saving(Table.ENERGY_INFERENCE_PAIRED, "mJ per inference")),
           interval(0.31, _P, null=0.0, effect=_FALL)),
     Claim("latency_q4_vs_q8", "4-bit faster than 8-bit on real kernels (the latency form of the "
           "41 % / 31 % energy claims; deployed latency)", "v1+v3", "41 % / 31 % (energy)",
@@ -91,10 +94,10 @@ CLAIMS = [
           interval(0.41, _P, null=0.0, effect=_FALL, proxy="latency for energy"), Timing.CALLS),
     Claim("energy_train_v1", "41 % energy saving, 4-bit vs 8-bit (training energy, the "
           "reference's measure)", "v1", "41 %",
-          _TRAIN(ex.saving("energy_train_paired", "training kWh")),
+          _TRAIN(ex.saving(Table.ENERGY_TRAIN_PAIRED, "training kWh")),
           interval(0.41, _P, null=0.0, effect=_FALL)),
     Claim("energy_train_v3", "31 % energy saving, 4-bit vs 8-bit (training energy)", "v3",
-          "31 %", _TRAIN(ex.saving("energy_train_paired", "training kWh")),
+          "31 %", _TRAIN(ex.saving(Table.ENERGY_TRAIN_PAIRED, "training kWh")),
           interval(0.31, _P, null=0.0, effect=_FALL)),
     Claim("equiv_w4a8_fp32", "4-bit equivalent to full precision (FP32)", "v1+v3", "p > 0.05",
           acc.equivalence(roles.Q4, roles.FP32), EQUIVALENT),
@@ -113,7 +116,7 @@ CLAIMS = [
           fx.variance(*_ROUTE_LAT), significant(0.82, _P, null=0.0, effect=_FALL), Timing.CALLS),
     Claim("latency_variance_82_reference", "the same, the reference's way (fold-pass times, "
           "1 - std ratio)", "v1", "-82 %, Levene p = 0.008",
-          fx.variance("fold_latency_levene", "fold_latency_levene_curiosity_vs_moe",
+          fx.variance(Table.FOLD_LATENCY_LEVENE, Family.FOLD_LATENCY_LEVENE_CURIOSITY_VS_MOE,
                       roles.CURIOSITY_V1, fx.Spread(reference_std=True)),
           significant(0.82, _P, null=0.0, effect=_FALL), Timing.FOLD_PASS),
     Claim("latency_std_230_29", "MoE latency std 230 ms -> 29 ms with curiosity (std ratio)",
@@ -133,12 +136,12 @@ CLAIMS = [
           interval(1e4, "log10_tol", Scale.LOG10, effect=_RATIO)),
     Claim("f1_variance_85", "curiosity cuts cross-fold F1 variance by 85 %", "v3",
           "-85 %, Levene p < 0.001",
-          fx.variance("f1_variance_levene", "f1_variance_curiosity_vs_moe", roles.CURIOSITY_V3),
+          fx.variance(*_F1_SPREAD, roles.CURIOSITY_V3),
           significant(0.85, _P, null=0.0, effect=_FALL)),
     Claim("f1_variance_85_route", "curiosity's 85 % cut in cross-fold F1 variance, judged on "
           "routing that uses u (route) against the plain MoE", "v3",
           "-85 %, Levene p < 0.001",
-          fx.variance("f1_variance_levene", "f1_variance_curiosity_vs_moe", roles.ROUTE),
+          fx.variance(*_F1_SPREAD, roles.ROUTE),
           significant(0.85, _P, null=0.0, effect=_FALL)),
     Claim("quinn_f1", "curiosity raises Quinn F1 0.802 -> 0.809", "v3", "+0.007", acc.quinn,
           interval(0.007, "f1_tol", null=0.0)),
@@ -214,28 +217,6 @@ def _evidence(row: pd.Series) -> Evidence:
     )
 
 
-# reference-method.md 4: the paper's datasets; ESC-10 is a 10-class subset of its ESC-50
-PAPER_DATASETS = ("esc50", "quinn", "urbansound8k")
-SUBSETS = {"esc10": "on ESC-10"}
-_VERDICTS = (Verdict.REPRODUCED, Verdict.NOT_REPRODUCED, Verdict.INCONCLUSIVE)
-
-
-def scoped(dec: Decision, dataset: str) -> tuple[Decision, str]:
-    """A verdict as it may be stated on `dataset`, and its scope note: on a subset of the paper's
-    data the verdict stands, labelled ('on ESC-10'; absolute F1 values are indicative); on a
-    dataset outside the paper's, comparisons are indicative and no verdict is given either way."""
-    if dataset in PAPER_DATASETS or dec.verdict not in _VERDICTS:
-        return dec, ""
-    if dataset in SUBSETS:
-        return dec, SUBSETS[dataset]
-    return Decision(
-        Verdict.INDICATIVE,
-        f"{dataset} is not one of the paper's datasets "
-        f"({', '.join(PAPER_DATASETS)}): would be '{dec.verdict.value}': "
-        f"{dec.reason}",
-    ), ""
-
-
 def judge(
     found: pd.DataFrame, cfg: VerdictConfig, alpha: float, protocols: Sequence[str]
 ) -> pd.DataFrame:
@@ -271,18 +252,13 @@ def verdict_row(
     alpha: float,
     measured: dict[str, str] | None = None,
 ) -> dict:
-    """One verdict as data: the verdict, an effect claim's direction and size, the proxy, the
-    numbers they rest on and, for an inconclusive verdict, its power (qmoe.analysis.judgement).
-    A latency claim's scope is its measurement (`measured`: runtime, regime, batch and
-    measured_scope, 'ORT 1.31.1, after_backbone, batch 1, this CPU'), whatever the dataset:
-    latency depends on the runtime, cache and batch, not on the clips."""
+    """One verdict as data: the verdict and its scope, an effect claim's direction and size, the
+    proxy, the numbers they rest on and, for an inconclusive verdict, its power
+    (qmoe.analysis.judgement); `measured`: a latency claim's runtime, regime, batch and
+    measured_scope ('ORT 1.31.1, after_backbone, batch 1, this CPU')."""
     c = claim.judge
     measured = measured or dict.fromkeys((*MEASURED, "measured_scope"), "")
-    if claim.timing is None:
-        dec, scope = scoped(decide(c, ev, cfg, alpha), d)
-    else:  # a verdict that rests on the measurement names it
-        dec = decide(c, ev, cfg, alpha)
-        scope = measured["measured_scope"] if dec.verdict in _VERDICTS else ""
+    dec, scope = _scoped(claim, d, ev, cfg, alpha, measured["measured_scope"])
     sized = power(c, ev, cfg) if dec.verdict is Verdict.INCONCLUSIVE else None
     return {
         "claim": claim.id,
@@ -305,3 +281,15 @@ def verdict_row(
         "size": dec.size.value if dec.size else "",
         **{f"power_{k}": v for k, v in (sized or NO_POWER)._asdict().items()},
     }
+
+
+def _scoped(
+    claim: Claim, d: str, ev: Evidence, cfg: VerdictConfig, alpha: float, measured_scope: str
+) -> tuple[Decision, str]:
+    """The verdict and its scope: a latency claim's is its measurement, whatever the dataset
+    (latency depends on the runtime, cache and batch, not on the clips); any other's, the
+    dataset's standing (`qmoe.analysis.judgement.scoped`)."""
+    dec = decide(claim.judge, ev, cfg, alpha)
+    if claim.timing is None:
+        return scoped(dec, d)
+    return dec, measured_scope if dec.verdict in JUDGED else ""

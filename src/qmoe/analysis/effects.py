@@ -22,19 +22,21 @@ from qmoe.analysis.evidence import (
     Context,
     Extractor,
     Found,
-    _ci,
-    _mean_of,
-    _missing,
-    _name,
-    _pct,
-    _row,
     beside,
+    ci_text,
     deployed,
+    family_row,
+    mean_of,
+    missing,
+    name_of,
+    pct,
     ratio_text,
     saving,
     times,
+    times_x,
 )
 from qmoe.analysis.moe_forms import FORM_WORDS
+from qmoe.analysis.names import Family, Table
 from qmoe.analysis.stats import pval
 from qmoe.analysis.verdict import Evidence
 
@@ -53,35 +55,35 @@ def in_other_regime(
 ) -> str:
     """'; warm: <show(row)>': the same comparison in the other cache regime, when timed."""
     regime = other_regime(ctx, table)
-    row = _row(ctx, table, family, variant, d, p, regime) if regime else "one regime"
+    row = family_row(ctx, table, family, variant, d, p, regime) if regime else "one regime"
     return "" if isinstance(row, str) else f"; {regime}: {show(row)}"
 
 
 def latency_saving(ctx: Context, d: str, p: str) -> Found:
     """4-bit / 8-bit latency (the latency form of the energy claims) in the claims' regime, the
     other regime beside."""
-    family, q4 = "latency_w4a8_vs_w8a8", _name(ctx, roles.Q4)
-    ev, ours = saving("latency_paired", "median ms", family)(ctx, d, p)
+    family, q4 = Family.LATENCY_W4A8_VS_W8A8, name_of(ctx, roles.Q4)
+    ev, ours = saving(Table.LATENCY_PAIRED, "median ms", family)(ctx, d, p)
     if not ev.computed:
         return ev, ours
-    return ev, ours + in_other_regime(ctx, "latency_paired", family, q4, d, p, ratio_text)
+    return ev, ours + in_other_regime(ctx, Table.LATENCY_PAIRED, family, q4, d, p, ratio_text)
 
 
 def compression(ctx: Context, d: str, p: str) -> Found:
     """Hidden-layer bytes of the 16-bit model / the 4-bit model's (like with like)."""
-    q4, half = _name(ctx, roles.Q4), _name(ctx, roles.HALF)
+    q4, half = name_of(ctx, roles.Q4), name_of(ctx, roles.HALF)
     sizes = ctx.sizes
     if sizes is None or sizes.empty:
-        return _missing("no deployed layer sizes (qmoe.analysis.sizes)")
+        return missing("no deployed layer sizes (qmoe.analysis.sizes)")
     sel = sizes[(sizes["dataset"] == d) & (sizes["protocol"] == p)].set_index("variant")
     if q4 not in sel.index or half not in sel.index:
-        return _missing(f"needs deployed layer sizes of {q4} and {half} (true 16-bit)")
+        return missing(f"needs deployed layer sizes of {q4} and {half} (true 16-bit)")
     gaps = [r for r in sel.loc[[q4, half], "reason"] if isinstance(r, str) and r]
     if gaps:
-        return _missing("; ".join(gaps))
+        return missing("; ".join(gaps))
     like = sel.loc[half, "body_bytes"] / sel.loc[q4, "body_bytes"]
     nominal = sel.loc[half, "weight_bits"] / sel.loc[q4, "weight_bits"]
-    whole = _mean_of(ctx, half, "size_packed_bytes", d, p) / _mean_of(
+    whole = mean_of(ctx, half, "size_packed_bytes", d, p) / mean_of(
         ctx, q4, "size_packed_bytes", d, p
     )
     files = f"; whole files {whole:.2f}x (FP32 head vs 16-bit head)" if np.isfinite(whole) else ""
@@ -102,45 +104,24 @@ class Spread(NamedTuple):
 
 def _spread_text(row: pd.Series, spread: Spread) -> tuple[float, tuple[float, float], str]:
     """A variance family row read as `spread`: the estimate, its interval and its display."""
-    ratio, lo, hi = (
-        row["variance_ratio"],
-        row["variance_ratio_ci_low"],
-        row["variance_ratio_ci_high"],
-    )
+    ratio, lo, hi = (row[f"variance_ratio{end}"] for end in ("", "_ci_low", "_ci_high"))
     test = f"p = {pval(row['p_holm'])} (Holm)"
     if spread.std_ratio:
         est, ci = np.sqrt(ratio), (np.sqrt(lo), np.sqrt(hi))
-        return (
-            est,
-            ci,
-            (
-                f"{times(est, 'std', 'a reduction')}{_ci(*ci, lambda x: f'x{x:.2f}')} "
-                f"(geometric mean model sd {row['sd_baseline']:.3g} -> "
-                f"{row['sd_variant']:.3g} {row['metric']})"
-            ),
-        )
+        sds = f"{row['sd_baseline']:.3g} -> {row['sd_variant']:.3g} {row['metric']}"
+        text = f"{times(est, 'std', 'a reduction')}{ci_text(*ci, times_x)} "
+        return est, ci, text + f"(geometric mean model sd {sds})"
     if spread.reference_std:
-        return (
-            1 - np.sqrt(ratio),
-            (1 - np.sqrt(hi), 1 - np.sqrt(lo)),
-            (
-                f"{times(np.sqrt(ratio), 'std', 'a reduction')}"
-                f"{_ci(np.sqrt(lo), np.sqrt(hi), lambda x: f'x{x:.2f}')}, {test}"
-            ),
-        )
+        text = f"{times(np.sqrt(ratio), 'std', 'a reduction')}"
+        text += f"{ci_text(np.sqrt(lo), np.sqrt(hi), times_x)}, {test}"
+        return 1 - np.sqrt(ratio), (1 - np.sqrt(hi), 1 - np.sqrt(lo)), text
     spreads = "".join(
         f", {m.upper()} x{row[f'{m}_ratio']:.2f}"
         for m in ("iqr", "mad")
         if np.isfinite(row.get(f"{m}_ratio", NAN))
     )
-    return (
-        1 - ratio,
-        (1 - hi, 1 - lo),
-        (
-            f"{times(ratio, 'variance', 'a reduction')}"
-            f"{_ci(lo, hi, lambda x: f'x{x:.2f}')}{spreads}, {test}"
-        ),
-    )
+    text = f"{times(ratio, 'variance', 'a reduction')}{ci_text(lo, hi, times_x)}{spreads}, {test}"
+    return 1 - ratio, (1 - hi, 1 - lo), text
 
 
 def variance(table: str, family: str, variant: roles.Role, spread: Spread = Spread()) -> Extractor:
@@ -149,15 +130,15 @@ def variance(table: str, family: str, variant: roles.Role, spread: Spread = Spre
     the fold (one variance ratio per fold, or one value per fold)."""
 
     def extract(ctx: Context, d: str, p: str) -> Found:
-        pick = lambda t: _row(ctx, t, family, _name(ctx, variant), d, p)  # noqa: E731
+        pick = lambda t: family_row(ctx, t, family, name_of(ctx, variant), d, p)  # noqa: E731
         row = pick(table)
         if isinstance(row, str):
-            return _missing(row)
+            return missing(row)
         est, ci, text = _spread_text(row, spread)
         folds = next((row[c] for c in ("n_pairs", "n_models") if pd.notna(row.get(c))), NAN)
         also = deployed(ctx, table, pick, lambda r: _spread_text(r, spread)[2])
         ev = Evidence(True, "", est, ci[0], ci[1], row["p_holm"], NAN, n=float(folds), unit="folds")
-        cache = in_other_regime(ctx, table, family, _name(ctx, variant), d, p, other)
+        cache = in_other_regime(ctx, table, family, name_of(ctx, variant), d, p, other)
         return ev, beside(text, also) + cache
 
     def other(row: pd.Series) -> str:
@@ -169,11 +150,11 @@ def variance(table: str, family: str, variant: roles.Role, spread: Spread = Spre
 
 def _overhead(row: pd.Series) -> str:
     x = row["ratio"] - 1
-    return f"+{_pct(x)} overhead" if x > 0 else f"{_pct(x)}: faster, not an overhead"
+    return f"+{pct(x)} overhead" if x > 0 else f"{pct(x)}: faster, not an overhead"
 
 
 def _form_rows(ctx: Context, moe: str, d: str, p: str, regime: str) -> pd.DataFrame:
-    forms = ctx.families.get("latency_moe_forms")
+    forms = ctx.families.get(Table.LATENCY_MOE_FORMS)
     if forms is None or forms.empty:
         return pd.DataFrame()
     sel = (forms["dataset"] == d) & (forms["protocol"] == p) & (forms["variant"] == moe)
@@ -184,12 +165,12 @@ def moe_overhead(ctx: Context, d: str, p: str) -> Found:
     """The plain MoE / the 8-bit model in the MoE's fastest exact form (latency_moe_forms: one
     graph or host dispatch under ONNX Runtime; the torch module under torch), the other forms
     and the other cache regime beside."""
-    moe = _name(ctx, roles.PLAIN_MOE)
+    moe = name_of(ctx, roles.PLAIN_MOE)
     found = _form_rows(ctx, moe, d, p, ctx.cfg.latency_regime)
     if found.empty:  # no decomposition table: the paired family's row
-        row = _row(ctx, "latency_paired", "latency_moe_vs_w8a8", moe, d, p)
+        row = family_row(ctx, Table.LATENCY_PAIRED, Family.LATENCY_MOE_VS_W8A8, moe, d, p)
         if isinstance(row, str):
-            return _missing(row)
+            return missing(row)
         found = pd.DataFrame([row.to_dict() | {"form": "whole", "fastest": True}])
     row = found[found["fastest"].astype(bool)].iloc[0]
     ev = Evidence(
@@ -206,31 +187,32 @@ def moe_overhead(ctx: Context, d: str, p: str) -> Found:
     )
     if len(found) > 1 or row["form"] != "whole":
         forms = f", {FORM_WORDS[row['form']]}: the fastest exact form{forms}"
-    other = other_regime(ctx, "latency_moe_forms")
+    other = other_regime(ctx, Table.LATENCY_MOE_FORMS)
     there = _form_rows(ctx, moe, d, p, other) if other else found[:0]
     fast = there[there["fastest"].astype(bool)]
     named = f" ({FORM_WORDS[fast.iloc[0]['form']]})" if len(there) > 1 else ""
     also = f"; {other}: {_overhead(fast.iloc[0])}{named}" if len(fast) else ""
     return ev, (
-        f"{_overhead(row)}{_ci(ev.ci_low, ev.ci_high, _pct)} (median ms {row['mean_variant']:.3g} "
-        f"vs {row['mean_baseline']:.3g}{forms}), Holm p = {pval(ev.p)}{also}"
+        f"{_overhead(row)}{ci_text(ev.ci_low, ev.ci_high, pct)} (median ms "
+        f"{row['mean_variant']:.3g} vs {row['mean_baseline']:.3g}{forms}), "
+        f"Holm p = {pval(ev.p)}{also}"
     )
 
 
 def route_same_weights(ctx: Context, d: str, p: str) -> Found:
     """F1 escalating by u minus escalating as many clips at random, on the route models' own
     weights (qmoe.analysis.escalation): one-sided permutation p, Holm over the route variants."""
-    route = _name(ctx, roles.ROUTE)
+    route = name_of(ctx, roles.ROUTE)
     if route not in set(ctx.runs["variant"]):
-        return _missing(f"no runs of {route} (variant not in the study)")
-    frame = ctx.families.get("routing_same_weights")
+        return missing(f"no runs of {route} (variant not in the study)")
+    frame = ctx.families.get(Table.ROUTING_SAME_WEIGHTS)
     hit = (
         frame[(frame["variant"] == route) & (frame["dataset"] == d) & (frame["protocol"] == p)]
         if frame is not None and not frame.empty
         else pd.DataFrame()
     )
     if hit.empty:
-        return _missing(f"no routing_same_weights row for {route} in {d}/{p}")
+        return missing(f"no routing_same_weights row for {route} in {d}/{p}")
     row = hit.iloc[0]
     ev = Evidence(
         True,

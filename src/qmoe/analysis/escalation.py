@@ -33,13 +33,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from qmoe.analysis.names import Family
 from qmoe.analysis.results import variant_facts
 from qmoe.analysis.stats import COMPUTED, StatsConfig, holm
 from qmoe.contract.runs import ModelKey
 from qmoe.contract.study import RunId
 from qmoe.io import InputError
 
-FAMILY = "routing_same_weights"
+FAMILY = Family.ROUTING_SAME_WEIGHTS
 BASELINE = "random escalation, same count, same weights"
 FIELDS = ("u", "label", "pred", "escalated", "pred_none", "pred_escalated")
 SHARES = tuple(i / 20 for i in range(21))  # the curve's escalated shares: every 5 %

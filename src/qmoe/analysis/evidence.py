@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from qmoe.analysis import roles
+from qmoe.analysis.names import Family, twin
 from qmoe.analysis.results import variant_facts
 from qmoe.analysis.stats import COMPUTED, StatsConfig, log_ratio_test, nadeau_bengio_ci, pval
 from qmoe.analysis.verdict import Evidence
@@ -34,17 +35,14 @@ Found = tuple[Evidence, str]  # evidence and its display ("ours")
 Extractor = Callable[[Context, str, str], Found]
 
 
-def _missing(reason: str) -> Found:
+def missing(reason: str) -> Found:
     return Evidence(False, reason, NAN, NAN, NAN, NAN, NAN), "not computed"
 
 
-def _untestable(reason: str) -> Found:
+def not_testable(reason: str) -> Found:
     """Nothing this machine or study can measure: 'not testable here', not 'not computed'."""
     ev = Evidence(False, reason, NAN, NAN, NAN, NAN, NAN, not_testable=reason)
     return ev, "not measured here"
-
-
-DEPLOYED = "_deployed"  # a stats table of the same families on the deployed artefacts' F1
 
 
 def clips(ctx: Context, d: str, p: str) -> float:
@@ -65,9 +63,9 @@ def deployed(
 ) -> str:
     """'; deployed artefacts: <show(row)>' from `table`'s twin on the deployed F1 (`pick` reads
     a row of the named table); '' where the stats stage made no such twin."""
-    if table + DEPLOYED not in ctx.families:
+    if twin(table) not in ctx.families:
         return ""
-    row = pick(table + DEPLOYED)
+    row = pick(twin(table))
     return f"; deployed artefacts: {row if isinstance(row, str) else show(row)}"
 
 
@@ -76,11 +74,11 @@ def beside(training: str, also: str) -> str:
     return f"training form: {training}{also}" if also else training
 
 
-def _name(ctx: Context, role: roles.Role) -> str:
+def name_of(ctx: Context, role: roles.Role) -> str:
     return roles.resolve(role, variant_facts(ctx.runs))
 
 
-def _row(
+def family_row(
     ctx: Context, table: str, family: str, variant: str, d: str, p: str, regime: str | None = None
 ) -> pd.Series | str:
     """The family row, or the reason it is missing / not computed; in a table with a cache regime
@@ -105,7 +103,7 @@ def _row(
     return row if row["status"] == COMPUTED else f"{variant} vs {row['baseline']}: {row['reason']}"
 
 
-def _pct(x: float) -> str:
+def pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
@@ -114,28 +112,28 @@ def times(ratio: float, noun: str, effect: str) -> str:
     a reduction', 'energy x0.59, a saving of 41.0 %'."""
     if not np.isfinite(ratio):
         return f"{noun} n/a"
-    tail = f"{effect} of {_pct(1 - ratio)}" if ratio < 1 else f"not {effect}"
+    tail = f"{effect} of {pct(1 - ratio)}" if ratio < 1 else f"not {effect}"
     return f"{noun} x{ratio:.2f}, {tail}"
 
 
-def _ci(lo: float, hi: float, fmt: Callable[[float], str]) -> str:
+def ci_text(lo: float, hi: float, fmt: Callable[[float], str]) -> str:
     return f" [{fmt(lo)}, {fmt(hi)}]" if np.isfinite(lo) and np.isfinite(hi) else ""
 
 
-def _mean_of(ctx: Context, variant: str, value: str, d: str, p: str) -> float:
+def mean_of(ctx: Context, variant: str, value: str, d: str, p: str) -> float:
     r = ctx.runs
     sel = r[(r["variant"] == variant) & (r["dataset"] == d) & (r["protocol"] == p)]
     return float(sel[value].mean()) if value in sel and not sel.empty else NAN
 
 
-def saving(table: str, unit: str, family: str = "energy_w4a8_vs_w8a8") -> Extractor:
+def saving(table: str, unit: str, family: str = Family.ENERGY_W4A8_VS_W8A8) -> Extractor:
     """1 - the 4-bit's measure / the 8-bit BitLinear's, from a paired family `table` (latency:
     the claims' regime)."""
 
     def extract(ctx: Context, d: str, p: str) -> Found:
-        row = _row(ctx, table, family, _name(ctx, roles.Q4), d, p)
+        row = family_row(ctx, table, family, name_of(ctx, roles.Q4), d, p)
         if isinstance(row, str):
-            return _missing(row)
+            return missing(row)
         saved = 1 - row["ratio"]
         ev = Evidence(
             True,
@@ -148,20 +146,21 @@ def saving(table: str, unit: str, family: str = "energy_w4a8_vs_w8a8") -> Extrac
         )
         return ev, (
             f"{times(row['ratio'], '4-bit/8-bit', 'a saving')}"
-            f"{_ci(row['ratio_ci_low'], row['ratio_ci_high'], _x)} ({unit}: "
+            f"{ci_text(row['ratio_ci_low'], row['ratio_ci_high'], times_x)} ({unit}: "
             f"{row['mean_variant']:.3g} vs {row['mean_baseline']:.3g})"
         )
 
     return extract
 
 
-def _x(x: float) -> str:
+def times_x(x: float) -> str:
+    """A ratio as a factor: 'x0.85'."""
     return f"x{x:.2f}"
 
 
 def ratio_text(row: pd.Series) -> str:
     """'x0.85 [x0.81, x0.91]' of a paired family row."""
-    return f"x{row['ratio']:.2f}{_ci(row['ratio_ci_low'], row['ratio_ci_high'], _x)}"
+    return f"x{row['ratio']:.2f}{ci_text(row['ratio_ci_low'], row['ratio_ci_high'], times_x)}"
 
 
 ESTIMATED = "estimated"
@@ -177,12 +176,12 @@ def measured_energy(column: str, extract: Extractor) -> Extractor:
     def wrapped(ctx: Context, d: str, p: str) -> Found:
         r = ctx.runs
         if column not in r.columns:
-            return _untestable(f"no {column} in the runs table: the energy source is unknown")
+            return not_testable(f"no {column} in the runs table: the energy source is unknown")
         methods = r.loc[(r["dataset"] == d) & (r["protocol"] == p), column].dropna().astype(str)
         if methods.empty or any(
             methods.str.contains(m, regex=False).any() for m in ESTIMATED_MARKS
         ):
-            return _untestable(
+            return not_testable(
                 f"energy is {ESTIMATED}: power model x time "
                 f"({column}: no power counter readable on this machine)"
             )
@@ -191,18 +190,26 @@ def measured_energy(column: str, extract: Extractor) -> Extractor:
     return wrapped
 
 
+# the paper's classifier (reference-method.md): 1,536-d EfficientNet-B3 input, 640, 320, 50 classes
+PAPER_MLP = (1536, (640, 320), 50)
+
+
+def mlp_params(in_dim: int, hidden_sizes: tuple[int, ...], num_classes: int) -> int:
+    """Parameters of `qmoe.models.MLP` of this shape, counted without building it: each hidden
+    Linear (weights and bias) with its LayerNorm (scale and shift), then the Linear head."""
+    widths = (in_dim, *hidden_sizes)
+    hidden = sum(a * b + b + 2 * b for a, b in zip(widths, widths[1:]))
+    return hidden + widths[-1] * num_classes + num_classes
+
+
 def params(ctx: Context, d: str, p: str) -> Found:
     """The claim is about the architecture: count it at the paper's input (1,536-d EfficientNet-B3
     features, 50 classes); our own count differs only through the backbone's embedding width."""
-    from qmoe import models
-
-    # The paper's classifier: 1,536-d EfficientNet-B3 input, 640 -> 320 hidden, 50 classes.
-    paper_mlp = models.MLPConfig(in_dim=1536, num_classes=50, hidden_sizes=(640, 320), dropout=0.0)
-    fp32 = _name(ctx, roles.FP32)
-    n = _mean_of(ctx, fp32, "n_params", d, p)
+    fp32 = name_of(ctx, roles.FP32)
+    n = mean_of(ctx, fp32, "n_params", d, p)
     if not np.isfinite(n):
-        return _missing(f"no {fp32} runs")
-    paper = sum(t.numel() for t in models.MLP(paper_mlp).parameters())
+        return missing(f"no {fp32} runs")
+    paper = mlp_params(*PAPER_MLP)
     return (
         Evidence(True, "", paper, NAN, NAN, NAN, NAN),
         f"{paper:,} at the paper's 1,536-d input and 50 classes (ours: {n:,.0f} on this "
@@ -211,27 +218,27 @@ def params(ctx: Context, d: str, p: str) -> Found:
 
 
 def f1_per_mj(ctx: Context, d: str, p: str) -> Found:
-    q4 = _name(ctx, roles.Q4)
-    per_mj = _mean_of(ctx, q4, "f1_per_inference_mj", d, p)
-    per_wh = _mean_of(ctx, q4, "f1_per_train_wh", d, p)
+    q4 = name_of(ctx, roles.Q4)
+    per_mj = mean_of(ctx, q4, "f1_per_inference_mj", d, p)
+    per_wh = mean_of(ctx, q4, "f1_per_train_wh", d, p)
     if not np.isfinite(per_mj):
-        return _missing(f"no {q4} f1_per_inference_mj")
+        return missing(f"no {q4} f1_per_inference_mj")
     ev = Evidence(True, "", per_mj, NAN, NAN, NAN, NAN)
     return ev, f"{q4}: {per_mj:.3g} F1 per inference mJ; {per_wh:.3g} F1 per training Wh"
 
 
 def deploy_ratio(ctx: Context, d: str, p: str) -> Found:
-    r, q4, col = ctx.runs, _name(ctx, roles.Q4), "deploy_over_train_1e3"
+    r, q4, col = ctx.runs, name_of(ctx, roles.Q4), "deploy_over_train_1e3"
     sel = r[(r["variant"] == q4) & (r["dataset"] == d) & (r["protocol"] == p)]
     values = sel[col].dropna().to_numpy(float) if col in sel and not sel.empty else []
     if len(values) == 0:
-        return _missing(f"no {q4} {col}")
+        return missing(f"no {q4} {col}")
     est, lo, hi = fold_log_interval(sel.dropna(subset=[col]), col, ctx.cfg.confidence)
-    breakeven = _mean_of(ctx, q4, "break_even_inferences", d, p)
+    breakeven = mean_of(ctx, q4, "break_even_inferences", d, p)
     folds = float(sel["fold"].nunique())
     return Evidence(True, "", est, lo, hi, NAN, NAN, n=folds, unit="folds"), (
         f"{q4} deployment/training energy at 1,000 inferences: {est:.3g}"
-        f"{_ci(lo, hi, lambda x: f'{x:.3g}')}; break-even after {breakeven:,.0f} inferences"
+        f"{ci_text(lo, hi, lambda x: f'{x:.3g}')}; break-even after {breakeven:,.0f} inferences"
     )
 
 
@@ -251,7 +258,7 @@ def fold_log_interval(rows: pd.DataFrame, col: str, confidence: float) -> tuple[
 def routing_confidence(ctx: Context, d: str, p: str) -> Found:
     """Gate confidence of the 8-bit expert (by its config: expert_kind, expert_weight_bits)."""
     if ctx.routing is None:
-        return _missing(f"no routing predictions of {_name(ctx, roles.CURIOSITY_V3)}")
+        return missing(f"no routing predictions of {name_of(ctx, roles.CURIOSITY_V3)}")
     r = ctx.routing[(ctx.routing["dataset"] == d) & (ctx.routing["protocol"] == p)]
     is8 = pd.Series(
         [
@@ -263,13 +270,13 @@ def routing_confidence(ctx: Context, d: str, p: str) -> Found:
     )
     names = sorted(r.loc[is8, "expert_name"].unique()) or [roles.Q8.label]
     if r.empty or not is8.any() or is8.all():
-        return _missing(f"the {', '.join(names)} expert got no samples, or all of them")
+        return missing(f"the {', '.join(names)} expert got no samples, or all of them")
     # the unit is the fold: per model, mean gate probability of the 8-bit expert's samples and
     # of the others'; seeds averaged within the fold; paired log-ratio t over the folds
     per_model = r.assign(is8=is8).groupby(["fold", "seed", "is8"])["gate_prob"].mean().unstack()
     per_fold = per_model.dropna().groupby(level="fold").mean()
     if len(per_fold) < 2:
-        return _missing(
+        return missing(
             f"the 8-bit expert and the others both got samples in only "
             f"{len(per_fold)} fold(s); need 2 or more"
         )
@@ -278,6 +285,6 @@ def routing_confidence(ctx: Context, d: str, p: str) -> Found:
     )
     est, lo, hi = 1 - rt.ratio, 1 - rt.high, 1 - rt.low
     return Evidence(True, "", est, lo, hi, rt.p, NAN, n=float(len(per_fold)), unit="folds"), (
-        f"{_pct(est)}{_ci(lo, hi, _pct)} lower gate probability ({len(per_fold)} folds, paired t "
+        f"{pct(est)}{ci_text(lo, hi, pct)} lower gate probability ({len(per_fold)} folds, paired t "
         f"on per-fold log-ratios), p = {pval(rt.p)}"
     )

@@ -14,13 +14,14 @@ from typing import NamedTuple
 import pandas as pd
 
 from qmoe.analysis import roles
-from qmoe.analysis.comparisons import Method, Pair, compare, dispersion, equivalence, levene
-from qmoe.analysis.evidence import DEPLOYED
+from qmoe.analysis.comparisons import Method, Pair, compare, equivalence
 from qmoe.analysis.latency import TEST as ROUND_TEST
 from qmoe.analysis.latency import compare_rounds
 from qmoe.analysis.moe_forms import decompose
+from qmoe.analysis.names import Family, Table, twin
 from qmoe.analysis.results import variant_facts
 from qmoe.analysis.stats import StatsConfig
+from qmoe.analysis.variances import dispersion, levene
 
 # fmt: off
 METHODS = {
@@ -82,6 +83,7 @@ class Plan(NamedTuple):
     f1: list[Pair]
     tost: list[Pair]
     latency_levene: list[Pair]
+    latency_dispersion: list[Pair]
     latency: list[Pair]
     moe_forms: list[Pair]
     energy: list[Pair]
@@ -89,48 +91,76 @@ class Plan(NamedTuple):
     fold_latency: list[Pair]
 
 
-def plan(facts: pd.DataFrame) -> Plan:
-    """Every family's pairs; facts: `results.variant_facts` of the runs table."""
-    # route is judged against random escalation on its own weights (qmoe.analysis.escalation),
-    # and against the plain MoE with the other curiosity modes here
+class _Cast(NamedTuple):
+    """The study's variants by the part they play (`qmoe.analysis.roles`)."""
+
+    fp32: str
+    q16: str
+    q4: str
+    q8: str
+    moe: str
+    others: list[str]  # every variant but the FP32 baseline
+    bitlinear: list[str]
+    half: list[str]
+    q16_kind: list[str]
+    mixtures: list[str]
+    curious: list[str]
+
+
+def _cast(facts: pd.DataFrame) -> _Cast:
     fp32, q16, q4, q8, moe = (
         roles.resolve(r, facts)
         for r in (roles.FP32, roles.Q16, roles.Q4, roles.Q8, roles.PLAIN_MOE)
     )
-    others = [v for v in roles.members(facts) if v != fp32]
-    bitlinear = roles.members(facts, kind="bitlinear")
-    mixtures, curious = roles.members(facts, moe=True), roles.members(facts, curious=True)
+    return _Cast(
+        *(fp32, q16, q4, q8, moe),
+        others=[v for v in roles.members(facts) if v != fp32],
+        bitlinear=roles.members(facts, kind="bitlinear"),
+        half=roles.members(facts, kind="half"),
+        q16_kind=roles.members(facts, kind="q16_reference"),
+        mixtures=roles.members(facts, moe=True),
+        curious=roles.members(facts, curious=True),
+    )
+
+
+def plan(facts: pd.DataFrame) -> Plan:
+    """Every family's pairs; facts: `results.variant_facts` of the runs table. Route is judged
+    against random escalation on its own weights (qmoe.analysis.escalation), and against the
+    plain MoE with the other curiosity modes here."""
+    c, F = _cast(facts), Family
     return Plan(
         f1=[
-            *_pairs("f1_vs_fp32", others, fp32),
-            *_pairs("f1_vs_q16_reference", (*bitlinear, *roles.members(facts, kind="half")), q16),
-            *_pairs("f1_curiosity_vs_moe", curious, moe),
-            *_pairs("f1_moe_vs_w8a8", mixtures, q8),  # the "no accuracy gain" claim
+            *_pairs(F.F1_VS_FP32, c.others, c.fp32),
+            *_pairs(F.F1_VS_Q16, (*c.bitlinear, *c.half), c.q16),
+            *_pairs(F.F1_CURIOSITY_VS_MOE, c.curious, c.moe),
+            *_pairs(F.F1_MOE_VS_W8A8, c.mixtures, c.q8),  # the "no accuracy gain" claim
         ],
-        tost=[Pair("tost_f1", v, b) for b in (fp32, q16) for v in (q4, q8)],
+        tost=[Pair(F.TOST_F1, v, b) for b in (c.fp32, c.q16) for v in (c.q4, c.q8)],
         latency_levene=[
-            *_pairs("latency_levene_curiosity_vs_moe", curious, moe),
-            *_pairs("latency_levene_vs_fp32", others, fp32),
+            *_pairs(F.LATENCY_LEVENE_CURIOSITY_VS_MOE, c.curious, c.moe),
+            *_pairs(F.LATENCY_LEVENE_VS_FP32, c.others, c.fp32),
+        ],
+        latency_dispersion=[
+            *_pairs(F.LATENCY_DISPERSION_CURIOSITY_VS_MOE, c.curious, c.moe),
+            *_pairs(F.LATENCY_DISPERSION_VS_FP32, c.others, c.fp32),
         ],
         latency=[
-            *_pairs("latency_vs_fp32", others, fp32),
-            *_pairs("latency_moe_vs_w8a8", mixtures, q8),  # the "+11 % MoE overhead" claim
-            Pair("latency_w4a8_vs_w8a8", q4, q8),  # the latency form of the energy claims
-            *_pairs("latency_curiosity_vs_moe", curious, moe),
+            *_pairs(F.LATENCY_VS_FP32, c.others, c.fp32),
+            *_pairs(F.LATENCY_MOE_VS_W8A8, c.mixtures, c.q8),  # the "+11 % MoE overhead" claim
+            Pair(F.LATENCY_W4A8_VS_W8A8, c.q4, c.q8),  # the latency form of the energy claims
+            *_pairs(F.LATENCY_CURIOSITY_VS_MOE, c.curious, c.moe),
         ],
-        moe_forms=_pairs("latency_moe_forms_vs_w8a8", mixtures, q8),  # overhead, decomposed
-        energy=[
-            *_pairs("energy_vs_fp32", others, fp32),
-            Pair("energy_w4a8_vs_w8a8", q4, q8),
-        ],  # the "41 % / 31 % saving" claim
-        f1_variance=_pairs("f1_variance_curiosity_vs_moe", curious, moe),
+        moe_forms=_pairs(F.LATENCY_MOE_FORMS_VS_W8A8, c.mixtures, c.q8),  # overhead, decomposed
+        energy=[  # the "41 % / 31 % saving" claim
+            *_pairs(F.ENERGY_VS_FP32, c.others, c.fp32),
+            Pair(F.ENERGY_W4A8_VS_W8A8, c.q4, c.q8),
+        ],
+        f1_variance=_pairs(F.F1_VARIANCE_CURIOSITY_VS_MOE, c.curious, c.moe),
         fold_latency=[
             *_pairs(
-                "fold_latency_levene_vs_fp32",
-                (*bitlinear, *roles.members(facts, kind="q16_reference"), *mixtures),
-                fp32,
+                F.FOLD_LATENCY_LEVENE_VS_FP32, (*c.bitlinear, *c.q16_kind, *c.mixtures), c.fp32
             ),
-            *_pairs("fold_latency_levene_curiosity_vs_moe", curious, moe),
+            *_pairs(F.FOLD_LATENCY_LEVENE_CURIOSITY_VS_MOE, c.curious, c.moe),
         ],
     )
 
@@ -172,31 +202,15 @@ def run_families(
     means of per-model medians without it."""
     f1, pairs = cfg.f1_metric, plan(variant_facts(runs))
     fold_pass = runs.assign(reference_fold_pass_ms=runs["reference_fold_pass_s"] * 1e3)
-    spread = [
-        p._replace(family=p.family.replace("levene", "dispersion")) for p in pairs.latency_levene
-    ]
+    energy = lambda v: compare(runs, pairs.energy, v, cfg, Method.PAIRED_T)  # noqa: E731
     out = deployed_twins(runs, pairs, cfg) | {
-        "f1_paired": compare(runs, pairs.f1, f1, cfg, Method.NADEAU_BENGIO),
-        "tost_f1": equivalence(runs, pairs.tost, f1, cfg),
-        "latency_dispersion": per_regime(
-            latency, lambda s: dispersion(s, spread, "latency_ms", cfg)
-        ),
-        "latency_levene": per_regime(
-            latency, lambda s: levene(s, pairs.latency_levene, "latency_ms", cfg)
-        ),
-        "latency_paired": (
-            compare_rounds(rounds, runs, pairs.latency, cfg)
-            if rounds is not None
-            else compare(runs, pairs.latency, "latency_median_ms", cfg, Method.PAIRED_T)
-        ),
-        "energy_inference_paired": compare(
-            runs, pairs.energy, "energy_per_inference_mj", cfg, Method.PAIRED_T
-        ),
-        "energy_train_paired": compare(
-            runs, pairs.energy, "train_energy_kwh", cfg, Method.PAIRED_T
-        ),
-        "f1_variance_levene": levene(fold_samples(runs, f1), pairs.f1_variance, f1, cfg),
-        "fold_latency_levene": levene(
+        Table.F1_PAIRED: compare(runs, pairs.f1, f1, cfg, Method.NADEAU_BENGIO),
+        Table.TOST_F1: equivalence(runs, pairs.tost, f1, cfg),
+        **_latency_tables(runs, latency, rounds, pairs, cfg),
+        Table.ENERGY_INFERENCE_PAIRED: energy("energy_per_inference_mj"),
+        Table.ENERGY_TRAIN_PAIRED: energy("train_energy_kwh"),
+        Table.F1_VARIANCE_LEVENE: levene(fold_samples(runs, f1), pairs.f1_variance, f1, cfg),
+        Table.FOLD_LATENCY_LEVENE: levene(
             fold_samples(fold_pass, "reference_fold_pass_ms"),
             pairs.fold_latency,
             "reference_fold_pass_ms",
@@ -204,8 +218,32 @@ def run_families(
         ),
     }
     if rounds is not None:
-        out["latency_moe_forms"] = decompose(rounds, runs, pairs.moe_forms, cfg)
+        out[Table.LATENCY_MOE_FORMS] = decompose(rounds, runs, pairs.moe_forms, cfg)
     return out
+
+
+def _latency_tables(
+    runs: pd.DataFrame,
+    latency: pd.DataFrame,
+    rounds: pd.DataFrame | None,
+    pairs: Plan,
+    cfg: StatsConfig,
+) -> dict[str, pd.DataFrame]:
+    """The per-inference spread families, per cache regime, and the paired latency ratios."""
+    value = "latency_ms"
+    return {
+        Table.LATENCY_DISPERSION: per_regime(
+            latency, lambda s: dispersion(s, pairs.latency_dispersion, value, cfg)
+        ),
+        Table.LATENCY_LEVENE: per_regime(
+            latency, lambda s: levene(s, pairs.latency_levene, value, cfg)
+        ),
+        Table.LATENCY_PAIRED: (
+            compare_rounds(rounds, runs, pairs.latency, cfg)
+            if rounds is not None
+            else compare(runs, pairs.latency, "latency_median_ms", cfg, Method.PAIRED_T)
+        ),
+    }
 
 
 def deployed_twins(runs: pd.DataFrame, pairs: Plan, cfg: StatsConfig) -> dict[str, pd.DataFrame]:
@@ -216,9 +254,9 @@ def deployed_twins(runs: pd.DataFrame, pairs: Plan, cfg: StatsConfig) -> dict[st
     if col not in runs or runs[col].isna().all():
         return {}
     return {
-        "f1_paired" + DEPLOYED: compare(runs, pairs.f1, col, cfg, Method.NADEAU_BENGIO),
-        "tost_f1" + DEPLOYED: equivalence(runs, pairs.tost, col, cfg),
-        "f1_variance_levene" + DEPLOYED: levene(
+        twin(Table.F1_PAIRED): compare(runs, pairs.f1, col, cfg, Method.NADEAU_BENGIO),
+        twin(Table.TOST_F1): equivalence(runs, pairs.tost, col, cfg),
+        twin(Table.F1_VARIANCE_LEVENE): levene(
             fold_samples(runs, col), pairs.f1_variance, col, cfg
         ),
     }

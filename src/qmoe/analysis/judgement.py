@@ -37,7 +37,7 @@ from qmoe.analysis.verdict import (
 )
 
 INF = math.inf
-_JUDGED = (Verdict.REPRODUCED, Verdict.NOT_REPRODUCED, Verdict.INCONCLUSIVE)
+JUDGED = (Verdict.REPRODUCED, Verdict.NOT_REPRODUCED, Verdict.INCONCLUSIVE)
 _BANDS = (Rule.INTERVAL, Rule.INTERVAL_SIGNIFICANT)
 
 
@@ -71,7 +71,7 @@ def decide(c: Criterion, ev: Evidence, cfg: VerdictConfig, alpha: float) -> Deci
     size beside it."""
     dec = _rule_verdict(c, ev, cfg, alpha)
     ci = (ev.ci_low, ev.ci_high)
-    if not (has_direction(c) and ev.computed and _finite(*ci) and dec.verdict in _JUDGED):
+    if not (has_direction(c) and ev.computed and _finite(*ci) and dec.verdict in JUDGED):
         return dec
     size = interval_verdict(c.value, ev.estimate, ci, getattr(cfg, c.tolerance), c.scale)
     return dec._replace(
@@ -212,3 +212,24 @@ def power(c: Criterion, ev: Evidence, cfg: VerdictConfig) -> Power | None:
         units_needed(ev.n, width, needed),
         units_needed(ev.n, width, design),
     )
+
+
+# reference-method.md 4: the paper's datasets; ESC-10 is a 10-class subset of its ESC-50
+PAPER_DATASETS = ("esc50", "quinn", "urbansound8k")
+SUBSETS = {"esc10": "on ESC-10"}
+
+
+def scoped(dec: Decision, dataset: str) -> tuple[Decision, str]:
+    """A verdict as it may be stated on `dataset`, and its scope note: on a subset of the paper's
+    data the verdict stands, labelled ('on ESC-10'; absolute F1 values are indicative); on a
+    dataset outside the paper's, comparisons are indicative and no verdict is given either way."""
+    if dataset in PAPER_DATASETS or dec.verdict not in JUDGED:
+        return dec, ""
+    if dataset in SUBSETS:
+        return dec, SUBSETS[dataset]
+    return Decision(
+        Verdict.INDICATIVE,
+        f"{dataset} is not one of the paper's datasets "
+        f"({', '.join(PAPER_DATASETS)}): would be '{dec.verdict.value}': "
+        f"{dec.reason}",
+    ), ""

@@ -22,6 +22,7 @@ from qmoe.analysis import roles
 from qmoe.analysis.evidence import Context
 from qmoe.analysis.latency import claims_runtime
 from qmoe.analysis.moe_forms import FORM_WORDS
+from qmoe.analysis.names import Table
 from qmoe.analysis.results import variant_facts
 from qmoe.analysis.stats import StatsConfig
 from qmoe.bench.regimes import REFERENCE_BATCH, Form
@@ -111,7 +112,7 @@ def scope_table(bench_root: Path, runs: pd.DataFrame, cfg: StatsConfig) -> pd.Da
 
 
 def _scope_row(ctx: Context, d: str, p: str) -> pd.Series | None:
-    frame = ctx.families.get("latency_scope")
+    frame = ctx.families.get(Table.LATENCY_SCOPE)
     if frame is None or frame.empty:
         return None
     hit = frame[(frame["dataset"] == d) & (frame["protocol"] == p)]
@@ -119,7 +120,7 @@ def _scope_row(ctx: Context, d: str, p: str) -> pd.Series | None:
 
 
 def _fastest_form(ctx: Context, d: str, p: str) -> str:
-    forms = ctx.families.get("latency_moe_forms")
+    forms = ctx.families.get(Table.LATENCY_MOE_FORMS)
     if forms is None or forms.empty:
         return Form.WHOLE.value
     moe = roles.resolve(roles.PLAIN_MOE, variant_facts(ctx.runs))

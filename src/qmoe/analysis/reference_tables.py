@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 
 from qmoe.analysis import roles
-from qmoe.analysis.comparisons import Method, Pair, compare, levene
+from qmoe.analysis.comparisons import Method, Pair, compare
 from qmoe.analysis.families import fold_samples
-from qmoe.analysis.paper_tables import with_paper_name, with_units
+from qmoe.analysis.paper_numbers import with_paper_name, with_units
 from qmoe.analysis.results import variant_facts
 from qmoe.analysis.stats import Alternative, StatsConfig
+from qmoe.analysis.variances import levene
 
 
 class Cast(NamedTuple):

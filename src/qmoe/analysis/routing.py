@@ -77,6 +77,7 @@ def _unstable(counts: list[int], banks: int) -> float:
 
 
 def _model_rows(where: RunId, key: ModelKey, record: dict, mode: str) -> list[dict]:
+    """One row per MC sample count T of one model's curiosity record, with its identity."""
     base = {
         "dataset": where.dataset,
         "protocol": where.protocol,
@@ -89,36 +90,35 @@ def _model_rows(where: RunId, key: ModelKey, record: dict, mode: str) -> list[di
     }
     sens = pd.DataFrame(record["sensitivity"])
     if sens.empty:  # the placebo: its deployed escalations only
-        return [
-            {
-                **base,
-                "mc_samples": 0,
-                "share": float(np.mean(record["escalated"])),
-                "share_sd_banks": np.nan,
-                "jaccard": np.nan,
-                "unstable": np.nan,
-                "f1": np.nan,
-                "f1_sd_banks": np.nan,
-            }
-        ]
-    rows = []
-    for t, part in sens.groupby("mc_samples", sort=True):
-        bank0 = part[part["bank"] == 0].iloc[0]
-        rows.append(
-            {
-                **base,
-                "mc_samples": int(t),
-                "share": float(bank0["share"]),
-                "share_sd_banks": float(part["share"].std(ddof=1)) if len(part) > 1 else 0.0,
-                "jaccard": float(part["jaccard_vs_deployed"].mean()),
-                "unstable": _unstable(
-                    record.get("bank_counts", {}).get(str(int(t)), []), len(part)
-                ),
-                "f1": float(bank0["macro_f1"]),
-                "f1_sd_banks": float(part["macro_f1"].std(ddof=1)) if len(part) > 1 else 0.0,
-            }
-        )
-    return rows
+        share = float(np.mean(record["escalated"]))
+        return [{**base, "mc_samples": 0, "share": share, **dict.fromkeys(_BANK_STATS, np.nan)}]
+    counts = record.get("bank_counts", {})
+    return [
+        {**base, **_bank_row(int(t), part, counts)}
+        for t, part in sens.groupby("mc_samples", sort=True)
+    ]
+
+
+_BANK_STATS = ("share_sd_banks", "jaccard", "unstable", "f1", "f1_sd_banks")
+
+
+def _bank_row(t: int, part: pd.DataFrame, counts: dict) -> dict:
+    """One MC sample count T over the mask banks: bank 0's share and F1, their spread over the
+    banks, the Jaccard overlap with the deployed escalations, and the unstable share."""
+
+    def sd(col: str) -> float:
+        return float(part[col].std(ddof=1)) if len(part) > 1 else 0.0
+
+    bank0 = part[part["bank"] == 0].iloc[0]
+    return {
+        "mc_samples": t,
+        "share": float(bank0["share"]),
+        "share_sd_banks": sd("share"),
+        "jaccard": float(part["jaccard_vs_deployed"].mean()),
+        "unstable": _unstable(counts.get(str(t), []), len(part)),
+        "f1": float(bank0["macro_f1"]),
+        "f1_sd_banks": sd("macro_f1"),
+    }
 
 
 def escalation(records: list[tuple[RunId, ModelKey, dict]], runs: pd.DataFrame) -> pd.DataFrame:

@@ -25,11 +25,9 @@ from qmoe.bench.runners import Model, Target
 from qmoe.bench.suite import SuiteConfig, SuiteResult, Timed
 from qmoe.bench.timing import summarize
 from qmoe.contract.runs import ModelKey
-from qmoe.energy import joules_to_millijoules
+from qmoe.energy import J_PER_KWH, joules_to_millijoules
 from qmoe.quant import packing
 from qmoe.variants import FP32Config
-
-J_PER_KWH = 3.6e6
 
 
 class VariantTables(NamedTuple):

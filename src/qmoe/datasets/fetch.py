@@ -156,19 +156,7 @@ def obtain(
     if spec.archive is None:
         raise DatasetError(_not_found_message(spec, env, "it has no download source"))
     work.mkdir(parents=True, exist_ok=True)
-    if hit is not None:
-        log.info("%s: verifying mirror archive %s", spec.name, hit)
-        digests = file_digests(hit)
-        check_digests(str(hit), digests, spec.archive)
-        archive_path, origin = hit, "mirror archive"
-    else:
-        archive_path, origin = work / spec.archive.archive_name, "download"
-        log.info("%s: downloading %s", spec.name, spec.archive.url)
-        try:
-            digests = download(spec.archive.url, archive_path, spec.archive)
-        except OSError as e:  # urllib.error.URLError is an OSError; no network lands here
-            reason = f"download of {spec.archive.url} failed: {e}"
-            raise DatasetError(_not_found_message(spec, env, reason)) from e
+    archive_path, origin, digests = _archive(spec, hit, work, env)
     if spec.archive.sha256 is None:
         log.info("%s: archive sha256 %s (recorded in dataset.json)", spec.name, digests.sha256)
     root = work / "extracted"
@@ -176,6 +164,23 @@ def obtain(
     if origin == "download":
         archive_path.unlink()  # the clips are what is kept; the archive's sha256 is recorded
     return Source(root, origin, digests.sha256)
+
+
+def _archive(spec: DatasetSpec, hit: Path | None, work: Path, env: Mapping[str, str]):
+    """(path, origin, digests) of the dataset's archive: the mirror's, verified, else downloaded."""
+    if hit is not None:
+        log.info("%s: verifying mirror archive %s", spec.name, hit)
+        digests = file_digests(hit)
+        check_digests(str(hit), digests, spec.archive)
+        return hit, "mirror archive", digests
+    archive_path = work / spec.archive.archive_name
+    log.info("%s: downloading %s", spec.name, spec.archive.url)
+    try:
+        digests = download(spec.archive.url, archive_path, spec.archive)
+    except OSError as e:  # urllib.error.URLError is an OSError; no network lands here
+        reason = f"download of {spec.archive.url} failed: {e}"
+        raise DatasetError(_not_found_message(spec, env, reason)) from e
+    return archive_path, "download", digests
 
 
 def find_root(folder: Path, marker: str, what: str) -> Path:

@@ -16,7 +16,7 @@ Driven by the module tree, layer by layer, so the graph is the model that was tr
 
 MatMulNBits carries the layer's own integer codes and its trained scale in every block; with
 `accuracy_level` 4 the kernel quantises activations to int8 per block of `block_size` (training:
-per sample), which is the one arithmetic difference from training (qmoe.deploy.verify emulates it).
+per sample), which is the one arithmetic difference from training (qmoe.deploy.emulate emulates it).
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ class WeightRecord(NamedTuple):
 class Exported(NamedTuple):
     proto: onnx.ModelProto
     artefact: str  # what the artefact is, in words
+    half: bool  # a float16 graph (the logits check allows fp16 rounding)
     weights: list[WeightRecord]  # every quantised layer, in graph order
     outputs: tuple[str, ...]  # logits [, expert, uncertainty]
 
@@ -97,6 +98,7 @@ class _Emitter:
         self.cfg = cfg
         self.weights: list[WeightRecord] = []
         self.kinds: set[str] = set()
+        self.half = False  # some MLP computes in float16
 
     def mlp(self, g: G.Graph, x: str, mlp: nn.Module, path: str) -> str:
         """MLP (b, d) -> logits (b, c) float32 (qmoe.models.MLP: body, head, compute_dtype)."""
@@ -109,6 +111,7 @@ class _Emitter:
         h = G.cast(g, x, G.FLOAT16) if dtype == torch.float16 else x
         if dtype == torch.float16:
             self.kinds.add("fp16 weights and activations (float16 graph)")
+            self.half = True
         for name, module in mlp.body.named_children():
             h = self.module(g, h, module, f"{path}.body.{name}")
         h = self.module(g, h, mlp.head, f"{path}.head")
@@ -219,7 +222,7 @@ def export(model: nn.Module, cfg: ExportConfig, clip: np.ndarray | None = None) 
     proto = G.to_model(
         g, [G.value("x", G.FLOAT, ["batch", d])], [G.value(k, types[k], shapes[k]) for k in outs]
     )
-    return Exported(proto, "; ".join(sorted(em.kinds)), em.weights, tuple(outs))
+    return Exported(proto, "; ".join(sorted(em.kinds)), em.half, em.weights, tuple(outs))
 
 
 def _classes(net: nn.Module) -> int:

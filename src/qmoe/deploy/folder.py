@@ -186,9 +186,7 @@ def _row(
         "batch_macro_f1": _batch_f1(sess, x, y, c),
         **_sizes(exported, data, fp32),
         **v.check._asdict(),
-        "ort_keeps_fp16": runtime.keeps_fp16(exported.proto)
-        if "fp16" in exported.artefact
-        else None,
+        "ort_keeps_fp16": runtime.keeps_fp16(exported.proto) if exported.half else None,
     }
 
 

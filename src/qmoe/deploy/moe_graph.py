@@ -191,35 +191,19 @@ def route(g: G.Graph, x: str, moe: MoE) -> Routed:
     return Routed(weights, index, outs)
 
 
+class _Choice(NamedTuple):
+    """Which rows chose which expert, as graph values."""
+
+    gates: str  # (b, e) each expert's gate, 0 where not chosen
+    chosen: str  # (b, e) 1.0 where chosen
+    count: str  # (e,) rows that chose each expert
+
+
 def emit(g: G.Graph, x: str, moe: MoE, em: Any) -> dict[str, str]:
     """x (b, d) standardised -> {logits (b, c), expert (b,), [uncertainty (b,)]}; `em` writes the
     experts (qmoe.deploy.export._Emitter)."""
-    e = moe.router.num_experts
     weights, index, outs = route(g, x, moe)
-    hit = g.op(
-        "Equal",
-        [
-            g.op("Unsqueeze", [index, _const(g, [2], np.int64)]),
-            _const(g, np.arange(e)[None, None, :], np.int64),
-        ],
-    )  # (b, k, e)
-    gates = g.op(
-        "ReduceSum",
-        [
-            g.op(
-                "Where",
-                [
-                    hit,
-                    g.op("Unsqueeze", [weights, _const(g, [2], np.int64)]),
-                    _const(g, 0.0, np.float32),
-                ],
-            ),
-            _const(g, [1], np.int64),
-        ],
-        keepdims=0,
-    )  # (b, e)
-    chosen = g.op("ReduceMax", [g.op("Cast", [hit], to=G.FLOAT)], axes=[1], keepdims=0)  # (b, e)
-    count = g.op("ReduceSum", [chosen, _const(g, [0], np.int64)], keepdims=0)  # (e,)
+    choice = _choice(g, weights, index, moe.router.num_experts)
     c = int(moe.experts[0].head.out_features)
     rows_dim = g.op(
         "Slice", [g.op("Shape", [x]), _const(g, [0], np.int64), _const(g, [1], np.int64)]
@@ -230,61 +214,58 @@ def emit(g: G.Graph, x: str, moe: MoE, em: Any) -> dict[str, str]:
         value=G.helper.make_tensor("zero", G.FLOAT, [1], [0.0]),
     )  # (b, c)
     for i, expert in enumerate(moe.experts):
-        acc = _expert_if(g, x, acc, chosen, gates, count, i, expert, em)
+        acc = _expert_if(g, x, acc, choice, i, expert, em)
     logits = acc if moe.k == 1 else g.op("Div", [acc, _const(g, moe.k, np.float32)])
-    index0 = g.op(
-        "Squeeze",
+    return {"logits": logits, "expert": _first_column(g, index), **outs}
+
+
+def _choice(g: G.Graph, weights: str, index: str, e: int) -> _Choice:
+    """Gates and choices per expert from TopK's weights and index (b, k)."""
+    hit = g.op(
+        "Equal",
         [
-            g.op(
-                "Slice",
-                [
-                    index,
-                    _const(g, [0], np.int64),
-                    _const(g, [1], np.int64),
-                    _const(g, [1], np.int64),
-                ],
-            ),
-            _const(g, [1], np.int64),
+            g.op("Unsqueeze", [index, _const(g, [2], np.int64)]),
+            _const(g, np.arange(e)[None, None, :], np.int64),
         ],
-    )  # (b,)
-    return {"logits": logits, "expert": index0, **outs}
+    )  # (b, k, e)
+    gated = g.op(
+        "Where",
+        [
+            hit,
+            g.op("Unsqueeze", [weights, _const(g, [2], np.int64)]),
+            _const(g, 0.0, np.float32),
+        ],
+    )
+    gates = g.op("ReduceSum", [gated, _const(g, [1], np.int64)], keepdims=0)  # (b, e)
+    chosen = g.op("ReduceMax", [g.op("Cast", [hit], to=G.FLOAT)], axes=[1], keepdims=0)  # (b, e)
+    count = g.op("ReduceSum", [chosen, _const(g, [0], np.int64)], keepdims=0)  # (e,)
+    return _Choice(gates, chosen, count)
+
+
+def _first_column(g: G.Graph, index: str) -> str:
+    """index (b, k) -> (b,): the top-1 expert."""
+    one = [_const(g, [0], np.int64), _const(g, [1], np.int64), _const(g, [1], np.int64)]
+    return g.op("Squeeze", [g.op("Slice", [index, *one]), _const(g, [1], np.int64)])
 
 
 def _expert_if(
-    g: G.Graph,
-    x: str,
-    acc: str,
-    chosen: str,
-    gates: str,
-    count: str,
-    i: int,
-    expert: nn.Module,
-    em: Any,
+    g: G.Graph, x: str, acc: str, choice: _Choice, i: int, expert: nn.Module, em: Any
 ) -> str:
     """acc (b, c) + gate_i * expert_i(x) on the rows that chose expert i, inside an `If`."""
     idx = _const(g, i, np.int64)
-    cond = g.op("Greater", [g.op("Gather", [count, idx], axis=0), _const(g, 0.0, np.float32)])
+    cond = g.op(
+        "Greater", [g.op("Gather", [choice.count, idx], axis=0), _const(g, 0.0, np.float32)]
+    )
     then = g.branch()
     rows = then.op(
         "Squeeze",
         [
-            then.op("NonZero", [then.op("Gather", [chosen, idx], axis=1)]),
+            then.op("NonZero", [then.op("Gather", [choice.chosen, idx], axis=1)]),
             _const(then, [0], np.int64),
         ],
     )  # (n,)
     y = em.mlp(then, then.op("Gather", [x, rows], axis=0), expert, f"net.experts.{i}")
-    gate = then.op(
-        "Unsqueeze",
-        [
-            then.op("Gather", [then.op("Gather", [gates, idx], axis=1), rows], axis=0),
-            _const(then, [1], np.int64),
-        ],
-    )  # (n, 1)
-    out = then.op(
-        "ScatterND",
-        [acc, then.op("Unsqueeze", [rows, _const(then, [1], np.int64)]), then.op("Mul", [y, gate])],
-        reduction="add",
-    )  # (b, c)
+    out = _scatter_add(then, acc, rows, y, then.op("Gather", [choice.gates, idx], axis=1))
     other = g.branch()
     passed = other.op("Identity", [acc])
     return g.op(
@@ -293,3 +274,16 @@ def _expert_if(
         then_branch=then.to_graph(f"expert{i}", [], [G.value(out, G.FLOAT, None)]),
         else_branch=other.to_graph(f"skip{i}", [], [G.value(passed, G.FLOAT, None)]),
     )
+
+
+def _scatter_add(then: G.Graph, acc: str, rows: str, y: str, gate_column: str) -> str:
+    """acc (b, c) plus gate * y (n, c) at `rows` (n,); `gate_column` (b,): the expert's gates."""
+    gate = then.op(
+        "Unsqueeze",
+        [then.op("Gather", [gate_column, rows], axis=0), _const(then, [1], np.int64)],
+    )  # (n, 1)
+    return then.op(
+        "ScatterND",
+        [acc, then.op("Unsqueeze", [rows, _const(then, [1], np.int64)]), then.op("Mul", [y, gate])],
+        reduction="add",
+    )  # (b, c)

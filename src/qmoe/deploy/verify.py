@@ -1,18 +1,13 @@
 """Every artefact is checked at export: its integer codes are the trained model's, and its logits
 match the frozen torch model within a stated tolerance; otherwise it is refused, not timed.
 
-Logits are compared with the frozen torch model evaluated with the deployment's activation
-arithmetic (`emulate`): MatMulNBits at accuracy_level 4 quantises activations to int8 per block of
-`block_size` (training: per sample), and the int8 layers quantise activations per call to 7-bit
-unsigned codes (qmoe.deploy.graph.uint7_quantize). Everything else is the torch forward.
-Bound: as batch-1 calls (the deployment), |onnx - emulated| <= atol + rtol * max |emulated|
-(fp16 graphs: fp16_rtol) on at least `min_exact_share` of the test samples; as batch-1 calls and
-as one call on the whole fold, <= loose_rtol * max |emulated| on every sample. The share exists
-because the emulation is float arithmetic, not the kernel's integer one: a value within ~1e-6 of
-an int8 rounding boundary, or a ternary activation at its threshold, can land on the other side
-(up to ~6 % of the test samples measured on ESC-10). The batched call gets only the loose bound:
-one activation scale spans the whole fold there. The gap to the training form itself (the torch
-model as trained and scored) is reported beside it, never hidden: `training_max_abs_diff`,
+Logits are compared with the frozen torch model run with the deployment's activation arithmetic
+(qmoe.deploy.emulate). Bound: as batch-1 calls, |onnx - emulated| <= atol + rtol *
+max |emulated| (fp16 graphs: fp16_rtol) on at least `min_exact_share` of the test samples, and
+<= loose_rtol * max |emulated| on every sample, also as one call on the whole fold (one activation
+scale spans it). The share exists because the emulation is float arithmetic, not the kernel's
+integer one: a value at an int8 rounding boundary or a ternary threshold can land on the other
+side. The gap to the torch model as trained is reported beside it: `training_max_abs_diff`,
 `argmax_agreement`.
 """
 
@@ -25,24 +20,17 @@ from typing import NamedTuple
 import numpy as np
 import onnx
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qmoe.deploy import nbits
+from qmoe.deploy.emulate import emulate
 from qmoe.deploy.export import Exported, WeightRecord
-from qmoe.deploy.graph import ACT_LEVELS, initializers
+from qmoe.deploy.graph import initializers
 from qmoe.deploy.runtime import run, run_rows
 from qmoe.io import InputError, require
-from qmoe.moe import curiosity
-from qmoe.moe.layer import MoE
-from qmoe.moe.router import top_k
-from qmoe.quant import ptq
-from qmoe.quant.layers import PreNormLinear, QuantLinear, TernaryReferenceLinear
 
-# Plausibility ceilings of the check's tolerances, so that a typo (1000 for 1e-3) cannot switch it
-# off: logits differ by ~1e-6 from float rounding and a wrong graph moves them by a large part of
-# their range, so no sound check needs an atol above 1e-2, a tight rtol above a tenth of the range
-# (rtol, fp16_rtol) or a bound on every sample above half of it (loose_rtol).
+# Ceilings, so that a typo (1000 for 1e-3) cannot switch the check off: rounding moves logits by
+# ~1e-6 and a wrong graph by a large part of their range.
 TOLERANCE_CEILINGS = {"atol": 1e-2, "rtol": 0.1, "fp16_rtol": 0.1, "loose_rtol": 0.5}
 
 
@@ -127,94 +115,6 @@ def check_codes(exported: Exported, context: str) -> int:
     return len(exported.weights)
 
 
-# --- the deployment's arithmetic in torch -------------------------------------------------------
-
-
-def act_absmax8_blocks(x: Tensor, block: int) -> Tensor:
-    """MatMulNBits accuracy_level 4 activations: int8 absmax per block of `block` along the last
-    dim (the last block padded with zeros). x (b, k) -> (b, k) fake-quantised."""
-    b, k = x.shape
-    pad = -k % block
-    xp = F.pad(x, (0, pad)).view(b, -1, block)  # (b, nb, block)
-    s = xp.abs().amax(dim=-1, keepdim=True) / 127  # (b, nb, 1)
-    q = torch.where(s > 0, (xp / s.clamp(min=1e-30)).round().clamp(-127, 127), 0.0)
-    return (q * s).view(b, -1)[:, :k]
-
-
-def act_uint7_dynamic(x: Tensor, rows: bool) -> Tensor:
-    """qmoe.deploy.graph.uint7_quantize, fake-quantised: one scale for the whole tensor x (b, k),
-    as in one call on the batch; `rows`: one per row, as in batch-1 calls."""
-    dims = {"dim": 1, "keepdim": True} if rows else {}
-    lo, hi = x.amin(**dims).clamp(max=0), x.amax(**dims).clamp(min=0)
-    s = ((hi - lo) / ACT_LEVELS).clamp(min=1e-30)
-    zp = (-lo / s).round().clamp(0, ACT_LEVELS)
-    return ((x / s).round() + zp).clamp(0, 255).sub(zp).mul(s)  # QuantizeLinear saturates at 255
-
-
-def _emulate_module(m: nn.Module, h: Tensor, block: int, rows: bool) -> Tensor:
-    if isinstance(m, (nn.Dropout, nn.Identity)):
-        return h
-    if isinstance(m, nn.ReLU):
-        return F.relu(h)
-    if isinstance(m, nn.LayerNorm):
-        return F.layer_norm(h, m.normalized_shape, m.weight.float(), m.bias.float(), m.eps)
-    if ptq.is_dynamic_int8(m):
-        return F.linear(act_uint7_dynamic(h, rows), ptq.int8_weight(m).dequantize(), m.bias())
-    if isinstance(m, PreNormLinear):
-        n = F.layer_norm(h, m.norm.normalized_shape, m.norm.weight, m.norm.bias, m.norm.eps)
-        if not isinstance(m, QuantLinear):
-            return F.linear(n, m.weight, m.bias)
-        a = (
-            m.quantize_input(n)
-            if isinstance(m, TernaryReferenceLinear)
-            else act_absmax8_blocks(n, block)
-        )
-        return F.linear(a, m.quantized_weight().dequantize(), m.bias)
-    if type(m) is nn.Linear:
-        return F.linear(h, m.weight.float(), None if m.bias is None else m.bias.float())
-    raise TypeError(f"no emulation for {type(m).__name__}")
-
-
-def emulate_mlp(mlp: nn.Module, x: Tensor, block: int, rows: bool = False) -> Tensor:
-    """qmoe.models.MLP on standardised x (b, d) with the deployment's arithmetic -> (b, c)."""
-    h = x.float()  # fp16 graphs: ONNX Runtime CPU upcasts float16 weights, the input stays float32
-    for m in [*mlp.body, mlp.head]:
-        h = _emulate_module(m, h, block, rows)
-    return h.float()
-
-
-def _routing(net: MoE, xs: Tensor) -> tuple[Tensor, Tensor]:
-    """(gates (b, k), experts (b, k)) exactly as MoE.forward routes in eval mode."""
-    probs = net.router(xs).softmax(dim=-1)
-    if net.strategy is not None:
-        probs = net.strategy(probs, net.uncertainty(xs))
-    return top_k(probs, net.k)
-
-
-@torch.inference_mode()
-def emulate(
-    model: nn.Module, x: Tensor, block: int, rows: bool = False, clip: Tensor | None = None
-) -> tuple[Tensor, Tensor | None]:
-    """Standardized model on raw x (b, d) -> (logits (b, c), top-1 expert (b,) or None), as one
-    call on the batch, or (`rows`) as one batch-1 call per row; `clip` (d,): z-scores clipped to
-    [-clip, clip] first. An MoE routes as the torch model does (fp32 router, banked MC passes)
-    and mixes emulated experts."""
-    xs = (x - model.norm_mean) / model.norm_std
-    if clip is not None:
-        xs = torch.minimum(torch.maximum(xs, -clip), clip)
-    net = model.net.eval()
-    if not isinstance(net, MoE):
-        return emulate_mlp(net, xs, block, rows), None
-    if rows and isinstance(net.strategy, curiosity.EntropyRescale):  # u normalised per batch
-        parts = [_routing(net, xs[i : i + 1]) for i in range(len(xs))]
-        gates, index = (torch.cat(p) for p in zip(*parts))
-    else:
-        gates, index = _routing(net, xs)  # (b, k) x 2
-    each = torch.stack([emulate_mlp(e, xs, block, rows) for e in net.experts], dim=1)  # (b, e, c)
-    picked = each.gather(1, index[..., None].expand(-1, -1, each.shape[-1]))  # (b, k, c)
-    return (gates[..., None] * picked).sum(dim=1) / net.k, index[:, 0]
-
-
 @torch.inference_mode()
 def _torch_logits(model: nn.Module, x: Tensor) -> Tensor:
     out = model.eval()(x)
@@ -248,6 +148,50 @@ class Verified(NamedTuple):
     deployed_expert: np.ndarray | None  # (n,) MoE: top-1 expert of each batch-1 call
 
 
+class _Tolerance(NamedTuple):
+    bound: float  # atol + rtol * max |logit|: the tight bound
+    loose: float  # loose_rtol * max |logit|: no sample may exceed it
+
+
+def _tolerance(cfg: CheckConfig, half: bool, logits: Tensor) -> _Tolerance:
+    scale = float(np.abs(logits.numpy()).max())
+    rtol = cfg.fp16_rtol if half else cfg.rtol
+    return _Tolerance(cfg.atol + rtol * scale, cfg.loose_rtol * scale)
+
+
+def _judge(diffs: list[_Diff], tol: _Tolerance, cfg: CheckConfig, context: str) -> _Diff:
+    """The verdict over (one batched call, batch-1 calls): the tight share is judged on the batch-1
+    calls (the deployment), the loose bound on both (one activation scale over the whole fold)."""
+    worst, exact = max(d.worst for d in diffs), diffs[1].exact
+    routing = min(d.routing for d in diffs)
+    if not math.isfinite(worst) or worst > tol.loose:
+        raise ArtefactRefused(
+            f"{context}: artefact logits differ from the frozen torch model by "
+            f"{worst:.3g} > tolerance {tol.loose:.3g} (loose_rtol)"
+        )
+    if exact < cfg.min_exact_share:
+        raise ArtefactRefused(
+            f"{context}: artefact logits differ from the frozen torch model: "
+            f"{exact:.1%} of test samples within {tol.bound:.3g}, need "
+            f"{cfg.min_exact_share:.0%} (max diff {worst:.3g})"
+        )
+    if routing < cfg.min_routing_agreement:
+        raise ArtefactRefused(
+            f"{context}: artefact routes {routing:.1%} of samples like the torch "
+            f"model (< {cfg.min_routing_agreement:.1%})"
+        )
+    return _Diff(worst, exact, routing)
+
+
+def _trained_logits(model: nn.Module, xt: Tensor, zclip: Tensor | None) -> np.ndarray:
+    """The torch model's own logits, batch-1 calls; it has no clip: it gets clipped inputs."""
+    if zclip is not None:
+        xt = torch.clamp(
+            xt, model.norm_mean - zclip * model.norm_std, model.norm_mean + zclip * model.norm_std
+        )
+    return np.concatenate([_torch_logits(model, xt[i : i + 1]).numpy() for i in range(len(xt))])
+
+
 def verify(
     model: nn.Module,
     exported: Exported,
@@ -261,51 +205,26 @@ def verify(
     """Codes, then logits on x (n, d) raw test inputs, as one batch and as batch-1 calls.
     `clip` (d,): the artefact clips z-scores to [-clip, clip] (the z-clipped int8 artefact)."""
     layers = check_codes(exported, context)
-    rtol = cfg.fp16_rtol if "fp16" in exported.artefact else cfg.rtol
     xt = torch.from_numpy(x)
     zclip = None if clip is None else torch.from_numpy(clip.astype(np.float32))
     emu_batch = emulate(model, xt, block, clip=zclip)
-    scale = float(np.abs(emu_batch[0].numpy()).max())
-    bound, loose = cfg.atol + rtol * scale, cfg.loose_rtol * scale
+    tol = _tolerance(cfg, exported.half, emu_batch[0])
     rows = run_rows(sess, x)
     diffs = [
-        _compare(run(sess, x), emu_batch, bound),
-        _compare(rows, emulate(model, xt, block, rows=True, clip=zclip), bound),
+        _compare(run(sess, x), emu_batch, tol.bound),
+        _compare(rows, emulate(model, xt, block, rows=True, clip=zclip), tol.bound),
     ]
-    # the tight share is judged on the batch-1 calls (the deployment); one batched call must meet
-    # the loose bound (one activation scale over the whole fold)
-    worst, exact = max(d.worst for d in diffs), diffs[1].exact
-    routing = min(d.routing for d in diffs)
-    if not math.isfinite(worst) or worst > loose:
-        raise ArtefactRefused(
-            f"{context}: artefact logits differ from the frozen torch model by "
-            f"{worst:.3g} > tolerance {loose:.3g} (loose_rtol)"
-        )
-    if exact < cfg.min_exact_share:
-        raise ArtefactRefused(
-            f"{context}: artefact logits differ from the frozen torch model: "
-            f"{exact:.1%} of test samples within {bound:.3g}, need "
-            f"{cfg.min_exact_share:.0%} (max diff {worst:.3g})"
-        )
-    if routing < cfg.min_routing_agreement:
-        raise ArtefactRefused(
-            f"{context}: artefact routes {routing:.1%} of samples like the torch "
-            f"model (< {cfg.min_routing_agreement:.1%})"
-        )
-    if zclip is not None:  # the torch model itself has no clip: give it clipped inputs
-        xt = torch.clamp(
-            xt, model.norm_mean - zclip * model.norm_std, model.norm_mean + zclip * model.norm_std
-        )
-    trained = np.concatenate([_torch_logits(model, xt[i : i + 1]).numpy() for i in range(len(x))])
+    judged = _judge(diffs, tol, cfg, context)
+    trained = _trained_logits(model, xt, zclip)
     deployed_pred, torch_pred = rows["logits"].argmax(1), trained.argmax(1)
     check = Check(
-        worst,
-        bound,
-        exact,
-        loose,
+        judged.worst,
+        tol.bound,
+        judged.exact,
+        tol.loose,
         float(np.abs(rows["logits"] - trained).max()),
         float((deployed_pred == torch_pred).mean()),
-        routing,
+        judged.routing,
         layers,
     )
     return Verified(check, deployed_pred, torch_pred, rows.get("expert"))

@@ -169,9 +169,7 @@ def embed_files(
         job,
         starts,
         execution,
-        name=lambda s: (
-            f"clips {s + 1}-{min(s + cfg.batch_size, len(paths))} of {len(paths)} ({paths[s]}, ...)"
-        ),
+        name=lambda s: _chunk_name(paths, cfg.batch_size, s),
     )
     matrix = (
         np.concatenate([c.matrix for c in chunks])
@@ -188,6 +186,12 @@ def embed_files(
         ", ".join(f"{k} {v:.1f}" for k, v in phases.items()),
     )
     return Embeddings(matrix, bb, seconds)
+
+
+def _chunk_name(paths: list[Path], size: int, start: int) -> str:
+    return (
+        f"clips {start + 1}-{min(start + size, len(paths))} of {len(paths)} ({paths[start]}, ...)"
+    )
 
 
 def embed_manifest(

@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from qmoe.analysis import latency, results
+from qmoe.analysis.names import Table
 from qmoe.contract.benchmarks import read_routing
 from qmoe.contract.runs import read_predictions
 from qmoe.contract.study import RunId
@@ -86,13 +87,33 @@ def load(
     (the routing curve)."""
     runs = runs[runs["dataset"] == dataset]
     curve, same = (
-        (stats or {}).get(f"routing_{t}", pd.DataFrame()) for t in ("share_curve", "same_weights")
+        (stats or {}).get(t, pd.DataFrame())
+        for t in (Table.ROUTING_SHARE_CURVE, Table.ROUTING_SAME_WEIGHTS)
     )
     best = best_model(runs, f1)
     moe = runs.loc[runs["is_moe"].astype(bool), ["protocol", "variant"]].drop_duplicates()
     wanted = set(moe.itertuples(index=False, name=None)) | ({best} if best else set())
+    preds, routing = _predictions(runs_root, bench_root, dataset, sorted(wanted))
+    names = results.class_names(runs_root, RunId(dataset, *best)) if best else None
+    return FigureData(
+        runs,
+        _in_regime(latency.load_samples(bench_root, runs), regime),
+        pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(),
+        pd.concat(routing, ignore_index=True) if routing else pd.DataFrame(),
+        names,
+        best,
+        curve[curve["dataset"] == dataset] if not curve.empty else curve,
+        same[same["dataset"] == dataset] if not same.empty else same,
+    )
+
+
+def _predictions(
+    runs_root: Path, bench_root: Path, dataset: str, wanted: list[tuple[str, str]]
+) -> tuple[list[pd.DataFrame], list[pd.DataFrame]]:
+    """Test predictions (with expert names where the model routes) and routing records of each
+    wanted (protocol, variant)."""
     preds, routing = [], []
-    for p, v in sorted(wanted):
+    for p, v in wanted:
         where = RunId(dataset, p, v)
         pred, rout = (
             read_predictions(where.under(runs_root), where),
@@ -108,17 +129,7 @@ def load(
             )
         if pred is not None:
             preds.append(pred)
-    names = results.class_names(runs_root, RunId(dataset, *best)) if best else None
-    return FigureData(
-        runs,
-        _in_regime(latency.load_samples(bench_root, runs), regime),
-        pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(),
-        pd.concat(routing, ignore_index=True) if routing else pd.DataFrame(),
-        names,
-        best,
-        curve[curve["dataset"] == dataset] if not curve.empty else curve,
-        same[same["dataset"] == dataset] if not same.empty else same,
-    )
+    return preds, routing
 
 
 def _in_regime(samples: pd.DataFrame, regime: str) -> pd.DataFrame:
@@ -151,9 +162,33 @@ def _either(ok: bool, draw: Callable[[], Figure], title: str, reason: str) -> Fi
 def _summary_figures(data: FigureData, f1: str) -> dict[str, Figure]:
     """Figures of per-model numbers (runs table) and latency samples, both protocols."""
     runs, lat, mixtures = data.runs, data.latency, _mixtures(data.runs)
-    singles = runs[~runs["is_moe"].astype(bool)]
     lat = lat.assign(is_moe=lat["variant"].isin(mixtures)) if not lat.empty else lat
     moe_lat = lat[lat["is_moe"]] if not lat.empty else lat
+    return _model_figures(runs, f1) | {
+        "latency_ecdf": _either(
+            _has(lat, "latency_ms"),
+            lambda: plotting.latency_ecdf(lat),
+            "latency",
+            "no latency samples",
+        ),
+        "moe_latency": _either(
+            _has(moe_lat, "latency_ms"),
+            lambda: plotting.latency_violin(moe_lat),
+            "MoE latency",
+            "no MoE latency samples",
+        ),
+        "routing_share_curve": _either(
+            _has(data.share_curve, "f1_u"),
+            lambda: plotting.routing_share_curve(data.share_curve, data.same_weights),
+            "F1 against escalated share",
+            "no route model in this study",
+        ),
+    }
+
+
+def _model_figures(runs: pd.DataFrame, f1: str) -> dict[str, Figure]:
+    """F1 against bit-width, size and energy: one point per variant (the runs table)."""
+    singles = runs[~runs["is_moe"].astype(bool)]
     size, energy = "size_packed_bytes", "energy_per_inference_mj"
     return {
         "f1_vs_bits": _either(
@@ -177,24 +212,6 @@ def _summary_figures(data: FigureData, f1: str) -> dict[str, Figure]:
             ),
             "energy vs F1",
             f"no {energy}",
-        ),
-        "latency_ecdf": _either(
-            _has(lat, "latency_ms"),
-            lambda: plotting.latency_ecdf(lat),
-            "latency",
-            "no latency samples",
-        ),
-        "moe_latency": _either(
-            _has(moe_lat, "latency_ms"),
-            lambda: plotting.latency_violin(moe_lat),
-            "MoE latency",
-            "no MoE latency samples",
-        ),
-        "routing_share_curve": _either(
-            _has(data.share_curve, "f1_u"),
-            lambda: plotting.routing_share_curve(data.share_curve, data.same_weights),
-            "F1 against escalated share",
-            "no route model in this study",
         ),
     }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from qmoe.analysis.moe_forms import FORM_WORDS
+from qmoe.analysis.names import Table
 from qmoe.report import tables
 
 HEAD_ONLY = (
@@ -48,7 +49,7 @@ def whole_path(cost: pd.DataFrame) -> str:
         f"Whole path per clip at batch 1 on the benchmark's core (median over {n} clips of each "
         "clip's median). The head is the deployed ONNX Runtime artefact's batch-1 median in the "
         "after_backbone regime: behind a backbone pass a head never runs warm.\n\n"
-        + tables.markdown(tables.Table("pipeline_cost", "", cost, cols))
+        + tables.markdown(tables.Table(Table.PIPELINE_COST, "", cost, cols))
     )
 
 
@@ -95,7 +96,7 @@ def moe_decomposition(forms: pd.DataFrame) -> str:
         "Shares: router / overhead, (expert - 8-bit) / overhead, dispatch / overhead, overhead = "
         "MoE - 8-bit. Under torch the MoE is one module: no parts. Geometric means of per-round "
         "medians, batch 1.\n\n"
-        + tables.markdown(tables.Table("latency_moe_forms", "", frame, cols))
+        + tables.markdown(tables.Table(Table.LATENCY_MOE_FORMS, "", frame, cols))
     )
 
 
@@ -122,7 +123,7 @@ def machine_state(scope: pd.DataFrame) -> str:
         "phase): load average of the whole machine, and steal time (CPU time the hypervisor gave "
         "to other tenants of this VM, machine-wide, and its share of the machine's CPU time). "
         "Latency timed beside other load is slower and noisier than on an idle core.\n\n"
-        + tables.markdown(tables.Table("latency_scope", "", scope, cols))
+        + tables.markdown(tables.Table(Table.LATENCY_SCOPE, "", scope, cols))
     )
 
 
@@ -156,7 +157,8 @@ def moe_spread(spread: pd.DataFrame) -> str:
     return (
         "Per-call latency spread of each timed MoE model (batch 1, the protocol's runtime, each "
         "cache regime) beside the share of its test clips the deployed graph routed to each "
-        "expert.\n\n" + tables.markdown(tables.Table("latency_spread_routing", "", spread, cols))
+        "expert.\n\n"
+        + tables.markdown(tables.Table(Table.LATENCY_SPREAD_ROUTING, "", spread, cols))
     )
 
 

@@ -18,19 +18,46 @@ from qmoe.contract.raw import RawFolder
 MEASURED_ENERGY = ("rapl", "nvml", "powermetrics", "intel_power_gadget")
 
 
-def _git(args: list[str], cwd: Path | None) -> str:
-    return subprocess.run(
+def _git(args: list[str], cwd: Path | None, strip: bool = True) -> str:
+    out = subprocess.run(
         ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=30
-    ).stdout.strip()
+    ).stdout
+    return out.strip() if strip else out
+
+
+def generated(root: Path) -> tuple[str, ...]:
+    """What the pipeline itself writes among tracked files: dvc.lock and every stage's outs,
+    metrics and plots in dvc.yaml (a templated path up to its first `${`). A `dvc repro` rewrites
+    them before the report stage runs, so they cannot make the code 'dirty'."""
+    path = Path(root) / "dvc.yaml"
+    stages = (yaml.safe_load(path.read_text()) or {}).get("stages", {}) if path.is_file() else {}
+    found = {"dvc.lock"}
+    for stage in stages.values():
+        body = stage.get("do", stage)
+        for kind in ("outs", "metrics", "plots"):
+            for entry in body.get(kind) or []:
+                name = next(iter(entry)) if isinstance(entry, dict) else str(entry)
+                found.add(name.split("${")[0])
+    return tuple(sorted(p for p in found if p))
 
 
 def git_commit(cwd: Path | None = None) -> str:
-    """`git rev-parse HEAD`, with '-dirty' when tracked files changed; 'unknown' outside git."""
+    """`git rev-parse HEAD`, with '-dirty' when a tracked file other than the pipeline's own
+    outputs (`generated`) changed; 'unknown' outside git."""
     try:
         head = _git(["rev-parse", "HEAD"], cwd)
-        dirty = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
+        top = Path(_git(["rev-parse", "--show-toplevel"], cwd))
+        # porcelain v1 -z: 'XY path\0' (a rename adds its old path as the next entry)
+        entries = _git(["status", "--porcelain", "-z", "--untracked-files=no"], cwd, False).split(
+            "\0"
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    skip = generated(top)
+    changed = [e[3:] for e in entries if len(e) > 3]
+    dirty = [
+        c for c in changed if not any(c == g or c.startswith(g.rstrip("/") + "/") for g in skip)
+    ]
     return f"{head}-dirty" if dirty else head or "unknown"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from qmoe.analysis.names import Table
 from qmoe.analysis.stats import pval
 from qmoe.catalog import order
 from qmoe.report import tables
@@ -59,7 +60,32 @@ def same_weights(frame: pd.DataFrame) -> str:
     title = "### Uncertainty routing on the same weights: u vs random vs none\n\n"
     if frame.empty:
         return title + "No route model in this study.\n"
-    cols = [
+    table = tables.Table(
+        Table.ROUTING_SAME_WEIGHTS, "Same-weights routing", frame, _same_weights_columns()
+    )
+    mismatch = int(frame["mismatch"].sum())
+    check = "Every arm's predictions are composed from the two recorded per-clip predictions; " + (
+        "for every clip the u arm equals the deployed prediction."
+        if mismatch == 0
+        else f"{mismatch} clip(s) differ from the deployed prediction (a near-tie "
+        "scored in another batch)."
+    )
+    return title + (
+        "Each route model's own trained weights score every arm: escalating the clips u puts "
+        "above the threshold (as deployed), escalating as many test clips drawn at random "
+        "(the permutation null, seeded), escalating none and escalating all. The test is "
+        "one-sided (u better than random), Holm over the route variants of a protocol; the "
+        "range is u's F1 minus the null's central 95 %. AUROC: how well u ranks the clips the "
+        "unescalated model gets wrong (0.5: not at all), mean ± sd over models (n). Random "
+        "escalation can score below none: the most precise expert trained on high-u inputs. "
+        + check
+        + "\n\n"
+        + tables.markdown(table)
+    )
+
+
+def _same_weights_columns() -> list[tables.Column]:
+    return [
         tables.text("dataset", "Dataset"),
         tables.text("protocol", "Protocol"),
         tables.text("variant", "Variant"),
@@ -83,23 +109,3 @@ def same_weights(frame: pd.DataFrame) -> str:
             "Null", lambda r: "exact" if bool(r["exact"]) else f"{int(r['draws'])} draws"
         ),
     ]
-    table = tables.Table("routing_same_weights", "Same-weights routing", frame, cols)
-    mismatch = int(frame["mismatch"].sum())
-    check = "Every arm's predictions are composed from the two recorded per-clip predictions; " + (
-        "for every clip the u arm equals the deployed prediction."
-        if mismatch == 0
-        else f"{mismatch} clip(s) differ from the deployed prediction (a near-tie "
-        "scored in another batch)."
-    )
-    return title + (
-        "Each route model's own trained weights score every arm: escalating the clips u puts "
-        "above the threshold (as deployed), escalating as many test clips drawn at random "
-        "(the permutation null, seeded), escalating none and escalating all. The test is "
-        "one-sided (u better than random), Holm over the route variants of a protocol; the "
-        "range is u's F1 minus the null's central 95 %. AUROC: how well u ranks the clips the "
-        "unescalated model gets wrong (0.5: not at all), mean ± sd over models (n). Random "
-        "escalation can score below none: the most precise expert trained on high-u inputs. "
-        + check
-        + "\n\n"
-        + tables.markdown(table)
-    )

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from qmoe.analysis.names import Table
 from qmoe.analysis.stats import COMPUTED
 from qmoe.catalog import info, order, paper_name
 from qmoe.report import tables
@@ -199,7 +200,7 @@ def routing_section(frame: pd.DataFrame) -> str:
         tables.number("f1_mean", "Macro-F1", 3),
         tables.number("f1_sd_banks", "F1 sd banks", 3),
     ]
-    table = tables.Table("routing_escalation", "Uncertainty routing", frame, cols)
+    table = tables.Table(Table.ROUTING_ESCALATION, "Uncertainty routing", frame, cols)
     return (
         "### Uncertainty routing: escalation share and stability\n\n"
         "The same trained weights re-measured with other dropout-mask banks and T (threshold "

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from qmoe.analysis.names import Table
 from qmoe.analysis.stats import COMPUTED
 from qmoe.report import tables
 from qmoe.report.deployment import inference_energy_measured
@@ -51,7 +52,7 @@ _LATENCY_KEYS = _KEYS + [tables.text("runtime", "Runtime"), tables.text("regime"
 TEST_VIEWS = [
     TestView(
         "Equivalence (TOST) of F1, on fold means",
-        "tost_f1",
+        Table.TOST_F1,
         _KEYS
         + [
             tables.number("n_pairs", "Folds", 0),
@@ -69,7 +70,7 @@ TEST_VIEWS = [
     ),
     TestView(
         "F1 paired comparisons (Nadeau-Bengio corrected t on fold means)",
-        "f1_paired",
+        Table.F1_PAIRED,
         [tables.text("family", "Family")]
         + _KEYS
         + [
@@ -85,7 +86,7 @@ TEST_VIEWS = [
     ),
     TestView(
         "Per-inference latency spread, per model (fold-level log-ratios)",
-        "latency_dispersion",
+        Table.LATENCY_DISPERSION,
         _LATENCY_KEYS
         + [
             tables.number("n_pairs", "Folds", 0),
@@ -102,7 +103,7 @@ TEST_VIEWS = [
     TestView(
         "Per-inference latency variance, pooled samples (Brown-Forsythe; reference-style, p "
         "optimistic)",
-        "latency_levene",
+        Table.LATENCY_LEVENE,
         _LATENCY_KEYS
         + [
             tables.number("sd_variant", "sd (ms)", 4),
@@ -118,7 +119,7 @@ TEST_VIEWS = [
     ),
     TestView(
         "Fold-pass latency variance, the reference's protocol (fold means)",
-        "fold_latency_levene",
+        Table.FOLD_LATENCY_LEVENE,
         _KEYS
         + [
             tables.number("sd_variant", "sd (ms)", 3),
@@ -132,7 +133,7 @@ TEST_VIEWS = [
     TestView(
         "Median latency ratio, paired by interleaved timing round (median over rounds, "
         "order-statistic CI, sign test)",
-        "latency_paired",
+        Table.LATENCY_PAIRED,
         [tables.text("family", "Family")]
         + _LATENCY_KEYS
         + [
@@ -144,7 +145,7 @@ TEST_VIEWS = [
     ),
     TestView(
         "Energy per inference (paired t on fold means, log-ratio test; measured)",
-        "energy_inference_paired",
+        Table.ENERGY_INFERENCE_PAIRED,
         _KEYS
         + [
             tables.number("ratio", "Ratio", 3),
@@ -170,7 +171,7 @@ def test_sections(stats_tables: dict[str, pd.DataFrame], runs: pd.DataFrame) -> 
     for view in TEST_VIEWS:
         if view.table not in stats_tables:
             continue
-        if view.table == "energy_inference_paired" and not inference_energy_measured(runs):
+        if view.table == Table.ENERGY_INFERENCE_PAIRED and not inference_energy_measured(runs):
             out.append(ESTIMATED_ENERGY_TESTS)
         else:
             out.append(test_section(view, stats_tables[view.table]))

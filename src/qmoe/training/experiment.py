@@ -1,7 +1,8 @@
-"""One training run of the study: (dataset embeddings, protocol split, seed, variant) -> results.
+"""One training run of the study: a `TrainJob` (one variant on the protocol's embeddings), a split
+and a seed -> the trained model, its deployed predictions and metrics.
 
-Ties splits, models, training and evaluation together; the `train` stage loops over folds and
-seeds and writes what this returns.
+`run_one` is fit (`fit_model`), deploy (`deploy_model`), then score (`routing_check`,
+`run_metrics`); the train stage's units (qmoe.training.units) call it once per fold and seed.
 """
 
 from __future__ import annotations
@@ -76,6 +77,21 @@ def embeddings_from_table(table: pd.DataFrame, labels: str) -> Embeddings:
     )
 
 
+class TrainJob(NamedTuple):
+    """What every model of one variant shares (dataset/protocol/variant: the names its checkpoint
+    records; `moe_cfg`: the MoE recipe, None for a single model)."""
+
+    dataset: str
+    protocol: str
+    variant: str
+    data: Embeddings
+    variant_cfg: VariantConfig
+    model_cfg: models.ModelConfig
+    cfg: TrainConfig
+    moe_cfg: MoETrainConfig | None
+    protocol_obj: Protocol
+
+
 class RunResult(NamedTuple):
     model: Standardized  # trained (not deployed) model, selected epoch
     fit: FitResult
@@ -85,29 +101,46 @@ class RunResult(NamedTuple):
     train_seconds: float  # measured: kept out of `metrics` (the train stage's cost file)
 
 
-def run_one(
-    data: Embeddings,
-    split: Split,
-    seed: int,
-    variant: VariantConfig,
-    model_cfg: models.ModelConfig,
-    cfg: TrainConfig,
-    moe_cfg: MoETrainConfig | None,
-    protocol: Protocol,
-    context: str,
-) -> RunResult:
-    """Train one variant on one fold with one seed and evaluate it as deployed on the test fold
-    (`moe_cfg`: the MoE recipe, required for an MoE variant)."""
-    mlp = models.mlp_config(model_cfg, in_dim=data.x.shape[1], num_classes=len(data.class_names))
+class Fitted(NamedTuple):
+    """A trained model (selected epoch) and what deploying and scoring it need."""
+
+    model: Standardized
+    fit: FitResult
+    mlp: models.MLPConfig
+    train_seconds: float
+
+
+def run_name(job: TrainJob, split: Split, seed: int) -> str:
+    """How logs and errors name one model."""
+    return f"{job.dataset}/{job.protocol}/{job.variant} fold {split.fold} seed {seed}"
+
+
+def run_one(job: TrainJob, split: Split, seed: int) -> RunResult:
+    """Train one variant on one fold with one seed and evaluate it as deployed on the test fold."""
+    fitted = fit_model(job, split, seed)
+    deployed = deploy_model(job, split, fitted.model)
+    # MC passes in eval use the router's fixed mask bank: the same u(x) in any batch
+    pred = predict(deployed, job.data.x[split.test], job.protocol_obj.eval_batch)
+    routed = routing_check(job, split, deployed, fitted.mlp.num_classes)
+    metrics = run_metrics(job.data, split, seed, fitted, pred, routed)
+    return RunResult(fitted.model, fitted.fit, pred, metrics, routed, fitted.train_seconds)
+
+
+def fit_model(job: TrainJob, split: Split, seed: int) -> Fitted:
+    """Train on the split's training part, with the recipe and epoch choice of the protocol."""
+    data, variant = job.data, job.variant_cfg
+    mlp = models.mlp_config(
+        job.model_cfg, in_dim=data.x.shape[1], num_classes=len(data.class_names)
+    )
     generator = seed_everything(seed * 1000 + split.fold)  # model init, shuffling, MC dropout
     zs = fit_zscore(data.x[split.train])
     model = Standardized(models.build(variant, mlp), zs.mean, zs.std)
     # Corrected: every variant keeps its epoch of lowest validation loss. Faithful (6.3, 8.5):
     # single models keep their last epoch, the MoE its best held-out (= test) epoch by F1.
     moe = isinstance(variant, MoEConfig)
-    if moe and moe_cfg is None:
-        raise ValueError(f"{context}: an MoE variant needs the train.moe recipe")
-    recipe = recipe_for(cfg, moe_cfg if moe else None, protocol.selection(moe))
+    if moe and job.moe_cfg is None:
+        raise ValueError(f"{run_name(job, split, seed)}: an MoE variant needs the train.moe recipe")
+    recipe = recipe_for(job.cfg, job.moe_cfg if moe else None, job.protocol_obj.selection(moe))
     t0 = time.perf_counter()
     result = fit(
         model,
@@ -118,50 +151,70 @@ def run_one(
         mlp.num_classes,
         recipe,
         generator,
-        context,
+        run_name(job, split, seed),
     )
-    train_seconds = time.perf_counter() - t0
-    cal = protocol.calibration_rows(split)  # `route`: the threshold, never from the test fold
+    return Fitted(model, result, mlp, time.perf_counter() - t0)
+
+
+def deploy_model(job: TrainJob, split: Split, model: Standardized) -> Standardized:
+    """The deployed form of a copy of `model`, its router threshold calibrated first (in place)."""
+    cal = job.protocol_obj.calibration_rows(split)  # `route`: the threshold, never the test fold
     if hasattr(model.net, "calibrate_"):
         with torch.no_grad():
-            model.net.eval().calibrate_((data.x[cal] - zs.mean) / zs.std)
-    deployed = models.deploy(copy.deepcopy(model), variant)
-    # MC passes in eval use the router's fixed mask bank: the same u(x) in any batch
-    pred = predict(deployed, data.x[split.test], protocol.eval_batch)
-    routed = None
-    if routing.escalates(deployed):
-        routed = routing.routing_record(
-            deployed,
-            data.x[cal],
-            protocol.calibration,
-            data.x[split.test],
-            data.y[split.test],
-            mlp.num_classes,
-            protocol.eval_batch,
-            moe_cfg.check_mc_samples,
-            moe_cfg.check_banks,
-        )
-    s = scores(data.y[split.test], pred.pred, mlp.num_classes)
+            model.net.eval().calibrate_((job.data.x[cal] - model.norm_mean) / model.norm_std)
+    return models.deploy(copy.deepcopy(model), job.variant_cfg)
+
+
+def routing_check(
+    job: TrainJob, split: Split, deployed: Standardized, num_classes: int
+) -> dict[str, Any] | None:
+    """An escalating MoE's routing record (qmoe.training.routing); None for any other model."""
+    if not routing.escalates(deployed):
+        return None
+    protocol, data = job.protocol_obj, job.data
+    return routing.routing_record(
+        deployed,
+        data.x[protocol.calibration_rows(split)],
+        protocol.calibration,
+        data.x[split.test],
+        data.y[split.test],
+        num_classes,
+        protocol.eval_batch,
+        job.moe_cfg.check_mc_samples,
+        job.moe_cfg.check_banks,
+    )
+
+
+def run_metrics(
+    data: Embeddings,
+    split: Split,
+    seed: int,
+    fitted: Fitted,
+    pred: Prediction,
+    routed: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One `runs` entry of the run metrics: scores of the deployed model on the test fold."""
+    s = scores(data.y[split.test], pred.pred, fitted.mlp.num_classes)
     metrics = {
         "fold": split.fold,
         "seed": seed,
         "accuracy": s.accuracy,
         "macro_f1": s.macro_f1,
         "weighted_f1": s.weighted_f1,
-        "best_epoch": result.best_epoch,
-        "selected_epoch": result.selected_epoch,
-        "epochs_run": result.epochs_run,
+        "best_epoch": fitted.fit.best_epoch,
+        "selected_epoch": fitted.fit.selected_epoch,
+        "epochs_run": fitted.fit.epochs_run,
         "n_train": len(split.train),
         "n_val": len(split.val),
         "n_test": len(split.test),
-        "n_params": sum(p.numel() for p in model.net.parameters()),
+        "n_params": sum(p.numel() for p in fitted.model.net.parameters()),
     }
     if routed is not None:
         metrics |= {
             "n_calibration": routed["n_calibration"],
             "escalated_share": float(np.mean(routed["escalated"])),
         }
-    return RunResult(model, result, pred, metrics, routed, train_seconds)
+    return metrics
 
 
 def prediction_frame(data: Embeddings, split: Split, seed: int, pred: Prediction) -> pd.DataFrame:
@@ -183,27 +236,19 @@ def prediction_frame(data: Embeddings, split: Split, seed: int, pred: Prediction
     return frame
 
 
-def checkpoint_meta(
-    spec: Any,
-    data: Embeddings,
-    split: Split,
-    seed: int,
-    run: RunResult,
-    variant: VariantConfig,
-    model_cfg: models.ModelConfig,
-) -> CheckpointMeta:
-    """Everything `qmoe.training.artefacts.load_trained` and `benchmark` need, next to the weights
-    (`spec`: the dataset, protocol and variant names)."""
+def checkpoint_meta(job: TrainJob, split: Split, seed: int, run: RunResult) -> CheckpointMeta:
+    """What `qmoe.training.artefacts.load_trained` and `benchmark` need, next to the weights."""
+    data = job.data
     return CheckpointMeta(
-        dataset=spec.dataset,
-        protocol=spec.protocol,
-        variant=spec.variant,
-        variant_config=variant,
+        dataset=job.dataset,
+        protocol=job.protocol,
+        variant=job.variant,
+        variant_config=job.variant_cfg,
         in_dim=int(data.x.shape[1]),
         num_classes=len(data.class_names),
         class_names=tuple(data.class_names),
-        hidden_sizes=tuple(model_cfg.hidden_sizes),
-        dropout=model_cfg.dropout,
+        hidden_sizes=tuple(job.model_cfg.hidden_sizes),
+        dropout=job.model_cfg.dropout,
         fold=split.fold,
         seed=seed,
         selected_epoch=run.fit.selected_epoch,

@@ -108,27 +108,18 @@ def recipe_for(cfg: TrainConfig, moe: MoETrainConfig | None, selection: Selectio
         min_delta = cfg.loss_min_delta
     else:
         min_delta = moe.min_delta if moe is not None else 0.0
-    if moe is not None:
-        return Recipe(
-            moe.lr,
-            0.0,
-            0.0,
-            moe.patience,
-            min_delta,
-            False,
-            cfg.lr_factor,
-            selection.keep_best,
-            cfg.epochs,
-            cfg.batch_size,
-            selection.monitor,
-        )
+    if moe is not None:  # (lr, weight decay, label smoothing, patience, LR scheduler)
+        optimiser = (moe.lr, 0.0, 0.0, moe.patience, False)
+    else:
+        optimiser = (cfg.lr, cfg.weight_decay, cfg.label_smoothing, cfg.patience, True)
+    lr, decay, smoothing, patience, scheduler = optimiser
     return Recipe(
-        cfg.lr,
-        cfg.weight_decay,
-        cfg.label_smoothing,
-        cfg.patience,
+        lr,
+        decay,
+        smoothing,
+        patience,
         min_delta,
-        True,
+        scheduler,
         cfg.lr_factor,
         selection.keep_best,
         cfg.epochs,
@@ -179,50 +170,68 @@ def fit(
     """Train in place; on return `model` holds the selected epoch's weights. An epoch is best
     when its monitored value beats the best so far by more than `recipe.min_delta` (a tie keeps
     the earlier epoch)."""
-    # fused: one kernel for the whole step (about a third of an MoE epoch otherwise)
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True
-    )
+    opt, sched = _optimiser(model, recipe)
     loss_monitor = recipe.monitor is Monitor.VAL_LOSS
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt,
-        mode="min" if loss_monitor else "max",
-        patience=recipe.patience,
-        factor=recipe.lr_factor,
-    )
     weights = class_weights(y_tr, num_classes)
-    # `best` is higher-is-better: the negated loss when the loss is monitored
-    best, best_epoch, bad, best_state, history = -math.inf, 0, 0, None, []
+    keeper, history = _Keeper(recipe), []
     for epoch in range(1, recipe.epochs + 1):
         train_loss = _train_epoch(
             model, opt, x_tr, y_tr, weights, recipe, generator, context, epoch
         )
         val_loss, s = _validate(model, x_val, y_val, weights, num_classes)
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "val_weighted_f1": s.weighted_f1,
-                "val_macro_f1": s.macro_f1,
-                "lr": opt.param_groups[0]["lr"],
-            }
-        )
-        value = -val_loss if loss_monitor else s.weighted_f1
-        if value > best + recipe.min_delta:
-            best, best_epoch, bad = value, epoch, 0
-            if recipe.select_best:
-                best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad += 1
+        history.append(_epoch_row(epoch, train_loss, val_loss, s, opt.param_groups[0]["lr"]))
+        # `best` is higher-is-better: the negated loss when the loss is monitored
+        keeper.see(-val_loss if loss_monitor else s.weighted_f1, epoch, model)
         if recipe.use_scheduler:
             sched.step(val_loss if loss_monitor else s.weighted_f1)
-        if bad >= recipe.patience:
+        if keeper.bad >= recipe.patience:
             break
-    if recipe.select_best and best_state is not None:
-        model.load_state_dict(best_state)
-    selected = best_epoch if recipe.select_best else len(history)
-    return FitResult(history, best_epoch, selected, len(history))
+    if recipe.select_best and keeper.state is not None:
+        model.load_state_dict(keeper.state)
+    selected = keeper.epoch if recipe.select_best else len(history)
+    return FitResult(history, keeper.epoch, selected, len(history))
+
+
+def _epoch_row(epoch: int, train_loss: float, val_loss: float, s, lr: float) -> dict:
+    """One history.csv row."""
+    return {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "val_weighted_f1": s.weighted_f1,
+        "val_macro_f1": s.macro_f1,
+        "lr": lr,
+    }
+
+
+def _optimiser(model: nn.Module, recipe: Recipe):
+    """(AdamW, ReduceLROnPlateau on the monitored value); fused: one kernel for the whole step
+    (about a third of an MoE epoch otherwise)."""
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True
+    )
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt,
+        mode="min" if recipe.monitor is Monitor.VAL_LOSS else "max",
+        patience=recipe.patience,
+        factor=recipe.lr_factor,
+    )
+    return opt, sched
+
+
+class _Keeper:
+    """The best epoch so far (higher is better), its weights, and epochs since it improved."""
+
+    def __init__(self, recipe: Recipe):
+        self.recipe, self.best, self.epoch, self.bad, self.state = recipe, -math.inf, 0, 0, None
+
+    def see(self, value: float, epoch: int, model: nn.Module) -> None:
+        if value > self.best + self.recipe.min_delta:
+            self.best, self.epoch, self.bad = value, epoch, 0
+            if self.recipe.select_best:
+                self.state = copy.deepcopy(model.state_dict())
+        else:
+            self.bad += 1
 
 
 def _train_epoch(

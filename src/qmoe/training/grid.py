@@ -126,15 +126,7 @@ def _train_grid(
 ) -> None:
     """Run every unit of `jobs` (MoEs' first: the longest, so the pool ends together), then write
     each variant's outputs in a fixed order (atomically)."""
-    # the splits depend on the data, the protocol and the seeds, never on the variant: drawn once
-    # (the corrected protocol's inner splits took ~1 s per variant)
-    base = units.units_for(next(iter(jobs.values())))
-    grids = {v: [u._replace(variant=v) for u in base] for v in jobs}
-    # (variant, index in its grid), MoEs first; sorted() is stable: study order otherwise
-    order = sorted(
-        ((v, i) for v, grid in grids.items() for i in range(len(grid))),
-        key=lambda vi: jobs[vi[0]].moe_cfg is None,
-    )
+    grids, order = _grids(jobs)
     label = ", ".join(jobs)
     with meter.measure(f"train {next(iter(jobs.values())).protocol}: {label}") as energy:
         results = run_units(
@@ -147,19 +139,34 @@ def _train_grid(
     shares = units.apportion_energy(
         energy.energy_kwh, energy.emissions_kg, [o.cpu_seconds for o in results]
     )
-    method = "; ".join(
-        [energy.method, units.APPORTIONED]
-        + ([] if measures_all_work(execution) else [units.OTHER_NODES])
-    )
     done_at = dict(zip(order, zip(results, shares, strict=True), strict=True))
     for v, job in jobs.items():
         done = [(u, *done_at[v, i]) for i, u in enumerate(grids[v])]
         header = {
             reuse.INPUTS: records[v],
             COUNTRY: meter.country_iso_code,
-            "energy_method": method,
+            "energy_method": _energy_method(energy.method, execution),
         }
         _write_variant(job, done, header, outputs)
+
+
+def _grids(jobs: dict[str, units.TrainJob]):
+    """Each variant's units in grid order, and the run order: (variant, index in its grid), MoEs
+    first (sorted() is stable: study order otherwise)."""
+    # the splits depend on the data, the protocol and the seeds, never on the variant: drawn once
+    base = units.units_for(next(iter(jobs.values())))
+    grids = {v: [u._replace(variant=v) for u in base] for v in jobs}
+    order = sorted(
+        ((v, i) for v, grid in grids.items() for i in range(len(grid))),
+        key=lambda vi: jobs[vi[0]].moe_cfg is None,
+    )
+    return grids, order
+
+
+def _energy_method(measured: str, execution: ExecutionConfig) -> str:
+    """How a cost file's energy was obtained: the meter's method, then how it was shared out."""
+    others = [] if measures_all_work(execution) else [units.OTHER_NODES]
+    return "; ".join([measured, units.APPORTIONED, *others])
 
 
 # The write points of one variant's outputs, in order; `_reached` is called after each (a no-op

@@ -1,19 +1,11 @@
-"""Evaluation protocols: how clips are split into train / validation / test per fold.
+"""Evaluation protocols: per fold, which clips train, validate and test a model, which epoch it
+keeps and how its test clips are scored.
 
-- `corrected`: the official folds are the test folds (grouped stratified K-fold by source
-  recording where a dataset has none); an inner validation split (about `val_fraction` of the
-  training part, stratified by class and grouped by source recording, so no recording has clips
-  on both sides; drawn anew for every model seed) drives early stopping, LR scheduling, checkpoint
-  choice (on its loss: continuous, where F1 on ~32 clips moves in one-clip steps and plateaus
-  early) and the curiosity threshold, so no test sample influences any choice. Normalisation is
-  fitted on the training part only (experiment.py).
-  Test clips are scored one at a time (batch 1), as deployed.
-- `faithful`: what the reference code does (reference-method.md 6.3, 6.5): StratifiedKFold(5,
-  shuffle, seed 42) on the labels, ignoring official folds, and the held-out fold doubles as
-  the validation set. Test clips are scored in the reference's batches of 64 (transductive for
-  dynamic int8: a clip's prediction depends on the other 63). Its models see the reference's
-  features (a seeded random Linear(D, D) of the pooled embeddings, 5.2) and, on ESC-50, its
-  scrambled 5-way labels (4.1).
+- `corrected`: official folds as test folds and an inner validation split of the training part
+  that makes every choice (epoch, LR schedule, route threshold), so no test clip influences one;
+  test clips scored one at a time, as deployed.
+- `faithful`: what the reference code does (reference-method.md 4.1, 5.2, 6.3, 6.5): its folds,
+  its held-out fold as validation, its batches of 64, features and labels.
 
 Each protocol's `describe()` lines are printed in the report's methods section and appear verbatim
 in docs/protocols.md (tests/training/test_protocols.py checks both against the code).
@@ -21,6 +13,7 @@ in docs/protocols.md (tests/training/test_protocols.py checks both against the c
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from enum import Enum
@@ -70,8 +63,7 @@ class Corrected:
     fallback_folds: int = 5  # grouped stratified folds for datasets without official folds
     name: ClassVar[str] = "corrected"
     frozen_deploy: ClassVar[bool] = True  # deployed models store their quantised weights once
-    # every reported score at batch 1, as deployed: no prediction depends on another test clip
-    eval_batch: ClassVar[int] = 1
+    eval_batch: ClassVar[int] = 1  # as deployed: no prediction depends on another test clip
     calibration: ClassVar[str] = "validation split"  # see calibration_rows
     # TrainConfig fields it never reads: editing them cannot change its models (qmoe.training.reuse)
     unused_train_fields: ClassVar[tuple[str, ...]] = ("faithful_folds",)
@@ -155,8 +147,7 @@ class Faithful:
     seed: int
     name: ClassVar[str] = "faithful"
     frozen_deploy: ClassVar[bool] = False  # the reference timed its fake-quantised modules
-    # the reference's DataLoader batches (6.3): transductive for ptq_int8, whose activation scale
-    # is computed over each batch of 64 test clips
+    # the reference's DataLoader batches (6.3): transductive for ptq_int8 (a scale per batch)
     eval_batch: ClassVar[int] = 64
     calibration: ClassVar[str] = "training part"  # see calibration_rows
     # TrainConfig fields it never reads: editing them cannot change its models (qmoe.training.reuse)
@@ -176,15 +167,14 @@ class Faithful:
         return Selection(Monitor.WEIGHTED_F1, keep_best=moe)
 
     def calibration_rows(self, split: Split) -> np.ndarray:
-        """Where the `route` threshold is calibrated: the training part (the validation split is
-        the test fold here, whose own quantile would set the escalation share on test)."""
+        """Where the `route` threshold is calibrated: the training part (validation is the test
+        fold here, whose own quantile would set the escalation share on test)."""
         return split.train
 
     @staticmethod
     def feature_table(table: pd.DataFrame) -> pd.DataFrame:
-        """The reference's features (5.2): its ESC/US8K head, a random Linear(D, D) applied to
-        the pooled embeddings, here seeded (REFERENCE_PROJECTION_SEED) so it is reproducible.
-        Every consumer (train, export, benchmark) reads the table through this."""
+        """The reference's features (5.2): its random Linear(D, D) head on the pooled embeddings,
+        seeded so it is reproducible. Train, export and benchmark read the table through this."""
         import torch
 
         cols = [c for c in table.columns if c.startswith("emb_")]
@@ -199,8 +189,7 @@ class Faithful:
 
     @staticmethod
     def label_set(dataset: str, configured: str) -> str:
-        """The reference's task: ESC-50 as its scrambled 5-way mapping (4.1); elsewhere
-        `train.labels`."""
+        """The reference's task: its scrambled 5-way ESC-50 (4.1); elsewhere `train.labels`."""
         return "scrambled" if dataset in SCRAMBLED_DATASETS else configured
 
     def describe(self) -> list[str]:
@@ -248,8 +237,7 @@ def grouped_validation(
     with about 1 / val_fraction folds, so val is about `val_fraction` of `rest`, stratified by
     class and never sharing a source recording (`groups`) with train. Tiny sets get fewer, larger
     folds so validation can hold about one clip per class."""
-    # sklearn (1.3 s to import) only where splits are drawn: the stage's parent process, never
-    # its training workers
+    # sklearn (1.3 s to import) only where splits are drawn, never in the training workers
     from sklearn.model_selection import StratifiedGroupKFold
 
     n_classes, n_groups = len(np.unique(labels[rest])), len(np.unique(groups[rest]))
@@ -276,12 +264,9 @@ def make_protocol(name: str, cfg: TrainConfig) -> Protocol:
 
 
 def reference_projection(dim: int, seed: int):
-    """(weight (dim, dim), bias (dim,)) of the reference's random head, seeded: nn.Linear's
-    default U(-1/sqrt(D), 1/sqrt(D)) drawn from a generator seeded with `seed`. The same numbers
-    as qmoe.features.backbones.random_projection (tested), without importing the features
-    package into every stage that imports the protocols."""
-    import math
-
+    """(weight (dim, dim), bias (dim,)) of the reference's random head: nn.Linear's default
+    U(-1/sqrt(D), 1/sqrt(D)), seeded; the numbers of features.backbones.random_projection (tested)
+    without importing the features package into every stage that imports the protocols."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)

@@ -17,31 +17,14 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from qmoe.contract.checkpoint import checkpoint_bytes
-from qmoe.models import ModelConfig
 from qmoe.training import experiment
-from qmoe.training.fit import MoETrainConfig, TrainConfig
-from qmoe.training.protocols import Corrected, Faithful, Split
-from qmoe.variants import VariantConfig
+from qmoe.training.experiment import TrainJob
+from qmoe.training.protocols import Split
 
 APPORTIONED = (
     "the stage's whole grid measured as one task, apportioned to each model by its CPU time"
 )
 OTHER_NODES = "Ray cluster: only this machine's energy is measured, not other nodes'"
-
-
-class TrainJob(NamedTuple):
-    """What every unit of one variant shares (dataset/protocol/variant: the names checkpoint_meta
-    records; `moe_cfg`: the MoE recipe, None for a single model)."""
-
-    dataset: str
-    protocol: str
-    variant: str
-    data: experiment.Embeddings
-    variant_cfg: VariantConfig
-    model_cfg: ModelConfig
-    cfg: TrainConfig
-    moe_cfg: MoETrainConfig | None
-    protocol_obj: Corrected | Faithful
 
 
 class Unit(NamedTuple):
@@ -61,7 +44,7 @@ class UnitOutput(NamedTuple):
 
 
 def unit_name(job: TrainJob, unit: Unit) -> str:
-    return f"{job.dataset}/{job.protocol}/{job.variant} fold {unit.split.fold} seed {unit.seed}"
+    return experiment.run_name(job, unit.split, unit.seed)
 
 
 def units_for(job: TrainJob) -> list[Unit]:
@@ -84,19 +67,9 @@ def train_unit(jobs: Mapping[str, TrainJob], unit: Unit) -> UnitOutput:
     """Train and evaluate one model (top-level: executor workers import it by name)."""
     job, split, seed = jobs[unit.variant], unit.split, unit.seed
     cpu0 = time.thread_time()  # torch on one thread runs its ops in this thread
-    r = experiment.run_one(
-        job.data,
-        split,
-        seed,
-        job.variant_cfg,
-        job.model_cfg,
-        job.cfg,
-        job.moe_cfg,
-        job.protocol_obj,
-        unit_name(job, unit),
-    )
+    r = experiment.run_one(job, split, seed)
     cpu_seconds = time.thread_time() - cpu0
-    meta = experiment.checkpoint_meta(job, job.data, split, seed, r, job.variant_cfg, job.model_cfg)
+    meta = experiment.checkpoint_meta(job, split, seed, r)
     return UnitOutput(
         metrics=r.metrics,
         history=[{"fold": split.fold, "seed": seed, **h} for h in r.fit.history],
