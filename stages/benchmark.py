@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 
 from qmoe.bench.suite import SuiteConfig
-from qmoe.bench.tree import BenchSpec, FrontendSpec, benchmark_tree
+from qmoe.bench.tree import FrontendSpec, benchmark_tree
 from qmoe.cli import read_params, run_stage
 from qmoe.contract.study import Study
 from qmoe.energy import EnergyConfig
@@ -48,7 +48,7 @@ def main() -> None:
     energy = from_section(EnergyConfig, params.get("energy"), "energy")
     features = from_section(FeaturesConfig, params.get("features"), "features")
     summary = benchmark_tree(
-        BenchSpec(args.dataset, args.protocol, study.all_variants),
+        study.runs(args.dataset, args.protocol),
         cfg,
         energy,
         args.features,

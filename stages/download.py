@@ -1,4 +1,4 @@
-"""Fetch one dataset into data/raw/<dataset> (files/, manifest.csv, dataset.json). Stage: download.
+"""Fetch one dataset into data/raw/<dataset> (files/, manifest, dataset.json). Stage: download.
 
 QMOE_MIRROR (folders separated by os.pathsep) is searched before the network; see
 docs/architecture.md section 1 for the output contract.

@@ -1,9 +1,10 @@
 """Export every trained model of one (dataset, protocol) to its ONNX artefact, check it against its
 checkpoint and score it at batch 1 on its test fold. DVC stage: export.
 
-Outputs (docs/architecture.md section 4): <out>/<variant>/fold{k}_seed{s}.onnx, deployed.csv per
-variant, export.json (nothing measured: identical artefacts never rerun the benchmark); the
-seconds taken go to --timings. A model whose artefact disagrees with it fails the stage, naming it.
+Outputs (docs/architecture.md section 3b, qmoe.contract.deployed): <out>/<variant>/ holds
+fold{k}_seed{s}.onnx and the variant's tables, <out>/export.json (nothing measured: identical
+artefacts never rerun the benchmark); the seconds taken go to --timings. A model whose artefact
+disagrees with it fails the stage, naming it.
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ def main() -> None:
     study = from_section(Study, params.get("study"), "study")
     execution = from_section(ExecutionConfig, params.get("execution"), "execution")
     warm_pool(execution, ["qmoe.deploy.folder"])  # its imports (torch, onnx) overlap ours
-    from qmoe.deploy.folder import TreeSpec, deploy_tree, export_params
+    from qmoe.deploy.folder import deploy_tree, export_params
 
     t0 = time.perf_counter()
     frame = deploy_tree(
-        TreeSpec(args.dataset, args.protocol, study.all_variants),
+        study.runs(args.dataset, args.protocol),
         export_params(params.get("export")),
         args.features,
         args.runs,

@@ -1,7 +1,8 @@
 """Embed every clip of a raw dataset folder (mel -> image -> backbone). DVC stage: features.
 
-Reads <raw>/manifest.csv (architecture.md 1) and writes <out>/features.parquet (manifest columns +
-emb_0000..emb_{D-1}, manifest row order) and <out>/features.json (architecture.md 2).
+Reads <raw>'s manifest (architecture.md 1, qmoe.contract.raw) and writes <out>'s feature table
+(manifest columns + emb_0000..emb_{D-1}, manifest row order) and features.json
+(architecture.md 2, qmoe.contract.features).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import argparse
 import logging
 from pathlib import Path
 
-import pandas as pd
-
 from qmoe.cli import read_params, run_stage
+from qmoe.contract.features import FeatureFolder, write_table
+from qmoe.contract.raw import read_manifest
 from qmoe.executor import ExecutionConfig
 from qmoe.features import (
     FeaturesConfig,
@@ -22,30 +23,9 @@ from qmoe.features import (
     features_timings,
     mel_used,
 )
-from qmoe.io import InputError, atomic_dir, atomic_path, from_section, save_json
+from qmoe.io import atomic_dir, atomic_path, from_section, save_json
 
 log = logging.getLogger("stages.features")
-
-NEEDED = ["clip_id", "path", "sample_rate"]  # the rest of the manifest is passed through
-TEXT = {"clip_id": str, "path": str, "label_name": str, "source_id": str, "sha256": str}
-
-
-def read_manifest(raw: Path) -> pd.DataFrame:
-    path = raw / "manifest.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: manifest not found (run the download stage)")
-    df = pd.read_csv(path, dtype=TEXT, keep_default_na=False, na_values=[""])
-    missing = [c for c in NEEDED if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}")
-    if df.empty:
-        raise InputError(f"{path}: no clips")
-    if df["path"].isna().any() or df["sample_rate"].isna().any():
-        raise InputError(
-            f"{path}: empty `path` or `sample_rate` in row(s) "
-            f"{df.index[df['path'].isna() | df['sample_rate'].isna()].tolist()[:10]}"
-        )
-    return df
 
 
 def main() -> None:
@@ -68,9 +48,9 @@ def main() -> None:
     emb = embed_manifest(manifest, args.raw, cfg, execution=execution)
     table = features_table(manifest, emb.matrix)
     with atomic_dir(args.out) as tmp:
-        table.to_parquet(tmp / "features.parquet", index=False)
+        write_table(tmp, table)
         save_json(
-            tmp / "features.json",
+            FeatureFolder(tmp).info,
             {
                 "dataset": args.raw.name,
                 **features_info(cfg, emb, len(manifest)),

@@ -1,4 +1,4 @@
-"""Figures, paper tables, metrics.json, per-fold F1 plot data, report.md and its summary.md.
+"""Figures, paper tables, the DVC metrics file, per-fold F1 plot data, report.md and its summary.md.
 DVC stage: report."""
 
 from __future__ import annotations

@@ -31,19 +31,20 @@ def main() -> None:
     warm_pool(execution, ["qmoe.training.units", "torch._dynamo"])
     # torch and the training code after the pool's server has started importing them: both
     # imports run at once (stage overhead, issue 15)
+    from qmoe.contract.runs import TrainOutputs
     from qmoe.energy import EnergyConfig
     from qmoe.models import ModelConfig
     from qmoe.training.fit import TrainConfig
-    from qmoe.training.grid import RunSpec, train_protocol
-    from qmoe.training.reuse import Inputs, Outputs
+    from qmoe.training.grid import train_protocol
+    from qmoe.training.reuse import Inputs
 
     train_protocol(
-        RunSpec(args.dataset, args.protocol),
+        study.runs(args.dataset, args.protocol),
         variants,
         from_section(ModelConfig, params.get("model"), "model"),
         from_section(TrainConfig, params.get("train"), "train"),
         Inputs(args.features, Path(__file__), args.lock),
-        Outputs(args.out, args.cost),
+        TrainOutputs(args.out, args.cost),
         from_section(EnergyConfig, params.get("energy"), "energy").country_iso_code,
         execution,
         force=forced_by_dvc(),  # dvc repro -f: every variant is trained, none kept

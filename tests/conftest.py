@@ -1,11 +1,11 @@
 """Shared fixtures: variant configs from the repository's params.yaml, and a small synthetic
-results tree (data/raw, data/runs, data/benchmarks as docs/architecture.md 1-4 describe them).
+results tree (data/raw, data/runs, data/train_cost, data/benchmarks), written through
+qmoe.contract as the stages write them (docs/architecture.md 1-4).
 Fixtures of one test folder live in that folder's conftest.py (tests/deploy/conftest.py)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -14,6 +14,11 @@ import pandas as pd
 import pytest
 
 from qmoe import variants
+from qmoe.contract.benchmarks import BenchFolder
+from qmoe.contract.raw import MANIFEST_COLUMNS, RawFolder, write_manifest
+from qmoe.contract.runs import COST_FIELDS, ModelKey, RunFolder, TrainOutputs, write_metrics
+from qmoe.contract.study import RunId
+from qmoe.io import save_json
 
 # test modules import tests/repo_params.py (params.yaml and configs built from it) by name
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,8 +57,8 @@ def with_facts():
 
 
 def _raw(root: Path, dataset: str) -> None:
-    folder = root / "raw" / dataset
-    folder.mkdir(parents=True)
+    folder = RawFolder(root / "raw" / dataset)
+    folder.root.mkdir(parents=True)
     rows = [
         {
             "clip_id": f"c{i:03d}",
@@ -68,20 +73,19 @@ def _raw(root: Path, dataset: str) -> None:
         }
         for i in range(PER_FOLD * len(FOLDS))
     ]
-    pd.DataFrame(rows).to_csv(folder / "manifest.csv", index=False)
-    (folder / "dataset.json").write_text(
-        json.dumps(
-            {
-                "name": dataset,
-                "source": {"url": "synthetic"},
-                "licence": "CC0",
-                "classes": CLASSES,
-                "folds": 3,
-                "file_count": len(rows),
-                "archive_sha256": "0" * 64,
-                "rejects": [],
-            }
-        )
+    write_manifest(folder.root, pd.DataFrame(rows, columns=MANIFEST_COLUMNS))
+    save_json(
+        folder.dataset_json,
+        {
+            "name": dataset,
+            "source": {"url": "synthetic"},
+            "licence": "CC0",
+            "classes": CLASSES,
+            "folds": 3,
+            "file_count": len(rows),
+            "archive_sha256": "0" * 64,
+            "rejects": [],
+        },
     )
 
 
@@ -105,13 +109,8 @@ def _model(rng: np.random.Generator, variant: str, fold: int, seed: int) -> dict
 
 def _cost(rng: np.random.Generator, fold: int, seed: int) -> dict:
     """One model's data/train_cost entry (measured: outside the DVC-hashed run folder)."""
-    return {
-        "fold": fold,
-        "seed": seed,
-        "train_seconds": 3.0 + rng.random(),
-        "train_energy_kwh": 1e-5 * (1 + rng.random()),
-        "train_emissions_kg": 3e-6,
-    }
+    values = (fold, seed, 3.0 + rng.random(), 1e-5 * (1 + rng.random()), 3e-6)
+    return dict(zip(COST_FIELDS, values, strict=True))
 
 
 def _predictions(rng, variant: str, fold: int, seed: int) -> pd.DataFrame:
@@ -190,13 +189,13 @@ def make_tree(
     rng = np.random.default_rng(seed)
     _raw(data, dataset)
     for protocol, model_seeds in (seeds or SEEDS).items():
+        bench = BenchFolder(data / "benchmarks" / dataset / protocol)
         for variant in variants_:
-            run, bench = (
-                data / kind / dataset / protocol / variant for kind in ("runs", "benchmarks")
-            )
-            for folder, regime in SAMPLE_SCALES:
-                (bench / folder / regime).mkdir(parents=True)
-            run.mkdir(parents=True)
+            run = RunId(dataset, protocol, variant)
+            folder = RunFolder(run.under(data / "runs"))
+            folder.root.mkdir(parents=True)
+            for latency, regime in SAMPLE_SCALES:
+                (bench.variant(variant) / latency / regime).mkdir(parents=True)
             metrics, costs, preds, summary, routing = [], [], [], [], []
             for fold in FOLDS:
                 for s in model_seeds:
@@ -206,8 +205,9 @@ def make_tree(
                     lat = rng.lognormal(
                         np.log(0.2), 0.1 if "curiosity" in variant else 0.3, n_latency
                     )
-                    for (folder, regime), k in SAMPLE_SCALES.items():
-                        np.save(bench / folder / regime / f"fold{fold}_seed{s}.npy", k * lat)
+                    for (latency, regime), k in SAMPLE_SCALES.items():
+                        key = ModelKey(fold, s)
+                        np.save(bench.samples(variant, f"{latency}/{regime}", key), k * lat)
                     metrics.append(m)
                     costs.append(_cost(rng, fold, s))
                     preds.append(_predictions(rng, variant, fold, s))
@@ -217,40 +217,23 @@ def make_tree(
                         for e, n in enumerate(PARAMS["study"]["experts"])
                     ]
             config = (configs or {}).get(variant) or variant_config(variant)
-            (run / "metrics.json").write_text(
-                json.dumps(
-                    {
-                        "dataset": dataset,
-                        "protocol": protocol,
-                        "variant": variant,
-                        "variant_config": config,
-                        "class_names": CLASSES,
-                        "runs": metrics,
-                    }
-                )
+            write_metrics(folder.root, run, config, CLASSES, metrics)
+            costs_root = data / "train_cost" / dataset / protocol
+            costs_root.mkdir(parents=True, exist_ok=True)
+            save_json(
+                TrainOutputs(folder.root.parent, costs_root).cost(variant),
+                run._asdict()
+                | {"energy_method": "codecarbon CPU estimated (TDP x load)", "runs": costs},
             )
-            cost = data / "train_cost" / dataset / protocol / f"{variant}.json"
-            cost.parent.mkdir(parents=True, exist_ok=True)
-            cost.write_text(
-                json.dumps(
-                    {
-                        "dataset": dataset,
-                        "protocol": protocol,
-                        "variant": variant,
-                        "energy_method": "codecarbon CPU estimated (TDP x load)",
-                        "runs": costs,
-                    }
-                )
-            )
-            pd.concat(preds).to_csv(run / "predictions.csv", index=False)
-            pd.DataFrame(summary).to_csv(bench / "summary.csv", index=False)
+            pd.concat(preds).to_csv(folder.predictions, index=False)
+            pd.DataFrame(summary).to_csv(bench.summary(variant), index=False)
             if variant.startswith("moe"):
-                pd.DataFrame(routing).to_csv(bench / "routing.csv", index=False)
-            (bench / "device.json").write_text(json.dumps({"cpu": "toy CPU", "threads": 1}))
-            _run_json(bench.parent)
+                pd.DataFrame(routing).to_csv(bench.routing(variant), index=False)
+            save_json(bench.device(variant), {"cpu": "toy CPU", "threads": 1})
+            _run_json(bench)
 
 
-def _run_json(folder: Path) -> None:
+def _run_json(bench: BenchFolder) -> None:
     """run.json of a benchmark: what the stats stage reads for the latency claims' scope."""
     snap = {"time": 0.0, "load_average": [0.5, 0.5, 0.5], "steal_ticks": 0}
     run = {
@@ -264,7 +247,7 @@ def _run_json(folder: Path) -> None:
         "config": {"regimes": ["warm", "after_backbone"]},
         "versions": {"onnxruntime": "1.31.1", "torch": "2.9.1"},
     }
-    (folder / "run.json").write_text(json.dumps(run))
+    save_json(bench.run_json, run)
 
 
 @pytest.fixture(scope="session")

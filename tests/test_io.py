@@ -5,16 +5,15 @@ from typing import Literal
 import pytest
 import torch
 
+from qmoe.contract.checkpoint import load_checkpoint, save_checkpoint
 from qmoe.io import (
     ConfigError,
     atomic_dir,
     atomic_path,
     choose,
     from_section,
-    load_checkpoint,
     load_params,
     require,
-    save_checkpoint,
     seed_everything,
 )
 

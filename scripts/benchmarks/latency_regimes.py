@@ -32,14 +32,16 @@ import yaml
 from qmoe import models, variants
 from qmoe.bench import blocks, machine, regimes, suite, tree
 from qmoe.bench.runners import Target
+from qmoe.contract.checkpoint import CheckpointMeta, save_checkpoint
+from qmoe.contract.runs import ModelKey
+from qmoe.contract.study import runs_of
 from qmoe.deploy import graph as G
 from qmoe.deploy import runtime
-from qmoe.deploy.folder import TreeSpec, deploy_tree, export_params
+from qmoe.deploy.folder import deploy_tree, export_params
 from qmoe.energy import EnergyConfig
 from qmoe.executor import ExecutionConfig
-from qmoe.io import from_section, save_checkpoint, save_json
+from qmoe.io import from_section, save_json
 from qmoe.training.artefacts import Standardized
-from qmoe.training.layout import CheckpointMeta, ModelKey
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -165,7 +167,7 @@ def stage_cost(protocol: str) -> None:
         t = _tree(root, protocol)
         t0 = time.perf_counter()
         deploy_tree(
-            TreeSpec("synthetic", protocol, names),
+            runs_of("synthetic", protocol, names),
             export_params(PARAMS["export"]),
             t["features"],
             t["runs"],
@@ -174,7 +176,7 @@ def stage_cost(protocol: str) -> None:
         )
         t1 = time.perf_counter()
         tree.benchmark_tree(
-            tree.BenchSpec("synthetic", protocol, names),
+            runs_of("synthetic", protocol, names),
             cfg,
             from_section(EnergyConfig, PARAMS["energy"], "energy"),
             t["features"],

@@ -1,4 +1,4 @@
-"""Params, config dataclasses, seeding and atomic file writes: the only I/O helpers the package has.
+"""Params, config dataclasses, seeding and atomic file writes (artefact files: qmoe.contract).
 
 Stages read params.yaml once (`load_params`) and turn their own section into a frozen dataclass
 (`from_section`), which rejects unknown keys, missing keys and wrong types (PyYAML reads `5e-4` as
@@ -20,7 +20,7 @@ import types
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import yaml
@@ -64,19 +64,24 @@ def load_params(path: Path | str = "params.yaml") -> dict[str, Any]:
     return data
 
 
+# scalar params types: what passes (a bool is an int to Python, never to params) and its name
+_SCALARS = {
+    float: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    bool: (lambda v: isinstance(v, bool), "true/false"),
+    str: (lambda v: isinstance(v, str), "a string"),
+}
+
+
 def _check_type(value: Any, tp: Any, where: str) -> Any:
     """Return `value` converted to `tp` where lossless (int -> float, list -> tuple), else raise."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for alt in args:
-            try:
+            with contextlib.suppress(ConfigError):
                 return _check_type(value, alt, where)
-            except ConfigError as e:
-                errors.append(str(e))
         raise ConfigError(f"{where}: {value!r} matches none of {tp}")
     if tp is type(None):
         if value is None:
@@ -86,12 +91,22 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
         if value in args:
             return value
         raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
-        item_tp = args[0] if args else Any
-        items = [_check_type(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
+    if origin in (tuple, list, dict):
+        return _check_container(value, origin, args, where)
+    if dataclasses.is_dataclass(tp):
+        return from_section(tp, value, where)
+    if tp in _SCALARS:
+        accepts, what = _SCALARS[tp]
+        if not accepts(value):
+            raise ConfigError(f"{where}: expected {what}, got {type(value).__name__} {value!r}")
+        return float(value) if tp is float else value
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_container(value: Any, origin: Any, args: tuple, where: str) -> Any:
+    """A list or tuple item by item (a list becomes a tuple where `tp` says so), a dict by key."""
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
@@ -100,27 +115,10 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
             _check_type(k, kt, f"{where}.key"): _check_type(v, vt, f"{where}.{k}")
             for k, v in value.items()
         }
-    if dataclasses.is_dataclass(tp):
-        return from_section(tp, value, where)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {type(value).__name__} {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
-        return value
-    if isinstance(tp, type) and not isinstance(value, tp):
-        raise ConfigError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
-    return value
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+    items = [_check_type(v, args[0] if args else Any, f"{where}[{i}]") for i, v in enumerate(value)]
+    return tuple(items) if origin is tuple else items
 
 
 def from_section(cls: type[T], section: Mapping[str, Any] | None, where: str = "") -> T:
@@ -269,18 +267,15 @@ def _umask() -> int:
     return mask
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
+def json_default(obj: Any) -> Any:
+    """numpy scalars and arrays, paths, dataclasses and tensors as JSON values."""
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
     if isinstance(obj, Path):
         return str(obj)
     if dataclasses.is_dataclass(obj):
         return dataclasses.asdict(obj)
-    if hasattr(obj, "tolist"):  # torch.Tensor
+    if hasattr(obj, "tolist"):  # np.ndarray, torch.Tensor
         return obj.tolist()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
@@ -288,7 +283,7 @@ def _json_default(obj: Any) -> Any:
 def save_json(path: Path | str, data: Any) -> None:
     """Write JSON atomically, with sorted keys and a trailing newline (diff-friendly)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=json_default) + "\n")
 
 
 def load_json(path: Path | str) -> Any:
@@ -299,50 +294,7 @@ def load_json(path: Path | str) -> Any:
         return json.load(f)
 
 
-def checkpoint_bytes(state_dict: Mapping[str, torch.Tensor], meta: dict) -> bytes:
-    """A weights-only checkpoint (tensors plus plain JSON-able metadata) as bytes. Saved to a
-    buffer, not a file: torch names the archive's records after the file, so saving to a
-    temporary file name made every checkpoint's bytes differ."""
-    import io
-
-    import torch
-
-    payload = {
-        "state_dict": dict(state_dict),
-        "meta": json.loads(json.dumps(meta, default=_json_default)),
-    }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    return buffer.getvalue()
-
-
-def save_checkpoint(path: Path | str, state_dict: Mapping[str, torch.Tensor], meta: dict) -> None:
-    """Weights-only checkpoint (loads with weights_only), written atomically."""
-    write_bytes(path, checkpoint_bytes(state_dict, meta))
-
-
 def write_bytes(path: Path | str, data: bytes) -> None:
     """Write `data` to `path` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-
-
-class Checkpoint(NamedTuple):
-    state_dict: dict[str, torch.Tensor]
-    meta: dict
-
-
-def load_checkpoint(path: Path | str) -> Checkpoint:
-    """Load a checkpoint written by `save_checkpoint`, never unpickling arbitrary objects."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt, truncated, or a pickle with code in it
-        raise InputError(f"checkpoint {path} is corrupt or not weights-only: {e}") from e
-    if not isinstance(payload, dict) or "state_dict" not in payload or "meta" not in payload:
-        raise InputError(f"checkpoint {path} lacks 'state_dict'/'meta' entries")
-    return Checkpoint(payload["state_dict"], payload["meta"])

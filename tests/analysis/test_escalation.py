@@ -11,10 +11,10 @@ import torch
 from repo_params import config
 
 from qmoe.analysis import escalation as esc
-from qmoe.analysis.results import Where
 from qmoe.analysis.stats import StatsConfig
+from qmoe.contract.runs import ModelKey
+from qmoe.contract.study import RunId
 from qmoe.io import InputError
-from qmoe.training.layout import ModelKey
 from qmoe.training.metrics import scores
 
 CFG = config(StatsConfig, "stats")
@@ -111,7 +111,7 @@ def _route_models(informative: bool, folds=5, seeds=3, n=80, c=10) -> list[esc.A
 
 
 def _table(models: list[esc.Arms], variant="moe_curiosity_route") -> pd.Series:
-    where = Where("esc10", "corrected", variant)
+    where = RunId("esc10", "corrected", variant)
     return esc.same_weights({where: models}, CFG).iloc[0]
 
 
@@ -129,7 +129,7 @@ def test_the_same_weights_test_tells_an_informative_u_from_noise():
 
 def test_holm_runs_over_the_route_variants_of_a_protocol():
     info, noise = _route_models(True), _route_models(False)
-    where = lambda v: Where("esc10", "corrected", v)  # noqa: E731
+    where = lambda v: RunId("esc10", "corrected", v)  # noqa: E731
     table = esc.same_weights({where("a"): noise, where("b"): info}, CFG).set_index("variant")
     p = table["p"].to_numpy()
     assert table["p_holm"].to_numpy() == pytest.approx(
@@ -139,7 +139,7 @@ def test_holm_runs_over_the_route_variants_of_a_protocol():
 
 def test_the_curve_runs_from_none_to_all_escalated_through_the_deployed_share():
     models = _route_models(True, folds=2, seeds=1)
-    where = Where("esc10", "corrected", "moe_curiosity_route")
+    where = RunId("esc10", "corrected", "moe_curiosity_route")
     curve = esc.share_curve({where: models}, CFG).set_index("share")
     assert list(curve.index) == list(esc.SHARES)
     none = np.mean([esc.macro_f1(a, np.zeros(80, bool))[0] for a in models])
@@ -156,7 +156,7 @@ def test_the_curve_runs_from_none_to_all_escalated_through_the_deployed_share():
 
 
 def test_a_record_without_the_same_weights_predictions_names_the_model():
-    where, key = Where("esc10", "corrected", "moe_curiosity_route"), ModelKey(2, 1)
+    where, key = RunId("esc10", "corrected", "moe_curiosity_route"), ModelKey(2, 1)
     record = {"u": [0.1], "label": [0], "pred": [0], "escalated": [False], "pred_none": [0]}
     with pytest.raises(
         InputError, match=r"moe_curiosity_route fold2_seed1: .* lacks \['pred_escalated'\]"

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from qmoe.analysis import results
-from qmoe.contract.study import Study
+from qmoe.contract import benchmarks
+from qmoe.contract.study import RunId, Study
 from qmoe.io import InputError
 
 EXPERTS = ("ternary_reference", "w4a8", "w8a8")
@@ -91,13 +92,13 @@ def test_a_variant_trained_with_two_configs_is_refused():
 
 def test_latency_files_are_read_by_key_any_integer_seed(tmp_path, results_tree):
     results_tree(tmp_path, ["fp32"], n_latency=7, seeds={"faithful": [-1]})
-    where = results.Where("toy", "faithful", "fp32")
-    lat = results.load_latency(tmp_path / "benchmarks", where, "latency/warm")
+    where = RunId("toy", "faithful", "fp32")
+    lat = benchmarks.read_samples(tmp_path / "benchmarks", where, "latency/warm")
     assert len(lat) == 3 * 7 and sorted(lat["fold"].unique()) == [1, 2, 3]
     assert set(lat["seed"]) == {-1}
     np.save(where.under(tmp_path / "benchmarks") / "latency" / "warm" / "fold1.npy", np.ones(3))
     with pytest.raises(InputError, match="fold1.npy: latency file name is not fold<k>_seed<s>.npy"):
-        results.load_latency(tmp_path / "benchmarks", where, "latency/warm")
+        benchmarks.read_samples(tmp_path / "benchmarks", where, "latency/warm")
 
 
 def test_routed_predictions_carry_each_experts_config(tmp_path, results_tree, config_of):

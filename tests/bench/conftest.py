@@ -19,6 +19,7 @@ VARIANTS = ("fp32", "ptq_int8", "w4a8", "w8a8", "ternary_reference", "moe")
 @pytest.fixture
 def exported_tree(tmp_path, monkeypatch):
     """features/, runs/<variant>/ and deployed/ for VARIANTS; the benchmark lock in tmp_path."""
+    from qmoe.contract.study import runs_of
     from qmoe.deploy import folder
     from qmoe.deploy.export import ExportConfig
     from qmoe.deploy.verify import CheckConfig
@@ -29,7 +30,7 @@ def exported_tree(tmp_path, monkeypatch):
     params = folder.ExportParams(ExportConfig(16, 4), CheckConfig(1e-5, 1e-4, 5e-3, 1e-2, 0.9, 0.9))
     tree["deployed"] = tmp_path / "deployed"
     folder.deploy_tree(
-        folder.TreeSpec("tiny", "corrected", VARIANTS),
+        runs_of("tiny", "corrected", VARIANTS),
         params,
         tree["features"],
         tree["runs"],

@@ -10,9 +10,10 @@ import pytest
 from qmoe.bench import blocks, suite, tree
 from qmoe.bench.regimes import Cache, Flush, Regime
 from qmoe.bench.runners import Target, choose
+from qmoe.contract.runs import ModelKey
+from qmoe.contract.study import runs_of
 from qmoe.energy import EnergyConfig
 from qmoe.io import ConfigError
-from qmoe.training.layout import ModelKey
 
 CFG = dict(
     runtimes=("onnxruntime", "torch"),
@@ -145,7 +146,7 @@ def test_whole_run_writes_every_variant_side_by_side(exported_tree, tmp_path, mo
     monkeypatch.setattr(suite, "l2_cache", lambda cpu: Cache(16 * 1024, 64, "fake"))
     cfg = suite.SuiteConfig(**CFG)
     out = tmp_path / "bench"
-    spec = tree.BenchSpec("tiny", "corrected", ("fp32", "ptq_int8", "w4a8", "moe"))
+    spec = runs_of("tiny", "corrected", ("fp32", "ptq_int8", "w4a8", "moe"))
     frame = tree.benchmark_tree(
         spec,
         cfg,
@@ -156,7 +157,7 @@ def test_whole_run_writes_every_variant_side_by_side(exported_tree, tmp_path, mo
         out,
         FakeMeter,
     )
-    assert list(frame["variant"]) == list(spec.variants)
+    assert list(frame["variant"]) == [r.variant for r in spec]
     s = pd.read_csv(out / "w4a8" / "summary.csv")
     assert list(s["fold"]) == [1, 2] and s["timed"].all()  # 1 seed per fold: all timed
     assert (s["latency_n"] == 100).all() and (s["torch_latency_n"] == 20).all()

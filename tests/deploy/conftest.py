@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from qmoe import models, variants
-from qmoe.io import save_checkpoint, save_json
+from qmoe.contract.checkpoint import CheckpointMeta, save_checkpoint
+from qmoe.contract.features import write_table
+from qmoe.contract.runs import RunFolder, write_metrics
+from qmoe.contract.study import RunId
 from qmoe.training.artefacts import Standardized
-from qmoe.training.layout import CheckpointMeta
 
 TINY = {"in_dim": 24, "num_classes": 3, "hidden_sizes": (32, 16), "n_clips": 30}
 TINY_VARIANTS = {
@@ -53,7 +55,7 @@ def write_run_tree(
     emb_frame = pd.DataFrame(emb.numpy(), columns=[f"emb_{j:04d}" for j in range(d)])
     table = pd.concat([table, emb_frame], axis=1)
     (root / "features").mkdir(parents=True)
-    table.to_parquet(root / "features" / "features.parquet")
+    write_table(root / "features", table)
     for name in names:
         _write_variant(root / "runs" / name, name, table, emb, folds, seed)
     return {"features": root / "features", "runs": root / "runs"}
@@ -86,7 +88,7 @@ def _write_variant(
             best_epoch=1,
             test_clip_ids=tuple(table["clip_id"].iloc[test]),
         )
-        save_checkpoint(out / f"fold{fold}_seed{seed}.pt", model.state_dict(), meta.to_dict())
+        save_checkpoint(RunFolder(out).checkpoint(meta.key), model.state_dict(), meta.to_dict())
         runs.append(
             {"fold": fold, "seed": seed, "macro_f1": 0.5, "n_params": 1, "train_energy_kwh": 1e-6}
         )
@@ -101,11 +103,9 @@ def _write_variant(
                 }
             )
         )
-    save_json(
-        out / "metrics.json",
-        {"dataset": "tiny", "protocol": "corrected", "variant": name, "runs": runs},
-    )
-    pd.concat(preds).to_csv(out / "predictions.csv", index=False)
+    config = variants.to_dict(cfg)
+    write_metrics(out, RunId("tiny", "corrected", name), config, None, runs)
+    pd.concat(preds).to_csv(RunFolder(out).predictions, index=False)
 
 
 @pytest.fixture

@@ -8,34 +8,40 @@ import pandas as pd
 import pytest
 import torch
 
+from qmoe.contract import deployed
+from qmoe.contract.checkpoint import load_checkpoint, save_checkpoint
+from qmoe.contract.study import runs_of
 from qmoe.deploy import folder
 from qmoe.deploy.export import ExportConfig
 from qmoe.deploy.verify import CheckConfig
 from qmoe.executor import ExecutionConfig, UnitUserError
-from qmoe.io import ConfigError, InputError, load_checkpoint, save_checkpoint
+from qmoe.io import ConfigError, InputError
 from qmoe.training.metrics import scores
 
 PARAMS = folder.ExportParams(
     ExportConfig(block_size=16, accuracy_level=4), CheckConfig(1e-5, 1e-4, 5e-3, 1e-2, 0.95, 0.99)
 )
 ONE = ExecutionConfig(backend="local", workers=1)
-SPEC = folder.TreeSpec(
-    "tiny", "corrected", ("fp32", "ptq_int8", "w4a8", "ternary_reference", "moe")
-)
+SPEC = runs_of("tiny", "corrected", ("fp32", "ptq_int8", "w4a8", "ternary_reference", "moe"))
 
 
 def test_every_model_is_exported_checked_and_scored_at_batch_1(run_tree, tmp_path):
     out = tmp_path / "deployed"
     frame = folder.deploy_tree(SPEC, PARAMS, run_tree["features"], run_tree["runs"], out, ONE)
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.onnx")) == sorted(
-        [f"{v}/fold{k}_seed0.onnx" for v in SPEC.variants for k in (1, 2)]
+        [f"{r.variant}/fold{k}_seed0.onnx" for r in SPEC for k in (1, 2)]
         + [f"ptq_int8/fold{k}_seed0.zclip.onnx" for k in (1, 2)]
         + [f"moe/fold{k}_seed0.{p}.onnx" for k in (1, 2) for p in ("router", "expert0", "expert1")]
     )
     moe = pd.read_csv(out / "moe" / "deployed.csv")
+    # the columns qmoe.contract.deployed (and docs/architecture.md 3b) promise, in their order;
+    # with an int8 model and an MoE in the tree every table has both extras (empty where n/a)
+    extras = deployed.ZCLIP_COLUMNS + deployed.DISPATCH_COLUMNS
+    assert list(moe.columns) == deployed.DEPLOYED_COLUMNS + extras
+    assert list(pd.read_csv(out / "moe" / "routing.csv").columns) == deployed.ROUTING_COLUMNS
     assert (moe["dispatch_expert_agreement"] == 1.0).all()
     assert (moe["dispatch_max_abs_diff"] <= 1e-6).all()
-    assert list(frame["variant"]) == [v for v in SPEC.variants for _ in (1, 2)]
+    assert list(frame["variant"]) == [r.variant for r in SPEC for _ in (1, 2)]
     w4 = pd.read_csv(out / "w4a8" / "deployed.csv")
     assert list(w4["fold"]) == [1, 2] and (w4["artefact"] == "MatMulNBits 4-bit").all()
     assert (w4["exact_share"] >= 0.95).all() and (w4["layers_checked"] == 2).all()
@@ -92,7 +98,7 @@ def test_a_checkpoint_of_a_width_without_a_kernel_is_named_and_nothing_is_writte
         r"use one of \[1, 2, 4, 8\]",
     ):
         folder.deploy_tree(
-            folder.TreeSpec("tiny", "corrected", ("fp32", "w4a8")),
+            runs_of("tiny", "corrected", ("fp32", "w4a8")),
             PARAMS,
             tree["features"],
             tree["runs"],
@@ -106,7 +112,7 @@ def test_missing_run_or_labels_are_named(run_tree_of, tmp_path):
     tree = run_tree_of(["fp32"])
     with pytest.raises(InputError, match=r"runs/w4a8/metrics.json: not found \(train w4a8 first\)"):
         folder.deploy_tree(
-            folder.TreeSpec("tiny", "corrected", ("fp32", "w4a8")),
+            runs_of("tiny", "corrected", ("fp32", "w4a8")),
             PARAMS,
             tree["features"],
             tree["runs"],
@@ -122,7 +128,7 @@ def test_missing_run_or_labels_are_named(run_tree_of, tmp_path):
         r"or a label in predictions.csv, e.g. \['c00'\]",
     ):
         folder.deploy_tree(
-            folder.TreeSpec("tiny", "corrected", ("fp32",)),
+            runs_of("tiny", "corrected", ("fp32",)),
             PARAMS,
             tree["features"],
             tree["runs"],
@@ -158,7 +164,7 @@ def test_export_params_refuse_unknown_and_missing_keys():
 def test_moe_routing_of_the_deployed_graph_is_written(run_tree, tmp_path):
     out = tmp_path / "deployed"
     folder.deploy_tree(
-        folder.TreeSpec("tiny", "corrected", ("fp32", "moe")),
+        runs_of("tiny", "corrected", ("fp32", "moe")),
         PARAMS,
         run_tree["features"],
         run_tree["runs"],
@@ -187,7 +193,7 @@ def test_zclipped_int8_artefact_survives_an_outlier_clip_that_swamps_the_batch_s
     table.to_parquet(path)
     out = tmp_path / "d"
     frame = folder.deploy_tree(
-        folder.TreeSpec("tiny", "corrected", ("ptq_int8",)),
+        runs_of("tiny", "corrected", ("ptq_int8",)),
         PARAMS,
         tree["features"],
         tree["runs"],

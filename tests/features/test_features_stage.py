@@ -20,6 +20,7 @@ import yaml
 from PIL import Image
 from repo_params import config
 
+from qmoe.contract.raw import read_manifest
 from qmoe.executor import ExecutionConfig
 from qmoe.features import (
     FeaturesConfig,
@@ -186,7 +187,7 @@ def test_manifest_without_a_needed_column_is_rejected_by_name(tmp_path):
         tmp_path / "manifest.csv", index=False
     )
     with pytest.raises(ValueError, match=r"manifest\.csv: missing column\(s\) \['sample_rate'\]"):
-        load_stage_module().read_manifest(tmp_path)
+        read_manifest(tmp_path)
 
 
 def test_stage_fails_cleanly_on_undecodable_audio(tmp_path):

@@ -13,8 +13,8 @@ import pandas as pd  # noqa: E402
 from repo_params import config  # noqa: E402
 
 from qmoe.analysis import escalation as esc  # noqa: E402
-from qmoe.analysis.results import Where  # noqa: E402
 from qmoe.analysis.stats import StatsConfig  # noqa: E402
+from qmoe.contract.study import RunId  # noqa: E402
 from qmoe.report import figures, plotting, routing  # noqa: E402
 
 CFG = config(StatsConfig, "stats", permutation_draws=1000)
@@ -57,7 +57,7 @@ def _models(seed: int) -> list[esc.Arms]:
 
 def _groups() -> dict:
     return {
-        Where("esc10", p, "moe_curiosity_route"): _models(i)
+        RunId("esc10", p, "moe_curiosity_route"): _models(i)
         for i, p in enumerate(("corrected", "faithful"))
     }
 

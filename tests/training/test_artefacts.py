@@ -4,9 +4,15 @@ import pytest
 import torch
 
 from qmoe import models, variants
-from qmoe.io import InputError, checkpoint_bytes, load_checkpoint, save_checkpoint
+from qmoe.contract.checkpoint import (
+    CheckpointMeta,
+    checkpoint_bytes,
+    load_checkpoint,
+    save_checkpoint,
+)
+from qmoe.contract.runs import ModelKey
+from qmoe.io import InputError
 from qmoe.training.artefacts import Standardized, load_trained
-from qmoe.training.layout import CheckpointMeta, ModelKey
 
 
 def test_model_key_stem_round_trips_any_integer_seed():

@@ -19,12 +19,14 @@ import pytest
 from synthetic_features import feature_folder  # noqa: E402  (tests/, on sys.path)
 
 from qmoe import executor
+from qmoe.contract.runs import TrainOutputs
+from qmoe.contract.study import runs_of
 from qmoe.executor import ExecutionConfig, UnitFailed, run_units
 from qmoe.io import ConfigError, from_section, load_params
 from qmoe.models import ModelConfig
 from qmoe.training.fit import TrainConfig
-from qmoe.training.grid import RunSpec, train_protocol
-from qmoe.training.reuse import Inputs, Outputs
+from qmoe.training.grid import train_protocol
+from qmoe.training.reuse import Inputs
 from qmoe.training.units import apportion_energy
 from qmoe.variants import resolve
 
@@ -48,11 +50,11 @@ MODEL = ModelConfig(hidden_sizes=(16, 8), dropout=0.1)
 
 def train(
     features: Path, out: Path, variants: list[str], execution: ExecutionConfig, cfg=CFG
-) -> Outputs:
+) -> TrainOutputs:
     """Train `variants` (single models and MoEs) into out/runs and out/cost, as the stage does."""
-    outputs = Outputs(out / "runs", out / "cost")
+    outputs = TrainOutputs(out / "runs", out / "cost")
     train_protocol(
-        RunSpec("synthetic", "corrected"),
+        runs_of("synthetic", "corrected", variants),
         {v: resolve(v, PARAMS["variants"], PARAMS["study"]["experts"]) for v in variants},
         MODEL,
         cfg,
@@ -64,7 +66,7 @@ def train(
     return outputs
 
 
-def folder_bytes(outputs: Outputs, variant: str) -> dict[str, bytes]:
+def folder_bytes(outputs: TrainOutputs, variant: str) -> dict[str, bytes]:
     """Every file of a run folder, as bytes; the cost file beside it holds the measurements."""
     folder = outputs.folder(variant)
     cost = json.loads(outputs.cost(variant).read_text())

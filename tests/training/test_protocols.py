@@ -218,12 +218,14 @@ def test_faithful_learns_the_scrambled_five_way_task_on_esc50_only():
 def test_the_train_stage_refuses_a_projected_feature_table(tmp_path):
     import json
 
+    from qmoe.contract.runs import TrainOutputs
+    from qmoe.contract.study import runs_of
     from qmoe.executor import ExecutionConfig
     from qmoe.io import ConfigError, from_section, load_params
     from qmoe.models import ModelConfig
     from qmoe.training.fit import TrainConfig
-    from qmoe.training.grid import RunSpec, train_protocol
-    from qmoe.training.reuse import Inputs, Outputs
+    from qmoe.training.grid import train_protocol
+    from qmoe.training.reuse import Inputs
     from qmoe.variants import FP32Config
 
     root = Path(__file__).resolve().parents[2]
@@ -232,12 +234,12 @@ def test_the_train_stage_refuses_a_projected_feature_table(tmp_path):
     (tmp_path / "features.json").write_text(json.dumps({"head": "random_projection"}))
     with pytest.raises(ConfigError, match="features.head: 'random_projection': keep 'pooled'"):
         train_protocol(
-            RunSpec("esc10", "faithful"),
+            runs_of("esc10", "faithful", ["fp32"]),
             {"fp32": FP32Config()},
             from_section(ModelConfig, params["model"], "model"),
             from_section(TrainConfig, params["train"], "train"),
             Inputs(tmp_path, root / "stages" / "train.py", root / "requirements.lock"),
-            Outputs(tmp_path / "out", tmp_path / "cost"),
+            TrainOutputs(tmp_path / "out", tmp_path / "cost"),
             "IRL",
             from_section(ExecutionConfig, params["execution"], "execution"),
         )

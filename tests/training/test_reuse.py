@@ -19,13 +19,15 @@ import pytest
 from repo_params import PARAMS, ROOT
 from synthetic_features import feature_folder
 
+from qmoe.contract.runs import TrainOutputs
+from qmoe.contract.study import runs_of
 from qmoe.executor import ExecutionConfig
 from qmoe.io import from_section
 from qmoe.models import ModelConfig
 from qmoe.training import grid
 from qmoe.training.fit import TrainConfig
-from qmoe.training.grid import COUNTRY, RunSpec, train_protocol
-from qmoe.training.reuse import FILES, INPUTS, Inputs, Outputs, Plan
+from qmoe.training.grid import COUNTRY, train_protocol
+from qmoe.training.reuse import FILES, INPUTS, Inputs, Plan
 from qmoe.variants import resolve
 
 TRAIN = {**PARAMS["train"], "seeds": [0], "epochs": 6, "patience": 3}
@@ -34,7 +36,7 @@ MODEL = ModelConfig(hidden_sizes=(16, 8), dropout=0.1)
 STUDY = ["fp32", "w4a8", "moe"]  # moe's pool: ternary_reference, w4a8, w8a8 (study.experts)
 
 
-def _stamps(outputs: Outputs, variant: str) -> dict[str, int]:
+def _stamps(outputs: TrainOutputs, variant: str) -> dict[str, int]:
     """Every output file of `variant` -> its modification time (ns): unchanged when kept."""
     files = [outputs.cost(variant), *outputs.folder(variant).rglob("*")]
     return {str(f): f.stat().st_mtime_ns for f in files if f.is_file()}
@@ -51,14 +53,14 @@ class Study:
         self.features = feature_folder(root)
         self.lock = root / "requirements.lock"
         shutil.copy(ROOT / "requirements.lock", self.lock)
-        self.outputs = Outputs(root / "runs", root / "cost")
+        self.outputs = TrainOutputs(root / "runs", root / "cost")
         self.variants = dict(PARAMS["variants"])
         self.protocol = protocol
 
     def run(self, names=STUDY, cfg=ONE_SEED, country="IRL", force=False) -> Plan:
         experts = PARAMS["study"]["experts"]
         return train_protocol(
-            RunSpec("synthetic", self.protocol),
+            runs_of("synthetic", self.protocol, names),
             {v: resolve(v, self.variants, experts) for v in names},
             MODEL,
             cfg,

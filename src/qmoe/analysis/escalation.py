@@ -34,10 +34,11 @@ import pandas as pd
 from scipy import stats as sps
 
 from qmoe.analysis.names import Family
-from qmoe.analysis.results import Where, variant_facts
+from qmoe.analysis.results import variant_facts
 from qmoe.analysis.stats import COMPUTED, StatsConfig, holm
+from qmoe.contract.runs import ModelKey
+from qmoe.contract.study import RunId
 from qmoe.io import InputError
-from qmoe.training.layout import ModelKey
 
 FAMILY = Family.ROUTING_SAME_WEIGHTS
 BASELINE = "random escalation, same count, same weights"
@@ -57,7 +58,7 @@ class Arms(NamedTuple):
     mismatch: int  # clips where where(escalated, ...) differs from the deployed prediction
 
 
-def arms(record: dict, where: Where, key: ModelKey) -> Arms:
+def arms(record: dict, where: RunId, key: ModelKey) -> Arms:
     """A curiosity record's arms; a record without the fields names the model."""
     missing = [f for f in FIELDS if f not in record]
     if missing:
@@ -183,11 +184,11 @@ CURVE_COLUMNS = [
 ]
 
 
-def route_models(records: list[tuple[Where, ModelKey, dict]], runs: pd.DataFrame) -> dict:
-    """{Where: [Arms, ...]} of every `route` variant's models, in record order (the placebo's
+def route_models(records: list[tuple[RunId, ModelKey, dict]], runs: pd.DataFrame) -> dict:
+    """{RunId: [Arms, ...]} of every `route` variant's models, in record order (the placebo's
     u is a draw, not an uncertainty: it is left out)."""
     facts = variant_facts(runs) if not runs.empty else None
-    out: dict[Where, list[Arms]] = {}
+    out: dict[RunId, list[Arms]] = {}
     for where, key, record in records:
         if facts.loc[where.variant, "curiosity"] == "route":
             out.setdefault(where, []).append(arms(record, where, key))
@@ -198,7 +199,7 @@ def _fixed(models: Sequence[Arms], escalate: bool) -> float:
     return float(np.mean([macro_f1(a, np.full(len(a.label), escalate))[0] for a in models]))
 
 
-def _row(where: Where, models: list[Arms], cfg: StatsConfig) -> dict:
+def _row(where: RunId, models: list[Arms], cfg: StatsConfig) -> dict:
     test = permutation_test(models, cfg.permutation_draws, cfg.permutation_seed)
     lo, hi = np.quantile(test.null, [(1 - cfg.confidence) / 2, (1 + cfg.confidence) / 2])
     aucs = np.array([auroc(a.u, a.pred_none != a.label) for a in models])
@@ -241,7 +242,7 @@ def same_weights(groups: dict, cfg: StatsConfig) -> pd.DataFrame:
     return frame
 
 
-def _curve_rows(where: Where, models: list[Arms], cfg: StatsConfig) -> list[dict]:
+def _curve_rows(where: RunId, models: list[Arms], cfg: StatsConfig) -> list[dict]:
     rng = np.random.default_rng(cfg.permutation_seed)
     ranks = [random_ranks(len(a.label), cfg.permutation_draws, rng) for a in models]
     by_u = [np.argsort(np.argsort(-a.u, kind="stable")) for a in models]  # rank 0: highest u

@@ -30,10 +30,12 @@ import pandas as pd
 from qmoe.analysis import roles
 from qmoe.analysis.comparisons import Pair
 from qmoe.analysis.pairing import scopes
-from qmoe.analysis.results import Where, load_latency, load_routing, variant_facts
+from qmoe.analysis.results import variant_facts
 from qmoe.analysis.stats import COMPUTED, NOT_COMPUTED, StatsConfig, add_holm
 from qmoe.bench.regimes import Form, Regime, latency_folder, latency_prefix
 from qmoe.bench.rounds import round_ratio
+from qmoe.contract.benchmarks import BenchFolder, read_routing, read_samples
+from qmoe.contract.study import RunId
 
 TEST = "paired by interleaved timing round: median of per-round log-ratios (fold-mean), sign test"
 # the runtime each protocol's latency is timed in (qmoe.bench.runners.RUNTIMES)
@@ -50,7 +52,7 @@ def load_bench_table(bench_root: Path, runs: pd.DataFrame, name: str) -> pd.Data
     dataset and protocol columns; benchmarks without it are left out (rows then say so)."""
     parts = []
     for d, p in runs[["dataset", "protocol"]].drop_duplicates().itertuples(index=False):
-        path = Path(bench_root) / d / p / f"{name}.csv"
+        path = BenchFolder(Path(bench_root) / d / p).table(name)
         if path.is_file():
             parts.append(pd.read_csv(path).assign(dataset=d, protocol=p))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
@@ -153,7 +155,7 @@ def load_samples(bench_root: Path, runs: pd.DataFrame) -> pd.DataFrame:
         named = None if runtime == deployment_runtime(runs, d, p) else runtime
         for regime in Regime:
             folder = latency_folder(named, Form.WHOLE, regime)
-            found = load_latency(bench_root, Where(d, p, v), folder)
+            found = read_samples(bench_root, RunId(d, p, v), folder)
             if not found.empty:
                 meta = dict(dataset=d, protocol=p, variant=v, runtime=runtime, regime=regime.value)
                 parts.append(found.assign(**meta))
@@ -184,7 +186,7 @@ def spread_routing(latency: pd.DataFrame, runs: pd.DataFrame, bench_root: Path) 
     ):
         if v not in roles.members(facts, moe=True) or latency.empty:
             continue
-        routing = load_routing(bench_root, Where(d, p, v))
+        routing = read_routing(bench_root, RunId(d, p, v))
         mine = latency[
             (latency["dataset"] == d) & (latency["protocol"] == p) & (latency["variant"] == v)
         ]

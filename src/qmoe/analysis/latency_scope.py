@@ -26,6 +26,7 @@ from qmoe.analysis.names import Table
 from qmoe.analysis.results import variant_facts
 from qmoe.analysis.stats import StatsConfig
 from qmoe.bench.regimes import REFERENCE_BATCH, Form
+from qmoe.contract.benchmarks import BenchFolder
 from qmoe.io import InputError
 
 
@@ -77,7 +78,7 @@ def scope_table(bench_root: Path, runs: pd.DataFrame, cfg: StatsConfig) -> pd.Da
     """One row per (dataset, protocol) of `runs` whose benchmark wrote run.json."""
     rows = []
     for d, p in runs[["dataset", "protocol"]].drop_duplicates().itertuples(index=False):
-        path = Path(bench_root) / d / p / "run.json"
+        path = BenchFolder(Path(bench_root) / d / p).run_json
         if not path.is_file():
             continue
         try:

@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from qmoe.analysis.results import Where, variant_facts
+from qmoe.analysis.results import variant_facts
+from qmoe.contract.runs import ModelKey, RunFolder
+from qmoe.contract.study import RunId
 from qmoe.io import InputError
-from qmoe.training.layout import ModelKey, RunFolder
 
 ESCALATING = ("route", "random")
 COLUMNS = [
@@ -48,7 +49,7 @@ COLUMNS = [
 ]
 
 
-def load(runs_root: Path, runs: pd.DataFrame) -> list[tuple[Where, ModelKey, dict]]:
+def load(runs_root: Path, runs: pd.DataFrame) -> list[tuple[RunId, ModelKey, dict]]:
     """(where, model, record) of every model of an escalating variant in `runs`; a model whose
     record is missing or lacks the routing fields raises, naming the file."""
     facts = variant_facts(runs)
@@ -57,7 +58,7 @@ def load(runs_root: Path, runs: pd.DataFrame) -> list[tuple[Where, ModelKey, dic
     for (d, p, v, fold, seed), _ in models.groupby(
         ["dataset", "protocol", "variant", "fold", "seed"], sort=True
     ):
-        where, key = Where(d, p, v), ModelKey(int(fold), int(seed))
+        where, key = RunId(d, p, v), ModelKey(int(fold), int(seed))
         path = RunFolder(where.under(runs_root)).curiosity(key)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: routing record of an escalating MoE not found")
@@ -75,7 +76,7 @@ def _unstable(counts: list[int], banks: int) -> float:
     return float(np.mean(c[ever] < banks / 2)) if ever.any() else float("nan")
 
 
-def _model_rows(where: Where, key: ModelKey, record: dict, mode: str) -> list[dict]:
+def _model_rows(where: RunId, key: ModelKey, record: dict, mode: str) -> list[dict]:
     """One row per MC sample count T of one model's curiosity record, with its identity."""
     base = {
         "dataset": where.dataset,
@@ -120,7 +121,7 @@ def _bank_row(t: int, part: pd.DataFrame, counts: dict) -> dict:
     }
 
 
-def escalation(records: list[tuple[Where, ModelKey, dict]], runs: pd.DataFrame) -> pd.DataFrame:
+def escalation(records: list[tuple[RunId, ModelKey, dict]], runs: pd.DataFrame) -> pd.DataFrame:
     """routing_escalation.csv (see the module docstring)."""
     facts = variant_facts(runs) if not runs.empty else None
     rows = [

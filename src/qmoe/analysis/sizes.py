@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from qmoe.analysis.results import Where, variant_facts
+from qmoe.analysis.results import variant_facts
+from qmoe.contract.runs import ModelKey, RunFolder
+from qmoe.contract.study import RunId
 from qmoe.quant.packing import pack_state
 from qmoe.training.artefacts import load_trained
-from qmoe.training.layout import ModelKey, RunFolder
 
 COLUMNS = ["dataset", "protocol", "variant", "body_bytes", "head_bytes", "weight_bits", "reason"]
 
@@ -43,7 +44,7 @@ def layer_bytes(runs_root: Path, runs: pd.DataFrame, kinds: tuple[str, ...]) -> 
     rows = []
     for (d, p, v), part in chosen.groupby(["dataset", "protocol", "variant"], sort=True):
         first = part.sort_values(["fold", "seed"]).iloc[0]
-        path = RunFolder(Where(d, p, v).under(runs_root)).checkpoint(
+        path = RunFolder(RunId(d, p, v).under(runs_root)).checkpoint(
             ModelKey(int(first["fold"]), int(first["seed"]))
         )
         row = {

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from qmoe.bench import machine
+from qmoe.contract.raw import RawFolder, read_manifest
 from qmoe.features.backbones import Backbone, band_stats
 from qmoe.features.embed import FeaturesConfig, build_backbone
 from qmoe.features.melspec import load_audio, mel_db
@@ -39,17 +40,11 @@ class Clip(NamedTuple):
 
 
 def choose_clips(raw: Path, n: int) -> list[Clip]:
-    """The first `n` audio clips of data/raw/<dataset>/manifest.csv (its order: deterministic)."""
-    manifest = raw / "manifest.csv"
-    if not manifest.is_file():
-        raise InputError(f"{manifest}: not found (run the download stage)")
-    table = pd.read_csv(manifest)
-    missing = {"clip_id", "path", "sample_rate"} - set(table.columns)
-    if missing:
-        raise InputError(f"{manifest}: missing columns {sorted(missing)}")
+    """The first `n` audio clips of data/raw/<dataset>'s manifest (its order: deterministic)."""
+    table = read_manifest(raw)
     audio = table[table["sample_rate"] > 0].head(n)
     if audio.empty:
-        raise InputError(f"{manifest}: no audio clips to time the front end on")
+        raise InputError(f"{RawFolder(raw).manifest}: no audio clips to time the front end on")
     return [Clip(str(c), raw / p) for c, p in zip(audio["clip_id"], audio["path"])]
 
 

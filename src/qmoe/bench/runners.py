@@ -30,10 +30,12 @@ from torch import nn
 
 from qmoe import models
 from qmoe.bench.regimes import Form
+from qmoe.contract.checkpoint import CheckpointMeta, load_checkpoint
+from qmoe.contract.deployed import DeployedFolder
+from qmoe.contract.runs import ModelKey, RunFolder
 from qmoe.deploy import runtime as ort_runtime
-from qmoe.io import ConfigError, InputError, load_checkpoint
+from qmoe.io import ConfigError, InputError
 from qmoe.training.artefacts import LoadedModel, load_trained, rebuild
-from qmoe.training.layout import CheckpointMeta, ModelKey
 from qmoe.variants import HalfConfig, MoEConfig
 
 RUNTIMES = ("onnxruntime", "torch", "torch_bf16")
@@ -88,12 +90,12 @@ def choose(keys: list[ModelKey], per_fold: int) -> list[ModelKey]:
 
 def load(variant: str, key: ModelKey, runs: Path, deployed: Path, table: pd.DataFrame) -> Model:
     """The torch model runs/<variant>/<stem>.pt and its artefact deployed/<variant>/<stem>.onnx."""
-    artefact = deployed / variant / f"{key.stem}.onnx"
+    artefact = DeployedFolder(deployed).artefact(variant, key)
     if not artefact.is_file():
         raise InputError(
             f"{artefact}: no ONNX artefact for {variant} {key.stem} (run the export stage)"
         )
-    checkpoint = runs / variant / f"{key.stem}.pt"
+    checkpoint = RunFolder(runs / variant).checkpoint(key)
     loaded = load_trained(checkpoint)
     row_of = {cid: i for i, cid in enumerate(table["clip_id"].astype(str))}
     ids = [str(c) for c in loaded.meta.test_clip_ids]

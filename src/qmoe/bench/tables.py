@@ -1,6 +1,6 @@
 """A benchmark run's measurements -> each variant's tables (docs/architecture.md section 4).
 
-summary.csv has one row per trained model (as metrics.json lists them); models that were not
+summary.csv has one row per trained model (as the run metrics list them); models that were not
 timed (`benchmark.models_per_fold`) carry NaN latency and `timed` False. Latency columns without
 a prefix are the deployment runtime's (`benchmark.runtimes[0]`) in the `warm` regime; other
 runtimes and regimes are prefixed (`torch_latency_median_ms`, `after_backbone_latency_median_ms`,
@@ -24,9 +24,9 @@ from qmoe.bench.regimes import Form, Regime, latency_prefix
 from qmoe.bench.runners import Model, Target
 from qmoe.bench.suite import SuiteConfig, SuiteResult, Timed
 from qmoe.bench.timing import summarize
+from qmoe.contract.runs import ModelKey
 from qmoe.energy import J_PER_KWH, joules_to_millijoules
 from qmoe.quant import packing
-from qmoe.training.layout import ModelKey
 from qmoe.variants import FP32Config
 
 
@@ -107,7 +107,7 @@ def variant_tables(
     cfg: SuiteConfig,
     block: int,
 ) -> VariantTables:
-    """Tables of one variant: `runs` from metrics.json, `deployed` = its deployed.csv."""
+    """Tables of one variant: `runs` from its run metrics, `deployed` = its deployed table."""
     dep = deployed.set_index(["fold", "seed"])
     timed = {m.key: m for m in chosen}
     static = _static(chosen[0], block)
@@ -117,7 +117,7 @@ def variant_tables(
     for run in runs:
         key = ModelKey(int(run["fold"]), int(run["seed"]))
         if key not in dep.index:
-            raise ValueError(f"{variant} {key.stem}: no row in deployed.csv (rerun export)")
+            raise ValueError(f"{variant} {key.stem}: no row in its deployed table (rerun export)")
         d = dep.loc[key]
         row = {
             "fold": key.fold,

@@ -1,8 +1,8 @@
 """One benchmark stage instance: every variant of a (dataset, protocol), measured in one run.
 
-Reads data/runs/<d>/<p>/<variant>/metrics.json (the models), data/deployed/<d>/<p> (artefacts,
-deployed.csv, routing.csv, export.json) and the feature table; writes data/benchmarks/<d>/<p>
-atomically (docs/architecture.md section 4).
+Reads data/runs/<d>/<p> (the models each variant trained), data/deployed/<d>/<p> (artefacts,
+tables, export.json) and the feature table; writes data/benchmarks/<d>/<p> atomically
+(qmoe.contract.benchmarks; docs/architecture.md section 4).
 """
 
 from __future__ import annotations
@@ -21,21 +21,19 @@ from qmoe.bench.device import device_id, device_info
 from qmoe.bench.regimes import Form, latency_folder
 from qmoe.bench.suite import SuiteConfig, SuiteResult
 from qmoe.bench.tables import VariantTables, variant_tables
+from qmoe.contract.benchmarks import BenchFolder
+from qmoe.contract.deployed import DeployedFolder, read_variant
+from qmoe.contract.features import read_table
+from qmoe.contract.runs import ModelKey, read_metrics
+from qmoe.contract.study import RunId, instance
 from qmoe.deploy import runtime as ort_runtime
 from qmoe.energy import EnergyConfig, EnergyMeter
 from qmoe.features.backbones import Backbone
 from qmoe.features.embed import FeaturesConfig, build_backbone
-from qmoe.io import InputError, atomic_dir, load_json, save_json
-from qmoe.training.layout import ModelKey
+from qmoe.io import atomic_dir, load_json, save_json
 from qmoe.training.protocols import feature_table
 
 log = logging.getLogger(__name__)
-
-
-class BenchSpec(NamedTuple):
-    dataset: str
-    protocol: str
-    variants: tuple[str, ...]
 
 
 class FrontendSpec(NamedTuple):
@@ -49,41 +47,8 @@ class FrontendSpec(NamedTuple):
 BASELINE = "fp32"  # ratios.csv: every variant against this one under the deployment runtime
 
 
-def _runs(runs: Path, variant: str, spec: BenchSpec) -> list[dict]:
-    path = runs / variant / "metrics.json"
-    if not path.is_file():
-        raise InputError(f"{path}: not found (train {variant} first)")
-    metrics = load_json(path)
-    for field, want in (
-        ("dataset", spec.dataset),
-        ("protocol", spec.protocol),
-        ("variant", variant),
-    ):
-        if metrics.get(field) != want:
-            raise InputError(f"{path}: {field} is {metrics.get(field)!r}, expected {want!r}")
-    rows = metrics.get("runs") or []
-    missing = [
-        i
-        for i, r in enumerate(rows)
-        if any(r.get(k) is None for k in ("fold", "seed", "macro_f1", "n_params"))
-    ]
-    if not rows or missing:
-        raise InputError(
-            f"{path}: 'runs' empty or rows {missing} lack fold, seed, macro_f1 or n_params"
-        )
-    return rows
-
-
-def _deployed(deployed: Path, variant: str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    path = deployed / variant / "deployed.csv"
-    if not path.is_file():
-        raise InputError(f"{path}: not found (run the export stage)")
-    routing = deployed / variant / "routing.csv"
-    return pd.read_csv(path), pd.read_csv(routing) if routing.is_file() else None
-
-
 def benchmark_tree(
-    spec: BenchSpec,
+    run_ids: tuple[RunId, ...],
     cfg: SuiteConfig,
     energy: EnergyConfig,
     features: Path,
@@ -93,32 +58,23 @@ def benchmark_tree(
     meter_factory: Callable[[], Any] | None = None,
     front: FrontendSpec | None = None,
 ) -> pd.DataFrame:
-    """Measure and write; returns one line per variant (median over its timed models) for the
-    log. `meter_factory`: the CodeCarbon meter (tests pass a fake); `front`: time the front end
-    too (frontend.csv)."""
-    table_path = features / "features.parquet"
-    if not table_path.is_file():
-        raise FileNotFoundError(f"{table_path}: feature table not found (run the features stage)")
-    export_info = load_json(deployed / "export.json")
-    table = feature_table(spec.protocol, pd.read_parquet(table_path))  # the protocol's inputs
-    inputs, chosen = {}, {}
-    for v in spec.variants:
-        rows = _runs(runs, v, spec)
-        inputs[v] = (rows, *_deployed(deployed, v))
-        keys = runners.choose(
-            [ModelKey(int(r["fold"]), int(r["seed"])) for r in rows], cfg.models_per_fold
-        )
-        chosen[v] = [runners.load(v, k, runs, deployed, table) for k in keys]
+    """Measure and write every run of `run_ids` (one dataset and protocol); returns one line per
+    variant (median over its timed models) for the log. `meter_factory`: the CodeCarbon meter
+    (tests pass a fake); `front`: time the front end too (frontend.csv)."""
+    dataset, protocol = instance(run_ids)
+    table = feature_table(protocol, read_table(features))  # the protocol's inputs
+    block_size = int(load_json(DeployedFolder(deployed).export_json)["block_size"])
+    inputs, chosen = _load(run_ids, cfg, runs, deployed, table)
     log.info(
         "%s/%s: timing %d models of %d variants with %s",
-        spec.dataset,
-        spec.protocol,
+        dataset,
+        protocol,
         sum(map(len, chosen.values())),
-        len(spec.variants),
+        len(run_ids),
         list(cfg.runtimes),
     )
     result = suite.run(
-        [m for v in spec.variants for m in chosen[v]],
+        [m for v in chosen.values() for m in v],
         cfg,
         meter_factory or (lambda: EnergyMeter(energy.country_iso_code)),
     )
@@ -127,10 +83,28 @@ def benchmark_tree(
         "runtimes": list(cfg.runtimes),
         "after_backbone": result.machine["after_backbone"],
     }
-    tables = {
-        v: variant_tables(v, *inputs[v], chosen[v], result, cfg, int(export_info["block_size"]))
-        for v in spec.variants
-    }
+    tables = {v: variant_tables(v, *inputs[v], chosen[v], result, cfg, block_size) for v in chosen}
+    _write(out, tables, info, result, inputs, cfg, _extra(result, cfg, front))
+    return _log_frame(tables, cfg)
+
+
+def _load(
+    run_ids: tuple[RunId, ...], cfg: SuiteConfig, runs: Path, deployed: Path, table: pd.DataFrame
+) -> tuple[dict[str, tuple], dict[str, list]]:
+    """Per variant: (its model rows, deployed table, routing) and the models chosen to time."""
+    inputs, chosen = {}, {}
+    for run in run_ids:
+        rows = read_metrics(runs / run.variant, run).runs
+        inputs[run.variant] = (rows, *read_variant(deployed, run.variant))
+        keys = runners.choose(
+            [ModelKey(int(r["fold"]), int(r["seed"])) for r in rows], cfg.models_per_fold
+        )
+        chosen[run.variant] = [runners.load(run.variant, k, runs, deployed, table) for k in keys]
+    return inputs, chosen
+
+
+def _extra(result: SuiteResult, cfg: SuiteConfig, front: FrontendSpec | None) -> dict:
+    """The tables written beside the variant folders: rounds, ratios and (`front`) frontend."""
     per_round = rounds.round_medians(result.order, _batch1_ms(result))
     extra = {"rounds": per_round, "ratios": _ratios(per_round, cfg)}
     if front is not None:
@@ -145,8 +119,7 @@ def benchmark_tree(
             cfg.nice,
         )
         log.info("front end per clip (median ms): %s", frontend.summary(extra["frontend"]))
-    _write(out, tables, info, result, inputs, cfg, extra)
-    return _log_frame(tables, cfg)
+    return extra
 
 
 def _batch1_ms(result: SuiteResult) -> dict[tuple, np.ndarray]:
@@ -196,28 +169,14 @@ def _write(
     """`extra`: tables written beside run.json as <name>.csv (rounds, ratios, frontend)."""
     link = {"device_id": device_id(info)}
     with atomic_dir(out) as tmp:
+        folder = BenchFolder(tmp)
         for name, frame in extra.items():
-            frame.assign(**link).to_csv(tmp / f"{name}.csv", index=False)
+            frame.assign(**link).to_csv(folder.table(name), index=False)
         for v, t in tables.items():
-            folder = tmp / v
-            for (runtime, form, regime), samples in t.latency_ms.items():
-                named = None if runtime == cfg.runtimes[0] else runtime
-                sub = folder / latency_folder(named, form, regime)
-                sub.mkdir(parents=True, exist_ok=True)
-                for key, ms in samples.items():
-                    np.save(sub / f"{key.stem}.npy", ms.astype(np.float64))
-            folder.mkdir(exist_ok=True)
-            t.summary.assign(**link, device="device.json").to_csv(
-                folder / "summary.csv", index=False
-            )
-            t.batch.assign(**link).to_csv(folder / "batch_latency.csv", index=False)
-            t.energy.assign(**link).to_csv(folder / "energy.csv", index=False)
-            routing = inputs[v][2]
-            if routing is not None:
-                routing.assign(**link).to_csv(folder / "routing.csv", index=False)
-            save_json(folder / "device.json", info | link)
+            _write_variant(folder, v, t, inputs[v][2], cfg, link)
+            save_json(folder.device(v), info | link)
         save_json(
-            tmp / "run.json",
+            folder.run_json,
             {
                 **link,
                 "machine": result.machine,
@@ -228,6 +187,29 @@ def _write(
                 "order": result.order,
             },
         )
+
+
+def _write_variant(
+    folder: BenchFolder,
+    v: str,
+    t: VariantTables,
+    routing: pd.DataFrame | None,
+    cfg: SuiteConfig,
+    link: dict[str, str],
+) -> None:
+    """One variant's samples and tables (the deployed routing with `device_id`)."""
+    for (runtime, form, regime), samples in t.latency_ms.items():
+        named = None if runtime == cfg.runtimes[0] else runtime
+        sub = latency_folder(named, form, regime)
+        (folder.variant(v) / sub).mkdir(parents=True, exist_ok=True)
+        for key, ms in samples.items():
+            np.save(folder.samples(v, sub, key), ms.astype(np.float64))
+    folder.variant(v).mkdir(exist_ok=True)
+    t.summary.assign(**link, device="device.json").to_csv(folder.summary(v), index=False)
+    t.batch.assign(**link).to_csv(folder.batch(v), index=False)
+    t.energy.assign(**link).to_csv(folder.energy(v), index=False)
+    if routing is not None:
+        routing.assign(**link).to_csv(folder.routing(v), index=False)
 
 
 def _log_frame(tables: dict[str, VariantTables], cfg: SuiteConfig) -> pd.DataFrame:

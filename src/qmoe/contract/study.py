@@ -3,6 +3,7 @@
     study = from_section(Study, params["study"], "study")
     study.all_variants                   # single models, then MoEs: the run folders expected
     study.configs(params["variants"])    # every study variant's resolved config (train)
+    study.runs(dataset, protocol)        # the RunIds one train/export/benchmark instance covers
 
 Every stage that reads `study` builds this, so an unknown key, an empty list or a name listed
 twice fails the stage that meets it first, before it deletes or writes anything. One of
@@ -13,14 +14,48 @@ of no variant is refused (the train stage would delete every run folder).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 from qmoe.io import ConfigError, require
 from qmoe.variants import MoEConfig, VariantConfig, resolve
 
 NAMED = ("datasets", "protocols", "variants", "moe_variants", "experts")
+
+
+class RunId(NamedTuple):
+    """One run of the study: its folder is <tree>/<dataset>/<protocol>/<variant> in every
+    per-run tree (data/runs, data/deployed, data/benchmarks)."""
+
+    dataset: str
+    protocol: str
+    variant: str
+
+    def under(self, root: Path | str) -> Path:
+        return Path(root) / self.dataset / self.protocol / self.variant
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset}/{self.protocol}/{self.variant}"
+
+
+def runs_of(dataset: str, protocol: str, variants: Iterable[str]) -> tuple[RunId, ...]:
+    """The runs of one (dataset, protocol) stage instance, in `variants` order."""
+    return tuple(RunId(dataset, protocol, v) for v in variants)
+
+
+def instance(runs: Sequence[RunId]) -> tuple[str, str]:
+    """(dataset, protocol) shared by every run of one stage instance; anything else is a bug."""
+    cells = sorted({(r.dataset, r.protocol) for r in runs})
+    if len(cells) != 1:
+        raise ValueError(f"one stage instance covers one (dataset, protocol), got {cells}")
+    return cells[0]
+
+
+def variant_names(runs: Sequence[RunId]) -> list[str]:
+    return [r.variant for r in runs]
 
 
 @dataclass(frozen=True)
@@ -52,8 +87,14 @@ class Study:
     def all_variants(self) -> tuple[str, ...]:
         return (*self.variants, *self.moe_variants)
 
-    def combinations(self) -> list[tuple[str, str, str]]:
-        return [(d, p, v) for d in self.datasets for p in self.protocols for v in self.all_variants]
+    def combinations(self) -> list[RunId]:
+        return [
+            RunId(d, p, v) for d in self.datasets for p in self.protocols for v in self.all_variants
+        ]
+
+    def runs(self, dataset: str, protocol: str) -> tuple[RunId, ...]:
+        """Every variant's run of one (dataset, protocol): single models, then MoEs."""
+        return runs_of(dataset, protocol, self.all_variants)
 
     def configs(self, entries: Mapping[str, Any] | None) -> dict[str, VariantConfig]:
         """The study's variants resolved from params `variants`, in study order. Every entry is

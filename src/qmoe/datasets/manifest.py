@@ -1,4 +1,4 @@
-"""Check placed clips (decode, checksum), check folds, write manifest.csv + dataset.json
+"""Check placed clips (decode, checksum), check folds, write the manifest + dataset.json
 (architecture.md 1).
 
 Builders hand over one dict per clip with `clip_id, path, label_name, label_key, fold, source_id`
@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 from tqdm import tqdm
 
+from qmoe.contract.raw import RawFolder, write_manifest
 from qmoe.datasets.fetch import ChecksumError, sha256_file
 from qmoe.datasets.media import BadFile, MediaInfo
 from qmoe.datasets.registry import DatasetError
@@ -160,8 +161,9 @@ def check_folds(df: pd.DataFrame) -> None:
 
 def write_outputs(df: pd.DataFrame, raw: Path, info: dict[str, Any], checked: Checked
                   ) -> dict[str, Any]:  # fmt: skip
-    """Write manifest.csv and dataset.json into `raw`; return the dataset.json content."""
-    df.to_csv(raw / "manifest.csv", index=False, lineterminator="\n")
+    """Write the manifest and dataset.json into `raw` (qmoe.contract.raw); return the
+    dataset.json content."""
+    write_manifest(raw, df)
     folds = sorted(f for f in df["fold"].unique() if f > 0)
     meta = {
         **info,
@@ -172,5 +174,5 @@ def write_outputs(df: pd.DataFrame, raw: Path, info: dict[str, Any], checked: Ch
         "rejects": checked.rejects,
         "flagged": checked.flagged,
     }
-    save_json(raw / "dataset.json", meta)
+    save_json(RawFolder(raw).dataset_json, meta)
     return meta

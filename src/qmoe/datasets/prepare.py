@@ -169,7 +169,7 @@ def build(
     env: Mapping[str, str] | None = None,
     bundled: Path | None = None,
 ) -> dict[str, Any]:
-    """Create `out` (= data/raw/<name>) with files/, manifest.csv and dataset.json; return the
+    """Create `out` (= data/raw/<name>) with files/, the manifest and dataset.json; return the
     dataset.json content. `bundled/<name>` (the repository's committed copy) is read before any
     mirror or download. Unknown names raise ConfigError listing the valid ones."""
     spec = get_spec(name)

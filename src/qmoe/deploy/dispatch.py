@@ -95,7 +95,7 @@ def host_parts(
 ) -> tuple[dict[str, bytes], dict[str, float]]:
     """The export stage's unit of work for an MoE's parts: the serialised graphs by part name,
     refused (DispatchError) unless they agree with the one-graph session on every row of x; and
-    deployed.csv's `dispatch_expert_agreement`, `dispatch_max_abs_diff`."""
+    the deployed table's `dispatch_expert_agreement`, `dispatch_max_abs_diff`."""
     parts = {n: p.SerializeToString() for n, p in split(model, cfg).named().items()}
     sessions = {n: session(b) for n, b in parts.items()}
     experts = [sessions[expert_part(i)] for i in range(len(parts) - 1)]

@@ -1,10 +1,9 @@
 """Export, check and score every trained model of one (dataset, protocol) run tree.
 
 One unit = one checkpoint (variant, fold, seed): load it as deployed (qmoe.training.artefacts),
-write its ONNX artefact, check it (qmoe.deploy.verify: refused on any mismatch, naming variant,
-fold and seed), and score it at batch 1 on its own test fold beside the torch model, also at
-batch 1. Units are independent and run on the executor (params `execution`); the stage writes.
-"""
+write its ONNX artefact, check it (qmoe.deploy.verify: refused on any mismatch, naming it), and
+score it at batch 1 on its test fold beside the torch model, also at batch 1. Units run on the
+executor (params `execution`); the stage writes (qmoe.contract.deployed)."""
 
 from __future__ import annotations
 
@@ -19,15 +18,19 @@ import pandas as pd
 import torch
 
 from qmoe import models
+from qmoe.contract.checkpoint import CheckpointMeta
+from qmoe.contract.deployed import ROUTING_COLUMNS, DeployedFolder, write_tables
+from qmoe.contract.features import read_table
+from qmoe.contract.runs import ModelKey, RunFolder, read_metrics
+from qmoe.contract.study import RunId, instance, variant_names
 from qmoe.deploy import dispatch, runtime
 from qmoe.deploy.export import ExportConfig, Exported, ExportError, export
 from qmoe.deploy.graph import OPSET, initializers
 from qmoe.deploy.verify import CheckConfig, verify
 from qmoe.executor import ExecutionConfig, run_units
-from qmoe.io import ConfigError, InputError, atomic_dir, from_section, load_json, save_json
+from qmoe.io import ConfigError, InputError, atomic_dir, from_section, save_json
 from qmoe.quant import ptq
 from qmoe.training.artefacts import Standardized, load_trained
-from qmoe.training.layout import CheckpointMeta, ModelKey
 from qmoe.training.metrics import scores
 from qmoe.training.protocols import feature_table
 from qmoe.variants import FP32Config
@@ -69,33 +72,27 @@ class TestFold(NamedTuple):
 
 class Deployed(NamedTuple):
     onnx: bytes
-    row: dict[str, Any]  # one row of deployed.csv
-    routing: list[dict[str, Any]]  # MoE: rows of routing.csv (share of test clips per expert)
+    row: dict[str, Any]  # its row of the variant's table (qmoe.contract.deployed)
+    routing: list[dict[str, Any]]  # MoE: its routing rows (share of test clips per expert)
     zclip: bytes | None  # int8 models: the z-clipped artefact
     parts: dict[str, bytes]  # MoE: router and expert graphs for host dispatch, by part name
 
 
-def units(runs: Path, variant_names: list[str]) -> list[Unit]:
-    """One unit per model listed in each variant's metrics.json (in its order)."""
-    out = []
-    for variant in variant_names:
-        path = runs / variant / "metrics.json"
-        if not path.is_file():
-            raise InputError(f"{path}: not found (train {variant} first)")
-        for run in load_json(path).get("runs") or []:
-            key = ModelKey(int(run["fold"]), int(run["seed"]))
-            out.append(Unit(variant, runs / variant / f"{key.stem}.pt", key))
-    if not out:
-        raise InputError(f"{runs}: no trained models for {variant_names}")
-    return out
+def units(runs: Path, run_ids: tuple[RunId, ...]) -> list[Unit]:
+    """One unit per model listed in each variant's run metrics (in its order)."""
+    return [
+        Unit(r.variant, RunFolder(runs / r.variant).checkpoint(key), key)
+        for r in run_ids
+        for key in read_metrics(runs / r.variant, r).keys
+    ]
 
 
-def test_labels(runs: Path, variant_names: list[str]) -> dict[tuple[str, int, int], dict[str, int]]:
+def test_labels(runs: Path, names: list[str]) -> dict[tuple[str, int, int], dict[str, int]]:
     """Each model's test-fold labels from its variant's predictions.csv (the label set trained)."""
     out: dict[tuple[str, int, int], dict[str, int]] = {}
-    for variant in variant_names:
+    for variant in names:
         frame = pd.read_csv(
-            runs / variant / "predictions.csv", usecols=["fold", "seed", "clip_id", "label"]
+            RunFolder(runs / variant).predictions, usecols=["fold", "seed", "clip_id", "label"]
         )
         for (fold, seed), part in frame.groupby(["fold", "seed"]):
             out[(variant, int(fold), int(seed))] = dict(
@@ -105,11 +102,11 @@ def test_labels(runs: Path, variant_names: list[str]) -> dict[tuple[str, int, in
 
 
 def test_fold(
-    table: pd.DataFrame, runs: Path, variant_names: list[str], params: ExportParams, where: str
+    table: pd.DataFrame, runs: Path, names: list[str], params: ExportParams, where: str
 ) -> TestFold:
     emb = table[[c for c in table.columns if c.startswith("emb_")]].to_numpy(dtype=np.float32)
     row_of = {cid: i for i, cid in enumerate(table["clip_id"].astype(str))}
-    return TestFold(emb, row_of, test_labels(runs, variant_names), params, where)
+    return TestFold(emb, row_of, test_labels(runs, names), params, where)
 
 
 @functools.lru_cache(maxsize=8)
@@ -144,22 +141,40 @@ def deploy_unit(shared: TestFold, unit: Unit) -> Deployed:
         sess = runtime.session(data)
     except ExportError as e:
         raise ExportError(f"{context}: export failed: {e}") from None
-    v = verify(
-        loaded.model,
-        exported,
-        sess,
-        x,
-        shared.params.graph.block_size,
-        shared.params.check,
-        context,
-    )
+    v = _verify(shared, loaded.model, exported, sess, x, context)
+    row = _row(unit, loaded, exported, data, sess, x, y, v)
+    zclip, parts = None, {}
+    if any(ptq.is_dynamic_int8(m) for m in loaded.model.modules()):
+        zclip, more = _zclip(shared, loaded, x, y, context)
+        row |= more
+    if v.deployed_expert is not None:
+        parts, more = dispatch.host_parts(
+            loaded.model, shared.params.graph, sess, x, v.check.bound, context
+        )
+        row |= more
+    return Deployed(data, row, _routing(loaded.variant, unit.key, v.deployed_expert), zclip, parts)
+
+
+def _verify(shared: TestFold, model: Any, exported: Exported, sess: Any, x: np.ndarray,
+            context: str, clip: np.ndarray | None = None) -> Any:  # fmt: skip
+    """qmoe.deploy.verify.verify with the stage's graph block size and check tolerances."""
+    graph, check = shared.params.graph, shared.params.check
+    return verify(model, exported, sess, x, graph.block_size, check, context, clip=clip)
+
+
+def _row(
+    unit: Unit, loaded: Any, exported: Exported, data: bytes, sess: Any, x: np.ndarray,
+    y: np.ndarray, v: Any
+) -> dict[str, Any]:  # fmt: skip
+    """The model's row of its variant's table (qmoe.contract.deployed.DEPLOYED_COLUMNS): scores,
+    sizes, the check."""
     c = loaded.meta.num_classes
     dep, tor = (
         scores(torch.from_numpy(y), torch.from_numpy(v.deployed_pred), c),
         scores(torch.from_numpy(y), torch.from_numpy(v.torch_pred), c),
     )
     fp32 = fp32_bytes(loaded.meta.in_dim, c, loaded.meta.hidden_sizes)
-    row = {
+    return {
         "fold": unit.key.fold,
         "seed": unit.key.seed,
         "artefact": exported.artefact,
@@ -173,16 +188,6 @@ def deploy_unit(shared: TestFold, unit: Unit) -> Deployed:
         **v.check._asdict(),
         "ort_keeps_fp16": runtime.keeps_fp16(exported.proto) if exported.half else None,
     }
-    zclip, parts = None, {}
-    if any(ptq.is_dynamic_int8(m) for m in loaded.model.modules()):
-        zclip, more = _zclip(shared, loaded, x, y, context)
-        row |= more
-    if v.deployed_expert is not None:
-        parts, more = dispatch.host_parts(
-            loaded.model, shared.params.graph, sess, x, v.check.bound, context
-        )
-        row |= more
-    return Deployed(data, row, _routing(loaded.variant, unit.key, v.deployed_expert), zclip, parts)
 
 
 def _batch_f1(sess: Any, x: np.ndarray, y: np.ndarray, c: int) -> float:
@@ -206,16 +211,7 @@ def _zclip(
     exported = export(model, shared.params.graph, clip=bound)
     data = exported.proto.SerializeToString()
     sess = runtime.session(data)
-    v = verify(
-        model,
-        exported,
-        sess,
-        x,
-        shared.params.graph.block_size,
-        shared.params.check,
-        f"{context} (z-clipped)",
-        clip=bound,
-    )
+    v = _verify(shared, model, exported, sess, x, f"{context} (z-clipped)", clip=bound)
     c = loaded.meta.num_classes
     f1 = scores(torch.from_numpy(y), torch.from_numpy(v.deployed_pred), c).macro_f1
     return data, {
@@ -231,14 +227,9 @@ def _routing(variant: Any, key: ModelKey, expert: np.ndarray | None) -> list[dic
         return []
     names = [e.name for e in variant.experts]
     counts = np.bincount(expert, minlength=len(names))
+    share = counts / len(expert)
     return [
-        {
-            "fold": key.fold,
-            "seed": key.seed,
-            "expert": i,
-            "expert_name": name,
-            "frequency": counts[i] / len(expert),
-        }
+        dict(zip(ROUTING_COLUMNS, (key.fold, key.seed, i, name, share[i]), strict=True))
         for i, name in enumerate(names)
     ]
 
@@ -255,56 +246,30 @@ def _sizes(exported: Exported, data: bytes, fp32_file: int) -> dict[str, int]:
     }
 
 
-class TreeSpec(NamedTuple):
-    """What one export stage instance covers (names as in dvc.yaml's matrix)."""
-
-    dataset: str
-    protocol: str
-    variants: tuple[str, ...]
-
-
 def deploy_tree(
-    spec: TreeSpec,
+    run_ids: tuple[RunId, ...],
     params: ExportParams,
     features: Path,
     runs: Path,
     out: Path,
     execution: ExecutionConfig,
 ) -> pd.DataFrame:
-    """Export every model of `runs` (= data/runs/<dataset>/<protocol>) into `out`, atomically:
-    <variant>/<fold{k}_seed{s}>.onnx (MoE: and its .router / .expert<i> parts),
-    <variant>/deployed.csv and export.json. Returns all rows."""
-    table_path = features / "features.parquet"
-    if not table_path.is_file():
-        raise FileNotFoundError(f"{table_path}: feature table not found (run the features stage)")
-    todo = units(runs, list(spec.variants))
-    table = feature_table(spec.protocol, pd.read_parquet(table_path))  # the protocol's inputs
-    shared = test_fold(table, runs, list(spec.variants), params, f"{spec.dataset}/{spec.protocol}")
+    """Export every model of `run_ids` (one dataset and protocol; `runs` = data/runs/<dataset>/
+    <protocol>) into `out`, atomically (qmoe.contract.deployed): each model's artefacts, each
+    variant's tables and export.json. Returns all rows."""
+    dataset, protocol = instance(run_ids)
+    table = feature_table(protocol, read_table(features))  # the protocol's inputs
+    todo, names = units(runs, run_ids), variant_names(run_ids)
+    shared = test_fold(table, runs, names, params, f"{dataset}/{protocol}")
     results = run_units(deploy_unit, shared, todo, execution, name=Unit.name)
-    rows, routing = [], []
     with atomic_dir(out) as tmp:
-        for unit, res in zip(todo, results, strict=True):
-            (tmp / unit.variant).mkdir(exist_ok=True)
-            (tmp / unit.variant / f"{unit.key.stem}.onnx").write_bytes(res.onnx)
-            if res.zclip is not None:
-                (tmp / unit.variant / f"{unit.key.stem}.zclip.onnx").write_bytes(res.zclip)
-            for part, data in res.parts.items():
-                (tmp / unit.variant / runtime.part_file(unit.key.stem, part)).write_bytes(data)
-            rows.append({"variant": unit.variant, **res.row})
-            routing += [{"variant": unit.variant, **r} for r in res.routing]
-        frame = pd.DataFrame(rows)
-        for variant, part in frame.groupby("variant", sort=False):
-            part.drop(columns="variant").to_csv(tmp / variant / "deployed.csv", index=False)
-        for variant, part in (
-            pd.DataFrame(routing).groupby("variant", sort=False) if routing else []
-        ):
-            part.drop(columns="variant").to_csv(tmp / variant / "routing.csv", index=False)
+        rows = _write_models(DeployedFolder(tmp), todo, results)
         save_json(
-            tmp / "export.json",
+            DeployedFolder(tmp).export_json,
             {
-                "dataset": spec.dataset,
-                "protocol": spec.protocol,
-                "variants": list(spec.variants),
+                "dataset": dataset,
+                "protocol": protocol,
+                "variants": names,
                 "onnxruntime": runtime.ort_version(),
                 "onnx": onnx.__version__,
                 "opset": OPSET,
@@ -314,4 +279,20 @@ def deploy_tree(
                 "models": len(todo),  # no time here: identical artefacts hash alike
             },
         )
-    return frame
+    return rows
+
+
+def _write_models(out: DeployedFolder, todo: list[Unit], results: list[Deployed]) -> pd.DataFrame:
+    """Every unit's artefacts, then each variant's tables; returns the rows with `variant`."""
+    rows, routing = [], []
+    for unit, res in zip(todo, results, strict=True):
+        out.artefact(unit.variant, unit.key).parent.mkdir(exist_ok=True)
+        out.artefact(unit.variant, unit.key).write_bytes(res.onnx)
+        if res.zclip is not None:
+            out.artefact(unit.variant, unit.key, "zclip").write_bytes(res.zclip)
+        for part, data in res.parts.items():
+            out.artefact(unit.variant, unit.key, part).write_bytes(data)
+        rows.append({"variant": unit.variant, **res.row})
+        routing += [{"variant": unit.variant, **r} for r in res.routing]
+    write_tables(out.root, rows, routing)
+    return pd.DataFrame(rows)

@@ -14,6 +14,9 @@ from matplotlib.figure import Figure
 
 from qmoe.analysis import latency, results
 from qmoe.analysis.names import Table
+from qmoe.contract.benchmarks import read_routing
+from qmoe.contract.runs import read_predictions
+from qmoe.contract.study import RunId
 from qmoe.report import plotting
 from qmoe.report.sections import variant_summary
 
@@ -91,7 +94,7 @@ def load(
     moe = runs.loc[runs["is_moe"].astype(bool), ["protocol", "variant"]].drop_duplicates()
     wanted = set(moe.itertuples(index=False, name=None)) | ({best} if best else set())
     preds, routing = _predictions(runs_root, bench_root, dataset, sorted(wanted))
-    names = results.class_names(runs_root, results.Where(dataset, *best)) if best else None
+    names = results.class_names(runs_root, RunId(dataset, *best)) if best else None
     return FigureData(
         runs,
         _in_regime(latency.load_samples(bench_root, runs), regime),
@@ -111,10 +114,10 @@ def _predictions(
     wanted (protocol, variant)."""
     preds, routing = [], []
     for p, v in wanted:
-        where = results.Where(dataset, p, v)
+        where = RunId(dataset, p, v)
         pred, rout = (
-            results.load_predictions(runs_root, where),
-            results.load_routing(bench_root, where),
+            read_predictions(where.under(runs_root), where),
+            read_routing(bench_root, where),
         )
         if rout is not None:
             routing.append(rout)

@@ -13,7 +13,9 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from qmoe.analysis import results
+from qmoe.contract.raw import RawFolder
+from qmoe.contract.runs import RunFolder, read_predictions
+from qmoe.contract.study import RunId
 from qmoe.io import InputError
 
 
@@ -41,9 +43,9 @@ def siblings(manifest: pd.DataFrame, tests: pd.DataFrame) -> tuple[int, int]:
     return len(t), int((total - within > 0).sum())
 
 
-def _tests(runs_root: Path, where: results.Where) -> pd.DataFrame | None:
+def _tests(runs_root: Path, where: RunId) -> pd.DataFrame | None:
     """Each test clip of one variant's first seed once, with its fold (None: no predictions)."""
-    pred = results.load_predictions(runs_root, where)
+    pred = read_predictions(where.under(runs_root), where)
     if pred is None or "clip_id" not in pred or pred.empty:
         return None
     first = pred[pred["seed"] == pred["seed"].min()]
@@ -54,20 +56,22 @@ def load(raw_root: Path, runs_root: Path, runs: pd.DataFrame) -> list[Leak]:
     """One Leak per (dataset, protocol) of the runs table whose manifest records recordings."""
     out = []
     for (d, p), part in runs.groupby(["dataset", "protocol"], sort=True):
-        path = Path(raw_root) / d / "manifest.csv"
+        path = RawFolder(Path(raw_root) / d).manifest
         if not path.is_file():
             continue
         manifest = pd.read_csv(path, usecols=lambda c: c in ("clip_id", "source_id"))
         if "source_id" not in manifest:
             continue
-        where = results.Where(d, p, sorted(part["variant"].unique())[0])
+        where = RunId(d, p, sorted(part["variant"].unique())[0])
         tests = _tests(runs_root, where)
         if tests is None:
             continue
         try:
             out.append(Leak(d, p, *siblings(manifest, tests)))
         except InputError as err:
-            raise InputError(f"{where.under(runs_root)}/predictions.csv vs {path}: {err}") from None
+            raise InputError(
+                f"{RunFolder(where.under(runs_root)).predictions} vs {path}: {err}"
+            ) from None
     return out
 
 

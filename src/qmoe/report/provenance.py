@@ -11,6 +11,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from qmoe.contract.benchmarks import device_files
+from qmoe.contract.raw import RawFolder
+
 # Energy methods that read a hardware power counter; anything else is an estimate.
 MEASURED_ENERGY = ("rapl", "nvml", "powermetrics", "intel_power_gadget")
 
@@ -81,13 +84,13 @@ def dataset_rows(raw_root: Path, datasets: list[str]) -> pd.DataFrame:
     rows = []
     for name in datasets:
         folder = Path(raw_root) / name
-        meta_path, manifest_path = folder / "dataset.json", folder / "manifest.csv"
+        meta_path, manifest_path = RawFolder(folder).dataset_json, RawFolder(folder).manifest
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         manifest = pd.read_csv(manifest_path) if manifest_path.is_file() else None
         digest = (
             manifest_digest(manifest)
             if manifest is not None and "sha256" in manifest
-            else "n/a (no manifest.csv)"
+            else f"n/a (no {manifest_path.name})"
         )
         rows.append(
             {
@@ -119,7 +122,7 @@ def _short(value) -> str:
 def devices(bench_root: Path) -> list[dict]:
     """The distinct device.json records under the benchmarks tree."""
     seen, out = set(), []
-    for path in sorted(Path(bench_root).glob("*/*/*/device.json")):
+    for path in device_files(bench_root):
         record = json.loads(path.read_text())
         key = json.dumps(record, sort_keys=True)
         if key not in seen:

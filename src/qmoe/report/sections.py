@@ -1,4 +1,4 @@
-"""Report sections, reports/metrics.json and the per-fold F1 plot data, from generated inputs only.
+"""Report sections, the DVC metrics file and the per-fold F1 plot data, from generated inputs only.
 
 Nothing here measures anything: it formats the runs table, the stats CSVs and the claims
 evidence. Every number in the report comes from those files.

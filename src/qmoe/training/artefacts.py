@@ -1,6 +1,6 @@
 """A trained classifier as deployed: z-score normaliser + network, rebuilt from a checkpoint alone.
 
-The checkpoint's `meta` (qmoe.training.layout.CheckpointMeta) carries everything needed (variant
+The checkpoint's `meta` (qmoe.contract.checkpoint.CheckpointMeta) carries everything needed (variant
 configs, MLP shape), as nanoGPT's checkpoints carry `model_args`, so `benchmark` never reads
 params.yaml to rebuild a model.
 """
@@ -14,8 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from qmoe import models
-from qmoe.io import InputError, load_checkpoint
-from qmoe.training.layout import CheckpointMeta
+from qmoe.contract.checkpoint import CheckpointMeta, load_checkpoint
+from qmoe.io import InputError
 from qmoe.training.protocols import protocol_class
 
 

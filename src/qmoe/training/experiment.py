@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from qmoe import models
+from qmoe.contract.checkpoint import CheckpointMeta
 from qmoe.io import ConfigError, InputError, choose, seed_everything
 from qmoe.training import routing
 from qmoe.training.artefacts import Standardized, fit_zscore
@@ -29,7 +30,6 @@ from qmoe.training.fit import (
     predict,
     recipe_for,
 )
-from qmoe.training.layout import CheckpointMeta
 from qmoe.training.metrics import scores
 from qmoe.training.protocols import Protocol, Split
 from qmoe.variants import MoEConfig, VariantConfig

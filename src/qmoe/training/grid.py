@@ -11,17 +11,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
 
 import pandas as pd
 
+from qmoe.contract.features import FeatureFolder, read_table
+from qmoe.contract.runs import ModelKey, RunFolder, TrainOutputs, write_metrics
+from qmoe.contract.study import RunId, instance
 from qmoe.energy import EnergyMeter, grid_emissions_kg
 from qmoe.executor import ExecutionConfig, measures_all_work, run_units
 from qmoe.io import ConfigError, atomic_dir, atomic_path, load_json, save_json, write_bytes
 from qmoe.models import ModelConfig
 from qmoe.training import experiment, reuse, units
 from qmoe.training.fit import TrainConfig
-from qmoe.training.layout import ModelKey, RunFolder
 from qmoe.training.protocols import make_protocol
 from qmoe.variants import MoEConfig, VariantConfig, to_dict
 
@@ -30,41 +31,36 @@ log = logging.getLogger("qmoe.training")
 COUNTRY = "energy_country"  # the cost file's grid: its emissions are for this country
 
 
-class RunSpec(NamedTuple):
-    """What one train stage instance trains (names as in dvc.yaml's matrix)."""
-
-    dataset: str
-    protocol: str
-
-
 def train_protocol(
-    spec: RunSpec,
+    runs: tuple[RunId, ...],
     variants: Mapping[str, VariantConfig],
     model_cfg: ModelConfig,
     cfg: TrainConfig,
     inputs: reuse.Inputs,
-    outputs: reuse.Outputs,
+    outputs: TrainOutputs,
     country_iso_code: str,
     execution: ExecutionConfig,
     *,
     force: bool = False,
 ) -> reuse.Plan:
     """Train every variant of `variants` whose outputs cannot be kept (qmoe.training.reuse; all of
-    them with `force`) on every fold and seed of `spec.protocol` (one executor unit per model);
+    them with `force`) on every fold and seed of the protocol of `runs` (one stage instance: one
+    dataset and protocol; one executor unit per model);
     write each one's run folder (deterministic: the same bytes on every run) and then its cost file
     (measured: wall time and energy per model; the record of inputs and files), once every unit has
     succeeded. Kept variants whose emissions were computed for another country get them again
     from their recorded energy. Returns which variants were trained (and why) and which kept."""
     # the tracker probes the hardware (~1.4 s) while the features are read and split
     with EnergyMeter(country_iso_code=country_iso_code).start_soon() as meter:
-        jobs = _jobs(spec, variants, model_cfg, cfg, inputs.features)
+        cell = instance(runs)  # (dataset, protocol)
+        jobs = _jobs(runs[0], variants, model_cfg, cfg, inputs.features)
         records = reuse.records(jobs, inputs)
         todo = reuse.plan(outputs, records, force)
         for v in todo.keep:
-            log.info("%s/%s/%s: kept (its inputs and files are unchanged)", *spec, v)
+            log.info("%s/%s/%s: kept (its inputs and files are unchanged)", *cell, v)
             _recount_emissions(outputs.cost(v), country_iso_code)
         for v, why in todo.why.items():
-            log.info("%s/%s/%s: training: %s", *spec, v, why)
+            log.info("%s/%s/%s: training: %s", *cell, v, why)
         if todo.train:
             _train_grid({v: jobs[v] for v in todo.train}, records, meter, outputs, execution)
     return todo
@@ -83,22 +79,17 @@ def _recount_emissions(cost: Path, country_iso_code: str) -> None:
 
 
 def _jobs(
-    spec: RunSpec,
+    spec: RunId,
     variants: Mapping[str, VariantConfig],
     model_cfg: ModelConfig,
     cfg: TrainConfig,
     features: Path,
 ) -> dict[str, units.TrainJob]:
-    """The protocol's view of the feature table, once, in one job per variant."""
+    """The protocol's view of the feature table, once, in one job per variant (of `spec`'s
+    dataset and protocol)."""
     protocol = make_protocol(spec.protocol, cfg)
-    table_path = features / "features.parquet"
-    if not table_path.is_file():
-        raise FileNotFoundError(f"{table_path}: feature table not found (run the features stage)")
-    head = (
-        load_json(features / "features.json").get("head", "pooled")
-        if (features / "features.json").is_file()
-        else "pooled"
-    )
+    table, info = read_table(features), FeatureFolder(features).info
+    head = load_json(info).get("head", "pooled") if info.is_file() else "pooled"
     if head != "pooled":
         raise ConfigError(
             f"features.head: {head!r}: keep 'pooled'; the faithful protocol applies "
@@ -107,7 +98,7 @@ def _jobs(
     # the protocol's view: faithful projects with the reference's head and, on ESC-50, learns its
     # scrambled 5-way labels
     data = experiment.embeddings_from_table(
-        protocol.feature_table(pd.read_parquet(table_path)),
+        protocol.feature_table(table),
         protocol.label_set(spec.dataset, cfg.labels),
     )
     return {
@@ -130,7 +121,7 @@ def _train_grid(
     jobs: dict[str, units.TrainJob],
     records: dict[str, dict],
     meter: EnergyMeter,
-    outputs: reuse.Outputs,
+    outputs: TrainOutputs,
     execution: ExecutionConfig,
 ) -> None:
     """Run every unit of `jobs` (MoEs' first: the longest, so the pool ends together), then write
@@ -192,7 +183,7 @@ def _write_variant(
     job: units.TrainJob,
     done: list[tuple[units.Unit, units.UnitOutput, units.UnitEnergy]],
     cost_header: dict,
-    outputs: reuse.Outputs,
+    outputs: TrainOutputs,
 ) -> None:
     """One variant's run folder, then its cost file, units in grid order (folds, then seeds)."""
     folder_path, cost_path = outputs.folder(job.variant), outputs.cost(job.variant)
@@ -243,14 +234,6 @@ def _write_folder(
             save_json(folder.curiosity(key), r.curiosity)
     pd.DataFrame(history).to_csv(folder.history, index=False)
     pd.concat(predictions).to_csv(folder.predictions, index=False)
-    save_json(
-        folder.metrics,
-        {
-            "dataset": job.dataset,
-            "protocol": job.protocol,
-            "variant": job.variant,
-            "variant_config": to_dict(job.variant_cfg),
-            "class_names": job.data.class_names,
-            "runs": [r.metrics for _, r, _ in done],
-        },
-    )
+    run = RunId(job.dataset, job.protocol, job.variant)
+    rows = [r.metrics for _, r, _ in done]
+    write_metrics(folder.root, run, to_dict(job.variant_cfg), job.data.class_names, rows)

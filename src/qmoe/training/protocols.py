@@ -276,8 +276,8 @@ def reference_projection(dim: int, seed: int):
 
 
 def feature_table(protocol: str, table: pd.DataFrame) -> pd.DataFrame:
-    """The feature table (features.parquet) as the models of `protocol` see it; every stage that
-    feeds test clips to a model (train, export, benchmark) reads it through this."""
+    """The feature table (qmoe.contract.features) as the models of `protocol` see it; every stage
+    that feeds test clips to a model (train, export, benchmark) reads it through this."""
     return protocol_class(protocol).feature_table(table)
 
 

@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from qmoe import sources
-from qmoe.io import InputError, load_checkpoint, load_json
-from qmoe.training.layout import CheckpointMeta
+from qmoe.contract.checkpoint import CheckpointMeta, load_checkpoint
+from qmoe.contract.features import FeatureFolder
+from qmoe.contract.runs import TrainOutputs
+from qmoe.io import InputError, load_json
 from qmoe.training.units import TrainJob
 from qmoe.variants import to_dict
 
@@ -37,23 +39,10 @@ FILES = "files"  # ... and the one holding {path in the run folder: sha256} as w
 FORCED = "forced: DVC ran the stage though it sees no change (dvc repro -f)"
 
 
-class Outputs(NamedTuple):
-    """One train stage instance's two outputs (DVC `persist: true`: kept between runs)."""
-
-    runs: Path  # data/runs/<dataset>/<protocol>: one run folder per variant (deterministic)
-    costs: Path  # data/train_cost/<dataset>/<protocol>: one <variant>.json (measured)
-
-    def folder(self, variant: str) -> Path:
-        return self.runs / variant
-
-    def cost(self, variant: str) -> Path:
-        return self.costs / f"{variant}.json"
-
-
 class Inputs(NamedTuple):
     """The instance's input files besides params: what the digests cover."""
 
-    features: Path  # data/features/<dataset>: features.parquet (and features.json)
+    features: Path  # data/features/<dataset> (qmoe.contract.features): the table and its info
     script: Path  # stages/train.py: it and its qmoe import closure are the code
     lock: Path  # requirements.lock: the pinned libraries
 
@@ -66,8 +55,7 @@ class Plan(NamedTuple):
 
 def records(jobs: dict[str, TrainJob], inputs: Inputs) -> dict[str, dict[str, Any]]:
     """Each variant's record of what its models are a function of."""
-    table = [inputs.features / n for n in ("features.parquet", "features.json")]
-    features = sources.digest([f for f in table if f.is_file()])
+    features = sources.digest(FeatureFolder(inputs.features).files)
     code = sources.digest([*sources.closure(inputs.script), inputs.script, inputs.lock])
     return {v: inputs_record(job, features, code) for v, job in jobs.items()}
 
@@ -103,7 +91,7 @@ def folder_digests(folder: Path) -> dict[str, str]:
     }
 
 
-def plan(outputs: Outputs, records: dict[str, dict[str, Any]], force: bool) -> Plan:
+def plan(outputs: TrainOutputs, records: dict[str, dict[str, Any]], force: bool) -> Plan:
     """Remove what no listed variant owns, then split the variants (`records`' keys, in order)
     into those to train (with the reason) and those to keep; `force`: train every one."""
     _remove_unlisted(outputs, set(records))
@@ -115,7 +103,7 @@ def plan(outputs: Outputs, records: dict[str, dict[str, Any]], force: bool) -> P
     )
 
 
-def stale(outputs: Outputs, variant: str, record: dict[str, Any]) -> str:
+def stale(outputs: TrainOutputs, variant: str, record: dict[str, Any]) -> str:
     """Why `variant`'s outputs cannot be kept for `record`, or "" when they can."""
     cost = outputs.cost(variant)
     if not cost.is_file():
@@ -183,7 +171,7 @@ def _file_changes(recorded: dict[str, str], found: dict[str, str]) -> str:
     return "; ".join(parts)
 
 
-def _remove_unlisted(outputs: Outputs, variants: set[str]) -> None:
+def _remove_unlisted(outputs: TrainOutputs, variants: set[str]) -> None:
     """A variant dropped from the study leaves no folder or cost file behind (aggregate reads
     every folder), and neither does anything else in the two outputs."""
     for root, own in ((outputs.runs, variants), (outputs.costs, {f"{v}.json" for v in variants})):

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from qmoe.io import checkpoint_bytes
+from qmoe.contract.checkpoint import checkpoint_bytes
 from qmoe.training import experiment
 from qmoe.training.experiment import TrainJob
 from qmoe.training.protocols import Split
@@ -34,13 +34,13 @@ class Unit(NamedTuple):
 
 
 class UnitOutput(NamedTuple):
-    metrics: dict[str, Any]  # one metrics.json `runs` entry (deterministic)
+    metrics: dict[str, Any]  # one `runs` entry of the run metrics (deterministic)
     history: list[dict[str, Any]]  # history.csv rows
     predictions: pd.DataFrame  # predictions.csv rows
-    checkpoint: bytes  # the .pt file, as qmoe.io.save_checkpoint writes it
+    checkpoint: bytes  # the .pt file, as qmoe.contract.checkpoint.save_checkpoint writes it
     curiosity: dict[str, list] | None  # curiosity/<stem>.json; None when u is not computed
     cpu_seconds: float  # CPU time of the unit's thread: its share of the energy
-    train_seconds: float  # wall time of the fit (the cost file, not metrics.json)
+    train_seconds: float  # wall time of the fit (the cost file, not the run metrics)
 
 
 def unit_name(job: TrainJob, unit: Unit) -> str:

@@ -1,64 +1,24 @@
-"""The run folder's layout (docs/architecture.md section 3), in one place and without torch, so
-the analysis stages can read run folders without depending on the training code: the model file
-stem, the folder's files, and what a checkpoint's `meta` holds."""
+"""A trained model's checkpoint file (docs/architecture.md section 3): weights-only tensors and
+the `meta` that rebuilding, exporting and timing the model need. Torch is imported only by the
+functions that save or load, so reading the contract stays torch-free."""
 
 from __future__ import annotations
 
-import re
+import io
+import json
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from qmoe import variants
-from qmoe.io import ConfigError, InputError
+from qmoe.contract.runs import ModelKey
+from qmoe.io import ConfigError, InputError, json_default, write_bytes
 from qmoe.variants import VariantConfig
 
-_STEM = re.compile(r"fold(\d+)_seed(-?\d+)")
-
-
-class ModelKey(NamedTuple):
-    """One trained model of a run folder: its file stem `fold{k}_seed{s}` (any integer seed)."""
-
-    fold: int
-    seed: int
-
-    @property
-    def stem(self) -> str:
-        return f"fold{self.fold}_seed{self.seed}"
-
-    @classmethod
-    def parse(cls, stem: str) -> ModelKey:
-        """`fold3_seed-1` -> ModelKey(3, -1); anything else raises ValueError naming the stem."""
-        m = _STEM.fullmatch(stem)
-        if not m:
-            raise ValueError(f"{stem!r} is not a model file stem fold<k>_seed<s>")
-        return cls(int(m.group(1)), int(m.group(2)))
-
-
-class RunFolder(NamedTuple):
-    """data/runs/<dataset>/<protocol>/<variant>: what the train stages write there."""
-
-    root: Path
-
-    def checkpoint(self, key: ModelKey) -> Path:
-        return self.root / f"{key.stem}.pt"
-
-    def curiosity(self, key: ModelKey) -> Path:
-        return self.root / "curiosity" / f"{key.stem}.json"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.json"
-
-    @property
-    def history(self) -> Path:
-        return self.root / "history.csv"
-
-    @property
-    def predictions(self) -> Path:
-        return self.root / "predictions.csv"
-
+if typing.TYPE_CHECKING:
+    import torch
 
 # a checkpoint's meta keys, in the order they are written
 META_KEYS = (
@@ -145,3 +105,44 @@ class CheckpointMeta:
                 "test_clip_ids": tuple(meta["test_clip_ids"]),
             }
         )
+
+
+def checkpoint_bytes(state_dict: Mapping[str, torch.Tensor], meta: dict) -> bytes:
+    """A weights-only checkpoint (tensors plus plain JSON-able metadata) as bytes. Saved to a
+    buffer, not a file: torch names the archive's records after the file, so saving to a
+    temporary file name made every checkpoint's bytes differ."""
+    import torch
+
+    payload = {
+        "state_dict": dict(state_dict),
+        "meta": json.loads(json.dumps(meta, default=json_default)),
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def save_checkpoint(path: Path | str, state_dict: Mapping[str, torch.Tensor], meta: dict) -> None:
+    """Weights-only checkpoint (loads with weights_only), written atomically."""
+    write_bytes(path, checkpoint_bytes(state_dict, meta))
+
+
+class Checkpoint(NamedTuple):
+    state_dict: dict[str, torch.Tensor]
+    meta: dict
+
+
+def load_checkpoint(path: Path | str) -> Checkpoint:
+    """Load a checkpoint written by `save_checkpoint`, never unpickling arbitrary objects."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt, truncated, or a pickle with code in it
+        raise InputError(f"checkpoint {path} is corrupt or not weights-only: {e}") from e
+    if not isinstance(payload, dict) or "state_dict" not in payload or "meta" not in payload:
+        raise InputError(f"checkpoint {path} lacks 'state_dict'/'meta' entries")
+    return Checkpoint(payload["state_dict"], payload["meta"])
