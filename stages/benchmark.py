@@ -6,8 +6,8 @@ every cache regime of `benchmark.regimes` (qmoe.bench.suite). Outputs (docs/arch
 section 4): <out>/<variant>/{summary.csv, latency[_<runtime>][_<form>]/<regime>/,
 batch_latency.csv, energy.csv, routing.csv (MoE), device.json}, <out>/run.json (the order of
 the timed blocks, the flush, load average, CPU clock and steal time before and after),
-<out>/rounds.csv (each batch-1 block's median), <out>/ratios.csv (latency / deployed fp32 paired
-by round, per regime) and <out>/frontend.csv (decode, mel, image, backbone per clip at batch 1).
+<out>/rounds.csv (each batch-1 block's median: the stats stage pairs latency by round) and
+<out>/frontend.csv (decode, mel, image, backbone per clip at batch 1).
 """
 
 from __future__ import annotations
@@ -25,21 +25,21 @@ from qmoe.features.embed import FeaturesConfig
 from qmoe.io import from_section
 
 log = logging.getLogger("stages.benchmark")
+FOLDERS = {
+    "features": "data/features/<dataset>",
+    "raw": "data/raw/<dataset> (front-end timing clips)",
+    "runs": "data/runs/<dataset>/<protocol>",
+    "deployed": "data/deployed/<dataset>/<protocol>",
+    "out": "data/benchmarks/<dataset>/<protocol>",
+}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--protocol", required=True)
-    ap.add_argument("--features", type=Path, required=True, help="data/features/<dataset>")
-    ap.add_argument(
-        "--raw", type=Path, required=True, help="data/raw/<dataset> (front-end timing clips)"
-    )
-    ap.add_argument("--runs", type=Path, required=True, help="data/runs/<dataset>/<protocol>")
-    ap.add_argument(
-        "--deployed", type=Path, required=True, help="data/deployed/<dataset>/<protocol>"
-    )
-    ap.add_argument("--out", type=Path, required=True, help="data/benchmarks/<dataset>/<protocol>")
+    for flag, where in FOLDERS.items():
+        ap.add_argument(f"--{flag}", type=Path, required=True, help=where)
     args = ap.parse_args()
 
     params = read_params()
@@ -57,13 +57,17 @@ def main() -> None:
         args.out,
         front=FrontendSpec(args.raw, features),
     )
+    _log(summary, cfg.runtimes[0])
+
+
+def _log(summary, runtime: str) -> None:
     for row in summary.itertuples():
         log.info(
             "%s: median %.4f ms (%.2fx %s fp32), p99 %.4f ms, %.0f kB, %s",
             row.variant,
             row.latency_median_ms,
             row.ratio_to_fp32,
-            cfg.runtimes[0],
+            runtime,
             row.latency_p99_ms,
             row.size_packed_bytes / 1e3,
             row.energy_method,

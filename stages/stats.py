@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--table", type=Path, required=True, help="reports/tables/runs.csv")
     ap.add_argument("--runs", type=Path, required=True, help="data/runs (predictions)")
     ap.add_argument("--benchmarks", type=Path, required=True, help="data/benchmarks")
+    ap.add_argument("--deployed", type=Path, required=True, help="data/deployed (layer sizes)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
@@ -52,7 +53,7 @@ def main() -> None:
     tables[Table.ROUTING_SHARE_CURVE] = escalation.share_curve(route, cfg)
     v3 = roles.resolve(roles.CURIOSITY_V3, results.variant_facts(runs))  # its routing claim
     routed = results.routed_predictions(args.runs, args.benchmarks, runs, v3)
-    sizes = layer_bytes(args.runs, runs, ("bitlinear", "half"))  # compression, like with like
+    sizes = layer_bytes(args.deployed, runs, ("bitlinear", "half"))  # compression, like with like
     evidence = claims.evidence(claims.Context(tables, runs, routed, cfg, sizes))
     tables |= reference_tables.significance_tables(runs, cfg) | paper_tables.std_tables(runs, cfg)
 

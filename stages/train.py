@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from qmoe.cli import forced_by_dvc, read_params, run_stage
+from qmoe.contract.runs import TrainOutputs, write_protocol
 from qmoe.contract.study import Study
 from qmoe.executor import ExecutionConfig, warm_pool
 from qmoe.io import from_section
@@ -31,7 +32,6 @@ def main() -> None:
     warm_pool(execution, ["qmoe.training.units", "torch._dynamo"])
     # torch and the training code after the pool's server has started importing them: both
     # imports run at once (stage overhead, issue 15)
-    from qmoe.contract.runs import TrainOutputs
     from qmoe.energy import EnergyConfig
     from qmoe.models import ModelConfig
     from qmoe.training.fit import TrainConfig
@@ -49,6 +49,16 @@ def main() -> None:
         execution,
         force=forced_by_dvc(),  # dvc repro -f: every variant is trained, none kept
     )
+    _save_protocol(TrainOutputs(args.out, args.cost), args.dataset, args.protocol, params)
+
+
+def _save_protocol(outputs: TrainOutputs, dataset: str, protocol: str, params: dict) -> None:
+    """What the protocol does, in its own words: the report's text (it imports no training code)."""
+    from qmoe.training.fit import TrainConfig
+    from qmoe.training.protocols import make_protocol
+
+    cfg = from_section(TrainConfig, params.get("train"), "train")
+    write_protocol(outputs, dataset, protocol, make_protocol(protocol, cfg).describe())
 
 
 if __name__ == "__main__":

@@ -16,13 +16,20 @@ import pytest
 from qmoe import variants
 from qmoe.contract.benchmarks import BenchFolder
 from qmoe.contract.raw import MANIFEST_COLUMNS, RawFolder, write_manifest
-from qmoe.contract.runs import COST_FIELDS, ModelKey, RunFolder, TrainOutputs, write_metrics
+from qmoe.contract.runs import (
+    COST_FIELDS,
+    ModelKey,
+    RunFolder,
+    TrainOutputs,
+    write_metrics,
+    write_protocol,
+)
 from qmoe.contract.study import RunId
 from qmoe.io import save_json
 
 # test modules import tests/repo_params.py (params.yaml and configs built from it) by name
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from repo_params import PARAMS  # noqa: E402
+from repo_params import PARAMS, config  # noqa: E402
 
 CLASSES = ["dog", "rain", "siren"]
 SEEDS = {"corrected": [0, 1], "faithful": [42]}
@@ -231,6 +238,17 @@ def make_tree(
                 pd.DataFrame(routing).to_csv(bench.routing(variant), index=False)
             save_json(bench.device(variant), {"cpu": "toy CPU", "threads": 1})
             _run_json(bench)
+        outputs = TrainOutputs(*(data / k / dataset / protocol for k in ("runs", "train_cost")))
+        _protocol_record(outputs, dataset, protocol)
+
+
+def _protocol_record(outputs: TrainOutputs, dataset: str, protocol: str) -> None:
+    """The train stage's record of what the protocol does (the report's protocol text)."""
+    from qmoe.training.fit import TrainConfig
+    from qmoe.training.protocols import make_protocol
+
+    lines = make_protocol(protocol, config(TrainConfig, "train")).describe()
+    write_protocol(outputs, dataset, protocol, lines)
 
 
 def _run_json(bench: BenchFolder) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,20 +65,74 @@ def _layer(module: str) -> int:
     return LAYERS[module.split(".")[1]]
 
 
-def test_no_upward_imports():
-    bad = []
+def _imports(path: Path) -> list[str]:
+    """The qmoe modules `path` imports (lazy imports inside functions included)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("qmoe."):
+            found.append(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.module == "qmoe":
+            found += [f"qmoe.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith("qmoe.")]
+    return found
+
+
+def _own_modules():
     for path in PKG.rglob("*.py"):
         rel = path.relative_to(PKG.parent).with_suffix("").as_posix().replace("/", ".")
         if rel.count(".") < 1 or rel.endswith("__init__") and rel.count(".") < 2:
             continue
+        yield path, rel
+
+
+def test_no_upward_imports():
+    bad = []
+    for path, rel in _own_modules():
         mine = _layer(rel)
-        for node in ast.walk(ast.parse(path.read_text())):
-            targets = []
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("qmoe."):
-                targets = [node.module]
-            elif isinstance(node, ast.ImportFrom) and node.module == "qmoe":
-                targets = [f"qmoe.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Import):
-                targets = [a.name for a in node.names if a.name.startswith("qmoe.")]
-            bad += [f"{rel} -> {t}" for t in targets if _layer(t) > mine]
+        bad += [f"{rel} -> {t}" for t in _imports(path) if _layer(t) > mine]
     assert bad == []
+
+
+# The analysis half reads artefacts through the contract and never the model stack: the stats and
+# report stages run without torch (and DVC reruns them for no edit of the training code).
+TORCH_FREE = {"io", "cli", "catalog", "variants", "contract"}
+ANALYSIS_HALF = {"analysis": {"analysis"}, "report": {"analysis", "report"}}
+
+
+def test_analysis_and_report_import_only_the_torch_free_floor():
+    bad = []
+    for path, rel in _own_modules():
+        own = ANALYSIS_HALF.get(rel.split(".")[1])
+        if own is None:
+            continue
+        allowed = TORCH_FREE | own
+        bad += [f"{rel} -> {t}" for t in _imports(path) if t.split(".")[1] not in allowed]
+    assert bad == []
+
+
+NO_TORCH = """
+import importlib.abc, importlib.util, sys
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "torch":
+            raise ImportError(f"torch is unimportable here ({name})")
+
+sys.meta_path.insert(0, NoTorch())
+for i, path in enumerate(sys.argv[1:]):
+    spec = importlib.util.spec_from_file_location(f"stage_{i}", path)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+"""
+
+
+def _import_without_torch(*files: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-c", NO_TORCH, *map(str, files)]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_the_stats_and_report_stages_import_with_torch_unimportable():
+    done = _import_without_torch(ROOT / "stages" / "stats.py", ROOT / "stages" / "report.py")
+    assert done.returncode == 0, done.stderr[-2000:]
+    blocked = _import_without_torch(PKG / "models.py")  # the blocker does block
+    assert blocked.returncode != 0 and "torch is unimportable here (torch)" in blocked.stderr

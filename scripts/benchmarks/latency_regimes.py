@@ -30,9 +30,10 @@ import torch
 import yaml
 
 from qmoe import models, variants
-from qmoe.bench import blocks, machine, regimes, suite, tree
+from qmoe.bench import blocks, machine, suite, tree
 from qmoe.bench.runners import Target
 from qmoe.contract.checkpoint import CheckpointMeta, save_checkpoint
+from qmoe.contract.regimes import Regime
 from qmoe.contract.runs import ModelKey
 from qmoe.contract.study import runs_of
 from qmoe.deploy import graph as G
@@ -75,7 +76,7 @@ def regimes_check(turns: int, block: int) -> None:
             target = Target(name, ModelKey(1, 0), "onnxruntime")
             blocks.warm(fns, 200)
             prepared.append(blocks.Prepared(target, {1: fns}))
-        timed = (regimes.Regime.WARM, regimes.Regime.AFTER_BACKBONE)
+        timed = (Regime.WARM, Regime.AFTER_BACKBONE)
         per_turn = {p.target: block for p in prepared}
         start = machine.snapshot(cpu)
         raw, _ = blocks.round_robin(prepared, 1, per_turn, turns, timed, flush)

@@ -1,11 +1,10 @@
-"""Cache regimes: where the L2 size comes from, and the names regimes and forms give to files."""
+"""Cache regimes: where the L2 size comes from."""
 
 import subprocess
 
 import pytest
 
 from qmoe.bench import regimes
-from qmoe.bench.regimes import Form, Regime
 
 
 def _cache(root, cpu, index, level, size, line="64"):
@@ -47,25 +46,3 @@ def test_no_l2_anywhere_is_an_error_naming_the_cpu(tmp_path, monkeypatch):
     monkeypatch.setattr(regimes.subprocess, "run", fake)
     with pytest.raises(RuntimeError, match=r"cpu5: no level-2 cache in .* or in lscpu -C"):
         regimes.l2_cache(5, tmp_path)
-
-
-@pytest.mark.parametrize(
-    "runtime, regime, prefix",
-    [
-        (None, Regime.WARM, ""),
-        (None, Regime.AFTER_BACKBONE, "after_backbone_"),
-        ("torch", Regime.WARM, "torch_"),
-        ("torch", Regime.AFTER_BACKBONE, "torch_after_backbone_"),
-    ],
-)
-def test_summary_prefixes(runtime, regime, prefix):
-    assert regimes.latency_prefix(runtime, regime) == prefix
-
-
-def test_sample_folders():
-    assert regimes.latency_folder(None, Form.WHOLE, Regime.WARM) == "latency/warm"
-    assert (
-        regimes.latency_folder(None, Form.HOST_DISPATCH, Regime.AFTER_BACKBONE)
-        == "latency_host_dispatch/after_backbone"
-    )
-    assert regimes.latency_folder("torch", Form.WHOLE, Regime.WARM) == "latency_torch/warm"

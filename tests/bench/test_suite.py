@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from qmoe.bench import blocks, suite, tree
-from qmoe.bench.regimes import Cache, Flush, Regime
+from qmoe.bench.regimes import Cache, Flush
 from qmoe.bench.runners import Target, choose
+from qmoe.contract.regimes import Regime
 from qmoe.contract.runs import ModelKey
 from qmoe.contract.study import runs_of
 from qmoe.energy import EnergyConfig
@@ -213,10 +214,7 @@ def test_whole_run_writes_every_variant_side_by_side(exported_tree, tmp_path, mo
     per_round = pd.read_csv(out / "rounds.csv")
     assert set(per_round["regime"]) == {"warm", "after_backbone"}
     assert len(per_round) == len(turns)
-    ratios = pd.read_csv(out / "ratios.csv")
-    assert sorted(set(zip(ratios["variant"], ratios["regime"]))) == sorted(
-        (v, g) for v in ("fp32", "ptq_int8", "w4a8", "moe") for g in ("warm", "after_backbone")
-    )  # every variant / fp32 per regime, and fp32 ONNX / fp32 torch
+    assert not (out / "ratios.csv").exists()  # ratios are the stats stage's (qmoe.analysis.rounds)
     dev = json.loads((out / "fp32" / "device.json").read_text())
     assert dev["runtimes"] == ["onnxruntime", "torch"] and "onnxruntime" in dev
     assert dev["after_backbone"]["l2_bytes"] == 16 * 1024

@@ -79,6 +79,16 @@ def test_sizes_follow_bit_width(run_tree, tmp_path):
     assert frame.loc[
         ("w4a8", 1), "size_quantised_weight_bytes"
     ] == 32 * 32 // 2 + 16 * 32 // 2 + 4 * (32 * 2 + 16 * 2)
+    # deployed.csv's layer bytes: fp32 hidden layers 24 -> 32 -> 16 (weights, biases, LayerNorm
+    # weight and bias) and the 16 -> 3 head, 4 bytes each; the 4-bit model keeps an fp32 head
+    body = 4 * (24 * 32 + 32 + 2 * 32 + 32 * 16 + 16 + 2 * 16)
+    assert frame.loc[("fp32", 1), ["size_body_bytes", "size_head_bytes"]].tolist() == [
+        body,
+        4 * (16 * 3 + 3),
+    ]
+    assert frame.loc[("w4a8", 1), "size_head_bytes"] == 4 * (16 * 3 + 3)
+    assert frame.loc[("w4a8", 1), "size_body_bytes"] < body / 3  # 4-bit codes, fp32 norms
+    assert frame.loc[[("moe", 1), ("ptq_int8", 1)], "size_body_bytes"].isna().all()
 
 
 def test_a_checkpoint_of_a_width_without_a_kernel_is_named_and_nothing_is_written(

@@ -4,11 +4,11 @@ beside routing; the whole path per clip (front end + head).
 Each protocol's latency is timed its own way (`CLAIMS_RUNTIME`): `faithful` in the reference's
 execution form, its fake-quantised training modules in torch eager (reference-method.md 10.2:
 the reference timed those); `corrected` as deployed, the ONNX Runtime artefacts. Every latency
-table has one set of rows per cache regime the benchmark timed (qmoe.bench.regimes); the claims
+table has one set of rows per cache regime the benchmark timed (qmoe.contract.regimes); the claims
 read `stats.latency_regime`'s.
 
 - `compare_rounds` (reports/stats/latency_paired.csv): variant / baseline from per-round
-  log-ratios of per-round medians on the same fold (qmoe.bench.rounds): median over rounds,
+  log-ratios of per-round medians on the same fold (qmoe.analysis.rounds): median over rounds,
   order-statistic interval, sign test, Holm within family x protocol x regime. Slow drift of the
   machine cancels within each round.
 - `spread_routing` (latency_spread_routing.csv): each timed MoE model's latency spread (sd, IQR,
@@ -31,10 +31,10 @@ from qmoe.analysis import roles
 from qmoe.analysis.comparisons import Pair
 from qmoe.analysis.pairing import scopes
 from qmoe.analysis.results import variant_facts
+from qmoe.analysis.rounds import round_ratio
 from qmoe.analysis.stats import COMPUTED, NOT_COMPUTED, StatsConfig, add_holm
-from qmoe.bench.regimes import Form, Regime, latency_folder, latency_prefix
-from qmoe.bench.rounds import round_ratio
 from qmoe.contract.benchmarks import BenchFolder, read_routing, read_samples
+from qmoe.contract.regimes import Form, Regime, latency_folder, latency_prefix
 from qmoe.contract.study import RunId
 
 TEST = "paired by interleaved timing round: median of per-round log-ratios (fold-mean), sign test"
@@ -73,7 +73,7 @@ def geo_ms(rounds: pd.DataFrame, variant: str, runtime: str, form: str = "whole"
 
 
 def regimes_in(rounds: pd.DataFrame) -> list[str]:
-    """The cache regimes of a rounds table, in qmoe.bench.regimes.Regime order."""
+    """The cache regimes of a rounds table, in qmoe.contract.regimes.Regime order."""
     found = set(rounds["regime"]) if "regime" in rounds else {Regime.WARM.value}
     return [r.value for r in Regime if r.value in found]
 

@@ -25,8 +25,8 @@ from qmoe.analysis.moe_forms import FORM_WORDS
 from qmoe.analysis.names import Table
 from qmoe.analysis.results import variant_facts
 from qmoe.analysis.stats import StatsConfig
-from qmoe.bench.regimes import REFERENCE_BATCH, Form
 from qmoe.contract.benchmarks import BenchFolder
+from qmoe.contract.regimes import REFERENCE_BATCH, Form
 from qmoe.io import InputError
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from qmoe.analysis.latency import claims_runtime
-from qmoe.bench.regimes import Regime, latency_prefix
 from qmoe.catalog import paper_name
+from qmoe.contract.regimes import Regime, latency_prefix
 
 KWH_TO_WH, KG_TO_G = 1e3, 1e3
 Q_BASE_KINDS = ("bitlinear", "q16_reference")  # the reference's Q-Base family and its "16-bit"

@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.weightstats import ttost_paired
 
-from qmoe.bench.regimes import Regime
+from qmoe.contract.regimes import Regime
 from qmoe.io import require
 
 SCORE_METRICS = ("macro_f1", "weighted_f1", "accuracy")

@@ -10,8 +10,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from qmoe.bench.regimes import Flush, Regime
+from qmoe.bench.regimes import Flush
 from qmoe.bench.runners import Call, Target
+from qmoe.contract.regimes import Regime
 
 
 class Prepared(NamedTuple):

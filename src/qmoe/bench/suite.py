@@ -32,9 +32,10 @@ import torch
 
 from qmoe.bench import machine, rapl
 from qmoe.bench.blocks import Prepared, round_robin, warm
-from qmoe.bench.regimes import Flush, Form, Regime, check_regimes, l2_cache
+from qmoe.bench.regimes import Flush, l2_cache
 from qmoe.bench.runners import Model, Target, applies, check_runtimes, forms
 from qmoe.bench.timing import reference_fold_pass
+from qmoe.contract.regimes import Form, Regime, check_regimes
 from qmoe.energy import EnergyMeter, kwh_to_joules
 from qmoe.io import require
 
@@ -151,9 +152,7 @@ class SuiteResult(NamedTuple):
 def prepare(models: Sequence[Model], cfg: SuiteConfig) -> list[Prepared]:
     """Targets grouped by runtime (then model, then MoE form): in a round, an ONNX Runtime block
     follows another one, not a torch eager call whose temporaries (the faithful forms re-quantise
-    every weight per call) evict the next model's weights. Interleaved, the faithful MoE / fp32
-    ratio moved 6-12 % between two runs of one commit; the corrected one (lighter torch forms)
-    within 4 %."""
+    every weight per call) evict the next model's weights."""
     out = []
     sizes = sorted({1, *cfg.batch_sizes})
     for runtime in cfg.runtimes:
@@ -191,29 +190,25 @@ def _latency(
         raw, more = round_robin(at_b, b, each, turns)
         samples |= {Timed(t, b, r): v for (t, r), v in raw.items()}
         order += more
+    larger, t3 = [b for b in cfg.batch_sizes if b != 1], time.perf_counter()
     log.info(
         "%d targets x %d regimes: warm-up %.1f s, batch 1 %.1f s, batch %s %.1f s",
-        len(prepared),
-        len(cfg.regimes),
-        t1 - t0,
-        t2 - t1,
-        [b for b in cfg.batch_sizes if b != 1],
-        time.perf_counter() - t2,
+        *(len(prepared), len(cfg.regimes), t1 - t0, t2 - t1, larger, t3 - t2),
     )
     return samples, order, reading
 
 
 def _estimate(reading, method: str) -> EnergyResult:
     """CodeCarbon over the batch-1 phase: its power model's mean watts (a model, not a reading)."""
-    watts = kwh_to_joules(reading.energy_kwh) / reading.duration_s
-    block = {
-        "block": "batch-1 round robin",
-        "calls": None,
-        "energy_j": kwh_to_joules(reading.energy_kwh),
-        "duration_s": reading.duration_s,
-        "kind": "codecarbon task",
-    }
-    return EnergyResult(f"{ESTIMATED} ({method})", watts, {}, [block])
+    joules = kwh_to_joules(reading.energy_kwh)
+    block = _block_row("batch-1 round robin", None, joules, reading.duration_s, "codecarbon task")
+    return EnergyResult(f"{ESTIMATED} ({method})", joules / reading.duration_s, {}, [block])
+
+
+def _block_row(name: str, calls: int | None, joules: float, seconds: float, kind: str, **more):
+    """energy.csv: one block as measured."""
+    row = {"block": name, "calls": calls, "energy_j": joules, "duration_s": seconds, "kind": kind}
+    return row | more
 
 
 def measure_rapl(
@@ -228,29 +223,14 @@ def measure_rapl(
     idle, busy, rows = [], {v: [] for v in first}, []
     for r in range(cfg.energy_repeats):
         idle.append(rapl.measure(counter, lambda: time.sleep(cfg.energy_block_s), 0))
-        rows.append(
-            {
-                "block": f"idle {r}",
-                "calls": 0,
-                "energy_j": idle[-1].joules,
-                "duration_s": idle[-1].seconds,
-                "kind": "idle",
-            }
-        )
+        rows.append(_block_row(f"idle {r}", 0, idle[-1].joules, idle[-1].seconds, "idle"))
         for v, p in list(first.items()) if r % 2 == 0 else list(first.items())[::-1]:
             median_s = float(np.median(samples[Timed(p.target, 1, Regime.WARM)])) / 1e9
             n = max(1, math.ceil(cfg.energy_block_s / median_s))
             block = rapl.measure(counter, lambda p=p, n=n: warm(p.calls[1], n), n)
             busy[v].append(block)
             rows.append(
-                {
-                    "block": f"{v} {r}",
-                    "calls": n,
-                    "energy_j": block.joules,
-                    "duration_s": block.seconds,
-                    "kind": "inference",
-                    "variant": v,
-                }
+                _block_row(f"{v} {r}", n, block.joules, block.seconds, "inference", variant=v)
             )
     per = {v: rapl.per_inference(blocks, idle) for v, blocks in busy.items()}
     return EnergyResult(
@@ -268,6 +248,18 @@ def after_backbone(cpu: int, cfg: SuiteConfig) -> tuple[Flush | None, dict]:
     return flush, flush.record(cache)
 
 
+def _fold_passes(models: Sequence[Model], cfg: SuiteConfig) -> dict[Target, float]:
+    """torch targets: the reference's own pass over the test fold (10.2)."""
+    if "torch" not in cfg.runtimes:
+        return {}
+    return {
+        Target(m.variant, m.key, "torch"): reference_fold_pass(
+            m.loaded.model, torch.from_numpy(m.x)
+        )
+        for m in models
+    }
+
+
 def run(models: Sequence[Model], cfg: SuiteConfig, meter_factory) -> SuiteResult:
     """Everything above, under the lock and pinned; `meter_factory()` -> EnergyMeter (used only
     when no RAPL counter is readable)."""
@@ -280,13 +272,7 @@ def run(models: Sequence[Model], cfg: SuiteConfig, meter_factory) -> SuiteResult
             flush, flushed = after_backbone(cpu, cfg)
             prepared = prepare(models, cfg)
             start = machine.snapshot(cpu)
-            fold_pass = {
-                Target(m.variant, m.key, "torch"): reference_fold_pass(
-                    m.loaded.model, torch.from_numpy(m.x)
-                )
-                for m in models
-                if "torch" in cfg.runtimes
-            }
+            fold_pass = _fold_passes(models, cfg)
             counter = rapl.find_rapl()
             with meter_factory() if counter is None else contextlib.nullcontext() as meter:
                 samples, order, reading = _latency(prepared, cfg, meter, flush)

@@ -4,7 +4,7 @@ summary.csv has one row per trained model (as the run metrics list them); models
 timed (`benchmark.models_per_fold`) carry NaN latency and `timed` False. Latency columns without
 a prefix are the deployment runtime's (`benchmark.runtimes[0]`) in the `warm` regime; other
 runtimes and regimes are prefixed (`torch_latency_median_ms`, `after_backbone_latency_median_ms`,
-`torch_after_backbone_latency_median_ms`: qmoe.bench.regimes.latency_prefix). An MoE's parts
+`torch_after_backbone_latency_median_ms`: qmoe.contract.regimes.latency_prefix). An MoE's parts
 (router, expert, host dispatch) are in rounds.csv and their own sample folders, not here.
 Energy is either measured (RAPL, idle baseline subtracted) or the power model's watts times the
 model's warm median latency, labelled "estimated: power model x time".
@@ -20,10 +20,10 @@ import pandas as pd
 
 from qmoe import models
 from qmoe.bench import opcount
-from qmoe.bench.regimes import Form, Regime, latency_prefix
 from qmoe.bench.runners import Model, Target
 from qmoe.bench.suite import SuiteConfig, SuiteResult, Timed
 from qmoe.bench.timing import summarize
+from qmoe.contract.regimes import Form, Regime, latency_prefix
 from qmoe.contract.runs import ModelKey
 from qmoe.energy import J_PER_KWH, joules_to_millijoules
 from qmoe.quant import packing
@@ -111,52 +111,67 @@ def variant_tables(
     dep = deployed.set_index(["fold", "seed"])
     timed = {m.key: m for m in chosen}
     static = _static(chosen[0], block)
-    primary = cfg.runtimes[0]
     rows: list[dict] = []
-    latency: dict[tuple[str, Form, Regime], dict[ModelKey, np.ndarray]] = {}
     for run in runs:
         key = ModelKey(int(run["fold"]), int(run["seed"]))
         if key not in dep.index:
             raise ValueError(f"{variant} {key.stem}: no row in its deployed table (rerun export)")
-        d = dep.loc[key]
-        row = {
-            "fold": key.fold,
-            "seed": key.seed,
-            "timed": key in timed,
-            "latency_runtime": primary,
-        }
-        for r in cfg.runtimes:
-            for regime in cfg.timed_regimes:
-                ns = result.samples_ns.get(Timed(Target(variant, key, r), 1, regime))
-                row |= _latency_cols(ns, latency_prefix(None if r == primary else r, regime))
-        for (t, batch, regime), ns in result.samples_ns.items():
-            if t.variant == variant and t.key == key and batch == 1:
-                latency.setdefault((t.runtime, t.form, regime), {})[key] = ns / 1e6
-        row["reference_fold_pass_s"] = result.fold_pass_s.get(
-            Target(variant, key, "torch"), math.nan
-        )
+        row = _timing_cols(variant, key, key in timed, result, cfg)
         first = chosen[0].key == key
         row |= _energy_cols(run, row["latency_median_ms"], row["latency_n"], result, variant, first)
-        row |= {
-            "size_packed_bytes": int(d["size_file_bytes"]),
-            "size_weight_bytes": int(d["size_tensor_bytes"]),
-            "size_quantised_weight_bytes": int(d["size_quantised_weight_bytes"]),
-            "size_fp32_file_bytes": int(d["size_fp32_file_bytes"]),
-            **static,
-            "n_params": run["n_params"],
-            "macro_f1": run["macro_f1"],
-            "deployed_macro_f1": float(d["deployed_macro_f1"]),
-            "torch_b1_macro_f1": float(d["torch_b1_macro_f1"]),
-            "artefact": d["artefact"],
-            "analytical_energy_nj": _analytical(timed.get(key, chosen[0]), block, routing, key),
-        }
+        row |= _model_cols(run, dep.loc[key], static)
+        row["analytical_energy_nj"] = _analytical(timed.get(key, chosen[0]), block, routing, key)
         rows.append(row)
     return VariantTables(
         pd.DataFrame(rows),
         _batch(variant, result),
-        latency,
+        _samples_ms(variant, runs, result),
         _energy_rows(variant, result),
     )
+
+
+def _timing_cols(
+    variant: str, key: ModelKey, timed: bool, result: SuiteResult, cfg: SuiteConfig
+) -> dict:
+    """summary.csv's latency columns of one model: per runtime and regime (prefixed), and the
+    reference's whole-fold pass."""
+    primary = cfg.runtimes[0]
+    row = {"fold": key.fold, "seed": key.seed, "timed": timed, "latency_runtime": primary}
+    for r in cfg.runtimes:
+        for regime in cfg.timed_regimes:
+            ns = result.samples_ns.get(Timed(Target(variant, key, r), 1, regime))
+            row |= _latency_cols(ns, latency_prefix(None if r == primary else r, regime))
+    row["reference_fold_pass_s"] = result.fold_pass_s.get(Target(variant, key, "torch"), math.nan)
+    return row
+
+
+def _model_cols(run: dict, d: pd.Series, static: dict) -> dict:
+    """summary.csv's size and F1 columns of one model: its deployed row `d` and its run."""
+    return {
+        "size_packed_bytes": int(d["size_file_bytes"]),
+        "size_weight_bytes": int(d["size_tensor_bytes"]),
+        "size_quantised_weight_bytes": int(d["size_quantised_weight_bytes"]),
+        "size_fp32_file_bytes": int(d["size_fp32_file_bytes"]),
+        **static,
+        "n_params": run["n_params"],
+        "macro_f1": run["macro_f1"],
+        "deployed_macro_f1": float(d["deployed_macro_f1"]),
+        "torch_b1_macro_f1": float(d["torch_b1_macro_f1"]),
+        "artefact": d["artefact"],
+    }
+
+
+def _samples_ms(
+    variant: str, runs: list[dict], result: SuiteResult
+) -> dict[tuple[str, Form, Regime], dict[ModelKey, np.ndarray]]:
+    """Batch-1 samples in ms by (runtime, form, regime), then model: the raw latency files."""
+    latency: dict[tuple[str, Form, Regime], dict[ModelKey, np.ndarray]] = {}
+    for run in runs:
+        key = ModelKey(int(run["fold"]), int(run["seed"]))
+        for (t, batch, regime), ns in result.samples_ns.items():
+            if t.variant == variant and t.key == key and batch == 1:
+                latency.setdefault((t.runtime, t.form, regime), {})[key] = ns / 1e6
+    return latency
 
 
 def _batch(variant: str, result: SuiteResult) -> pd.DataFrame:

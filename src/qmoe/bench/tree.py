@@ -18,12 +18,12 @@ import pandas as pd
 
 from qmoe.bench import frontend, rounds, runners, suite
 from qmoe.bench.device import device_id, device_info
-from qmoe.bench.regimes import Form, latency_folder
 from qmoe.bench.suite import SuiteConfig, SuiteResult
 from qmoe.bench.tables import VariantTables, variant_tables
 from qmoe.contract.benchmarks import BenchFolder
 from qmoe.contract.deployed import DeployedFolder, read_variant
 from qmoe.contract.features import read_table
+from qmoe.contract.regimes import latency_folder
 from qmoe.contract.runs import ModelKey, read_metrics
 from qmoe.contract.study import RunId, instance
 from qmoe.deploy import runtime as ort_runtime
@@ -42,9 +42,6 @@ class FrontendSpec(NamedTuple):
     raw: Path
     features: FeaturesConfig
     backbone: Callable[[FeaturesConfig], Backbone] = build_backbone
-
-
-BASELINE = "fp32"  # ratios.csv: every variant against this one under the deployment runtime
 
 
 def benchmark_tree(
@@ -104,9 +101,9 @@ def _load(
 
 
 def _extra(result: SuiteResult, cfg: SuiteConfig, front: FrontendSpec | None) -> dict:
-    """The tables written beside the variant folders: rounds, ratios and (`front`) frontend."""
+    """The tables written beside the variant folders: rounds and (`front`) frontend."""
     per_round = rounds.round_medians(result.order, _batch1_ms(result))
-    extra = {"rounds": per_round, "ratios": _ratios(per_round, cfg)}
+    extra = {"rounds": per_round}
     if front is not None:
         extra["frontend"] = frontend.frontend_latency(
             front.raw,
@@ -132,31 +129,6 @@ def _batch1_ms(result: SuiteResult) -> dict[tuple, np.ndarray]:
     }
 
 
-def _ratios(per_round: pd.DataFrame, cfg: SuiteConfig) -> pd.DataFrame:
-    """Per regime: every variant / deployed fp32 by interleaved round, and deployed fp32 / torch
-    fp32 (whole models only)."""
-    others = [(BASELINE, r) for r in cfg.runtimes[1:] if r == "torch"]
-    parts = []
-    for regime in cfg.regimes:
-        here = per_round[(per_round["regime"] == regime) & (per_round["form"] == Form.WHOLE.value)]
-        table = rounds.ratio_table(here, (BASELINE, cfg.runtimes[0]), others)
-        parts.append(table.assign(regime=regime))
-        for r in table.itertuples():
-            log.info(
-                "%s %s/%s vs %s/%s: x%.3f [%.3f, %.3f] over %d rounds",
-                regime,
-                r.variant,
-                r.runtime,
-                r.baseline,
-                r.baseline_runtime,
-                r.ratio,
-                r.low,
-                r.high,
-                r.n_rounds,
-            )
-    return pd.concat(parts, ignore_index=True)
-
-
 def _write(
     out: Path,
     tables: dict[str, VariantTables],
@@ -166,7 +138,7 @@ def _write(
     cfg: SuiteConfig,
     extra: dict[str, pd.DataFrame],
 ) -> None:
-    """`extra`: tables written beside run.json as <name>.csv (rounds, ratios, frontend)."""
+    """`extra`: tables written beside run.json as <name>.csv (rounds, frontend)."""
     link = {"device_id": device_id(info)}
     with atomic_dir(out) as tmp:
         folder = BenchFolder(tmp)

@@ -26,6 +26,8 @@ DEPLOYED_COLUMNS = [
     "size_tensor_bytes",
     "size_quantised_weight_bytes",
     "size_fp32_file_bytes",
+    "size_body_bytes",
+    "size_head_bytes",
     "max_abs_diff",
     "bound",
     "exact_share",
@@ -36,6 +38,9 @@ DEPLOYED_COLUMNS = [
     "layers_checked",
     "ort_keeps_fp16",
 ]
+# packed tensor bytes of a single MLP's hidden layers and of its head (qmoe.deploy.sizes; empty for
+# an MoE or an int8 model): compression compared like with like (qmoe.analysis.sizes)
+LAYER_COLUMNS = ["size_body_bytes", "size_head_bytes"]
 ZCLIP_COLUMNS = ["zclip_deployed_macro_f1", "zclip_batch_macro_f1", "zclip_clipped_values"]
 DISPATCH_COLUMNS = ["dispatch_expert_agreement", "dispatch_max_abs_diff"]
 ROUTING_COLUMNS = ["fold", "seed", "expert", "expert_name", "frequency"]

@@ -14,7 +14,7 @@ import pandas as pd
 
 from qmoe import variants
 from qmoe.contract.study import RunId
-from qmoe.io import ConfigError, InputError, save_json
+from qmoe.io import ConfigError, InputError, atomic_path, load_json, save_json
 from qmoe.variants import VariantConfig
 
 _STEM = re.compile(r"fold(\d+)_seed(-?\d+)")
@@ -64,6 +64,9 @@ class RunFolder(NamedTuple):
         return self.root / "predictions.csv"
 
 
+PROTOCOL_RECORD = "protocol.json"  # beside the cost files: {dataset, protocol, describe}
+
+
 class TrainOutputs(NamedTuple):
     """One train stage instance's two outputs (DVC `persist: true`: kept between runs)."""
 
@@ -76,10 +79,37 @@ class TrainOutputs(NamedTuple):
     def cost(self, variant: str) -> Path:
         return self.costs / f"{variant}.json"
 
+    @property
+    def protocol(self) -> Path:
+        """What the protocol does, in its own words (read_protocol: the report's text)."""
+        return self.costs / PROTOCOL_RECORD
+
 
 def cost_file(costs_root: Path, run: RunId) -> Path:
     """data/train_cost/<dataset>/<protocol>/<variant>.json: the cost file of `run`."""
     return TrainOutputs(Path(), Path(costs_root) / run.dataset / run.protocol).cost(run.variant)
+
+
+def protocol_file(costs_root: Path, dataset: str, protocol: str) -> Path:
+    """data/train_cost/<dataset>/<protocol>/protocol.json: what the protocol does, in words."""
+    return TrainOutputs(Path(), Path(costs_root) / dataset / protocol).protocol
+
+
+def write_protocol(outputs: TrainOutputs, dataset: str, protocol: str, lines: list[str]) -> None:
+    """The train stage's description of its protocol (the report's text: no training code)."""
+    with atomic_path(outputs.protocol) as tmp:
+        save_json(tmp, {"dataset": dataset, "protocol": protocol, "describe": lines})
+
+
+def read_protocol(costs_root: Path, dataset: str, protocol: str) -> list[str]:
+    """The description lines the train stage recorded for (dataset, protocol)."""
+    path = protocol_file(costs_root, dataset, protocol)
+    if not path.is_file():
+        raise InputError(f"{path}: not found (run the train stage)")
+    lines = load_json(path).get("describe")
+    if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+        raise InputError(f"{path}: 'describe' is not a list of lines")
+    return lines
 
 
 # metrics.json `runs` fields (one entry per model, grid order); the cost file's

@@ -23,9 +23,9 @@ from qmoe.contract.deployed import ROUTING_COLUMNS, DeployedFolder, write_tables
 from qmoe.contract.features import read_table
 from qmoe.contract.runs import ModelKey, RunFolder, read_metrics
 from qmoe.contract.study import RunId, instance, variant_names
-from qmoe.deploy import dispatch, runtime
+from qmoe.deploy import dispatch, runtime, sizes
 from qmoe.deploy.export import ExportConfig, Exported, ExportError, export
-from qmoe.deploy.graph import OPSET, initializers
+from qmoe.deploy.graph import OPSET
 from qmoe.deploy.verify import CheckConfig, verify
 from qmoe.executor import ExecutionConfig, run_units
 from qmoe.io import ConfigError, InputError, atomic_dir, from_section, save_json
@@ -184,7 +184,8 @@ def _row(
         "deployed_weighted_f1": dep.weighted_f1,
         "torch_b1_macro_f1": tor.macro_f1,
         "batch_macro_f1": _batch_f1(sess, x, y, c),
-        **_sizes(exported, data, fp32),
+        **sizes.file_bytes(exported, data, fp32),
+        **sizes.layer_bytes(loaded.model),
         **v.check._asdict(),
         "ort_keeps_fp16": runtime.keeps_fp16(exported.proto) if exported.half else None,
     }
@@ -232,18 +233,6 @@ def _routing(variant: Any, key: ModelKey, expert: np.ndarray | None) -> list[dic
         dict(zip(ROUTING_COLUMNS, (key.fold, key.seed, i, name, share[i]), strict=True))
         for i, name in enumerate(names)
     ]
-
-
-def _sizes(exported: Exported, data: bytes, fp32_file: int) -> dict[str, int]:
-    """Bytes on disk, bytes of all tensors, bytes of the quantised layers (codes and scales)."""
-    inits = initializers(exported.proto.graph)
-    quant = {name for w in exported.weights for name in (w.weight_name, w.scale_name)}
-    return {
-        "size_file_bytes": len(data),
-        "size_tensor_bytes": sum(len(t.raw_data) for t in inits.values()),
-        "size_quantised_weight_bytes": sum(len(inits[n].raw_data) for n in quant),
-        "size_fp32_file_bytes": fp32_file,
-    }
 
 
 def deploy_tree(

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 from qmoe import sources
 from qmoe.contract.checkpoint import CheckpointMeta, load_checkpoint
 from qmoe.contract.features import FeatureFolder
-from qmoe.contract.runs import TrainOutputs
+from qmoe.contract.runs import PROTOCOL_RECORD, TrainOutputs
 from qmoe.io import InputError, load_json
 from qmoe.training.units import TrainJob
 from qmoe.variants import to_dict
@@ -174,7 +174,8 @@ def _file_changes(recorded: dict[str, str], found: dict[str, str]) -> str:
 def _remove_unlisted(outputs: TrainOutputs, variants: set[str]) -> None:
     """A variant dropped from the study leaves no folder or cost file behind (aggregate reads
     every folder), and neither does anything else in the two outputs."""
-    for root, own in ((outputs.runs, variants), (outputs.costs, {f"{v}.json" for v in variants})):
+    costs = {f"{v}.json" for v in variants} | {PROTOCOL_RECORD}
+    for root, own in ((outputs.runs, variants), (outputs.costs, costs)):
         if not root.is_dir():
             continue
         for entry in sorted(root.iterdir()):
