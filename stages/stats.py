@@ -19,10 +19,12 @@ from qmoe.analysis import (
     roles,
     routing,
 )
-from qmoe.analysis.names import Table
+from qmoe.analysis.names import COMPUTED, Table
 from qmoe.analysis.sizes import layer_bytes
-from qmoe.analysis.stats import COMPUTED, StatsConfig
+from qmoe.analysis.stats import StatsConfig
 from qmoe.cli import read_params, run_stage
+from qmoe.contract import benchmarks
+from qmoe.contract.runs import read_runs_table
 from qmoe.io import atomic_dir, from_section, save_json
 
 log = logging.getLogger("stages.stats")
@@ -38,8 +40,8 @@ def main() -> None:
     args = ap.parse_args()
 
     cfg = from_section(StatsConfig, read_params().get("stats"), "stats")
-    runs = results.read_runs_table(args.table)
-    samples = latency.load_samples(args.benchmarks, runs)  # each protocol's runtime, per regime
+    runs = read_runs_table(args.table)
+    samples = benchmarks.load_samples(args.benchmarks, runs)  # each protocol's runtime, per regime
     rounds = latency.load_bench_table(args.benchmarks, runs, "rounds")  # latency pairs by round
     tables = families.run_families(runs, samples, cfg, rounds)
     tables[Table.LATENCY_SCOPE] = latency_scope.scope_table(args.benchmarks, runs, cfg)

@@ -18,6 +18,7 @@ LAYERS = {
     "executor": 0,
     "ray_backend": 0,
     "sources": 0,
+    "bits": 0,
     "quant": 1,
     "moe": 2,
     "catalog": 3,

@@ -117,14 +117,25 @@ def _w4a8_at_2_bits(text: str) -> str:
 
 def _edits_rerun_only_what_they_can_change(repo: Path) -> None:
     """A forced export that writes identical artefacts reruns nothing below it; a docstring edit
-    in report code reruns only `report`; one in analysis `stats` and `report`; editing
+    in report code reruns only `report`; one in analysis only `stats` (the report renders what
+    stats wrote); one in the run folder's contract the stages that read run folders; editing
     variants.w4a8 the train instances (which retrain w4a8 and the MoEs only)."""
     r = _dvc(["repro", "-f", "--single-item", "export@synthetic-corrected"], repo)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert _changed(repo) == set()  # export.json holds no seconds: the benchmark stays valid
     doc = lambda text: text.replace('"""', '"""Edited. ', 1)  # noqa: E731
     assert _edited(repo, "src/qmoe/report/plotting.py", doc) == {"report"}
-    assert _edited(repo, "src/qmoe/analysis/stats.py", doc) == {"stats", "report"}
+    assert _edited(repo, "src/qmoe/analysis/stats.py", doc) == {"stats"}
+    readers = {
+        f"{s}@synthetic-{p}"
+        for s in ("train", "export", "benchmark")
+        for p in ("corrected", "faithful")
+    }
+    assert _edited(repo, "src/qmoe/contract/runs.py", doc) == readers | {
+        "aggregate",
+        "stats",
+        "report",
+    }
     # one train instance per protocol; inside it only w4a8 and the MoEs retrain (tests/training/
     # test_reuse.py), so nothing else of the study changes
     changed = _edited(repo, "params.yaml", _w4a8_at_2_bits)

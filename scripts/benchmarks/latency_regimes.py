@@ -32,8 +32,8 @@ import yaml
 from qmoe import models, variants
 from qmoe.bench import blocks, machine, suite, tree
 from qmoe.bench.runners import Target
+from qmoe.contract.benchmarks import Regime
 from qmoe.contract.checkpoint import CheckpointMeta, save_checkpoint
-from qmoe.contract.regimes import Regime
 from qmoe.contract.runs import ModelKey
 from qmoe.contract.study import runs_of
 from qmoe.deploy import graph as G

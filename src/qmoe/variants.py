@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NamedTuple, get_args
 
+from qmoe.bits import EXPORTABLE_BITS
 from qmoe.io import ConfigError, from_section, require
-from qmoe.quant.bits import EXPORTABLE_BITS
 
 NAN = float("nan")
 

@@ -1,5 +1,6 @@
-"""The claims registry (qmoe.analysis.claims): one entry per claim, evidence per scope, verdicts
-over every protocol."""
+"""The claims registry (qmoe.analysis.paper_claims, qmoe.analysis.claims): one entry and one
+extractor per claim, evidence per scope, verdicts over every protocol (qmoe.report.claim_verdicts).
+"""
 
 import math
 
@@ -7,9 +8,11 @@ import pandas as pd
 import pytest
 from repo_params import config
 
-from qmoe.analysis import claims
+from qmoe.analysis import claims, paper_claims
 from qmoe.analysis.stats import StatsConfig
 from qmoe.analysis.verdict import Rule, Verdict, VerdictConfig
+from qmoe.report import claim_verdicts
+from qmoe.report.judgement import decide
 
 FAMILIES = (
     "f1_paired",
@@ -24,11 +27,12 @@ FAMILIES = (
 
 
 def test_each_claim_is_one_entry_with_a_valid_criterion():
-    ids = [c.id for c in claims.CLAIMS]
-    assert len(ids) == len(set(ids)) == 25 and list(claims.BY_ID) == ids
+    ids = [c.id for c in paper_claims.CLAIMS]
+    assert len(ids) == len(set(ids)) == 25 and list(paper_claims.BY_ID) == ids
+    assert list(claims.EXTRACTORS) == ids  # one extractor per claim, in the same order
     cfg = config(VerdictConfig, "report.verdict")
-    for c in claims.CLAIMS:
-        assert callable(c.extract) and c.source in ("v1", "v3", "v1+v3"), c.id
+    for c in paper_claims.CLAIMS:
+        assert callable(claims.EXTRACTORS[c.id]) and c.source in ("v1", "v3", "v1+v3"), c.id
         if c.judge.rule in (Rule.INTERVAL, Rule.INTERVAL_SIGNIFICANT):
             assert hasattr(cfg, c.judge.tolerance) and math.isfinite(c.judge.value), c.id
         if c.judge.rule is Rule.NOT_TESTABLE:
@@ -36,7 +40,7 @@ def test_each_claim_is_one_entry_with_a_valid_criterion():
 
 
 def test_abstract_claims_are_all_present():
-    text = " ".join(c.claim + " " + c.paper for c in claims.CLAIMS)
+    text = " ".join(c.claim + " " + c.paper for c in paper_claims.CLAIMS)
     for fragment in (
         "0.858 vs 0.859",
         "4x",
@@ -73,7 +77,7 @@ def test_evidence_has_one_row_per_claim_and_scope(with_facts):
     )
     ev = claims.evidence(_context(runs))
     assert ev[["claim", "protocol"]].apply(tuple, axis=1).tolist() == [
-        (c.id, p) for c in claims.CLAIMS for p in ("corrected", "faithful")
+        (c.id, p) for c in paper_claims.CLAIMS for p in ("corrected", "faithful")
     ]
     params = ev[ev["claim"] == "params_1_2m"].iloc[0]
     # counted at the paper's input width (1,536) and 50 classes, whatever our backbone (6.2)
@@ -119,10 +123,10 @@ def test_judge_covers_every_protocol_and_applies_each_claims_criterion():
             _found("compression_4x", "corrected", computed=True, reason="", estimate=3.43),
         ]
     )
-    rows = claims.judge(
+    rows = claim_verdicts.judge(
         found, config(VerdictConfig, "report.verdict"), 0.05, ("corrected", "faithful")
     )
-    assert len(rows) == 2 * len(claims.CLAIMS)
+    assert len(rows) == 2 * len(paper_claims.CLAIMS)
     got = rows.set_index(["claim", "protocol"])
     assert got.loc[("f1_q4_vs_q16", "corrected"), "verdict"] == Verdict.REPRODUCED.value
     assert got.loc[("compression_4x", "corrected"), "reason"] == (
@@ -131,7 +135,9 @@ def test_judge_covers_every_protocol_and_applies_each_claims_criterion():
     assert got.loc[("f1_q4_vs_q16", "faithful"), "ours"] == "not run"
     assert got.loc[("f1_q4_vs_q16", "faithful"), "verdict"] == Verdict.NOT_COMPUTED.value
     assert got.loc[("f1_q4_vs_q16", "faithful"), "reason"] == "protocol faithful not in the study"
-    assert got.loc[("f1_per_mj", "corrected"), "reason"] == claims.BY_ID["f1_per_mj"].judge.note
+    assert (
+        got.loc[("f1_per_mj", "corrected"), "reason"] == paper_claims.BY_ID["f1_per_mj"].judge.note
+    )
 
 
 @pytest.mark.parametrize("tol, verdict", [(0.01, "reproduced"), (0.002, "inconclusive")])
@@ -150,7 +156,7 @@ def test_judge_reads_the_tolerance_from_the_verdict_config(tol, verdict):
             )
         ]
     )
-    rows = claims.judge(
+    rows = claim_verdicts.judge(
         found, config(VerdictConfig, "report.verdict", ratio_tol=tol), 0.05, ("corrected",)
     )
     assert rows.set_index("claim").loc["f1_q4_vs_q16", "verdict"] == verdict
@@ -180,8 +186,11 @@ def test_energy_claims_are_not_testable_where_energy_is_a_power_model_times_time
     assert ev.not_testable == ev.reason
     assert ev.reason.startswith("energy is estimated: power model x time")
     assert wrapped(ctx, "e", "c")[0].computed  # measured: judged
-    d = claims.decide(
-        claims.BY_ID["energy_inference_v1"].judge, ev, config(VerdictConfig, "report.verdict"), 0.05
+    d = decide(
+        paper_claims.BY_ID["energy_inference_v1"].judge,
+        ev,
+        config(VerdictConfig, "report.verdict"),
+        0.05,
     )
     assert d.verdict is Verdict.NOT_TESTABLE and "power model x time" in d.reason
 
@@ -193,7 +202,7 @@ def _one(claim: str, dataset: str = "esc50", **kw) -> pd.Series:
     found = pd.DataFrame([_found(claim, "corrected", computed=True, reason="", **kw)])
     found["dataset"] = dataset
     return (
-        claims.judge(found, config(VerdictConfig, "report.verdict"), 0.05, ("corrected",))
+        claim_verdicts.judge(found, config(VerdictConfig, "report.verdict"), 0.05, ("corrected",))
         .set_index("claim")
         .loc[claim]
     )
@@ -241,5 +250,6 @@ def test_curiosity_is_judged_against_random_escalation_on_the_same_weights():
     ]
     assert "worse than the placebo" in worse["reason"]
     assert unsure["reason"].endswith("Holm p = 0.2: not shown better")  # no equivalence tested
-    note = claims.BY_ID["curiosity_beats_placebo"].judge.note  # the rule, shown beside reasons
+    rule = paper_claims.BY_ID["curiosity_beats_placebo"].judge
+    note = rule.note  # the rule, shown beside reasons
     assert "one-sided permutation test" in note and "Holm" in note

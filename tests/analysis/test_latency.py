@@ -10,6 +10,7 @@ from repo_params import config
 from qmoe.analysis import latency
 from qmoe.analysis.comparisons import Pair
 from qmoe.analysis.stats import StatsConfig
+from qmoe.contract import benchmarks
 
 CFG = config(StatsConfig, "stats", alpha=0.05, tost_margin=0.01, confidence=0.95, n_resamples=199)
 
@@ -175,8 +176,8 @@ def test_faithful_latency_is_timed_in_torch_eager(runs):
     )
     row = out.iloc[0]
     assert row["runtime"] == "torch" and row["ratio"] == pytest.approx(3.0, rel=0.01)
-    assert latency.claims_runtime("faithful") == "torch"
-    assert latency.claims_runtime("corrected") == "onnxruntime"
+    assert benchmarks.claims_runtime("faithful") == "torch"
+    assert benchmarks.claims_runtime("corrected") == "onnxruntime"
 
 
 def test_samples_load_from_each_protocols_runtime_and_every_regime(runs, tmp_path):
@@ -190,7 +191,7 @@ def test_samples_load_from_each_protocols_runtime_and_every_regime(runs, tmp_pat
         where = tmp_path / "d" / protocol / "fp32" / folder
         where.mkdir(parents=True)
         np.save(where / "fold1_seed0.npy", np.full(3, value))
-    out = latency.load_samples(tmp_path, both)
+    out = benchmarks.load_samples(tmp_path, both)
     got = out.groupby(["protocol", "runtime", "regime"])["latency_ms"].unique()
     assert {k: v.tolist() for k, v in got.items()} == {
         ("corrected", "onnxruntime", "after_backbone"): [2.0],

@@ -16,6 +16,7 @@ from qmoe.analysis.comparisons import Pair
 from qmoe.analysis.latency import compare_rounds
 from qmoe.analysis.stats import StatsConfig
 from qmoe.analysis.verdict import VerdictConfig
+from qmoe.report import claim_verdicts
 
 FAMILIES = (
     "f1_paired",
@@ -127,7 +128,7 @@ def test_the_overhead_splits_into_router_expert_and_dispatch_per_exact_form(runs
 def test_latency_verdicts_name_runtime_regime_and_batch_not_the_dataset(runs, tmp_path):
     ctx = _context(runs, tmp_path)
     found = claims.evidence(ctx)
-    rows = claims.judge(
+    rows = claim_verdicts.judge(
         found, config(VerdictConfig, "report.verdict"), 0.05, ("corrected", "faithful")
     )
     got = rows.set_index(["claim", "protocol"])

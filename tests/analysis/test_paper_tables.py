@@ -8,6 +8,7 @@ from repo_params import config
 
 from qmoe.analysis import paper_tables
 from qmoe.analysis.stats import StatsConfig
+from qmoe.report.paper_tables import PAPER_TABLES
 
 CFG = config(StatsConfig, "stats", n_resamples=300)
 
@@ -41,8 +42,8 @@ def _runs(with_facts, configs=None) -> pd.DataFrame:
 
 
 def test_every_entry_has_its_own_csv_and_stem():
-    csvs = [t.csv for t in paper_tables.PAPER_TABLES]
-    stems = [t.stem for t in paper_tables.PAPER_TABLES]
+    csvs = [t.csv for t in PAPER_TABLES]
+    stems = [t.stem for t in PAPER_TABLES]
     assert csvs == [
         "std_table1_cross_dataset",
         "std_table2_quantization",
@@ -56,7 +57,7 @@ def test_every_entry_has_its_own_csv_and_stem():
 def test_std_tables_use_ddof_1_and_labelled_units(with_facts):
     runs = _runs(with_facts)
     std = paper_tables.std_tables(runs, CFG)
-    assert list(std) == [t.csv for t in paper_tables.PAPER_TABLES]
+    assert list(std) == [t.csv for t in PAPER_TABLES]
     t1 = std["std_table1_cross_dataset"]
     row = t1[(t1["variant"] == "fp32") & (t1["dataset"] == "d1")]
     sel = runs[(runs["variant"] == "fp32") & (runs["dataset"] == "d1")]["macro_f1"]

@@ -10,6 +10,7 @@ import pytest
 
 from qmoe.analysis import results
 from qmoe.contract import benchmarks
+from qmoe.contract.runs import read_runs_table
 from qmoe.contract.study import RunId, Study
 from qmoe.io import InputError
 
@@ -38,7 +39,7 @@ def test_facts_come_from_the_recorded_config_not_the_name(tmp_path, results_tree
     assert kl["is_moe"] and kl["curiosity"] == "kl" and np.isnan(kl["weight_bits"])
     path = tmp_path / "runs.csv"
     runs.to_csv(path, index=False)
-    again = results.read_runs_table(path)
+    again = read_runs_table(path)
     assert results.variant_facts(again).equals(facts)  # "" and booleans survive the CSV
 
 

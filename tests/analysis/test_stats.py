@@ -407,7 +407,7 @@ def test_families_cover_every_planned_pair_for_every_scope(study_runs):
     runs = study_runs
     latency = runs[["dataset", "protocol", "variant", "fold", "seed"]].assign(
         runtime="onnxruntime", regime="warm"
-    )  # qmoe.analysis.latency.load_samples' frame
+    )  # qmoe.contract.benchmarks.load_samples' frame
     latency = pd.concat([latency.assign(latency_ms=1.0 + 0.1 * i) for i in range(3)])
     out = families.run_families(runs, latency, CFG)
     assert set(out["latency_dispersion"]["regime"]) == {"warm"}

@@ -1,12 +1,11 @@
 """Generic verdict rules (qmoe.analysis.verdict): bands, intervals, TOST, no-gain; and decide
-(qmoe.analysis.judgement), which picks the rule."""
+(qmoe.report.judgement), which picks the rule."""
 
 import math
 
 import pytest
 from repo_params import config, section
 
-from qmoe.analysis.judgement import decide
 from qmoe.analysis.verdict import (
     EQUIVALENT,
     Evidence,
@@ -23,6 +22,7 @@ from qmoe.analysis.verdict import (
     untestable,
 )
 from qmoe.io import ConfigError, from_section
+from qmoe.report.judgement import decide
 
 NAN = math.nan
 

@@ -10,7 +10,7 @@ import pytest
 from qmoe.bench import blocks, suite, tree
 from qmoe.bench.regimes import Cache, Flush
 from qmoe.bench.runners import Target, choose
-from qmoe.contract.regimes import Regime
+from qmoe.contract.benchmarks import Regime
 from qmoe.contract.runs import ModelKey
 from qmoe.contract.study import runs_of
 from qmoe.energy import EnergyConfig

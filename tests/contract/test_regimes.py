@@ -1,9 +1,10 @@
-"""The names cache regimes and MoE forms give to summary columns and sample folders."""
+"""The names cache regimes and MoE forms give to summary columns and sample folders
+(qmoe.contract.benchmarks)."""
 
 import pytest
 
-from qmoe.contract import regimes
-from qmoe.contract.regimes import Form, Regime
+from qmoe.contract import benchmarks
+from qmoe.contract.benchmarks import Form, Regime
 
 
 @pytest.mark.parametrize(
@@ -16,13 +17,13 @@ from qmoe.contract.regimes import Form, Regime
     ],
 )
 def test_summary_prefixes(runtime, regime, prefix):
-    assert regimes.latency_prefix(runtime, regime) == prefix
+    assert benchmarks.latency_prefix(runtime, regime) == prefix
 
 
 def test_sample_folders():
-    assert regimes.latency_folder(None, Form.WHOLE, Regime.WARM) == "latency/warm"
+    assert benchmarks.latency_folder(None, Form.WHOLE, Regime.WARM) == "latency/warm"
     assert (
-        regimes.latency_folder(None, Form.HOST_DISPATCH, Regime.AFTER_BACKBONE)
+        benchmarks.latency_folder(None, Form.HOST_DISPATCH, Regime.AFTER_BACKBONE)
         == "latency_host_dispatch/after_backbone"
     )
-    assert regimes.latency_folder("torch", Form.WHOLE, Regime.WARM) == "latency_torch/warm"
+    assert benchmarks.latency_folder("torch", Form.WHOLE, Regime.WARM) == "latency_torch/warm"

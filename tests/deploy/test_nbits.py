@@ -2,10 +2,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from qmoe.bits import QUANTISER_BITS
 from qmoe.deploy import graph as G
 from qmoe.deploy import nbits
 from qmoe.io import ConfigError
-from qmoe.quant.bits import QUANTISER_BITS
 from qmoe.variants import BitLinearConfig
 
 

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
 from qmoe.analysis import results  # noqa: E402
+from qmoe.contract.runs import read_runs_table  # noqa: E402
 from qmoe.contract.study import Study  # noqa: E402
 from qmoe.report import figures  # noqa: E402
 
@@ -89,7 +90,7 @@ COMMITTED = ROOT / "reports" / "tables" / "runs.csv"
 @pytest.mark.skipif(not COMMITTED.is_file(), reason="no committed runs table")
 def test_the_committed_studys_summary_figures_have_no_overlapping_labels():
     """The runs-table figures of the committed study (16 variants, two protocols)."""
-    runs = results.read_runs_table(COMMITTED)
+    runs = read_runs_table(COMMITTED)
     for dataset in sorted(runs["dataset"].unique()):
         part = runs[runs["dataset"] == dataset]
         data = figures.FigureData(part, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), None, None)

@@ -12,6 +12,7 @@ from qmoe.analysis import paper_tables, results  # noqa: E402
 from qmoe.analysis.stats import StatsConfig  # noqa: E402
 from qmoe.contract.study import Study  # noqa: E402
 from qmoe.report import figures, tables  # noqa: E402
+from qmoe.report.paper_tables import PAPER_TABLES  # noqa: E402
 
 SINGLES = ["fp32", "w4a8", "w8a8", "q16_reference"]
 MOES = ["moe", "moe_curiosity_log"]
@@ -46,7 +47,7 @@ def test_a_2_bit_w4a8_is_plotted_and_tabulated_at_2_bits(two_bit):
             "q16_reference": round(32 * gap**0.5, 6),
         }
     std = paper_tables.std_tables(runs, config(StatsConfig, "stats", n_resamples=100))
-    spec = next(t for t in paper_tables.PAPER_TABLES if t.stem == "table2_quantization")
+    spec = next(t for t in PAPER_TABLES if t.stem == "table2_quantization")
     lines = tables.markdown(tables.paper_table(spec, std[spec.csv], "macro_f1")).splitlines()
     assert [line.split(" | ")[1:4] for line in lines[2:6]] == [
         ["toy", "2", "w4a8"],

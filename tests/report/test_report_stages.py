@@ -186,7 +186,7 @@ def test_aggregate_writes_one_row_per_model_with_facts_and_every_metric(study):
 
 
 def test_report_has_the_verdict_table_with_every_claim(study):
-    from qmoe.analysis.claims import CLAIMS, EXTENSIONS
+    from qmoe.analysis.paper_claims import CLAIMS, EXTENSIONS
 
     report = (study / "reports" / "report.md").read_text()
     verdict = report[report.index("## Claims verdict") : report.index("## Results, both protocols")]
@@ -244,8 +244,8 @@ def test_methods_state_what_each_protocol_does_and_disclosures_sit_by_the_verdic
 
 
 def test_every_figure_and_paper_table_exists(study):
-    from qmoe.analysis.paper_tables import PAPER_TABLES
     from qmoe.report.figures import FIGURES
+    from qmoe.report.paper_tables import PAPER_TABLES
 
     figures = study / "reports" / "figures"
     for name in FIGURES:
@@ -276,7 +276,7 @@ def test_incomplete_pairs_are_reported_not_dropped(study):
 
 
 def test_stats_outputs_and_claims(study):
-    from qmoe.analysis.claims import CLAIMS
+    from qmoe.analysis.paper_claims import CLAIMS
 
     stats = study / "reports" / "stats"
     summary = json.loads((stats / "stats.json").read_text())
@@ -300,7 +300,7 @@ def test_metrics_json_and_plot_data(study):
     assert set(metrics["toy"]["corrected"]) == set(VARIANTS)
     # the claims verdict as metrics: counts of every verdict over the paper's claims, and each
     # claim's and extension's verdict with its scope, per protocol
-    from qmoe.analysis.claims import EXTENSIONS
+    from qmoe.analysis.paper_claims import EXTENSIONS
 
     verdicts = json.loads((study / "reports" / "verdicts.json").read_text())
     claims = pd.read_csv(study / "reports" / "stats" / "claims.csv")
@@ -318,7 +318,7 @@ def test_metrics_json_and_plot_data(study):
             "holds_by_arithmetic",
             "indicative_only",
         }
-        from qmoe.analysis.claims import BY_ID
+        from qmoe.analysis.paper_claims import BY_ID
 
         judged = {**entry["claims"], **entry["extensions"]}
         for claim, e in judged.items():
@@ -402,7 +402,7 @@ def test_every_figure_has_its_one_line_caption(study):
 
 
 def test_the_report_opens_with_the_summary_that_summary_md_carries(study):
-    from qmoe.analysis.claims import BY_ID
+    from qmoe.analysis.paper_claims import BY_ID
     from qmoe.report.summary import KEY_CLAIMS
 
     report = (study / "reports" / "report.md").read_text()

@@ -4,7 +4,7 @@ qmoe.report.deployment): every number and verdict comes from the rows they are g
 import pandas as pd
 import pytest
 
-from qmoe.analysis.claims import CLAIMS, EXTENSIONS
+from qmoe.analysis.paper_claims import CLAIMS, EXTENSIONS
 from qmoe.analysis.verdict import Verdict
 from qmoe.io import ConfigError
 from qmoe.report import deployment, summary

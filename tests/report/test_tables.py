@@ -4,8 +4,8 @@ import math
 
 import pandas as pd
 
-from qmoe.analysis.paper_tables import PAPER_TABLES
 from qmoe.report import tables
+from qmoe.report.paper_tables import PAPER_TABLES
 from qmoe.report.tables import Column, Table, latex, latex_escape, markdown, mean_sd, number, text
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 from repo_params import config
 
-from qmoe.analysis import claims
-from qmoe.analysis.claims import CLAIMS, EXTENSIONS
+from qmoe.analysis import paper_claims
+from qmoe.analysis.paper_claims import CLAIMS, EXTENSIONS
 from qmoe.analysis.verdict import Verdict, VerdictConfig
-from qmoe.report import summary, verdicts
+from qmoe.report import claim_verdicts, summary, verdicts
 
 NAN = math.nan
 
@@ -19,7 +19,7 @@ MEASURED = ("ORT 1.31.1", "after_backbone", "1")  # a latency claim's measuremen
 
 
 def _found(claim: str, dataset: str = "esc10", protocol: str = "corrected", **kw) -> dict:
-    latency = claims.BY_ID[claim].timing is not None
+    latency = paper_claims.BY_ID[claim].timing is not None
     runtime, regime, batch = MEASURED if latency else ("", "", "")
     row = {
         "claim": claim,
@@ -43,7 +43,7 @@ def _found(claim: str, dataset: str = "esc10", protocol: str = "corrected", **kw
 
 def _judge(found: list[dict], protocols=("corrected",)) -> pd.DataFrame:
     frame = pd.DataFrame(found)
-    return claims.judge(frame, config(VerdictConfig, "report.verdict"), 0.05, protocols)
+    return claim_verdicts.judge(frame, config(VerdictConfig, "report.verdict"), 0.05, protocols)
 
 
 def _row(rows: pd.DataFrame, claim: str, protocol: str = "corrected") -> pd.Series:

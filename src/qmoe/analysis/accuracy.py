@@ -24,8 +24,7 @@ from qmoe.analysis.evidence import (
     not_testable,
     pct,
 )
-from qmoe.analysis.names import Family, Table
-from qmoe.analysis.stats import COMPUTED, pval
+from qmoe.analysis.names import COMPUTED, Family, Table, pval
 from qmoe.analysis.verdict import Evidence
 
 

@@ -15,10 +15,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from qmoe.analysis.names import COMPUTED, NOT_COMPUTED
 from qmoe.analysis.pairing import Paired, Scope, pair_folds, scopes
 from qmoe.analysis.stats import (
-    COMPUTED,
-    NOT_COMPUTED,
     Alternative,
     StatsConfig,
     add_holm,

@@ -35,10 +35,9 @@ from qmoe.analysis.evidence import (
     times,
     times_x,
 )
-from qmoe.analysis.moe_forms import FORM_WORDS
-from qmoe.analysis.names import Family, Table
-from qmoe.analysis.stats import pval
+from qmoe.analysis.names import Family, Table, pval
 from qmoe.analysis.verdict import Evidence
+from qmoe.contract.benchmarks import FORM_WORDS
 
 
 def other_regime(ctx: Context, table: str) -> str | None:

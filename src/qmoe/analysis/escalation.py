@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from qmoe.analysis.names import Family
+from qmoe.analysis.names import COMPUTED, Family
 from qmoe.analysis.results import variant_facts
-from qmoe.analysis.stats import COMPUTED, StatsConfig, holm
+from qmoe.analysis.stats import StatsConfig, holm
 from qmoe.contract.runs import ModelKey
 from qmoe.contract.study import RunId
 from qmoe.io import InputError

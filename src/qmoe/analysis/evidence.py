@@ -3,7 +3,7 @@
 Each extractor returns the numbers a verdict rule needs (`Evidence`) and their display ("ours")
 for one (dataset, protocol). The variants it looks at are found by their facts
 (`qmoe.analysis.roles`), never by name: "4-bit" is the BitLinear whose config says 4 bits. Which
-extractor serves which claim is stated once, in `qmoe.analysis.claims.CLAIMS`.
+extractor serves which claim is stated once, in `qmoe.analysis.claims.EXTRACTORS`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from qmoe.analysis import roles
-from qmoe.analysis.names import Family, twin
+from qmoe.analysis.names import COMPUTED, Family, pval, twin
 from qmoe.analysis.results import variant_facts
-from qmoe.analysis.stats import COMPUTED, StatsConfig, log_ratio_test, nadeau_bengio_ci, pval
+from qmoe.analysis.stats import StatsConfig, log_ratio_test, nadeau_bengio_ci
 from qmoe.analysis.verdict import Evidence
 
 NAN = float("nan")

@@ -197,7 +197,7 @@ def run_families(
     rounds: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every family's table, by output name (reports/stats/<name>.csv). `latency`: per-inference
-    samples (qmoe.analysis.latency.load_samples); `rounds`: the benchmarks' rounds.csv
+    samples (qmoe.contract.benchmarks.load_samples); `rounds`: the benchmarks' rounds.csv
     (qmoe.analysis.latency.load_bench_table): latency ratios are paired by round with it, by fold
     means of per-model medians without it."""
     f1, pairs = cfg.f1_metric, plan(variant_facts(runs))

@@ -4,8 +4,8 @@ beside routing; the whole path per clip (front end + head).
 Each protocol's latency is timed its own way (`CLAIMS_RUNTIME`): `faithful` in the reference's
 execution form, its fake-quantised training modules in torch eager (reference-method.md 10.2:
 the reference timed those); `corrected` as deployed, the ONNX Runtime artefacts. Every latency
-table has one set of rows per cache regime the benchmark timed (qmoe.contract.regimes); the claims
-read `stats.latency_regime`'s.
+table has one set of rows per cache regime the benchmark timed (qmoe.contract.benchmarks); the
+claims read `stats.latency_regime`'s.
 
 - `compare_rounds` (reports/stats/latency_paired.csv): variant / baseline from per-round
   log-ratios of per-round medians on the same fold (qmoe.analysis.rounds): median over rounds,
@@ -29,22 +29,22 @@ import pandas as pd
 
 from qmoe.analysis import roles
 from qmoe.analysis.comparisons import Pair
+from qmoe.analysis.names import COMPUTED, NOT_COMPUTED
 from qmoe.analysis.pairing import scopes
 from qmoe.analysis.results import variant_facts
 from qmoe.analysis.rounds import round_ratio
-from qmoe.analysis.stats import COMPUTED, NOT_COMPUTED, StatsConfig, add_holm
-from qmoe.contract.benchmarks import BenchFolder, read_routing, read_samples
-from qmoe.contract.regimes import Form, Regime, latency_folder, latency_prefix
+from qmoe.analysis.stats import StatsConfig, add_holm
+from qmoe.contract.benchmarks import (
+    BenchFolder,
+    Form,
+    Regime,
+    claims_runtime,
+    latency_prefix,
+    read_routing,
+)
 from qmoe.contract.study import RunId
 
 TEST = "paired by interleaved timing round: median of per-round log-ratios (fold-mean), sign test"
-# the runtime each protocol's latency is timed in (qmoe.bench.runners.RUNTIMES)
-CLAIMS_RUNTIME = {"faithful": "torch", "corrected": "onnxruntime"}
-
-
-def claims_runtime(protocol: str) -> str:
-    """The runtime a protocol's latency claims are timed in (the deployment for any other)."""
-    return CLAIMS_RUNTIME.get(protocol, "onnxruntime")
 
 
 def load_bench_table(bench_root: Path, runs: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -58,13 +58,6 @@ def load_bench_table(bench_root: Path, runs: pd.DataFrame, name: str) -> pd.Data
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def deployment_runtime(runs: pd.DataFrame, d: str, p: str) -> str:
-    """The deployment runtime of a benchmark (summary.csv's latency_runtime)."""
-    sub = runs.loc[(runs["dataset"] == d) & (runs["protocol"] == p)]
-    col = sub["latency_runtime"].dropna() if "latency_runtime" in sub else pd.Series(dtype=str)
-    return str(col.iloc[0]) if len(col) else "onnxruntime"
-
-
 def geo_ms(rounds: pd.DataFrame, variant: str, runtime: str, form: str = "whole") -> float:
     """Geometric mean of a target's per-round medians (ms), over rounds and folds."""
     hit = (rounds["variant"] == variant) & (rounds["runtime"] == runtime)
@@ -73,7 +66,7 @@ def geo_ms(rounds: pd.DataFrame, variant: str, runtime: str, form: str = "whole"
 
 
 def regimes_in(rounds: pd.DataFrame) -> list[str]:
-    """The cache regimes of a rounds table, in qmoe.contract.regimes.Regime order."""
+    """The cache regimes of a rounds table, in qmoe.contract.benchmarks.Regime order."""
     found = set(rounds["regime"]) if "regime" in rounds else {Regime.WARM.value}
     return [r.value for r in Regime if r.value in found]
 
@@ -143,24 +136,6 @@ def compare_rounds(
                 )
     frame = pd.DataFrame(rows).reindex(columns=ROUND_COLUMNS)
     return add_holm(frame, "p_ratio", cfg.alpha, "ratio_", ("family", "protocol", "regime"))
-
-
-def load_samples(bench_root: Path, runs: pd.DataFrame) -> pd.DataFrame:
-    """Per-inference batch-1 latencies of every (dataset, protocol, variant) of `runs` under the
-    protocol's runtime, every regime timed: dataset, protocol, variant, fold, seed, runtime,
-    regime, latency_ms."""
-    parts = []
-    for (d, p, v), _ in runs.groupby(["dataset", "protocol", "variant"], sort=True):
-        runtime = claims_runtime(p)
-        named = None if runtime == deployment_runtime(runs, d, p) else runtime
-        for regime in Regime:
-            folder = latency_folder(named, Form.WHOLE, regime)
-            found = read_samples(bench_root, RunId(d, p, v), folder)
-            if not found.empty:
-                meta = dict(dataset=d, protocol=p, variant=v, runtime=runtime, regime=regime.value)
-                parts.append(found.assign(**meta))
-    cols = ["dataset", "protocol", "variant", "fold", "seed", "runtime", "regime", "latency_ms"]
-    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
 def _spread(x: np.ndarray) -> dict[str, float]:

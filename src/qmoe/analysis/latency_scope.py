@@ -11,7 +11,6 @@ scope from it.
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,22 +19,12 @@ import pandas as pd
 
 from qmoe.analysis import roles
 from qmoe.analysis.evidence import Context
-from qmoe.analysis.latency import claims_runtime
-from qmoe.analysis.moe_forms import FORM_WORDS
 from qmoe.analysis.names import Table
+from qmoe.analysis.paper_claims import Timing
 from qmoe.analysis.results import variant_facts
 from qmoe.analysis.stats import StatsConfig
-from qmoe.contract.benchmarks import BenchFolder
-from qmoe.contract.regimes import REFERENCE_BATCH, Form
+from qmoe.contract.benchmarks import FORM_WORDS, REFERENCE_BATCH, BenchFolder, Form, claims_runtime
 from qmoe.io import InputError
-
-
-class Timing(Enum):
-    """How a latency claim is measured."""
-
-    CALLS = "calls"  # batch-1 calls, the protocol's runtime, stats.latency_regime
-    MOE_FORM = "moe form"  # CALLS, the plain MoE in its fastest exact form (latency_moe_forms)
-    FOLD_PASS = "fold pass"  # the reference's cold whole-fold pass in torch eager
 
 
 class Measurement(NamedTuple):

@@ -2,9 +2,9 @@
 
 The benchmark times each MoE artefact whole (one graph: router and an `If` per expert), its
 router graph alone, per clip the expert it routes that clip to alone, and the router then that
-expert called by the host (qmoe.contract.regimes.Form), all in the same rounds as the 8-bit model.
-Per exact form (one graph, host dispatch: both give the MoE's output, checked at export), one row
-per regime: its ratio to the 8-bit model paired by round (qmoe.analysis.rounds), Holm within
+expert called by the host (qmoe.contract.benchmarks.Form), all in the same rounds as the 8-bit
+model. Per exact form (one graph, host dispatch: both give the MoE's output, checked at export),
+one row per regime: its ratio to the 8-bit model paired by round (qmoe.analysis.rounds), Holm within
 family x protocol x regime x form, and its time split into
 
     form = router + expert + dispatch        overhead = form - 8-bit
@@ -24,12 +24,12 @@ import numpy as np
 import pandas as pd
 
 from qmoe.analysis.comparisons import Pair
-from qmoe.analysis.latency import claims_runtime, geo_ms, in_regime, regimes_in, round_row
+from qmoe.analysis.latency import geo_ms, in_regime, regimes_in, round_row
+from qmoe.analysis.names import COMPUTED
 from qmoe.analysis.pairing import scopes
-from qmoe.analysis.stats import COMPUTED, StatsConfig, add_holm
-from qmoe.contract.regimes import EXACT_FORMS, Form
+from qmoe.analysis.stats import StatsConfig, add_holm
+from qmoe.contract.benchmarks import EXACT_FORMS, Form, claims_runtime
 
-FORM_WORDS = {Form.WHOLE.value: "one graph", Form.HOST_DISPATCH.value: "host dispatch"}
 COLUMNS = [
     *("family", "dataset", "protocol", "variant", "baseline", "runtime", "regime", "form"),
     *("status", "reason", "n_pairs", "n_models", "mean_variant", "mean_baseline"),

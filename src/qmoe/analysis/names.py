@@ -1,8 +1,22 @@
 """The stats stage's table and test-family names, each spelled once: the stats stage writes
 reports/stats/<table>.csv and the claims and the report read them back by these names, so a
-rename cannot leave a reader looking up a table no one writes."""
+rename cannot leave a reader looking up a table no one writes. Beside them what both read in a
+row: its status, and the one p-value format."""
 
 from __future__ import annotations
+
+import numpy as np
+
+from qmoe.contract.benchmarks import Regime
+
+COMPUTED, NOT_COMPUTED = "computed", "not computed"  # a stats row's `status`
+
+
+def pval(p: float) -> str:
+    """A p-value in 3 significant digits; one that underflowed to 0 as '< 1e-300'."""
+    if not (isinstance(p, (int, float)) and np.isfinite(p)):
+        return "n/a"
+    return "< 1e-300" if p == 0 else f"{p:.3g}"
 
 
 class Table:
@@ -24,6 +38,15 @@ class Table:
     ROUTING_ESCALATION = "routing_escalation"
     ROUTING_SAME_WEIGHTS = "routing_same_weights"
     ROUTING_SHARE_CURVE = "routing_share_curve"
+    # the paper's tables (qmoe.analysis.paper_tables computes them, qmoe.report.paper_tables shows)
+    STD_TABLE1 = "std_table1_cross_dataset"
+    STD_TABLE2 = "std_table2_quantization"
+    STD_TABLE3 = "std_table3_moe"
+    STD_TABLE4 = "std_table4_latency"
+    STD_SUPPLEMENT = "std_supplement_carbon"
+
+
+REGIME_COLUMNS = {r.value: f"latency_{r.value}_ms" for r in Regime}  # Table 4's latency columns
 
 
 DEPLOYED = "_deployed"  # suffix of a table of the same families on the deployed artefacts' F1

@@ -1,6 +1,7 @@
 """The numbers behind the paper's tables 1-4 and its carbon supplement (reference-method.md
 11.3), computed from the runs table: the reference's `analyze-std.py` fixed (ddof 1, labelled
-units). `qmoe.analysis.paper_tables` says which CSV each is written to and how it is shown.
+units). `qmoe.analysis.paper_tables` says which CSV each is written to, `qmoe.report.paper_tables`
+how it is shown.
 """
 
 from __future__ import annotations
@@ -8,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from qmoe.analysis.latency import claims_runtime
+from qmoe.analysis.names import REGIME_COLUMNS
 from qmoe.catalog import paper_name
-from qmoe.contract.regimes import Regime, latency_prefix
+from qmoe.contract.benchmarks import Regime, claims_runtime, latency_prefix
 
 KWH_TO_WH, KG_TO_G = 1e3, 1e3
 Q_BASE_KINDS = ("bitlinear", "q16_reference")  # the reference's Q-Base family and its "16-bit"
@@ -127,12 +128,10 @@ def table3(runs: pd.DataFrame, f1: str) -> pd.DataFrame:
     return t3
 
 
-REGIME_COLUMNS = {r.value: f"latency_{r.value}_ms" for r in Regime}  # Table 4's latency columns
-
-
 def _claims_latency(runs: pd.DataFrame) -> pd.DataFrame:
     """Per run, its batch-1 median in each regime under the protocol's runtime (faithful: torch
-    eager, corrected: the ONNX artefact; qmoe.analysis.latency.claims_runtime), and that runtime."""
+    eager, corrected: the ONNX artefact; qmoe.contract.benchmarks.claims_runtime), and that
+    runtime."""
     out = runs.assign(timed_in=[claims_runtime(p) for p in runs["protocol"]])
     for regime in Regime:
         values = pd.Series(np.nan, index=out.index)

@@ -19,13 +19,11 @@ import pandas as pd
 from qmoe import variants
 from qmoe.contract import benchmarks
 from qmoe.contract import runs as run_files
-from qmoe.contract.runs import check_columns
+from qmoe.contract.runs import FACTS, KEYS, check_columns
 from qmoe.contract.study import RunId, Study
 from qmoe.io import InputError
 
-KEYS = ["dataset", "protocol", "variant", "fold", "seed"]
 BENCH_PREFIX = "bench_"  # summary.csv columns that repeat a run metrics field (macro_f1, ...)
-FACTS = list(variants.VariantFacts._fields)  # kind, weight_bits, ..., is_moe, curiosity
 
 
 def load_run_metrics(run_dir: Path, run: RunId) -> pd.DataFrame:
@@ -96,19 +94,6 @@ def _run_rows(roots: Roots, run: RunId) -> pd.DataFrame:
     return joined.assign(dataset=run.dataset, protocol=run.protocol, variant=run.variant)
 
 
-def read_runs_table(path: Path) -> pd.DataFrame:
-    """reports/tables/runs.csv as written by `aggregate` (a single model's empty `curiosity`
-    cell reads back as "")."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (run the aggregate stage)")
-    table = pd.read_csv(path)
-    check_columns(table, KEYS + FACTS + ["macro_f1", "weighted_f1", "accuracy"], str(path))
-    return table.assign(
-        curiosity=table["curiosity"].fillna("").astype(str), is_moe=table["is_moe"].astype(bool)
-    )
-
-
 def variant_facts(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per variant of the runs table, indexed by name: its fact columns (FACTS). A
     variant whose runs carry two different configs raises, naming it."""
@@ -120,14 +105,6 @@ def variant_facts(runs: pd.DataFrame) -> pd.DataFrame:
             f"{facts[facts['variant'] == twice.iloc[0]].to_dict('records')}"
         )
     return facts.set_index("variant")
-
-
-def class_names(runs_root: Path, run: RunId) -> list[str] | None:
-    """The run's `class_names` when the train stage recorded them."""
-    folder = run.under(runs_root)
-    if not run_files.RunFolder(folder).metrics.is_file():
-        return None
-    return run_files.read_metrics(folder, run).class_names
 
 
 def expert_facts(runs_root: Path, run: RunId) -> pd.DataFrame:

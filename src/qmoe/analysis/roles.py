@@ -1,7 +1,7 @@
 """The variants a test family, a reference table or a claim is about, found by their facts.
 
 A role ("the 4-bit BitLinear", "the plain MoE") is a condition on the runs table's fact columns
-(`qmoe.analysis.results.FACTS`, from each run's recorded config), never on a name: with
+(`qmoe.contract.runs.FACTS`, from each run's recorded config), never on a name: with
 `variants.w4a8.weight_bits=2`, w4a8 is a 2-bit BitLinear and no variant plays "4-bit". A role
 that no variant of the study plays is named by its label, so the tests and claims that need it
 say "no runs of 4-bit BitLinear" instead of silently using the wrong model.

@@ -33,11 +33,10 @@ import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.weightstats import ttost_paired
 
-from qmoe.contract.regimes import Regime
+from qmoe.contract.benchmarks import Regime
 from qmoe.io import require
 
 SCORE_METRICS = ("macro_f1", "weighted_f1", "accuracy")
-COMPUTED, NOT_COMPUTED = "computed", "not computed"
 
 
 @dataclass(frozen=True)
@@ -111,13 +110,6 @@ class Tost(NamedTuple):
 
 
 # --- primitives ------------------------------------------------------------------------------
-
-
-def pval(p: float) -> str:
-    """A p-value in 3 significant digits; one that underflowed to 0 as '< 1e-300'."""
-    if not (isinstance(p, (int, float)) and np.isfinite(p)):
-        return "n/a"
-    return "< 1e-300" if p == 0 else f"{p:.3g}"
 
 
 def _scalar(x):

@@ -3,9 +3,10 @@ against a paper's number (reference-method.md 2).
 
 A `Criterion` names one rule and, for interval rules, the paper's value and the tolerance (a field
 of params.yaml `report.verdict`, fixed before any result is seen); each rule maps our `Evidence` to
-a `Decision`: a verdict with a one-line reason (`qmoe.analysis.judgement.decide` picks the rule
+a `Decision`: a verdict with a one-line reason (`qmoe.report.judgement.decide` picks the rule
 and adds an effect's direction and size). Nothing here knows a claim: the claims themselves
-(wording, paper value, extractor, criterion) are entries of `qmoe.analysis.claims`.
+(wording, paper value, criterion) are entries of `qmoe.analysis.paper_claims`, their extractors
+of `qmoe.analysis.claims`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import torch
 
 from qmoe.bench.regimes import Flush
 from qmoe.bench.runners import Call, Target
-from qmoe.contract.regimes import Regime
+from qmoe.contract.benchmarks import Regime
 
 
 class Prepared(NamedTuple):

@@ -1,5 +1,5 @@
 """How the core is brought into a cache regime before a timed call (the names of regimes and MoE
-forms, and the files and columns they name: qmoe.contract.regimes).
+forms, and the files and columns they name: qmoe.contract.benchmarks).
 
 - `warm`: back-to-back calls; nothing runs between them.
 - `after_backbone`: before every timed call (outside its timer) the core writes one byte of every

@@ -34,8 +34,8 @@ class Block(NamedTuple):
     fold: int
     seed: int
     runtime: str
-    form: str  # qmoe.contract.regimes.Form value
-    regime: str  # qmoe.contract.regimes.Regime value
+    form: str  # qmoe.contract.benchmarks.Form value
+    regime: str  # qmoe.contract.benchmarks.Regime value
     round: int
     position: int  # index of the block in the run's order (0 = first timed)
     first: int  # index of its first call in the target's sample array

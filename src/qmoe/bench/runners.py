@@ -11,9 +11,10 @@ Runtimes (params `benchmark.runtimes`):
 - `torch_bf16`: `half` variants only: the FP32-trained weights in bfloat16 (torch computes bf16
   on CPUs with AVX512-BF16/AMX; ONNX Runtime's CPU provider does not).
 
-An MoE under ONNX Runtime is also timed in its parts (qmoe.contract.regimes.Form): the router graph
-alone, the chosen expert's artefact alone, and both called by the host (the export stage writes
-and checks them, qmoe.deploy.dispatch), so its overhead splits into router, dispatch and expert.
+An MoE under ONNX Runtime is also timed in its parts (qmoe.contract.benchmarks.Form): the router
+graph alone, the chosen expert's artefact alone, and both called by the host (the export stage
+writes and checks them, qmoe.deploy.dispatch), so its overhead splits into router, dispatch and
+expert.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ import torch
 from torch import nn
 
 from qmoe import models
+from qmoe.contract.benchmarks import Form
 from qmoe.contract.checkpoint import CheckpointMeta, load_checkpoint
 from qmoe.contract.deployed import DeployedFolder
-from qmoe.contract.regimes import Form
 from qmoe.contract.runs import ModelKey, RunFolder
 from qmoe.deploy import runtime as ort_runtime
 from qmoe.io import ConfigError, InputError

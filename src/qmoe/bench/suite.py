@@ -35,7 +35,7 @@ from qmoe.bench.blocks import Prepared, round_robin, warm
 from qmoe.bench.regimes import Flush, l2_cache
 from qmoe.bench.runners import Model, Target, applies, check_runtimes, forms
 from qmoe.bench.timing import reference_fold_pass
-from qmoe.contract.regimes import Form, Regime, check_regimes
+from qmoe.contract.benchmarks import Form, Regime, check_regimes
 from qmoe.energy import EnergyMeter, kwh_to_joules
 from qmoe.io import require
 

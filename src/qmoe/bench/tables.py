@@ -4,7 +4,7 @@ summary.csv has one row per trained model (as the run metrics list them); models
 timed (`benchmark.models_per_fold`) carry NaN latency and `timed` False. Latency columns without
 a prefix are the deployment runtime's (`benchmark.runtimes[0]`) in the `warm` regime; other
 runtimes and regimes are prefixed (`torch_latency_median_ms`, `after_backbone_latency_median_ms`,
-`torch_after_backbone_latency_median_ms`: qmoe.contract.regimes.latency_prefix). An MoE's parts
+`torch_after_backbone_latency_median_ms`: qmoe.contract.benchmarks.latency_prefix). An MoE's parts
 (router, expert, host dispatch) are in rounds.csv and their own sample folders, not here.
 Energy is either measured (RAPL, idle baseline subtracted) or the power model's watts times the
 model's warm median latency, labelled "estimated: power model x time".
@@ -23,7 +23,7 @@ from qmoe.bench import opcount
 from qmoe.bench.runners import Model, Target
 from qmoe.bench.suite import SuiteConfig, SuiteResult, Timed
 from qmoe.bench.timing import summarize
-from qmoe.contract.regimes import Form, Regime, latency_prefix
+from qmoe.contract.benchmarks import Form, Regime, latency_prefix
 from qmoe.contract.runs import ModelKey
 from qmoe.energy import J_PER_KWH, joules_to_millijoules
 from qmoe.quant import packing

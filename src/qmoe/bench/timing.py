@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from qmoe.contract.regimes import REFERENCE_BATCH
+from qmoe.contract.benchmarks import REFERENCE_BATCH
 
 Model = Callable[[Tensor], object]
 

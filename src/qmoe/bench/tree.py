@@ -20,10 +20,9 @@ from qmoe.bench import frontend, rounds, runners, suite
 from qmoe.bench.device import device_id, device_info
 from qmoe.bench.suite import SuiteConfig, SuiteResult
 from qmoe.bench.tables import VariantTables, variant_tables
-from qmoe.contract.benchmarks import BenchFolder
+from qmoe.contract.benchmarks import BenchFolder, latency_folder
 from qmoe.contract.deployed import DeployedFolder, read_variant
 from qmoe.contract.features import read_table
-from qmoe.contract.regimes import latency_folder
 from qmoe.contract.runs import ModelKey, read_metrics
 from qmoe.contract.study import RunId, instance
 from qmoe.deploy import runtime as ort_runtime

@@ -1,7 +1,8 @@
 """data/runs and data/train_cost (docs/architecture.md section 3), in one place and without torch,
 so the analysis stages read run folders without depending on the training code: the model file
 stem, the folder's files, what a checkpoint's `meta` holds, and the one validating reader of
-metrics.json, of the cost file and of predictions.csv."""
+metrics.json, of the cost file, of predictions.csv and of the runs table that joins them
+(reports/tables/runs.csv)."""
 
 from __future__ import annotations
 
@@ -113,6 +114,9 @@ def read_protocol(costs_root: Path, dataset: str, protocol: str) -> list[str]:
 
 
 # metrics.json `runs` fields (one entry per model, grid order); the cost file's
+# reports/tables/runs.csv: one row per model, keyed so, with its variant's facts
+KEYS = ["dataset", "protocol", "variant", "fold", "seed"]
+FACTS = list(variants.VariantFacts._fields)  # kind, weight_bits, ..., is_moe, curiosity
 METRICS_FIELDS = [
     "fold",
     "seed",
@@ -232,3 +236,24 @@ def unique_keys(frame: pd.DataFrame, where: str) -> None:
     if dup.any():
         keys = sorted(set(zip(frame.loc[dup, "fold"], frame.loc[dup, "seed"])))
         raise InputError(f"{where}: duplicate (fold, seed) rows {keys}")
+
+
+def class_names(runs_root: Path, run: RunId) -> list[str] | None:
+    """The run's `class_names` when the train stage recorded them."""
+    folder = run.under(runs_root)
+    if not RunFolder(folder).metrics.is_file():
+        return None
+    return read_metrics(folder, run).class_names
+
+
+def read_runs_table(path: Path) -> pd.DataFrame:
+    """reports/tables/runs.csv as written by `aggregate` (qmoe.analysis.results.runs_table; a
+    single model's empty `curiosity` cell reads back as "")."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (run the aggregate stage)")
+    table = pd.read_csv(path)
+    check_columns(table, KEYS + FACTS + ["macro_f1", "weighted_f1", "accuracy"], str(path))
+    return table.assign(
+        curiosity=table["curiosity"].fillna("").astype(str), is_moe=table["is_moe"].astype(bool)
+    )

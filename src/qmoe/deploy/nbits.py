@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from qmoe.quant.bits import EXPORTABLE_BITS, KERNEL_BITS
+from qmoe.bits import EXPORTABLE_BITS, KERNEL_BITS
 
 SUPPORTED_BITS = KERNEL_BITS  # MatMulNBits kernels on CPU (bits attribute)
 SUPPORTED_BLOCKS = (16, 32, 64, 128, 256)

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from qmoe.bits import check_quantiser_bits
 from qmoe.quant import primitives
-from qmoe.quant.bits import check_quantiser_bits
 from qmoe.quant.primitives import QuantizedWeight
 
 

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from qmoe.quant.bits import check_quantiser_bits
+from qmoe.bits import check_quantiser_bits
 
 ABSMAX_EPS = 1e-5  # reference 7.1: max(max|.|, 1e-5)
 ACT_QMAX, ACT_QMIN = 127, -128

@@ -12,9 +12,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from qmoe.analysis import results
-from qmoe.analysis.paper_tables import PAPER_TABLES
-from qmoe.contract.runs import protocol_file, read_protocol
+from qmoe.contract.runs import protocol_file, read_protocol, read_runs_table
 from qmoe.io import InputError, atomic_dir, atomic_path, from_section, load_json
 from qmoe.report import (
     deployment,
@@ -26,6 +24,7 @@ from qmoe.report import (
     tables,
     verdicts,
 )
+from qmoe.report.paper_tables import PAPER_TABLES
 
 
 class Inputs(NamedTuple):
@@ -86,7 +85,7 @@ def build(inputs: Inputs, outputs: Outputs, params: dict[str, Any]) -> int:
     """Write every output of `outputs`; returns the number of figures. `params`: params.yaml
     (`report`, `export`'s graph form, and the sections provenance lists)."""
     cfg = from_section(document.ReportConfig, params.get("report"), "report")
-    runs = results.read_runs_table(inputs.table)
+    runs = read_runs_table(inputs.table)
     stats = read_stats(inputs.stats)
     with contextlib.ExitStack() as stack:
         fig_dir = stack.enter_context(atomic_dir(outputs.figures))

@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from qmoe.analysis.latency import claims_runtime
 from qmoe.catalog import order
+from qmoe.contract.benchmarks import claims_runtime
 from qmoe.io import from_section
 from qmoe.report.provenance import MEASURED_ENERGY, energy_methods
 
@@ -96,7 +96,7 @@ def scope_line(found: list[Machine], runtimes: dict[str, str], isa: bool = False
 
 
 def runtimes(runs: pd.DataFrame) -> dict[str, str]:
-    """protocol -> the runtime its latency claims are timed in (qmoe.analysis.latency)."""
+    """protocol -> the runtime its latency claims are timed in (qmoe.contract.benchmarks)."""
     return {str(p): claims_runtime(str(p)) for p in sorted(runs["protocol"].unique())}
 
 

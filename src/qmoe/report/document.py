@@ -12,11 +12,19 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from qmoe.analysis import claims
 from qmoe.analysis.names import Table
 from qmoe.analysis.verdict import VerdictConfig
 from qmoe.io import require
-from qmoe.report import deployment, latency, leakage, routing, stat_tests, summary, tables
+from qmoe.report import (
+    claim_verdicts,
+    deployment,
+    latency,
+    leakage,
+    routing,
+    stat_tests,
+    summary,
+    tables,
+)
 from qmoe.report.sections import (
     not_computed,
     routing_section,
@@ -51,9 +59,9 @@ class Document(NamedTuple):
 
 
 def verdicts(doc: Document) -> pd.DataFrame:
-    """The claims verdict rows (qmoe.analysis.claims.judge) over both protocols."""
+    """The claims verdict rows (qmoe.report.claim_verdicts.judge) over both protocols."""
     alpha = doc.stats_config["alpha"]
-    return claims.judge(doc.evidence, doc.verdict_cfg, alpha, PROTOCOLS)
+    return claim_verdicts.judge(doc.evidence, doc.verdict_cfg, alpha, PROTOCOLS)
 
 
 def summary_text(doc: Document) -> str:

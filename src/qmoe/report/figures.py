@@ -12,10 +12,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from qmoe.analysis import latency, results
 from qmoe.analysis.names import Table
-from qmoe.contract.benchmarks import read_routing
-from qmoe.contract.runs import read_predictions
+from qmoe.contract.benchmarks import load_samples, read_routing
+from qmoe.contract.runs import class_names, read_predictions
 from qmoe.contract.study import RunId
 from qmoe.report import plotting
 from qmoe.report.sections import variant_summary
@@ -94,10 +93,10 @@ def load(
     moe = runs.loc[runs["is_moe"].astype(bool), ["protocol", "variant"]].drop_duplicates()
     wanted = set(moe.itertuples(index=False, name=None)) | ({best} if best else set())
     preds, routing = _predictions(runs_root, bench_root, dataset, sorted(wanted))
-    names = results.class_names(runs_root, RunId(dataset, *best)) if best else None
+    names = class_names(runs_root, RunId(dataset, *best)) if best else None
     return FigureData(
         runs,
-        _in_regime(latency.load_samples(bench_root, runs), regime),
+        _in_regime(load_samples(bench_root, runs), regime),
         pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(),
         pd.concat(routing, ignore_index=True) if routing else pd.DataFrame(),
         names,

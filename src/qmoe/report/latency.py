@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from qmoe.analysis.moe_forms import FORM_WORDS
 from qmoe.analysis.names import Table
+from qmoe.contract.benchmarks import FORM_WORDS
 from qmoe.report import tables
 
 HEAD_ONLY = (

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from qmoe.analysis.names import Table
-from qmoe.analysis.stats import pval
+from qmoe.analysis.names import Table, pval
 from qmoe.catalog import order
 from qmoe.report import tables
 

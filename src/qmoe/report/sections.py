@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from qmoe.analysis.names import Table
-from qmoe.analysis.stats import COMPUTED
+from qmoe.analysis.names import COMPUTED, Table
 from qmoe.catalog import info, order, paper_name
 from qmoe.report import tables
 from qmoe.report.verdicts import PROTOCOLS

@@ -7,8 +7,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from qmoe.analysis.names import Table
-from qmoe.analysis.stats import COMPUTED
+from qmoe.analysis.names import COMPUTED, Table
 from qmoe.report import tables
 from qmoe.report.deployment import inference_energy_measured
 

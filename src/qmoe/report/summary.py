@@ -55,7 +55,7 @@ def gap_line(runs: pd.DataFrame) -> str:
 def markdown(
     verdicts: pd.DataFrame, runs: pd.DataFrame, devices: list[dict], commit: str = ""
 ) -> str:
-    """`verdicts`: qmoe.analysis.claims.judge rows; `devices`: device.json records; `commit`:
+    """`verdicts`: qmoe.report.claim_verdicts.judge rows; `devices`: device.json records; `commit`:
     the code's commit (provenance.git_commit), named last so the README says what it ran."""
     machines = deployment.machines(devices)
     lines = [

@@ -2,7 +2,7 @@
 
 A table is a DataFrame plus a list of `Column`s saying what to show and how; `markdown` and
 `latex` render the same spec, so the two never disagree. Every unit is in the header. What each
-paper table holds is its entry in `qmoe.analysis.paper_tables.PAPER_TABLES`; `paper_table`
+paper table holds is its entry in `qmoe.report.paper_tables.PAPER_TABLES`; `paper_table`
 renders any entry.
 """
 
@@ -14,8 +14,8 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from qmoe.analysis.paper_tables import Fmt, PaperTable
-from qmoe.analysis.stats import pval  # noqa: F401  (re-exported for report columns)
+from qmoe.analysis.names import pval  # noqa: F401  (re-exported for report columns)
+from qmoe.report.paper_tables import Fmt, PaperTable
 
 Cell = Callable[[pd.Series], str]
 
@@ -119,7 +119,7 @@ def latex(table: Table) -> str:
     return "\n".join(lines + [r"\end{table}"]) + "\n"
 
 
-# --- the paper's tables (qmoe.analysis.paper_tables) -------------------------------------------
+# --- the paper's tables (qmoe.report.paper_tables) -------------------------------------------
 
 _FORMATS = {
     Fmt.TEXT: lambda c: text(c.field, c.header),

@@ -1,5 +1,5 @@
 """The claims verdict as the report says it: tables, counts and reports/verdicts.json, from the
-verdict rows of `qmoe.analysis.claims.judge`.
+verdict rows of `qmoe.report.claim_verdicts.judge`.
 
 Each verdict is data (its verdict, an effect's direction and size, proxy, scope, power); it is put
 into words once, here (`verdict_cell`). The paper's claims and our extensions are two tables, and
@@ -12,7 +12,7 @@ import math
 
 import pandas as pd
 
-from qmoe.analysis.claims import BY_ID, Claim
+from qmoe.analysis.paper_claims import BY_ID, Claim
 from qmoe.analysis.verdict import Effect, Rule, Verdict
 
 PROTOCOLS = ("corrected", "faithful")  # always shown side by side, run or not
@@ -129,7 +129,7 @@ def _claim_label(claim: Claim, dataset: str, many: bool) -> str:
 
 
 def verdict_table(rows: pd.DataFrame, only: tuple[str, ...] = (), reasons: bool = True) -> str:
-    """The claims table of `rows` (qmoe.analysis.claims.judge over PROTOCOLS); `only`: these
+    """The claims table of `rows` (qmoe.report.claim_verdicts.judge over PROTOCOLS); `only`: these
     claims, in this order; `reasons`: with the reason column."""
     many = rows["dataset"].nunique() > 1
     if only:

@@ -1,4 +1,4 @@
-"""One claim judged (qmoe.analysis.judgement): an effect's direction and size apart, and the power
+"""One claim judged (qmoe.report.judgement): an effect's direction and size apart, and the power
 of an inconclusive verdict, on constructed intervals with hand-computed answers."""
 
 import math
@@ -6,7 +6,6 @@ import math
 import pytest
 from repo_params import config
 
-from qmoe.analysis.judgement import decide, direction_verdict, power, units_needed
 from qmoe.analysis.verdict import (
     EQUIVALENT,
     NO_GAIN,
@@ -17,6 +16,7 @@ from qmoe.analysis.verdict import (
     VerdictConfig,
     interval,
 )
+from qmoe.report.judgement import decide, direction_verdict, power, units_needed
 
 NAN = math.nan
 CFG = config(VerdictConfig, "report.verdict", proportion_tol=0.1)
