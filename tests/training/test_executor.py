@@ -276,6 +276,11 @@ def test_the_pool_ends_with_its_stage_however_the_stage_is_killed(tmp_path, sign
         stderr=subprocess.DEVNULL,
         text=True,
         env={**os.environ, "PYTHONPATH": _path(tmp_path)},
+        # a stage started from a shell gets the default action for `signum`: under nohup (SIGHUP
+        # ignored, inherited across exec) the test would otherwise send a signal nobody gets
+        preexec_fn=None
+        if signum == signal.SIGKILL
+        else lambda: signal.signal(signum, signal.SIG_DFL),
     )
     assert proc.stdout.readline().strip() == "started"
     pool = []
