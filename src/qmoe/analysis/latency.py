@@ -21,8 +21,9 @@ claims read `stats.latency_regime`'s.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -75,6 +76,28 @@ def in_regime(rounds: pd.DataFrame, regime: str) -> pd.DataFrame:
     return rounds[rounds["regime"] == regime] if "regime" in rounds else rounds
 
 
+class TimedScope(NamedTuple):
+    """One (dataset, protocol) of the runs table in one cache regime: its rounds, timed in the
+    protocol's claims runtime."""
+
+    dataset: str
+    protocol: str
+    runtime: str
+    regime: str
+    rounds: pd.DataFrame  # that scope's rows of rounds.csv in that regime (empty: none timed)
+
+
+def timed_scopes(rounds: pd.DataFrame, runs: pd.DataFrame, fallback: str) -> Iterator[TimedScope]:
+    """Each (dataset, protocol) of `runs` and each cache regime its rounds hold; a scope with no
+    rounds yields once, in regime `fallback` (the claims' regime), so its rows say why."""
+    for scope in scopes(runs):
+        runtime = claims_runtime(scope.protocol)
+        here = scope.select(rounds) if not rounds.empty else rounds
+        for regime in regimes_in(here) if not here.empty else [fallback]:
+            timed = in_regime(here, regime) if not here.empty else here
+            yield TimedScope(scope.dataset, scope.protocol, runtime, regime, timed)
+
+
 ROUND_COLUMNS = [
     *("family", "dataset", "protocol", "metric", "variant", "baseline", "runtime", "regime"),
     *("test", "status", "reason", "n_pairs", "n_models", "mean_variant", "mean_baseline"),
@@ -114,26 +137,22 @@ def compare_rounds(
     protocol's runtime (`claims_runtime`); `rounds`: the benchmarks' rounds.csv with dataset and
     protocol columns (`load_bench_table`)."""
     rows = []
-    for scope in scopes(runs):
-        runtime = claims_runtime(scope.protocol)
-        here = scope.select(rounds) if not rounds.empty else rounds
-        for regime in regimes_in(here) if not here.empty else [cfg.latency_regime]:
-            timed = in_regime(here, regime) if not here.empty else here
-            for pair in pairs:
-                rows.append(
-                    {
-                        "family": pair.family,
-                        "dataset": scope.dataset,
-                        "protocol": scope.protocol,
-                        "metric": "latency_median_ms",
-                        "variant": pair.variant,
-                        "baseline": pair.baseline,
-                        "runtime": runtime,
-                        "regime": regime,
-                        "test": TEST,
-                        **round_row(timed, pair, runtime, Form.WHOLE.value, cfg),
-                    }
-                )
+    for t in timed_scopes(rounds, runs, cfg.latency_regime):
+        for pair in pairs:
+            rows.append(
+                {
+                    "family": pair.family,
+                    "dataset": t.dataset,
+                    "protocol": t.protocol,
+                    "metric": "latency_median_ms",
+                    "variant": pair.variant,
+                    "baseline": pair.baseline,
+                    "runtime": t.runtime,
+                    "regime": t.regime,
+                    "test": TEST,
+                    **round_row(t.rounds, pair, t.runtime, Form.WHOLE.value, cfg),
+                }
+            )
     frame = pd.DataFrame(rows).reindex(columns=ROUND_COLUMNS)
     return add_holm(frame, "p_ratio", cfg.alpha, "ratio_", ("family", "protocol", "regime"))
 

@@ -24,11 +24,10 @@ import numpy as np
 import pandas as pd
 
 from qmoe.analysis.comparisons import Pair
-from qmoe.analysis.latency import geo_ms, in_regime, regimes_in, round_row
+from qmoe.analysis.latency import geo_ms, round_row, timed_scopes
 from qmoe.analysis.names import COMPUTED
-from qmoe.analysis.pairing import scopes
 from qmoe.analysis.stats import StatsConfig, add_holm
-from qmoe.contract.benchmarks import EXACT_FORMS, Form, claims_runtime
+from qmoe.contract.benchmarks import EXACT_FORMS, Form
 
 COLUMNS = [
     *("family", "dataset", "protocol", "variant", "baseline", "runtime", "regime", "form"),
@@ -83,15 +82,9 @@ def decompose(
 ) -> pd.DataFrame:
     """One row per MoE pair (MoE vs 8-bit), (dataset, protocol), regime and exact form timed."""
     rows = []
-    for scope in scopes(runs):
-        runtime = claims_runtime(scope.protocol)
-        here = scope.select(rounds) if not rounds.empty else rounds
-        for regime in regimes_in(here) if not here.empty else [cfg.latency_regime]:
-            timed = in_regime(here, regime) if not here.empty else here
-            where = dict(
-                dataset=scope.dataset, protocol=scope.protocol, runtime=runtime, regime=regime
-            )
-            rows += [row for pair in pairs for row in _rows(timed, where, pair, cfg)]
+    for t in timed_scopes(rounds, runs, cfg.latency_regime):
+        where = dict(dataset=t.dataset, protocol=t.protocol, runtime=t.runtime, regime=t.regime)
+        rows += [row for pair in pairs for row in _rows(t.rounds, where, pair, cfg)]
     frame = pd.DataFrame(rows).reindex(columns=COLUMNS)
     by = ("family", "protocol", "regime", "form")
     frame = add_holm(frame, "p_ratio", cfg.alpha, "ratio_", by)
