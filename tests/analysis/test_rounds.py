@@ -6,29 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from round_orders import abba_order, keyed_warm
 
 from qmoe.analysis import rounds
 from qmoe.bench.rounds import round_medians
-
-
-def _order(targets: list[tuple], turns: int, calls: dict[str, int]) -> list[dict]:
-    """An ABBA run order over `targets` (variant, fold, seed, runtime), with a batch-8 block
-    after each turn (not part of the batch-1 rounds)."""
-    order = []
-    for t in range(turns):
-        for v, f, s, r in targets if t % 2 == 0 else targets[::-1]:
-            order.append(
-                dict(turn=t, batch_size=1, variant=v, fold=f, seed=s, runtime=r, calls=calls[r])
-            )
-        order.append(
-            dict(turn=t, batch_size=8, variant="fp32", fold=1, seed=0, runtime="x", calls=5)
-        )
-    return order
-
-
-def _keyed(samples: dict) -> dict:
-    """(variant, fold, seed, runtime) -> the full key of a whole model timed warm."""
-    return {(*k, "whole", "warm"): v for k, v in samples.items()}
 
 
 def _drifting_run(turns: int = 10, block: int = 100):
@@ -36,7 +17,7 @@ def _drifting_run(turns: int = 10, block: int = 100):
     as when another job starts); B's per-call noise is wide (lognormal 0.3), A's tight."""
     rng = np.random.default_rng(0)
     targets = [(v, f, 0, "onnxruntime") for v in ("A", "B") for f in (1, 2)]
-    order = _order(targets, turns, {"onnxruntime": block})
+    order = abba_order(targets, turns, {"onnxruntime": block})
     samples = {t: np.zeros(turns * block) for t in targets}
     for t in range(turns):
         slow = 2.0 if t >= 4 else 1.0
@@ -49,7 +30,7 @@ def _drifting_run(turns: int = 10, block: int = 100):
 
 def test_pairing_by_round_cancels_a_drift_that_pooled_medians_do_not():
     order, samples = _drifting_run()
-    per_round = round_medians(order, _keyed(samples))
+    per_round = round_medians(order, keyed_warm(samples))
     rr = rounds.round_ratio(per_round, ("B", "onnxruntime"), ("A", "onnxruntime"))
     assert rr.reason is None and rr.n_rounds == 10 and rr.n_folds == 2
     assert rr.ratio == pytest.approx(0.5, rel=0.03)

@@ -3,38 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+from round_orders import abba_order, keyed_warm
 
 from qmoe.bench import rounds
 
 
-def _order(targets: list[tuple], turns: int, calls: dict[str, int]) -> list[dict]:
-    """An ABBA run order over `targets` (variant, fold, seed, runtime), with a batch-8 block
-    after each turn (not part of the batch-1 rounds)."""
-    order = []
-    for t in range(turns):
-        for v, f, s, r in targets if t % 2 == 0 else targets[::-1]:
-            order.append(
-                dict(turn=t, batch_size=1, variant=v, fold=f, seed=s, runtime=r, calls=calls[r])
-            )
-        order.append(
-            dict(turn=t, batch_size=8, variant="fp32", fold=1, seed=0, runtime="x", calls=5)
-        )
-    return order
-
-
-def _keyed(samples: dict) -> dict:
-    """(variant, fold, seed, runtime) -> the full key of a whole model timed warm."""
-    return {(*k, "whole", "warm"): v for k, v in samples.items()}
-
-
 def test_round_medians_cut_each_targets_samples_by_its_blocks():
     targets = [("fp32", 1, 0, "onnxruntime"), ("fp32", 1, 0, "torch")]
-    order = _order(targets, 3, {"onnxruntime": 4, "torch": 2})
+    order = abba_order(targets, 3, {"onnxruntime": 4, "torch": 2})
     samples = {
         targets[0]: np.array([1, 2, 3, 4, 10, 20, 30, 40, 5, 5, 5, 9.0]),
         targets[1]: np.array([7, 8, 1, 1, 2, 2.0]),
     }
-    out = rounds.round_medians(order, _keyed(samples))
+    out = rounds.round_medians(order, keyed_warm(samples))
     assert list(out.columns) == rounds.ROUND_COLUMNS
     assert set(out["form"]) == {"whole"} and set(out["regime"]) == {"warm"}
     onnx = out[out["runtime"] == "onnxruntime"]
